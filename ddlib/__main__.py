@@ -1,0 +1,3 @@
+from ddlib.cli import main
+
+raise SystemExit(main())
