@@ -105,3 +105,20 @@ def environment_info() -> dict[str, str]:
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info
+
+
+def provenance(command: str | None = None) -> dict[str, str]:
+    """Where a figure came from: command, git commit, device, date; recorded with every result."""
+    import subprocess
+    import sys
+    import time
+
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+                                cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = "unknown"
+    dev = get_device()
+    device = torch.cuda.get_device_name(0) if dev.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
+    return {"command": command if command is not None else " ".join(sys.argv), "commit": commit,
+            "device": device, "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
