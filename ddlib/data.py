@@ -320,7 +320,8 @@ def make_synthetic_patterns(num_classes: int = 4, patterns_per_class: tuple[int,
     """Classes that are mixtures of known visual sub-patterns of unequal sizes.
 
     Class c has a colour; each of its ``patterns_per_class[c]`` sub-patterns is a distinct
-    random blob-and-stripe layout, and its share of the class decays geometrically (1, 1/2,
+    blob (at a position of its own) and stripe (at an
+    orientation of its own) layout, and its share of the class decays geometrically (1, 1/2,
     1/4, ...; normalised), so the sub-patterns are unbalanced. Samples are the sub-pattern's
     prototype with a random shift of up to one pixel, brightness jitter and Gaussian noise.
     ``train_patterns``/``test_patterns`` hold each sample's sub-pattern id within its class.
@@ -334,6 +335,8 @@ def make_synthetic_patterns(num_classes: int = 4, patterns_per_class: tuple[int,
     s = image_size
     yy, xx = np.mgrid[0:s, 0:s] / s
     hues = np.linspace(0, 1, num_classes, endpoint=False)
+    anchors = np.array([(0.25, 0.25), (0.25, 0.75), (0.75, 0.25), (0.75, 0.75), (0.5, 0.5),
+                        (0.25, 0.5), (0.75, 0.5), (0.5, 0.25), (0.5, 0.75)])
 
     def colour(h: float) -> np.ndarray:
         return 0.5 + 0.5 * np.cos(2 * np.pi * (h + np.array([0.0, 1 / 3, 2 / 3])))
@@ -342,10 +345,12 @@ def make_synthetic_patterns(num_classes: int = 4, patterns_per_class: tuple[int,
     for c in range(num_classes):
         col = colour(hues[c])
         cls = []
-        for _ in range(patterns_per_class[c]):
-            cy, cx = g.uniform(0.2, 0.8, size=2)
-            r = g.uniform(0.12, 0.3)
-            theta, freq = g.uniform(0, np.pi), g.uniform(2, 5)
+        m = patterns_per_class[c]
+        spots = g.permutation(len(anchors))  # distinct blob positions keep sub-patterns apart
+        for k in range(m):
+            cy, cx = anchors[spots[k % len(anchors)]] + g.uniform(-0.05, 0.05, size=2)
+            r = g.uniform(0.15, 0.25)
+            theta, freq = np.pi * (k + g.uniform(0, 0.3)) / m, g.uniform(2, 4)
             blob = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * r * r))
             stripes = 0.5 + 0.5 * np.sin(2 * np.pi * freq * (np.cos(theta) * xx + np.sin(theta) * yy))
             mask = 0.65 * blob + 0.35 * stripes * (1 - blob)
