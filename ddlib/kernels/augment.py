@@ -233,11 +233,11 @@ def hflip(x: Tensor, p: float = 0.5, generator: torch.Generator | None = None) -
 
 
 # ----------------------------------------------------------------------------- colour
-_LUMA = (0.299, 0.587, 0.114)
+_LUMA = (0.2989, 0.587, 0.114)  # torchvision's rgb_to_grayscale weights
 
 
 def _gray(x: Tensor) -> Tensor:
-    """(N, 1, H, W) luma of RGB images (ITU-R 601-2, as torchvision/PIL); identity for 1 channel."""
+    """(N, 1, H, W) luma of RGB images (ITU-R 601-2 with torchvision's rounding); identity for 1 channel."""
     if x.shape[1] == 1:
         return x
     wts = torch.tensor(_LUMA, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
