@@ -153,7 +153,8 @@ def _timm_model(name: str, in_channels: int, pretrained: bool, weights: str | os
     import timm
 
     if not timm.list_models(name) and not timm.is_model(name):
-        close = timm.list_models(f"*{name.split('.')[0][:6]}*")[:10]
+        close = timm.list_models(f"*{name.split('.')[0][:6]}*")[:10] or ["resnet18", "convnext_tiny",
+                                                                          "vit_small_patch16_224"]
         raise ParamError(f"timm model {name!r} is unknown; choose a timm name (timm.list_models()), e.g. {close}")
     if weights is not None:
         path = os.fspath(weights)
