@@ -1,0 +1,294 @@
+"""Coreset baselines under BPS's result shape: random, herding, k-center, forgetting/EL2N, centroids.
+
+Every selector takes a :class:`SelectionInputs` (the one modelling every method shares: the
+Stage-1 embeddings, labels, the per-class patterns, and for some methods per-sample scores)
+and returns ``{"indices", "pattern", "role", "config"}`` like :func:`ddlib.bps.select.select_bps`.
+Feature-based baselines (herding, k-center, centroids) work in the same L2-normalised Stage-1
+embedding space BPS selects in, so the comparison isolates the selection rule.
+
+``role`` of a baseline's pick is given by the common criterion of
+:func:`ddlib.metrics.assign_roles` (cosine to its pattern's mean at or above the pattern's
+median: "centre", else "margin"), ``pattern`` is the pick's Stage-1 pattern id (-1 when no
+patterns are given).
+
+Forgetting (Toneva et al. 2019): a model is trained on the full data; a *forgetting event* is a
+sample that was classified correctly when last seen in a minibatch and is misclassified now;
+never-learned samples count as forgotten infinitely often; per class the most-forgotten samples
+are picked. When events are too few to rank (fewer than ``ipc`` samples with a non-zero score in
+some class — typical of short CPU runs), the score falls back to EL2N (Paul et al. 2021):
+``||softmax(f(x)) - onehot(y)||₂`` at an early epoch, highest first. The result says which
+(``config["score"]``).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ddlib.utils import ParamError, check_choice, check_float, check_int, config_dict, get_device, seed_everything
+
+
+@dataclass
+class SelectionInputs:
+    """What the selectors draw on: one modelling shared by all methods (arrays of length N)."""
+
+    embeddings: torch.Tensor | np.ndarray
+    labels: torch.Tensor | np.ndarray
+    patterns: torch.Tensor | np.ndarray | None = None
+    entropies: torch.Tensor | np.ndarray | None = None   # teacher entropies (BPS)
+    scores: dict = field(default_factory=dict)          # e.g. {"forgetting": ..., "el2n": ...}
+
+    def __post_init__(self) -> None:
+        n = len(self.labels)
+        for name in ("embeddings", "patterns", "entropies"):
+            v = getattr(self, name)
+            if v is not None and len(v) != n:
+                raise ValueError(f"{name} has {len(v)} rows, labels {n}")
+
+
+def _np(x) -> np.ndarray:
+    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+
+
+def _feats(inp: SelectionInputs) -> np.ndarray:
+    e = _np(inp.embeddings).astype(np.float64)
+    return e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
+
+
+def _result(inp: SelectionInputs, indices: list[int], config: dict) -> dict:
+    from ddlib.metrics import assign_roles
+
+    y = _np(inp.labels)
+    pat = None if inp.patterns is None else _np(inp.patterns)
+    roles = assign_roles(_feats(inp), y, indices, pat) if len(indices) else []
+    pattern = [int(pat[i]) for i in indices] if pat is not None else [-1] * len(indices)
+    return {"indices": [int(i) for i in indices], "pattern": pattern, "role": roles, "config": config}
+
+
+def _per_class(inp: SelectionInputs, ipc: int, pick: Callable[[np.ndarray, int], np.ndarray]) -> list[int]:
+    """Apply ``pick(class_indices, n)`` per class (n = min(ipc, class size)); a whole small class is taken."""
+    y = _np(inp.labels)
+    out: list[int] = []
+    for c in np.unique(y):
+        idx = np.nonzero(y == c)[0]
+        if len(idx) <= ipc:
+            out += idx.tolist()
+        else:
+            out += idx[pick(idx, ipc)].tolist()
+    return out
+
+
+# ----------------------------------------------------------------------------- selectors
+def select_random(inp: SelectionInputs, ipc: int, seed: int = 0) -> dict:
+    """``ipc`` samples per class uniformly at random (NumPy generator seeded with ``seed``)."""
+    rng = np.random.default_rng(seed)
+    idx = _per_class(inp, ipc, lambda members, n: rng.choice(len(members), n, replace=False))
+    return _result(inp, idx, {"method": "random", "ipc": ipc, "seed": seed})
+
+
+def herding_order(feats: np.ndarray, n: int) -> np.ndarray:
+    """Greedy feature-moment matching (Welling 2009; iCaRL): each step adds the sample that brings the
+    running mean of the selection closest to the class mean."""
+    f = torch.as_tensor(feats, dtype=torch.float64)
+    mu = f.mean(0)
+    chosen: list[int] = []
+    free = torch.ones(len(f), dtype=torch.bool)
+    total = torch.zeros_like(mu)
+    for t in range(n):
+        target = (t + 1) * mu - total
+        d = (f - target).pow(2).sum(1)
+        d[~free] = float("inf")
+        i = int(d.argmin())
+        chosen.append(i)
+        free[i] = False
+        total += f[i]
+    return np.asarray(chosen, dtype=np.int64)
+
+
+def select_herding(inp: SelectionInputs, ipc: int, seed: int = 0) -> dict:
+    """Herding per class in the Stage-1 embedding space (deterministic; ``seed`` unused)."""
+    f = _feats(inp)
+    idx = _per_class(inp, ipc, lambda members, n: herding_order(f[members], n))
+    return _result(inp, idx, {"method": "herding", "ipc": ipc, "seed": seed})
+
+
+def kcenter_order(feats: np.ndarray, n: int, first: int) -> np.ndarray:
+    """k-center greedy (Sener & Savarese 2018): from ``first``, repeatedly add the sample farthest from the selection."""
+    f = torch.as_tensor(feats, dtype=torch.float64)
+    chosen = [first]
+    mind = torch.cdist(f, f[first:first + 1]).squeeze(1)
+    for _ in range(n - 1):
+        i = int(mind.argmax())
+        chosen.append(i)
+        mind = torch.minimum(mind, torch.cdist(f, f[i:i + 1]).squeeze(1))
+    return np.asarray(chosen, dtype=np.int64)
+
+
+def select_kcenter(inp: SelectionInputs, ipc: int, seed: int = 0) -> dict:
+    """k-center greedy per class in the Stage-1 embedding space; the first centre drawn with ``seed`` (as DeepCore)."""
+    f = _feats(inp)
+    rng = np.random.default_rng(seed)
+    idx = _per_class(inp, ipc, lambda members, n: kcenter_order(f[members], n, int(rng.integers(len(members)))))
+    return _result(inp, idx, {"method": "kcenter", "ipc": ipc, "seed": seed})
+
+
+def select_centroids(inp: SelectionInputs, ipc: int, seed: int = 0) -> dict:
+    """Class-centroid nearest real images: per class, k-means with ``ipc`` clusters (k-means++ seeded,
+    scikit-learn) in the embedding space, then the real sample nearest each centroid (distinct).
+
+    For ``ipc = 1`` this is the sample nearest the class mean (LGM's "class centroids (real)").
+    """
+    from sklearn.cluster import KMeans
+
+    f = _feats(inp)
+
+    def pick(members: np.ndarray, n: int) -> np.ndarray:
+        x = f[members]
+        centres = x.mean(0, keepdims=True) if n == 1 else KMeans(n, n_init=3, random_state=seed).fit(x).cluster_centers_
+        d = ((x[:, None, :] - centres[None]) ** 2).sum(-1) if len(x) * n < 5e7 else None
+        chosen: list[int] = []
+        for j in range(n):
+            dj = d[:, j].copy() if d is not None else ((x - centres[j]) ** 2).sum(1)
+            dj[chosen] = np.inf
+            chosen.append(int(dj.argmin()))
+        return np.asarray(chosen, dtype=np.int64)
+
+    idx = _per_class(inp, ipc, pick)
+    return _result(inp, idx, {"method": "centroids", "ipc": ipc, "seed": seed})
+
+
+def select_by_score(inp: SelectionInputs, ipc: int, score: np.ndarray, name: str, seed: int = 0,
+                    extra: dict | None = None) -> dict:
+    """Per class the ``ipc`` highest scores (ties broken by a seeded random order)."""
+    s = np.asarray(score, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    tie = rng.random(len(s))
+    idx = _per_class(inp, ipc, lambda members, n: np.lexsort((tie[members], -s[members]))[:n])
+    return _result(inp, idx, {"method": name, "ipc": ipc, "seed": seed, **(extra or {})})
+
+
+def select_forgetting(inp: SelectionInputs, ipc: int, seed: int = 0) -> dict:
+    """Most-forgotten samples per class; EL2N when forgetting events are too few (see the module docstring).
+
+    Needs ``inp.scores`` from :func:`forgetting_scores` (keys ``forgetting``, ``el2n``).
+    """
+    if "forgetting" not in inp.scores or "el2n" not in inp.scores:
+        raise ParamError("method='forgetting' needs scores from ddlib.baselines.forgetting_scores(ds, cfg) "
+                         "in SelectionInputs.scores")
+    forg = np.asarray(inp.scores["forgetting"], dtype=np.float64)
+    y = _np(inp.labels)
+    nonzero = min(int(((y == c) & (forg > 0)).sum()) for c in np.unique(y))
+    need = min(ipc, min(int((y == c).sum()) for c in np.unique(y)))
+    if nonzero >= need:
+        return select_by_score(inp, ipc, forg, "forgetting", seed, {"score": "forgetting", "min_class_nonzero": nonzero})
+    return select_by_score(inp, ipc, np.asarray(inp.scores["el2n"]), "forgetting", seed,
+                           {"score": "el2n", "min_class_nonzero": nonzero,
+                            "el2n_epoch": inp.scores.get("el2n_epoch")})
+
+
+SELECTORS: dict[str, Callable[[SelectionInputs, int, int], dict]] = {
+    "random": select_random,
+    "herding": select_herding,
+    "kcenter": select_kcenter,
+    "forgetting": select_forgetting,
+    "centroids": select_centroids,
+}
+
+
+# ----------------------------------------------------------------------------- forgetting scores
+@dataclass(frozen=True)
+class ForgettingConfig:
+    """The model trained to count forgetting events (DeepCore: the same architecture, SGD, crop+flip)."""
+
+    model: str = "resnet18"
+    width: int | None = None       # ConvNet width (None: the model's default)
+    depth: int | None = None
+    epochs: int = 200              # DeepCore default for CIFAR
+    batch_size: int = 128
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    augment: str = "crop_flip"
+    el2n_epoch: int = 20           # EL2N is read after this epoch (Paul et al.: early in training)
+
+    def __post_init__(self) -> None:
+        check_int("epochs", self.epochs, 1)
+        check_int("batch_size", self.batch_size, 1)
+        check_float("lr", self.lr, 0.0)
+        check_float("momentum", self.momentum, 0.0, 1.0)
+        check_float("weight_decay", self.weight_decay, 0.0)
+        check_int("el2n_epoch", self.el2n_epoch, 1)
+        if self.width is not None:
+            check_int("width", self.width, 1)
+        if self.depth is not None:
+            check_int("depth", self.depth, 1)
+        from ddlib.kernels.augment import AUGMENTS
+        check_choice("augment", self.augment, list(AUGMENTS))
+
+
+def forgetting_scores(ds, cfg: ForgettingConfig = ForgettingConfig(), seed: int = 0, device=None,
+                      progress: bool = True, cache: bool = True) -> dict:
+    """Forgetting counts and EL2N scores of every training sample (a cached artifact).
+
+    Returns ``{"forgetting": (N,), "el2n": (N,), "el2n_epoch": int, "events": int}``; never-learned
+    samples have forgetting ``inf``.
+    """
+    from ddlib import artifacts
+
+    key = artifacts.make_key("forgetting", ds.key(), cfg, [f"seed={seed}"])
+    return artifacts.cached(key, lambda: _forgetting(ds, cfg, seed, device, progress), enabled=cache)
+
+
+def _model_kw(cfg) -> dict:
+    return {k: v for k, v in (("width", cfg.width), ("depth", cfg.depth)) if v is not None}
+
+
+def _forgetting(ds, cfg: ForgettingConfig, seed: int, device, progress: bool) -> dict:
+    from tqdm.auto import tqdm
+
+    from ddlib import models
+    from ddlib.kernels.augment import augment
+
+    dev = get_device(device)
+    g = seed_everything(seed)
+    model = models.create(cfg.model, ds.num_classes, ds.image_shape[0], ds.image_shape[1],
+                          ds.mean.tolist(), ds.std.tolist(), **_model_kw(cfg)).to(dev)
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.epochs)
+    x, y = ds.train_x, ds.train_y
+    n = len(y)
+    last = torch.zeros(n, dtype=torch.bool)
+    learned = torch.zeros(n, dtype=torch.bool)
+    events = torch.zeros(n)
+    el2n = torch.zeros(n)
+    el2n_epoch = min(cfg.el2n_epoch, cfg.epochs)
+    for epoch in tqdm(range(cfg.epochs), desc="forgetting", disable=not progress):
+        model.train()
+        perm = torch.randperm(n, generator=g)
+        for i in range(0, n, cfg.batch_size):
+            b = perm[i:i + cfg.batch_size]
+            xb = augment(x[b].to(dev).float() / 255, cfg.augment, g if dev.type == "cpu" else None)
+            out = model(xb)
+            loss = F.cross_entropy(out, y[b].to(dev))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            correct = (out.argmax(1).cpu() == y[b])
+            events[b] += (last[b] & ~correct).float()
+            last[b] = correct
+            learned[b] |= correct
+        sched.step()
+        if epoch + 1 == el2n_epoch:
+            model.eval()
+            with torch.no_grad():
+                for i in range(0, n, 512):
+                    xb = x[i:i + 512].to(dev).float() / 255
+                    p = F.softmax(model(xb), 1).cpu()
+                    el2n[i:i + 512] = (p - F.one_hot(y[i:i + 512], ds.num_classes).float()).norm(dim=1)
+    forg = events.clone()
+    forg[~learned] = float("inf")
+    return {"forgetting": forg.numpy(), "el2n": el2n.numpy(), "el2n_epoch": el2n_epoch,
+            "events": int(events.sum()), "config": config_dict(cfg)}

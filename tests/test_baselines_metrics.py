@@ -1,0 +1,106 @@
+"""Baselines under the selection API, and the selection metrics, on hand-made embeddings."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from ddlib import metrics
+from ddlib.baselines import (SELECTORS, ForgettingConfig, SelectionInputs, forgetting_scores, herding_order,
+                             kcenter_order, select_forgetting)
+from ddlib.utils import ParamError
+
+
+def _inputs(seed: int = 0) -> SelectionInputs:
+    rng = np.random.default_rng(seed)
+    # two classes; class 0 has a big pattern and a small far-away pattern
+    a = rng.normal(0, 0.05, (80, 4)) + np.array([1, 0, 0, 0])
+    b = rng.normal(0, 0.05, (20, 4)) + np.array([0, 1, 0, 0])
+    c = rng.normal(0, 0.05, (60, 4)) + np.array([0, 0, 1, 0])
+    emb = np.concatenate([a, b, c])
+    y = np.array([0] * 100 + [1] * 60)
+    pat = np.array([0] * 80 + [1] * 20 + [0] * 60)
+    forg = rng.integers(0, 3, 160).astype(float)
+    return SelectionInputs(emb, y, pat, scores={"forgetting": forg, "el2n": rng.random(160)})
+
+
+@pytest.mark.parametrize("method", ["random", "herding", "kcenter", "centroids", "forgetting"])
+def test_selectors_share_the_result_shape(method):
+    inp = _inputs()
+    s = SELECTORS[method](inp, 5, 0)
+    assert set(s) >= {"indices", "pattern", "role", "config"}
+    idx = np.array(s["indices"])
+    assert len(idx) == 10 and len(set(idx.tolist())) == 10
+    assert np.bincount(inp.labels[idx]).tolist() == [5, 5]
+    assert len(s["pattern"]) == len(s["role"]) == 10 and set(s["role"]) <= {"centre", "margin"}
+    assert s["config"]["method"] == method
+    # deterministic for a seed
+    assert SELECTORS[method](inp, 5, 0)["indices"] == s["indices"]
+    # a class smaller than the IPC is taken whole
+    assert len(SELECTORS[method](inp, 70, 0)["indices"]) == 70 + 60
+
+
+def test_herding_matches_the_mean_and_kcenter_covers():
+    x = np.array([[0.0], [1.0], [2.0], [10.0]])
+    # mean 3.25: first 2.0; then 1.0 (pair mean 1.5, off by 1.75) beats 10.0 (mean 6.0, off by 2.75)
+    assert herding_order(x, 2).tolist() == [2, 1]
+    assert kcenter_order(x, 3, first=0).tolist() == [0, 3, 2]
+
+
+def test_kcenter_reaches_the_small_pattern_and_lowers_fill_distance():
+    inp = _inputs()
+    kc = SELECTORS["kcenter"](inp, 2, 0)
+    c0 = [i for i in kc["indices"] if inp.labels[i] == 0]
+    assert {int(inp.patterns[i]) for i in c0} == {0, 1}
+    fd_kc = metrics.fill_distance(inp.embeddings, inp.labels, kc["indices"])
+    her = SELECTORS["herding"](inp, 2, 0)
+    fd_h = metrics.fill_distance(inp.embeddings, inp.labels, her["indices"])
+    assert fd_kc["per_class"][0] < fd_h["per_class"][0]
+
+
+def test_forgetting_falls_back_to_el2n_when_events_are_few():
+    inp = _inputs()
+    s = select_forgetting(inp, 5)
+    assert s["config"]["score"] == "forgetting"
+    inp.scores = {"forgetting": np.zeros(160), "el2n": np.arange(160.0)}
+    s = select_forgetting(inp, 5)
+    assert s["config"]["score"] == "el2n"
+    assert sorted(s["indices"]) == list(range(95, 100)) + list(range(155, 160))
+    with pytest.raises(ParamError, match="forgetting"):
+        select_forgetting(SelectionInputs(inp.embeddings, inp.labels), 5)
+
+
+def test_forgetting_scores_from_a_tiny_training_run():
+    from ddlib import data
+
+    ds = data.load("digits", per_class=20, test_per_class=5)
+    cfg = ForgettingConfig(model="convnet", width=8, depth=1, epochs=2, batch_size=64, el2n_epoch=1)
+    sc = forgetting_scores(ds, cfg, progress=False)
+    assert sc["forgetting"].shape == (200,) and sc["el2n"].shape == (200,)
+    assert (sc["el2n"] >= 0).all() and (sc["el2n"] <= np.sqrt(2) + 1e-6).all()
+    with pytest.raises(ParamError, match="epochs"):
+        ForgettingConfig(epochs=0)
+
+
+def test_fill_distance_and_mmd_on_known_cases():
+    emb = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.0, 1.0]])
+    y = torch.tensor([0, 0, 0, 0])
+    # selecting one unit vector: the other is sqrt(2) away
+    assert metrics.fill_distance(emb, y, [0])["mean"] == pytest.approx(np.sqrt(2), abs=1e-5)
+    assert metrics.fill_distance(emb, y, [0, 1])["mean"] == pytest.approx(0.0, abs=1e-5)
+    # MMD is 0 for a selection with the class's exact distribution, positive otherwise
+    assert metrics.mmd(emb, y, [0, 1])["mean"] == pytest.approx(0.0, abs=1e-6)
+    assert metrics.mmd(emb, y, [0])["mean"] > 0.1
+    assert metrics.fill_distance(emb, torch.tensor([0, 0, 1, 1]), [0])["per_class"][1] == float("inf")
+
+
+def test_roles_share_purity_accuracy():
+    emb = np.array([[1.0, 0.0], [0.9, 0.1], [0.5, 0.5], [0.1, 0.9]])
+    y = np.zeros(4, dtype=int)
+    roles = metrics.assign_roles(emb, y, [0, 1, 2, 3])
+    assert roles.count("centre") == 2 and roles.count("margin") == 2
+    assert metrics.centre_margin_share(["centre", "margin", "margin", "margin"]) == {"centre": 0.25, "margin": 0.75}
+    assert metrics.pattern_purity([0, 0, 1, 1], [5, 5, 7, 7])["mean"] == pytest.approx(1.0)
+    assert metrics.pattern_purity([0, 1, 0, 1], [0, 0, 1, 1], labels=[0, 0, 0, 0])["mean"] == pytest.approx(0.0)
+    assert metrics.accuracy(torch.tensor([[0.1, 0.9], [0.8, 0.2]]), torch.tensor([1, 1])) == 0.5
+    assert metrics.pattern_coverage([0, 0, 1], [0, 2], [0, 1, 0]) == pytest.approx(2 / 3)
