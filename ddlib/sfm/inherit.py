@@ -1,0 +1,513 @@
+"""Evaluating a synthetic set on frozen backbones: linear probe, Classifier Inheritance (CI) and KD.
+
+Three ways to turn C·IPC synthetic images into a classifier on an evaluation backbone φ_eval
+(METHODS.md §2):
+
+- ``probe``: a new linear head trained with CE on augmented synthetic images (the LGM reference
+  protocol, :class:`ProbeConfig`).
+- ``ci``: the *golden* head — the linear classifier trained once on the full training set on the
+  distillation backbone φ_distill (:func:`golden_head`) — is inherited; only a linear projector
+  P: d_eval → d_distill is trained, with MSE(P(φ_eval(x)), φ_distill(x)) on augmented synthetic
+  images (:func:`train_projector`); predictions are golden(P(φ_eval(x))) (:func:`ci_predict`).
+- ``kd``: a new head on φ_eval trained with 0.5·KL·T² + 0.5·CE, T = 4, whose teacher is the golden
+  head on φ_distill of the same augmented view (:func:`train_kd`).
+
+Real-image baselines in the same shape as a synthetic set: :func:`random_real` and
+:func:`centroid_real`. :func:`evaluate_synthetic` runs one mode end to end and returns the test
+accuracy, the bytes each part takes and the configuration.
+
+Views of the synthetic images. The reference augments every batch afresh and passes it through the
+frozen backbone at every step (``views=None`` here). On a CPU that costs a backbone forward per
+image per epoch (1,000 epochs), so ``views=K`` instead embeds K augmented views of every image once
+(one draw shared by all backbones, so the projector and the KD teacher see the same view as the
+student) and each step samples one of them per image: the head then sees a finite pool of K
+augmentations instead of a fresh one each time. A departure for CPU budgets, named in every result.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from ddlib import artifacts
+from ddlib.sfm.backbones import backbone_key
+from ddlib.utils import ParamError, check_choice, check_float, check_int, config_dict, get_device
+
+MODES = ("probe", "ci", "kd")
+
+
+# --------------------------------------------------------------------------------------- configs
+@dataclass(frozen=True)
+class ProbeConfig:
+    """How a head (probe, KD student) or a CI projector is trained on augmented synthetic images.
+
+    Defaults are the LGM reference evaluation (``distillation/eval.py``): Adam with no weight decay
+    at lr = 1e-3 · B / 256 (the linear scaling rule, B = min(batch_size, N)), batches of at most 100
+    synthetic images, cosine annealing to 0 over 1,000 epochs, augmentation = RandomResizedCrop
+    (0.08–1) + horizontal flip, and the mean of 5 runs (seeds ``seed + r``), each scored at its last
+    epoch. ``views=None`` draws fresh augmentations at every step as the reference does; ``views=K``
+    embeds K augmented views once (CPU budgets; see the module docstring). The CI projector uses the
+    same optimiser and schedule (the SFM paper names Adam + cosine without further settings); KD uses
+    ``temperature`` T = 4 and ``kd_weight`` 0.5 (loss = w·KL·T² + (1 − w)·CE).
+    """
+
+    epochs: int = 1000
+    batch_size: int = 100
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    crop_scale: tuple[float, float] | None = (0.08, 1.0)
+    flip_p: float = 0.5
+    noise_std: float = 0.0
+    views: int | None = None
+    runs: int = 5
+    temperature: float = 4.0
+    kd_weight: float = 0.5
+    seed: int = 0
+    eval_batch: int = 256
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        check_int("epochs", self.epochs, 1, 10**6)
+        check_int("batch_size", self.batch_size, 1, 10**6)
+        check_float("lr", self.lr, 1e-9, 10.0)
+        check_float("weight_decay", self.weight_decay, 0.0, 1.0)
+        if self.crop_scale is not None:
+            if not isinstance(self.crop_scale, (tuple, list)) or len(self.crop_scale) != 2:
+                raise ParamError(f"crop_scale={self.crop_scale!r} must be a pair (low, high) in (0, 1] or None")
+            check_float("crop_scale[0]", self.crop_scale[0], 1e-6, 1.0)
+            check_float("crop_scale[1]", self.crop_scale[1], self.crop_scale[0], 1.0)
+        check_float("flip_p", self.flip_p, 0.0, 1.0)
+        check_float("noise_std", self.noise_std, 0.0, 10.0)
+        if self.views is not None:
+            check_int("views", self.views, 1, 10**5)
+        check_int("runs", self.runs, 1, 100)
+        check_float("temperature", self.temperature, 1e-3, 1e3)
+        check_float("kd_weight", self.kd_weight, 0.0, 1.0)
+        check_int("seed", self.seed, 0, 2**32 - 1)
+        check_int("eval_batch", self.eval_batch, 1, 10**6)
+
+    def augment_config(self) -> Any:
+        from ddlib.kernels.augment import AugmentConfig
+
+        return AugmentConfig(crop_scale=None if self.crop_scale is None else tuple(self.crop_scale),
+                             flip_p=self.flip_p, noise_std=self.noise_std)
+
+
+@dataclass(frozen=True)
+class GoldenConfig:
+    """The golden head: a linear classifier trained on precomputed full-training-set features of φ_distill.
+
+    Our choice (the SFM paper trains it on the full data without naming settings): Adam lr 1e-3, no
+    weight decay, batch 256, cosine to 0 over 100 epochs, un-augmented images (the test-time view),
+    features computed once and cached.
+    """
+
+    epochs: int = 100
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_int("epochs", self.epochs, 1, 10**5)
+        check_int("batch_size", self.batch_size, 1, 10**7)
+        check_float("lr", self.lr, 1e-9, 10.0)
+        check_float("weight_decay", self.weight_decay, 0.0, 1.0)
+        check_int("seed", self.seed, 0, 2**32 - 1)
+
+
+# --------------------------------------------------------------------------------------- losses
+def kd_loss(student_logits: Tensor, teacher_logits: Tensor, labels: Tensor, temperature: float = 4.0,
+            kd_weight: float = 0.5) -> Tensor:
+    """w·KL(softmax(t/T) ‖ softmax(s/T))·T² + (1 − w)·CE(s, y), batch-mean (the SFM paper's KD baseline)."""
+    t = temperature
+    kl = F.kl_div(F.log_softmax(student_logits / t, dim=1), F.log_softmax(teacher_logits / t, dim=1),
+                  reduction="batchmean", log_target=True)
+    return kd_weight * kl * t * t + (1 - kd_weight) * F.cross_entropy(student_logits, labels)
+
+
+def projector_loss(projected: Tensor, target: Tensor) -> Tensor:
+    """MSE between P(φ_eval(x)) and φ_distill(x), mean over batch and features."""
+    return F.mse_loss(projected, target)
+
+
+# --------------------------------------------------------------------------------------- features
+@torch.no_grad()
+def embed(backbone: nn.Module, x: Tensor, batch_size: int = 256, device: torch.device | None = None,
+          progress: bool = False, desc: str = "embed") -> Tensor:
+    """φ(x) for images ``x`` (uint8 or float [0, 1]) in batches, on ``device``; features returned on CPU, float32."""
+    device = get_device(device)
+    backbone = backbone.to(device).eval()
+    out = []
+    amp = device.type == "cuda"
+    for i in tqdm(range(0, len(x), batch_size), desc=desc, disable=not progress, leave=False):
+        xb = x[i:i + batch_size].to(device)
+        xb = xb.float() / 255 if xb.dtype == torch.uint8 else xb.float()
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            f = backbone(xb)
+        out.append(f.float().cpu())
+    if not out:
+        return torch.zeros(0, int(getattr(backbone, "feature_dim", 0)))
+    return torch.cat(out)
+
+
+def dataset_features(backbone: nn.Module, ds: Any, split: str = "train", batch_size: int = 256,
+                     device: torch.device | None = None, progress: bool = False) -> Tensor:
+    """φ of a dataset split (the un-augmented view), cached by (dataset, split, backbone)."""
+    check_choice("split", split, ("train", "test"))
+    x = ds.train_x if split == "train" else ds.test_x
+    key = artifacts.make_key("features", ds.key(), {"split": split}, [backbone_key(backbone)])
+    return artifacts.cached(key, lambda: embed(backbone, x, batch_size, device, progress, f"φ({split})"),
+                            meta={"split": split, "backbone": backbone_key(backbone), "n": len(x)})
+
+
+class _Views:
+    """Features of augmented synthetic views through one or more frozen backbones, one draw shared by all.
+
+    ``views=None``: a fresh augmentation at every call (the reference); ``views=K``: a bank of K views
+    per image embedded once, a random one per image at every call.
+    """
+
+    def __init__(self, backbones: Sequence[nn.Module], images: Tensor, cfg: ProbeConfig,
+                 device: torch.device) -> None:
+        from ddlib.kernels.augment import augment
+
+        self.backbones = [b.to(device).eval() for b in backbones]
+        self.images = _as_float(images).to(device)
+        self.aug = cfg.augment_config()
+        self.augment = augment
+        self.device = device
+        self.eval_batch = cfg.eval_batch
+        self.bank: list[Tensor] | None = None
+        if cfg.views is not None:
+            g = torch.Generator().manual_seed(cfg.seed + 7919)
+            banks: list[list[Tensor]] = [[] for _ in self.backbones]
+            for _ in tqdm(range(cfg.views), desc="embed views", disable=not cfg.progress, leave=False):
+                feats = self._embed_views(torch.arange(len(self.images)), g)
+                for b, f in zip(banks, feats):
+                    b.append(f)
+            self.bank = [torch.stack(b) for b in banks]  # (V, N, D) each
+
+    @torch.no_grad()
+    def _embed_views(self, idx: Tensor, g: torch.Generator) -> list[Tensor]:
+        outs: list[list[Tensor]] = [[] for _ in self.backbones]
+        for i in range(0, len(idx), self.eval_batch):
+            x = self.augment(self.images[idx[i:i + self.eval_batch]], self.aug, g)
+            for o, bb in zip(outs, self.backbones):
+                o.append(bb(x).float())
+        return [torch.cat(o) for o in outs]
+
+    def batch(self, idx: Tensor, g: torch.Generator) -> list[Tensor]:
+        if self.bank is None:
+            return self._embed_views(idx, g)
+        v = torch.randint(self.bank[0].shape[0], (len(idx),), generator=g)
+        return [b[v.to(b.device), idx.to(b.device)] for b in self.bank]
+
+
+def _as_float(x: Tensor) -> Tensor:
+    return x.float() / 255 if x.dtype == torch.uint8 else x.float()
+
+
+# --------------------------------------------------------------------------------------- training
+def _train_linear(module: nn.Module, views: _Views, labels: Tensor, cfg: ProbeConfig, seed: int,
+                  loss_fn: Callable[[nn.Module, list[Tensor], Tensor], Tensor], desc: str) -> list[float]:
+    """The reference loop: Adam (lr·B/256), cosine over epochs, shuffled batches of B = min(batch_size, N)."""
+    n = len(labels)
+    bs = min(cfg.batch_size, n)
+    opt = torch.optim.Adam(module.parameters(), lr=cfg.lr * bs / 256, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.epochs, eta_min=0.0)
+    g = torch.Generator().manual_seed(seed)
+    labels = labels.to(views.device)
+    losses: list[float] = []
+    # tiny linear steps on precomputed features: thread start-up dominates, one CPU thread is fastest
+    with _threads(1 if views.bank is not None and views.device.type == "cpu" else None):
+        for _ in tqdm(range(cfg.epochs), desc=desc, disable=not cfg.progress, leave=False):
+            losses.append(_epoch(module, views, labels, n, bs, g, opt, loss_fn))
+            sched.step()
+    return losses
+
+
+def _epoch(module: nn.Module, views: _Views, labels: Tensor, n: int, bs: int, g: torch.Generator,
+           opt: torch.optim.Optimizer, loss_fn: Callable[[nn.Module, list[Tensor], Tensor], Tensor]) -> float:
+    perm = torch.randperm(n, generator=g)
+    total = 0.0
+    for i in range(0, n, bs):
+        idx = perm[i:i + bs]
+        feats = views.batch(idx, g)
+        loss = loss_fn(module, feats, labels[idx.to(labels.device)])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        total += float(loss.detach()) * len(idx)
+    return total / n
+
+
+class _threads:
+    """Temporarily run PyTorch's CPU ops on ``n`` threads (None: leave as is)."""
+
+    def __init__(self, n: int | None) -> None:
+        self.n, self.old = n, torch.get_num_threads()
+
+    def __enter__(self) -> None:
+        if self.n is not None:
+            torch.set_num_threads(self.n)
+
+    def __exit__(self, *exc: object) -> None:
+        torch.set_num_threads(self.old)
+
+
+def _linear(d_in: int, d_out: int, seed: int, device: torch.device) -> nn.Linear:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return nn.Linear(d_in, d_out).to(device)
+
+
+def _check_set(images: Tensor, labels: Tensor) -> None:
+    if not isinstance(images, Tensor) or images.dim() != 4:
+        raise ParamError(f"images must be a tensor (N, C, H, W); got {getattr(images, 'shape', type(images))}")
+    if not isinstance(labels, Tensor) or labels.dim() != 1 or len(labels) != len(images) or len(labels) == 0:
+        raise ParamError(f"labels must be a non-empty 1-D tensor with one label per image; got "
+                         f"{getattr(labels, 'shape', type(labels))} for {len(images)} images")
+
+
+def train_probe(backbone: nn.Module, images: Tensor, labels: Tensor, cfg: ProbeConfig | None = None,
+                num_classes: int | None = None, seed: int | None = None, device: torch.device | None = None,
+                views: _Views | None = None) -> nn.Linear:
+    """A new linear head on φ(backbone) trained with CE on augmented synthetic images; returns it (on CPU)."""
+    cfg = cfg or ProbeConfig()
+    _check_set(images, labels)
+    device = get_device(device)
+    views = views or _Views([backbone], images, cfg, device)
+    c = int(num_classes or int(labels.max()) + 1)
+    head = _linear(backbone.feature_dim, c, cfg.seed if seed is None else seed, device)
+    head.history = _train_linear(head, views, labels, cfg, cfg.seed if seed is None else seed,  # type: ignore[attr-defined]
+                                 lambda m, f, y: F.cross_entropy(m(f[0]), y), "probe")
+    return head.cpu()
+
+
+def train_projector(eval_backbone: nn.Module, distill_backbone: nn.Module, images: Tensor,
+                    cfg: ProbeConfig | None = None, seed: int | None = None,
+                    device: torch.device | None = None, views: _Views | None = None) -> nn.Linear:
+    """CI's projector P: d_eval → d_distill fit by MSE(P(φ_eval(x)), φ_distill(x)) on augmented synthetic views.
+
+    Each step both backbones see the same augmented view. ``P.history`` holds the per-epoch MSE.
+    """
+    cfg = cfg or ProbeConfig()
+    if not isinstance(images, Tensor) or images.dim() != 4 or len(images) == 0:
+        raise ParamError(f"images must be a non-empty tensor (N, C, H, W); got {getattr(images, 'shape', None)}")
+    device = get_device(device)
+    views = views or _Views([eval_backbone, distill_backbone], images, cfg, device)
+    s = cfg.seed if seed is None else seed
+    proj = _linear(eval_backbone.feature_dim, distill_backbone.feature_dim, s, device)
+    dummy = torch.zeros(len(images), dtype=torch.long)
+    proj.history = _train_linear(proj, views, dummy, cfg, s,  # type: ignore[attr-defined]
+                                 lambda m, f, y: projector_loss(m(f[0]), f[1]), "projector")
+    return proj.cpu()
+
+
+def train_kd(eval_backbone: nn.Module, golden: nn.Linear, distill_backbone: nn.Module, images: Tensor,
+             labels: Tensor, cfg: ProbeConfig | None = None, seed: int | None = None,
+             device: torch.device | None = None, views: _Views | None = None) -> nn.Linear:
+    """A new head on φ_eval taught by the inherited head: loss 0.5·KL·T² + 0.5·CE with T = 4 (``cfg``),
+    the teacher's logits = golden(φ_distill(view)) on the same augmented view as the student's."""
+    cfg = cfg or ProbeConfig()
+    _check_set(images, labels)
+    device = get_device(device)
+    views = views or _Views([eval_backbone, distill_backbone], images, cfg, device)
+    s = cfg.seed if seed is None else seed
+    teacher = golden.to(device).eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    head = _linear(eval_backbone.feature_dim, golden.out_features, s, device)
+
+    def loss(m: nn.Module, f: list[Tensor], y: Tensor) -> Tensor:
+        with torch.no_grad():
+            t = teacher(f[1])
+        return kd_loss(m(f[0]), t, y, cfg.temperature, cfg.kd_weight)
+
+    head.history = _train_linear(head, views, labels, cfg, s, loss, "kd")  # type: ignore[attr-defined]
+    golden.cpu()
+    return head.cpu()
+
+
+def ci_predict(golden: nn.Linear, projector: nn.Linear, eval_features: Tensor) -> Tensor:
+    """Logits of Classifier Inheritance: golden(P(φ_eval(x))), from precomputed φ_eval features."""
+    with torch.no_grad():
+        return golden.cpu()(projector.cpu()(eval_features.float()))
+
+
+def _fit_head_on_features(feats: Tensor, labels: Tensor, num_classes: int, cfg: GoldenConfig,
+                          device: torch.device, progress: bool) -> nn.Linear:
+    head = _linear(feats.shape[1], num_classes, cfg.seed, device)
+    opt = torch.optim.Adam(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.epochs, eta_min=0.0)
+    g = torch.Generator().manual_seed(cfg.seed)
+    x, y = feats.to(device), labels.to(device)
+    for _ in tqdm(range(cfg.epochs), desc="golden head", disable=not progress, leave=False):
+        perm = torch.randperm(len(y), generator=g).to(device)
+        for i in range(0, len(y), cfg.batch_size):
+            idx = perm[i:i + cfg.batch_size]
+            loss = F.cross_entropy(head(x[idx]), y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        sched.step()
+    return head.cpu()
+
+
+def golden_head(backbone: nn.Module, ds: Any, cfg: GoldenConfig | None = None,
+                device: torch.device | None = None, progress: bool = False) -> nn.Linear:
+    """The full-data linear classifier on φ_distill (trained once on cached features; cached artifact).
+
+    ``head.cache_key`` names the artifact; ``head.train_acc`` its accuracy on the training features.
+    """
+    cfg = cfg or GoldenConfig()
+    device = get_device(device)
+    key = artifacts.make_key("golden-head", ds.key(), cfg, [backbone_key(backbone)])
+
+    def compute() -> dict:
+        feats = dataset_features(backbone, ds, "train", device=device, progress=progress)
+        head = _fit_head_on_features(feats, ds.train_y, ds.num_classes, cfg, device, progress)
+        with torch.no_grad():
+            acc = (head(feats).argmax(1) == ds.train_y).float().mean().item()
+        return {"state_dict": head.state_dict(), "in": feats.shape[1], "out": ds.num_classes, "train_acc": acc}
+
+    rec = artifacts.cached(key, compute, meta={"backbone": backbone_key(backbone)})
+    head = nn.Linear(rec["in"], rec["out"])
+    head.load_state_dict(rec["state_dict"])
+    head.requires_grad_(False)
+    head.cache_key = key  # type: ignore[attr-defined]
+    head.train_acc = rec["train_acc"]  # type: ignore[attr-defined]
+    return head
+
+
+# --------------------------------------------------------------------------------------- baselines
+def random_real(ds: Any, ipc: int, seed: int = 0) -> dict[str, Any]:
+    """``ipc`` random training images per class (the reference ``random_reals`` baseline)."""
+    ipc = check_int("ipc", ipc, 1)
+    seed = check_int("seed", seed, 0, 2**32 - 1)
+    g = torch.Generator().manual_seed(seed)
+    idx = []
+    for c in range(ds.num_classes):
+        members = torch.nonzero(ds.train_y == c).flatten()
+        if len(members) < ipc:
+            raise ParamError(f"ipc={ipc} exceeds the {len(members)} training images of class {c}")
+        idx.append(members[torch.randperm(len(members), generator=g)[:ipc]])
+    return _real_set(ds, torch.cat(idx), {"method": "random-real", "ipc": ipc, "seed": seed})
+
+
+def centroid_real(backbone: nn.Module, ds: Any, ipc: int, device: torch.device | None = None,
+                  progress: bool = False) -> dict[str, Any]:
+    """Per class the ``ipc`` training images whose φ is nearest (Euclidean) to the class centre μ_c.
+
+    For IPC 1 this is the reference ``centroids`` baseline; for IPC > 1 we take the IPC nearest (the
+    reference only builds IPC 1).
+    """
+    ipc = check_int("ipc", ipc, 1)
+    feats = dataset_features(backbone, ds, "train", device=device, progress=progress)
+    idx = []
+    for c in range(ds.num_classes):
+        members = torch.nonzero(ds.train_y == c).flatten()
+        if len(members) < ipc:
+            raise ParamError(f"ipc={ipc} exceeds the {len(members)} training images of class {c}")
+        f = feats[members]
+        d = (f - f.mean(0, keepdim=True)).norm(dim=1)
+        idx.append(members[d.argsort()[:ipc]])
+    return _real_set(ds, torch.cat(idx), {"method": "centroid-real", "ipc": ipc,
+                                          "backbone": backbone_key(backbone)})
+
+
+def _real_set(ds: Any, idx: Tensor, config: dict[str, Any]) -> dict[str, Any]:
+    return {"images": ds.train_x[idx].float() / 255, "labels": ds.train_y[idx].clone(), "indices": idx,
+            "config": {**config, "dataset": ds.spec}}
+
+
+# --------------------------------------------------------------------------------------- evaluation
+def linear_bytes(layer: nn.Linear, bytes_per_value: int = 4) -> int:
+    """Storage of a linear layer's weight and bias (float32 by default)."""
+    return sum(p.numel() for p in layer.parameters()) * bytes_per_value
+
+
+def _accuracy(logits: Tensor, y: Tensor) -> float:
+    return float((logits.argmax(1) == y).float().mean())
+
+
+def evaluate_synthetic(images: Tensor, labels: Tensor, ds: Any, distill_backbone: nn.Module | None,
+                       eval_backbone: nn.Module, mode: str = "probe", cfg: ProbeConfig | None = None,
+                       golden_cfg: GoldenConfig | None = None, device: torch.device | None = None
+                       ) -> dict[str, Any]:
+    """Test accuracy of a synthetic set on ``eval_backbone`` under ``mode`` (probe | ci | kd).
+
+    ``ds`` supplies the test split (and, for ci/kd, the training split the golden head is fit on).
+    Returns ``acc`` (mean over ``cfg.runs``), ``acc_std``, ``accs``; ``bytes`` of the stored images
+    (uint8), a probe head on φ_eval, the golden head and the CI projector, and ``stored_bytes`` (what
+    this mode must keep beside the images: nothing for probe, the golden head for ci/kd); for ci/kd
+    ``golden_acc`` (the golden head on φ_distill of the test set: the full-data ceiling) and the
+    projector's MSE curve; and the configs.
+    """
+    check_choice("mode", mode, MODES)
+    cfg = cfg or ProbeConfig()
+    golden_cfg = golden_cfg or GoldenConfig()
+    _check_set(images, labels)
+    if mode != "probe" and distill_backbone is None:
+        raise ParamError(f"mode={mode!r} needs distill_backbone (the backbone the golden head lives on)")
+    if int(labels.max()) >= ds.num_classes:
+        raise ParamError(f"labels reach {int(labels.max())} but the dataset has {ds.num_classes} classes")
+    device = get_device(device)
+    t0 = time.perf_counter()
+    test_eval = dataset_features(eval_backbone, ds, "test", device=device, progress=cfg.progress)
+    c = ds.num_classes
+    d_eval = int(eval_backbone.feature_dim)
+    d_distill = int(distill_backbone.feature_dim) if distill_backbone is not None else None
+    out: dict[str, Any] = {"mode": mode, "eval_backbone": backbone_key(eval_backbone),
+                           "distill_backbone": backbone_key(distill_backbone) if distill_backbone is not None else None,
+                           "num_images": len(images), "num_classes": c}
+    accs: list[float] = []
+    if mode == "probe":
+        views = _Views([eval_backbone], images, cfg, device)
+        for r in range(cfg.runs):
+            head = train_probe(eval_backbone, images, labels, cfg, c, cfg.seed + r, device, views)
+            accs.append(_accuracy(head(test_eval), ds.test_y))
+        out["loss_curve"] = head.history
+    else:
+        golden = golden_head(distill_backbone, ds, golden_cfg, device, cfg.progress)
+        test_distill = dataset_features(distill_backbone, ds, "test", device=device, progress=cfg.progress)
+        out["golden_acc"] = _accuracy(golden(test_distill), ds.test_y)
+        out["golden_train_acc"] = golden.train_acc
+        out["golden_key"] = golden.cache_key
+        views = _Views([eval_backbone, distill_backbone], images, cfg, device)
+        for r in range(cfg.runs):
+            if mode == "ci":
+                proj = train_projector(eval_backbone, distill_backbone, images, cfg, cfg.seed + r, device, views)
+                accs.append(_accuracy(ci_predict(golden, proj, test_eval), ds.test_y))
+                out["loss_curve"] = proj.history
+            else:
+                head = train_kd(eval_backbone, golden, distill_backbone, images, labels, cfg, cfg.seed + r,
+                                device, views)
+                accs.append(_accuracy(head(test_eval), ds.test_y))
+                out["loss_curve"] = head.history
+    image_bytes = int(images[0].numel()) * len(images)  # stored as 8-bit pixels
+    head_b = (d_eval + 1) * c * 4
+    golden_b = (d_distill + 1) * c * 4 if d_distill is not None else None
+    proj_b = (d_eval + 1) * d_distill * 4 if d_distill is not None else None
+    out.update({
+        "acc": float(torch.tensor(accs).mean()), "acc_std": float(torch.tensor(accs).std(unbiased=False)),
+        "accs": accs,
+        "bytes": {"images_uint8": image_bytes, "probe_head": head_b, "golden_head": golden_b,
+                  "projector": proj_b},
+        "stored_bytes": image_bytes + (golden_b if mode != "probe" and golden_b else 0),
+        "views": "fresh augmentation every step (reference)" if cfg.views is None
+        else f"{cfg.views} augmented views per image, embedded once (CPU departure)",
+        "config": config_dict(cfg), "golden_config": config_dict(golden_cfg) if mode != "probe" else None,
+        "test_size": len(ds.test_y), "train_size": len(ds.train_y),
+        "wall_s": time.perf_counter() - t0,
+    })
+    return out
