@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
-from tqdm.auto import tqdm
+from tqdm import tqdm  # plain text bars: widget outputs are dropped (with warnings) by the book build
 
 from ddlib import book
 from ddlib.kernels.augment import AUGMENTS, AugmentConfig, augment as apply_augment

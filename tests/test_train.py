@@ -1,0 +1,126 @@
+"""The training loop: it learns, it is seeded, its hooks and schedules do what they say."""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ddlib import models, train
+from ddlib.kernels.augment import AUGMENTS
+from ddlib.utils import ParamError
+
+
+def toy(n: int = 160, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two classes of 8x8 gray uint8 images: class 1 is bright in its top half."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % 2
+    x = torch.rand(n, 1, 8, 8, generator=g) * 0.4
+    x[y == 1, :, :4] += 0.5
+    return (x * 255).round().to(torch.uint8), y
+
+
+def small() -> torch.nn.Module:
+    return models.create("convnet", 2, 1, 8, width=8, depth=2)
+
+
+def test_fit_learns_a_separable_problem_and_evaluate_predict_embed() -> None:
+    x, y = toy()
+    xt, yt = toy(64, seed=1)
+    m = small()
+    cfg = train.TrainConfig(epochs=4, batch_size=32, lr=0.05, augment="none")
+    hist = train.fit(m, x, y, cfg, eval_data=(xt, yt), progress=False)
+    assert len(hist["loss"]) == 4 and hist["eval_epoch"] == [1, 2, 3, 4]
+    assert hist["loss"][-1] < hist["loss"][0]
+    acc = train.evaluate(m, xt, yt)
+    assert acc == hist["eval_acc"][-1] and acc > 0.9
+    assert train.predict(m, xt, batch_size=10).shape == (64, 2)
+    assert train.embed(m.features, xt, batch_size=10).shape == (64, m.feature_dim)
+    assert not m.training
+
+
+def test_fit_is_seeded() -> None:
+    x, y = toy(64)
+    cfg = train.TrainConfig(epochs=2, batch_size=16, lr=0.05, augment="crop_flip")
+    runs = []
+    for seed in (3, 3, 4):
+        torch.manual_seed(99)  # the same init each time; only fit's seed varies
+        m = small()
+        runs.append(train.fit(m, x, y, cfg, seed=seed, progress=False)["loss"])
+    assert runs[0] == runs[1] and runs[0] != runs[2]
+
+
+def test_batch_loss_hook_gets_augmented_float_batches() -> None:
+    x, y = toy(48)
+    seen: list[tuple] = []
+
+    def mse_to_one_hot(model, xb, yb):
+        seen.append((xb.dtype, float(xb.min()), float(xb.max()), len(xb)))
+        return F.mse_loss(model(xb).softmax(1), F.one_hot(yb, 2).float())
+
+    m = small()
+    cfg = train.TrainConfig(epochs=2, batch_size=20, optimizer="adam", lr=1e-2, weight_decay=0.0,
+                            augment=dataclasses.replace(AUGMENTS["kd"], crop_scale=(0.5, 1.0)))
+    hist = train.fit(m, x, y, cfg, batch_loss=mse_to_one_hot, progress=False)
+    assert len(seen) == 2 * 3  # ceil(48 / 20) batches a epoch, the last one partial
+    assert [s[3] for s in seen[:3]] == [20, 20, 8]
+    assert all(s[0] == torch.float32 and s[1] >= 0 and s[2] <= 1 for s in seen)
+    assert hist["loss"][0] < 0.5
+
+
+def test_lr_schedules() -> None:
+    cfg = train.TrainConfig(epochs=10, warmup_epochs=2, lr=1.0)
+    assert train.lr_factor(cfg, 1.0) == pytest.approx(0.5)
+    assert train.lr_factor(cfg, 2.0) == pytest.approx(1.0)
+    assert train.lr_factor(cfg, 6.0) == pytest.approx(0.5)
+    assert train.lr_factor(cfg, 10.0) == pytest.approx(0.0, abs=1e-9)
+    floor = dataclasses.replace(cfg, final_lr_fraction=0.01)
+    assert train.lr_factor(floor, 10.0) == pytest.approx(0.01)
+    half = train.TrainConfig(epochs=10, schedule="half_cosine")
+    assert train.lr_factor(half, 10.0) == pytest.approx(0.5)
+    assert train.lr_factor(train.TrainConfig(epochs=3, schedule="constant"), 2.5) == 1.0
+
+
+@pytest.mark.parametrize("opt,cls", [("sgd", torch.optim.SGD), ("adam", torch.optim.Adam), ("adamw", torch.optim.AdamW)])
+def test_optimizers(opt: str, cls: type) -> None:
+    m = small()
+    o = train.make_optimizer(m.parameters(), train.TrainConfig(epochs=1, optimizer=opt))
+    assert isinstance(o, cls)
+
+
+def test_frozen_body_trains_only_the_head() -> None:
+    x, y = toy(32)
+    m = small()
+    for p in m.body.parameters():
+        p.requires_grad_(False)
+    before = [p.clone() for p in m.body.parameters()]
+    head_before = m.head.weight.clone()
+    train.fit(m, x, y, train.TrainConfig(epochs=1, batch_size=16, augment=None), progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(before, m.body.parameters()))
+    assert not torch.equal(head_before, m.head.weight)
+
+
+@pytest.mark.parametrize("kw,param", [
+    ({"epochs": 0}, "epochs"),
+    ({"epochs": 2, "optimizer": "lbfgs"}, "optimizer"),
+    ({"epochs": 2, "schedule": "step"}, "schedule"),
+    ({"epochs": 2, "lr": -1.0}, "lr"),
+    ({"epochs": 2, "warmup_epochs": 3}, "warmup_epochs"),
+    ({"epochs": 2, "augment": "autoaugment"}, "augment"),
+    ({"epochs": 2, "batch_size": 0}, "batch_size"),
+    ({"epochs": 2, "momentum": 1.5}, "momentum"),
+])
+def test_bad_config_raises_param_error(kw: dict, param: str) -> None:
+    with pytest.raises(ParamError, match=param):
+        train.TrainConfig(**kw)
+
+
+def test_bad_inputs_raise_param_error() -> None:
+    x, y = toy(8)
+    with pytest.raises(ParamError):
+        train.fit(small(), x, y[:4], train.TrainConfig(epochs=1), progress=False)
+    with pytest.raises(ParamError, match="TrainConfig"):
+        train.fit(small(), x, y, {"epochs": 1}, progress=False)  # type: ignore[arg-type]
+    with pytest.raises(ParamError, match="y must"):
+        train.evaluate(small(), x, y[:3])
