@@ -617,3 +617,19 @@ def load_synthetic(path: str | os.PathLike) -> dict[str, Any]:
         raise FileNotFoundError(f"no synthetic images at {p} (expected images.pt written by `python -m ddlib distill`)")
     return torch.load(p, map_location="cpu", weights_only=False)
 
+
+
+def distill_cached(backbone: Callable[[Tensor], Tensor], ds: Any, cfg: SynthConfig, backbone_name: str, *,
+                   device: str | torch.device | None = None, progress: bool = True,
+                   use_cache: bool = True) -> dict[str, Any]:
+    """:func:`distill` on a dataset, cached as an artifact keyed by (dataset, config, backbone name).
+
+    A cached result keeps the wall time, peak memory and device of the run that made it.
+    """
+    from ddlib import artifacts
+
+    key = artifacts.make_key("sfm-images", ds.key(), cfg, [backbone_name])
+    res = artifacts.cached(key, lambda: distill(backbone, ds, cfg, backbone_name=backbone_name, device=device,
+                                                progress=progress),
+                           meta={"backbone": backbone_name, "method": cfg.method}, enabled=use_cache)
+    return {**res, "key": key}
