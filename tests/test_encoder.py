@@ -1,0 +1,141 @@
+"""ddlib.bps.encoder: Stage-1 losses, queue, schedules, a tiny run, and the artifact cache."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ddlib import data
+from ddlib.bps import encoder as enc
+from ddlib.bps.encoder import (EncoderConfig, KeyQueue, clu_ramp, clustering_loss, embed_dataset, info_nce, lr_factor,
+                               model_patterns, train_encoder)
+from ddlib.bps.patterns import PatternConfig
+from ddlib.utils import ParamError
+
+TINY = dict(backbone="convnet", convnet_width=8, convnet_depth=2, proj_hidden=16, proj_dim=8, epochs=1,
+            batch_size=16, queue_size=48, warmup_epochs=0, clu_warmup_epochs=0, pattern=PatternConfig(k=5))
+
+
+def test_defaults_are_the_reference() -> None:
+    c = EncoderConfig()
+    assert (c.backbone, c.momentum, c.queue_size, c.temperature) == ("resnet18", 0.999, 65536, 0.5)
+    assert (c.proj_hidden, c.proj_dim, c.ce_weight, c.con_weight, c.clu_weight) == (512, 128, 0.5, 1.0, 1.0)
+    assert (c.clu_warmup_epochs, c.epochs, c.lr, c.sgd_momentum, c.weight_decay) == (5, 30, 0.02, 0.9, 1e-4)
+    assert (c.warmup_epochs, c.final_lr_fraction, c.augment) == (5, 0.01, "moco_v2")
+    assert c.pattern == PatternConfig() and (c.pattern.k, c.pattern.min_sim, c.pattern.trials) == (30, 0.5, 3)
+
+
+def test_clustering_loss_hand_computed() -> None:
+    keys = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.6, 0.8]])
+    key_pattern = torch.tensor([0, 0, 1, -1])  # the last key has no pattern: ignored
+    pattern_class = torch.tensor([0, 0])        # both patterns belong to class 0
+    q = torch.tensor([[1.0, 0.0], [0.0, -1.0]])
+    y = torch.tensor([0, 1])                    # class 1 has no pattern: the 2nd query contributes nothing
+    # centroids: normalise((1,1)) and (-1,0); q0 is nearer the first -> pattern 0 = keys 0, 1
+    d0, d1, d2 = math.sqrt(1e-6), math.sqrt(2 + 1e-6), math.sqrt(4 + 1e-6)
+    expected = (d0 + d1) / 2 + (2 - d2)
+    assert float(clustering_loss(q, y, keys, key_pattern, pattern_class)) == pytest.approx(expected, rel=1e-6)
+    # the query goes to the nearest centroid *of its class*: make pattern 1 class 1's only pattern
+    got = clustering_loss(q[1:], y[1:], keys, key_pattern, torch.tensor([0, 1]))
+    assert float(got) == pytest.approx(d1 + 2 - (d1 + d2) / 2, rel=1e-6)  # q1 is orthogonal to k0, k2
+    assert float(clustering_loss(q, y, keys, torch.full((4,), -1), pattern_class)) == 0.0
+
+
+def test_clustering_loss_has_gradient_on_queries_only() -> None:
+    q = F.normalize(torch.randn(4, 3), dim=1).requires_grad_()
+    keys = F.normalize(torch.randn(10, 3), dim=1).requires_grad_()
+    loss = clustering_loss(q, torch.zeros(4, dtype=torch.long), keys, torch.arange(10) % 2, torch.tensor([0, 0]))
+    loss.backward()
+    assert q.grad is not None and q.grad.abs().sum() > 0
+
+
+def test_info_nce_sanity() -> None:
+    q = torch.eye(4)[:2]
+    queue = torch.eye(4)[2:]  # orthogonal negatives
+    tau = 0.5
+    expected = -math.log(math.exp(1 / tau) / (math.exp(1 / tau) + 2 * math.exp(0)))
+    assert float(info_nce(q, q, queue, tau)) == pytest.approx(expected, rel=1e-6)
+    # a positive that equals a negative: chance level among the 1 + Q logits
+    assert float(info_nce(q[:1], torch.eye(4)[2:3], torch.eye(4)[2:3], tau)) == pytest.approx(math.log(2), rel=1e-6)
+
+
+def test_queue_update_and_wrap() -> None:
+    qu = KeyQueue(5, 2, torch.device("cpu"), torch.Generator().manual_seed(0))
+    assert (qu.labels == -1).all() and torch.allclose(qu.keys.norm(dim=1), torch.ones(5))
+    k = F.normalize(torch.arange(1.0, 7.0).view(3, 2), dim=1)
+    qu.enqueue(k, torch.tensor([0, 1, 2]))
+    assert qu.ptr == 3 and qu.wraps == 0 and qu.labels.tolist() == [0, 1, 2, -1, -1]
+    qu.enqueue(k, torch.tensor([3, 4, 5]))
+    assert qu.ptr == 1 and qu.wraps == 1 and qu.labels.tolist() == [5, 1, 2, 3, 4]
+    assert torch.equal(qu.keys[0], k[2]) and torch.equal(qu.keys[3], k[0])
+    qu.enqueue(F.normalize(torch.ones(7, 2), dim=1), torch.full((7,), 9))  # more than the queue: newest kept
+    assert (qu.labels == 9).all()
+
+
+def test_queue_patterns_refresh_and_assign() -> None:
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.eye(4)[0], torch.eye(4)[1]
+    keys = F.normalize(torch.cat([a + 0.01 * torch.randn(8, 4, generator=g), b + 0.01 * torch.randn(8, 4, generator=g)]),
+                       dim=1)
+    qu = KeyQueue(16, 4, torch.device("cpu"))
+    qu.enqueue(keys, torch.zeros(16, dtype=torch.long))
+    found = qu.refresh_patterns(PatternConfig(k=7))
+    assert found == {0: 2} and qu.pattern_class.tolist() == [0, 0]
+    assert len(set(qu.pattern[:8].tolist())) == 1 and set(qu.pattern[:8].tolist()) != set(qu.pattern[8:].tolist())
+    new = qu.assign(F.normalize(torch.stack([a, b]), dim=1), torch.tensor([0, 0]))
+    assert new.tolist() == [int(qu.pattern[0]), int(qu.pattern[8])]
+    assert qu.assign(a[None], torch.tensor([3])).tolist() == [-1]  # no pattern of class 3
+
+
+def test_schedules() -> None:
+    c = EncoderConfig()
+    assert [clu_ramp(c, e) for e in (0, 4)] == [0.0, 0.0]
+    assert clu_ramp(c, 5) == pytest.approx(1 / 25) and clu_ramp(c, 29) == 1.0
+    assert clu_ramp(EncoderConfig(clu_ramp_epochs=5), 7) == pytest.approx(3 / 5)
+    assert clu_ramp(EncoderConfig(clu_ramp_epochs=5), 20) == 1.0
+    assert lr_factor(c, 2.5) == pytest.approx(0.5)
+    assert lr_factor(c, 5) == pytest.approx(1.0) and lr_factor(c, 30) == pytest.approx(0.01)
+    assert lr_factor(c, 17.5) == pytest.approx(0.01 + 0.99 * 0.5)
+
+
+@pytest.mark.parametrize("field, value", [("backbone", "vgg"), ("queue_size", 0), ("temperature", 0.0),
+                                          ("ce_weight", -1.0), ("epochs", 0), ("batch_size", 1),
+                                          ("augment", "weird"), ("clu_ramp_epochs", 0), ("pattern", 3)])
+def test_config_rejects_bad_values(field: str, value: object) -> None:
+    with pytest.raises(ParamError, match=field):
+        EncoderConfig(**{field: value})
+
+
+def test_tiny_run_then_cache_hit(monkeypatch: pytest.MonkeyPatch) -> None:
+    ds = data.load("synthetic-patterns", per_class=16, n_train=64, n_test=8)
+    cfg = EncoderConfig(**{**TINY, "epochs": 2})
+    model, hist = train_encoder(ds, cfg, progress=False)
+    assert len(hist["loss"]) == 2 and all(math.isfinite(v) for v in hist["loss"])
+    assert hist["r"] == [0.5, 1.0] and hist["patterns"][1] and hist["clu"][1] > 0
+    assert hist["queue_wraps"] >= 1  # 4 batches of 16 per epoch through a queue of 48
+    emb = embed_dataset(model, ds.train_x)
+    assert emb.shape == (64, model.feature_dim) and torch.allclose(emb.norm(dim=1), torch.ones(64), atol=1e-5)
+
+    def boom(*a: object, **k: object) -> None:
+        raise AssertionError("trained again instead of loading the cached encoder")
+
+    monkeypatch.setattr(enc, "fit_encoder", boom)
+    model2, hist2 = train_encoder(ds, cfg, progress=False)
+    assert hist2 == hist
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), model2.state_dict().values()))
+    out = model_patterns(ds, cfg, PatternConfig(k=5))  # reuses the cached encoder
+    assert out["embeddings"].shape == emb.shape and out["patterns"].shape == (64,)
+    assert torch.allclose(out["embeddings"], emb, atol=1e-5)
+    for c, m in out["num_patterns"].items():
+        assert out["patterns"][ds.train_y == c].max() + 1 == m
+    assert model_patterns(ds, cfg, PatternConfig(k=5))["key"] == out["key"]
+
+
+def test_plain_moco() -> None:
+    ds = data.load("synthetic-patterns", per_class=8, n_train=32, n_test=8)
+    cfg = EncoderConfig(**{**TINY, "ce_weight": 0.0, "clu_weight": 0.0})
+    model = enc.build_encoder(cfg, ds.num_classes, 3, 16)
+    hist = enc.fit_encoder(model, ds.train_x, ds.train_y, cfg, progress=False)
+    assert hist["ce"] == [0.0] and hist["clu"] == [0.0] and hist["con"][0] > 0 and hist["patterns"] == [{}]
