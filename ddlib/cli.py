@@ -15,7 +15,7 @@ from ddlib.utils import ParamError
 
 Handler = Callable[[argparse.Namespace], int]
 # module whose ``add_commands(subparsers) -> dict[name, handler]`` adds its sub-commands
-COMMAND_MODULES: tuple[str, ...] = ("ddlib.cli_data", "ddlib.cli_sfm", "ddlib.cli_inherit", "ddlib.cli_bps")
+COMMAND_MODULES: tuple[str, ...] = ("ddlib.cli_data", "ddlib.cli_sfm", "ddlib.cli_inherit", "ddlib.cli_bps", "ddlib.cli_sweep")
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:

@@ -1,0 +1,33 @@
+"""Sub-commands about notebooks: ``sweep`` (papermill over a grid of parameters)."""
+from __future__ import annotations
+
+import argparse
+
+from ddlib.sweep import SweepConfig, parse_grid, sweep
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    cfg = SweepConfig(notebook=args.notebook, grid=parse_grid(args.param or []), out=args.out, jobs=args.jobs,
+                      kernel=args.kernel, timeout=args.timeout)
+    records = sweep(cfg)
+    failed = [r for r in records if r["status"] != "ok"]
+    done = sum(r["skipped"] for r in records)
+    print(f"{len(records)} runs: {len(records) - len(failed)} ok ({done} already done), {len(failed)} failed; "
+          f"table: {cfg.out}/results.csv")
+    for r in failed:
+        print(f"failed: {r['parameters']}: {r['error']}")
+    return 1 if failed else 0
+
+
+def add_commands(sub: argparse._SubParsersAction) -> dict:
+    p = sub.add_parser("sweep", help="run a notebook with papermill over a grid of parameters",
+                       description="Run NOTEBOOK once per combination of the -p values; skip runs already "
+                                   "done; write OUT/results.csv and OUT/results.json of what each run glued.")
+    p.add_argument("notebook", help="the .ipynb to execute (its cell tagged 'parameters' takes the values)")
+    p.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "V1,V2,…"),
+                   help="a parameter and its comma-separated values (repeat for a grid)")
+    p.add_argument("--out", required=True, help="folder of the executed notebooks, records and table")
+    p.add_argument("--jobs", type=int, default=1, help="runs at once (default 1)")
+    p.add_argument("--kernel", default="python3", help="Jupyter kernel (default python3)")
+    p.add_argument("--timeout", type=int, default=None, help="seconds allowed per cell (default: no limit)")
+    return {"sweep": _sweep}

@@ -1,0 +1,85 @@
+"""``python -m ddlib sweep``: papermill over a grid, outputs named by parameters, resumable, failures isolated."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nbformat
+import pandas as pd
+import pytest
+
+from ddlib import cli
+from ddlib.sweep import SweepConfig, expand, parse_grid, parse_value, read_results, run_name, sweep
+from ddlib.utils import ParamError
+
+TINY = '''from myst_nb import glue
+if fail:
+    raise RuntimeError(f"asked to fail at a={a}")
+glue("square", a * a, display=False)
+glue("label", f"{tag}-{a}", display=False)
+glue("half", a / 2, display=False)
+'''
+
+
+def tiny_notebook(folder: Path) -> Path:
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell('a = 1\ntag = "x"\nfail = False', metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell(TINY)])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    path = folder / "tiny.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
+def test_values_and_grid() -> None:
+    assert [parse_value(v) for v in ("3", "0.5", "true", "None", "cifar10:/a/b")] == [3, 0.5, True, None, "cifar10:/a/b"]
+    grid = parse_grid([("a", "1,2"), ("tag", "x,y")])
+    assert expand(grid) == [{"a": 1, "tag": "x"}, {"a": 1, "tag": "y"}, {"a": 2, "tag": "x"}, {"a": 2, "tag": "y"}]
+    assert run_name("00_data", {"dataset": "cifar10:/data/c.tar", "ipc": 10}) == "00_data__dataset=cifar10-data-c.tar__ipc=10"
+    for bad in ([("a", "")], [("a", "1"), ("a", "2")], [("1a", "1")]):
+        with pytest.raises(ParamError):
+            parse_grid(bad)
+    with pytest.raises(ParamError, match="notebook"):
+        SweepConfig(notebook=__file__, grid={"a": [1]})
+
+
+def test_config_checks(tmp_path: Path) -> None:
+    nb = str(tiny_notebook(tmp_path))
+    with pytest.raises(ParamError, match="jobs"):
+        SweepConfig(notebook=nb, grid={"a": [1]}, jobs=0)
+    with pytest.raises(ParamError, match="grid"):
+        SweepConfig(notebook=nb, grid={})
+
+
+def test_sweep_records_resumes_and_isolates_failures(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    nb = tiny_notebook(tmp_path)
+    out = tmp_path / "runs"
+    argv = ["sweep", str(nb), "-p", "a", "2,3", "-p", "fail", "False,True", "--out", str(out), "--jobs", "2"]
+    assert cli.main(argv) == 1  # the runs with fail=True fail; the others complete
+    table = pd.read_csv(out / "results.csv")
+    assert len(table) == 4 and sorted(table["status"]) == ["failed", "failed", "ok", "ok"]
+    ok = table[table.status == "ok"].set_index("a")
+    assert ok.loc[3, "square"] == 9 and ok.loc[3, "label"] == "x-3" and ok.loc[2, "half"] == 1.0
+    failed = table[table.status == "failed"]
+    assert failed["error"].str.contains("RuntimeError: asked to fail").all()
+    records = json.loads((out / "results.json").read_text())
+    assert all({"command", "commit", "device", "date"} <= r["provenance"].keys() for r in records)
+    assert (out / "tiny__a=3__fail=False.ipynb").is_file()
+    assert read_results(out / "tiny__a=3__fail=False.ipynb") == {"square": 9, "label": "x-3", "half": 1.5}
+    printed = capsys.readouterr().out
+    assert "failed: {'a': 2, 'fail': True}" in printed
+
+    # resumable: the successful runs are skipped, the failed ones are run again
+    records = sweep(SweepConfig(notebook=str(nb), grid=parse_grid([("a", "2,3"), ("fail", "False,True")]),
+                                out=str(out)), log=lambda s: None)
+    assert [r["skipped"] for r in records] == [True, False, True, False]
+    # a new value adds a run beside the old ones
+    records = sweep(SweepConfig(notebook=str(nb), grid={"a": [3, 4], "fail": [False]}, out=str(out)),
+                    log=lambda s: None)
+    assert [r["skipped"] for r in records] == [True, False]
+    assert pd.read_csv(out / "results.csv")["square"].tolist() == [9, 16]
+
+
+def test_cli_reports_a_missing_notebook(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert cli.main(["sweep", str(tmp_path / "none.ipynb"), "-p", "a", "1", "--out", str(tmp_path)]) == 2
+    assert "notebook=" in capsys.readouterr().err
