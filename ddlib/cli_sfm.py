@@ -39,9 +39,9 @@ def _distill(args: argparse.Namespace) -> int:
                               channels=int(ds.image_shape[0]) if ds.image_shape[0] in (1, 3) else 3)
     bb = backbones.get_backbone(args.backbone, ds, image_size=args.backbone_size)
     bb_size = int(getattr(bb, "image_size", ds.image_shape[-1]))
-    # the reference's 256 px images cropped to 224 for 224-px backbones; small backbones: their own size
-    image_size = args.image_size or (round(bb_size * 8 / 7) if bb_size >= 112 else bb_size)
-    crop = args.crop or min(bb_size, image_size)
+    auto_size, auto_crop = synth.default_image_sizes(bb_size)
+    image_size = args.image_size or auto_size
+    crop = args.crop or min(auto_crop, image_size)
     cfg = dataclasses.replace(probe, image_size=image_size, crop=crop)
     name = backbones.backbone_key(bb)
     res = synth.distill_cached(bb, ds, cfg, name, device=device, progress=not args.quiet,

@@ -465,6 +465,14 @@ class PeakMemory:
 # Distillation
 # --------------------------------------------------------------------------------------------
 
+def default_image_sizes(backbone_size: int) -> tuple[int, int]:
+    """(image_size, crop) for a backbone that sees ``backbone_size`` px: the reference's 256 -> 224 ratio
+    (8/7) for backbones of 112 px or more, the backbone's own size (no crop margin) for small ones."""
+    if backbone_size >= 112:
+        return round(backbone_size * 8 / 7), backbone_size
+    return backbone_size, backbone_size
+
+
 def _is_dataset(obj: Any) -> bool:
     return hasattr(obj, "train_x") and hasattr(obj, "train_y")
 

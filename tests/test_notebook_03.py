@@ -1,0 +1,36 @@
+"""Chapter 03 (statistical flow) runs under papermill at the test scale and stops at once on invalid parameters."""
+from __future__ import annotations
+
+import nbformat
+import pytest
+from papermill.exceptions import PapermillExecutionError
+
+from ddlib.sweep import read_results
+
+pytestmark = pytest.mark.notebook
+
+
+def test_chapter_03_at_test_scale(run_notebook) -> None:
+    out = run_notebook("03_statistical_flow", scale="test")
+    nb = nbformat.read(out, as_version=4)
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    html = "".join(o.get("data", {}).get("text/html", "") for o in outputs)
+    assert html.count("plotly-graph-div") >= 5, "the PCA, cosine, two image grids and loss figures"
+    assert "<table" in html, "the statistics and cost tables"
+    text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+    assert "SFM (chunked)" in text and "LGM" in text
+    assert "torch:" in text and "device:" in text, "the environment report is missing"
+    g = read_results(out)
+    assert g["n_classes"] == 10
+    assert float(g["identity_err"]) < 1e-4  # LGM's zero-head gradient is the scaled flow
+    for key in ("time_ratio", "mem_ratio", "chunk_ratio", "sfm_final_cos", "lgm_final_cos", "head_cos"):
+        float(g[key])
+
+
+@pytest.mark.parametrize("params, name", [({"backbone": "resnet-9000"}, "backbone"), ({"ipc": 0}, "ipc")])
+def test_chapter_03_rejects_invalid_parameters(run_notebook, params, name) -> None:
+    with pytest.raises(PapermillExecutionError) as err:
+        run_notebook("03_statistical_flow", scale="test", **params)
+    assert "ParamError" in str(err.value) and name in str(err.value)
+    assert err.value.exec_count <= 3, "invalid parameters must fail in the first cells"
