@@ -99,3 +99,104 @@ def class_balance(labels_by_split: dict[str, torch.Tensor], classes: Sequence[st
     count_cols = list(labels_by_split)
     table[count_cols] = table[count_cols].astype(int)
     return table
+
+
+# ----------------------------------------------------------------------------- patterns (chapter 1)
+#: A plotly ``post_script`` for :func:`embedding_scatter`: on hover, the figure's corner image
+#: (``layout.images[0]``) shows the hovered point's thumbnail (``customdata[0]``, a PNG data URI).
+#: Plotly's hover box renders text only (no ``<img>``), so the picture is drawn by the figure
+#: itself; it works in the static book page, offline. Use ``fig.show(post_script=HOVER_THUMBNAIL_JS)``.
+HOVER_THUMBNAIL_JS = """
+var gd = document.getElementById('{plot_id}');
+if (gd && gd.on) {
+  gd.on('plotly_hover', function (ev) {
+    var p = ev.points && ev.points[0];
+    if (p && p.customdata && p.customdata[0]) {
+      Plotly.relayout(gd, {'images[0].source': p.customdata[0]});
+    }
+  });
+}
+"""
+
+
+def project_2d(emb: torch.Tensor, method: str = "umap", seed: int = 0, n_neighbors: int = 15) -> np.ndarray:
+    """2-D coordinates of embeddings (n, D) by UMAP (cosine metric; umap-learn) or PCA."""
+    from ddlib.utils import check_choice
+
+    check_choice("projection", method, ("umap", "pca"))
+    x = emb.detach().cpu().float().numpy()
+    if len(x) < 3:
+        return np.pad(x[:, :2], ((0, 0), (0, max(0, 2 - x.shape[1]))))
+    if method == "umap" and len(x) > n_neighbors + 1:
+        import umap
+
+        return umap.UMAP(n_neighbors=n_neighbors, min_dist=0.1, metric="cosine", random_state=seed,
+                         n_jobs=1).fit_transform(x)
+    x = x - x.mean(0)
+    u, s, _ = np.linalg.svd(x, full_matrices=False)
+    return u[:, :2] * s[:2]
+
+
+def embedding_scatter(xy: np.ndarray, groups: Sequence[int], images: torch.Tensor, title: str | None = None,
+                      index: Sequence[int] | None = None, thumb_px: int = 112) -> go.Figure:
+    """A scatter of 2-D points coloured by group (pattern), each carrying its image thumbnail.
+
+    The thumbnails ride in ``customdata``; show the figure with ``post_script=HOVER_THUMBNAIL_JS`` to
+    see the hovered image in the top-right corner (the first image is shown until then).
+    """
+    x = to_uint8(images)
+    groups = np.asarray(groups)
+    index = np.arange(len(x)) if index is None else np.asarray(index)
+    scale = max(1, round(thumb_px / max(x.shape[1:3])))
+    uris = np.array([png_data_uri(img, scale) for img in x])
+    fig = go.Figure()
+    for g in sorted(set(groups.tolist())):
+        m = groups == g
+        fig.add_trace(go.Scattergl(
+            x=xy[m, 0], y=xy[m, 1], mode="markers", name=f"pattern {g} ({int(m.sum())})",
+            marker=dict(size=7, line=dict(width=0.5, color="white")),
+            customdata=np.stack([uris[m], index[m].astype(str)], axis=1),
+            hovertemplate=f"pattern {g}<br>image #%{{customdata[1]}}<extra></extra>"))
+    fig.update_layout(
+        title=title, width=900, height=560, margin=dict(l=10, r=230, t=50 if title else 10, b=10),
+        plot_bgcolor="white", legend=dict(x=1.02, y=0.55, xanchor="left", yanchor="top"),
+        images=[dict(source=uris[0] if len(uris) else None, xref="paper", yref="paper", x=1.02, y=1.0,
+                     sizex=0.24, sizey=0.4, xanchor="left", yanchor="top", layer="above")])
+    fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False)
+    fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False)
+    return fig
+
+
+def pattern_grid(images: torch.Tensor, emb: torch.Tensor, groups: torch.Tensor, per_pattern: int = 8,
+                 max_patterns: int = 12, title: str | None = None, thumb_px: int = 56) -> go.Figure:
+    """One row per pattern (largest first, at most ``max_patterns``): its ``per_pattern`` images nearest
+    the pattern's mean embedding (cosine), nearest first."""
+    groups = torch.as_tensor(groups).cpu()
+    emb = torch.nn.functional.normalize(emb.detach().cpu().float(), dim=1)
+    ids, counts = torch.unique(groups, return_counts=True)
+    ids = ids[torch.argsort(counts, descending=True, stable=True)][:max_patterns]
+    order, rows = [], []
+    for r, g in enumerate(ids.tolist()):
+        members = torch.nonzero(groups == g).flatten()
+        centre = torch.nn.functional.normalize(emb[members].mean(0), dim=0)
+        nearest = members[torch.argsort(emb[members] @ centre, descending=True)][:per_pattern]
+        order.append(nearest)
+        rows.append(torch.full((len(nearest),), r))
+    names = [f"pattern {g} ({int((groups == g).sum())})" for g in ids.tolist()]
+    order_t = torch.cat(order) if order else torch.zeros(0, dtype=torch.long)
+    rows_t = torch.cat(rows) if rows else torch.zeros(0, dtype=torch.long)
+    return image_grid(images[order_t], rows_t, names, per_class=per_pattern, title=title, thumb_px=thumb_px)
+
+
+def pattern_counts(num_patterns: dict[int, int], singletons: dict[int, int], classes: Sequence[str],
+                   title: str | None = None) -> go.Figure:
+    """Bars per class: the patterns Infomap found, split into multi-image patterns and singletons."""
+    cs = sorted(num_patterns)
+    names = [classes[c] for c in cs]
+    single = [singletons.get(c, 0) for c in cs]
+    multi = [num_patterns[c] - s for c, s in zip(cs, single)]
+    fig = go.Figure([go.Bar(x=names, y=multi, name="patterns of 2+ images"),
+                     go.Bar(x=names, y=single, name="singletons")])
+    fig.update_layout(barmode="stack", title=title, yaxis_title="patterns found", width=800, height=400,
+                      margin=dict(l=60, r=10, t=50 if title else 10, b=60))
+    return fig

@@ -40,7 +40,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from ddlib import artifacts, book, models
 from ddlib.bps.patterns import PatternConfig, partition_info
