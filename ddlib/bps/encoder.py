@@ -176,11 +176,12 @@ def clustering_loss(q: Tensor, y: Tensor, keys: Tensor, key_pattern: Tensor, pat
     if not bool(has.any()):
         return q.sum() * 0.0
     q, a = q[has], a[has]
-    d = torch.sqrt((2 - 2 * q @ keys.T).clamp_min(0) + 1e-6)
-    same = (kp[None, :] == a[:, None]).to(d.dtype)
-    other = 1 - same
-    pos = (d * same).sum(1) / same.sum(1).clamp_min(1)
-    neg = (d * other).sum(1) / other.sum(1).clamp_min(1)
+    d = torch.sqrt((2 - 2 * q @ keys.T).clamp_min(0) + 1e-6)  # (B, Q)
+    same = kp[None, :] == a[:, None]
+    n_same = same.sum(1)
+    pos_sum = torch.where(same, d, torch.zeros((), dtype=d.dtype, device=d.device)).sum(1)
+    pos = pos_sum / n_same.clamp_min(1)
+    neg = (d.sum(1) - pos_sum) / (len(kp) - n_same).clamp_min(1)
     return (pos + (2 - neg)).mean()
 
 
@@ -262,7 +263,7 @@ class KeyQueue:
         if len(filled) == 0:
             self.pattern_class = torch.zeros(0, dtype=torch.long, device=self.keys.device)
             return {}
-        ids, info = partition_info(self.keys[filled].cpu(), self.labels[filled].cpu(), cfg)
+        ids, info = partition_info(self.keys[filled], self.labels[filled].cpu(), cfg)  # kNN on the keys' device
         classes = sorted(info)
         offset = {c: 0 for c in classes}
         total = 0
@@ -425,7 +426,7 @@ def model_patterns(ds, enc_cfg: EncoderConfig | None = None, pat_cfg: PatternCon
         t1 = time.perf_counter()
         emb = embed_dataset(model, ds.train_x, device=device)
         t2 = time.perf_counter()
-        ids, info = partition_info(emb, ds.train_y, pat_cfg)
+        ids, info = partition_info(emb.to(get_device(device)), ds.train_y, pat_cfg)  # kNN on the GPU when there is one
         t3 = time.perf_counter()
         return {"embeddings": emb, "patterns": ids,
                 "num_patterns": {c: p.num_patterns for c, p in info.items()},
