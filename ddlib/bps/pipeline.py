@@ -1,0 +1,106 @@
+"""BPS and the baselines end to end: one modelling, every method and IPC, timed.
+
+Data flows one way: dataset -> Stage-1 modelling (encoder, embeddings, patterns; cached) ->
+teacher (cached) -> entropies / forgetting scores (cached) -> selections for every IPC. Every
+selector draws on the same :class:`~ddlib.baselines.SelectionInputs`, so the methods differ only
+in their selection rule; the student protocol of :mod:`ddlib.bps.distill` is then the same for all.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+
+from ddlib.baselines import SELECTORS, ForgettingConfig, SelectionInputs, forgetting_scores
+from ddlib.bps.distill import TeacherConfig, teacher_entropies, train_teacher
+from ddlib.bps.encoder import EncoderConfig, model_patterns
+from ddlib.bps.patterns import PatternConfig
+from ddlib.bps.select import SelectConfig, select_bps
+from ddlib.utils import ParamError, check_choice, config_dict
+
+METHODS = ("bps", *SELECTORS)
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Every stage's config; defaults are the reference's full-scale settings."""
+
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    pattern: PatternConfig = field(default_factory=PatternConfig)
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    forgetting: ForgettingConfig = field(default_factory=ForgettingConfig)
+    select: SelectConfig = field(default_factory=SelectConfig)
+
+    def __post_init__(self) -> None:
+        for name, cls in (("encoder", EncoderConfig), ("pattern", PatternConfig), ("teacher", TeacherConfig),
+                          ("forgetting", ForgettingConfig), ("select", SelectConfig)):
+            if not isinstance(getattr(self, name), cls):
+                raise ParamError(f"{name} must be a {cls.__name__}, got {type(getattr(self, name)).__name__}")
+
+    def as_dict(self) -> dict:
+        return {k: config_dict(getattr(self, k)) for k in ("encoder", "pattern", "teacher", "forgetting", "select")}
+
+
+def check_methods(methods) -> list[str]:
+    """The method names, each checked against :data:`METHODS`."""
+    if isinstance(methods, str):
+        methods = [m.strip() for m in methods.split(",") if m.strip()]
+    if not methods:
+        raise ParamError(f"methods is empty; choose from {list(METHODS)}")
+    return [check_choice("method", m, METHODS) for m in methods]
+
+
+def modelling(ds, cfg: PipelineConfig, methods=METHODS, device=None, progress: bool = True) -> dict:
+    """The shared inputs for ``methods``: ``{"inputs": SelectionInputs, "seconds": {...}, "teacher_acc", "info"}``.
+
+    The teacher (and its entropies) is computed only when BPS is among the methods, the forgetting
+    run only when forgetting is. Times are wall seconds, near 0 when the artifact was cached.
+    """
+    methods = check_methods(methods)
+    sec: dict[str, float] = {}
+    t = time.perf_counter()
+    mp = model_patterns(ds, cfg.encoder, cfg.pattern, device=device, progress=progress)
+    sec["modelling"] = time.perf_counter() - t
+    inputs = SelectionInputs(mp["embeddings"], ds.train_y, mp["patterns"])
+    out = {"inputs": inputs, "seconds": sec, "teacher_acc": None,
+           "info": {"num_patterns": mp.get("num_patterns"), "modelling_key": mp.get("key"),
+                    "stage1_seconds": mp.get("seconds")}}
+    if "bps" in methods:
+        t = time.perf_counter()
+        teacher = train_teacher(ds, cfg.teacher, device=device, progress=progress)
+        sec["teacher"] = time.perf_counter() - t
+        t = time.perf_counter()
+        inputs.entropies = teacher_entropies(teacher, ds.train_x, device=device)
+        sec["entropies"] = time.perf_counter() - t
+        out["teacher_acc"] = getattr(teacher, "test_acc", None)
+        out["teacher"] = teacher
+    if "forgetting" in methods:
+        t = time.perf_counter()
+        inputs.scores = forgetting_scores(ds, cfg.forgetting, seed=cfg.teacher.seed, device=device, progress=progress)
+        sec["forgetting"] = time.perf_counter() - t
+    return out
+
+
+def select(method: str, inputs: SelectionInputs, ipc: int, seed: int = 0,
+           select_cfg: SelectConfig = SelectConfig()) -> dict:
+    """One method at one IPC; the result carries ``"seconds"`` (the selection's own wall time)."""
+    check_choice("method", method, METHODS)
+    t = time.perf_counter()
+    if method == "bps":
+        if inputs.entropies is None or inputs.patterns is None:
+            raise ParamError("method='bps' needs patterns and teacher entropies (run modelling with 'bps')")
+        sel = select_bps(inputs.embeddings, inputs.labels, inputs.patterns, inputs.entropies,
+                         replace(select_cfg, ipc=ipc))
+        sel["config"] = {"method": "bps", "seed": seed, **sel["config"]}
+    else:
+        sel = SELECTORS[method](inputs, ipc, seed)
+    sel["seconds"] = time.perf_counter() - t
+    return sel
+
+
+def run_selection(ds, methods, ipcs, seed: int = 0, cfg: PipelineConfig = PipelineConfig(), device=None,
+                  progress: bool = True) -> dict:
+    """Every method at every IPC from one modelling: ``{"selections": {method: {ipc: sel}}, "modelling": ...}``."""
+    methods = check_methods(methods)
+    mod = modelling(ds, cfg, methods, device=device, progress=progress)
+    sels = {m: {int(k): select(m, mod["inputs"], int(k), seed, cfg.select) for k in ipcs} for m in methods}
+    return {"selections": sels, "modelling": mod}

@@ -1,0 +1,106 @@
+"""``python -m ddlib select`` / ``evaluate`` through ``ddlib.cli.main`` with tiny budgets."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ddlib.cli import main
+
+TINY = ["--encoder-backbone", "convnet", "--encoder-width", "8", "--encoder-depth", "2", "--encoder-epochs", "1",
+        "--encoder-batch", "64", "--encoder-warmup", "0", "--clu-warmup", "0", "--queue-size", "128",
+        "--knn-k", "8", "--teacher-model", "convnet", "--teacher-width", "8", "--teacher-depth", "2",
+        "--teacher-epochs", "1", "--quiet"]
+SYN = ["--dataset", "synthetic-patterns"]
+
+
+def test_select_every_method_then_evaluate(tmp_path: Path):
+    out = tmp_path / "sel"
+    rc = main(["select", *SYN, "--method", "bps,random,herding,kcenter,forgetting,centroids", "--ipc", "1,3",
+               "--seed", "1", "--out", str(out), *TINY])
+    assert rc == 0
+    for m in ("bps", "random", "herding", "kcenter", "forgetting", "centroids"):
+        for k in (1, 3):
+            d = json.loads((out / f"{m}_ipc{k}.json").read_text())
+            assert d["method"] == m and d["ipc"] == k and d["seed"] == 1
+            assert len(d["indices"]) == len(d["pattern"]) == len(d["role"]) == 4 * k
+            assert set(d["role"]) <= {"centre", "margin"}
+            assert d["seconds"]["selection"] >= 0 and "provenance" in d and d["provenance"]["commit"]
+            assert d["config"]["teacher"]["epochs"] == 1
+    bps = json.loads((out / "bps_ipc3.json").read_text())
+    assert bps["config"]["selection"]["method"] == "bps" and bps["teacher_acc"] is not None
+    res = tmp_path / "res" / "bps3.json"
+    rc = main(["evaluate", *SYN, "--selection", str(out / "bps_ipc3.json"), "--seeds", "2", "--out", str(res),
+               "--epochs", "2", "--last-epochs", "1", "--quiet"])
+    assert rc == 0
+    r = json.loads(res.read_text())
+    assert len(r["per_seed"]) == 2 and 0 <= r["mean"] <= 1 and r["std"] >= 0
+    assert r["config"]["model"] == "convnet" and r["config"]["width"] == 8  # the teacher's architecture
+    assert r["method"] == "bps" and r["provenance"]["wall_seconds"] > 0
+    # hard-label CE students need no teacher
+    rc = main(["evaluate", *SYN, "--selection", str(out / "random_ipc3.json"), "--seeds", "1", "--out",
+               str(tmp_path / "ce.json"), "--epochs", "1", "--last-epochs", "1", "--loss", "ce", "--quiet"])
+    assert rc == 0 and json.loads((tmp_path / "ce.json").read_text())["teacher"] is None
+
+
+@pytest.mark.parametrize("argv, word", [
+    (["--method", "magic", "--ipc", "1"], "method"),
+    (["--method", "random", "--ipc", "0"], "ipc"),
+    (["--method", "random", "--ipc", "a,b"], "ipc"),
+    (["--method", "random", "--ipc", "1", "--teacher-epochs", "0"], "teacher epochs"),
+    (["--method", "random", "--ipc", "1", "--k-ratio", "3"], "k_ratio"),
+])
+def test_select_rejects_bad_input_and_writes_nothing(tmp_path: Path, capsys, argv, word):
+    out = tmp_path / "sel"
+    rc = main(["select", *SYN, "--out", str(out), *argv, "--quiet"])
+    assert rc == 2
+    assert word in capsys.readouterr().err
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_select_rejects_unknown_dataset(tmp_path: Path, capsys):
+    assert main(["select", "--dataset", "mnist-ish", "--method", "random", "--out", str(tmp_path / "x")]) == 2
+    assert "dataset" in capsys.readouterr().err
+
+
+def test_evaluate_rejects_bad_input(tmp_path: Path, capsys):
+    res = tmp_path / "r.json"
+    assert main(["evaluate", *SYN, "--selection", str(tmp_path / "none.json"), "--out", str(res)]) == 2
+    assert "selection" in capsys.readouterr().err
+    bad = tmp_path / "bad.json"
+    bad.write_text("{\"no\": 1}")
+    assert main(["evaluate", *SYN, "--selection", str(bad), "--out", str(res)]) == 2
+    assert "indices" in capsys.readouterr().err
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"indices": [0, 1], "dataset": {"name": "digits"}}))
+    assert main(["evaluate", *SYN, "--selection", str(other), "--out", str(res)]) == 2
+    assert "does not match" in capsys.readouterr().err
+    sel = tmp_path / "sel.json"
+    sel.write_text(json.dumps({"indices": [0, 1], "dataset": {"name": "synthetic-patterns"}}))
+    assert main(["evaluate", *SYN, "--selection", str(sel), "--out", str(res), "--seeds", "0"]) == 2
+    assert "seeds" in capsys.readouterr().err
+    assert main(["evaluate", *SYN, "--selection", str(sel), "--out", str(res), "--loss", "mse"]) == 2
+    assert "loss" in capsys.readouterr().err
+    assert not res.exists()
+
+
+def test_imagefolder_dataset(tmp_path: Path):
+    from PIL import Image
+
+    from ddlib import data
+
+    ds = data.load("digits", per_class=12, test_per_class=3)
+    for split, x, y in (("train", ds.train_x, ds.train_y), ("test", ds.test_x, ds.test_y)):
+        for i, (img, c) in enumerate(zip(x, y)):
+            d = tmp_path / "folder" / split / f"c{int(c)}"
+            d.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(np.asarray(img[0])).save(d / f"{i}.png")
+    spec = f"imagefolder:{tmp_path / 'folder'}"
+    out = tmp_path / "sel"
+    assert main(["select", "--dataset", spec, "--method", "bps,herding", "--ipc", "2", "--out", str(out), *TINY]) == 0
+    d = json.loads((out / "herding_ipc2.json").read_text())
+    assert len(d["indices"]) == 20 and d["dataset"]["name"] == spec
+    assert main(["evaluate", "--dataset", spec, "--selection", str(out / "bps_ipc2.json"), "--seeds", "1",
+                 "--out", str(tmp_path / "r.json"), "--epochs", "1", "--last-epochs", "1", "--quiet"]) == 0
