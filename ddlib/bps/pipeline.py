@@ -104,3 +104,38 @@ def run_selection(ds, methods, ipcs, seed: int = 0, cfg: PipelineConfig = Pipeli
     mod = modelling(ds, cfg, methods, device=device, progress=progress)
     sels = {m: {int(k): select(m, mod["inputs"], int(k), seed, cfg.select) for k in ipcs} for m in methods}
     return {"selections": sels, "modelling": mod}
+
+
+def selection_table(inputs: SelectionInputs, selections: dict) -> list[dict]:
+    """One row per (method, IPC): images, selection seconds, centre share (common criterion, see
+    :func:`ddlib.metrics.assign_roles`), BPS's own centre share, pattern coverage, fill distance, MMD."""
+    from ddlib import metrics
+
+    rows = []
+    for m, per_ipc in selections.items():
+        for k, sel in per_ipc.items():
+            idx = sel["indices"]
+            roles = metrics.assign_roles(inputs.embeddings, inputs.labels, idx, inputs.patterns)
+            rows.append({"method": m, "ipc": k, "images": len(idx), "seconds": sel.get("seconds"),
+                         "centre_share": metrics.centre_margin_share(roles)["centre"],
+                         "own_centre_share": metrics.centre_margin_share(sel["role"])["centre"] if m == "bps" else None,
+                         "pattern_coverage": metrics.pattern_coverage(inputs.labels, idx, inputs.patterns)
+                         if inputs.patterns is not None else None,
+                         "fill_distance": metrics.fill_distance(inputs.embeddings, inputs.labels, idx)["mean"],
+                         "mmd": metrics.mmd(inputs.embeddings, inputs.labels, idx)["mean"]})
+    return rows
+
+
+def evaluate_all(ds, selections: dict, student, seeds, teacher=None, teacher_cfg=None, device=None,
+                 progress: bool = True) -> list[dict]:
+    """Students (one protocol for all) on every selection: one row per (method, IPC) with mean, std, per seed."""
+    from ddlib.bps.distill import evaluate_selection
+
+    rows = []
+    for m, per_ipc in selections.items():
+        for k, sel in per_ipc.items():
+            r = evaluate_selection(ds, sel["indices"], student, seeds, teacher=teacher, teacher_cfg=teacher_cfg,
+                                   ipc=k, device=device, progress=progress)
+            rows.append({"method": m, "ipc": k, "mean": r["mean"], "std": r["std"], "per_seed": r["per_seed"],
+                         "student_seconds": sum(r["seconds"]), "selection_seconds": sel.get("seconds")})
+    return rows

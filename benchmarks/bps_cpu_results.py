@@ -1,0 +1,110 @@
+"""BPS vs every baseline through the CLI at a CPU scale; one JSON under results/ with provenance.
+
+    .venv/bin/python benchmarks/bps_cpu_results.py [--per-class 500] [--ipc 10,50] [--seeds 3]
+
+Runs ``python -m ddlib select`` once (one modelling, every method, every IPC) and
+``python -m ddlib evaluate`` for each selection (the same KD protocol for all), then gathers
+accuracy, selection time, centre share, fill distance and MMD into
+``results/bps_<dataset>_cpu.json``. Budgets are scaled down from the reference (ConvNet width 32
+instead of ResNet-18, few epochs); the record says so.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--dataset", default="fashion-mnist")
+    ap.add_argument("--per-class", type=int, default=500)
+    ap.add_argument("--test-per-class", type=int, default=200)
+    ap.add_argument("--ipc", default="10,50")
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--width", type=int, default=32)
+    ap.add_argument("--encoder-epochs", type=int, default=10)
+    ap.add_argument("--teacher-epochs", type=int, default=15)
+    ap.add_argument("--student-epochs", type=int, default=60)
+    ap.add_argument("--last-epochs", type=int, default=10)
+    ap.add_argument("--work", default=str(ROOT / "out" / "bps_cpu"))
+    ap.add_argument("--out", default=None)
+    a = ap.parse_args()
+
+    from ddlib.bps.pipeline import METHODS
+    from ddlib.cli import main as cli
+    from ddlib.utils import provenance
+
+    work = Path(a.work)
+    tag = a.dataset.split(":")[0].split("/")[-1]
+    out = Path(a.out) if a.out else ROOT / "results" / f"bps_{tag}_cpu.json"
+    common = ["--dataset", a.dataset, "--per-class", str(a.per_class), "--test-per-class", str(a.test_per_class),
+              "--quiet"]
+    model = ["--teacher-model", "convnet", "--teacher-width", str(a.width), "--teacher-depth", "3",
+             "--teacher-epochs", str(a.teacher_epochs)]
+    select = ["select", *common, "--method", ",".join(METHODS), "--ipc", a.ipc, "--seed", "0",
+              "--out", str(work / "selections"), "--encoder-backbone", "convnet", "--encoder-width", str(a.width),
+              "--encoder-depth", "3", "--encoder-epochs", str(a.encoder_epochs), "--encoder-batch", "128",
+              "--queue-size", "2048", "--encoder-warmup", "1", "--clu-warmup", "3", *model]
+    start = time.perf_counter()
+    t = time.perf_counter()
+    if cli(select) != 0:
+        return 1
+    select_wall = time.perf_counter() - t
+    rows = []
+    for m in METHODS:
+        for k in [int(v) for v in a.ipc.split(",")]:
+            sel_file = work / "selections" / f"{m}_ipc{k}.json"
+            res_file = work / "evaluations" / f"{m}_ipc{k}.json"
+            argv = ["evaluate", *common, "--selection", str(sel_file), "--seeds", str(a.seeds), "--out", str(res_file),
+                    "--epochs", str(a.student_epochs), "--last-epochs", str(a.last_epochs)]
+            if cli(argv) != 0:
+                return 1
+            sel, res = json.loads(sel_file.read_text()), json.loads(res_file.read_text())
+            rows.append({"method": m, "ipc": k, "mean": res["mean"], "std": res["std"], "per_seed": res["per_seed"],
+                         "selection_seconds": sel["seconds"]["selection"], "student_seconds": res["seconds"],
+                         "forgetting_score": sel["config"]["selection"].get("score"),
+                         "student_config": res["config"]})
+    # selection metrics in the shared embedding space (the cached modelling of the select run)
+    from ddlib import data, metrics
+    from ddlib.bps.encoder import model_patterns
+    from ddlib.cli import build_parser
+    from ddlib.cli_bps import _pipeline_cfg
+
+    cfg = _pipeline_cfg(build_parser()[0].parse_args(select))
+    sel0 = json.loads((work / "selections" / f"bps_ipc{a.ipc.split(',')[0]}.json").read_text())
+    ds = data.load(a.dataset, per_class=a.per_class, test_per_class=a.test_per_class)
+    mp = model_patterns(ds, cfg.encoder, cfg.pattern, progress=False)
+    for r in rows:
+        idx = json.loads((work / "selections" / f"{r['method']}_ipc{r['ipc']}.json").read_text())["indices"]
+        roles = metrics.assign_roles(mp["embeddings"], ds.train_y, idx, mp["patterns"])
+        r["centre_share"] = metrics.centre_margin_share(roles)["centre"]
+        r["fill_distance"] = metrics.fill_distance(mp["embeddings"], ds.train_y, idx)["mean"]
+        r["mmd"] = metrics.mmd(mp["embeddings"], ds.train_y, idx)["mean"]
+        r["pattern_coverage"] = metrics.pattern_coverage(ds.train_y, idx, mp["patterns"])
+    record = {"what": "BPS vs baselines, KD students, CPU scale (scaled-down budgets, not the reference's)",
+              "dataset": ds.spec, "teacher_acc": sel0["teacher_acc"],
+              "num_patterns": sel0["modelling"]["num_patterns"], "budgets": vars(a),
+              "select_command": "python -m ddlib " + " ".join(select), "select_wall_seconds": select_wall,
+              "shared_seconds": {k: v for k, v in sel0["seconds"].items() if k.startswith("shared")},
+              "rows": rows,
+              "provenance": {**provenance(" ".join([sys.executable, *sys.argv])), "marked": "CPU",
+                             "threads": torch.get_num_threads(), "wall_seconds": time.perf_counter() - start}}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=1))
+    for r in rows:
+        print(f"{r['method']:>10} ipc {r['ipc']:>3}: {100 * r['mean']:.2f} ± {100 * r['std']:.2f} %  "
+              f"centre {r['centre_share']:.2f}  fill {r['fill_distance']:.3f}  mmd {r['mmd']:.4f}  "
+              f"select {1000 * r['selection_seconds']:.1f} ms")
+    print(out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
