@@ -200,3 +200,26 @@ def pattern_counts(num_patterns: dict[int, int], singletons: dict[int, int], cla
     fig.update_layout(barmode="stack", title=title, yaxis_title="patterns found", width=800, height=400,
                       margin=dict(l=60, r=10, t=50 if title else 10, b=60))
     return fig
+
+
+# ----------------------------------------------------------------------------- selection (chapter 2)
+def centre_margin_grid(images: torch.Tensor, picks: Sequence[int], pattern: Sequence[int], role: Sequence[str],
+                       max_patterns: int = 6, per_row: int = 10, title: str | None = None,
+                       thumb_px: int = 56) -> go.Figure:
+    """Two rows per pattern of one class's selection (patterns in the order of first appearance, at
+    most ``max_patterns``): its centre picks, then its margin picks. ``picks`` index ``images``."""
+    order: list[int] = []
+    for p in pattern:
+        if p not in order:
+            order.append(int(p))
+    order = order[:max_patterns]
+    sel, rows, names = [], [], []
+    for p in order:
+        for r in ("centre", "margin"):
+            members = [i for i, pp, rr in zip(picks, pattern, role) if int(pp) == p and rr == r]
+            names.append(f"pattern {p}: {r}s")
+            sel += members[:per_row]
+            rows += [len(names) - 1] * len(members[:per_row])
+    idx = torch.as_tensor(sel, dtype=torch.long)
+    return image_grid(images[idx], torch.as_tensor(rows, dtype=torch.long), names, per_class=per_row, title=title,
+                      thumb_px=thumb_px)
