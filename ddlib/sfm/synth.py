@@ -11,11 +11,11 @@ SFM (``method="sfm"``)
     over the whole C×D matrix, where F are the dataset's statistical flows (:mod:`ddlib.sfm.stats`).
     No real image is touched while distilling.
 
-    *Departure from the reference:* the reference code divides the synthetic sum by
-    N = C·IPC instead of forming per-class means, i.e. its synthetic "centres" are
-    IPC/(C·IPC)-scaled class sums. For IPC = 1 every class is scaled by the same 1/C and the
-    cosine is unchanged; for IPC > 1 (and for any unequal IPC) the scale is not that of a class
-    mean, so we use the class-mean form, which is what the method's derivation asks for.
+    *Departure from the reference:* the reference code normalises the synthetic feature sums by
+    N = C·IPC, the number of all synthetic images, where a class mean divides by the class's own
+    count; METHODS.md records this as wrong for IPC > 1. We use per-class means
+    ŝ_c = (1/n_c) Σ_{y_i=c} φ(aug(x_i)), which is what the derivation from LGM's zero-head
+    gradient gives (see below) and is right for any IPC, equal or not across classes.
 
     *Beyond the reference (memory):* the loss depends on the images only through ŝ (C×D).
     With ``chunk_size`` set, pass 1 runs the backbone without a graph in chunks to get ŝ and
