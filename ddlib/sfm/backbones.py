@@ -32,7 +32,8 @@ INHOUSE_EPOCHS = 20
 INHOUSE_DEFAULTS: dict[str, Any] = {"backbone": "convnet", "convnet_width": 64, "queue_size": 4096}
 
 
-def _check_name(name: str) -> str:
+def check_name(name: str) -> str:
+    """Return ``name`` if :func:`get_backbone` accepts it, else raise :class:`ParamError` listing the names."""
     if not isinstance(name, str) or not (name in BACKBONES or (name.startswith("timm:") and len(name) > 5)):
         raise ParamError(f"backbone={name!r} is not known; choose one of {list(NAMES)}")
     return name
@@ -173,7 +174,7 @@ def get_backbone(name: str, ds: Any = None, image_size: int | None = None, **kw:
     ``image_size`` overrides the resolution the backbone resizes its inputs to (CPU budgets); ``kw`` go to
     the builder (``epochs``/``seed``/encoder options for ``inhouse``, ``seed`` for ``convnet-random``).
     """
-    _check_name(name)
+    check_name(name)
     if name.startswith("timm:"):
         from ddlib import models
 

@@ -1,0 +1,55 @@
+"""Plotly figures of chapter 4 (classifier inheritance): accuracy per backbone and mode, storage, curves."""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import plotly.graph_objects as go
+
+MODE_LABELS = {"probe": "new head (probe)", "ci": "classifier inheritance", "kd": "KD from inherited head"}
+
+
+def accuracy_figure(rows: Sequence[Mapping[str, Any]], ceiling: float | None = None,
+                    title: str = "Test accuracy by evaluation backbone") -> go.Figure:
+    """Grouped bars: x = evaluation backbone (and set), one bar per mode, error bars = std over runs (%).
+
+    ``rows``: dicts with ``eval_backbone``, ``mode``, ``acc``, ``acc_std`` and optionally ``set``;
+    ``ceiling``: the golden head's accuracy on the distillation backbone (a dashed line).
+    """
+    sets = list(dict.fromkeys(r.get("set", "") for r in rows))
+    fig = go.Figure()
+    for mode in dict.fromkeys(r["mode"] for r in rows):
+        sel = [r for r in rows if r["mode"] == mode]
+        x = [[r.get("set", "") for r in sel], [r["eval_backbone"] for r in sel]] if len(sets) > 1 \
+            else [r["eval_backbone"] for r in sel]
+        fig.add_bar(name=MODE_LABELS.get(mode, mode), x=x, y=[100 * r["acc"] for r in sel],
+                    error_y=dict(type="data", array=[100 * r.get("acc_std", 0.0) for r in sel]),
+                    hovertemplate="%{x}<br>%{y:.1f} %<extra>" + MODE_LABELS.get(mode, mode) + "</extra>")
+    if ceiling is not None:
+        fig.add_hline(y=100 * ceiling, line_dash="dash", annotation_text="golden head, full data",
+                      annotation_position="top left")
+    fig.update_layout(barmode="group", title=title, yaxis_title="test accuracy (%)", legend_title="mode",
+                      height=450)
+    return fig
+
+
+def bytes_figure(sizes: Mapping[str, Mapping[str, int | None]],
+                 title: str = "What each way of evaluating stores (bytes, log scale)") -> go.Figure:
+    """Grouped bars on a log axis: per evaluation backbone, the bytes of each stored part."""
+    parts = list(dict.fromkeys(k for v in sizes.values() for k in v))
+    fig = go.Figure()
+    for part in parts:
+        fig.add_bar(name=part, x=list(sizes), y=[sizes[b].get(part) for b in sizes],
+                    hovertemplate="%{x}: %{y:,} bytes<extra>" + part + "</extra>")
+    fig.update_layout(barmode="group", title=title, yaxis_type="log", yaxis_title="bytes", height=420)
+    return fig
+
+
+def curves_figure(curves: Mapping[str, Sequence[float]], title: str, yaxis: str, log_y: bool = False) -> go.Figure:
+    """One line per named curve over epochs."""
+    fig = go.Figure()
+    for name, ys in curves.items():
+        fig.add_scatter(x=list(range(1, len(ys) + 1)), y=list(ys), mode="lines", name=name)
+    fig.update_layout(title=title, xaxis_title="epoch", yaxis_title=yaxis, height=400,
+                      yaxis_type="log" if log_y else "linear")
+    return fig

@@ -1,0 +1,38 @@
+"""Chapter 04 (classifier inheritance) runs under papermill at the test scale and stops at once on invalid parameters."""
+from __future__ import annotations
+
+import nbformat
+import pytest
+from papermill.exceptions import PapermillExecutionError
+
+from ddlib.sweep import read_results
+
+pytestmark = pytest.mark.notebook
+
+
+def test_chapter_04_at_test_scale(run_notebook) -> None:
+    out = run_notebook("04_classifier_inheritance", scale="test")
+    nb = nbformat.read(out, as_version=4)
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    html = "".join(o.get("data", {}).get("text/html", "") for o in outputs)
+    assert html.count("plotly-graph-div") >= 4, "the image grid, accuracy, projector-curve and bytes figures"
+    assert "<table" in html, "the accuracy and bytes tables"
+    text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+    assert "SFM on inhouse" in text and "golden head on inhouse" in text
+    assert "torch:" in text and "device:" in text, "the environment report is missing"
+    g = read_results(out)
+    assert 0 <= float(g["golden_acc"]) <= 100
+    for key in ("ci_gain_mean", "best_other_ci", "best_other_probe", "best_other_kd", "golden_share"):
+        float(g[key])
+    assert int(str(g["img_bytes"]).replace(",", "")) == 10 * 28 * 28  # 10 classes x IPC 1 x 28x28 grey, uint8
+
+
+@pytest.mark.parametrize("params, name", [({"eval_backbones": ["resnet-9000"]}, "backbone"),
+                                          ({"eval_backbones": "inhouse"}, "eval_backbones"),
+                                          ({"probe_epochs": 0}, "epochs"), ({"views": -1}, "views")])
+def test_chapter_04_rejects_invalid_parameters(run_notebook, params, name) -> None:
+    with pytest.raises(PapermillExecutionError) as err:
+        run_notebook("04_classifier_inheritance", scale="test", **params)
+    assert "ParamError" in str(err.value) and name in str(err.value)
+    assert err.value.exec_count <= 3, "invalid parameters must fail in the first cells"
