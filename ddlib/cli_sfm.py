@@ -37,7 +37,8 @@ def _distill(args: argparse.Namespace) -> int:
                               parameterisation=args.parameterisation, init=args.init, chunk_size=args.chunk_size,
                               augs_per_batch=args.augs_per_batch, grow_every=args.grow_every, seed=args.seed,
                               channels=int(ds.image_shape[0]) if ds.image_shape[0] in (1, 3) else 3)
-    bb = backbones.get_backbone(args.backbone, ds, image_size=args.backbone_size)
+    bb_kw = {"epochs": args.inhouse_epochs} if args.backbone == "inhouse" else {}
+    bb = backbones.get_backbone(args.backbone, ds, image_size=args.backbone_size, **bb_kw)
     bb_size = int(getattr(bb, "image_size", ds.image_shape[-1]))
     auto_size, auto_crop = synth.default_image_sizes(bb_size)
     image_size = args.image_size or auto_size
@@ -61,8 +62,10 @@ def _distill(args: argparse.Namespace) -> int:
 
 def add_commands(sub: argparse._SubParsersAction) -> dict:
     p = sub.add_parser("distill", help="distil synthetic images for a frozen backbone with SFM or LGM",
-                       description=__doc__.splitlines()[0] + " Defaults follow METHODS.md §2 (Adam 2e-3, "
-                       "pyramid grown every 200 steps, augmentation 'sfm', LGM augs_per_batch 10).")
+                       description="Distil IPC synthetic images per class for a frozen backbone with SFM or LGM; "
+                       "writes OUT/images.pt, OUT/grid.png and OUT/distill.json (config, wall time, peak memory, "
+                       "provenance). Defaults follow METHODS.md §2 (Adam 2e-3, 5,000 steps, pyramid grown every "
+                       "200 steps, augmentation 'sfm', LGM augs_per_batch 10).")
     p.add_argument("--method", choices=["sfm", "lgm"], default="sfm")
     p.add_argument("--backbone", required=True,
                    help="inhouse | efficientnet-lite0 | timm:<name> | convnet-random (see ddlib.sfm.backbones)")
@@ -77,6 +80,8 @@ def add_commands(sub: argparse._SubParsersAction) -> dict:
     p.add_argument("--crop", type=int, default=None, help="augmentation crop size (default: the backbone's input size)")
     p.add_argument("--backbone-size", type=int, default=None,
                    help="resize inputs of the backbone to this size (CPU budgets; default its native size)")
+    p.add_argument("--inhouse-epochs", type=int, default=20,
+                   help="epochs of the in-house MoCo v2 encoder (backbone inhouse only; default 20)")
     p.add_argument("--parameterisation", choices=["pyramid", "pixels"], default="pyramid")
     p.add_argument("--init", choices=["noise", "zero", "real"], default="noise")
     p.add_argument("--chunk-size", type=int, default=None, help="SFM only: two-pass chunked step, images per chunk")
