@@ -44,6 +44,9 @@ def test_gmm_cut_on_a_known_mixture():
     assert abs(lo - 1.0) < 0.02 and abs(cut - expect) < 0.03
     # the same values give the same cut (fixed seed)
     assert gmm_cut(v) == gmm_cut(v)
+    # the NumPy backend fits the same model: on clear modes it agrees with scikit-learn
+    lo2, cut2 = gmm_cut(v, backend="numpy")
+    assert abs(lo2 - lo) < 1e-3 and abs(cut2 - cut) < 1e-3
 
 
 def test_margin_fill_rules():
@@ -147,3 +150,5 @@ def test_config_validation():
         SelectConfig(k_ratio=2.0)
     with pytest.raises(ParamError, match="centre_frac"):
         SelectConfig(centre_frac=-0.1)
+    with pytest.raises(ParamError, match="gmm_backend"):
+        SelectConfig(gmm_backend="torch")
