@@ -316,7 +316,8 @@ def fit_encoder(model: Encoder, x: Tensor, y: Tensor, cfg: EncoderConfig, device
     hist: dict = {k: [] for k in ("loss", "ce", "con", "clu", "r", "lr", "patterns", "epoch_seconds")}
     y = y.long()
     start = time.perf_counter()
-    bar = tqdm(total=cfg.epochs * steps, desc="stage 1", disable=not progress or book.in_test(), leave=False)
+    bar = tqdm(total=cfg.epochs * steps, desc="stage 1", disable=not progress or book.in_test(), leave=False,
+               mininterval=5.0)
     for epoch in range(cfg.epochs):
         t0 = time.perf_counter()
         r = clu_ramp(cfg, epoch)
