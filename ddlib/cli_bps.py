@@ -116,7 +116,7 @@ def _pipeline_cfg(args: argparse.Namespace):
           "epochs": _opt(args.forgetting_epochs, teacher.epochs), "batch_size": teacher.batch_size,
           "lr": teacher.lr}
     fg["el2n_epoch"] = min(_opt(args.el2n_epoch, 20), fg["epochs"])
-    sel = {"k_ratio": args.k_ratio} if args.k_ratio is not None else {}
+    sel = {k: v for k, v in (("k_ratio", args.k_ratio), ("gmm_backend", args.gmm_backend)) if v is not None}
     return PipelineConfig(encoder=EncoderConfig(**enc), pattern=PatternConfig(**pat), teacher=teacher,
                           forgetting=ForgettingConfig(**fg), select=SelectConfig(**sel))
 
@@ -236,6 +236,7 @@ def add_commands(sub: argparse._SubParsersAction) -> dict:
     g.add_argument("--knn-k", type=int, default=None)
     g.add_argument("--min-sim", type=float, default=None)
     g.add_argument("--k-ratio", type=float, default=None, help="margin candidate share (0.1; 0.2 noisy data)")
+    g.add_argument("--gmm-backend", default=None, help="sklearn (the reference, default) | numpy (faster)")
     _add_teacher_args(p)
     g.add_argument("--forgetting-epochs", type=int, default=None, help="default: the teacher's epochs")
     g.add_argument("--el2n-epoch", type=int, default=None, help="EL2N fallback read after this epoch (20)")
