@@ -25,7 +25,7 @@ SCALE   ?=
 
 MATHJAX_VERSION   := 3.2.2
 MATHJAX_INTEGRITY := sha512-Bt+SSVU8eBG27zChVewOicYs7Xsdt40qm4+UpHyX7k0/O9NliPc+x77k1/FEsPsjKPZGJvtRZM1vO+geW0OhGw==
-MATHJAX := book/_static/mathjax/tex-chtml.js
+MATHJAX := book/_vendor/mathjax/tex-chtml.js
 
 # plotly.js embedded in every page, so the figures draw offline (the default mime type is dropped)
 export PLOTLY_RENDERER := notebook
@@ -78,16 +78,16 @@ browser:
 mathjax: $(MATHJAX)
 
 $(MATHJAX):
-	rm -rf book/_static/mathjax.tmp && mkdir -p book/_static/mathjax.tmp
+	rm -rf book/_vendor/mathjax.tmp && mkdir -p book/_vendor/mathjax.tmp
 	if command -v npm >/dev/null; then \
-	  (cd book/_static/mathjax.tmp && npm pack -q --silent mathjax@$(MATHJAX_VERSION) >/dev/null); \
-	else $(PY) .ci/fetch_npm.py mathjax $(MATHJAX_VERSION) '$(MATHJAX_INTEGRITY)' book/_static/mathjax.tmp; fi
-	cd book/_static/mathjax.tmp && tar -xzf mathjax-$(MATHJAX_VERSION).tgz \
+	  (cd book/_vendor/mathjax.tmp && npm pack -q --silent mathjax@$(MATHJAX_VERSION) >/dev/null); \
+	else $(PY) .ci/fetch_npm.py mathjax $(MATHJAX_VERSION) '$(MATHJAX_INTEGRITY)' book/_vendor/mathjax.tmp; fi
+	cd book/_vendor/mathjax.tmp && tar -xzf mathjax-$(MATHJAX_VERSION).tgz \
 	  package/LICENSE package/es5/tex-chtml.js package/es5/output/chtml package/es5/input/tex/extensions \
 	  package/es5/a11y package/es5/ui package/es5/adaptors
-	mv book/_static/mathjax.tmp/package/LICENSE book/_static/mathjax.tmp/package/es5/
-	rm -rf book/_static/mathjax && mv book/_static/mathjax.tmp/package/es5 book/_static/mathjax
-	rm -rf book/_static/mathjax.tmp
+	mv book/_vendor/mathjax.tmp/package/LICENSE book/_vendor/mathjax.tmp/package/es5/
+	rm -rf book/_vendor/mathjax && mv book/_vendor/mathjax.tmp/package/es5 book/_vendor/mathjax
+	rm -rf book/_vendor/mathjax.tmp
 
 book: env data mathjax
 ifeq ($(SCALE),)
@@ -102,4 +102,4 @@ test: env data browser mathjax
 	  if [ $$rc = 5 ]; then echo "error: pytest collected no tests" >&2; fi; exit $$rc; }
 
 clean:
-	rm -rf book/_build book/_static/mathjax
+	rm -rf book/_build book/_vendor/mathjax

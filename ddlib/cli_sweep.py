@@ -1,8 +1,9 @@
-"""Sub-commands about notebooks: ``sweep`` (papermill over a grid of parameters)."""
+"""Sub-commands about notebooks: ``sweep`` (papermill over a grid of parameters), ``book`` (build at a scale)."""
 from __future__ import annotations
 
 import argparse
 
+from ddlib import bookbuild
 from ddlib.sweep import SweepConfig, parse_grid, sweep
 
 
@@ -19,6 +20,12 @@ def _sweep(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _book(args: argparse.Namespace) -> int:
+    html = bookbuild.build(args.scale, out=args.out)
+    print(f"book: {html / 'index.html'}")
+    return 0
+
+
 def add_commands(sub: argparse._SubParsersAction) -> dict:
     p = sub.add_parser("sweep", help="run a notebook with papermill over a grid of parameters",
                        description="Run NOTEBOOK once per combination of the -p values; skip runs already "
@@ -30,4 +37,9 @@ def add_commands(sub: argparse._SubParsersAction) -> dict:
     p.add_argument("--jobs", type=int, default=1, help="runs at once (default 1)")
     p.add_argument("--kernel", default="python3", help="Jupyter kernel (default python3)")
     p.add_argument("--timeout", type=int, default=None, help="seconds allowed per cell (default: no limit)")
-    return {"sweep": _sweep}
+    b = sub.add_parser("book", help="build the book with every chapter executed at one scale",
+                       description="Execute each chapter of book/_toc.yml with papermill and scale=SCALE, "
+                                   "then build the HTML strictly (-W) into OUT/_build/html.")
+    b.add_argument("--scale", required=True, help="test | cpu | gpu")
+    b.add_argument("--out", default=None, help="output folder (default: book/, so book/_build/html)")
+    return {"sweep": _sweep, "book": _book}

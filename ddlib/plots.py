@@ -1,9 +1,10 @@
 """Plotly figures and tables used by the chapters.
 
-Importing this module sets plotly's renderer: ``$PLOTLY_RENDERER`` when given, else
-``"notebook"``, which embeds plotly.js in the output so that Jupyter Book (1.x drops
-plotly's own mime type) keeps the figures and they draw offline. Chapters just call
-``fig.show()``.
+Importing this module sets plotly's renderer to ``"book"``: plotly's ``"notebook"`` renderer
+(plotly.js embedded in the output, so that Jupyter Book 1.x, which drops plotly's own mime
+type, keeps the figures and they draw offline) without the MathJax script it loads from a
+CDN into every figure (an error in an offline reader's console; the book serves MathJax
+itself). ``$PLOTLY_RENDERER`` naming any other renderer wins. Chapters just call ``fig.show()``.
 
 Images arrive as uint8 tensors (N, C, H, W) or floats in [0, 1]; thumbnails are embedded
 as base64 PNGs, so a grid of a hundred images is one light figure.
@@ -13,6 +14,7 @@ from __future__ import annotations
 import base64
 import io
 import os
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -20,8 +22,23 @@ import pandas as pd
 import plotly.graph_objects as go
 import plotly.io as pio
 import torch
+from plotly.io._base_renderers import NotebookRenderer
 
-pio.renderers.default = os.environ.get("PLOTLY_RENDERER") or "notebook"
+_CDN_MATHJAX = re.compile(r'<script src="https://cdnjs\.cloudflare\.com/ajax/libs/mathjax/[^"]*"></script>')
+
+
+class BookRenderer(NotebookRenderer):
+    """plotly's ``notebook`` renderer (plotly.js embedded once) minus the CDN MathJax of every figure."""
+
+    def to_mimebundle(self, fig_dict: dict) -> dict:
+        bundle = super().to_mimebundle(fig_dict)
+        bundle["text/html"] = _CDN_MATHJAX.sub("", bundle["text/html"])
+        return bundle
+
+
+pio.renderers["book"] = BookRenderer()
+pio.renderers.default = ("book" if os.environ.get("PLOTLY_RENDERER", "notebook") == "notebook"
+                         else os.environ["PLOTLY_RENDERER"])
 
 
 def to_uint8(x: torch.Tensor) -> np.ndarray:

@@ -1,0 +1,75 @@
+"""Build the book with every chapter run at one scale (``make book SCALE=test``, ``python -m ddlib book``).
+
+``make book`` lets Jupyter Book execute the chapters with their default parameters (and cache
+them). To build at another scale, each chapter listed in ``book/_toc.yml`` is executed by
+papermill with ``scale=…`` into a staged copy of the book, which Jupyter Book then renders as
+executed (``execute_notebooks: off``); the injected parameters show on each page. The staged
+copy lives in ``<out>/_staged``; the HTML goes to ``<out>/_build/html``.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from ddlib.book import SCALES
+from ddlib.utils import check_choice
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def toc_files(toc: dict) -> list[str]:
+    """Every ``file:`` of a Jupyter Book table of contents, in reading order (root first)."""
+    found = [toc["root"]] if "root" in toc else []
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            if "file" in node:
+                found.append(node["file"])
+            for key in ("parts", "chapters", "sections"):
+                walk(node.get(key, []))
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(toc)
+    return found
+
+
+def chapters(book: Path = ROOT / "book") -> list[str]:
+    """The toc entries that are notebooks (``notebooks/NN_name``)."""
+    toc = yaml.safe_load((book / "_toc.yml").read_text())
+    return [f for f in toc_files(toc) if (book / f"{f}.ipynb").is_file()]
+
+
+def build(scale: str, out: Path | None = None, book: Path = ROOT / "book", progress: bool = True) -> Path:
+    """Execute every chapter with ``scale`` (papermill), build the HTML strictly; return the html folder."""
+    import papermill as pm
+
+    check_choice("scale", scale, SCALES)
+    out = Path(out) if out is not None else book
+    staged = out / "_staged"
+    if staged.exists():
+        shutil.rmtree(staged)
+    shutil.copytree(book, staged, symlinks=False,
+                    ignore=lambda d, names: [n for n in names if n in ("_build", "_staged", "notebooks")])
+    config = yaml.safe_load((book / "_config.yml").read_text())
+    config["execute"] = {**config.get("execute", {}), "execute_notebooks": "off"}
+    (staged / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+    os.environ.setdefault("PLOTLY_RENDERER", "notebook")  # the kernels inherit it (see ddlib.plots)
+    for chapter in chapters(book):
+        src = (book / f"{chapter}.ipynb").resolve()
+        dst = staged / f"{chapter}.ipynb"
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if progress:
+            print(f"executing {chapter} (scale={scale})", flush=True)
+        pm.execute_notebook(str(src), str(dst), parameters={"scale": scale}, kernel_name="python3",
+                            cwd=str(src.parent), progress_bar=False)
+    jb = Path(sys.executable).with_name("jupyter-book")
+    subprocess.run([str(jb), "build", "-W", "--keep-going", "--path-output", str(out), str(staged)],
+                   check=True, stdout=None if progress else subprocess.DEVNULL)
+    return out / "_build" / "html"
