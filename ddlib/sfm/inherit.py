@@ -450,15 +450,32 @@ def evaluate_synthetic(images: Tensor, labels: Tensor, ds: Any, distill_backbone
     Returns ``acc`` (mean over ``cfg.runs``), ``acc_std``, ``accs``; ``bytes`` of the stored images
     (uint8), a probe head on φ_eval, the golden head and the CI projector, and ``stored_bytes`` (what
     this mode must keep beside the images: nothing for probe, the golden head for ci/kd); for ci/kd
-    ``golden_acc`` (the golden head on φ_distill of the test set: the full-data ceiling) and the
-    projector's MSE curve; and the configs.
+    ``golden_acc`` (the golden head on φ_distill of the test set: the full-data ceiling); the loss
+    curve of the last run; and the configs.
     """
     check_choice("mode", mode, MODES)
+    return evaluate_modes(images, labels, ds, distill_backbone, eval_backbone, (mode,), cfg, golden_cfg,
+                          device)[mode]
+
+
+def evaluate_modes(images: Tensor, labels: Tensor, ds: Any, distill_backbone: nn.Module | None,
+                   eval_backbone: nn.Module, modes: Sequence[str] = MODES, cfg: ProbeConfig | None = None,
+                   golden_cfg: GoldenConfig | None = None, device: torch.device | None = None
+                   ) -> dict[str, dict[str, Any]]:
+    """:func:`evaluate_synthetic` for several modes at once, sharing the test features, the golden head
+    and (with ``cfg.views``) one bank of augmented views through both backbones; {mode: result}."""
+    modes = tuple(modes)
+    if not modes:
+        raise ParamError(f"modes={modes!r} is empty; choose among {list(MODES)}")
+    for m in modes:
+        check_choice("mode", m, MODES)
     cfg = cfg or ProbeConfig()
     golden_cfg = golden_cfg or GoldenConfig()
     _check_set(images, labels)
-    if mode != "probe" and distill_backbone is None:
-        raise ParamError(f"mode={mode!r} needs distill_backbone (the backbone the golden head lives on)")
+    needs_distill = any(m != "probe" for m in modes)
+    if needs_distill and distill_backbone is None:
+        raise ParamError(f"mode={[m for m in modes if m != 'probe'][0]!r} needs distill_backbone "
+                         "(the backbone the golden head lives on)")
     if int(labels.max()) >= ds.num_classes:
         raise ParamError(f"labels reach {int(labels.max())} but the dataset has {ds.num_classes} classes")
     device = get_device(device)
@@ -467,47 +484,55 @@ def evaluate_synthetic(images: Tensor, labels: Tensor, ds: Any, distill_backbone
     c = ds.num_classes
     d_eval = int(eval_backbone.feature_dim)
     d_distill = int(distill_backbone.feature_dim) if distill_backbone is not None else None
-    out: dict[str, Any] = {"mode": mode, "eval_backbone": backbone_key(eval_backbone),
-                           "distill_backbone": backbone_key(distill_backbone) if distill_backbone is not None else None,
-                           "num_images": len(images), "num_classes": c}
-    accs: list[float] = []
-    if mode == "probe":
-        views = _Views([eval_backbone], images, cfg, device)
-        for r in range(cfg.runs):
-            head = train_probe(eval_backbone, images, labels, cfg, c, cfg.seed + r, device, views)
-            accs.append(_accuracy(head(test_eval), ds.test_y))
-        out["loss_curve"] = head.history
-    else:
+    common: dict[str, Any] = {"eval_backbone": backbone_key(eval_backbone),
+                              "distill_backbone": backbone_key(distill_backbone) if distill_backbone is not None
+                              else None, "num_images": len(images), "num_classes": c}
+    golden = None
+    if needs_distill:
         golden = golden_head(distill_backbone, ds, golden_cfg, device, cfg.progress)
         test_distill = dataset_features(distill_backbone, ds, "test", device=device, progress=cfg.progress)
-        out["golden_acc"] = _accuracy(golden(test_distill), ds.test_y)
-        out["golden_train_acc"] = golden.train_acc
-        out["golden_key"] = golden.cache_key
-        views = _Views([eval_backbone, distill_backbone], images, cfg, device)
-        for r in range(cfg.runs):
-            if mode == "ci":
-                proj = train_projector(eval_backbone, distill_backbone, images, cfg, cfg.seed + r, device, views)
-                accs.append(_accuracy(ci_predict(golden, proj, test_eval), ds.test_y))
-                out["loss_curve"] = proj.history
-            else:
-                head = train_kd(eval_backbone, golden, distill_backbone, images, labels, cfg, cfg.seed + r,
-                                device, views)
-                accs.append(_accuracy(head(test_eval), ds.test_y))
-                out["loss_curve"] = head.history
+        common.update(golden_acc=_accuracy(golden(test_distill), ds.test_y), golden_train_acc=golden.train_acc,
+                      golden_key=golden.cache_key)
+    views = _Views([eval_backbone, distill_backbone] if needs_distill else [eval_backbone], images, cfg, device)
+    t_shared = time.perf_counter() - t0
     image_bytes = int(images[0].numel()) * len(images)  # stored as 8-bit pixels
     head_b = (d_eval + 1) * c * 4
     golden_b = (d_distill + 1) * c * 4 if d_distill is not None else None
     proj_b = (d_eval + 1) * d_distill * 4 if d_distill is not None else None
-    out.update({
-        "acc": float(torch.tensor(accs).mean()), "acc_std": float(torch.tensor(accs).std(unbiased=False)),
-        "accs": accs,
-        "bytes": {"images_uint8": image_bytes, "probe_head": head_b, "golden_head": golden_b,
-                  "projector": proj_b},
-        "stored_bytes": image_bytes + (golden_b if mode != "probe" and golden_b else 0),
-        "views": "fresh augmentation every step (reference)" if cfg.views is None
-        else f"{cfg.views} augmented views per image, embedded once (CPU departure)",
-        "config": config_dict(cfg), "golden_config": config_dict(golden_cfg) if mode != "probe" else None,
-        "test_size": len(ds.test_y), "train_size": len(ds.train_y),
-        "wall_s": time.perf_counter() - t0,
-    })
+    out: dict[str, dict[str, Any]] = {}
+    for mode in modes:
+        t1 = time.perf_counter()
+        accs: list[float] = []
+        curve: list[float] = []
+        for r in range(cfg.runs):
+            if mode == "probe":
+                head = train_probe(eval_backbone, images, labels, cfg, c, cfg.seed + r, device, views)
+                accs.append(_accuracy(head(test_eval), ds.test_y))
+                curve = head.history
+            elif mode == "ci":
+                proj = train_projector(eval_backbone, distill_backbone, images, cfg, cfg.seed + r, device, views)
+                accs.append(_accuracy(ci_predict(golden, proj, test_eval), ds.test_y))
+                curve = proj.history
+            else:
+                head = train_kd(eval_backbone, golden, distill_backbone, images, labels, cfg, cfg.seed + r,
+                                device, views)
+                accs.append(_accuracy(head(test_eval), ds.test_y))
+                curve = head.history
+        res = {"mode": mode, **common}
+        if mode == "probe":
+            for k in ("golden_acc", "golden_train_acc", "golden_key"):
+                res.pop(k, None)
+        res.update({
+            "acc": float(torch.tensor(accs).mean()), "acc_std": float(torch.tensor(accs).std(unbiased=False)),
+            "accs": accs, "loss_curve": curve,
+            "bytes": {"images_uint8": image_bytes, "probe_head": head_b, "golden_head": golden_b,
+                      "projector": proj_b},
+            "stored_bytes": image_bytes + (golden_b if mode != "probe" and golden_b else 0),
+            "views": "fresh augmentation every step (reference)" if cfg.views is None
+            else f"{cfg.views} augmented views per image, embedded once (CPU departure)",
+            "config": config_dict(cfg), "golden_config": config_dict(golden_cfg) if mode != "probe" else None,
+            "test_size": len(ds.test_y), "train_size": len(ds.train_y),
+            "wall_s": time.perf_counter() - t1 + t_shared / len(modes),
+        })
+        out[mode] = res
     return out
