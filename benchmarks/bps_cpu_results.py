@@ -35,6 +35,9 @@ def main() -> int:
     ap.add_argument("--last-epochs", type=int, default=10)
     ap.add_argument("--work", default=str(ROOT / "out" / "bps_cpu"))
     ap.add_argument("--out", default=None)
+    ap.add_argument("--resume", action="store_true", help="reuse selections and evaluations already in --work")
+    ap.add_argument("--notes", default="", help="free text recorded with the result")
+    ap.add_argument("--gather", action="store_true", help="only gather what is in --work (missing evaluations listed)")
     a = ap.parse_args()
 
     from ddlib.bps.pipeline import METHODS
@@ -54,22 +57,29 @@ def main() -> int:
               "--queue-size", "2048", "--encoder-warmup", "1", "--clu-warmup", "3", *model]
     start = time.perf_counter()
     t = time.perf_counter()
-    if cli(select) != 0:
+    ipcs = [int(v) for v in a.ipc.split(",")]
+    have = all((work / "selections" / f"{m}_ipc{k}.json").exists() for m in METHODS for k in ipcs)
+    if not ((a.resume or a.gather) and have) and cli(select) != 0:
         return 1
-    select_wall = time.perf_counter() - t
-    rows = []
+    select_wall = json.loads((work / "selections" / f"bps_ipc{ipcs[0]}.json").read_text())["provenance"]["wall_seconds"]
+    rows, missing = [], []
     for m in METHODS:
         for k in [int(v) for v in a.ipc.split(",")]:
             sel_file = work / "selections" / f"{m}_ipc{k}.json"
             res_file = work / "evaluations" / f"{m}_ipc{k}.json"
             argv = ["evaluate", *common, "--selection", str(sel_file), "--seeds", str(a.seeds), "--out", str(res_file),
                     "--epochs", str(a.student_epochs), "--last-epochs", str(a.last_epochs)]
-            if cli(argv) != 0:
+            if a.gather and not res_file.exists():
+                missing.append(f"{m}_ipc{k}")
+                continue
+            if not ((a.resume or a.gather) and res_file.exists()) and cli(argv) != 0:
                 return 1
             sel, res = json.loads(sel_file.read_text()), json.loads(res_file.read_text())
             rows.append({"method": m, "ipc": k, "mean": res["mean"], "std": res["std"], "per_seed": res["per_seed"],
                          "selection_seconds": sel["seconds"]["selection"], "student_seconds": res["seconds"],
                          "forgetting_score": sel["config"]["selection"].get("score"),
+                         "evaluate_wall_seconds": res["provenance"]["wall_seconds"],
+                         "evaluate_command": res["provenance"]["command"],
                          "student_config": res["config"]})
     # selection metrics in the shared embedding space (the cached modelling of the select run)
     from ddlib import data, metrics
@@ -93,7 +103,8 @@ def main() -> int:
               "num_patterns": sel0["modelling"]["num_patterns"], "budgets": vars(a),
               "select_command": "python -m ddlib " + " ".join(select), "select_wall_seconds": select_wall,
               "shared_seconds": {k: v for k, v in sel0["seconds"].items() if k.startswith("shared")},
-              "rows": rows,
+              "notes": a.notes, "rows": rows, "missing": missing,
+              "pipeline_wall_seconds": select_wall + sum(r["evaluate_wall_seconds"] for r in rows),
               "provenance": {**provenance(" ".join([sys.executable, *sys.argv])), "marked": "CPU",
                              "threads": torch.get_num_threads(), "wall_seconds": time.perf_counter() - start}}
     out.parent.mkdir(parents=True, exist_ok=True)
