@@ -246,3 +246,16 @@ def test_cli_on_tiny_inputs(tmp_path, capsys) -> None:  # noqa: ANN001
     assert "ipc" in capsys.readouterr().err
     assert main(["evaluate-synthetic", "--images", str(tmp_path / "missing"), "--backbone", "convnet-random",
                  "--out", str(bad), *common]) == 2
+
+
+def test_evaluate_modes_shares_work_and_matches_single_modes(digits: data.Dataset) -> None:
+    distill, evaluate, _ = _toy_pair(64, 16)
+    s = I.random_real(digits, 2, seed=2)
+    cfg, gcfg = I.ProbeConfig(**FAST), I.GoldenConfig(epochs=5, lr=1e-2)
+    both = I.evaluate_modes(s["images"], s["labels"], digits, distill, evaluate, ("probe", "ci"), cfg, gcfg)
+    assert set(both) == {"probe", "ci"} and "golden_acc" in both["ci"] and "golden_acc" not in both["probe"]
+    for mode in ("probe", "ci"):
+        single = I.evaluate_synthetic(s["images"], s["labels"], digits, distill, evaluate, mode, cfg, gcfg)
+        assert single["acc"] == pytest.approx(both[mode]["acc"])
+    with pytest.raises(ParamError, match="modes"):
+        I.evaluate_modes(s["images"], s["labels"], digits, distill, evaluate, (), cfg, gcfg)
