@@ -76,7 +76,7 @@ def _evaluate(args: argparse.Namespace) -> int:
                          "golden head and class centres live on); the images file names none")
     ds = data.load(args.dataset, per_class=args.per_class, seed=args.data_seed, test_per_class=args.test_per_class)
     distill_size = args.distill_image_size or _size_from_key((syn.get("provenance") or {}).get("backbone_key"))
-    bb_kw = {"epochs": args.inhouse_epochs}
+    bb_kw = {"epochs": args.inhouse_epochs, "progress": not args.quiet}
     eval_bb = get_backbone(args.backbone, ds, image_size=args.image_size,
                            **(bb_kw if args.backbone == "inhouse" else {}))
     distill_bb = None

@@ -259,3 +259,10 @@ def test_evaluate_modes_shares_work_and_matches_single_modes(digits: data.Datase
         assert single["acc"] == pytest.approx(both[mode]["acc"])
     with pytest.raises(ParamError, match="modes"):
         I.evaluate_modes(s["images"], s["labels"], digits, distill, evaluate, (), cfg, gcfg)
+
+
+def test_inhouse_encoder_ignores_the_test_split() -> None:
+    kw = dict(epochs=1, progress=False, convnet_width=8, queue_size=64, batch_size=32)
+    a = get_backbone("inhouse", data.load("digits", per_class=12), **kw)
+    b = get_backbone("inhouse", data.load("digits", per_class=12, test_per_class=3), **kw)
+    assert a.ddlib_key == b.ddlib_key

@@ -106,9 +106,13 @@ def inhouse_encoder(ds: Any, epochs: int = INHOUSE_EPOCHS, seed: int = 0, progre
 
     if "progress" in inspect.signature(train_encoder).parameters:
         kw["progress"] = progress
-    model, _history = train_encoder(ds, cfg, **kw)
+    # the encoder never sees the test split: key (and train) it on the training split alone, so that
+    # runs differing only in their test subsample share one encoder
+    train_only = dataclasses.replace(ds, test_x=ds.test_x[:0], test_y=ds.test_y[:0], test_patterns=None,
+                                     spec={k: v for k, v in dict(ds.spec).items() if k != "test_per_class"})
+    model, _history = train_encoder(train_only, cfg, **kw)
     bb = models.as_backbone(model, image_size=int(ds.image_shape[-1]))
-    key = artifacts.make_key("inhouse-backbone", ds.key(), cfg)
+    key = artifacts.make_key("inhouse-backbone", train_only.key(), cfg)
     return _tag(bb, key, "inhouse")
 
 
