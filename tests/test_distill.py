@@ -26,9 +26,10 @@ def test_kd_table_is_the_reference():
 
 
 def test_kd_loss_and_entropy():
-    s = torch.randn(5, 10)
-    assert kd_loss(s, s.clone(), 20.0).abs() < 1e-5
-    t = torch.randn(5, 10)
+    g = torch.Generator().manual_seed(0)
+    s = torch.randn(5, 10, generator=g)
+    assert kd_loss(s, s.clone(), 20.0).abs() < 1e-3  # 0 up to float32 rounding times tau^2 = 400
+    t = torch.randn(5, 10, generator=g)
     # KL(p_t || p_s) * tau^2, batch mean
     pt, ls = torch.softmax(t / 4, 1), torch.log_softmax(s / 4, 1)
     ref = (pt * (pt.log() - ls)).sum(1).mean() * 16
