@@ -14,8 +14,6 @@ PY      := $(VENV)/bin/python
 # torch first: a matching pair that installs from a local wheel cache in a minute (see ENVIRONMENT.md)
 TORCH   := torch==2.14.1 torchvision==0.29.1
 EXTRAS  := book,test,faiss
-# drives the system chromium in tests/test_rendered_book.py (not a dependency of ddlib)
-BROWSER_PY := selenium>=4.10
 # re-created when pyproject.toml or this file changes; `make env` is a no-op otherwise
 STAMP   := $(VENV)/.ddlib-env
 PYTEST_ARGS ?=
@@ -55,7 +53,7 @@ $(STAMP): pyproject.toml Makefile
 	  echo "== $(PYTHON) has no venv support: installing python3-venv"; $(call apt_install,python3-venv); fi
 	[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q $(TORCH)
-	$(PY) -m pip install -q -e '.[$(EXTRAS)]' '$(BROWSER_PY)'
+	$(PY) -m pip install -q -e '.[$(EXTRAS)]'
 	$(PY) -c 'import ddlib, torch, torchvision; print("environment ready:", ddlib.__version__, torch.__version__)'
 	@touch $@
 

@@ -3,7 +3,8 @@
 ``make book`` lets Jupyter Book execute the chapters with their default parameters (and cache
 them). To build at another scale, each chapter listed in ``book/_toc.yml`` is executed by
 papermill with ``scale=…`` into a staged copy of the book, which Jupyter Book then renders as
-executed (``execute_notebooks: off``); the injected parameters show on each page. The staged
+executed (``.ipynb`` excluded from its execution; text pages with code cells are run); the
+injected parameters show on each page. The staged
 copy lives in ``<out>/_staged``; the HTML goes to ``<out>/_build/html``.
 """
 from __future__ import annotations
@@ -58,7 +59,10 @@ def build(scale: str, out: Path | None = None, book: Path = ROOT / "book", progr
     shutil.copytree(book, staged, symlinks=False,
                     ignore=lambda d, names: [n for n in names if n in ("_build", "_staged", "notebooks")])
     config = yaml.safe_load((book / "_config.yml").read_text())
-    config["execute"] = {**config.get("execute", {}), "execute_notebooks": "off"}
+    # the chapters arrive executed by papermill; text pages with code cells (the workshop page's
+    # table) are still executed by Jupyter Book, else their glue keys would be missing
+    config["execute"] = {**config.get("execute", {}), "execute_notebooks": "force",
+                         "exclude_patterns": ["*.ipynb"]}
     (staged / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
     os.environ.setdefault("PLOTLY_RENDERER", "notebook")  # the kernels inherit it (see ddlib.plots)
     for chapter in chapters(book):

@@ -37,7 +37,7 @@ def _distill(args: argparse.Namespace) -> int:
                               parameterisation=args.parameterisation, init=args.init, chunk_size=args.chunk_size,
                               augs_per_batch=args.augs_per_batch, grow_every=args.grow_every, seed=args.seed,
                               channels=int(ds.image_shape[0]) if ds.image_shape[0] in (1, 3) else 3)
-    bb_kw = {"epochs": args.inhouse_epochs} if args.backbone == "inhouse" else {}
+    bb_kw = {"epochs": args.inhouse_epochs, "progress": not args.quiet} if args.backbone == "inhouse" else {}
     bb = backbones.get_backbone(args.backbone, ds, image_size=args.backbone_size, **bb_kw)
     bb_size = int(getattr(bb, "image_size", ds.image_shape[-1]))
     auto_size, auto_crop = synth.default_image_sizes(bb_size)

@@ -119,6 +119,7 @@ def train_teacher(ds, cfg: TeacherConfig = TeacherConfig(), device=None, progres
     dev = get_device(device)
 
     def compute() -> dict:
+        seed_everything(cfg.seed)  # the initial weights follow cfg.seed, not the caller's RNG state
         model = build_model(ds, cfg.model, cfg.width, cfg.depth)
         hist = fit(model, ds.train_x, ds.train_y, cfg.train_config(), device=dev, seed=cfg.seed,
                    progress=progress and not book.in_test())

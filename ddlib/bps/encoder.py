@@ -381,6 +381,7 @@ def train_encoder(ds, cfg: EncoderConfig | None = None, device: str | torch.devi
     key = encoder_key(ds, cfg)
 
     def compute() -> dict:
+        seed_everything(cfg.seed)  # the initial weights follow cfg.seed, not the caller's RNG state
         model = _build_for(ds, cfg)
         hist = fit_encoder(model, ds.train_x, ds.train_y, cfg, device=device, progress=progress)
         return {"state_dict": {k: v.cpu() for k, v in model.state_dict().items()}, "history": hist,

@@ -1,0 +1,74 @@
+"""Wall time of a whole book build from scratch, recorded for the workshop page.
+
+    .venv/bin/python benchmarks/book_build_time.py             # what `make book` does (chapter defaults)
+    .venv/bin/python benchmarks/book_build_time.py --scale gpu # what `make book SCALE=gpu` does
+
+With the environment, the data and MathJax already in place (``make env data mathjax``), builds the
+book into a temporary folder with a fresh artifact cache and a fresh Jupyter Book execution cache, so
+every chapter is executed: the time a reader waits for ``make book`` on a clean checkout, minus the
+one-off installation. Writes ``results/book_build_<cpu|gpu>.json`` with provenance and the machine's
+load average; ``book/workshop.md`` reads it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--scale", default=None, choices=["test", "cpu", "gpu"],
+                    help="run every chapter at this scale (papermill); default: the chapters' defaults")
+    ap.add_argument("--out", default=None, help="result file (default results/book_build_<cpu|gpu>.json)")
+    a = ap.parse_args(argv)
+    import torch
+
+    from ddlib.utils import environment_info, get_device, provenance
+
+    kind = "gpu" if get_device().type == "cuda" else "cpu"
+    out = Path(a.out) if a.out else ROOT / "results" / f"book_build_{kind}.json"
+    work = Path(tempfile.mkdtemp(prefix="ddlib-book-build-"))
+    env = {**os.environ, "DDLIB_CACHE": str(work / "cache"), "DDLIB_OFFLINE": "1", "PLOTLY_RENDERER": "notebook"}
+    env.pop("DDLIB_TEST", None)
+    if a.scale is None:
+        cmd = [str(Path(sys.executable).with_name("jupyter-book")), "build", "-W", "--keep-going",
+               "--path-output", str(work), str(ROOT / "book")]
+    else:
+        cmd = [sys.executable, "-m", "ddlib", "book", "--scale", a.scale, "--out", str(work)]
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    html = work / "_build" / "html" / "index.html"
+    ok = proc.returncode == 0 and html.is_file()
+    if not ok:
+        print(proc.stdout[-3000:], proc.stderr[-3000:], sep="\n", file=sys.stderr)
+    command = "python benchmarks/book_build_time.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    record = {
+        "what": "wall time of a whole book build from scratch (fresh artifact and execution caches; "
+                "environment, data and MathJax already installed)",
+        "scale": a.scale or "chapter defaults (make book)",
+        "status": "ok" if ok else f"failed (exit {proc.returncode})",
+        "wall_s": round(wall, 1),
+        "load_average_after": [round(x, 2) for x in os.getloadavg()],
+        "build_command": " ".join(cmd[:1] + cmd[1:]).replace(str(work), "<tmp>"),
+        "provenance": {**provenance(command.strip()), "threads": torch.get_num_threads(),
+                       "cpu_count": os.cpu_count(), "environment": environment_info()},
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(record, indent=1))
+    tmp.replace(out)
+    print(f"book build ({record['scale']}): {record['status']} in {wall / 60:.1f} min -> {out}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
