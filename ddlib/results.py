@@ -6,7 +6,7 @@ them all into two tables:
 
 - :func:`accuracy_table`: one row per (record, method, IPC, evaluation protocol) with the accuracy's
   mean/std over seeds and the provenance. Schemas understood: ``rows`` of BPS/baseline students
-  (``benchmarks/bps_cpu_results.py``), ``results`` of synthetic-set evaluations
+  (``benchmarks/bps_results.py``), ``results`` of synthetic-set evaluations
   (``benchmarks/sfm_ci_cifar10.py``), a single ``python -m ddlib evaluate`` record
   (``mean``/``per_seed``) and a single ``python -m ddlib evaluate-synthetic`` record (``acc``/``mode``).
 - :func:`cost_table`: one row per measured time, memory or throughput number anywhere in a record
@@ -158,7 +158,7 @@ def _accuracy_rows(rec: Record) -> Iterator[dict[str, Any]]:
     rows = d.get("rows")
     if isinstance(rows, list) and rows and all(isinstance(r, dict) for r in rows) and \
             any("method" in r and "mean" in r for r in rows):
-        # BPS vs baselines: students on selections (benchmarks/bps_cpu_results.py)
+        # BPS vs baselines: students on selections (benchmarks/bps_results.py)
         for r in rows:
             if "method" not in r or not _is_number(r.get("mean")):
                 continue
