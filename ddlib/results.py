@@ -60,7 +60,13 @@ class Record:
 
     @property
     def wall_s(self) -> float | None:
-        """The run's wall time in seconds, wherever the writer put it (provenance or top level)."""
+        """The run's wall time in seconds, wherever the writer put it (provenance or top level).
+
+        A BPS record's ``pipeline_wall_seconds`` (select + every evaluation) wins over its provenance's
+        ``wall_seconds``, which times only the gathering script (seconds when it reuses earlier runs).
+        """
+        if _is_number(self.data.get("pipeline_wall_seconds")):
+            return float(self.data["pipeline_wall_seconds"])
         for where in (self.provenance, self.data):
             for k in _WALL_KEYS:
                 v = where.get(k)
