@@ -47,6 +47,9 @@ def main() -> int:
     ap.add_argument("--per-class", type=int, default=None)
     ap.add_argument("--test-per-class", type=int, default=None)
     ap.add_argument("--ipc", default="10,50")
+    ap.add_argument("--methods", default=None, help="comma-separated (default: every method)")
+    ap.add_argument("--centre-frac", type=float, default=None,
+                    help="BPS's centre share of each pattern's budget (default 0.5, the reference); an ablation")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--width", type=int, default=None, help="ConvNet width (cpu scale)")
     ap.add_argument("--encoder-epochs", type=int, default=None)
@@ -84,18 +87,21 @@ def main() -> int:
         arch += ["--teacher-width", str(a.width), "--teacher-depth", "3"]
         enc += ["--encoder-width", str(a.width), "--encoder-depth", "3"]
     model = [*arch, "--teacher-epochs", str(a.teacher_epochs)]
-    select = ["select", *common, "--method", ",".join(METHODS), "--ipc", a.ipc, "--seed", "0",
+    methods = a.methods.split(",") if a.methods else list(METHODS)
+    select = ["select", *common, "--method", ",".join(methods), "--ipc", a.ipc, "--seed", "0",
               "--out", str(work / "selections"), *enc, "--encoder-epochs", str(a.encoder_epochs),
               *prof["encoder_extra"], *model]
+    if a.centre_frac is not None:
+        select += ["--centre-frac", str(a.centre_frac)]
     start = time.perf_counter()
     t = time.perf_counter()
     ipcs = [int(v) for v in a.ipc.split(",")]
-    have = all((work / "selections" / f"{m}_ipc{k}.json").exists() for m in METHODS for k in ipcs)
+    have = all((work / "selections" / f"{m}_ipc{k}.json").exists() for m in methods for k in ipcs)
     if not ((a.resume or a.gather) and have) and cli(select) != 0:
         return 1
-    select_wall = json.loads((work / "selections" / f"bps_ipc{ipcs[0]}.json").read_text())["provenance"]["wall_seconds"]
+    select_wall = json.loads((work / "selections" / f"{methods[0]}_ipc{ipcs[0]}.json").read_text())["provenance"]["wall_seconds"]
     rows, missing = [], []
-    for m in METHODS:
+    for m in methods:
         for k in [int(v) for v in a.ipc.split(",")]:
             sel_file = work / "selections" / f"{m}_ipc{k}.json"
             res_file = work / "evaluations" / f"{m}_ipc{k}.json"
@@ -120,7 +126,7 @@ def main() -> int:
     from ddlib.cli_bps import _pipeline_cfg
 
     cfg = _pipeline_cfg(build_parser()[0].parse_args(select))
-    sel0 = json.loads((work / "selections" / f"bps_ipc{a.ipc.split(',')[0]}.json").read_text())
+    sel0 = json.loads((work / "selections" / f"{methods[0]}_ipc{ipcs[0]}.json").read_text())
     ds = data.load(a.dataset, per_class=a.per_class, test_per_class=a.test_per_class)
     mp = model_patterns(ds, cfg.encoder, cfg.pattern, progress=False)
     for r in rows:
@@ -133,6 +139,8 @@ def main() -> int:
     what = ("BPS vs baselines, KD students, CPU scale (scaled-down budgets, not the reference's)" if a.scale == "cpu"
             else "BPS vs baselines, KD students, ResNet-18 at the reference settings (teacher and student epochs "
                  f"reduced: {a.teacher_epochs} of 200 and {a.student_epochs} of 500)")
+    if a.centre_frac is not None:
+        what += f"; BPS centre share {a.centre_frac} of each pattern's budget (reference 0.5)"
     record = {"what": what, "scale": a.scale,
               "dataset": ds.spec, "teacher_acc": sel0["teacher_acc"],
               "num_patterns": sel0["modelling"]["num_patterns"], "budgets": vars(a),

@@ -116,7 +116,8 @@ def _pipeline_cfg(args: argparse.Namespace):
           "epochs": _opt(args.forgetting_epochs, teacher.epochs), "batch_size": teacher.batch_size,
           "lr": teacher.lr}
     fg["el2n_epoch"] = min(_opt(args.el2n_epoch, 20), fg["epochs"])
-    sel = {k: v for k, v in (("k_ratio", args.k_ratio), ("gmm_backend", args.gmm_backend)) if v is not None}
+    sel = {k: v for k, v in (("k_ratio", args.k_ratio), ("centre_frac", args.centre_frac),
+                             ("gmm_backend", args.gmm_backend)) if v is not None}
     return PipelineConfig(encoder=EncoderConfig(**enc), pattern=PatternConfig(**pat), teacher=teacher,
                           forgetting=ForgettingConfig(**fg), select=SelectConfig(**sel))
 
@@ -236,6 +237,8 @@ def add_commands(sub: argparse._SubParsersAction) -> dict:
     g.add_argument("--knn-k", type=int, default=None)
     g.add_argument("--min-sim", type=float, default=None)
     g.add_argument("--k-ratio", type=float, default=None, help="margin candidate share (0.1; 0.2 noisy data)")
+    g.add_argument("--centre-frac", type=float, default=None,
+                   help="share of each pattern's budget taken at its centre (0.5; 1 = centres only, 0 = margins)")
     g.add_argument("--gmm-backend", default=None, help="sklearn (the reference, default) | numpy (faster)")
     _add_teacher_args(p)
     g.add_argument("--forgetting-epochs", type=int, default=None, help="default: the teacher's epochs")

@@ -52,6 +52,7 @@ def test_select_every_method_then_evaluate(tmp_path: Path):
     (["--method", "random", "--ipc", "1", "--teacher-epochs", "0"], "teacher epochs"),
     (["--method", "random", "--ipc", "1", "--k-ratio", "3"], "k_ratio"),
     (["--method", "bps", "--ipc", "1", "--gmm-backend", "jax"], "gmm_backend"),
+    (["--method", "bps", "--ipc", "1", "--centre-frac", "1.5"], "centre_frac"),
 ])
 def test_select_rejects_bad_input_and_writes_nothing(tmp_path: Path, capsys, argv, word):
     out = tmp_path / "sel"
@@ -59,6 +60,18 @@ def test_select_rejects_bad_input_and_writes_nothing(tmp_path: Path, capsys, arg
     assert rc == 2
     assert word in capsys.readouterr().err
     assert not out.exists() or not any(out.iterdir())
+
+
+@pytest.mark.parametrize("frac, role", [(1.0, "centre"), (0.0, "margin")])
+def test_select_centre_frac_sets_the_roles(tmp_path: Path, frac: float, role: str):
+    """--centre-frac 1 takes every pick at a pattern centre, 0 every pick at its margin (patterns larger than
+    their budget; IPC 2 on synthetic-patterns leaves no pattern taken whole)."""
+    out = tmp_path / "sel"
+    assert main(["select", *SYN, "--method", "bps", "--ipc", "2", "--out", str(out), "--centre-frac", str(frac),
+                 *TINY]) == 0
+    d = json.loads((out / "bps_ipc2.json").read_text())
+    assert d["config"]["selection"]["centre_frac"] == frac
+    assert set(d["role"]) == {role}
 
 
 def test_select_rejects_unknown_dataset(tmp_path: Path, capsys):
