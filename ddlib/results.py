@@ -165,12 +165,14 @@ def _accuracy_rows(rec: Record) -> Iterator[dict[str, Any]]:
     if isinstance(rows, list) and rows and all(isinstance(r, dict) for r in rows) and \
             any("method" in r and "mean" in r for r in rows):
         # BPS vs baselines: students on selections (benchmarks/bps_results.py)
+        frac = (d.get("budgets") or {}).get("centre_frac")  # an ablation of BPS's centre/margin split
         for r in rows:
             if "method" not in r or not _is_number(r.get("mean")):
                 continue
             st = r.get("student_config") or {}
             seeds = r.get("per_seed")
-            yield {"method": r["method"], "dataset": _dataset_name(rec, r), "ipc": r.get("ipc"),
+            method = f"bps (centre share {frac:g})" if r["method"] == "bps" and _is_number(frac) else r["method"]
+            yield {"method": method, "dataset": _dataset_name(rec, r), "ipc": r.get("ipc"),
                    "protocol": f"{st.get('loss', 'kd')} student" + (f" ({st['model']})" if st.get("model") else ""),
                    "accuracy_mean": float(r["mean"]),
                    "accuracy_std": float(r["std"]) if _is_number(r.get("std")) else _std(seeds or []),
@@ -223,6 +225,46 @@ def accuracy_table(records: Iterable[Record] | None = None) -> pd.DataFrame:
     df["ipc"] = pd.to_numeric(df["ipc"], errors="coerce").astype("Int64")
     df["seeds"] = pd.to_numeric(df["seeds"], errors="coerce").astype("Int64")
     return df
+
+
+# options of benchmarks/bps_results.py that do not change what a selection or a student is
+_RUN_ONLY = {"centre_frac", "methods", "ipc", "work", "out", "notes", "resume", "gather", "scale"}
+
+
+def _same_run(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    ba, bb = a.get("budgets") or {}, b.get("budgets") or {}
+    keys = (set(ba) | set(bb)) - _RUN_ONLY
+    return a.get("dataset") == b.get("dataset") and all(ba.get(k) == bb.get(k) for k in keys)
+
+
+def bps_split_ablation(records: Iterable[Record] | None = None) -> pd.DataFrame:
+    """BPS's centre/margin split ablated: per ablation record (``bps_results.py --centre-frac``), its
+    rows beside BPS at the reference split and random selection from the record of the same run
+    (same dataset subsample and budgets). Columns: ``selection``, ``centre_share`` (None for
+    random), ``ipc``, accuracy mean/std, ``device``, ``source``.
+    """
+    records = load() if records is None else list(records)
+    bps = [r for r in records if isinstance(r.data.get("rows"), list) and isinstance(r.data.get("budgets"), dict)]
+    out = []
+    for abl in bps:
+        frac = abl.data["budgets"].get("centre_frac")
+        if not _is_number(frac):
+            continue
+        refs = [r for r in bps if r is not abl and not _is_number(r.data["budgets"].get("centre_frac"))
+                and _same_run(r.data, abl.data)]
+        picked = [(abl, row, float(frac)) for row in abl.data["rows"] if row.get("method") == "bps"]
+        for ref in refs[-1:]:  # the newest file of that run, when several
+            picked += [(ref, row, 0.5 if row["method"] == "bps" else None) for row in ref.data["rows"]
+                       if row.get("method") in ("bps", "random")]
+        for rec, row, share in picked:
+            if not _is_number(row.get("mean")):
+                continue
+            out.append({"selection": "random" if share is None else f"bps, centre share {share:g}",
+                        "centre_share": share, "ipc": row.get("ipc"), "accuracy_mean": float(row["mean"]),
+                        "accuracy_std": float(row["std"]) if _is_number(row.get("std")) else _std(row.get("per_seed") or []),
+                        "device": rec.provenance["device"], "source": rec.source})
+    cols = ["selection", "centre_share", "ipc", "accuracy_mean", "accuracy_std", "device", "source"]
+    return pd.DataFrame(out, columns=cols).drop_duplicates(["selection", "ipc", "source"]).reset_index(drop=True)
 
 
 # ----------------------------------------------------------------------------- cost

@@ -29,6 +29,9 @@ def tree(tmp_path: Path) -> Path:
                  {"method": "random", "ipc": 10, "mean": 0.6, "std": 0.02, "per_seed": [0.58, 0.62],
                   "selection_seconds": 0.001, "student_config": {"loss": "ce"}}],
         "pipeline_wall_seconds": 2000.0, "provenance": {**PROV, "wall_seconds": 120.5}})
+    _write(tmp_path / "results" / "bps_ablation.json", {
+        "dataset": {"name": "fashion-mnist"}, "budgets": {"centre_frac": 1.0},
+        "rows": [{"method": "bps", "ipc": 10, "mean": 0.65, "std": 0.0, "per_seed": [0.65]}], "provenance": PROV})
     _write(tmp_path / "results" / "sfm_ci_cifar10_cpu.json", {
         "dataset": {"name": "cifar10:/data/x.tar.xz"},
         "synthetic": {"sfm-ipc1": {"wall_time": 12.0, "peak_mem": 2048, "config": {"steps": 100}}},
@@ -54,13 +57,14 @@ def _dirs(tree: Path) -> list[Path]:
 
 def test_accuracy_table_reads_every_schema(tree: Path) -> None:
     recs = results.load(_dirs(tree))
-    assert len(recs) == 6  # the sweep list counts one record per element
+    assert len(recs) == 7  # the sweep list counts one record per element
     acc = results.accuracy_table(recs)
     assert list(acc.columns) == results.ACCURACY_COLUMNS
     by = acc.set_index(["method", "protocol"])
     assert by.loc[("bps", "kd student (convnet)"), "accuracy_mean"] == 0.7
     assert by.loc[("bps", "kd student (convnet)"), "seeds"] == 2
     assert by.loc[("random", "ce student"), "accuracy_std"] == 0.02
+    assert by.loc[("bps (centre share 1)", "kd student"), "accuracy_mean"] == 0.65  # an ablation keeps its name
     sfm = by.loc[("sfm", "ci on inhouse")]
     assert sfm["dataset"] == "cifar10"
     assert sfm["seeds"] == 3 and sfm["wall_s"] == 600.0 and sfm["ipc"] == 1
@@ -87,7 +91,7 @@ def test_cost_table_long_form_with_units(tree: Path) -> None:
 
 def test_records_table_has_provenance(tree: Path) -> None:
     t = results.records_table(results.load(_dirs(tree)))
-    assert len(t) == 6 and t["commit"].str.len().max() == 10
+    assert len(t) == 7 and t["commit"].str.len().max() == 10
     assert "results/sweep.json[1]" in set(t.source.str.replace(str(tree) + "/", ""))
 
 
@@ -112,3 +116,25 @@ def test_repository_records_load() -> None:
     recs = results.load()
     results.accuracy_table(recs)
     results.cost_table(recs)
+
+
+def test_bps_split_ablation_pairs_each_ablation_with_its_own_run(tmp_path: Path) -> None:
+    budgets = {"dataset": "cifar10", "per_class": 500, "ipc": "10", "seeds": 3, "student_epochs": 30,
+               "centre_frac": None, "work": "a", "notes": ""}
+    spec = {"name": "cifar10:x.tar.xz", "per_class": 500}
+
+    def rec(name: str, rows: list[dict], **changes: object) -> None:
+        _write(tmp_path / name, {"dataset": spec, "budgets": {**budgets, **changes}, "rows": rows, "provenance": PROV})
+
+    row = lambda m, a: {"method": m, "ipc": 10, "mean": a, "std": 0.01, "per_seed": [a]}  # noqa: E731
+    rec("full.json", [row("bps", 0.30), row("random", 0.33), row("herding", 0.31)])
+    rec("larger.json", [row("bps", 0.50), row("random", 0.49)], per_class=1000)  # another run: never paired
+    rec("centres.json", [row("bps", 0.34)], centre_frac=1.0, work="b", methods="bps")
+    rec("margins.json", [row("bps", 0.28)], centre_frac=0.0, work="c", methods="bps")
+    t = results.bps_split_ablation(results.load([tmp_path]))
+    got = dict(zip(t.selection, t.accuracy_mean))
+    assert got == {"bps, centre share 1": 0.34, "bps, centre share 0": 0.28, "bps, centre share 0.5": 0.30,
+                   "random": 0.33}
+    assert set(t.source) == {"centres.json", "margins.json", "full.json"} or \
+        {s.split("/")[-1] for s in t.source} == {"centres.json", "margins.json", "full.json"}
+    assert results.bps_split_ablation(results.load([tmp_path / "none"])).empty
