@@ -51,9 +51,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dataset", default=CIFAR)
     ap.add_argument("--other", default="inhouse", help="the second (CI target) backbone")
     ap.add_argument("--lgm", action="store_true", help="also distil with LGM (augs_per_batch 10)")
+    ap.add_argument("--steps", type=int, default=None, help="distillation steps (default: the scale's)")
+    ap.add_argument("--grow-every", type=int, default=None, help="pyramid growth period (default: the scale's)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
-    s = SCALES[args.scale]
+    s = {**SCALES[args.scale], **{k: v for k, v in (("steps", args.steps), ("grow_every", args.grow_every))
+                                  if v is not None}}
     device = get_device()
     t_start = time.perf_counter()
     times: dict[str, float] = {}

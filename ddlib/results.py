@@ -267,6 +267,30 @@ def bps_split_ablation(records: Iterable[Record] | None = None) -> pd.DataFrame:
     return pd.DataFrame(out, columns=cols).drop_duplicates(["selection", "ipc", "source"]).reset_index(drop=True)
 
 
+def synthesis_by_steps(records: Iterable[Record] | None = None) -> pd.DataFrame:
+    """Accuracy of synthetic and real sets per recorded synthesis run with its step budget.
+
+    One row per result of every ``benchmarks/sfm_ci_cifar10.py`` record: ``steps`` (the
+    distillation steps of that run's synthetic sets; the real sets do not depend on them), ``set``,
+    ``ipc``, ``distill_backbone``, ``eval_backbone``, ``mode``, accuracy mean/std, ``device``, ``source``.
+    """
+    records = load() if records is None else list(records)
+    out = []
+    for rec in records:
+        settings, rows = rec.data.get("settings"), rec.data.get("results")
+        if not isinstance(settings, dict) or not isinstance(rows, list):
+            continue
+        distill = (rec.data.get("distill_backbone") or {}).get("name")
+        for r in rows:
+            if isinstance(r, dict) and _is_number(r.get("acc")):
+                out.append({"steps": settings.get("steps"), "set": r.get("set"), "ipc": r.get("ipc"),
+                            "distill_backbone": distill, "eval_backbone": r.get("eval_backbone"), "mode": r.get("mode"),
+                            "accuracy_mean": float(r["acc"]), "accuracy_std": float(r.get("acc_std") or 0.0),
+                            "device": rec.provenance["device"], "source": rec.source})
+    cols = ["steps", "set", "ipc", "distill_backbone", "eval_backbone", "mode", "accuracy_mean", "accuracy_std", "device", "source"]
+    return pd.DataFrame(out, columns=cols)
+
+
 # ----------------------------------------------------------------------------- cost
 def _unit(key: str) -> str:
     k = key.lower()

@@ -138,3 +138,14 @@ def test_bps_split_ablation_pairs_each_ablation_with_its_own_run(tmp_path: Path)
     assert set(t.source) == {"centres.json", "margins.json", "full.json"} or \
         {s.split("/")[-1] for s in t.source} == {"centres.json", "margins.json", "full.json"}
     assert results.bps_split_ablation(results.load([tmp_path / "none"])).empty
+
+
+def test_synthesis_by_steps_reads_the_step_budget(tree: Path) -> None:
+    rec = json.loads((tree / "results" / "sfm_ci_cifar10_cpu.json").read_text())
+    _write(tree / "results" / "sfm_long.json", {**rec, "settings": {"steps": 1000},
+                                                "results": [{**rec["results"][0], "acc": 0.45}]})
+    rec["settings"] = {"steps": 100}
+    _write(tree / "results" / "sfm_ci_cifar10_cpu.json", rec)
+    t = results.synthesis_by_steps(results.load(_dirs(tree)))
+    assert sorted(zip(t.steps, t.accuracy_mean)) == [(100, 0.3), (1000, 0.45)]
+    assert set(t["set"]) == {"sfm"} and set(t["mode"]) == {"ci"}
