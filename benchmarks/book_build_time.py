@@ -12,7 +12,6 @@ load average; ``book/workshop.md`` reads it.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -31,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     import torch
 
+    from ddlib.cli_bps import write_json_atomic
     from ddlib.utils import environment_info, get_device, provenance
 
     kind = "gpu" if get_device().type == "cuda" else "cpu"
@@ -58,14 +58,11 @@ def main(argv: list[str] | None = None) -> int:
         "status": "ok" if ok else f"failed (exit {proc.returncode})",
         "wall_s": round(wall, 1),
         "load_average_after": [round(x, 2) for x in os.getloadavg()],
-        "build_command": " ".join(cmd[:1] + cmd[1:]).replace(str(work), "<tmp>"),
+        "build_command": " ".join(cmd).replace(str(work), "<tmp>"),
         "provenance": {**provenance(command.strip()), "threads": torch.get_num_threads(),
                        "cpu_count": os.cpu_count(), "environment": environment_info()},
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(record, indent=1))
-    tmp.replace(out)
+    write_json_atomic(out, record)
     print(f"book build ({record['scale']}): {record['status']} in {wall / 60:.1f} min -> {out}")
     return 0 if ok else 1
 

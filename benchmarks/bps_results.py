@@ -71,6 +71,7 @@ def main() -> int:
 
     from ddlib.bps.pipeline import METHODS
     from ddlib.cli import main as cli
+    from ddlib.cli_bps import write_json_atomic
     from ddlib.utils import provenance
 
     work = Path(a.work)
@@ -94,15 +95,15 @@ def main() -> int:
     if a.centre_frac is not None:
         select += ["--centre-frac", str(a.centre_frac)]
     start = time.perf_counter()
-    t = time.perf_counter()
     ipcs = [int(v) for v in a.ipc.split(",")]
     have = all((work / "selections" / f"{m}_ipc{k}.json").exists() for m in methods for k in ipcs)
     if not ((a.resume or a.gather) and have) and cli(select) != 0:
         return 1
-    select_wall = json.loads((work / "selections" / f"{methods[0]}_ipc{ipcs[0]}.json").read_text())["provenance"]["wall_seconds"]
+    sel0 = json.loads((work / "selections" / f"{methods[0]}_ipc{ipcs[0]}.json").read_text())
+    select_wall = sel0["provenance"]["wall_seconds"]
     rows, missing = [], []
     for m in methods:
-        for k in [int(v) for v in a.ipc.split(",")]:
+        for k in ipcs:
             sel_file = work / "selections" / f"{m}_ipc{k}.json"
             res_file = work / "evaluations" / f"{m}_ipc{k}.json"
             argv = ["evaluate", *common, "--selection", str(sel_file), "--seeds", str(a.seeds), "--out", str(res_file),
@@ -126,7 +127,6 @@ def main() -> int:
     from ddlib.cli_bps import _pipeline_cfg
 
     cfg = _pipeline_cfg(build_parser()[0].parse_args(select))
-    sel0 = json.loads((work / "selections" / f"{methods[0]}_ipc{ipcs[0]}.json").read_text())
     ds = data.load(a.dataset, per_class=a.per_class, test_per_class=a.test_per_class)
     mp = model_patterns(ds, cfg.encoder, cfg.pattern, progress=False)
     for r in rows:
@@ -150,8 +150,7 @@ def main() -> int:
               "pipeline_wall_seconds": select_wall + sum(r["evaluate_wall_seconds"] for r in rows),
               "provenance": {**provenance(" ".join(["python", *sys.argv])), "marked": marked,
                              "threads": torch.get_num_threads(), "wall_seconds": time.perf_counter() - start}}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=1))
+    write_json_atomic(out, record)
     for r in rows:
         print(f"{r['method']:>10} ipc {r['ipc']:>3}: {100 * r['mean']:.2f} ± {100 * r['std']:.2f} %  "
               f"centre {r['centre_share']:.2f}  fill {r['fill_distance']:.3f}  mmd {r['mmd']:.4f}  "

@@ -30,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     import papermill as pm
     import torch
 
+    from ddlib.cli_bps import write_json_atomic
     from ddlib.utils import environment_info, provenance
 
     names = a.chapters.split(",") if a.chapters else sorted(p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -64,10 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         # the file is a whole record after every chapter (an interrupted run keeps what it measured)
         record["provenance"] = record["chapters"][name]["provenance"]
         record["what"] = f"wall time of each chapter at scale {a.scale!r} with its defaults (papermill, one at a time)"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(record, indent=1))
-        tmp.replace(out)
+        write_json_atomic(out, record)
     print(out)
     return 0
 

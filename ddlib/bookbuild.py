@@ -4,8 +4,8 @@
 them). To build at another scale, each chapter listed in ``book/_toc.yml`` is executed by
 papermill with ``scale=…`` into a staged copy of the book, which Jupyter Book then renders as
 executed (``.ipynb`` excluded from its execution; text pages with code cells are run); the
-injected parameters show on each page. The staged
-copy lives in ``<out>/_staged``; the HTML goes to ``<out>/_build/html``.
+injected parameters show on each page. The staged copy lives in ``<out>/_staged``; the HTML goes
+to ``<out>/_build/html``.
 """
 from __future__ import annotations
 

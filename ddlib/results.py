@@ -159,6 +159,11 @@ def _std(values: list[float]) -> float:
     return math.sqrt(sum((v - m) ** 2 for v in values) / (len(values) - 1))
 
 
+def _spread(std: Any, samples: Any) -> float:
+    """A row's recorded standard deviation, else that of its per-seed values (0 without them)."""
+    return float(std) if _is_number(std) else _std(samples if isinstance(samples, list) else [])
+
+
 def _accuracy_rows(rec: Record) -> Iterator[dict[str, Any]]:
     d = rec.data
     rows = d.get("rows")
@@ -175,7 +180,7 @@ def _accuracy_rows(rec: Record) -> Iterator[dict[str, Any]]:
             yield {"method": method, "dataset": _dataset_name(rec, r), "ipc": r.get("ipc"),
                    "protocol": f"{st.get('loss', 'kd')} student" + (f" ({st['model']})" if st.get("model") else ""),
                    "accuracy_mean": float(r["mean"]),
-                   "accuracy_std": float(r["std"]) if _is_number(r.get("std")) else _std(seeds or []),
+                   "accuracy_std": _spread(r.get("std"), seeds),
                    "seeds": len(seeds) if isinstance(seeds, list) else None}
         return
     results = d.get("results")
@@ -190,7 +195,7 @@ def _accuracy_rows(rec: Record) -> Iterator[dict[str, Any]]:
                 proto = f"{proto} on {r['eval_backbone']}"
             yield {"method": r.get("set") or r.get("method"), "dataset": _dataset_name(rec, r), "ipc": r.get("ipc"),
                    "protocol": proto, "accuracy_mean": float(r["acc"]),
-                   "accuracy_std": float(r["acc_std"]) if _is_number(r.get("acc_std")) else _std(accs or []),
+                   "accuracy_std": _spread(r.get("acc_std"), accs),
                    "seeds": len(accs) if isinstance(accs, list) else None}
         return
     if _is_number(d.get("mean")) and isinstance(d.get("per_seed"), list):
@@ -261,7 +266,7 @@ def bps_split_ablation(records: Iterable[Record] | None = None) -> pd.DataFrame:
                 continue
             out.append({"selection": "random" if share is None else f"bps, centre share {share:g}",
                         "centre_share": share, "ipc": row.get("ipc"), "accuracy_mean": float(row["mean"]),
-                        "accuracy_std": float(row["std"]) if _is_number(row.get("std")) else _std(row.get("per_seed") or []),
+                        "accuracy_std": _spread(row.get("std"), row.get("per_seed")),
                         "device": rec.provenance["device"], "source": rec.source})
     cols = ["selection", "centre_share", "ipc", "accuracy_mean", "accuracy_std", "device", "source"]
     return pd.DataFrame(out, columns=cols).drop_duplicates(["selection", "ipc", "source"]).reset_index(drop=True)
@@ -285,7 +290,7 @@ def synthesis_by_steps(records: Iterable[Record] | None = None) -> pd.DataFrame:
             if isinstance(r, dict) and _is_number(r.get("acc")):
                 out.append({"steps": settings.get("steps"), "set": r.get("set"), "ipc": r.get("ipc"),
                             "distill_backbone": distill, "eval_backbone": r.get("eval_backbone"), "mode": r.get("mode"),
-                            "accuracy_mean": float(r["acc"]), "accuracy_std": float(r.get("acc_std") or 0.0),
+                            "accuracy_mean": float(r["acc"]), "accuracy_std": _spread(r.get("acc_std"), r.get("accs")),
                             "device": rec.provenance["device"], "source": rec.source})
     cols = ["steps", "set", "ipc", "distill_backbone", "eval_backbone", "mode", "accuracy_mean", "accuracy_std", "device", "source"]
     return pd.DataFrame(out, columns=cols)
