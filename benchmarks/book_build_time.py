@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     import torch
 
-    from ddlib.cli_bps import write_json_atomic
+    from ddlib.artifacts import write_json_atomic
     from ddlib.utils import environment_info, get_device, provenance
 
     kind = "gpu" if get_device().type == "cuda" else "cpu"

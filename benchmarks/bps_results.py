@@ -71,7 +71,7 @@ def main() -> int:
 
     from ddlib.bps.pipeline import METHODS
     from ddlib.cli import main as cli
-    from ddlib.cli_bps import write_json_atomic
+    from ddlib.artifacts import write_json_atomic
     from ddlib.utils import provenance
 
     work = Path(a.work)

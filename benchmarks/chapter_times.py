@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     import papermill as pm
     import torch
 
-    from ddlib.cli_bps import write_json_atomic
+    from ddlib.artifacts import write_json_atomic
     from ddlib.utils import environment_info, provenance
 
     names = a.chapters.split(",") if a.chapters else sorted(p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))

@@ -2,7 +2,8 @@
 
 Every arrow of the pipeline (dataset -> embeddings -> patterns -> selection -> student ->
 results) is an artifact keyed by a hash of (stage, dataset spec, frozen config, upstream
-keys, ddlib version). Writes are atomic (temporary file, then rename); every load checks
+keys, ddlib version). Writes are atomic (temporary file, then rename: :func:`write_bytes_atomic`,
+also the one atomic writer for JSON records, :func:`write_json_atomic`); every load checks
 the payload's SHA-256 against the record written beside it, so a truncated or corrupt
 artifact is detected, removed with a warning and recomputed, never silently used.
 
@@ -65,7 +66,11 @@ def _paths(key: str) -> tuple[Path, Path]:
     return root / f"{key}.pt", root / f"{key}.json"
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically: a temporary file in the same folder (created if needed),
+    flushed to disk, mode 0644, then renamed over ``path``; on any error nothing is left behind."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
@@ -79,17 +84,22 @@ def _atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
+def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
+    """``obj`` (made JSON-safe: tuples, NumPy scalars, paths) as indented JSON at ``path``, atomically."""
+    write_bytes_atomic(path, json.dumps(json_safe(obj), indent=1).encode())
+
+
 def save(key: str, obj: Any, meta: dict[str, Any] | None = None) -> Path:
     """Store ``obj`` (anything ``torch.save`` takes) under ``key``, atomically; return the payload path."""
     payload, record = _paths(key)
     buf = io.BytesIO()
     torch.save(obj, buf)
     data = buf.getvalue()
-    _atomic_write(payload, data)
+    write_bytes_atomic(payload, data)
     info = {"key": key, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "ddlib": ddlib.__version__,
             "meta": json_safe(meta or {})}
-    _atomic_write(record, json.dumps(info, indent=1).encode())  # the record commits the artifact
+    write_bytes_atomic(record, json.dumps(info, indent=1).encode())  # the record commits the artifact
     return payload
 
 

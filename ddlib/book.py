@@ -10,11 +10,12 @@ on 2 CPU cores), ``gpu`` (the full-scale runs, on a GPU).
 """
 from __future__ import annotations
 
-import os
 from types import SimpleNamespace
 from typing import Any
 
-from ddlib.utils import ParamError, check_choice, environment_info
+from ddlib.utils import ParamError, check_choice, environment_info, in_test
+
+__all__ = ["SCALES", "resolve", "in_test", "environment_report"]
 
 SCALES = ("test", "cpu", "gpu")
 
@@ -33,11 +34,6 @@ def resolve(scale: str, presets: dict[str, dict[str, Any]], **params: Any) -> Si
         if v is not None or k not in merged:
             merged[k] = v
     return SimpleNamespace(scale=scale, **merged)
-
-
-def in_test() -> bool:
-    """True when run by the test-suite (``DDLIB_TEST=1``)."""
-    return os.environ.get("DDLIB_TEST", "") not in ("", "0")
 
 
 def environment_report() -> str:

@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from ddlib.utils import ParamError, check_int, config_dict, json_safe, provenance
+from ddlib.artifacts import write_json_atomic
+from ddlib.utils import ParamError, check_int, config_dict, provenance
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -33,18 +32,6 @@ def parse_ints(name: str, text: str) -> list[int]:
     if not vals:
         raise ParamError(f"{name}={text!r} names no value; give e.g. 1,10,50")
     return [check_int(name, v, 1) for v in vals]
-
-
-def write_json_atomic(path: Path, obj: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(json_safe(obj), f, indent=1)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _opt(v, default):

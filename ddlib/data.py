@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from ddlib import artifacts
-from ddlib.utils import ParamError, check_int
+from ddlib.utils import ParamError, check_int, to_unit
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
@@ -481,7 +481,7 @@ def sources() -> list[tuple[str, str]]:
 
 def to_float(x: torch.Tensor, mean: torch.Tensor | None = None, std: torch.Tensor | None = None) -> torch.Tensor:
     """uint8 images -> float in [0, 1], standardised per channel when ``mean``/``std`` are given."""
-    out = x.float() / 255 if x.dtype == torch.uint8 else x.float()
+    out = to_unit(x)
     if mean is not None and std is not None:
         out = (out - mean.to(out.device).view(1, -1, 1, 1)) / std.to(out.device).view(1, -1, 1, 1)
     return out

@@ -16,7 +16,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from ddlib.utils import ParamError, check_choice, check_int
+from ddlib.utils import ParamError, check_choice, check_int, to_unit
 
 __all__ = ["Normalize", "ConvNet", "ResNet18", "TimmClassifier", "EfficientNetLite0", "Backbone",
            "MODELS", "create", "backbone", "as_backbone", "IMAGENET_MEAN", "IMAGENET_STD"]
@@ -35,7 +35,7 @@ class Normalize(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         if not x.is_floating_point():
-            x = x.float() / 255.0
+            x = to_unit(x)
         return (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
 
 
@@ -257,7 +257,7 @@ def _resize(x: Tensor, size: int) -> Tensor:
     if x.shape[-2:] == (size, size):
         return x
     if not x.is_floating_point():
-        x = x.float() / 255.0
+        x = to_unit(x)
     shrink = min(x.shape[-2:]) > size
     return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=shrink)
 
@@ -336,7 +336,7 @@ class Backbone(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         if not x.is_floating_point():
-            x = x.float() / 255.0
+            x = to_unit(x)
         return self._features(_resize(x, self.image_size))
 
 

@@ -1,9 +1,12 @@
-"""Seed, device and parameter checks: decided in one place, used everywhere."""
+"""Seed, device, parameter checks, images as floats, progress bars and peak memory: decided in one
+place, used everywhere (the bottom layer: imports nothing from ddlib)."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import random
+import threading
 from collections.abc import Iterable
 from typing import Any
 
@@ -56,6 +59,24 @@ def seed_everything(seed: int) -> torch.Generator:
     np.random.seed(seed)
     torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
+
+
+def in_test() -> bool:
+    """True when run by the test-suite (``DDLIB_TEST=1``)."""
+    return os.environ.get("DDLIB_TEST", "") not in ("", "0")
+
+
+def progress(iterable: Iterable[Any] | None = None, desc: str = "", enabled: bool = True, **kw: Any) -> Any:
+    """A plain-text tqdm bar over ``iterable`` (or over ``total=`` steps), silent when not ``enabled`` and
+    under the test-suite. Text bars, not widgets: the book build drops widget outputs (with warnings)."""
+    from tqdm import tqdm
+
+    return tqdm(iterable, desc=desc, disable=not enabled or in_test(), leave=False, **kw)
+
+
+def to_unit(x: torch.Tensor) -> torch.Tensor:
+    """Images as float32 in [0, 1]: integer pixels (uint8) / 255, floating images as float32."""
+    return x.float() if x.is_floating_point() else x.float() / 255.0
 
 
 def get_device(device: str | torch.device | None = None) -> torch.device:
@@ -122,3 +143,55 @@ def provenance(command: str | None = None) -> dict[str, str]:
     device = torch.cuda.get_device_name(0) if dev.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
     return {"command": command if command is not None else " ".join(sys.argv), "commit": commit,
             "device": device, "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+
+
+def _rss_bytes() -> int:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):  # pragma: no cover - non-Linux
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+class PeakMemory:
+    """Peak memory of a block: ``torch.cuda.max_memory_allocated`` on CUDA; on the CPU the peak resident
+    set size above the level at entry, sampled every 2 ms by a thread (after ``malloc_trim`` so freed
+    memory of earlier work is returned first). ``.peak_bytes``, ``.kind`` say which."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.peak_bytes = 0
+        self.kind = "cuda max_memory_allocated" if device.type == "cuda" else "CPU peak RSS increase (sampled)"
+        self._stop = threading.Event()
+
+    def __enter__(self) -> PeakMemory:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self._base = torch.cuda.memory_allocated(self.device)
+        else:
+            import ctypes
+
+            with contextlib.suppress(OSError, AttributeError):
+                ctypes.CDLL("libc.so.6").malloc_trim(0)
+            self._base = _rss_bytes()
+            self._peak = self._base
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.002):
+            self._peak = max(self._peak, _rss_bytes())
+
+    def __exit__(self, *exc: object) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            self.peak_bytes = int(torch.cuda.max_memory_allocated(self.device) - self._base)
+        else:
+            self._stop.set()
+            self._thread.join()
+            self._peak = max(self._peak, _rss_bytes())
+            self.peak_bytes = int(self._peak - self._base)

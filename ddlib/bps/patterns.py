@@ -26,40 +26,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ddlib.kernels.knn import BACKENDS, knn, l2_normalize
-from ddlib.utils import ParamError, check_choice, check_float, check_int
-
-
-@dataclass(frozen=True)
-class PatternConfig:
-    """The kNN + Infomap recipe; every default is the reference's (METHODS.md §1)."""
-
-    k: int = 30                 # neighbours per sample (query excluded)
-    min_sim: float = 0.5        # keep links with cosine >= min_sim
-    trials: int = 3             # Infomap --num-trials
-    two_level: bool = True      # Infomap --two-level (a flat partition into patterns)
-    directed: bool = True       # Infomap --directed (the kNN relation is not symmetric)
-    seed: int = 123             # Infomap --seed (Infomap's own default)
-    knn_backend: str = "auto"   # see ddlib.kernels.knn
-    block_size: int = 4096      # kNN block size (memory bound)
-
-    def __post_init__(self) -> None:
-        check_int("k", self.k, 1)
-        check_float("min_sim", self.min_sim, -1.0, 1.0)
-        check_int("trials", self.trials, 1, 1000)
-        for name in ("two_level", "directed"):
-            if not isinstance(getattr(self, name), bool):
-                raise ParamError(f"{name}={getattr(self, name)!r} must be True or False")
-        check_int("seed", self.seed, 0, 2**31 - 1)
-        check_choice("knn_backend", self.knn_backend, BACKENDS)
-        check_int("block_size", self.block_size, 1)
-
-    def infomap_flags(self) -> str:
-        """The Infomap option string for this config."""
-        flags = ["--two-level"] if self.two_level else []
-        flags += ["--directed"] if self.directed else []
-        flags += ["--silent", f"--num-trials {self.trials}", f"--seed {self.seed}"]
-        return " ".join(flags)
+from ddlib.encoders import PatternConfig  # defined beside EncoderConfig, which holds one (see ddlib.encoders)
+from ddlib.kernels.knn import knn, l2_normalize
+from ddlib.utils import ParamError
 
 
 @dataclass(frozen=True)

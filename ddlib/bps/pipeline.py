@@ -4,20 +4,46 @@ Data flows one way: dataset -> Stage-1 modelling (encoder, embeddings, patterns;
 teacher (cached) -> entropies / forgetting scores (cached) -> selections for every IPC. Every
 selector draws on the same :class:`~ddlib.baselines.SelectionInputs`, so the methods differ only
 in their selection rule; the student protocol of :mod:`ddlib.bps.distill` is then the same for all.
+
+:data:`SELECTORS` is the one registry of methods: BPS (through the adapter :func:`select_bps_inputs`,
+which takes the same ``(inputs, ipc, seed)`` as every baseline) first, then the baselines of
+:data:`ddlib.baselines.SELECTORS`. It lives here because BPS sits above the baselines module;
+:func:`selectors` binds BPS's own Stage-2 config.
 """
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from ddlib.baselines import SELECTORS, ForgettingConfig, SelectionInputs, forgetting_scores
+from ddlib import baselines
+from ddlib.baselines import ForgettingConfig, SelectionInputs, forgetting_scores
 from ddlib.bps.distill import TeacherConfig, teacher_entropies, train_teacher
 from ddlib.bps.encoder import EncoderConfig, model_patterns
 from ddlib.bps.patterns import PatternConfig
 from ddlib.bps.select import SelectConfig, select_bps
 from ddlib.utils import ParamError, check_choice, config_dict
 
-METHODS = ("bps", *SELECTORS)
+
+def select_bps_inputs(inputs: SelectionInputs, ipc: int, seed: int = 0, cfg: SelectConfig = SelectConfig()) -> dict:
+    """BPS Stage 2 under the selectors' signature: :func:`~ddlib.bps.select.select_bps` on the shared
+    inputs (embeddings, labels, patterns, teacher entropies) at ``ipc``, with ``cfg``'s other settings.
+    ``seed`` is recorded only (Stage 2 is deterministic)."""
+    if inputs.entropies is None or inputs.patterns is None:
+        raise ParamError("method='bps' needs patterns and teacher entropies (run modelling with 'bps')")
+    sel = select_bps(inputs.embeddings, inputs.labels, inputs.patterns, inputs.entropies, replace(cfg, ipc=ipc))
+    sel["config"] = {"method": "bps", "seed": seed, **sel["config"]}
+    return sel
+
+
+def selectors(select_cfg: SelectConfig = SelectConfig()) -> dict[str, Callable[[SelectionInputs, int, int], dict]]:
+    """The registry with BPS's Stage-2 config bound: ``{"bps": ..., "random": ..., ...}``, BPS first."""
+    return {"bps": lambda inputs, ipc, seed=0: select_bps_inputs(inputs, ipc, seed, select_cfg), **baselines.SELECTORS}
+
+
+#: Every selection method, ``(inputs, ipc, seed) -> selection``: BPS (default Stage-2 config) and the baselines.
+SELECTORS = selectors()
+METHODS = tuple(SELECTORS)
 
 
 @dataclass(frozen=True)
@@ -85,14 +111,7 @@ def select(method: str, inputs: SelectionInputs, ipc: int, seed: int = 0,
     """One method at one IPC; the result carries ``"seconds"`` (the selection's own wall time)."""
     check_choice("method", method, METHODS)
     t = time.perf_counter()
-    if method == "bps":
-        if inputs.entropies is None or inputs.patterns is None:
-            raise ParamError("method='bps' needs patterns and teacher entropies (run modelling with 'bps')")
-        sel = select_bps(inputs.embeddings, inputs.labels, inputs.patterns, inputs.entropies,
-                         replace(select_cfg, ipc=ipc))
-        sel["config"] = {"method": "bps", "seed": seed, **sel["config"]}
-    else:
-        sel = SELECTORS[method](inputs, ipc, seed)
+    sel = selectors(select_cfg)[method](inputs, ipc, seed)
     sel["seconds"] = time.perf_counter() - t
     return sel
 

@@ -2,8 +2,9 @@
 
 ``get_backbone(name, ds)`` accepts
 
-- ``"inhouse"``            a small MoCo v2 encoder trained on ``ds`` itself (BPS Stage-1 code with the
-                           CE and clustering terms off: :func:`inhouse_encoder`); cached, so CPU-friendly
+- ``"inhouse"``            a small MoCo v2 encoder trained on ``ds`` itself (:mod:`ddlib.encoders`, shared
+                           with BPS Stage 1, with the CE and clustering terms off: :func:`inhouse_encoder`);
+                           cached, so CPU-friendly
 - ``"efficientnet-lite0"`` EfficientNet-Lite0 with its real offline ImageNet weights
 - ``"timm:<name>"``        any timm model (hub weights when online, a local file otherwise)
 - ``"convnet-random"``     a randomly initialised DD-standard ConvNet (a control: no learnt features)
@@ -80,37 +81,28 @@ def set_image_size(bb: nn.Module, image_size: int | None) -> nn.Module:
 
 def inhouse_encoder(ds: Any, epochs: int = INHOUSE_EPOCHS, seed: int = 0, progress: bool = True,
                     **encoder_options: Any) -> nn.Module:
-    """A small self-supervised encoder trained on ``ds``: plain MoCo v2 (BPS Stage 1 with ce=0, clu=0), frozen.
+    """A small self-supervised encoder trained on ``ds``: plain MoCo v2 (the shared encoder of
+    :mod:`ddlib.encoders` with ce=0, clu=0), frozen. Labels are never used (both label-dependent terms are off).
 
-    Labels are never used (both label-dependent terms are off).
-
-    Trained through :func:`ddlib.bps.encoder.train_encoder` (which caches the weights), so a second call
+    Trained through :func:`ddlib.encoders.train_encoder` (which caches the weights), so a second call
     with the same dataset and settings loads it. ``encoder_options`` go to ``EncoderConfig`` (e.g. the
     architecture, width, queue size). The backbone sees images at the dataset's own resolution.
     """
-    from ddlib.bps.encoder import EncoderConfig, train_encoder
     from ddlib import models
+    from ddlib.encoders import EncoderConfig, train_encoder
 
     epochs = check_int("epochs", epochs, 1)
     fields = {f.name for f in dataclasses.fields(EncoderConfig)}
     bad = sorted(set(encoder_options) - fields)
     if bad:
         raise ParamError(f"encoder options {bad} are not accepted; choose among {sorted(fields)}")
-    opts: dict[str, Any] = {**INHOUSE_DEFAULTS, **encoder_options, "epochs": epochs, "ce_weight": 0.0,
-                            "clu_weight": 0.0}
-    if "seed" in fields:
-        opts["seed"] = seed
-    cfg = EncoderConfig(**opts)
-    kw: dict[str, Any] = {}
-    import inspect
-
-    if "progress" in inspect.signature(train_encoder).parameters:
-        kw["progress"] = progress
+    cfg = EncoderConfig(**{**INHOUSE_DEFAULTS, **encoder_options, "epochs": epochs, "ce_weight": 0.0,
+                           "clu_weight": 0.0, "seed": seed})
     # the encoder never sees the test split: key (and train) it on the training split alone, so that
     # runs differing only in their test subsample share one encoder
     train_only = dataclasses.replace(ds, test_x=ds.test_x[:0], test_y=ds.test_y[:0], test_patterns=None,
                                      spec={k: v for k, v in dict(ds.spec).items() if k != "test_per_class"})
-    model, _history = train_encoder(train_only, cfg, **kw)
+    model, _history = train_encoder(train_only, cfg, progress=progress)
     bb = models.as_backbone(model, image_size=int(ds.image_shape[-1]))
     key = artifacts.make_key("inhouse-backbone", train_only.key(), cfg)
     return _tag(bb, key, "inhouse")
