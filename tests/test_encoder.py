@@ -1,4 +1,5 @@
-"""ddlib.bps.encoder: Stage-1 losses, queue, schedules, a tiny run, and the artifact cache."""
+"""ddlib.encoders and ddlib.bps.encoder: the queue, schedules, a tiny run, and the artifact cache (the losses:
+test_losses)."""
 from __future__ import annotations
 
 import math
@@ -7,10 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ddlib import data
+from ddlib import data, encoders, train
 from ddlib.bps import encoder as enc
-from ddlib.bps.encoder import (EncoderConfig, KeyQueue, clu_ramp, clustering_loss, embed_dataset, info_nce, lr_factor,
-                               model_patterns, train_encoder)
+from ddlib.bps.encoder import EncoderConfig, KeyQueue, clu_ramp, lr_factor, model_patterns, train_encoder
 from ddlib.bps.patterns import PatternConfig
 from ddlib.utils import ParamError
 
@@ -25,40 +25,6 @@ def test_defaults_are_the_reference() -> None:
     assert (c.clu_warmup_epochs, c.epochs, c.lr, c.sgd_momentum, c.weight_decay) == (5, 30, 0.02, 0.9, 1e-4)
     assert (c.warmup_epochs, c.final_lr_fraction, c.augment) == (5, 0.01, "moco_v2")
     assert c.pattern == PatternConfig() and (c.pattern.k, c.pattern.min_sim, c.pattern.trials) == (30, 0.5, 3)
-
-
-def test_clustering_loss_hand_computed() -> None:
-    keys = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.6, 0.8]])
-    key_pattern = torch.tensor([0, 0, 1, -1])  # the last key has no pattern: ignored
-    pattern_class = torch.tensor([0, 0])        # both patterns belong to class 0
-    q = torch.tensor([[1.0, 0.0], [0.0, -1.0]])
-    y = torch.tensor([0, 1])                    # class 1 has no pattern: the 2nd query contributes nothing
-    # centroids: normalise((1,1)) and (-1,0); q0 is nearer the first -> pattern 0 = keys 0, 1
-    d0, d1, d2 = math.sqrt(1e-6), math.sqrt(2 + 1e-6), math.sqrt(4 + 1e-6)
-    expected = (d0 + d1) / 2 + (2 - d2)
-    assert float(clustering_loss(q, y, keys, key_pattern, pattern_class)) == pytest.approx(expected, rel=1e-6)
-    # the query goes to the nearest centroid *of its class*: make pattern 1 class 1's only pattern
-    got = clustering_loss(q[1:], y[1:], keys, key_pattern, torch.tensor([0, 1]))
-    assert float(got) == pytest.approx(d1 + 2 - (d1 + d2) / 2, rel=1e-6)  # q1 is orthogonal to k0, k2
-    assert float(clustering_loss(q, y, keys, torch.full((4,), -1), pattern_class)) == 0.0
-
-
-def test_clustering_loss_has_gradient_on_queries_only() -> None:
-    q = F.normalize(torch.randn(4, 3), dim=1).requires_grad_()
-    keys = F.normalize(torch.randn(10, 3), dim=1).requires_grad_()
-    loss = clustering_loss(q, torch.zeros(4, dtype=torch.long), keys, torch.arange(10) % 2, torch.tensor([0, 0]))
-    loss.backward()
-    assert q.grad is not None and q.grad.abs().sum() > 0
-
-
-def test_info_nce_sanity() -> None:
-    q = torch.eye(4)[:2]
-    queue = torch.eye(4)[2:]  # orthogonal negatives
-    tau = 0.5
-    expected = -math.log(math.exp(1 / tau) / (math.exp(1 / tau) + 2 * math.exp(0)))
-    assert float(info_nce(q, q, queue, tau)) == pytest.approx(expected, rel=1e-6)
-    # a positive that equals a negative: chance level among the 1 + Q logits
-    assert float(info_nce(q[:1], torch.eye(4)[2:3], torch.eye(4)[2:3], tau)) == pytest.approx(math.log(2), rel=1e-6)
 
 
 def test_queue_update_and_wrap() -> None:
@@ -115,13 +81,13 @@ def test_tiny_run_then_cache_hit(monkeypatch: pytest.MonkeyPatch) -> None:
     assert len(hist["loss"]) == 2 and all(math.isfinite(v) for v in hist["loss"])
     assert hist["r"] == [0.5, 1.0] and hist["patterns"][1] and hist["clu"][1] > 0
     assert hist["queue_wraps"] >= 1  # 4 batches of 16 per epoch through a queue of 48
-    emb = embed_dataset(model, ds.train_x)
+    emb = train.embed(model.features, ds.train_x, normalize=True)
     assert emb.shape == (64, model.feature_dim) and torch.allclose(emb.norm(dim=1), torch.ones(64), atol=1e-5)
 
     def boom(*a: object, **k: object) -> None:
         raise AssertionError("trained again instead of loading the cached encoder")
 
-    monkeypatch.setattr(enc, "fit_encoder", boom)
+    monkeypatch.setattr(encoders, "fit_encoder", boom)  # where the training happens
     model2, hist2 = train_encoder(ds, cfg, progress=False)
     assert hist2 == hist
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), model2.state_dict().values()))

@@ -109,18 +109,6 @@ def test_ci_projector_reduces_mse_and_recovers_golden_accuracy(digits: data.Data
     assert res["stored_bytes"] == res["bytes"]["images_uint8"] + res["bytes"]["golden_head"]
 
 
-def test_kd_loss_hand_computed() -> None:
-    s = torch.zeros(1, 2)
-    y = torch.tensor([0])
-    # teacher probabilities (3/4, 1/4) at temperature T, student uniform
-    kl = 0.75 * math.log(0.75 / 0.5) + 0.25 * math.log(0.25 / 0.5)
-    t1 = torch.tensor([[math.log(3.0), 0.0]])
-    assert I.kd_loss(s, t1, y, temperature=1.0).item() == pytest.approx(0.5 * kl + 0.5 * math.log(2), rel=1e-5)
-    t4 = t1 * 4
-    assert I.kd_loss(s, t4, y).item() == pytest.approx(0.5 * kl * 16 + 0.5 * math.log(2), rel=1e-5)
-    assert I.kd_loss(s, t4, y, kd_weight=1.0).item() == pytest.approx(kl * 16, rel=1e-5)
-
-
 def test_kd_trains_a_head_towards_the_teacher(digits: data.Dataset) -> None:
     distill, evaluate, _ = _toy_pair(64, 16)
     golden = I.golden_head(distill, digits, I.GoldenConfig(epochs=30, lr=1e-2))
