@@ -32,7 +32,7 @@ A new training procedure supplies parts, not a loop:
 
 Every random draw happens in the source, the step or a hook, in the order written above, so a
 procedure ported onto the loop consumes the torch generator and the global RNG exactly as its own
-loop did (``tests/test_train.py`` pins the ports to recorded outputs).
+loop did (``tests/test_train_ports.py`` pins the ports to outputs recorded before they were ported).
 
 ``fit`` trains any module on (images, labels) held in memory: images uint8 (N, C, H, W) or float
 in [0, 1]; batches are moved to the device, augmented there with a preset of
@@ -233,7 +233,8 @@ def tensor_batches(x: Tensor, y: Tensor, batch_size: int, device: torch.device |
     return Batches(len(y), batch_size, lambda idx, gen: Batch(idx, x[idx], y[idx]), perm_device=device)
 
 
-Step = Callable[[nn.Module, Batch], "tuple[Tensor, Any]"]
+#: The loss side of :func:`loop`: ``step(model, batch) -> (loss, out)``.
+Step = Callable[[nn.Module, Batch], tuple[Tensor, Any]]
 
 
 def ce_step(label_smoothing: float = 0.0) -> Step:

@@ -105,3 +105,17 @@ def test_plain_moco() -> None:
     model = enc.build_encoder(cfg, ds.num_classes, 3, 16)
     hist = enc.fit_encoder(model, ds.train_x, ds.train_y, cfg, progress=False)
     assert hist["ce"] == [0.0] and hist["clu"] == [0.0] and hist["con"][0] > 0 and hist["patterns"] == [{}]
+
+
+def test_the_shared_encoder_needs_the_clustering_term_only_when_it_acts() -> None:
+    ds = data.load("synthetic-patterns", per_class=8, n_train=32, n_test=8)
+    cfg = EncoderConfig(**TINY)  # clu_weight 1 with r(0) > 0
+    with pytest.raises(ParamError, match="clustering term"):
+        encoders.fit_encoder(encoders.build_encoder(cfg, ds.num_classes, 3, 16), ds.train_x, ds.train_y, cfg,
+                             progress=False)
+    with pytest.raises(ParamError, match="clustering term"):
+        encoders.train_encoder(ds, cfg, progress=False)
+    late = EncoderConfig(**{**TINY, "clu_warmup_epochs": 5})  # the term never acts in 1 epoch
+    hist = encoders.fit_encoder(encoders.build_encoder(late, ds.num_classes, 3, 16), ds.train_x, ds.train_y, late,
+                                progress=False)
+    assert hist["clu"] == [0.0] and hist["patterns"] == [{}]
