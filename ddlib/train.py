@@ -298,7 +298,7 @@ class Hook:
         """After the step's batch is drawn, before its loss."""
 
     def step_end(self, state: LoopState, batch: Batch, loss: Tensor, out: Any) -> None:
-        """After ``opt.step()``, with the step's batch, loss and ``out``."""
+        """After the optimiser step, with the step's batch, loss and ``out``."""
 
     def epoch_end(self, state: LoopState) -> None:
         """After the epoch's last step (and after its mean loss is recorded)."""

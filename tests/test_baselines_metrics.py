@@ -104,3 +104,30 @@ def test_roles_share_purity_accuracy():
     assert metrics.pattern_purity([0, 1, 0, 1], [0, 0, 1, 1], labels=[0, 0, 0, 0])["mean"] == pytest.approx(0.0)
     assert metrics.accuracy(torch.tensor([[0.1, 0.9], [0.8, 0.2]]), torch.tensor([1, 1])) == 0.5
     assert metrics.pattern_coverage([0, 0, 1], [0, 2], [0, 1, 0]) == pytest.approx(2 / 3)
+
+
+# ----------------------------------------------------------------------------- real-image sets
+def _tiny_ds():
+    from ddlib import data
+
+    x = torch.arange(6 * 3 * 2 * 2, dtype=torch.uint8).view(6, 3, 2, 2)
+    y = torch.tensor([0, 0, 0, 1, 1, 1])
+    return data.Dataset("tiny", x, y, x[:2], y[:2], ["a", "b"], source="test", spec={"name": "tiny"})
+
+
+def test_real_sets_nearest_mean_and_random() -> None:
+    from ddlib.baselines import centroid_real_from_features, random_real
+
+    ds = _tiny_ds()
+    # class 0 features 0, 1, 5 (mean 2: nearest 1, then 0); class 1 features 10, 13, 11 (mean 11.33: 11, 10)
+    feats = torch.tensor([[0.0], [1.0], [5.0], [10.0], [13.0], [11.0]])
+    s = centroid_real_from_features(ds, feats, 2, {"backbone": "toy"})
+    assert s["indices"].tolist() == [1, 0, 5, 3] and s["labels"].tolist() == [0, 0, 1, 1]
+    assert torch.equal(s["images"], ds.train_x[[1, 0, 5, 3]].float() / 255)
+    assert s["config"] == {"method": "centroid-real", "ipc": 2, "backbone": "toy", "dataset": {"name": "tiny"}}
+    r = random_real(ds, 3, seed=0)  # the whole class, in a random order drawn per class
+    assert sorted(r["indices"].tolist()) == list(range(6)) and r["labels"].tolist() == [0, 0, 0, 1, 1, 1]
+    assert r["indices"].tolist() == random_real(ds, 3, seed=0)["indices"].tolist()
+    for fn in (lambda: random_real(ds, 4), lambda: centroid_real_from_features(ds, feats, 4)):
+        with pytest.raises(ParamError, match="ipc=4 exceeds the 3 training images of class 0"):
+            fn()
