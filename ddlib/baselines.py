@@ -28,7 +28,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ddlib.utils import ParamError, check_choice, check_float, check_int, config_dict, get_device, seed_everything
+from ddlib.utils import (ParamError, check_choice, check_float, check_int, check_ipc, config_dict, get_device,
+                         seed_everything)
 
 
 @dataclass
@@ -40,6 +41,7 @@ class SelectionInputs:
     patterns: torch.Tensor | np.ndarray | None = None
     entropies: torch.Tensor | np.ndarray | None = None   # teacher entropies (BPS)
     scores: dict = field(default_factory=dict)          # e.g. {"forgetting": ..., "el2n": ...}
+    classes: list[str] | None = None                    # class names, for messages (label -> name)
 
     def __post_init__(self) -> None:
         n = len(self.labels)
@@ -68,9 +70,16 @@ def _result(inp: SelectionInputs, indices: list[int], config: dict) -> dict:
     return {"indices": [int(i) for i in indices], "pattern": pattern, "role": roles, "config": config}
 
 
-def _per_class(inp: SelectionInputs, ipc: int, pick: Callable[[np.ndarray, int], np.ndarray]) -> list[int]:
-    """Apply ``pick(class_indices, n)`` per class (n = min(ipc, class size)); a whole small class is taken."""
+def _per_class(inp: SelectionInputs, ipc: int, pick: Callable[[np.ndarray, int], np.ndarray],
+               cap: bool = False) -> tuple[list[int], dict]:
+    """Apply ``pick(class_indices, ipc)`` per class; return the picks and what to record about the budget.
+
+    A class with fewer than ``ipc`` images is a :class:`ParamError` naming the class and its size
+    (see :func:`ddlib.utils.check_ipc`), unless ``cap=True``: then it is taken whole and the record
+    says so (``{"cap": True, "capped": {label: size}}``), so an output never claims an IPC it does not hold.
+    """
     y = _np(inp.labels)
+    capped = check_ipc(ipc, y, inp.classes, cap)
     out: list[int] = []
     for c in np.unique(y):
         idx = np.nonzero(y == c)[0]
@@ -78,15 +87,15 @@ def _per_class(inp: SelectionInputs, ipc: int, pick: Callable[[np.ndarray, int],
             out += idx.tolist()
         else:
             out += idx[pick(idx, ipc)].tolist()
-    return out
+    return out, ({"cap": True, "capped": {str(c): n for c, n in capped.items()}} if cap else {})
 
 
 # ----------------------------------------------------------------------------- selectors
-def select_random(inp: SelectionInputs, ipc: int, seed: int = 0) -> dict:
+def select_random(inp: SelectionInputs, ipc: int, seed: int = 0, cap: bool = False) -> dict:
     """``ipc`` samples per class uniformly at random (NumPy generator seeded with ``seed``)."""
     rng = np.random.default_rng(seed)
-    idx = _per_class(inp, ipc, lambda members, n: rng.choice(len(members), n, replace=False))
-    return _result(inp, idx, {"method": "random", "ipc": ipc, "seed": seed})
+    idx, budget = _per_class(inp, ipc, lambda members, n: rng.choice(len(members), n, replace=False), cap)
+    return _result(inp, idx, {"method": "random", "ipc": ipc, "seed": seed, **budget})
 
 
 def herding_order(feats: np.ndarray, n: int) -> np.ndarray:
@@ -108,11 +117,11 @@ def herding_order(feats: np.ndarray, n: int) -> np.ndarray:
     return np.asarray(chosen, dtype=np.int64)
 
 
-def select_herding(inp: SelectionInputs, ipc: int, seed: int = 0) -> dict:
+def select_herding(inp: SelectionInputs, ipc: int, seed: int = 0, cap: bool = False) -> dict:
     """Herding per class in the Stage-1 embedding space (deterministic; ``seed`` unused)."""
     f = _feats(inp)
-    idx = _per_class(inp, ipc, lambda members, n: herding_order(f[members], n))
-    return _result(inp, idx, {"method": "herding", "ipc": ipc, "seed": seed})
+    idx, budget = _per_class(inp, ipc, lambda members, n: herding_order(f[members], n), cap)
+    return _result(inp, idx, {"method": "herding", "ipc": ipc, "seed": seed, **budget})
 
 
 def kcenter_order(feats: np.ndarray, n: int, first: int) -> np.ndarray:
@@ -127,15 +136,16 @@ def kcenter_order(feats: np.ndarray, n: int, first: int) -> np.ndarray:
     return np.asarray(chosen, dtype=np.int64)
 
 
-def select_kcenter(inp: SelectionInputs, ipc: int, seed: int = 0) -> dict:
+def select_kcenter(inp: SelectionInputs, ipc: int, seed: int = 0, cap: bool = False) -> dict:
     """k-center greedy per class in the Stage-1 embedding space; the first centre drawn with ``seed`` (as DeepCore)."""
     f = _feats(inp)
     rng = np.random.default_rng(seed)
-    idx = _per_class(inp, ipc, lambda members, n: kcenter_order(f[members], n, int(rng.integers(len(members)))))
-    return _result(inp, idx, {"method": "kcenter", "ipc": ipc, "seed": seed})
+    idx, budget = _per_class(inp, ipc, lambda members, n: kcenter_order(f[members], n, int(rng.integers(len(members)))),
+                             cap)
+    return _result(inp, idx, {"method": "kcenter", "ipc": ipc, "seed": seed, **budget})
 
 
-def select_centroids(inp: SelectionInputs, ipc: int, seed: int = 0) -> dict:
+def select_centroids(inp: SelectionInputs, ipc: int, seed: int = 0, cap: bool = False) -> dict:
     """Class-centroid nearest real images: per class, k-means with ``ipc`` clusters (k-means++ seeded,
     scikit-learn) in the embedding space, then the real sample nearest each centroid (distinct).
 
@@ -156,21 +166,21 @@ def select_centroids(inp: SelectionInputs, ipc: int, seed: int = 0) -> dict:
             chosen.append(int(dj.argmin()))
         return np.asarray(chosen, dtype=np.int64)
 
-    idx = _per_class(inp, ipc, pick)
-    return _result(inp, idx, {"method": "centroids", "ipc": ipc, "seed": seed})
+    idx, budget = _per_class(inp, ipc, pick, cap)
+    return _result(inp, idx, {"method": "centroids", "ipc": ipc, "seed": seed, **budget})
 
 
 def select_by_score(inp: SelectionInputs, ipc: int, score: np.ndarray, name: str, seed: int = 0,
-                    extra: dict | None = None) -> dict:
+                    extra: dict | None = None, cap: bool = False) -> dict:
     """Per class the ``ipc`` highest scores (ties broken by a seeded random order)."""
     s = np.asarray(score, dtype=np.float64)
     rng = np.random.default_rng(seed)
     tie = rng.random(len(s))
-    idx = _per_class(inp, ipc, lambda members, n: np.lexsort((tie[members], -s[members]))[:n])
-    return _result(inp, idx, {"method": name, "ipc": ipc, "seed": seed, **(extra or {})})
+    idx, budget = _per_class(inp, ipc, lambda members, n: np.lexsort((tie[members], -s[members]))[:n], cap)
+    return _result(inp, idx, {"method": name, "ipc": ipc, "seed": seed, **budget, **(extra or {})})
 
 
-def select_forgetting(inp: SelectionInputs, ipc: int, seed: int = 0) -> dict:
+def select_forgetting(inp: SelectionInputs, ipc: int, seed: int = 0, cap: bool = False) -> dict:
     """Most-forgotten samples per class; EL2N when forgetting events are too few (see the module docstring).
 
     Needs ``inp.scores`` from :func:`forgetting_scores` (keys ``forgetting``, ``el2n``).
@@ -180,13 +190,15 @@ def select_forgetting(inp: SelectionInputs, ipc: int, seed: int = 0) -> dict:
                          "in SelectionInputs.scores")
     forg = np.asarray(inp.scores["forgetting"], dtype=np.float64)
     y = _np(inp.labels)
+    check_ipc(ipc, y, inp.classes, cap)  # before the counts below: a clear error, not a min() of nothing
     nonzero = min(int(((y == c) & (forg > 0)).sum()) for c in np.unique(y))
     need = min(ipc, min(int((y == c).sum()) for c in np.unique(y)))
     if nonzero >= need:
-        return select_by_score(inp, ipc, forg, "forgetting", seed, {"score": "forgetting", "min_class_nonzero": nonzero})
+        return select_by_score(inp, ipc, forg, "forgetting", seed, {"score": "forgetting", "min_class_nonzero": nonzero},
+                               cap=cap)
     return select_by_score(inp, ipc, np.asarray(inp.scores["el2n"]), "forgetting", seed,
                            {"score": "el2n", "min_class_nonzero": nonzero,
-                            "el2n_epoch": inp.scores.get("el2n_epoch")})
+                            "el2n_epoch": inp.scores.get("el2n_epoch")}, cap=cap)
 
 
 SELECTORS: dict[str, Callable[[SelectionInputs, int, int], dict]] = {
