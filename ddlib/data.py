@@ -319,6 +319,21 @@ def _decode(data: bytes, image_size: int | None, where: str = "") -> np.ndarray:
     return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
 
 
+def _tree_fingerprint(root: Path) -> str:
+    """SHA-256 (16 hex) of every file's and folder's relative path, size and mtime under ``root``."""
+    h = hashlib.sha256()
+    for folder, dirs, files in os.walk(root):
+        dirs.sort()
+        for name in [*dirs, *sorted(files)]:
+            full = os.path.join(folder, name)
+            try:
+                st = os.stat(full)
+            except OSError:
+                continue
+            h.update(f"{os.path.relpath(full, root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]
+
+
 def _load_imagefolder(path: str, image_size: int | None = None, **_: object) -> Dataset:
     if image_size is not None:
         image_size = check_int("image_size", image_size, 1, 4096)
@@ -335,8 +350,10 @@ def _load_imagefolder(path: str, image_size: int | None = None, **_: object) -> 
     if is_archive and stat.st_size == 0:
         raise UnreadableDataError(f"imagefolder: {p} is an empty file (0 bytes), not an archive; an interrupted "
                                   "download or copy? Download or copy it again")
-    key = artifacts.make_key("imagefolder", {"path": str(p.resolve()), "size": stat.st_size,
-                                             "mtime": stat.st_mtime_ns}, {"image_size": image_size})
+    spec = {"path": str(p.resolve()), "size": stat.st_size, "mtime": stat.st_mtime_ns}
+    if not is_archive:  # a folder's own mtime misses files changed, added or removed further down
+        spec["tree"] = _tree_fingerprint(p)
+    key = artifacts.make_key("imagefolder", spec, {"image_size": image_size})
 
     def build() -> dict:
         members = _archive_members(p) if is_archive else _folder_members(p)

@@ -417,3 +417,14 @@ def test_imagefolder_image_size_is_checked(tmp_path: Path) -> None:
     for bad in (0, float("nan"), "32"):
         with pytest.raises(ParamError, match="image_size"):
             data.load(f"imagefolder:{path}", image_size=bad)
+
+
+def test_folder_changes_below_the_top_are_seen(tmp_path: Path) -> None:
+    """The cache key of a folder covers its whole tree: an image added to a class is not missed."""
+    path = _write_folder(tmp_path, _full_layout())
+    assert len(data.load(f"imagefolder:{path}").train_y) == 36
+    (path / "train" / "cat" / "new.png").write_bytes(_png((200, 10, 10)))
+    assert len(data.load(f"imagefolder:{path}").train_y) == 37
+    (path / "train" / "frog").mkdir()
+    with pytest.raises(data.DataNotFoundError, match="train/frog"):
+        data.load(f"imagefolder:{path}")
