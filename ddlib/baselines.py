@@ -194,8 +194,8 @@ def select_forgetting(inp: SelectionInputs, ipc: int, seed: int = 0, cap: bool =
     nonzero = min(int(((y == c) & (forg > 0)).sum()) for c in np.unique(y))
     need = min(ipc, min(int((y == c).sum()) for c in np.unique(y)))
     if nonzero >= need:
-        return select_by_score(inp, ipc, forg, "forgetting", seed, {"score": "forgetting", "min_class_nonzero": nonzero},
-                               cap=cap)
+        return select_by_score(inp, ipc, forg, "forgetting", seed,
+                               {"score": "forgetting", "min_class_nonzero": nonzero}, cap=cap)
     return select_by_score(inp, ipc, np.asarray(inp.scores["el2n"]), "forgetting", seed,
                            {"score": "el2n", "min_class_nonzero": nonzero,
                             "el2n_epoch": inp.scores.get("el2n_epoch")}, cap=cap)

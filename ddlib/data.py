@@ -23,7 +23,6 @@ import io
 import lzma
 import os
 import tarfile
-import warnings
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator

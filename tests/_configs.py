@@ -48,7 +48,8 @@ def required_kwargs(cls: type, tmp: Path) -> dict:
 
 def _kind(tp: object) -> str | None:
     """'float', 'int', 'floats' (a tuple of floats) or None for a field's type."""
-    args = [a for a in typing.get_args(tp) if a is not type(None)] if typing.get_origin(tp) in (typing.Union, _UnionType) else [tp]
+    union = typing.get_origin(tp) in (typing.Union, _UnionType)
+    args = [a for a in typing.get_args(tp) if a is not type(None)] if union else [tp]
     if len(args) != 1:
         return None
     a = args[0]

@@ -363,7 +363,8 @@ def test_empty_class_folder_is_named_not_dropped(tmp_path: Path, where: str, for
         (path / where / "frog").mkdir()
     else:
         files[f"toy/{where}/frog/readme.txt"] = b"images to come"  # a class folder with no image in it
-        path = _write_zip(tmp_path / "toy.zip", files) if form == "zip" else _write_tar(tmp_path / "toy.tar", files, "w")
+        path = (_write_zip(tmp_path / "toy.zip", files) if form == "zip"
+                else _write_tar(tmp_path / "toy.tar", files, "w"))
     with pytest.raises(data.DataNotFoundError, match=rf"class folder\(s\) without images: {where}/frog"):
         data.load(f"imagefolder:{path}")
 
