@@ -11,6 +11,10 @@ embedding space BPS selects in, so the comparison isolates the selection rule.
 median: "centre", else "margin"), ``pattern`` is the pick's Stage-1 pattern id (-1 when no
 patterns are given).
 
+Every selector needs at least 2 classes and at least ``ipc`` images in each: a smaller class is a
+``ParamError`` naming it and its size, unless the caller passes ``cap=True`` (then it is taken whole,
+and ``config`` records ``"cap": True`` and ``"capped": {label: size}``).
+
 Forgetting (Toneva et al. 2019): a model is trained on the full data; a *forgetting event* is a
 sample that was classified correctly when last seen in a minibatch and is misclassified now;
 never-learned samples count as forgotten infinitely often; per class the most-forgotten samples
