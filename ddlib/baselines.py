@@ -12,6 +12,10 @@ embedding space BPS selects in, so the comparison isolates the selection rule.
 median: "centre", else "margin"), ``pattern`` is the pick's Stage-1 pattern id (-1 when no
 patterns are given).
 
+Every selector needs at least 2 classes and at least ``ipc`` images in each: a smaller class is a
+``ParamError`` naming it and its size, unless the caller passes ``cap=True`` (then it is taken whole,
+and ``config`` records ``"cap": True`` and ``"capped": {label: size}``).
+
 Forgetting (Toneva et al. 2019): a model is trained on the full data; a *forgetting event* is a
 sample that was classified correctly when last seen in a minibatch and is misclassified now;
 never-learned samples count as forgotten infinitely often; per class the most-forgotten samples
@@ -34,8 +38,8 @@ import torch
 import torch.nn.functional as F
 
 from ddlib.train import Batch, Hook, LoopState, LrScheduler, ce_step, image_batches, loop
-from ddlib.utils import (ParamError, check_choice, check_float, check_int, config_dict, get_device, seed_everything,
-                         to_unit)
+from ddlib.utils import (ParamError, check_choice, check_float, check_int, check_ipc, config_dict, get_device,
+                         seed_everything, to_unit)
 
 
 @dataclass
@@ -47,6 +51,7 @@ class SelectionInputs:
     patterns: torch.Tensor | np.ndarray | None = None
     entropies: torch.Tensor | np.ndarray | None = None   # teacher entropies (BPS)
     scores: dict = field(default_factory=dict)          # e.g. {"forgetting": ..., "el2n": ...}
+    classes: list[str] | None = None                    # class names, for messages (label -> name)
 
     def __post_init__(self) -> None:
         n = len(self.labels)
@@ -75,33 +80,39 @@ def _result(inp: SelectionInputs, indices: list[int], config: dict) -> dict:
     return {"indices": [int(i) for i in indices], "pattern": pattern, "role": roles, "config": config}
 
 
-def _per_class(labels, ipc: int, pick: Callable[[np.ndarray, int], np.ndarray], classes=None,
-               strict: bool = False) -> list[int]:
-    """Apply ``pick(class_indices, n)`` per class (the labels present, or ``classes``, ascending).
+def _per_class(labels, ipc: int, pick: Callable[[np.ndarray, int], np.ndarray], *, cap: bool = False,
+               names: list[str] | None = None, classes=None, pick_full: bool = False) -> tuple[list[int], dict]:
+    """Apply ``pick(class_indices, ipc)`` per class; return the picks and what to record about the budget.
 
-    Not ``strict``: n = min(ipc, class size), a class of at most ``ipc`` images is taken whole
-    without calling ``pick``. ``strict``: every class must hold ``ipc`` images (else ParamError) and
-    ``pick(class_indices, ipc)`` is called for every class.
+    The classes are the labels present (ascending), or ``classes`` when given (then a class with no
+    image counts as a class of size 0). A class of exactly ``ipc`` images is taken whole without calling
+    ``pick``, unless ``pick_full`` (the real-image sets, whose draws must stay as recorded). A class with
+    fewer than ``ipc`` images is a :class:`ParamError` naming the class (``names``: label -> name) and its size (see :func:`ddlib.utils.check_ipc`),
+    unless ``cap=True``: then it is taken whole and the record says so (``{"cap": True, "capped":
+    {label: size}}``), so an output never claims an IPC it does not hold.
     """
     y = _np(labels)
+    capped = check_ipc(ipc, y, names, cap)
+    order = np.unique(y) if classes is None else list(classes)
+    missing = [int(c) for c in order if not np.any(y == c)]
+    if missing and not cap:
+        raise ParamError(f"ipc={ipc} exceeds class {missing[0]} (0 images); every class needs at least {ipc} images")
     out: list[int] = []
-    for c in (np.unique(y) if classes is None else classes):
+    for c in order:
         idx = np.nonzero(y == c)[0]
-        if strict and len(idx) < ipc:
-            raise ParamError(f"ipc={ipc} exceeds the {len(idx)} training images of class {c}")
-        if len(idx) <= ipc and not strict:
-            out += idx.tolist()
+        if len(idx) < ipc or (len(idx) == ipc and not pick_full):
+            out += idx.tolist()  # whole (only cap=True lets a smaller class by)
         else:
             out += idx[pick(idx, ipc)].tolist()
-    return out
+    return out, ({"cap": True, "capped": {str(c): n for c, n in capped.items()}} if cap else {})
 
 
 # ----------------------------------------------------------------------------- selectors
-def select_random(inp: SelectionInputs, ipc: int, seed: int = 0) -> dict:
+def select_random(inp: SelectionInputs, ipc: int, seed: int = 0, cap: bool = False) -> dict:
     """``ipc`` samples per class uniformly at random (NumPy generator seeded with ``seed``)."""
     rng = np.random.default_rng(seed)
-    idx = _per_class(inp.labels, ipc, lambda members, n: rng.choice(len(members), n, replace=False))
-    return _result(inp, idx, {"method": "random", "ipc": ipc, "seed": seed})
+    idx, budget = _per_class(inp.labels, ipc, lambda members, n: rng.choice(len(members), n, replace=False), cap=cap, names=inp.classes)
+    return _result(inp, idx, {"method": "random", "ipc": ipc, "seed": seed, **budget})
 
 
 def herding_order(feats: np.ndarray, n: int) -> np.ndarray:
@@ -123,11 +134,11 @@ def herding_order(feats: np.ndarray, n: int) -> np.ndarray:
     return np.asarray(chosen, dtype=np.int64)
 
 
-def select_herding(inp: SelectionInputs, ipc: int, seed: int = 0) -> dict:
+def select_herding(inp: SelectionInputs, ipc: int, seed: int = 0, cap: bool = False) -> dict:
     """Herding per class in the Stage-1 embedding space (deterministic; ``seed`` unused)."""
     f = _feats(inp)
-    idx = _per_class(inp.labels, ipc, lambda members, n: herding_order(f[members], n))
-    return _result(inp, idx, {"method": "herding", "ipc": ipc, "seed": seed})
+    idx, budget = _per_class(inp.labels, ipc, lambda members, n: herding_order(f[members], n), cap=cap, names=inp.classes)
+    return _result(inp, idx, {"method": "herding", "ipc": ipc, "seed": seed, **budget})
 
 
 def kcenter_order(feats: np.ndarray, n: int, first: int) -> np.ndarray:
@@ -142,15 +153,16 @@ def kcenter_order(feats: np.ndarray, n: int, first: int) -> np.ndarray:
     return np.asarray(chosen, dtype=np.int64)
 
 
-def select_kcenter(inp: SelectionInputs, ipc: int, seed: int = 0) -> dict:
+def select_kcenter(inp: SelectionInputs, ipc: int, seed: int = 0, cap: bool = False) -> dict:
     """k-center greedy per class in the Stage-1 embedding space; the first centre drawn with ``seed`` (as DeepCore)."""
     f = _feats(inp)
     rng = np.random.default_rng(seed)
-    idx = _per_class(inp.labels, ipc, lambda members, n: kcenter_order(f[members], n, int(rng.integers(len(members)))))
-    return _result(inp, idx, {"method": "kcenter", "ipc": ipc, "seed": seed})
+    idx, budget = _per_class(inp.labels, ipc, lambda members, n: kcenter_order(f[members], n, int(rng.integers(len(members)))),
+                             cap=cap, names=inp.classes)
+    return _result(inp, idx, {"method": "kcenter", "ipc": ipc, "seed": seed, **budget})
 
 
-def select_centroids(inp: SelectionInputs, ipc: int, seed: int = 0) -> dict:
+def select_centroids(inp: SelectionInputs, ipc: int, seed: int = 0, cap: bool = False) -> dict:
     """Class-centroid nearest real images: per class, k-means with ``ipc`` clusters (k-means++ seeded,
     scikit-learn) in the embedding space, then the real sample nearest each centroid (distinct).
 
@@ -171,21 +183,21 @@ def select_centroids(inp: SelectionInputs, ipc: int, seed: int = 0) -> dict:
             chosen.append(int(dj.argmin()))
         return np.asarray(chosen, dtype=np.int64)
 
-    idx = _per_class(inp.labels, ipc, pick)
-    return _result(inp, idx, {"method": "centroids", "ipc": ipc, "seed": seed})
+    idx, budget = _per_class(inp.labels, ipc, pick, cap=cap, names=inp.classes)
+    return _result(inp, idx, {"method": "centroids", "ipc": ipc, "seed": seed, **budget})
 
 
 def select_by_score(inp: SelectionInputs, ipc: int, score: np.ndarray, name: str, seed: int = 0,
-                    extra: dict | None = None) -> dict:
+                    extra: dict | None = None, cap: bool = False) -> dict:
     """Per class the ``ipc`` highest scores (ties broken by a seeded random order)."""
     s = np.asarray(score, dtype=np.float64)
     rng = np.random.default_rng(seed)
     tie = rng.random(len(s))
-    idx = _per_class(inp.labels, ipc, lambda members, n: np.lexsort((tie[members], -s[members]))[:n])
-    return _result(inp, idx, {"method": name, "ipc": ipc, "seed": seed, **(extra or {})})
+    idx, budget = _per_class(inp.labels, ipc, lambda members, n: np.lexsort((tie[members], -s[members]))[:n], cap=cap, names=inp.classes)
+    return _result(inp, idx, {"method": name, "ipc": ipc, "seed": seed, **budget, **(extra or {})})
 
 
-def select_forgetting(inp: SelectionInputs, ipc: int, seed: int = 0) -> dict:
+def select_forgetting(inp: SelectionInputs, ipc: int, seed: int = 0, cap: bool = False) -> dict:
     """Most-forgotten samples per class; EL2N when forgetting events are too few (see the module docstring).
 
     Needs ``inp.scores`` from :func:`forgetting_scores` (keys ``forgetting``, ``el2n``).
@@ -195,13 +207,15 @@ def select_forgetting(inp: SelectionInputs, ipc: int, seed: int = 0) -> dict:
                          "in SelectionInputs.scores")
     forg = np.asarray(inp.scores["forgetting"], dtype=np.float64)
     y = _np(inp.labels)
+    check_ipc(ipc, y, inp.classes, cap)  # before the counts below: a clear error, not a min() of nothing
     nonzero = min(int(((y == c) & (forg > 0)).sum()) for c in np.unique(y))
     need = min(ipc, min(int((y == c).sum()) for c in np.unique(y)))
     if nonzero >= need:
-        return select_by_score(inp, ipc, forg, "forgetting", seed, {"score": "forgetting", "min_class_nonzero": nonzero})
+        return select_by_score(inp, ipc, forg, "forgetting", seed,
+                               {"score": "forgetting", "min_class_nonzero": nonzero}, cap=cap)
     return select_by_score(inp, ipc, np.asarray(inp.scores["el2n"]), "forgetting", seed,
                            {"score": "el2n", "min_class_nonzero": nonzero,
-                            "el2n_epoch": inp.scores.get("el2n_epoch")})
+                            "el2n_epoch": inp.scores.get("el2n_epoch")}, cap=cap)
 
 
 # ----------------------------------------------------------------------------- real-image sets
@@ -223,8 +237,8 @@ def random_real(ds, ipc: int, seed: int = 0) -> dict:
     ipc = check_int("ipc", ipc, 1)
     seed = check_int("seed", seed, 0, 2**32 - 1)
     g = torch.Generator().manual_seed(seed)
-    idx = _per_class(ds.train_y, ipc, lambda members, n: torch.randperm(len(members), generator=g)[:n].numpy(),
-                     classes=range(ds.num_classes), strict=True)
+    idx, _ = _per_class(ds.train_y, ipc, lambda members, n: torch.randperm(len(members), generator=g)[:n].numpy(),
+                        classes=range(ds.num_classes), names=ds.classes, pick_full=True)
     return _real_set(ds, idx, {"method": "random-real", "ipc": ipc, "seed": seed})
 
 
@@ -243,7 +257,7 @@ def centroid_real_from_features(ds, features: torch.Tensor, ipc: int, config: di
         f = features[torch.as_tensor(members)]
         return (f - f.mean(0, keepdim=True)).norm(dim=1).argsort()[:n].numpy()
 
-    idx = _per_class(ds.train_y, ipc, pick, classes=range(ds.num_classes), strict=True)
+    idx, _ = _per_class(ds.train_y, ipc, pick, classes=range(ds.num_classes), names=ds.classes, pick_full=True)
     return _real_set(ds, idx, {"method": "centroid-real", "ipc": ipc, **(config or {})})
 
 

@@ -36,8 +36,14 @@ def test_selectors_share_the_result_shape(method):
     assert s["config"]["method"] == method
     # deterministic for a seed
     assert SELECTORS[method](inp, 5, 0)["indices"] == s["indices"]
-    # a class smaller than the IPC is taken whole
-    assert len(SELECTORS[method](inp, 70, 0)["indices"]) == 70 + 60
+    # a class smaller than the IPC is an error naming it (issue 14: it was capped silently while the
+    # output said "ipc": 70) ...
+    with pytest.raises(ParamError, match=r"ipc=70 exceeds class 1 \(60 images\)"):
+        SELECTORS[method](inp, 70, 0)
+    # ... unless capping is asked for: then it is taken whole, and the record says so
+    capped = SELECTORS[method](inp, 70, 0, cap=True)
+    assert len(capped["indices"]) == 70 + 60
+    assert capped["config"]["cap"] is True and capped["config"]["capped"] == {"1": 60}
 
 
 def test_herding_matches_the_mean_and_kcenter_covers():
@@ -129,5 +135,5 @@ def test_real_sets_nearest_mean_and_random() -> None:
     assert sorted(r["indices"].tolist()) == list(range(6)) and r["labels"].tolist() == [0, 0, 0, 1, 1, 1]
     assert r["indices"].tolist() == random_real(ds, 3, seed=0)["indices"].tolist()
     for fn in (lambda: random_real(ds, 4), lambda: centroid_real_from_features(ds, feats, 4)):
-        with pytest.raises(ParamError, match="ipc=4 exceeds the 3 training images of class 0"):
+        with pytest.raises(ParamError, match=r"ipc=4 exceeds class .a. \(label 0\) \(3 images\)"):
             fn()
