@@ -33,12 +33,12 @@ def _load_dataset(args: argparse.Namespace, per_class, test_per_class, seed, ima
     return data.load(args.dataset, per_class=per_class, seed=seed, test_per_class=test_per_class, **kw)
 
 
-def _add_data_args(p: argparse.ArgumentParser) -> None:
+def _add_data_args(p: argparse.ArgumentParser, ref) -> None:  # noqa: ANN001
     p.add_argument("--dataset", required=True, help="a registry name or imagefolder:PATH / cifar10:PATH")
     common.add_scale(p)
     p.add_argument("--per-class", type=int, default=None, help="training images per class (subsample)")
     p.add_argument("--test-per-class", type=int, default=None, help="test images per class (subsample)")
-    p.add_argument("--data-seed", type=int, default=None, help="seed of the subsampling (default 0)")
+    p.add_argument("--data-seed", type=int, default=None, help=f"seed of the subsampling (default {ref.data_seed})")
     p.add_argument("--image-size", type=int, default=None, help="resize folder images to N x N")
     p.add_argument("--device", default=None, help="cpu | cuda (default: CUDA when present)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -154,16 +154,19 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------------------- parsers
 def add_commands(sub: argparse._SubParsersAction) -> dict:
+    from ddlib import presets
     from ddlib.bps.pipeline import METHODS
 
+    ref = presets.bps(None)  # the defaults below, named in the help from their one home
     p = sub.add_parser("select", help="BPS or a baseline coreset for every IPC, from one modelling")
-    _add_data_args(p)
-    p.add_argument("--method", dest="methods", default=None,
+    _add_data_args(p, ref)
+    p.add_argument("--method", metavar="METHOD", dest="methods", default=None,
                    help=f"one or more (comma-separated) of {', '.join(METHODS)} (default: the preset's)")
-    p.add_argument("--ipc", dest="ipcs", default=None,
-                   help="images per class, comma-separated (e.g. 1,10,50; default: the preset's, 10 at the reference)")
-    p.add_argument("--seed", dest="selection_seed", type=int, default=None,
-                   help="selection seed (random, k-center, ties; default 0)")
+    p.add_argument("--ipc", metavar="IPC", dest="ipcs", default=None,
+                   help="images per class, comma-separated (e.g. 1,10,50; default: the preset's, "
+                        f"{','.join(map(str, ref.ipcs))} at the reference)")
+    p.add_argument("--seed", metavar="SEED", dest="selection_seed", type=int, default=None,
+                   help=f"selection seed (random, k-center, ties; default {ref.seed})")
     p.add_argument("--out", required=True, help="folder for <method>_ipc<k>.json")
     g = p.add_argument_group("Stage 1 encoder (defaults: the preset's, at the reference METHODS.md's: ResNet-18, "
                              "30 epochs)")
@@ -172,35 +175,36 @@ def add_commands(sub: argparse._SubParsersAction) -> dict:
     g.add_argument("--encoder-depth", type=int, default=None, help="ConvNet depth")
     g.add_argument("--encoder-epochs", type=int, default=None)
     g.add_argument("--encoder-batch", type=int, default=None)
-    g.add_argument("--encoder-warmup", dest="warmup_epochs", type=int, default=None, help="lr warm-up epochs")
-    g.add_argument("--clu-warmup", dest="clu_warmup_epochs", type=int, default=None, help="epochs before L_clu starts")
+    g.add_argument("--encoder-warmup", metavar="ENCODER_WARMUP", dest="warmup_epochs", type=int, default=None, help="lr warm-up epochs")
+    g.add_argument("--clu-warmup", metavar="CLU_WARMUP", dest="clu_warmup_epochs", type=int, default=None, help="epochs before L_clu starts")
     g.add_argument("--queue-size", type=int, default=None)
     g.add_argument("--knn-k", type=int, default=None)
-    g.add_argument("--min-sim", dest="knn_min_sim", type=float, default=None)
-    g.add_argument("--k-ratio", type=float, default=None, help="margin candidate share (0.1; 0.2 noisy data)")
+    g.add_argument("--min-sim", metavar="MIN_SIM", dest="knn_min_sim", type=float, default=None)
+    g.add_argument("--k-ratio", type=float, default=None, help=f"margin candidate share ({ref.select.k_ratio:g}; 0.2 noisy data)")
     g.add_argument("--centre-frac", type=float, default=None,
-                   help="share of each pattern's budget taken at its centre (0.5; 1 = centres only, 0 = margins)")
+                   help=f"share of each pattern's budget taken at its centre ({ref.select.centre_frac:g}; 1 = centres only, "
+                        "0 = margins)")
     g.add_argument("--gmm-backend", default=None, help="sklearn (the reference, default) | numpy (faster)")
     _add_teacher_args(p)
     g.add_argument("--forgetting-epochs", type=int, default=None, help="default: the teacher's epochs")
-    g.add_argument("--el2n-epoch", type=int, default=None, help="EL2N fallback read after this epoch (20)")
+    g.add_argument("--el2n-epoch", type=int, default=None, help=f"EL2N fallback read after this epoch ({ref.forgetting.el2n_epoch})")
 
     e = sub.add_parser("evaluate", help="train students on a selection; test accuracy over seeds")
-    _add_data_args(e)
+    _add_data_args(e, ref)
     e.add_argument("--selection", required=True, help="a JSON written by 'select'")
     e.add_argument("--seeds", type=int, default=None,
-                   help="number of student runs (seeds 0..N-1; default: the preset's, 3 at the reference)")
+                   help=f"number of student runs (seeds 0..N-1; default: the preset's, {ref.seeds} at the reference)")
     e.add_argument("--out", required=True, help="result JSON file")
     g = e.add_argument_group("student (defaults: the preset's, at the reference the KD protocol)")
     g.add_argument("--student-model", default=None, help="default: the teacher's architecture")
-    g.add_argument("--width", dest="student_width", type=int, default=None)
-    g.add_argument("--depth", dest="student_depth", type=int, default=None)
+    g.add_argument("--width", metavar="WIDTH", dest="student_width", type=int, default=None)
+    g.add_argument("--depth", metavar="DEPTH", dest="student_depth", type=int, default=None)
     g.add_argument("--loss", default=None, help="kd | ce")
-    g.add_argument("--epochs", dest="student_epochs", type=int, default=None)
-    g.add_argument("--lr", dest="student_lr", type=float, default=None)
+    g.add_argument("--epochs", metavar="EPOCHS", dest="student_epochs", type=int, default=None)
+    g.add_argument("--lr", metavar="LR", dest="student_lr", type=float, default=None)
     g.add_argument("--temperature", type=float, default=None)
     g.add_argument("--min-crop", type=float, default=None, help="default: the IPC table")
-    g.add_argument("--batch-size", dest="student_batch", type=int, default=None, help="default: the IPC table")
-    g.add_argument("--last-epochs", type=int, default=None, help="best of the last N epochs (21)")
+    g.add_argument("--batch-size", metavar="BATCH_SIZE", dest="student_batch", type=int, default=None, help="default: the IPC table")
+    g.add_argument("--last-epochs", type=int, default=None, help=f"best of the last N epochs ({ref.student.last_epochs})")
     _add_teacher_args(e)
     return {"select": _select, "evaluate": _evaluate}

@@ -108,6 +108,11 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def add_commands(sub: argparse._SubParsersAction) -> dict:
+    from ddlib import presets
+    from ddlib.sfm.backbones import INHOUSE_EPOCHS
+
+    ref = presets.ci(None)  # the defaults below, named in the help from their one home
+    pr = ref.probe
     p = sub.add_parser("evaluate-synthetic", help="test accuracy of a synthetic set: linear probe, CI or KD",
                        description=__doc__.splitlines()[0] + " Defaults: the --scale preset of ddlib.presets.ci; "
                        "without it the LGM reference probe (Adam, lr 1e-3·B/256, cosine, 1000 epochs, crop+flip, "
@@ -123,24 +128,24 @@ def add_commands(sub: argparse._SubParsersAction) -> dict:
     p.add_argument("--mode", default="probe", help="probe | ci | kd (default probe)")
     p.add_argument("--out", required=True, help="the result JSON")
     p.add_argument("--ipc", type=int, default=None, help="images per class for the real baselines")
-    p.add_argument("--epochs", dest="probe_epochs", type=int, default=None,
-                   help="probe/projector/KD epochs (default 1000)")
-    p.add_argument("--batch-size", dest="probe_batch", type=int, default=None, help="default 100")
-    p.add_argument("--lr", dest="probe_lr", type=float, default=None,
-                   help="base lr at batch 256 (scaled by B/256; default 1e-3)")
+    p.add_argument("--epochs", metavar="EPOCHS", dest="probe_epochs", type=int, default=None,
+                   help=f"probe/projector/KD epochs (default {pr.epochs})")
+    p.add_argument("--batch-size", metavar="BATCH_SIZE", dest="probe_batch", type=int, default=None, help=f"default {pr.batch_size}")
+    p.add_argument("--lr", metavar="LR", dest="probe_lr", type=float, default=None,
+                   help=f"base lr at batch 256 (scaled by B/256; default {pr.lr:g})")
     p.add_argument("--views", type=int, default=None,
                    help="embed this many augmented views once (CPU); default: fresh augmentation every step")
-    p.add_argument("--runs", type=int, default=None, help="runs averaged (default 5)")
-    p.add_argument("--golden-epochs", type=int, default=None, help="default 100")
+    p.add_argument("--runs", type=int, default=None, help=f"runs averaged (default {pr.runs})")
+    p.add_argument("--golden-epochs", type=int, default=None, help=f"default {ref.golden.epochs}")
     p.add_argument("--image-size", type=int, default=None, help="resize inputs of the evaluation backbone")
     p.add_argument("--distill-image-size", type=int, default=None,
                    help="resize inputs of the distillation backbone (default: as recorded with the images)")
-    p.add_argument("--inhouse-epochs", dest="encoder_epochs", type=int, default=None,
-                   help="epochs of the in-house MoCo v2 encoder (default 20)")
+    p.add_argument("--inhouse-epochs", metavar="INHOUSE_EPOCHS", dest="encoder_epochs", type=int, default=None,
+                   help=f"epochs of the in-house MoCo v2 encoder (default {INHOUSE_EPOCHS})")
     p.add_argument("--per-class", type=int, default=None, help="subsample the training set")
     p.add_argument("--test-per-class", type=int, default=None, help="subsample the test set")
-    p.add_argument("--data-seed", type=int, default=None, help="default 0")
-    p.add_argument("--seed", dest="probe_seed", type=int, default=None, help="default 0")
+    p.add_argument("--data-seed", type=int, default=None, help=f"default {ref.data_seed}")
+    p.add_argument("--seed", metavar="SEED", dest="probe_seed", type=int, default=None, help=f"default {pr.seed}")
     p.add_argument("--device", default=None, help="cpu | cuda (default: CUDA when present)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return {"evaluate-synthetic": _evaluate}

@@ -67,37 +67,42 @@ def _distill(args: argparse.Namespace) -> int:
 
 
 def add_commands(sub: argparse._SubParsersAction) -> dict:
+    from ddlib import presets
+    from ddlib.sfm.backbones import INHOUSE_EPOCHS
+
+    ref = presets.ci(None)  # the defaults below, named in the help from their one home
+    s = ref.synth
     p = sub.add_parser("distill", help="distil synthetic images for a frozen backbone with SFM or LGM",
                        description="Distil IPC synthetic images per class for a frozen backbone with SFM or LGM; "
                        "writes OUT/images.pt, OUT/grid.png and OUT/distill.json (config, wall time, peak memory, "
                        "provenance). Defaults: the --scale preset of ddlib.presets.ci; without it, METHODS.md §2 "
                        "(Adam 2e-3, 5,000 steps, pyramid grown every 200 steps, augmentation 'sfm', LGM "
                        "augs_per_batch 10).")
-    p.add_argument("--method", choices=["sfm", "lgm"], default=None, help="default sfm")
+    p.add_argument("--method", choices=["sfm", "lgm"], default=None, help=f"default {s.method}")
     p.add_argument("--backbone", required=True,
                    help="inhouse | efficientnet-lite0 | timm:<name> | convnet-random (see ddlib.sfm.backbones)")
     p.add_argument("--dataset", required=True, help="a ddlib dataset name (python -m ddlib datasets)")
     common.add_scale(p)
-    p.add_argument("--ipc", type=int, default=None, help="images per class (default 1)")
-    p.add_argument("--steps", type=int, default=None, help="optimisation steps (default 5000)")
+    p.add_argument("--ipc", type=int, default=None, help=f"images per class (default {s.ipc})")
+    p.add_argument("--steps", type=int, default=None, help=f"optimisation steps (default {s.steps})")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--lr", type=float, default=None, help="default 2e-3")
-    p.add_argument("--image-size", dest="synthetic_size", type=int, default=None,
+    p.add_argument("--lr", type=float, default=None, help=f"default {s.lr:g}")
+    p.add_argument("--image-size", metavar="IMAGE_SIZE", dest="synthetic_size", type=int, default=None,
                    help="synthetic resolution (default: 8/7 of the backbone's input size, 256 for 224 px; "
                    "the input size itself below 112 px)")
     p.add_argument("--crop", type=int, default=None, help="augmentation crop size (default: the backbone's input size)")
-    p.add_argument("--backbone-size", dest="image_size", type=int, default=None,
+    p.add_argument("--backbone-size", metavar="BACKBONE_SIZE", dest="image_size", type=int, default=None,
                    help="resize inputs of the backbone to this size (CPU budgets; default its native size)")
-    p.add_argument("--inhouse-epochs", dest="encoder_epochs", type=int, default=None,
-                   help="epochs of the in-house MoCo v2 encoder (backbone inhouse only; default 20)")
-    p.add_argument("--parameterisation", choices=["pyramid", "pixels"], default=None, help="default pyramid")
-    p.add_argument("--init", choices=["noise", "zero", "real"], default=None, help="default noise")
+    p.add_argument("--inhouse-epochs", metavar="INHOUSE_EPOCHS", dest="encoder_epochs", type=int, default=None,
+                   help=f"epochs of the in-house MoCo v2 encoder (backbone inhouse only; default {INHOUSE_EPOCHS})")
+    p.add_argument("--parameterisation", choices=["pyramid", "pixels"], default=None, help=f"default {s.parameterisation}")
+    p.add_argument("--init", choices=["noise", "zero", "real"], default=None, help=f"default {s.init}")
     p.add_argument("--chunk-size", type=int, default=None, help="SFM only: two-pass chunked step, images per chunk")
-    p.add_argument("--augs-per-batch", type=int, default=None, help="LGM's synthetic views per step (default 10)")
-    p.add_argument("--grow-every", type=int, default=None, help="default 200")
+    p.add_argument("--augs-per-batch", type=int, default=None, help=f"LGM's synthetic views per step (default {s.augs_per_batch})")
+    p.add_argument("--grow-every", type=int, default=None, help=f"default {s.grow_every}")
     p.add_argument("--per-class", type=int, default=None, help="subsample the training set to this many per class")
-    p.add_argument("--data-seed", type=int, default=None, help="default 0")
-    p.add_argument("--seed", dest="synth_seed", type=int, default=None, help="default 0")
+    p.add_argument("--data-seed", type=int, default=None, help=f"default {ref.data_seed}")
+    p.add_argument("--seed", metavar="SEED", dest="synth_seed", type=int, default=None, help=f"default {s.seed}")
     p.add_argument("--device", default=None, help="cpu | cuda (default: CUDA when present)")
     p.add_argument("--no-cache", action="store_true", help="recompute even if an identical run is cached")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
