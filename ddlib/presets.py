@@ -435,6 +435,8 @@ def results(scale: str | None = "cpu", recorded: bool = True, **overrides: Any) 
     A name prefixed ``sfm_`` goes to the synthesis preset without its prefix (``sfm_steps`` -> ``steps``);
     ``seed`` goes to both; any other name to the selection preset if it has it, else to the synthesis one.
     """
+    if scale is not None:
+        check_choice("scale", scale, SCALES)
     if not isinstance(recorded, bool):
         raise ParamError(f"recorded={recorded!r} must be True or False")
     to_bps: dict[str, Any] = {}

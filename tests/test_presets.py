@@ -124,9 +124,10 @@ def test_bad_overrides_name_themselves(fn, kwargs: dict, words: list[str]) -> No
         assert w in str(err.value), (w, str(err.value))
 
 
-def test_a_bad_scale_names_the_scales() -> None:
-    with pytest.raises(ParamError, match="scale"):
-        presets.bps("huge")
+@pytest.mark.parametrize("fn", FUNCTIONS, ids=lambda f: f.__name__)
+def test_a_bad_scale_names_the_scales(fn) -> None:  # noqa: ANN001
+    with pytest.raises(ParamError, match="scale='huge'.*'test', 'cpu', 'gpu'"):
+        fn("huge")
 
 
 @pytest.mark.parametrize("scale", SCALES)
