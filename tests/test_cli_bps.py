@@ -136,12 +136,18 @@ def test_scale_runs_the_preset_and_options_override_it(tmp_path: Path):
     assert cfg["encoder"]["epochs"] == 1 and presets.bps("test").encoder.epochs != 1
     assert d["dataset"]["per_class"] == want.per_class and d["dataset"]["test_per_class"] == want.test_per_class
     res = tmp_path / "r.json"
-    assert main(["evaluate", "--dataset", "fashion-mnist", "--selection", str(out / "random_ipc2.json"),
+    assert main(["evaluate", "--selection", str(out / "random_ipc2.json"),  # the dataset is the selection's
                  "--scale", "test", "--out", str(res), "--quiet"]) == 0
     r = json.loads(res.read_text())
     st = r["config"]["student"]
     assert (st["epochs"], st["last_epochs"], st["model"], st["width"]) == (want.student.epochs,
                                                                           want.student.last_epochs, "convnet", 8)
     assert len(r["rows"][0]["per_seed"]) == want.seeds
+    assert r["dataset"]["name"] == "fashion-mnist" and r["rows"][0]["dataset"] == "fashion-mnist"
+
+
+def test_select_without_a_dataset_asks_for_one_unless_the_scale_names_it(tmp_path: Path, capsys):
+    assert main(["select", "--method", "random", "--out", str(tmp_path / "x")]) == 2
+    assert "dataset" in capsys.readouterr().err and not (tmp_path / "x").exists()
     with pytest.raises(SystemExit):  # argparse names the accepted scales
         main(["select", "--dataset", "fashion-mnist", "--method", "random", "--scale", "huge", "--out", str(tmp_path)])

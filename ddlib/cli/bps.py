@@ -2,7 +2,7 @@
 
     python -m ddlib select --dataset D --method bps|random|herding|kcenter|forgetting|centroids \\
         --ipc 1,10,50 --seed S [--scale test|cpu|gpu] --out DIR     # writes DIR/<method>_ipc<k>.json
-    python -m ddlib evaluate --dataset D --selection FILE [--scale ...] --out FILE.json
+    python -m ddlib evaluate --selection FILE [--scale ...] --out FILE.json
 
 The settings are a preset of :func:`ddlib.presets.bps` (``--scale``; without it the reference's
 full-scale settings), and every option overrides it. A selection file records the dataset spec and
@@ -22,7 +22,7 @@ from ddlib.cli import common
 from ddlib.utils import ParamError, check_int
 
 
-def _load_dataset(args: argparse.Namespace, per_class, test_per_class, seed, image_size=None):  # noqa: ANN001, ANN202
+def _load_dataset(args: argparse.Namespace, name, per_class, test_per_class, seed, image_size=None):  # noqa: ANN001, ANN202
     from ddlib import data
 
     kw = {}
@@ -30,11 +30,12 @@ def _load_dataset(args: argparse.Namespace, per_class, test_per_class, seed, ima
         kw["image_size"] = check_int("image_size", args.image_size, 1, 4096)
     elif image_size is not None:  # as recorded with the selection
         kw["image_size"] = image_size
-    return data.load(args.dataset, per_class=per_class, seed=seed, test_per_class=test_per_class, **kw)
+    return data.load(name, per_class=per_class, seed=seed, test_per_class=test_per_class, **kw)
 
 
 def _add_data_args(p: argparse.ArgumentParser, ref) -> None:  # noqa: ANN001
-    p.add_argument("--dataset", required=True, help="a registry name or imagefolder:PATH / cifar10:PATH")
+    p.add_argument("--dataset", default=None, help="a registry name or imagefolder:PATH / cifar10:PATH (default: "
+                                                   "the preset's; for evaluate the selection's)")
     common.add_scale(p)
     p.add_argument("--per-class", type=int, default=None, help="training images per class (subsample)")
     p.add_argument("--test-per-class", type=int, default=None, help="test images per class (subsample)")
@@ -61,11 +62,11 @@ def _select(args: argparse.Namespace) -> int:
     from ddlib.utils import seed_everything
 
     # every check before any work
-    data.validate_name(args.dataset)
     ov = common.overrides(args, "bps")
     if args.ipcs is not None:
         ov["ipcs"] = common.parse_ints("ipc", args.ipcs)
     p = presets.bps(args.scale, **ov)
+    name = common.dataset(p.dataset)
     if p.methods is None:
         raise ParamError(f"method is not given; name one or more (comma-separated) of {list(METHODS)}")
     cfg = p.pipeline
@@ -73,7 +74,7 @@ def _select(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         raise ParamError(f"out={str(out)!r} exists and is not a folder")
     start = time.perf_counter()
-    ds = _load_dataset(args, p.per_class, p.test_per_class, p.data_seed)
+    ds = _load_dataset(args, name, p.per_class, p.test_per_class, p.data_seed)
     seed_everything(p.seed)
     res = run_selection(ds, p.methods, p.ipcs, p.seed, cfg, device=args.device, progress=not args.quiet)
     mod = res["modelling"]
@@ -101,7 +102,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     from ddlib import data, presets, results
     from ddlib.bps.distill import TeacherConfig, evaluate_selection, train_teacher
 
-    data.validate_name(args.dataset)
+    if args.dataset is not None:
+        data.validate_name(args.dataset)
     sel_path = Path(args.selection)
     if not sel_path.is_file():
         raise FileNotFoundError(f"selection={str(sel_path)!r} is not a file; give a JSON written by "
@@ -112,14 +114,16 @@ def _evaluate(args: argparse.Namespace) -> int:
     except (ValueError, KeyError, TypeError) as e:
         raise ParamError(f"selection={str(sel_path)!r} is not a selection JSON with 'indices' ({e})") from None
     spec = sel.get("dataset") or {}
-    if spec.get("name") not in (None, args.dataset):
+    if args.dataset is not None and spec.get("name") not in (None, args.dataset):
         raise ParamError(f"dataset={args.dataset!r} does not match the selection's dataset {spec.get('name')!r}")
+    name = data.validate_name(common.dataset(args.dataset or spec.get("name"), "the selection"))
     for opt, key in (("per_class", "per_class"), ("data_seed", "seed")):
         given = getattr(args, opt)
         if given is not None and spec.get(key) is not None and given != spec.get(key):
             raise ParamError(f"{opt.replace('_', '-')}={given} differs from the selection's {key}={spec.get(key)}; "
                              "the indices refer to the selection's subsample")
     ov = common.overrides(args, "bps")
+    ov.pop("dataset", None)  # the selection's
     p = presets.bps(args.scale, **ov)
     base_t = (sel.get("config") or {}).get("teacher")  # the teacher the selection used, unless told otherwise
     tcfg = p.teacher if base_t is None else TeacherConfig(**{**base_t, **presets.fields("bps", "teacher", ov)})
@@ -128,7 +132,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     if out.is_dir():
         raise ParamError(f"out={str(out)!r} is a folder; give a file name such as result.json")
     start = time.perf_counter()
-    ds = _load_dataset(args, spec.get("per_class") if args.per_class is None else args.per_class,
+    ds = _load_dataset(args, name, spec.get("per_class") if args.per_class is None else args.per_class,
                        spec.get("test_per_class") if args.test_per_class is None else args.test_per_class,
                        spec.get("seed", 0) if args.data_seed is None else args.data_seed, spec.get("image_size"))
     if max(indices) >= len(ds.train_y) or min(indices) < 0:

@@ -22,6 +22,13 @@ def overrides(args: argparse.Namespace, workflow: str) -> dict[str, Any]:
     return {k: v for k, v in vars(args).items() if k in table and v is not None}
 
 
+def dataset(name: str | None, where: str = "the preset's") -> str:
+    """The dataset to load: the option's, else ``where`` it comes from; a ParamError when neither names one."""
+    if name is None:
+        raise ParamError(f"dataset is not given and {where} names none; give --dataset (python -m ddlib datasets)")
+    return name
+
+
 def command(args: argparse.Namespace) -> str:
     """``python -m ddlib`` and the arguments this run was given."""
     return shlex.join(["python", "-m", "ddlib", *getattr(args, "argv", [args.command])])

@@ -67,7 +67,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     if (args.mode != "probe" or baseline == "centroid-real") and not distill_name:
         raise ParamError(f"mode={args.mode!r} / images={args.images!r} needs --distill-backbone (the backbone the "
                          "golden head and class centres live on); the images file names none")
-    ds = data.load(args.dataset, per_class=p.per_class, seed=p.data_seed, test_per_class=p.test_per_class)
+    ds = data.load(common.dataset(p.dataset), per_class=p.per_class, seed=p.data_seed, test_per_class=p.test_per_class)
     distill_size = args.distill_image_size or _size_from_key((syn.get("provenance") or {}).get("backbone_key"))
     eval_kw = common.backbone_options(args.backbone, p, given, not args.quiet)
     eval_bb = get_backbone(args.backbone, ds, **eval_kw)
@@ -82,7 +82,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         syn = inherit.centroid_real(distill_bb, ds, args.ipc, device=device, progress=not args.quiet)
     images, labels = syn["images"], syn["labels"]
     if images.shape[1] != ds.image_shape[0]:
-        raise ParamError(f"images have {images.shape[1]} channels but dataset={args.dataset!r} has {ds.image_shape[0]}")
+        raise ParamError(f"images have {images.shape[1]} channels but dataset={ds.name!r} has {ds.image_shape[0]}")
     res = inherit.evaluate_synthetic(images, labels, ds, distill_bb, eval_bb, args.mode, cfg, gcfg, device)
     ipc = len(labels) // max(ds.num_classes, 1)
     method = baseline or (syn.get("config") or {}).get("method", "synthetic")
@@ -123,7 +123,8 @@ def add_commands(sub: argparse._SubParsersAction) -> dict:
                    help="evaluation backbone: inhouse | efficientnet-lite0 | timm:<name> | convnet-random")
     p.add_argument("--distill-backbone", default=None,
                    help="backbone of the golden head (ci/kd) and class centres (default: the images' backbone)")
-    p.add_argument("--dataset", required=True, help="a ddlib dataset name (python -m ddlib datasets)")
+    p.add_argument("--dataset", default=None,
+                   help="a ddlib dataset name (python -m ddlib datasets; default: the preset's)")
     common.add_scale(p)
     p.add_argument("--mode", default="probe", help="probe | ci | kd (default probe)")
     p.add_argument("--out", required=True, help="the result JSON")

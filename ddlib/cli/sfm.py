@@ -25,7 +25,7 @@ def _distill(args: argparse.Namespace) -> int:
     device = get_device(args.device)
     given = common.overrides(args, "ci")
     p = presets.ci(args.scale, **given)  # validates the cheap parameters first
-    ds = data.load(args.dataset, per_class=p.per_class, seed=p.data_seed, test_per_class=p.test_per_class)
+    ds = data.load(common.dataset(p.dataset), per_class=p.per_class, seed=p.data_seed, test_per_class=p.test_per_class)
     extra = {k: v for k, v in (("augs_per_batch", p.augs_per_batch), ("chunk_size", p.chunk_size)) if v is not None}
     probe = dataclasses.replace(p.synth, channels=int(ds.image_shape[0]) if ds.image_shape[0] in (1, 3) else 3,
                                 **extra)
@@ -58,7 +58,7 @@ def _distill(args: argparse.Namespace) -> int:
                   artifact=res.get("key"), dataset=ds.spec, classes=ds.classes, image_shape=list(res["images"].shape[1:]),
                   **meta)
     when = f" (cached: {res['wall_time']:.1f} s when computed)" if cached else f" in {res['wall_time']:.1f} s"
-    print(f"{cfg.method.upper()} {args.backbone} on {args.dataset}: {len(res['images'])} images "
+    print(f"{cfg.method.upper()} {args.backbone} on {ds.name}: {len(res['images'])} images "
           f"({cfg.ipc}/class, {image_size}px){when}, peak memory "
           f"{res['peak_mem'] / 2**20:.1f} MiB ({res['peak_mem_kind']}); final loss {h['loss'][-1]:.4f}, "
           f"flow cosine {h['flow_cos'][-1]:.4f}")
@@ -81,7 +81,8 @@ def add_commands(sub: argparse._SubParsersAction) -> dict:
     p.add_argument("--method", choices=["sfm", "lgm"], default=None, help=f"default {s.method}")
     p.add_argument("--backbone", required=True,
                    help="inhouse | efficientnet-lite0 | timm:<name> | convnet-random (see ddlib.sfm.backbones)")
-    p.add_argument("--dataset", required=True, help="a ddlib dataset name (python -m ddlib datasets)")
+    p.add_argument("--dataset", default=None,
+                   help="a ddlib dataset name (python -m ddlib datasets; default: the preset's)")
     common.add_scale(p)
     p.add_argument("--ipc", type=int, default=None, help=f"images per class (default {s.ipc})")
     p.add_argument("--steps", type=int, default=None, help=f"optimisation steps (default {s.steps})")
