@@ -8,14 +8,14 @@ images (the SFM/LGM use). A speed record, not a test: nothing here asserts a tim
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import torch
 
 from ddlib.kernels.augment import augment
-from ddlib.utils import get_device, provenance
+from ddlib import results
+from ddlib.utils import get_device
 
 CASES = [  # (preset, image side): CIFAR size for both; SFM's working size (256 px cropped to 224)
     ("moco_v2", 32),
@@ -67,12 +67,9 @@ def main() -> None:
                          "images_per_s": round(ips, 1)})
             print(f"{preset:8s} {side:4d}px batch {args.batch} {'fwd+bwd' if backward else 'fwd    '} "
                   f"{ips:12,.0f} images/s", flush=True)
-    prov = provenance()
-    prov["wall_s"] = round(time.perf_counter() - start, 1)
-    prov["threads"] = torch.get_num_threads()
     out = Path(args.out) if args.out else Path(__file__).parent / "results" / f"bench_augment_{device.type}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"provenance": prov, "results": rows}, indent=2) + "\n")
+    results.write(out, what=__doc__.splitlines()[0], config=vars(args), rows=rows,
+                  timings={"wall_s": round(time.perf_counter() - start, 1)})
     print(f"wrote {out}")
 
 

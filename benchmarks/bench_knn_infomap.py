@@ -18,8 +18,6 @@ Prints a table and writes JSON with provenance, threads and the machine's load a
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import time
 from pathlib import Path
 
@@ -29,7 +27,8 @@ import torch.nn.functional as F
 
 from ddlib.bps.patterns import PatternConfig, _read_modules, knn_links
 from ddlib.kernels.knn import faiss_available, knn
-from ddlib.utils import get_device, provenance
+from ddlib import results
+from ddlib.utils import get_device
 
 
 def structured_embeddings(n: int, dim: int, classes: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -134,16 +133,11 @@ def main() -> None:
         record("whole", "infomap(3 trials)", "-", r["infomap_s"], links=r["links"], singletons=r["singletons"],
                modules=r["modules"])
 
-    prov = provenance()
-    prov["wall_s"] = round(time.perf_counter() - start, 1)
-    prov["threads"] = torch.get_num_threads()
-    prov["load_average"] = list(os.getloadavg())
-    prov["cpu_count"] = os.cpu_count()
     setup = {"n": args.n, "dim": args.dim, "classes": args.classes, "k": args.k, "min_sim": cfg.min_sim,
              "infomap": cfg.infomap_flags(), "device": str(device), "faiss": faiss_available()}
     out = Path(args.out) if args.out else Path(__file__).parent / "results" / f"bench_knn_infomap_{device.type}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"provenance": prov, "setup": setup, "results": rows}, indent=2) + "\n")
+    results.write(out, what=__doc__.splitlines()[0], config=setup, rows=rows,
+                  timings={"wall_s": round(time.perf_counter() - start, 1)})
     print(f"wrote {out}")
 
 

@@ -12,7 +12,6 @@ each IPC and of all four together, and how much of it the per-pattern GMM fits t
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -56,7 +55,8 @@ def main() -> int:
     a = ap.parse_args()
 
     from ddlib.bps import select as S
-    from ddlib.utils import get_device, provenance
+    from ddlib import results
+    from ddlib.utils import get_device
 
     ipcs = [int(v) for v in a.ipcs.split(",")]
     t_start = t = time.perf_counter()
@@ -78,7 +78,7 @@ def main() -> int:
     for b in a.backends.split(","):  # warm-up (first-call overheads)
         S.gmm_fit(np.random.default_rng(0).random(20), backend=b)
     calls.update(n=0, s=0.0)
-    results = {}
+    timed = {}
     for backend in a.backends.split(","):
         per_ipc = {}
         t_all = time.perf_counter()
@@ -89,19 +89,19 @@ def main() -> int:
             per_ipc[k] = {"seconds": time.perf_counter() - t, "images": len(sel["indices"]),
                           "gmm_fits": calls["n"] - c0, "gmm_seconds": calls["s"] - s0,
                           "margin_share": sum(r == "margin" for r in sel["role"]) / len(sel["role"])}
-        results[backend] = {"per_ipc": per_ipc, "all_ipcs_seconds": time.perf_counter() - t_all}
+        timed[backend] = {"per_ipc": per_ipc, "all_ipcs_seconds": time.perf_counter() - t_all}
     S.gmm_fit = fit
     dev = get_device()
-    record = {"what": "BPS Stage 2 (select_bps) for several IPCs from one modelling",
-              "n": a.n, "dim": a.dim, "classes": a.classes,
-              "patterns": int(sum(len(torch.unique(pat[y == c])) for c in range(a.classes))),
-              "synthetic_seconds": gen_s, "gmm_backends": results,
-              "provenance": {**provenance(" ".join([sys.executable, *sys.argv])), "threads": torch.get_num_threads(), "load_average": __import__("os").getloadavg(),
-                             "wall_seconds": time.perf_counter() - t_start}}
     out = Path(a.out) if a.out else ROOT / "benchmarks" / "results" / f"bench_select_{dev.type}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=1))
-    for backend, res in results.items():
+    results.write(out, what="BPS Stage 2 (select_bps) for several IPCs from one modelling",
+                  config={"n": a.n, "dim": a.dim, "classes": a.classes, "ipcs": ipcs,
+                          "backends": a.backends.split(",")},
+                  rows=[{"backend": b, "ipc": k, **r} for b, res in timed.items() for k, r in res["per_ipc"].items()],
+                  timings={"wall_s": time.perf_counter() - t_start, "synthetic_seconds": gen_s},
+                  command=" ".join([sys.executable, *sys.argv]),
+                  patterns=int(sum(len(torch.unique(pat[y == c])) for c in range(a.classes))),
+                  all_ipcs=[{"backend": b, "seconds": res["all_ipcs_seconds"]} for b, res in timed.items()])
+    for backend, res in timed.items():
         for k, r in res["per_ipc"].items():
             print(f"[{backend}] IPC {k:>4}: {r['seconds']:.3f} s for {r['images']} images ({r['gmm_fits']} GMM fits, "
                   f"{r['gmm_seconds']:.3f} s)")

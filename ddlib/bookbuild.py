@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from ddlib.book import SCALES
+from ddlib.presets import SCALES
 from ddlib.utils import check_choice
 
 ROOT = Path(__file__).resolve().parents[1]

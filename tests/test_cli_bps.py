@@ -27,7 +27,7 @@ def test_select_every_method_then_evaluate(tmp_path: Path):
             assert d["method"] == m and d["ipc"] == k and d["seed"] == 1
             assert len(d["indices"]) == len(d["pattern"]) == len(d["role"]) == 4 * k
             assert set(d["role"]) <= {"centre", "margin"}
-            assert d["seconds"]["selection"] >= 0 and "provenance" in d and d["provenance"]["commit"]
+            assert d["timings"]["selection"] >= 0 and "provenance" in d and d["provenance"]["commit"]
             assert d["config"]["teacher"]["epochs"] == 1
     bps = json.loads((out / "bps_ipc3.json").read_text())
     assert bps["config"]["selection"]["method"] == "bps" and bps["teacher_acc"] is not None
@@ -36,9 +36,10 @@ def test_select_every_method_then_evaluate(tmp_path: Path):
                "--epochs", "2", "--last-epochs", "1", "--quiet"])
     assert rc == 0
     r = json.loads(res.read_text())
-    assert len(r["per_seed"]) == 2 and 0 <= r["mean"] <= 1 and r["std"] >= 0
-    assert r["config"]["model"] == "convnet" and r["config"]["width"] == 8  # the teacher's architecture
-    assert r["method"] == "bps" and r["provenance"]["wall_seconds"] > 0
+    row = r["rows"][0]
+    assert len(row["per_seed"]) == 2 and 0 <= row["mean"] <= 1 and row["std"] >= 0
+    assert r["config"]["student"]["model"] == "convnet" and r["config"]["student"]["width"] == 8  # the teacher's
+    assert row["method"] == "bps" and row["protocol"] == "kd student (convnet)" and r["timings"]["wall_s"] > 0
     # hard-label CE students need no teacher
     rc = main(["evaluate", *SYN, "--selection", str(out / "random_ipc3.json"), "--seeds", "1", "--out",
                str(tmp_path / "ce.json"), "--epochs", "1", "--last-epochs", "1", "--loss", "ce", "--quiet"])
@@ -118,3 +119,35 @@ def test_imagefolder_dataset(tmp_path: Path):
     assert len(d["indices"]) == 20 and d["dataset"]["name"] == spec
     assert main(["evaluate", "--dataset", spec, "--selection", str(out / "bps_ipc2.json"), "--seeds", "1",
                  "--out", str(tmp_path / "r.json"), "--epochs", "1", "--last-epochs", "1", "--quiet"]) == 0
+
+
+def test_scale_runs_the_preset_and_options_override_it(tmp_path: Path):
+    """``--scale test`` builds exactly ``presets.bps("test")`` (an option changes only its own field), and
+    ``evaluate --scale test`` trains the preset's students on the selection."""
+    from ddlib import presets
+
+    out = tmp_path / "sel"
+    assert main(["select", "--dataset", "fashion-mnist", "--method", "bps,random", "--ipc", "2", "--scale", "test",
+                 "--encoder-epochs", "1", "--out", str(out), "--quiet"]) == 0
+    d = json.loads((out / "bps_ipc2.json").read_text())
+    want = presets.bps("test", encoder_epochs=1)
+    cfg = {k: v for k, v in d["config"].items() if k != "selection"}
+    assert cfg == json.loads(json.dumps(want.pipeline.as_dict()))
+    assert cfg["encoder"]["epochs"] == 1 and presets.bps("test").encoder.epochs != 1
+    assert d["dataset"]["per_class"] == want.per_class and d["dataset"]["test_per_class"] == want.test_per_class
+    res = tmp_path / "r.json"
+    assert main(["evaluate", "--selection", str(out / "random_ipc2.json"),  # the dataset is the selection's
+                 "--scale", "test", "--out", str(res), "--quiet"]) == 0
+    r = json.loads(res.read_text())
+    st = r["config"]["student"]
+    assert (st["epochs"], st["last_epochs"], st["model"], st["width"]) == (want.student.epochs,
+                                                                          want.student.last_epochs, "convnet", 8)
+    assert len(r["rows"][0]["per_seed"]) == want.seeds
+    assert r["dataset"]["name"] == "fashion-mnist" and r["rows"][0]["dataset"] == "fashion-mnist"
+
+
+def test_select_without_a_dataset_asks_for_one_unless_the_scale_names_it(tmp_path: Path, capsys):
+    assert main(["select", "--method", "random", "--out", str(tmp_path / "x")]) == 2
+    assert "dataset" in capsys.readouterr().err and not (tmp_path / "x").exists()
+    with pytest.raises(SystemExit):  # argparse names the accepted scales
+        main(["select", "--dataset", "fashion-mnist", "--method", "random", "--scale", "huge", "--out", str(tmp_path)])
