@@ -222,8 +222,8 @@ def views_augment(cfg: EncoderConfig, image_size: int) -> AugmentConfig:
     are for the 224-px images it augments; ddlib augments at the data's own size, then resizes)."""
     aug = AUGMENTS[cfg.augment]
     if cfg.blur_relative and aug.blur_p > 0 and image_size != 224:
-        f = image_size / 224
-        aug = dataclasses.replace(aug, blur_sigma=(aug.blur_sigma[0] * f, aug.blur_sigma[1] * f))
+        aug = dataclasses.replace(aug, blur_sigma=(aug.blur_sigma[0] * image_size / 224,
+                                                   aug.blur_sigma[1] * image_size / 224))
     return aug
 
 
