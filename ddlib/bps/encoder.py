@@ -93,8 +93,11 @@ def train_encoder(ds, cfg: EncoderConfig | None = None, device: str | torch.devi
 
 
 def model_patterns(ds, enc_cfg: EncoderConfig | None = None, pat_cfg: PatternConfig | None = None,
-                   device: str | torch.device | None = None, progress: bool = True) -> dict:
+                   device: str | torch.device | None = None, progress: bool = True, train_ds=None) -> dict:
     """Stage 1 end to end, cached: train (or load) the encoder, embed the train set, partition each class.
+
+    ``train_ds``: the images the encoder learns from, when not all of ``ds`` (a per-class subsample of
+    the pool, for CPU budgets); the embeddings and partitions are always of every image of ``ds``.
 
     Returns ``{"embeddings": (N, D) L2-normalised, "patterns": (N,) per-class ids (0 = the class's
     largest), "num_patterns": {class: M}, "info": {class: {...}}, "encoder_key", "key",
@@ -104,12 +107,13 @@ def model_patterns(ds, enc_cfg: EncoderConfig | None = None, pat_cfg: PatternCon
     pat_cfg = pat_cfg or PatternConfig()
     if not isinstance(pat_cfg, PatternConfig):
         raise ParamError(f"pat_cfg must be a PatternConfig, got {type(pat_cfg).__name__}")
-    ekey = encoder_key(ds, enc_cfg)
+    train_ds = ds if train_ds is None else train_ds
+    ekey = encoder_key(train_ds, enc_cfg)
     key = artifacts.make_key("bps-patterns", ds.key(), pat_cfg, upstream=[ekey])
 
     def compute() -> dict:
         t0 = time.perf_counter()
-        model, _ = train_encoder(ds, enc_cfg, device=device, progress=progress)
+        model, _ = train_encoder(train_ds, enc_cfg, device=device, progress=progress)
         t1 = time.perf_counter()
         emb = encoders.train_embeddings(model, ds, enc_cfg, device=device)  # the test transform (none)
         t2 = time.perf_counter()
