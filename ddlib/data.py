@@ -68,6 +68,7 @@ class Dataset:
     source: str
     spec: dict = field(default_factory=dict)
     train_patterns: torch.Tensor | None = None  # known sub-pattern ids (synthetic-patterns only)
+    train_index: torch.Tensor | None = None     # positions in the loader's whole training split (None: all of it)
     test_patterns: torch.Tensor | None = None
 
     @property
@@ -570,14 +571,33 @@ def load(name: str, per_class: int | None = None, seed: int = 0, test_per_class:
     else:
         ds = DATASETS[name](**options)
     if per_class is not None:
-        ds.train_x, ds.train_y, ds.train_patterns, _ = subsample(ds.train_x, ds.train_y, per_class, seed,
-                                                                ds.train_patterns)
+        ds.train_x, ds.train_y, ds.train_patterns, ds.train_index = subsample(ds.train_x, ds.train_y, per_class, seed,
+                                                                             ds.train_patterns)
     if test_per_class is not None:
         ds.test_x, ds.test_y, ds.test_patterns, _ = subsample(ds.test_x, ds.test_y, test_per_class, seed,
                                                              ds.test_patterns)
     ds.spec = {"name": name, "per_class": per_class, "test_per_class": test_per_class, "seed": seed,
                **{k: v for k, v in options.items() if k != "download"}}
     return ds
+
+
+def positions_in(sub: Dataset, full: Dataset) -> torch.Tensor:
+    """For each training image of ``sub``, its position in ``full``'s training set, when both were loaded
+    from the same data (``sub`` a per-class subsample of it or equal to it): e.g. to read a score computed
+    on the full training set (a teacher's forgetting counts) for the images of a selection pool."""
+    a = torch.arange(len(sub.train_y)) if sub.train_index is None else sub.train_index
+    if full.train_index is None:
+        pos = a
+    else:
+        where = {int(i): j for j, i in enumerate(full.train_index.tolist())}
+        missing = [int(i) for i in a.tolist() if int(i) not in where]
+        if missing:
+            raise ParamError(f"{len(missing)} training images of {sub.spec} are not in {full.spec}; "
+                             "the larger set must contain the smaller one (same data, same seed)")
+        pos = torch.tensor([where[int(i)] for i in a.tolist()], dtype=torch.long)
+    if len(pos) and (int(pos.max()) >= len(full.train_y) or not torch.equal(full.train_y[pos], sub.train_y)):
+        raise ParamError(f"the training images of {sub.spec} do not line up with those of {full.spec}")
+    return pos
 
 
 def sources() -> list[tuple[str, str]]:

@@ -74,23 +74,37 @@ def pattern_centroids(keys: Tensor, key_pattern: Tensor, num_patterns: int) -> t
     return F.normalize(cent, dim=1), counts
 
 
-def assign_to_centroids(z: Tensor, y: Tensor, centroids: Tensor, counts: Tensor, pattern_class: Tensor) -> Tensor:
-    """The nearest (cosine) non-empty centroid of each row's own class; -1 where the class has none."""
+#: How L_clu assigns a query to a pattern: "all" = the nearest centroid over the patterns of every
+#: class (the reference's ``DINOLoss``: ``argmax`` of ``q·centroid`` over all centroids), "own_class" =
+#: the nearest centroid among the patterns of the query's own class (ddlib's earlier choice).
+CLU_ASSIGN = ("all", "own_class")
+
+
+def assign_to_centroids(z: Tensor, y: Tensor, centroids: Tensor, counts: Tensor, pattern_class: Tensor,
+                        assign: str = "all") -> Tensor:
+    """The nearest (cosine) non-empty centroid of each row: over every pattern (``assign="all"``) or over
+    the patterns of the row's own class y (``"own_class"``); -1 where there is none to choose."""
+    if assign not in CLU_ASSIGN:
+        raise ValueError(f"assign={assign!r} is not accepted; choose one of {list(CLU_ASSIGN)}")
     s = z @ centroids.T
-    allowed = (pattern_class[None, :] == y[:, None]) & (counts > 0)[None, :]
+    allowed = (counts > 0)[None, :].expand_as(s)
+    if assign == "own_class":
+        allowed = allowed & (pattern_class[None, :] == y[:, None])
     s = s.masked_fill(~allowed, float("-inf"))
     a = s.argmax(1)
     return torch.where(allowed.any(1), a, torch.full_like(a, -1))
 
 
-def clustering_loss(q: Tensor, y: Tensor, keys: Tensor, key_pattern: Tensor, pattern_class: Tensor) -> Tensor:
-    """L_clu of BPS: queries q (B, D) of classes y; queued keys (Q, D) with pattern ids (-1: none),
+def clustering_loss(q: Tensor, y: Tensor, keys: Tensor, key_pattern: Tensor, pattern_class: Tensor,
+                    assign: str = "all") -> Tensor:
+    """L_clu of BPS: queries q (B, D) of classes y; keys (Q, D) with pattern ids (-1: none),
     pattern_class (P,) the class of each pattern id.
 
-    Each query goes to the nearest centroid of its class (among patterns that have queued keys);
-    with d = sqrt(2 − 2·q·k + 1e-6), the loss is mean over those queries of
-    [mean d to the keys of its pattern] + (2 − [mean d to all other queued keys]).
-    Queries whose class has no pattern yet contribute nothing.
+    Each query goes to the nearest pattern centroid (the L2-normalised mean of the pattern's keys):
+    over the patterns of every class (``assign="all"``, the reference) or of its own class
+    (``"own_class"``). With d = sqrt(2 − 2·q·k + 1e-6), the loss is the mean over those queries of
+    [mean d to the keys of its pattern] + (2 − [mean d to all other keys]). Queries with no pattern to
+    go to (an empty partition; with "own_class", a class without patterns) contribute nothing.
     """
     num_patterns = len(pattern_class)
     ok = key_pattern >= 0
@@ -99,7 +113,7 @@ def clustering_loss(q: Tensor, y: Tensor, keys: Tensor, key_pattern: Tensor, pat
     keys, kp = keys[ok], key_pattern[ok]
     cent, counts = pattern_centroids(keys, kp, num_patterns)
     with torch.no_grad():
-        a = assign_to_centroids(q.detach(), y, cent, counts, pattern_class)
+        a = assign_to_centroids(q.detach(), y, cent, counts, pattern_class, assign)
     has = a >= 0
     if not bool(has.any()):
         return q.sum() * 0.0

@@ -74,8 +74,13 @@ def test_pattern_centroids_and_assignment() -> None:
     assert counts.tolist() == [2, 1, 0]
     z = torch.tensor([[1.0, 0.0], [-1.0, 0.0], [1.0, 0.0]])
     # pattern 0 and 2 are class 0's, pattern 1 class 1's; pattern 2 is empty; class 2 has no pattern
-    a = L.assign_to_centroids(z, torch.tensor([0, 0, 2]), cent, counts, torch.tensor([0, 1, 0]))
+    a = L.assign_to_centroids(z, torch.tensor([0, 0, 2]), cent, counts, torch.tensor([0, 1, 0]), "own_class")
     assert a.tolist() == [0, 0, -1]
+    # the reference's rule: the nearest non-empty centroid of any class (z1 goes to class 1's pattern)
+    a = L.assign_to_centroids(z, torch.tensor([0, 0, 2]), cent, counts, torch.tensor([0, 1, 0]))
+    assert a.tolist() == [0, 1, 0]
+    with pytest.raises(ValueError, match="assign"):
+        L.assign_to_centroids(z, torch.tensor([0, 0, 2]), cent, counts, torch.tensor([0, 1, 0]), "nearest")
 
 
 def test_clustering_loss_hand_computed() -> None:
@@ -87,10 +92,16 @@ def test_clustering_loss_hand_computed() -> None:
     # centroids: normalise((1,1)) and (-1,0); q0 is nearer the first -> pattern 0 = keys 0, 1
     d0, d1, d2 = math.sqrt(1e-6), math.sqrt(2 + 1e-6), math.sqrt(4 + 1e-6)
     expected = (d0 + d1) / 2 + (2 - d2)
-    assert float(L.clustering_loss(q, y, keys, key_pattern, pattern_class)) == pytest.approx(expected, rel=1e-6)
+    own = "own_class"
+    assert float(L.clustering_loss(q, y, keys, key_pattern, pattern_class, own)) == pytest.approx(expected, rel=1e-6)
     # the query goes to the nearest centroid *of its class*: make pattern 1 class 1's only pattern
-    got = L.clustering_loss(q[1:], y[1:], keys, key_pattern, torch.tensor([0, 1]))
-    assert float(got) == pytest.approx(d1 + 2 - (d1 + d2) / 2, rel=1e-6)  # q1 is orthogonal to k0, k2
+    got = L.clustering_loss(q[1:], y[1:], keys, key_pattern, torch.tensor([0, 1]), own)
+    q1_term = d1 + 2 - (d1 + d2) / 2  # q1 is orthogonal to k0 and k2, opposite to k1
+    assert float(got) == pytest.approx(q1_term, rel=1e-6)
+    # the reference's rule (the default): every query goes to its nearest centroid of any class;
+    # q1 = (0, -1) is nearer pattern 1's centroid (-1, 0) (cosine 0) than pattern 0's (cosine -0.71)
+    both = L.clustering_loss(q, y, keys, key_pattern, pattern_class)
+    assert float(both) == pytest.approx((expected + q1_term) / 2, rel=1e-6)
     assert float(L.clustering_loss(q, y, keys, torch.full((4,), -1), pattern_class)) == 0.0
 
 

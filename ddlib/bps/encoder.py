@@ -4,12 +4,13 @@ The encoder, its config, the MoCo queue and its training on the one loop are sha
 live in :mod:`ddlib.encoders` (its docstring states the loss, the schedule and the choices made).
 This module plugs in what only BPS has, the clustering term L_clu:
 
-- :func:`refresh_patterns`: per class, the queued keys are partitioned into patterns with the kNN +
-  Infomap recipe of :mod:`ddlib.bps.patterns` (at the start of every epoch in which L_clu is on);
-- :func:`assign_patterns`: keys enqueued between two refreshes join the nearest centroid of their
-  class (pattern centroids: the L2-normalised means of the queued keys of each pattern);
-- the loss :func:`ddlib.losses.clustering_loss`: with d = sqrt(2 − 2·q·k + 1e-6), L_clu = mean d to
-  the keys of the query's pattern + (2 − mean d to every other queued key).
+- :func:`refresh_patterns`: a snapshot of the queued keys is partitioned per class into patterns with
+  the kNN + Infomap recipe of :mod:`ddlib.bps.patterns` (each time the queue wraps while L_clu is on,
+  as the reference; ``EncoderConfig.clu_refresh="epoch"``: at epoch starts);
+- the loss :func:`ddlib.losses.clustering_loss` against that snapshot: each query goes to the nearest
+  pattern centroid (the L2-normalised mean of the pattern's snapshot keys) over the patterns of every
+  class (``clu_assign="all"``, the reference; ``"own_class"`` restricts it to the query's class); with
+  d = sqrt(2 − 2·q·k + 1e-6), L_clu = mean d to the keys of that pattern + (2 − mean d to every other key).
 
 :data:`PATTERN_CLUSTERING` bundles the three as the :class:`~ddlib.encoders.ClusteringTerm` that
 :func:`fit_encoder` and :func:`train_encoder` (the shared ones with it plugged in) pass on.
@@ -26,11 +27,10 @@ from torch import Tensor
 from ddlib import artifacts, encoders
 from ddlib.bps.patterns import PatternConfig, partition_info
 from ddlib.encoders import Encoder, EncoderConfig, build_encoder, clu_ramp, encoder_key, lr_factor  # noqa: F401
-from ddlib.losses import assign_to_centroids, clustering_loss, info_nce, pattern_centroids  # noqa: F401
-from ddlib.train import embed
+from ddlib.losses import clustering_loss, info_nce  # noqa: F401
 from ddlib.utils import ParamError, get_device
 
-__all__ = ["EncoderConfig", "Encoder", "build_encoder", "KeyQueue", "refresh_patterns", "assign_patterns",
+__all__ = ["EncoderConfig", "Encoder", "build_encoder", "KeyQueue", "refresh_patterns",
            "PATTERN_CLUSTERING", "fit_encoder", "train_encoder", "encoder_key", "model_patterns", "lr_factor",
            "clu_ramp", "info_nce", "clustering_loss"]
 
@@ -38,62 +38,45 @@ __all__ = ["EncoderConfig", "Encoder", "build_encoder", "KeyQueue", "refresh_pat
 # ----------------------------------------------------------------------------- the clustering term
 @torch.no_grad()
 def refresh_patterns(queue: encoders.KeyQueue, cfg: PatternConfig) -> dict[int, int]:
-    """Partition the filled queue per class with kNN + Infomap; return {class: number of patterns}."""
-    filled = torch.nonzero(queue.labels >= 0).reshape(-1)
-    queue.pattern.fill_(-1)
-    if len(filled) == 0:
-        queue.pattern_class = torch.zeros(0, dtype=torch.long, device=queue.keys.device)
+    """Snapshot the filled queue and partition the snapshot per class with kNN + Infomap (pattern ids
+    global over classes, as the reference's ``info_label``); return {class: number of patterns}."""
+    keys, labels = queue.take_snapshot()
+    if len(keys) == 0:
         return {}
-    ids, info = partition_info(queue.keys[filled], queue.labels[filled].cpu(), cfg)  # kNN on the keys' device
+    ids, info = partition_info(keys, labels.cpu(), cfg)  # kNN on the keys' device
     classes = sorted(info)
-    offset = {c: 0 for c in classes}
-    total = 0
+    offset, total = {}, 0
     for c in classes:
         offset[c] = total
         total += info[c].num_patterns
-    lab = queue.labels[filled].cpu()
+    lab = labels.cpu()
     glob = ids + torch.tensor([offset[int(c)] for c in lab.tolist()], dtype=torch.long)
-    queue.pattern[filled] = glob.to(queue.keys.device)
+    queue.snapshot_pattern = glob.to(keys.device)
     queue.pattern_class = torch.tensor([c for c in classes for _ in range(info[c].num_patterns)],
-                                       dtype=torch.long, device=queue.keys.device)
+                                       dtype=torch.long, device=keys.device)
     return {c: info[c].num_patterns for c in classes}
 
 
-@torch.no_grad()
-def assign_patterns(queue: encoders.KeyQueue, k: Tensor, y: Tensor) -> Tensor:
-    """Pattern ids for new keys: the nearest current centroid of their class (-1 if none)."""
-    if len(queue.pattern_class) == 0:
-        return torch.full((len(k),), -1, dtype=torch.long, device=k.device)
-    cent, counts = pattern_centroids(queue.keys, queue.pattern, len(queue.pattern_class))
-    return assign_to_centroids(k, y, cent, counts, queue.pattern_class)
-
-
 class PatternClustering:
-    """BPS's :class:`~ddlib.encoders.ClusteringTerm`: Infomap patterns of the queue and L_clu."""
+    """BPS's :class:`~ddlib.encoders.ClusteringTerm`: Infomap patterns of the queue's snapshot and L_clu
+    against that snapshot (the reference's ``queue_emb_copy`` and ``info_label``)."""
 
     def refresh(self, queue: encoders.KeyQueue, cfg: PatternConfig) -> dict[int, int]:
         return refresh_patterns(queue, cfg)
 
-    def assign(self, queue: encoders.KeyQueue, k: Tensor, y: Tensor) -> Tensor:
-        return assign_patterns(queue, k, y)
-
-    def loss(self, q: Tensor, y: Tensor, queue: encoders.KeyQueue) -> Tensor:
-        return clustering_loss(q, y, queue.keys, queue.pattern, queue.pattern_class)
+    def loss(self, q: Tensor, y: Tensor, queue: encoders.KeyQueue, assign: str = "all") -> Tensor:
+        return clustering_loss(q, y, queue.snapshot, queue.snapshot_pattern, queue.pattern_class, assign)
 
 
 PATTERN_CLUSTERING = PatternClustering()
 
 
 class KeyQueue(encoders.KeyQueue):
-    """The MoCo queue with BPS's pattern bookkeeping as methods (for direct use and benchmarks)."""
+    """The MoCo queue with BPS's pattern bookkeeping as a method (for direct use and benchmarks)."""
 
     def refresh_patterns(self, cfg: PatternConfig) -> dict[int, int]:
         """:func:`refresh_patterns` on this queue."""
         return refresh_patterns(self, cfg)
-
-    def assign(self, k: Tensor, y: Tensor) -> Tensor:
-        """:func:`assign_patterns` on this queue."""
-        return assign_patterns(self, k, y)
 
 
 # ----------------------------------------------------------------------------- training with the term
@@ -110,8 +93,11 @@ def train_encoder(ds, cfg: EncoderConfig | None = None, device: str | torch.devi
 
 
 def model_patterns(ds, enc_cfg: EncoderConfig | None = None, pat_cfg: PatternConfig | None = None,
-                   device: str | torch.device | None = None, progress: bool = True) -> dict:
+                   device: str | torch.device | None = None, progress: bool = True, train_ds=None) -> dict:
     """Stage 1 end to end, cached: train (or load) the encoder, embed the train set, partition each class.
+
+    ``train_ds``: the images the encoder learns from, when not all of ``ds`` (a per-class subsample of
+    the pool, for CPU budgets); the embeddings and partitions are always of every image of ``ds``.
 
     Returns ``{"embeddings": (N, D) L2-normalised, "patterns": (N,) per-class ids (0 = the class's
     largest), "num_patterns": {class: M}, "info": {class: {...}}, "encoder_key", "key",
@@ -121,14 +107,15 @@ def model_patterns(ds, enc_cfg: EncoderConfig | None = None, pat_cfg: PatternCon
     pat_cfg = pat_cfg or PatternConfig()
     if not isinstance(pat_cfg, PatternConfig):
         raise ParamError(f"pat_cfg must be a PatternConfig, got {type(pat_cfg).__name__}")
-    ekey = encoder_key(ds, enc_cfg)
+    train_ds = ds if train_ds is None else train_ds
+    ekey = encoder_key(train_ds, enc_cfg)
     key = artifacts.make_key("bps-patterns", ds.key(), pat_cfg, upstream=[ekey])
 
     def compute() -> dict:
         t0 = time.perf_counter()
-        model, _ = train_encoder(ds, enc_cfg, device=device, progress=progress)
+        model, _ = train_encoder(train_ds, enc_cfg, device=device, progress=progress)
         t1 = time.perf_counter()
-        emb = embed(model.features, ds.train_x, device=device, normalize=True)  # the test transform (none)
+        emb = encoders.train_embeddings(model, ds, enc_cfg, device=device)  # the test transform (none)
         t2 = time.perf_counter()
         ids, info = partition_info(emb.to(get_device(device)), ds.train_y, pat_cfg)  # kNN on the GPU when there is one
         t3 = time.perf_counter()
