@@ -106,17 +106,17 @@ def main() -> int:
     select = ["select", *common, *argv_for("select", **{k: budget[k] for k in SELECT_ONLY if k in budget}),
               "--seed", "0", "--out", str(work / "selections")]
     start = time.perf_counter()
-    have = all((work / "selections" / f"{m}_ipc{k}.json").exists() for m in methods for k in ipcs)
+    have = all((work / "selections" / f"{m}_ipc{k}_seed0.json").exists() for m in methods for k in ipcs)
     reused = (a.resume or a.gather) and have
     if not reused and cli(select) != 0:
         return 1
-    sel0 = json.loads((work / "selections" / f"{methods[0]}_ipc{ipcs[0]}.json").read_text())
+    sel0 = json.loads((work / "selections" / f"{methods[0]}_ipc{ipcs[0]}_seed0.json").read_text())
     select_wall = _timing(sel0)
     rows, missing = [], []
     eval_opts = argv_for("evaluate", **{k: budget[k] for k in EVALUATE_ONLY if k in budget})
     for m in methods:
         for k in ipcs:
-            sel_file = work / "selections" / f"{m}_ipc{k}.json"
+            sel_file = work / "selections" / f"{m}_ipc{k}_seed0.json"
             res_file = work / "evaluations" / f"{m}_ipc{k}.json"
             argv = ["evaluate", *common, "--selection", str(sel_file), *eval_opts, "--out", str(res_file)]
             if a.gather and not res_file.exists():

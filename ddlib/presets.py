@@ -37,7 +37,7 @@ from ddlib.baselines import ForgettingConfig
 from ddlib.bps.distill import StudentConfig, TeacherConfig
 from ddlib.bps.encoder import EncoderConfig
 from ddlib.bps.patterns import PatternConfig
-from ddlib.bps.pipeline import METHODS, PipelineConfig, check_methods
+from ddlib.bps.pipeline import METHODS, PipelineConfig, check_methods, load_datasets
 from ddlib.bps.select import SelectConfig
 from ddlib.sfm import backbones
 from ddlib.sfm.inherit import GoldenConfig, ProbeConfig
@@ -65,7 +65,9 @@ TABLES: dict[str, dict[str, tuple[str, ...]]] = {
     },
     "bps": {
         "dataset": ("dataset",),
-        "per_class": ("per_class",),
+        "per_class": ("per_class",),                                # the selection pool (None: every image)
+        "teacher_per_class": ("teacher_per_class",),                # the teacher's and forgetting run's data
+        "encoder_per_class": ("encoder_per_class",),                # what Stage 1 learns from (None: the pool)
         "test_per_class": ("test_per_class",),                      # the students' test split
         "modelling_test_per_class": ("modelling_test_per_class",),  # the modelling run's (chapter 1's)
         "ipcs": ("ipcs",),
@@ -86,6 +88,14 @@ TABLES: dict[str, dict[str, tuple[str, ...]]] = {
         "encoder_depth": ("encoder.convnet_depth",),
         "encoder_epochs": ("encoder.epochs",),
         "encoder_batch": ("encoder.batch_size",),
+        "encoder_lr": ("encoder.lr",),
+        "encoder_weights": ("encoder.weights",),
+        "input_size": ("encoder.input_size",),
+        "freeze_backbone": ("encoder.freeze_backbone",),
+        "neck_dim": ("encoder.neck_dim",),
+        "frozen_views": ("encoder.frozen_views",),
+        "clu_assign": ("encoder.clu_assign",),
+        "clu_refresh": ("encoder.clu_refresh",),
         "queue_size": ("encoder.queue_size",),
         "warmup_epochs": ("encoder.warmup_epochs",),
         "clu_warmup_epochs": ("encoder.clu_warmup_epochs",),
@@ -249,9 +259,13 @@ class Stage1Preset:
 class BPSPreset:
     """BPS and the coreset baselines, Stages 1-3 (chapters 1, 2, 5; ``select``, ``evaluate``).
 
+    The methods select among ``per_class`` training images per class (the pool; None: all of them).
+    The teacher and the forgetting run learn from ``teacher_per_class`` per class (None: the whole
+    training set, as the reference's teacher), Stage 1 from ``encoder_per_class`` (None: the pool).
     The students are tested on ``test_per_class`` test images per class; the modelling (encoder,
     teacher) runs on ``modelling_test_per_class`` (chapter 1's split, so its cache is shared).
     ``seed`` is the selection's (random, k-center, ties), ``data_seed`` the subsampling's.
+    :meth:`datasets` loads the pool and the teacher's, the encoder's and the students' data.
     """
 
     dataset: str | None
@@ -265,6 +279,8 @@ class BPSPreset:
     seeds: int
     show_class: int | str | None
     projection: str | None
+    teacher_per_class: int | None = None
+    encoder_per_class: int | None = None
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     pattern: PatternConfig = field(default_factory=PatternConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
@@ -277,6 +293,16 @@ class BPSPreset:
         """Stages 1-2's configs, as :func:`ddlib.bps.pipeline.run_selection` takes them."""
         return PipelineConfig(encoder=self.encoder, pattern=self.pattern, teacher=self.teacher,
                               forgetting=self.forgetting, select=self.select)
+
+    def datasets(self, **load_kw: Any) -> dict[str, Any]:
+        """The data this preset names, loaded: ``pool`` (selection; its test split the modelling's),
+        ``teacher`` and ``encoder`` (the pool itself where their budget equals it), and ``eval`` (the pool
+        with the students' test split). ``load_kw`` go to :func:`ddlib.data.load` (e.g. ``image_size``)."""
+        if self.dataset is None:
+            raise ParamError("dataset is not set; give one (a name of ddlib.data.available())")
+        return load_datasets(self.dataset, per_class=self.per_class, teacher_per_class=self.teacher_per_class,
+                             encoder_per_class=self.encoder_per_class, test_per_class=self.test_per_class,
+                             modelling_test_per_class=self.modelling_test_per_class, seed=self.data_seed, **load_kw)
 
     @property
     def stage1(self) -> Stage1Preset:
@@ -397,7 +423,8 @@ def stage1(scale: str | None = "cpu", **overrides: Any) -> Stage1Preset:
 def bps(scale: str | None = "cpu", **overrides: Any) -> BPSPreset:
     """BPS and the baselines at ``scale`` (None: the reference), with flat ``overrides`` of :data:`TABLES`."""
     plain, parts = _resolve("bps", scale, overrides)
-    _check_dataset(plain, minimum=2, names=("per_class", "test_per_class", "modelling_test_per_class"))
+    _check_dataset(plain, minimum=2, names=("per_class", "teacher_per_class", "encoder_per_class", "test_per_class",
+                                            "modelling_test_per_class"))
     ipcs = plain.get("ipcs")
     if isinstance(ipcs, int) and not isinstance(ipcs, bool):
         ipcs = [ipcs]
@@ -411,6 +438,7 @@ def bps(scale: str | None = "cpu", **overrides: Any) -> BPSPreset:
         check_choice("projection", projection, PROJECTIONS)
     configs = _bps_configs(parts)
     return BPSPreset(dataset=plain.get("dataset"), per_class=plain.get("per_class"),
+                     teacher_per_class=plain.get("teacher_per_class"), encoder_per_class=plain.get("encoder_per_class"),
                      test_per_class=plain.get("test_per_class"),
                      modelling_test_per_class=plain.get("modelling_test_per_class"),
                      data_seed=check_int("data_seed", plain.get("data_seed", 0), 0, 2**32 - 1),

@@ -66,6 +66,33 @@ class PipelineConfig:
         return {k: config_dict(getattr(self, k)) for k in ("encoder", "pattern", "teacher", "forgetting", "select")}
 
 
+def load_datasets(dataset: str, *, per_class: int | None = None, teacher_per_class: int | None = None,
+                  encoder_per_class: int | None = None, test_per_class: int | None = None,
+                  modelling_test_per_class: int | None = None, seed: int = 0, **load_kw) -> dict:
+    """The data of one BPS run: ``pool`` (what every method selects from; per-class subsample ``per_class``,
+    test split ``modelling_test_per_class``), ``teacher`` (``teacher_per_class``; the pool itself when equal),
+    ``encoder`` (``encoder_per_class``, default the pool) and ``eval`` (the pool with the students' test split
+    ``test_per_class``). Subsamples are drawn with the same ``seed``, so a smaller one lies inside a larger one
+    (:func:`ddlib.data.positions_in` maps between them)."""
+    import dataclasses
+
+    from ddlib import data
+
+    def load(pc: int | None, tpc: int | None):  # noqa: ANN202
+        return data.load(dataset, per_class=pc, seed=seed, test_per_class=tpc, **load_kw)
+
+    pool = load(per_class, modelling_test_per_class)
+    teacher = pool if teacher_per_class == per_class else load(teacher_per_class, modelling_test_per_class)
+    encoder = pool if encoder_per_class is None or encoder_per_class == per_class else load(encoder_per_class,
+                                                                                             modelling_test_per_class)
+    if test_per_class == modelling_test_per_class:
+        ev = pool
+    else:
+        test = load(1, test_per_class)
+        ev = dataclasses.replace(pool, test_x=test.test_x, test_y=test.test_y, test_patterns=test.test_patterns)
+    return {"pool": pool, "teacher": teacher, "encoder": encoder, "eval": ev}
+
+
 def check_methods(methods) -> list[str]:
     """The method names, each checked against :data:`METHODS`."""
     if isinstance(methods, str):

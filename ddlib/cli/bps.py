@@ -57,9 +57,9 @@ def _add_teacher_args(p: argparse.ArgumentParser) -> None:
 
 # ----------------------------------------------------------------------------- select
 def _select(args: argparse.Namespace) -> int:
-    from ddlib import data, presets, results
-    from ddlib.bps.pipeline import METHODS, run_selection
-    from ddlib.utils import seed_everything
+    from ddlib import presets, results
+    from ddlib.bps.pipeline import METHODS, load_datasets, run_selection
+    from ddlib.utils import get_device, seed_everything
 
     # every check before any work
     ov = common.overrides(args, "bps")
@@ -70,25 +70,33 @@ def _select(args: argparse.Namespace) -> int:
     if p.methods is None:
         raise ParamError(f"method is not given; name one or more (comma-separated) of {list(METHODS)}")
     cfg = p.pipeline
+    get_device(args.device)  # before any work, also when every artifact would come from the cache
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ParamError(f"out={str(out)!r} exists and is not a folder")
     start = time.perf_counter()
-    ds = _load_dataset(args, name, p.per_class, p.test_per_class, p.data_seed)
+    kw = {"image_size": check_int("image_size", args.image_size, 1, 4096)} if args.image_size is not None else {}
+    d = load_datasets(name, per_class=p.per_class, teacher_per_class=p.teacher_per_class,
+                      encoder_per_class=p.encoder_per_class, test_per_class=p.test_per_class,
+                      modelling_test_per_class=p.test_per_class, seed=p.data_seed, **kw)
+    ds = d["pool"]
     seed_everything(p.seed)
-    res = run_selection(ds, p.methods, p.ipcs, p.seed, cfg, device=args.device, progress=not args.quiet)
+    res = run_selection(ds, p.methods, p.ipcs, p.seed, cfg, device=args.device, progress=not args.quiet,
+                        teacher_ds=d["teacher"], encoder_ds=d["encoder"])
     mod = res["modelling"]
     wall = time.perf_counter() - start
     files = {}
     for m, per_ipc in res["selections"].items():
         for k, sel in per_ipc.items():
-            files[out / f"{m}_ipc{k}.json"] = dict(
+            # the name carries what tells two selections of one folder apart: another seed never overwrites
+            files[out / f"{m}_ipc{k}_seed{p.seed}.json"] = dict(
                 what=f"{m} selection at IPC {k} (python -m ddlib select)",
                 config={"selection": sel["config"], **cfg.as_dict()}, rows=[],
                 timings={"wall_s": wall, "selection": sel["seconds"],
                          **{f"shared_{a}": b for a, b in mod["seconds"].items()}},
                 method=m, ipc=k, seed=p.seed, dataset=ds.spec, dataset_name=ds.name, indices=sel["indices"],
-                pattern=sel["pattern"], role=sel["role"], teacher_acc=mod["teacher_acc"], modelling=mod["info"])
+                pattern=sel["pattern"], role=sel["role"], teacher_acc=mod["teacher_acc"], modelling=mod["info"],
+                teacher_dataset=d["teacher"].spec, encoder_dataset=d["encoder"].spec)
     command = common.command(args)
     for path, rec in files.items():
         results.write(path, command=command, **rec)
@@ -101,6 +109,7 @@ def _select(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from ddlib import data, presets, results
     from ddlib.bps.distill import TeacherConfig, evaluate_selection, train_teacher
+    from ddlib.utils import get_device, validate_indices
 
     if args.dataset is not None:
         data.validate_name(args.dataset)
@@ -110,9 +119,10 @@ def _evaluate(args: argparse.Namespace) -> int:
                                 "'python -m ddlib select'")
     try:
         sel = json.loads(sel_path.read_text())
-        indices = [int(i) for i in sel["indices"]]
+        raw = sel["indices"]
     except (ValueError, KeyError, TypeError) as e:
         raise ParamError(f"selection={str(sel_path)!r} is not a selection JSON with 'indices' ({e})") from None
+    get_device(args.device)  # before any work
     spec = sel.get("dataset") or {}
     if args.dataset is not None and spec.get("name") not in (None, args.dataset):
         raise ParamError(f"dataset={args.dataset!r} does not match the selection's dataset {spec.get('name')!r}")
@@ -135,10 +145,16 @@ def _evaluate(args: argparse.Namespace) -> int:
     ds = _load_dataset(args, name, spec.get("per_class") if args.per_class is None else args.per_class,
                        spec.get("test_per_class") if args.test_per_class is None else args.test_per_class,
                        spec.get("seed", 0) if args.data_seed is None else args.data_seed, spec.get("image_size"))
-    if max(indices) >= len(ds.train_y) or min(indices) < 0:
-        raise ParamError(f"selection indices reach {max(indices)} but the training set has {len(ds.train_y)} images; "
-                         "is it the same dataset and per-class subsample?")
-    teacher = train_teacher(ds, tcfg, device=args.device, progress=not args.quiet) if scfg.loss == "kd" else None
+    try:
+        indices = validate_indices(raw, len(ds.train_y), name="selection indices")
+    except ParamError as e:
+        raise ParamError(f"{e} (in {sel_path}; is it the same dataset and per-class subsample?)") from None
+    teacher = None
+    if scfg.loss == "kd":  # the teacher learns from its own data, as at selection time
+        tspec = sel.get("teacher_dataset") or spec
+        tds = ds if tspec == ds.spec else _load_dataset(
+            args, name, tspec.get("per_class"), tspec.get("test_per_class"), tspec.get("seed", 0), spec.get("image_size"))
+        teacher = train_teacher(tds, tcfg, device=args.device, progress=not args.quiet)
     res = evaluate_selection(ds, indices, scfg, list(range(p.seeds)), teacher=teacher, teacher_cfg=tcfg,
                              ipc=sel.get("ipc"), device=args.device, progress=not args.quiet)
     sel_timings = sel.get("timings") or sel.get("seconds") or {}
@@ -171,10 +187,22 @@ def add_commands(sub: argparse._SubParsersAction) -> dict:
                         f"{','.join(map(str, ref.ipcs))} at the reference)")
     p.add_argument("--seed", metavar="SEED", dest="selection_seed", type=int, default=None,
                    help=f"selection seed (random, k-center, ties; default {ref.seed})")
-    p.add_argument("--out", required=True, help="folder for <method>_ipc<k>.json")
+    p.add_argument("--out", required=True, help="folder for <method>_ipc<k>_seed<s>.json")
+    p.add_argument("--teacher-per-class", type=int, default=None,
+                   help="training images per class the teacher and the forgetting run learn from (default: the "
+                        "preset's; all of them at the reference)")
+    p.add_argument("--encoder-per-class", type=int, default=None,
+                   help="training images per class Stage 1 learns from (default: the pool, --per-class)")
     g = p.add_argument_group("Stage 1 encoder (defaults: the preset's, at the reference METHODS.md's: ResNet-18, "
                              "30 epochs)")
-    g.add_argument("--encoder-backbone", default=None, help="resnet18 | convnet")
+    g.add_argument("--encoder-backbone", default=None,
+                   help="resnet18 | convnet | efficientnet-lite0/1/2 | timm:<name> (e.g. timm:resnet18.tv_in1k)")
+    g.add_argument("--encoder-weights", default=None, help="imagenet (pretrained) | a weights file (default: none)")
+    g.add_argument("--input-size", type=int, default=None, help="resize images to N px before the encoder (ref.: 224)")
+    g.add_argument("--freeze-backbone", action="store_const", const=True, default=None,
+                   help="keep a pretrained backbone frozen; train a neck and the heads on cached features")
+    g.add_argument("--clu-assign", default=None, help="all (the reference) | own_class")
+    g.add_argument("--clu-refresh", default=None, help="wrap (the reference) | epoch")
     g.add_argument("--encoder-width", type=int, default=None, help="ConvNet width")
     g.add_argument("--encoder-depth", type=int, default=None, help="ConvNet depth")
     g.add_argument("--encoder-epochs", type=int, default=None)
