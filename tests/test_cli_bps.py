@@ -175,7 +175,7 @@ def test_select_with_a_teacher_on_more_data_than_the_pool(tmp_path: Path):
     assert json.loads(res.read_text())["teacher"]["test_acc"] == pytest.approx(d["teacher_acc"])  # the same teacher
 
 
-@pytest.mark.parametrize("bad, word", [([1.7, 2], "not an integer"), ([], "empty"), ([3, 3], "twice"),
+@pytest.mark.parametrize("bad, word", [([1.7, 2], "not an integer"), ([], "empty"), ([3, 3], "more than once"),
                                        ([-1], "negative")])
 def test_evaluate_refuses_a_malformed_selection(tmp_path: Path, bad: list, word: str, capsys: pytest.CaptureFixture):
     sel = tmp_path / "s.json"
