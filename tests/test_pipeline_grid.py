@@ -97,3 +97,19 @@ def test_grid_refuses_kd_without_a_teacher(pool: data.Dataset) -> None:
     with pytest.raises(ParamError, match="teacher"):
         P.evaluate_grid(pool, mod["inputs"], ["random"], [2], [0], {"kd": StudentConfig(model="convnet", width=8,
                                                                                        depth=1, epochs=1)})
+
+
+def test_grid_students_are_cached_and_reused(pool: data.Dataset, monkeypatch: pytest.MonkeyPatch) -> None:
+    mod = P.modelling(pool, CFG, ["random"], progress=False, teacher=True)
+    st = {"kd": StudentConfig(model="convnet", width=8, depth=1, epochs=1, last_epochs=1)}
+    first = P.evaluate_grid(pool, mod["inputs"], ["random"], [2], [0, 1], st, teacher=mod["teacher"], progress=False)
+    assert [r["cached"] for r in first] == [False, False]
+    import ddlib.bps.distill as D
+
+    monkeypatch.setattr(D, "train_student", lambda *a, **k: (_ for _ in ()).throw(AssertionError("trained again")))
+    again = P.evaluate_grid(pool, mod["inputs"], ["random"], [2], [0, 1], st, teacher=mod["teacher"], progress=False)
+    assert [r["cached"] for r in again] == [True, True]
+    assert [r["accs"] for r in again] == [r["accs"] for r in first]
+    rcfg = st["kd"].resolved(pool.name, 10, 2)
+    keys = {P.student_key(pool, idx, rcfg, mod["teacher"], s) for idx, s in (([1, 2], 0), ([1, 3], 0), ([1, 2], 1))}
+    assert len(keys) == 3  # the images and the seed each name another student

@@ -128,9 +128,11 @@ def train_teacher(ds, cfg: TeacherConfig = TeacherConfig(), device=None, progres
         return {"state_dict": {k: v.cpu() for k, v in model.state_dict().items()}, "test_acc": acc,
                 "seconds": hist["seconds"], "config": config_dict(cfg)}
 
-    obj = artifacts.cached(teacher_key(ds, cfg), compute, meta={"dataset": ds.spec}, enabled=cache)
+    key = teacher_key(ds, cfg)
+    obj = artifacts.cached(key, compute, meta={"dataset": ds.spec}, enabled=cache)
     model = build_model(ds, cfg.model, cfg.width, cfg.depth)
     model.load_state_dict(obj["state_dict"])
+    model.ddlib_key = key  # type: ignore[attr-defined]  # names the teacher in the keys of its students
     model.test_acc = obj["test_acc"]  # type: ignore[attr-defined]
     model.train_seconds = obj["seconds"]  # type: ignore[attr-defined]
     for p in model.parameters():

@@ -222,7 +222,8 @@ def evaluate_grid(ds, inputs: SelectionInputs, methods, ipcs, seeds, students: d
     initial weights and the same augmentation stream for every method, so differences between methods
     at one seed come from the images alone. One row per student: ``method``, ``ipc``, ``student``
     (the protocol's name), ``seed``, ``best_last``, ``final`` (accuracies as fractions), ``accs`` (the
-    evaluated epochs), ``n_images``, ``selection_seconds``, ``student_seconds``.
+    evaluated epochs), ``n_images``, ``selection_seconds``, ``student_seconds`` (the training's own time, also
+    when ``cached``: the student was loaded from the artifact cache, where every result is stored).
 
     Students sharing a protocol and IPC train together as one stack when :mod:`ddlib.bps.grid` is
     available for their model (identical results to training them one by one), else one by one.
@@ -248,18 +249,49 @@ def evaluate_grid(ds, inputs: SelectionInputs, methods, ipcs, seeds, students: d
                 rows.append({"method": m, "ipc": k, "student": name, "loss": rcfg.loss, "seed": s,
                              "best_last": r["best_acc"], "final": r["last_acc"], "accs": r["accs"],
                              "n_images": len(sels[(m, s)]["indices"]), "selection_seconds": sels[(m, s)]["seconds"],
-                             "student_seconds": r["seconds"]})
+                             "student_seconds": r["seconds"], "cached": r["cached"]})
     return rows
 
 
+def student_key(ds, indices, cfg, teacher, seed: int) -> str:
+    """The artifact key of one student's result: the dataset (its test split included), the selected images,
+    the resolved protocol, the teacher (its own key) and the seed."""
+    import hashlib
+
+    import numpy as np
+
+    from ddlib import artifacts
+
+    digest = hashlib.sha256(np.asarray(indices, dtype=np.int64).tobytes()).hexdigest()[:24]
+    who = "no-teacher" if cfg.loss != "kd" or teacher is None else getattr(teacher, "ddlib_key", None)
+    if who is None:
+        return ""  # a teacher of unknown provenance: not cached
+    return artifacts.make_key("student", ds.key(), cfg, [who, f"indices={digest}", f"seed={int(seed)}"])
+
+
 def _train_jobs(ds, jobs, cfg, teacher, device, progress, one_by_one) -> list[dict]:
-    try:
-        from ddlib.bps import grid
-    except ImportError:  # pragma: no cover - the stacked trainer is optional
-        grid = None
-    if grid is not None and getattr(grid, "supports", lambda c: False)(cfg):
-        return grid.train_students(ds, jobs, cfg, teacher, device=device, progress=progress)
-    return [one_by_one(ds, idx, cfg, teacher, seed=s, device=device, progress=progress) for idx, s in jobs]
+    """Each job's result, from the cache when this student was trained before (so an interrupted grid
+    resumes, and a chapter reuses another's students), else trained (a stack when available) and stored."""
+    from ddlib import artifacts
+
+    keys = [student_key(ds, idx, cfg, teacher, s) for idx, s in jobs]
+    out: list[dict | None] = [artifacts.load(k) if k else None for k in keys]
+    todo = [i for i, r in enumerate(out) if r is None]
+    if todo:
+        try:
+            from ddlib.bps import grid
+        except ImportError:  # pragma: no cover - the stacked trainer is optional
+            grid = None
+        sub = [jobs[i] for i in todo]
+        if grid is not None and getattr(grid, "supports", lambda c: False)(cfg):
+            done = grid.train_students(ds, sub, cfg, teacher, device=device, progress=progress)
+        else:
+            done = [one_by_one(ds, idx, cfg, teacher, seed=s, device=device, progress=progress) for idx, s in sub]
+        for i, r in zip(todo, done):
+            if keys[i]:
+                artifacts.save(keys[i], r, meta={"stage": "student", "seed": jobs[i][1]})
+            out[i] = {**r, "cached": False}
+    return [r if "cached" in r else {**r, "cached": True} for r in out]
 
 
 def paired_table(rows: list[dict], baseline: str = "random", confidence: float = 0.95) -> list[dict]:
