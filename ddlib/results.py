@@ -16,7 +16,9 @@ cache, or gathered from earlier runs) says so: ``"cached": true``, with the orig
 ``"original_wall_s"`` when it is known; an old time is never passed off as new.
 
 An *accuracy row* carries ``method``, ``dataset`` (a short name, :func:`dataset_label`), ``ipc``,
-``protocol`` and ``mean`` (a fraction in [0, 1]) with, over seeds, ``std``, ``per_seed`` and ``seeds``.
+``protocol`` and ``mean`` (a fraction in [0, 1]) with, over seeds, ``std``, ``per_seed`` and ``seeds``, and
+for students the ``rule`` their accuracy was read by (:data:`RULES`; BPS student rows without one were
+recorded with the reference's best-of-last-epochs).
 A BPS record may add a ``paired`` table (method, baseline, ipc, protocol, rule, n_seeds, diff_mean,
 ci95) through ``**extra``; :func:`paired_table` collects it. The files are strict JSON: a non-finite
 float is written as ``null``.
@@ -49,8 +51,10 @@ PROVENANCE_KEYS = ("command", "commit", "device", "date")
 _NOT_COSTS = {"what", "provenance", "config", "dataset", "paired", "modelling", "synthetic_provenance"}
 _COST_KEY = re.compile(r"(^|_)(s|sec|seconds|time|wall|mem|memory|bytes|per_s)($|_)|seconds|per_s$|bytes$")
 
-ACCURACY_COLUMNS = ["source", "method", "dataset", "ipc", "protocol", "accuracy_mean", "accuracy_std", "seeds",
+ACCURACY_COLUMNS = ["source", "method", "dataset", "ipc", "protocol", "rule", "accuracy_mean", "accuracy_std", "seeds",
                     "device", "date", "commit", "command", "wall_s"]
+#: how a student's accuracy was read: the reference's best over its last epochs, or the final epoch's
+RULES = {"best_last": "best of the last epochs", "final": "final epoch"}
 COST_COLUMNS = ["source", "case", "metric", "value", "unit", "device", "date", "commit", "command"]
 PAIRED_COLUMNS = ["method", "baseline", "ipc", "protocol", "rule", "n_seeds", "diff_mean", "ci95", "dataset",
                   "device", "date", "commit", "source"]
@@ -277,6 +281,7 @@ def accuracy_rows(rec: Record) -> Iterator[dict[str, Any]]:
             continue
         method = f"bps (centre share {frac:g})" if r["method"] == "bps" and _is_number(frac) else r["method"]
         yield {"method": method, "dataset": r.get("dataset", ""), "ipc": r.get("ipc"), "protocol": r["protocol"],
+               "rule": r.get("rule", "best_last" if "student" in str(r["protocol"]) else None),
                "accuracy_mean": float(r["mean"]), "accuracy_std": _spread(r), "seeds": _n_seeds(r)}
 
 
