@@ -551,20 +551,26 @@ class _Parts:
     def __init__(self) -> None:
         self.values: dict[str, dict[str, Any]] = {}
         self.names: dict[str, set[str]] = {}
+        self.field_names: dict[tuple[str, str], set[str]] = {}
 
     def set(self, part: str, f: str, value: Any, name: str) -> None:
         self.values.setdefault(part, {})[f] = value
         self.names.setdefault(part, set()).add(name)
+        self.field_names.setdefault((part, f), set()).add(name)
 
     def get(self, part: str) -> dict[str, Any]:
         return dict(self.values.get(part, {}))
 
     def build(self, cls: Any, part: str, kwargs: dict[str, Any] | None = None) -> Any:
         """``cls(**kwargs)`` (default: the part's fields); a ParamError also names the preset names that set it."""
+        import re
+
         try:
             return cls(**(self.get(part) if kwargs is None else kwargs))
         except ParamError as e:
-            names = sorted(self.names.get(part, ()))
+            m = re.match(r"\s*([\w .\[\]]+?)=", str(e))  # the field the config refused, e.g. "teacher lr=nan"
+            field_ = m.group(1).split()[-1].split("[")[0] if m else None
+            names = sorted(self.field_names.get((part, field_), ()) or self.names.get(part, ()))
             raise ParamError(f"{e} (set by {', '.join(names)})" if names else str(e)) from None
         except TypeError as e:  # a value of the wrong kind where a config compares or computes
             raise ParamError(f"{part}: {e}") from None

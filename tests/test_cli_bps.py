@@ -188,3 +188,13 @@ def test_evaluate_refuses_a_malformed_selection(tmp_path: Path, bad: list, word:
 def test_device_is_checked_before_any_work(tmp_path: Path, capsys: pytest.CaptureFixture):
     rc = main(["select", *SYN, "--method", "random", "--ipc", "1", "--device", "tpu", "--out", str(tmp_path), *TINY])
     assert rc == 2 and "device" in capsys.readouterr().err and not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("argv, option", [
+    (["--teacher-lr", "nan"], "(set by --teacher-lr)"), (["--data-seed", "-3"], "--data-seed=-3"),
+    (["--encoder-epochs", "0"], "(set by --encoder-epochs)"), (["--min-sim", "inf"], "(set by --min-sim)"),
+    (["--k-ratio", "nan"], "(set by --k-ratio)"), (["--centre-frac", "nan"], "(set by --centre-frac)")])
+def test_errors_name_the_option_typed(tmp_path: Path, capsys: pytest.CaptureFixture, argv: list, option: str):
+    rc = main(["select", *SYN, "--method", "bps", "--ipc", "1", *argv, "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert rc == 2 and option in err and not (tmp_path / "o").exists()

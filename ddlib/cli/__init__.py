@@ -50,6 +50,23 @@ def argv_for(command: str, **overrides: Any) -> list[str]:
     return out
 
 
+def in_options(message: str, parser: argparse.ArgumentParser, command: str) -> str:
+    """``message`` with the preset names it cites (``"(set by teacher_lr)"``, ``"data_seed=…"``) written as the
+    options the user typed (``--teacher-lr``, ``--data-seed``), so an error points at the command line."""
+    import re
+
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
+    flags = {a.dest: a.option_strings[-1] for a in sub._actions if a.option_strings and a.dest != "help"}
+
+    def by(m: re.Match) -> str:
+        return "(set by " + ", ".join(flags.get(n.strip(), n.strip()) for n in m.group(1).split(",")) + ")"
+
+    message = re.sub(r"\(set by ([^)]*)\)", by, message)
+    for dest, flag in sorted(flags.items(), key=lambda kv: -len(kv[0])):
+        message = re.sub(rf"(?<![\w-]){re.escape(dest)}=", f"{flag}=", message)
+    return message
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser, handlers = build_parser()
@@ -58,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handlers[args.command](args) or 0
     except (ParamError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {in_options(str(e), parser, args.command)}", file=sys.stderr)
         return 2
 
 
