@@ -271,9 +271,20 @@ SELECTORS: dict[str, Callable[[SelectionInputs, int, int], dict]] = {
 
 
 # ----------------------------------------------------------------------------- forgetting scores
+#: where forgetting events are counted: a run of their own (DeepCore) or the full-data teacher's run
+FORGETTING_SOURCES = ("separate", "teacher")
+
+
 @dataclass(frozen=True)
 class ForgettingConfig:
-    """The model trained to count forgetting events (DeepCore: the same architecture, SGD, crop+flip)."""
+    """The model trained to count forgetting events (DeepCore: the same architecture, SGD, crop+flip).
+
+    ``source="teacher"`` counts them on the full-data teacher's own training run instead of a run of its
+    own (the teacher records the events and EL2N as it trains: :func:`ddlib.bps.distill.train_teacher`),
+    saving one full-data training; the other fields then describe the teacher's recipe. A departure from
+    DeepCore (a separate model of the same recipe), made for CPU budgets: the scores are read from a run of
+    the same architecture and data, trained the teacher's way.
+    """
 
     model: str = "resnet18"
     width: int | None = None       # ConvNet width (None: the model's default)
@@ -285,8 +296,10 @@ class ForgettingConfig:
     weight_decay: float = 5e-4
     augment: str = "crop_flip"
     el2n_epoch: int = 20           # EL2N is read after this epoch (Paul et al.: early in training)
+    source: str = "separate"       # "separate": a run of its own (DeepCore) | "teacher": the teacher's run
 
     def __post_init__(self) -> None:
+        check_choice("source", self.source, FORGETTING_SOURCES)
         check_int("epochs", self.epochs, 1)
         check_int("batch_size", self.batch_size, 1)
         check_float("lr", self.lr, 0.0)
@@ -316,6 +329,21 @@ def forgetting_scores(ds, cfg: ForgettingConfig = ForgettingConfig(), seed: int 
 
 def _model_kw(cfg) -> dict:
     return {k: v for k, v in (("width", cfg.width), ("depth", cfg.depth)) if v is not None}
+
+
+def scoring_hooks(x: torch.Tensor, y: torch.Tensor, num_classes: int, el2n_epoch: int, device) -> list[Hook]:
+    """The two hooks that score every training image while a model trains on (x, y): the forgetting counter
+    and the EL2N read-out after ``el2n_epoch``; :func:`scores_from_hooks` turns them into the scores."""
+    return [_ForgettingCounter(y), _EL2N(x, y, num_classes, el2n_epoch, device)]
+
+
+def scores_from_hooks(hooks: list[Hook], el2n_epoch: int) -> dict:
+    """``{"forgetting", "el2n", "el2n_epoch", "events"}`` from :func:`scoring_hooks` after training."""
+    counter, el2n = hooks
+    forg = counter.events.clone()
+    forg[~counter.learned] = float("inf")
+    return {"forgetting": forg.numpy(), "el2n": el2n.scores.numpy(), "el2n_epoch": el2n_epoch,
+            "events": int(counter.events.sum())}
 
 
 class _ForgettingCounter(Hook):
@@ -366,12 +394,8 @@ def _forgetting(ds, cfg: ForgettingConfig, seed: int, device, progress: bool) ->
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.epochs)
     x, y = ds.train_x, ds.train_y
     el2n_epoch = min(cfg.el2n_epoch, cfg.epochs)
-    counter = _ForgettingCounter(y)
-    el2n = _EL2N(x, y, ds.num_classes, el2n_epoch, dev)
+    counter, el2n = scoring_hooks(x, y, ds.num_classes, el2n_epoch, dev)
     source = image_batches(x, y, cfg.batch_size, dev, augment=cfg.augment, global_rng_augment_on_gpu=True)
     loop(model, opt, source, ce_step(), cfg.epochs, g, hooks=[counter, LrScheduler(sched), el2n],
          progress=progress, desc="forgetting")
-    forg = counter.events.clone()
-    forg[~counter.learned] = float("inf")
-    return {"forgetting": forg.numpy(), "el2n": el2n.scores.numpy(), "el2n_epoch": el2n_epoch,
-            "events": int(counter.events.sum()), "config": config_dict(cfg)}
+    return {**scores_from_hooks([counter, el2n], el2n_epoch), "config": config_dict(cfg)}

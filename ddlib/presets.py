@@ -113,6 +113,7 @@ TABLES: dict[str, dict[str, tuple[str, ...]]] = {
         "teacher_batch": ("teacher.batch_size",),
         "teacher_lr": ("teacher.lr",),
         "forgetting_epochs": ("forgetting.epochs",),
+        "forgetting_source": ("forgetting.source",),      # "teacher": count on the teacher's own run
         "el2n_epoch": ("forgetting.el2n_epoch",),
         # Stage 2
         "k_ratio": ("select.k_ratio",),

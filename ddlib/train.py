@@ -411,12 +411,13 @@ def _check_xy(x: Tensor, y: Tensor | None = None) -> None:
 def fit(model: nn.Module, x: Tensor, y: Tensor, cfg: TrainConfig, *,
         batch_loss: Callable[[nn.Module, Tensor, Tensor], Tensor] | None = None,
         eval_data: tuple[Tensor, Tensor] | None = None, device: str | torch.device | None = None,
-        seed: int = 0, progress: bool = True, eval_every: int = 1) -> dict:
+        seed: int = 0, progress: bool = True, eval_every: int = 1, hooks: Sequence[Hook] = ()) -> dict:
     """Train ``model`` in place on (x, y) with ``cfg``; returns the history.
 
     ``batch_loss(model, xb_augmented, yb) -> scalar`` replaces cross-entropy. ``eval_data=(x, y)``
     is evaluated every ``eval_every`` epochs (and after the last). ``y`` may be any tensor indexed
-    along the first axis (soft labels for a custom ``batch_loss``). The model is left in eval mode
+    along the first axis (soft labels for a custom ``batch_loss``). ``hooks``: more :class:`Hook` s of the
+    loop (after the learning rate and the evaluation), e.g. the forgetting counter. The model is left in eval mode
     on ``device``. History: ``loss`` (mean per epoch), ``eval_acc``, ``eval_epoch``, ``lr`` (per
     epoch), ``seconds``.
     """
@@ -429,13 +430,13 @@ def fit(model: nn.Module, x: Tensor, y: Tensor, cfg: TrainConfig, *,
     dev = get_device(device)
     model.to(dev)
     opt = make_optimizer(model.parameters(), cfg)
-    hooks: list[Hook] = [LrPerStep(lambda epoch, step, steps: cfg.lr * lr_factor(cfg, epoch + step / steps))]
+    lr_eval: list[Hook] = [LrPerStep(lambda epoch, step, steps: cfg.lr * lr_factor(cfg, epoch + step / steps))]
     if eval_data is not None:
-        hooks.append(Evaluate(lambda m: evaluate(m, eval_data[0], eval_data[1], device=dev),
+        lr_eval.append(Evaluate(lambda m: evaluate(m, eval_data[0], eval_data[1], device=dev),
                               lambda e: (e + 1) % eval_every == 0 or e + 1 == cfg.epochs))
     step = ce_step(cfg.label_smoothing) if batch_loss is None else loss_step(batch_loss)
     hist = loop(model, opt, image_batches(x, y, cfg.batch_size, dev, augment=cfg.augment), step, cfg.epochs, gen,
-                hooks=hooks, progress=progress, desc="train")
+                hooks=[*lr_eval, *hooks], progress=progress, desc="train")
     model.eval()
     return {"loss": hist["loss"], "eval_acc": hist.get("eval_acc", []), "eval_epoch": hist.get("eval_epoch", []),
             "lr": [cfg.lr * lr_factor(cfg, e) for e in range(cfg.epochs)], "seconds": hist["seconds"]}

@@ -113,3 +113,17 @@ def test_grid_students_are_cached_and_reused(pool: data.Dataset, monkeypatch: py
     rcfg = st["kd"].resolved(pool.name, 10, 2)
     keys = {P.student_key(pool, idx, rcfg, mod["teacher"], s) for idx, s in (([1, 2], 0), ([1, 3], 0), ([1, 2], 1))}
     assert len(keys) == 3  # the images and the seed each name another student
+
+
+def test_forgetting_from_the_teachers_run(full: data.Dataset, pool: data.Dataset) -> None:
+    import dataclasses
+
+    cfg = dataclasses.replace(CFG, forgetting=dataclasses.replace(CFG.forgetting, source="teacher"))
+    mod = P.modelling(pool, cfg, ["forgetting"], progress=False, teacher_ds=full)
+    teacher = mod["teacher"]  # trained because the scores come from its run
+    assert teacher.scores is not None and len(teacher.scores["el2n"]) == 400
+    pos = data.positions_in(pool, full).numpy()
+    assert np.array_equal(mod["inputs"].scores["el2n"], teacher.scores["el2n"][pos])
+    assert teacher.scores["events"] >= 0 and teacher.scores["el2n_epoch"] == 2
+    with pytest.raises(ParamError, match="source"):
+        ForgettingConfig(source="elsewhere")

@@ -121,12 +121,20 @@ def train_teacher(ds, cfg: TeacherConfig = TeacherConfig(), device=None, progres
     dev = get_device(device)
 
     def compute() -> dict:
+        from ddlib.baselines import ForgettingConfig, scores_from_hooks, scoring_hooks
+
         seed_everything(cfg.seed)  # the initial weights follow cfg.seed, not the caller's RNG state
         model = build_model(ds, cfg.model, cfg.width, cfg.depth)
-        hist = fit(model, ds.train_x, ds.train_y, cfg.train_config(), device=dev, seed=cfg.seed, progress=progress)
+        # the teacher's own forgetting events and EL2N, for ForgettingConfig(source="teacher"); the hooks draw
+        # nothing from any generator, so the teacher is the one trained without them
+        el2n_epoch = min(ForgettingConfig.el2n_epoch, cfg.epochs)
+        scoring = scoring_hooks(ds.train_x, ds.train_y, ds.num_classes, el2n_epoch, dev)
+        hist = fit(model, ds.train_x, ds.train_y, cfg.train_config(), device=dev, seed=cfg.seed, progress=progress,
+                   hooks=scoring)
         acc = evaluate(model, ds.test_x, ds.test_y, device=dev)
         return {"state_dict": {k: v.cpu() for k, v in model.state_dict().items()}, "test_acc": acc,
-                "seconds": hist["seconds"], "config": config_dict(cfg)}
+                "seconds": hist["seconds"], "config": config_dict(cfg),
+                "scores": scores_from_hooks(scoring, el2n_epoch)}
 
     key = teacher_key(ds, cfg)
     obj = artifacts.cached(key, compute, meta={"dataset": ds.spec}, enabled=cache)
@@ -135,6 +143,7 @@ def train_teacher(ds, cfg: TeacherConfig = TeacherConfig(), device=None, progres
     model.ddlib_key = key  # type: ignore[attr-defined]  # names the teacher in the keys of its students
     model.test_acc = obj["test_acc"]  # type: ignore[attr-defined]
     model.train_seconds = obj["seconds"]  # type: ignore[attr-defined]
+    model.scores = obj.get("scores")  # type: ignore[attr-defined]  # forgetting/EL2N of its run (None: older artifact)
     for p in model.parameters():
         p.requires_grad_(False)
     return model.to(dev).eval()

@@ -130,7 +130,8 @@ def modelling(ds, cfg: PipelineConfig, methods=METHODS, device=None, progress: b
                     "stage1_seconds": mp.get("seconds"), "pool_size": len(ds.train_y),
                     "teacher_train_size": len(teacher_ds.train_y),
                     "encoder_train_size": len((encoder_ds or ds).train_y)}}
-    if "bps" in methods or teacher:
+    wants_teacher_scores = "forgetting" in methods and cfg.forgetting.source == "teacher"
+    if "bps" in methods or teacher or wants_teacher_scores:
         t = time.perf_counter()
         model = train_teacher(teacher_ds, cfg.teacher, device=device, progress=progress)
         sec["teacher"] = time.perf_counter() - t
@@ -141,8 +142,10 @@ def modelling(ds, cfg: PipelineConfig, methods=METHODS, device=None, progress: b
         out["teacher"] = model
     if "forgetting" in methods:
         t = time.perf_counter()
-        scores = forgetting_scores(teacher_ds, cfg.forgetting, seed=cfg.teacher.seed, device=device,
-                                   progress=progress)
+        scores = getattr(out.get("teacher"), "scores", None) if wants_teacher_scores else None
+        if scores is None:  # a run of its own (or a teacher cached before teachers recorded their scores)
+            scores = forgetting_scores(teacher_ds, cfg.forgetting, seed=cfg.teacher.seed, device=device,
+                                       progress=progress)
         if teacher_ds is not ds:
             pos = positions_in(ds, teacher_ds).numpy()
             scores = {**scores, "forgetting": scores["forgetting"][pos], "el2n": scores["el2n"][pos]}
