@@ -58,6 +58,8 @@ def fold_injected_parameters(path: Path) -> None:
         tags = cell.get("metadata", {}).get("tags", [])
         if "injected-parameters" in tags and "hide-cell" not in tags:
             cell.metadata["tags"] = [*tags, "hide-cell"]
+            cell.metadata["mystnb"] = {"code_prompt_show": "Show the parameters this build set",
+                                       "code_prompt_hide": "Hide the parameters this build set"}
     nbformat.write(nb, str(path))
 
 
