@@ -132,15 +132,33 @@ return {ready: document.readyState,
 """
 
 
-def full_page_screenshot(driver, path: Path) -> None:
-    """The whole page at the window's width (Chromium's DevTools protocol: beyond the viewport, no resize)."""
-    import base64
+def full_page_screenshot(driver, path: Path, tile: int = 12000) -> None:
+    """The whole page at the window's width, as one PNG: the window is made as tall as the page (up to
+    ``tile`` px; a taller page is taken in tiles, scrolled, and stitched), then set back to the laptop's
+    size. The sticky header and sidebars are made static, so that they show once, not at every tile."""
+    import io
 
-    size = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
-    clip = {"x": 0, "y": 0, "width": WIDTH, "height": min(int(size["height"]), 16000), "scale": 1}
-    shot = driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True,
-                                                             "clip": clip})
-    path.write_bytes(base64.b64decode(shot["data"]))
+    from PIL import Image
+
+    driver.execute_script("for (const e of document.querySelectorAll('*'))"  # sticky -> static: same layout
+                          "  if (getComputedStyle(e).position === 'sticky') e.style.position = 'static';")
+    height = int(driver.execute_script("return document.documentElement.scrollHeight"))
+    chrome = int(driver.execute_script("return window.outerHeight - window.innerHeight"))
+    view = min(height, tile)
+    try:
+        driver.set_window_size(WIDTH, view + chrome)
+        page = None
+        for top in range(0, height, view):
+            driver.execute_script("window.scrollTo(0, arguments[0])", top)
+            shot = Image.open(io.BytesIO(driver.get_screenshot_as_png()))
+            at = int(driver.execute_script("return window.scrollY"))  # the last tile stops at the bottom
+            if page is None:
+                page = Image.new("RGB", (shot.width, height), "white")
+            page.paste(shot.convert("RGB"), (0, at))
+        page.save(path)
+    finally:
+        driver.set_window_size(WIDTH, HEIGHT)
+        driver.execute_script("window.scrollTo(0, 0)")
 
 
 @pytest.mark.parametrize("page", PAGES)
