@@ -35,7 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     kind = "gpu" if get_device().type == "cuda" else "cpu"
     out = Path(a.out) if a.out else ROOT / "results" / f"book_build_{kind}.json"
     work = Path(tempfile.mkdtemp(prefix="ddlib-book-build-"))
-    env = {**os.environ, "DDLIB_CACHE": str(work / "cache"), "DDLIB_OFFLINE": "1", "PLOTLY_RENDERER": "notebook"}
+    env = {**os.environ, "DDLIB_CACHE": str(work / "cache"), "DDLIB_OFFLINE": "1", "PLOTLY_RENDERER": "notebook",
+           "DDLIB_PROGRESS": "0"}  # as `make book`
     env.pop("DDLIB_TEST", None)
     if a.scale is None:
         cmd = [str(Path(sys.executable).with_name("jupyter-book")), "build", "-W", "--keep-going",

@@ -37,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["DDLIB_CACHE"] = cache
     os.environ.setdefault("DDLIB_OFFLINE", "1")
     os.environ.pop("DDLIB_TEST", None)
+    os.environ["DDLIB_PROGRESS"] = "0"  # as the book build: no bars (their output costs time in a kernel)
     chapters = {r["chapter"]: r for r in results.load_file(out)[0].rows} if out.is_file() else {}
     work = Path(tempfile.mkdtemp(prefix="ddlib-chapter-runs-"))
     for name in names:

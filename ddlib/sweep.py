@@ -16,7 +16,8 @@ of a point replaces its row).
 With ``jobs > 1`` every run executes in a process of its own (papermill changes the working
 directory of the whole process while it runs, so runs in threads would resolve each other's
 relative paths wrongly); the notebook and ``DIR`` are made absolute before any run starts.
-All JSON written is strict (:func:`ddlib.utils.dumps_strict`: NaN and inf become null).
+All JSON written is strict (:func:`ddlib.utils.dumps_strict`: NaN and inf become null). The runs execute
+with ``DDLIB_PROGRESS=0`` (:func:`ddlib.utils.progress_env`): the executed notebooks carry no progress bars.
 """
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from ddlib.artifacts import write_bytes_atomic, write_json_atomic
-from ddlib.utils import ParamError, check_int, json_safe, provenance
+from ddlib.utils import ParamError, check_int, json_safe, progress_env, provenance
 
 GLUE_PREFIX = "application/papermill.record/"
 Scalar = int | float | str | bool | None
@@ -187,6 +188,13 @@ def sweep(cfg: SweepConfig, log: Callable[[str], None] = print) -> list[dict[str
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     points = expand(cfg.grid)
+    with progress_env(False):  # the kernels (and worker processes) inherit DDLIB_PROGRESS=0: no bars in the outputs
+        records = _run_points(cfg, points, log)
+    write_table(records, out)
+    return records
+
+
+def _run_points(cfg: SweepConfig, points: list[dict[str, Scalar]], log: Callable[[str], None]) -> list[dict[str, Any]]:
     if cfg.jobs == 1 or len(points) == 1:
         records = [run_one(cfg, p, log) for p in points]
     else:
@@ -203,7 +211,6 @@ def sweep(cfg: SweepConfig, log: Callable[[str], None] = print) -> list[dict[str
                 log(("skip  " if rec["skipped"] else "done  " if rec["status"] == "ok" else "FAIL  ") + rec["run"]
                     + ("" if rec["status"] == "ok" else f": {first[0] if first else ''}"))
                 records.append(rec)
-    write_table(records, out)
     return records
 
 

@@ -1,5 +1,11 @@
 """Seed, device, parameter checks, images as floats, progress bars and peak memory: decided in one
-place, used everywhere (the bottom layer: imports nothing from ddlib)."""
+place, used everywhere (the bottom layer: imports nothing from ddlib).
+
+Progress bars follow one policy (:func:`progress_shown`): on in a terminal, the CLI (unless ``--quiet``)
+and an interactive Jupyter session; off under the test-suite, when ``$DDLIB_PROGRESS=0`` (set by the book
+build, sweeps and ``benchmarks/chapter_times.py``), and in a kernel driven by papermill or Jupyter Book
+(no person at a frontend), so that a rendered chapter carries no progress lines.
+"""
 from __future__ import annotations
 
 import contextlib
@@ -10,7 +16,7 @@ import os
 import random
 import re
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -80,12 +86,71 @@ def in_test() -> bool:
     return os.environ.get("DDLIB_TEST", "") not in ("", "0")
 
 
+#: The environment variable that switches progress bars: ``0``/``off`` silences them, ``1``/``on`` shows
+#: them (see :func:`progress_shown`). The book build, sweeps and benchmarks set it to ``0`` for the
+#: kernels and processes they start (:func:`progress_env`).
+PROGRESS_ENV = "DDLIB_PROGRESS"
+_OFF, _ON = ("0", "off", "false", "no"), ("1", "on", "true", "yes")
+
+
+def _kernel_without_frontend() -> bool:
+    """True inside a Jupyter kernel whose cells are sent by an executor (papermill, nbclient, Jupyter Book's
+    execution) rather than by a person: executors send every cell with ``allow_stdin=False`` (nobody could
+    answer ``input()``), Jupyter's frontends (Lab, Notebook, VS Code) with ``True``. Outside a kernel
+    (a terminal, a script, IPython in a terminal): False."""
+    import sys
+
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    kernel = getattr(shell, "kernel", None)
+    return kernel is not None and not getattr(kernel, "_allow_stdin", True)
+
+
+def progress_shown(enabled: bool = True) -> bool:
+    """Whether a progress bar is drawn: ddlib's one policy, decided in this order.
+
+    1. ``enabled=False`` (a caller's ``progress=False``, the CLI's ``--quiet``): no bar.
+    2. ``$DDLIB_PROGRESS`` is ``0``/``off``/``false``/``no``: no bar. The book build (``make book``,
+       ``python -m ddlib book``), ``sweep`` and ``benchmarks/chapter_times.py`` set it for what they run.
+    3. Under the test-suite (:func:`in_test`): no bar.
+    4. ``$DDLIB_PROGRESS`` is ``1``/``on``/``true``/``yes``: a bar.
+    5. In a Jupyter kernel driven by an executor rather than a person (papermill, nbclient, Jupyter Book;
+       :func:`_kernel_without_frontend`): no bar, so a chapter executed for the book or under papermill
+       renders without pages of progress lines even when nobody set ``$DDLIB_PROGRESS``.
+    6. Otherwise (a terminal, the CLI, an interactive Jupyter session): a bar.
+    """
+    if not enabled:
+        return False
+    env = os.environ.get(PROGRESS_ENV, "").strip().lower()
+    if env in _OFF or in_test():
+        return False
+    if env in _ON:
+        return True
+    return not _kernel_without_frontend()
+
+
+@contextlib.contextmanager
+def progress_env(shown: bool) -> Iterator[None]:
+    """Set ``$DDLIB_PROGRESS`` for a block, so that the kernels and processes started inside it inherit it
+    (the book build and sweeps use ``progress_env(False)``); the earlier value is restored afterwards."""
+    before = os.environ.get(PROGRESS_ENV)
+    os.environ[PROGRESS_ENV] = "1" if shown else "0"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(PROGRESS_ENV, None)
+        else:
+            os.environ[PROGRESS_ENV] = before
+
+
 def progress(iterable: Iterable[Any] | None = None, desc: str = "", enabled: bool = True, **kw: Any) -> Any:
-    """A plain-text tqdm bar over ``iterable`` (or over ``total=`` steps), silent when not ``enabled`` and
-    under the test-suite. Text bars, not widgets: the book build drops widget outputs (with warnings)."""
+    """A plain-text tqdm bar over ``iterable`` (or over ``total=`` steps), drawn when :func:`progress_shown`
+    says so (``enabled`` is the caller's own switch). The only place ddlib makes a bar. Text bars, not
+    widgets: the book build drops widget outputs (with warnings)."""
     from tqdm import tqdm
 
-    return tqdm(iterable, desc=desc, disable=not enabled or in_test(), leave=False, **kw)
+    return tqdm(iterable, desc=desc, disable=not progress_shown(enabled), leave=False, **kw)
 
 
 def to_unit(x: torch.Tensor) -> torch.Tensor:
