@@ -26,6 +26,11 @@ from ddlib.kernels.augment import AugmentConfig, augment, get_augment
 from ddlib.utils import ParamError, check_int, config_dict, get_device
 
 
+#: The banks' own version in their cache keys (not ddlib's): a bank depends on the backbone, the data, the
+#: augmentation and the seed, not on the rest of the package; bump it when the bank computation changes.
+BANK_VERSION = "0.1.0"
+
+
 def module_key(bb: nn.Module) -> str:
     """A stable id of a frozen module: its ``ddlib_key`` when set, else a hash of its weights."""
     key = getattr(bb, "ddlib_key", None)
@@ -73,7 +78,7 @@ def view_bank(backbone: nn.Module, ds: Any, *, split: str = "train", augment_cfg
     dtype = torch.float16 if half else torch.float32
     cfg = {"split": split, "augment": None if aug is None else config_dict(aug), "views": views, "seed": seed,
            "half": half}
-    key = artifacts.make_key("view-features", ds.key(), cfg, [module_key(backbone)])
+    key = artifacts.make_key("view-features", ds.key(), cfg, [module_key(backbone)], version=BANK_VERSION)
 
     def compute() -> Tensor:
         backbone.to(dev).eval()
