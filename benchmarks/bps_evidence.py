@@ -73,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--epoch-curve", default="", help="student epochs to sweep, e.g. 25,50,100,200 (KD)")
     ap.add_argument("--curve-methods", default="bps,random")
     ap.add_argument("--curve-ipcs", default=None, help="default: the run's IPCs")
+    ap.add_argument("--modelling-only", action="store_true",
+                    help="train (or load) Stage 1, the teacher and the scores into the cache, and stop (no record)")
     ap.add_argument("--device", default=None)
     ap.add_argument("--quiet", action="store_true")
     ap.add_argument("--out", required=True)
@@ -106,6 +108,10 @@ def main(argv: list[str] | None = None) -> int:
     mod = P.modelling(pool, p.pipeline, p.methods, device=a.device, progress=progress, teacher_ds=d["teacher"],
                       encoder_ds=d["encoder"], teacher=True)
     teacher = mod["teacher"]
+    if a.modelling_only:
+        print(f"modelling cached: teacher {mod['teacher_acc'] * 100:.1f} % on {len(d['teacher'].train_y)} images, "
+              f"{sum(mod['info']['num_patterns'].values())} patterns, {time.perf_counter() - start:.0f} s")
+        return 0
     students = {name: dataclasses.replace(p.student, loss=name) for name in protocols}
     grid = P.evaluate_grid(ev, mod["inputs"], p.methods, p.ipcs, seeds, students, teacher=teacher,
                            select_cfg=p.select, device=a.device, progress=progress)
