@@ -180,11 +180,14 @@ VALUES: dict[str, dict[str | None, dict[str, Any]]] = {
                      encoder_batch=32, queue_size=128, warmup_epochs=0, clu_warmup_epochs=1, k=10, min_sim=0.5,
                      teacher_epochs=1, student_epochs=2, last_epochs=1, seeds=1, k_ratio=0.1, show_class=0,
                      projection="pca", seed=0),
-        "cpu": dict(dataset="fashion-mnist", per_class=300, test_per_class=100, modelling_test_per_class=10,
-                    ipcs=[1, 10, 50], methods=ALL_METHODS, backbone="convnet", width=32, depth=3, encoder_epochs=10,
-                    encoder_batch=128, queue_size=2048, warmup_epochs=1, clu_warmup_epochs=3, k=30, min_sim=0.5,
-                    teacher_epochs=10, student_epochs=30, last_epochs=5, seeds=1, k_ratio=0.1, show_class=6,
-                    projection="umap", seed=0),
+        # issue 9's regime: a full-data teacher (>= 90 % on Fashion-MNIST), every image in the selection pool,
+        # Stage 1 on 1,000 images per class, students long enough that the ranking of methods settles
+        "cpu": dict(dataset="fashion-mnist", per_class=None, teacher_per_class=None, encoder_per_class=1000,
+                    test_per_class=200, modelling_test_per_class=None, ipcs=[1, 10, 50], methods=ALL_METHODS,
+                    backbone="convnet", width=32, depth=3, encoder_width=64, encoder_epochs=10, encoder_batch=128,
+                    queue_size=4096, warmup_epochs=1, clu_warmup_epochs=3, k=30, min_sim=0.5, teacher_epochs=12,
+                    forgetting_source="teacher", student_epochs=100, last_epochs=21, seeds=1, k_ratio=0.1,
+                    show_class=6, projection="umap", seed=0),
         "gpu": dict(dataset="fashion-mnist", per_class=None, test_per_class=None, modelling_test_per_class=None,
                     ipcs=[1, 10, 50], methods=ALL_METHODS, backbone="resnet18", width=128, depth=3,
                     encoder_epochs=30, encoder_batch=256, queue_size=65536, warmup_epochs=5, clu_warmup_epochs=5,
@@ -530,19 +533,21 @@ def _resolve(workflow: str, scale: str | None, overrides: Mapping[str, Any]) -> 
     for name in overrides:
         if name not in table:
             raise ParamError(f"{name!r} is not a parameter of the {workflow} preset; accepted: {sorted(table)}")
-    knobs = {**VALUES[workflow][scale], **_given(**overrides)}
     plain: dict[str, Any] = {}
     parts = _Parts()
-    for name, targets in table.items():
-        value = knobs.get(name)
-        if value is None:
-            continue
-        for t in targets:
-            part, _, f = t.rpartition(".")
-            if part:
-                parts.set(part, f, value, name)
-            else:
-                plain[f] = value
+    # the scale's values first, then the caller's: a name the caller gives wins over any value of the scale,
+    # however specific (width=16 sets the encoder's width even where the scale names an encoder_width)
+    for knobs in (VALUES[workflow][scale], _given(**overrides)):
+        for name, targets in table.items():
+            value = knobs.get(name)
+            if value is None:
+                continue
+            for t in targets:
+                part, _, f = t.rpartition(".")
+                if part:
+                    parts.set(part, f, value, name)
+                else:
+                    plain[f] = value
     return plain, parts
 
 
@@ -608,11 +613,19 @@ def _bps_configs(parts: _Parts) -> dict[str, Any]:
                 student=parts.build(StudentConfig, "student", s))
 
 
+#: what a per-class budget may say for "every image" when None already means "the preset's value"
+ALL_IMAGES = "all"
+
+
 def _check_dataset(plain: dict[str, Any], minimum: int, names: tuple[str, ...] = ("per_class",)) -> None:
     if plain.get("dataset") is not None:
         datasets.validate_name(plain["dataset"])
     for name in names:
+        if plain.get(name) == ALL_IMAGES:
+            plain[name] = None  # an override "all" undoes a preset's subsample
         if plain.get(name) is not None:
+            if isinstance(plain[name], str):
+                raise ParamError(f"{name}={plain[name]!r} must be a positive integer or {ALL_IMAGES!r} (every image)")
             check_int(name, plain[name], minimum)
 
 
