@@ -56,8 +56,8 @@ ACCURACY_COLUMNS = ["source", "method", "dataset", "ipc", "protocol", "rule", "a
 #: how a student's accuracy was read: the reference's best over its last epochs, or the final epoch's
 RULES = {"best_last": "best of the last epochs", "final": "final epoch"}
 COST_COLUMNS = ["source", "case", "metric", "value", "unit", "device", "date", "commit", "command"]
-PAIRED_COLUMNS = ["method", "baseline", "ipc", "protocol", "rule", "n_seeds", "diff_mean", "ci95", "dataset",
-                  "device", "date", "commit", "source"]
+PAIRED_COLUMNS = ["method", "baseline", "ipc", "protocol", "rule", "n_seeds", "diff_mean", "ci95", "excludes_zero",
+                  "verdict", "dataset", "device", "date", "commit", "source"]
 
 
 class ResultsError(ValueError):
@@ -372,10 +372,52 @@ def paired_table(records: Iterable[Record] | None = None) -> pd.DataFrame:
         ds = dataset_label(rec.config.get("dataset"))
         for p in paired:
             if isinstance(p, dict):
-                out.append({"dataset": ds, **{k: p.get(k) for k in PAIRED_COLUMNS[:8]},
+                out.append({"dataset": ds, **{k: p.get(k) for k in PAIRED_COLUMNS[:10]},
                             "device": rec.provenance["device"], "date": rec.provenance["date"],
                             "commit": str(rec.provenance["commit"])[:10], "source": rec.source})
     return pd.DataFrame(out, columns=PAIRED_COLUMNS)
+
+
+def epoch_curve(records: Iterable[Record] | None = None) -> pd.DataFrame:
+    """Accuracy against student epochs, from every record with an epoch curve (``bps_evidence.py
+    --epoch-curve``): one row per (dataset, method, IPC, epochs, rule) with the mean, the per-seed values
+    and the 95 % interval of the mean (Student t), plus the record's device and source."""
+    from ddlib.metrics import paired_difference
+
+    records = load() if records is None else list(records)
+    groups: dict[tuple, list[dict]] = {}
+    for rec in records:
+        grid = rec.data.get("grid")
+        if not isinstance(grid, list):
+            continue
+        ds = dataset_label(rec.config.get("dataset"))
+        for r in grid:
+            if isinstance(r, dict) and r.get("setting") == "epoch curve" and _is_number(r.get("epochs")):
+                for rule in RULES:
+                    if _is_number(r.get(rule)):
+                        groups.setdefault((ds, r["method"], r["ipc"], r["epochs"], rule, rec.source), []).append(r)
+    out = []
+    for (ds, m, k, e, rule, src), rs in sorted(groups.items(), key=lambda kv: tuple(map(str, kv[0]))):
+        rs = sorted(rs, key=lambda r: r["seed"])
+        v = [r[rule] for r in rs]
+        ci = paired_difference(v, [0.0] * len(v))["ci"]
+        out.append({"dataset": ds, "method": m, "ipc": k, "epochs": int(e), "rule": rule,
+                    "accuracy_mean": sum(v) / len(v), "ci95": list(ci), "per_seed": v, "source": src})
+    return pd.DataFrame(out, columns=["dataset", "method", "ipc", "epochs", "rule", "accuracy_mean", "ci95",
+                                      "per_seed", "source"])
+
+
+def hlr_table(records: Iterable[Record] | None = None) -> pd.DataFrame:
+    """DD-Ranking's hard-label recovery of every record that has it (``bps_evidence.py``): the full-data
+    teacher's accuracy minus each method's hard-label students', with the 95 % interval over seeds."""
+    records = load() if records is None else list(records)
+    out = []
+    for rec in records:
+        hlr = rec.data.get("hlr")
+        if isinstance(hlr, list):
+            ds = dataset_label(rec.config.get("dataset"))
+            out += [{"dataset": ds, **h, "source": rec.source} for h in hlr if isinstance(h, dict)]
+    return pd.DataFrame(out, columns=["dataset", "method", "ipc", "rule", "n_seeds", "hlr_mean", "ci95", "source"])
 
 
 # ----------------------------------------------------------------------------- cost

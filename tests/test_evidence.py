@@ -41,3 +41,21 @@ def test_evidence_record_at_scale_test(tmp_path: Path) -> None:
     again = json.loads(out.read_text())
     assert again["timings"]["students_loaded"] == len(again["grid"]) and again["timings"]["cached"] is True
     assert [r["mean"] for r in again["rows"]] == [r["mean"] for r in rec["rows"]]
+
+
+def test_results_read_the_evidence_record(tmp_path: Path) -> None:
+    from ddlib import results
+
+    out = tmp_path / "ev.json"
+    assert _script().main(["--scale", "test", "--methods", "bps,random", "--ipc", "2", "--seeds", "2",
+                           "--students", "kd,ce", "--epoch-curve", "1,2", "--quiet", "--out", str(out)]) == 0
+    recs = results.load([tmp_path])
+    paired = results.paired_table(recs)
+    assert {"verdict", "excludes_zero"} <= set(paired.columns) and (paired.dataset == "fashion-mnist").all()
+    curve = results.epoch_curve(recs)
+    assert set(curve.epochs) == {1, 2} and set(curve.method) == {"bps", "random"}
+    assert all(len(c) == 2 for c in curve.ci95) and all(len(v) == 2 for v in curve.per_seed)
+    hlr = results.hlr_table(recs)
+    assert set(hlr.method) == {"bps", "random"} and len(hlr) == 2 * 2
+    acc = results.accuracy_table(recs)
+    assert set(acc.rule.dropna()) == {"best_last", "final"}
