@@ -241,3 +241,18 @@ def test_blur_sigma_scaled_with_image_size() -> None:
     assert not torch.equal(A.augment(x, cfg, gen(2)), A.augment(x, "moco_v2", gen(2)))
     with pytest.raises(ParamError, match="blur_scale_with_size"):
         A.AugmentConfig(blur_scale_with_size="yes")
+
+
+@pytest.mark.parametrize("preset", list(A.AUGMENTS))
+def test_the_cuda_path_gives_the_same_images(preset: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # on CUDA the batch runs whole and a random op computes every image then selects with torch.where;
+    # run that path here on the CPU and compare with the chunked, subset path (and its gradients)
+    x = torch.rand(7, 3, 18, 18, generator=gen(5)).requires_grad_(True)
+    monkeypatch.setattr(A, "CHUNK_ELEMS", 3 * 18 * 18 * 2)
+    y_cpu = A.augment(x, preset, gen(6))
+    (g_cpu,) = torch.autograd.grad(y_cpu.square().sum(), x)
+    monkeypatch.setattr(A, "CHUNKED_DEVICES", ())
+    y_dev = A.augment(x, preset, gen(6))
+    (g_dev,) = torch.autograd.grad(y_dev.square().sum(), x)
+    assert torch.equal(y_cpu, y_dev)
+    torch.testing.assert_close(g_cpu, g_dev, rtol=0, atol=1e-6)

@@ -163,6 +163,9 @@ def _as_float(x: Tensor) -> Tensor:
 #: values per chunk, so that every op's temporaries stay in cache (at 224 px: 3 images; at 32 px:
 #: 170). Every op is per image, so the result is the same as on the whole batch, bit for bit.
 CHUNK_ELEMS = 2 ** 19
+#: Devices where the batch runs in chunks and a random op computes only its images (index_select /
+#: index_copy); elsewhere (CUDA) one launch per op over the whole batch and ``torch.where``, no host sync.
+CHUNKED_DEVICES = ("cpu",)
 
 Step = Callable[[Tensor, slice], Tensor]  # applies one drawn op to the images of batch slice ``sl``
 
@@ -171,7 +174,7 @@ def _run(x: Tensor, steps: list[Step], out_per_image: int | None = None) -> Tens
     """Apply ``steps`` to ``x``: the whole batch at once on CUDA, chunk by chunk on CPU."""
     n = x.shape[0]
     per = max(x[0].numel() if n else 1, out_per_image or 0, 1)
-    size = n if x.device.type != "cpu" else max(1, CHUNK_ELEMS // per)
+    size = max(1, CHUNK_ELEMS // per) if x.device.type in CHUNKED_DEVICES else n
     if size >= n:
         for f in steps:
             x = f(x, slice(None))
@@ -190,9 +193,9 @@ def _masked(x: Tensor, mask: Tensor, fn: Callable[[Tensor, Tensor | slice], Tens
 
     ``fn(images, which)`` gets the selected images and which rows of the chunk they are (to index
     per-image parameters). On CPU only the selected images are computed (index_select /
-    index_copy); on CUDA all of them, then ``torch.where`` (no host sync).
+    index_copy); on CUDA all of them, then ``torch.where`` (see :data:`CHUNKED_DEVICES`).
     """
-    if x.device.type != "cpu":
+    if x.device.type not in CHUNKED_DEVICES:
         return torch.where(mask.view(-1, 1, 1, 1), fn(x, slice(None)), x)
     idx = torch.nonzero(mask).view(-1)
     if len(idx) == 0:
