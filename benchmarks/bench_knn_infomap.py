@@ -39,7 +39,7 @@ import torch.nn.functional as F
 
 import _git_baseline
 from ddlib.bps import patterns as P
-from ddlib.kernels.knn import faiss_available, knn, l2_normalize
+from ddlib.kernels.knn import faiss_available, knn, l2_normalize, resolve_backend
 from ddlib.utils import get_device, json_safe, provenance
 
 
@@ -164,7 +164,7 @@ def main() -> None:
     xs = [l2_normalize(x[y == c]).to(device) for c in range(args.classes)]
     shape = f"{args.classes} x {args.n // args.classes} x {args.dim}"
     show(knn_rows(xs, args.k, shape, backends, args.repeats, device))
-    cfg = P.PatternConfig(k=args.k, knn_backend="torch")
+    cfg = P.PatternConfig(k=args.k)  # the defaults: knn_backend "auto"
     if not args.skip_infomap:
         for workers in sorted({1, threads}):
             t = time.perf_counter()
@@ -186,7 +186,7 @@ def main() -> None:
             show([{"part": f"queue refresh parts, {name}", "shape": qshape, "backend": "1 process", "seconds":
                    parts["knn_and_links_s"] + parts["infomap_s"] + parts["read_modules_s"], **parts}])
             for trials in (cfg.trials, 1):
-                tcfg = P.PatternConfig(k=args.k, knn_backend="torch", trials=trials)
+                tcfg = P.PatternConfig(k=args.k, trials=trials)
                 for workers in sorted({1, threads}):
                     t = time.perf_counter()
                     P.partition_info(kx.to(device), ky, tcfg, workers=workers)
@@ -209,6 +209,7 @@ def main() -> None:
               "config": {"n": args.n, "dim": args.dim, "classes": args.classes, "k": args.k, "queue": args.queue,
                          "queue_dim": args.queue_dim, "min_sim": cfg.min_sim, "infomap": cfg.infomap_flags(),
                          "device": str(device), "faiss": faiss_available(), "repeats": args.repeats,
+                         "knn_backend_auto": resolve_backend("auto", device),
                          "baseline": None if old_knn is None else _git_baseline.describe("ddlib/kernels/knn.py")},
               "rows": rows,
               "timings": {"wall_s": time.perf_counter() - start}}
