@@ -175,27 +175,28 @@ def _run(x: Tensor, steps: list[Step], out_per_image: int | None = None) -> Tens
     n = x.shape[0]
     per = max(x[0].numel() if n else 1, out_per_image or 0, 1)
     size = max(1, CHUNK_ELEMS // per) if x.device.type in CHUNKED_DEVICES else n
-    if size >= n:
+    if size >= n or n * per <= 2 * CHUNK_ELEMS:  # a small batch: chunks would only add their overhead
         for f in steps:
             x = f(x, slice(None))
         return x
     out = []
-    for i in range(0, n, size):
-        y, sl = x[i:i + size], slice(i, i + size)
+    for i, y in zip(range(0, n, size), x.split(size)):  # split, not slices: one backward for all chunks
+        sl = slice(i, i + size)
         for f in steps:
             y = f(y, sl)
         out.append(y)
     return torch.cat(out)
 
 
-def _masked(x: Tensor, mask: Tensor, fn: Callable[[Tensor, Tensor | slice], Tensor]) -> Tensor:
+def _masked(x: Tensor, mask: Tensor, fn: Callable[[Tensor, Tensor | slice], Tensor], cheap: bool = False) -> Tensor:
     """``fn`` applied to the images where ``mask`` is True, the others unchanged.
 
     ``fn(images, which)`` gets the selected images and which rows of the chunk they are (to index
     per-image parameters). On CPU only the selected images are computed (index_select /
-    index_copy); on CUDA all of them, then ``torch.where`` (see :data:`CHUNKED_DEVICES`).
+    index_copy); on CUDA, and for a ``cheap`` op (a flip, a gray), all of them, then
+    ``torch.where`` (see :data:`CHUNKED_DEVICES`).
     """
-    if x.device.type not in CHUNKED_DEVICES:
+    if cheap or x.device.type not in CHUNKED_DEVICES:
         return torch.where(mask.view(-1, 1, 1, 1), fn(x, slice(None)), x)
     idx = torch.nonzero(mask).view(-1)
     if len(idx) == 0:
@@ -307,7 +308,7 @@ def random_pad_crop(x: Tensor, pad: int, size: int | None = None, generator: tor
 
 def _flip_step(x: Tensor, p: float, generator: torch.Generator | None) -> Step:
     mask = _coin(p, x.shape[0], x, generator)
-    return lambda y, sl: _masked(y, mask[sl], lambda z, _: z.flip(-1))
+    return lambda y, sl: _masked(y, mask[sl], lambda z, _: z.flip(-1), cheap=True)
 
 
 def hflip(x: Tensor, p: float = 0.5, generator: torch.Generator | None = None) -> Tensor:
@@ -405,7 +406,7 @@ def color_jitter(x: Tensor, brightness: float = 0.0, contrast: float = 0.0, satu
 
 def _gray_step(x: Tensor, p: float, generator: torch.Generator | None) -> Step:
     apply = _coin(p, x.shape[0], x, generator)
-    return lambda y, sl: _masked(y, apply[sl], lambda z, _: _gray(z).expand_as(z))
+    return lambda y, sl: _masked(y, apply[sl], lambda z, _: _gray(z).expand_as(z), cheap=True)
 
 
 def grayscale(x: Tensor, p: float = 0.2, generator: torch.Generator | None = None) -> Tensor:
