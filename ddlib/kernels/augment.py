@@ -160,8 +160,9 @@ def _as_float(x: Tensor) -> Tensor:
 
 # ----------------------------------------------------------------------------- running the steps
 #: On CPU the batch runs through the whole pipeline a chunk of images at a time, about this many
-#: values per chunk, so that every op's temporaries stay in cache (at 224 px: 3 images; at 32 px:
-#: 170). Every op is per image, so the result is the same as on the whole batch, bit for bit.
+#: values per chunk (3 RGB images at 224 px), so that every op's temporaries stay in cache; a batch
+#: of at most two chunks runs whole. Every op is per image, so the result is the same as on the
+#: whole batch, bit for bit.
 CHUNK_ELEMS = 2 ** 19
 #: Devices where the batch runs in chunks and a random op computes only its images (index_select /
 #: index_copy); elsewhere (CUDA) one launch per op over the whole batch and ``torch.where``, no host sync.
