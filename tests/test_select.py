@@ -281,3 +281,14 @@ def test_model_once_serves_every_ipc_without_refitting():
     assert model.stats["fits"] == fits  # the cuts are cached per (pattern, number of centres)
     assert again == first
     assert first[50] == select_bps(emb, y, pat, h, SelectConfig(ipc=50, gmm_backend="numpy"))
+
+
+def test_non_finite_candidates_skip_the_filter_as_sklearn():
+    from ddlib.kernels import gmm as G
+
+    bad = [np.array([0.1, 0.2, np.nan, 0.4, 0.5, 0.9]), np.array([0.1, 0.2, 0.3, 0.4, np.inf])]
+    for backend in ("numpy", "sklearn"):
+        lo, cut = G.cuts(bad, 1228, backend)
+        assert np.isnan(lo).all() and np.isnan(cut).all()
+    h = np.array([0.1] * 10 + [1.0, 1.01, np.nan, 1.03, 1.04] + [3.0, 3.01, 3.02, 3.03, 3.04])
+    assert margin_picks(h, 4, backend="numpy").tolist() == margin_picks(h, 4, backend="sklearn").tolist()

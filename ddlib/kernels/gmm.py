@@ -306,15 +306,17 @@ def cuts(sets: list[np.ndarray], seed: int = 1228, backend: str = "numpy",
     cut = np.full(J, np.nan)
     redo = np.ones(J, dtype=bool)
     if backend == "numpy" and J:
-        mu, var, w, delicate = fit_batched(sets, seed)
-        c, dcut = _cuts(mu, var, w)
-        lo[:], cut[:] = mu[:, 0], c
-        x, mask, _ = _pad(sets)
-        scale = np.abs(np.where(mask, x, 0.0)).max(1) + 1e-300
-        near = mask & ((np.abs(x - lo[:, None]) <= DELICATE * scale[:, None])
-                       | (np.abs(x - cut[:, None]) <= DELICATE * scale[:, None]))
-        xmin = np.where(mask, x, np.inf).min(1)  # a pool value just below the candidates could sit at μ_low
-        redo = delicate | dcut | near.any(1) | (np.abs(lo - xmin) <= 2 * DELICATE * scale)
+        with np.errstate(all="ignore"):  # non-finite sets are refitted (scikit-learn rejects them)
+            mu, var, w, delicate = fit_batched(sets, seed)
+            c, dcut = _cuts(mu, var, w)
+            lo[:], cut[:] = mu[:, 0], c
+            x, mask, _ = _pad(sets)
+            scale = np.abs(np.where(mask, x, 0.0)).max(1) + 1e-300
+            near = mask & ((np.abs(x - lo[:, None]) <= DELICATE * scale[:, None])
+                           | (np.abs(x - cut[:, None]) <= DELICATE * scale[:, None]))
+            xmin = np.where(mask, x, np.inf).min(1)  # a pool value just below the candidates could sit at μ_low
+            finite = np.where(mask, np.isfinite(x), True).all(1)  # scikit-learn rejects NaN / inf: its ValueError
+            redo = delicate | dcut | near.any(1) | (np.abs(lo - xmin) <= 2 * DELICATE * scale) | ~finite
     elif backend != "sklearn":
         raise ValueError(f"backend={backend!r}; accepted: 'sklearn', 'numpy'")
     for j in np.flatnonzero(redo):
