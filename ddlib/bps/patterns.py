@@ -264,10 +264,7 @@ def partition_info(emb: torch.Tensor, labels: torch.Tensor, cfg: PatternConfig |
     out = torch.full((emb.shape[0],), -1, dtype=torch.long)
     info: dict[int, ClassPartition] = {}
     pending: dict[int, tuple] = {}
-    try:
-        pool = _InfomapPool(workers) if workers > 1 else None
-    except OSError:  # no new processes here: run Infomap in this one
-        pool = None
+    pool: _InfomapPool | None = None
 
     def finish(c: int, found: tuple | None) -> None:
         where, n, links, single = pending.pop(c)
@@ -278,9 +275,13 @@ def partition_info(emb: torch.Tensor, labels: torch.Tensor, cfg: PatternConfig |
     try:
         for c in classes:
             where = torch.nonzero(labels == c).reshape(-1)
-            n = len(where)
-            links, single = knn_links(emb[where.to(emb.device)], cfg) if n else (np.zeros((0, 3)), np.zeros(0, bool))
-            pending[c] = (where, n, links, single)
+            links, single = knn_links(emb[where.to(emb.device)], cfg)
+            pending[c] = (where, len(where), links, single)
+            if len(links) and pool is None and workers > 1:  # started with the first graph to partition
+                try:
+                    pool = _InfomapPool(workers)
+                except OSError:  # no new processes here: run Infomap in this one
+                    workers = 1
             if not len(links):
                 finish(c, None)
             elif pool is None:
