@@ -160,9 +160,10 @@ def _as_float(x: Tensor) -> Tensor:
 
 # ----------------------------------------------------------------------------- running the steps
 #: On CPU the batch runs through the whole pipeline a chunk of images at a time, about this many
-#: values per chunk (3 RGB images at 224 px), so that every op's temporaries stay in cache; a batch
-#: of at most two chunks runs whole. Every op is per image, so the result is the same as on the
-#: whole batch, bit for bit.
+#: values per chunk and torch thread (3 RGB images at 224 px on one thread), so that every op's
+#: temporaries stay in cache; a batch of at most two chunks runs whole. Every op is per image, so
+#: the result is the same as on the whole batch, bit for bit. (With several threads each op is one
+#: parallel region: small chunks would mean many of them, slow when the cores are shared.)
 CHUNK_ELEMS = 2 ** 19
 #: Devices where the batch runs in chunks and a random op computes only its images (index_select /
 #: index_copy); elsewhere (CUDA) one launch per op over the whole batch and ``torch.where``, no host sync.
@@ -175,8 +176,9 @@ def _run(x: Tensor, steps: list[Step], out_per_image: int | None = None) -> Tens
     """Apply ``steps`` to ``x``: the whole batch at once on CUDA, chunk by chunk on CPU."""
     n = x.shape[0]
     per = max(x[0].numel() if n else 1, out_per_image or 0, 1)
-    size = max(1, CHUNK_ELEMS // per) if x.device.type in CHUNKED_DEVICES else n
-    if size >= n or n * per <= 2 * CHUNK_ELEMS:  # a small batch: chunks would only add their overhead
+    chunk = CHUNK_ELEMS * torch.get_num_threads()  # the same share per thread: fewer, larger parallel ops
+    size = max(1, chunk // per) if x.device.type in CHUNKED_DEVICES else n
+    if size >= n or n * per <= 2 * chunk:  # a small batch: chunks would only add their overhead
         for f in steps:
             x = f(x, slice(None))
         return x
