@@ -18,10 +18,11 @@ Departures from torchvision (which works image by image):
   MoCo-v2's PIL blur takes a radius in pixels, which we read as sigma.
 
 Speed (``benchmarks/bench_augment.py``): each op first draws its parameters for the whole batch,
-then the batch runs through the ops; on CPU a chunk of a few images at a time (:data:`CHUNK_ELEMS`)
-so that the temporaries stay in cache, and a random op computes only the images it applies to.
-The random draws and their order are those of applying the ops one by one, and every op is per
-image, so a generator gives the same images, bit for bit, as the earlier whole-batch version.
+then the batch runs through the ops (on one CPU thread a chunk of a few images at a time, see
+:data:`CHUNK_ELEMS`, so that the temporaries stay in cache), and a random op computes only the
+images it applies to. The random draws and their order are those of applying the ops one by one,
+and every op is per image, so a generator gives the same images, bit for bit, as the earlier
+whole-batch version.
 """
 from __future__ import annotations
 
@@ -159,11 +160,12 @@ def _as_float(x: Tensor) -> Tensor:
 
 
 # ----------------------------------------------------------------------------- running the steps
-#: On CPU the batch runs through the whole pipeline a chunk of images at a time, about this many
-#: values per chunk and torch thread (3 RGB images at 224 px on one thread), so that every op's
-#: temporaries stay in cache; a batch of at most two chunks runs whole. Every op is per image, so
-#: the result is the same as on the whole batch, bit for bit. (With several threads each op is one
-#: parallel region: small chunks would mean many of them, slow when the cores are shared.)
+#: On CPU with one torch thread the batch runs through the whole pipeline a chunk of images at a
+#: time, about this many values per chunk (3 RGB images at 224 px), so that every op's temporaries
+#: stay in cache; a batch of at most two chunks runs whole. Every op is per image, so the result is
+#: the same as on the whole batch, bit for bit. With several threads the batch runs whole: every op
+#: is then a parallel region whose threads are woken for it, which on a shared machine cost
+#: milliseconds per op in ``bench_augment.py``, and chunks multiply the ops.
 CHUNK_ELEMS = 2 ** 19
 #: Devices where the batch runs in chunks and a random op computes only its images (index_select /
 #: index_copy); elsewhere (CUDA) one launch per op over the whole batch and ``torch.where``, no host sync.
@@ -173,12 +175,12 @@ Step = Callable[[Tensor, slice], Tensor]  # applies one drawn op to the images o
 
 
 def _run(x: Tensor, steps: list[Step], out_per_image: int | None = None) -> Tensor:
-    """Apply ``steps`` to ``x``: the whole batch at once on CUDA, chunk by chunk on CPU."""
+    """Apply ``steps`` to ``x``: chunk by chunk on one CPU thread, else the whole batch at once."""
     n = x.shape[0]
     per = max(x[0].numel() if n else 1, out_per_image or 0, 1)
-    chunk = CHUNK_ELEMS * torch.get_num_threads()  # the same share per thread: fewer, larger parallel ops
-    size = max(1, chunk // per) if x.device.type in CHUNKED_DEVICES else n
-    if size >= n or n * per <= 2 * chunk:  # a small batch: chunks would only add their overhead
+    chunked = x.device.type in CHUNKED_DEVICES and torch.get_num_threads() == 1
+    size = max(1, CHUNK_ELEMS // per) if chunked else n
+    if size >= n or n * per <= 2 * CHUNK_ELEMS:  # a small batch: chunks would only add their overhead
         for f in steps:
             x = f(x, slice(None))
         return x
