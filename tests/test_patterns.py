@@ -108,6 +108,7 @@ def test_infomap_workers() -> None:
     from ddlib.bps.patterns import infomap_workers
 
     assert infomap_workers(10, 4) == 4 and infomap_workers(2, 4) == 2 and infomap_workers(0, 4) == 1
-    assert infomap_workers(10) == min(10, torch.get_num_threads())
+    assert infomap_workers(10) == 1  # CPU embeddings: the graphs and Infomap would share the cores
+    assert infomap_workers(10, device="cuda") == min(10, torch.get_num_threads())
     with pytest.raises(ParamError, match="workers"):
         infomap_workers(10, 0)

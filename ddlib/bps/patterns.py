@@ -20,9 +20,10 @@ skips it, so it keeps at most k - 1; here k counts real neighbours (the query is
 ids are relabelled by decreasing size (pattern 0 is the largest); the reference keeps Infomap's order.
 
 Speed (``benchmarks/bench_knn_infomap.py`` records the parts): on CPU, Infomap's trials take most
-of a refresh of Stage 1's queue, the kNN graph most of the rest. :func:`partition_info` therefore
-runs the classes' Infomap in worker processes (one per torch thread, see :func:`infomap_workers`)
-while it builds the next class's graph; the links, flags and seed are the same, and so is the result.
+of a refresh of Stage 1's queue, the kNN graph most of the rest. :func:`partition_info` can run
+the classes' Infomap in worker processes while it builds the next class's graph (by default when
+the embeddings are on a GPU, see :func:`infomap_workers`); the links, flags and seed are the
+same, and so is the result.
 """
 from __future__ import annotations
 
@@ -237,11 +238,13 @@ class _InfomapPool:
                 p.kill()
 
 
-def infomap_workers(classes: int, workers: int | None = None) -> int:
-    """Infomap processes for ``classes`` graphs: ``workers`` if given, else one per torch thread
-    (``torch.get_num_threads()``, the CPU budget the caller set), at most one per class."""
+def infomap_workers(classes: int, workers: int | None = None, device: torch.device | str = "cpu") -> int:
+    """Infomap processes for ``classes`` graphs, at most one per class: ``workers`` if given; by
+    default one per torch thread when the embeddings are on a GPU (the CPU cores are free while it
+    builds the graphs) and 1 on CPU, where the kNN and the other classes' Infomap runs would share
+    the same cores (no gain on the 2-core machine in ``bench_knn_infomap.py``)."""
     if workers is None:
-        workers = torch.get_num_threads()
+        workers = torch.get_num_threads() if torch.device(device).type == "cuda" else 1
     return max(1, min(check_int("workers", workers, 1), classes))
 
 
@@ -249,9 +252,10 @@ def partition_info(emb: torch.Tensor, labels: torch.Tensor, cfg: PatternConfig |
                    workers: int | None = None) -> tuple[torch.Tensor, dict[int, ClassPartition]]:
     """Per-class pattern ids (N,) and each class's :class:`ClassPartition`.
 
-    With more than one worker (:func:`infomap_workers`; by default one per torch thread) the
-    classes' Infomap runs go to worker processes while this process builds the next class's kNN
-    graph; each class's result is the same as in this process (the same links, flags and seed).
+    With more than one worker (:func:`infomap_workers`; by default one per torch thread for
+    embeddings on a GPU, 1 on CPU) the classes' Infomap runs go to worker processes while this
+    process builds the next class's kNN graph; each class's result is the same as in this process
+    (the same links, flags and seed).
     """
     cfg = cfg or PatternConfig()
     if not isinstance(emb, torch.Tensor) or emb.dim() != 2:
@@ -260,7 +264,7 @@ def partition_info(emb: torch.Tensor, labels: torch.Tensor, cfg: PatternConfig |
     if labels.shape[0] != emb.shape[0]:
         raise ParamError(f"labels has {labels.shape[0]} entries but emb has {emb.shape[0]} rows")
     classes = torch.unique(labels).tolist()
-    workers = infomap_workers(len(classes), workers)
+    workers = infomap_workers(len(classes), workers, emb.device)
     out = torch.full((emb.shape[0],), -1, dtype=torch.long)
     info: dict[int, ClassPartition] = {}
     pending: dict[int, tuple] = {}
