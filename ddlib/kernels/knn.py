@@ -109,8 +109,8 @@ def _knn_torch(x: torch.Tensor, k: int, block: int, exclude_self: bool) -> tuple
 
     Profile of the earlier kernel (square blocks with a running top-k): concatenating the running
     best with each block, its int64 index copy and the gather cost more than the product itself
-    (2.2x SGEMM at 5,000 x 512, 4x at 6,554 x 128, one thread). Here each row block's similarities
-    are written into one reused buffer (no page faults), the self column is its diagonal at offset
+    (its "before" rows in ``bench_knn_infomap``'s records). Here each row block's similarities are
+    written into one reused buffer (no page faults), the self column is its diagonal at offset
     ``r0`` (set to -inf in place) and ``topk`` writes straight into the outputs.
     """
     n = x.shape[0]
