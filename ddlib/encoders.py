@@ -88,7 +88,7 @@ class PatternConfig:
     directed: bool = True       # Infomap --directed (the kNN relation is not symmetric)
     seed: int = 123             # Infomap --seed (Infomap's own default)
     knn_backend: str = "auto"   # see ddlib.kernels.knn
-    block_size: int = 4096      # kNN block size (memory bound)
+    block_size: int = 4096      # kNN: at most this many rows per block (see ddlib.kernels.knn.row_block)
 
     def __post_init__(self) -> None:
         check_int("k", self.k, 1)

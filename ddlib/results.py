@@ -106,11 +106,13 @@ def strict(obj: Any) -> Any:
 
 
 def write(path: str | os.PathLike, *, what: str, config: Any, rows: list[dict[str, Any]], timings: dict[str, Any],
-          command: str | None = None, **extra: Any) -> dict[str, Any]:
+          command: str | None = None, provenance_extra: Mapping[str, Any] | None = None,
+          **extra: Any) -> dict[str, Any]:
     """Write one record of the schema above to ``path`` atomically (temporary file, then rename); return it.
 
     ``config``: a dict (dataclass configs inside become dicts) or a dataclass; ``timings`` must hold
     ``wall_s``; ``command``: what reproduces the run (default: this process's command line);
+    ``provenance_extra``: more about the machine for the provenance (e.g. the load before the run);
     ``extra``: further top-level keys.
     """
     if not isinstance(what, str) or not what:
@@ -119,7 +121,8 @@ def write(path: str | os.PathLike, *, what: str, config: Any, rows: list[dict[st
         raise ValueError("rows must be a list of objects (one per measured case)")
     if not isinstance(timings, Mapping) or "wall_s" not in timings:
         raise ValueError("timings must hold 'wall_s' (the wall time of this run)")
-    record = {"what": what, "provenance": provenance(command), "config": config, "rows": rows,
+    record = {"what": what, "provenance": {**provenance(command), **dict(provenance_extra or {})}, "config": config,
+              "rows": rows,
               "timings": dict(timings), **extra}
     return _dump(Path(path), record)
 

@@ -216,7 +216,7 @@ def add_commands(sub: argparse._SubParsersAction) -> dict:
     g.add_argument("--centre-frac", type=float, default=None,
                    help=f"share of each pattern's budget taken at its centre ({ref.select.centre_frac:g}; 1 = centres only, "
                         "0 = margins)")
-    g.add_argument("--gmm-backend", default=None, help="sklearn (the reference, default) | numpy (faster)")
+    g.add_argument("--gmm-backend", default=None, help="numpy (default: a batched replica of scikit-learn's fit, the same picks) | sklearn (the reference's own)")
     _add_teacher_args(p)
     g.add_argument("--forgetting-epochs", type=int, default=None, help="default: the teacher's epochs")
     g.add_argument("--el2n-epoch", type=int, default=None, help=f"EL2N fallback read after this epoch ({ref.forgetting.el2n_epoch})")
