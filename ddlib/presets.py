@@ -73,6 +73,7 @@ TABLES: dict[str, dict[str, tuple[str, ...]]] = {
         "ipcs": ("ipcs",),
         "methods": ("methods",),
         "seeds": ("seeds",),                                        # students per selection: seeds 0..n-1
+        "hard_label_methods": ("hard_label_methods",),              # also trained with hard labels (KD vs CE)
         "show_class": ("show_class",),
         "projection": ("projection",),
         # the chapters' one seed; the CLI's --data-seed and --seed set one each
@@ -178,6 +179,7 @@ VALUES: dict[str, dict[str | None, dict[str, Any]]] = {
         "test": dict(dataset="fashion-mnist", per_class=24, test_per_class=4, modelling_test_per_class=4,
                      ipcs=[1, 2], methods=ALL_METHODS, backbone="convnet", width=8, depth=2, encoder_epochs=2,
                      encoder_batch=32, queue_size=128, warmup_epochs=0, clu_warmup_epochs=1, k=10, min_sim=0.5,
+                     hard_label_methods=["bps", "random"],
                      teacher_epochs=1, student_epochs=2, last_epochs=1, seeds=1, k_ratio=0.1, show_class=0,
                      projection="pca", seed=0),
         # issue 9's regime: a full-data teacher (>= 90 % on Fashion-MNIST), every image in the selection pool,
@@ -187,11 +189,13 @@ VALUES: dict[str, dict[str | None, dict[str, Any]]] = {
                     backbone="convnet", width=32, depth=3, encoder_width=64, encoder_epochs=10, encoder_batch=128,
                     queue_size=4096, warmup_epochs=1, clu_warmup_epochs=3, k=30, min_sim=0.5, teacher_epochs=12,
                     forgetting_source="teacher", student_epochs=100, last_epochs=21, seeds=1, k_ratio=0.1,
+                    hard_label_methods=["bps", "random"],
                     show_class=6, projection="umap", seed=0),
         "gpu": dict(dataset="fashion-mnist", per_class=None, test_per_class=None, modelling_test_per_class=None,
                     ipcs=[1, 10, 50], methods=ALL_METHODS, backbone="resnet18", width=128, depth=3,
                     encoder_epochs=30, encoder_batch=256, queue_size=65536, warmup_epochs=5, clu_warmup_epochs=5,
                     k=30, min_sim=0.5, teacher_epochs=200, student_epochs=500, last_epochs=21, seeds=3, k_ratio=0.1,
+                    hard_label_methods=ALL_METHODS,
                     show_class=6, projection="umap", seed=0),
         None: dict(ipcs=[10], seeds=3, seed=0),  # the CLI's: select --ipc 10, evaluate --seeds 3
     },
@@ -285,6 +289,7 @@ class BPSPreset:
     projection: str | None
     teacher_per_class: int | None = None
     encoder_per_class: int | None = None
+    hard_label_methods: tuple[str, ...] = ()
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     pattern: PatternConfig = field(default_factory=PatternConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
@@ -443,6 +448,8 @@ def bps(scale: str | None = "cpu", **overrides: Any) -> BPSPreset:
     configs = _bps_configs(parts)
     return BPSPreset(dataset=plain.get("dataset"), per_class=plain.get("per_class"),
                      teacher_per_class=plain.get("teacher_per_class"), encoder_per_class=plain.get("encoder_per_class"),
+                     hard_label_methods=tuple(check_methods(plain["hard_label_methods"]))
+                     if plain.get("hard_label_methods") else (),
                      test_per_class=plain.get("test_per_class"),
                      modelling_test_per_class=plain.get("modelling_test_per_class"),
                      data_seed=check_int("data_seed", plain.get("data_seed", 0), 0, 2**32 - 1),

@@ -381,6 +381,16 @@ def paired_table(records: Iterable[Record] | None = None) -> pd.DataFrame:
     return pd.DataFrame(out, columns=PAIRED_COLUMNS)
 
 
+def latest_evidence(dataset: str, records: Iterable[Record] | None = None) -> Record | None:
+    """The newest record (by date) of a paired BPS evidence run (``bps_evidence.py``: it has ``paired``
+    and ``grid``) on ``dataset`` (a name or its short label), or None when none is recorded."""
+    records = load() if records is None else list(records)
+    label = dataset_label(dataset)
+    found = [r for r in records if isinstance(r.data.get("paired"), list) and isinstance(r.data.get("grid"), list)
+             and dataset_label(r.config.get("dataset")) == label]
+    return max(found, key=lambda r: str(r.provenance.get("date")), default=None)
+
+
 def epoch_curve(records: Iterable[Record] | None = None) -> pd.DataFrame:
     """Accuracy against student epochs, from every record with an epoch curve (``bps_evidence.py
     --epoch-curve``): one row per (dataset, method, IPC, epochs, rule) with the mean, the per-seed values

@@ -59,3 +59,5 @@ def test_results_read_the_evidence_record(tmp_path: Path) -> None:
     assert set(hlr.method) == {"bps", "random"} and len(hlr) == 2 * 2
     acc = results.accuracy_table(recs)
     assert set(acc.rule.dropna()) == {"best_last", "final"}
+    assert results.latest_evidence("fashion-mnist", recs).source == recs[0].source
+    assert results.latest_evidence("cifar10", recs) is None
