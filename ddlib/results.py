@@ -391,6 +391,40 @@ def latest_evidence(dataset: str, records: Iterable[Record] | None = None) -> Re
     return max(found, key=lambda r: str(r.provenance.get("date")), default=None)
 
 
+def evidence_summary(record: Record | None) -> dict[str, Any]:
+    """The parts of one paired evidence record the chapters show, as tables (empty when ``record`` is None):
+
+    ``ior`` (every method against random under KD: DD-Ranking's improvement over random), ``kd_ce`` (KD
+    minus hard labels per method), ``ablation`` (BPS's centre share against BPS and random), ``weak`` (BPS
+    against random under a teacher that learned from a subsample), ``curve`` (BPS against random per
+    student budget), ``hlr``; each with ``ipc``, ``rule``, ``n_seeds``, ``diff_mean``, ``ci95``,
+    ``excludes_zero``, ``verdict``; and ``teacher`` / ``weak_teacher`` (their accuracy and data size).
+    """
+    paired = paired_table([record]) if record is not None else paired_table([])
+    proto = paired.protocol.astype(str)
+    out = {
+        "ior": paired[(paired.baseline == "random") & (proto == "kd") & ~paired.method.astype(str).str.contains("centre")],
+        "kd_ce": paired[proto == "kd - ce"],
+        "ablation": paired[paired.method.astype(str).str.startswith("bps (centre share")],
+        "weak": paired[proto.str.startswith("kd-weak")],
+        "curve": paired[proto.str.startswith("kd@")],
+        "hlr": hlr_table([record]) if record is not None else hlr_table([]),
+        "teacher": (record.data.get("teacher") or {}) if record is not None else {},
+        "weak_teacher": (record.data.get("weak_teacher") or {}) if record is not None else {},
+        "source": record.source if record is not None else None,
+    }
+    return {k: (v.reset_index(drop=True) if isinstance(v, pd.DataFrame) else v) for k, v in out.items()}
+
+
+def verdict_of(table: pd.DataFrame, method: str, ipc: int, rule: str = "final",
+               missing: str = "not recorded yet") -> str:
+    """The computed verdict of one row of a paired table (method, IPC, rule), or ``missing``."""
+    if not len(table):
+        return missing
+    row = table[(table.method == method) & (table.ipc == ipc) & (table.rule == rule)]
+    return str(row.verdict.iloc[0]) if len(row) else missing
+
+
 def epoch_curve(records: Iterable[Record] | None = None) -> pd.DataFrame:
     """Accuracy against student epochs, from every record with an epoch curve (``bps_evidence.py
     --epoch-curve``): one row per (dataset, method, IPC, epochs, rule) with the mean, the per-seed values

@@ -61,3 +61,10 @@ def test_results_read_the_evidence_record(tmp_path: Path) -> None:
     assert set(acc.rule.dropna()) == {"best_last", "final"}
     assert results.latest_evidence("fashion-mnist", recs).source == recs[0].source
     assert results.latest_evidence("cifar10", recs) is None
+    ev = results.evidence_summary(results.latest_evidence("fashion-mnist", recs))
+    assert set(ev["ior"].method) == {"bps"} and set(ev["kd_ce"].protocol) == {"kd - ce"}
+    assert len(ev["curve"]) == 2 * 2 and ev["teacher"]["train_size"] > 0 and len(ev["ablation"]) == 0
+    assert results.verdict_of(ev["ior"], "bps", 2, "final") == ev["ior"][ev["ior"].rule == "final"].verdict.iloc[0]
+    assert results.verdict_of(ev["ior"], "kcenter", 2) == "not recorded yet"
+    empty = results.evidence_summary(None)
+    assert len(empty["ior"]) == 0 and empty["teacher"] == {} and empty["source"] is None
