@@ -105,6 +105,22 @@ def flows(centres: Tensor) -> Tensor:
     return (centres.sum(dim=0, keepdim=True) - centres) / (c - 1) - centres
 
 
+def reference_flows(class_means_: Tensor, ipc: int) -> Tensor:
+    """The synthetic flows as the SFM reference code forms them (``get_flow`` of ``distillation/linear_gm.py``):
+    class means μ̂_c, then (Σ_{c'≠c} μ̂_{c'}) / (N − 1) − μ̂_c with N = C·IPC; (C, D) -> (C, D).
+
+    For IPC 1 this is :func:`flows`. For IPC > 1 the other classes' sum is divided by C·IPC − 1 instead of
+    C − 1: with centres μ_c = m + δ_c (m their mean, Σ δ_c = 0) it is
+    m·(C − N)/(N − 1) − δ_c·N/(N − 1) against the dataset's −δ_c·C/(C − 1), so the common component m,
+    absent from the dataset flows, enters, and the direction changes even when μ̂_c = μ_c.
+    """
+    ipc = check_int("ipc", ipc, 1)
+    if class_means_.dim() != 2 or class_means_.shape[0] < 2:
+        raise ParamError(f"class means must be (C, D) with C >= 2, got shape {tuple(class_means_.shape)}")
+    n = class_means_.shape[0] * ipc
+    return (class_means_.sum(dim=0, keepdim=True) - class_means_) / (n - 1) - class_means_
+
+
 def flow_cosine(f: Tensor, f_hat: Tensor) -> Tensor:
     """Cosine between two flow matrices, flattened over the whole C×D matrix (a 0-d tensor)."""
     if f.shape != f_hat.shape:
