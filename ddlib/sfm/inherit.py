@@ -43,7 +43,7 @@ from ddlib import artifacts
 from ddlib.baselines import centroid_real_from_features, random_real
 from ddlib.losses import kd_kl_ce_loss, projector_loss
 from ddlib.sfm.backbones import backbone_key
-from ddlib.train import Batch, Batches, LrScheduler, Step, embed, loop
+from ddlib.train import Batch, Batches, LrScheduler, Step, loop
 from ddlib.utils import ParamError, check_choice, check_float, check_int, config_dict, get_device, progress, to_unit
 
 __all__ = ["MODES", "ProbeConfig", "GoldenConfig", "dataset_features", "train_probe", "train_projector", "train_kd",
@@ -157,13 +157,12 @@ class GoldenConfig:
 # --------------------------------------------------------------------------------------- features
 def dataset_features(backbone: nn.Module, ds: Any, split: str = "train", batch_size: int = 256,
                      device: torch.device | None = None, progress: bool = False) -> Tensor:
-    """φ of a dataset split (the un-augmented view), cached by (dataset, split, backbone)."""
+    """φ of a dataset split (the un-augmented view), float32 on the CPU: the clean-view bank of
+    :func:`ddlib.features.view_bank` (cached by dataset, split and backbone), shared with the SFM statistics."""
+    from ddlib.features import view_bank
+
     check_choice("split", split, ("train", "test"))
-    x = ds.train_x if split == "train" else ds.test_x
-    key = artifacts.make_key("features", ds.key(), {"split": split}, [backbone_key(backbone)])
-    return artifacts.cached(key, lambda: embed(backbone, x, batch_size, device, autocast=True, progress=progress,
-                                               desc=f"φ({split})"),
-                            meta={"split": split, "backbone": backbone_key(backbone), "n": len(x)})
+    return view_bank(backbone, ds, split=split, batch_size=batch_size, device=device)[0]
 
 
 class _Views:

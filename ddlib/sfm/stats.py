@@ -141,7 +141,15 @@ def dataset_stats(backbone: Callable[[Tensor], Tensor], ds: Any, backbone_name: 
     key = artifacts.make_key("sfm-stats", ds.key(), {"backbone": backbone_name})
 
     def compute() -> dict[str, Any]:
-        mu = class_centres(backbone, ds.train_x, ds.train_y, ds.num_classes, batch_size, device, progress)
+        # the clean training features are one cached bank (ddlib.features), shared with the golden head and the
+        # centroid baseline: one backbone pass over the training set for all three
+        from ddlib.features import view_bank
+
+        if not isinstance(backbone, torch.nn.Module):
+            mu = class_centres(backbone, ds.train_x, ds.train_y, ds.num_classes, batch_size, device, progress)
+        else:
+            feats = view_bank(backbone, ds, split="train", batch_size=batch_size, device=device)[0]
+            mu = class_means(feats.float(), ds.train_y.long(), ds.num_classes)
         return {"centres": mu, "flows": flows(mu),
                 "counts": torch.bincount(ds.train_y, minlength=ds.num_classes),
                 "num_classes": ds.num_classes, "dataset": ds.key(), "backbone": backbone_name}
