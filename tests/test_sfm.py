@@ -194,6 +194,15 @@ def test_augs_per_batch_defaults_keys_and_records(tiny_backbone, tiny_ds) -> Non
     assert not torch.equal(one["images"], two["images"])
 
 
+def test_snapshots_are_the_shorter_runs(tiny_backbone, tiny_ds) -> None:
+    """The images after s steps of one run are those of a run of s steps (one trajectory, checkpoints)."""
+    res = synth.distill(tiny_backbone, tiny_ds, tiny_cfg(steps=12), progress=False, snapshots=(5, 12))
+    short = synth.distill(tiny_backbone, tiny_ds, tiny_cfg(steps=5), progress=False)
+    assert torch.equal(res["snapshots"][5], short["images"]) and torch.equal(res["snapshots"][12], res["images"])
+    with pytest.raises(ParamError, match="snapshot"):
+        synth.distill(tiny_backbone, tiny_ds, tiny_cfg(steps=3), progress=False, snapshots=(4,))
+
+
 def test_a_cache_hit_records_its_own_time(tiny_backbone, tiny_ds) -> None:
     """A loaded synthetic set: wall_s is this call's (about 0), the run that made it is original_wall_s."""
     cfg = tiny_cfg(steps=3, seed=11)

@@ -54,7 +54,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -351,7 +351,8 @@ def real_init_images(x: Tensor, y: Tensor, num_classes: int, ipc: int, image_siz
 
 def distill(backbone: Callable[[Tensor], Tensor], ds_or_stats: Any, cfg: SynthConfig, *,
             backbone_name: str | None = None, device: str | torch.device | None = None,
-            progress: bool = True, callback: Callable[[int, dict], None] | None = None) -> dict[str, Any]:
+            progress: bool = True, callback: Callable[[int, dict], None] | None = None,
+            snapshots: Sequence[int] = ()) -> dict[str, Any]:
     """Distil ``cfg.ipc`` images per class for the frozen ``backbone`` with SFM or LGM.
 
     ``ds_or_stats``: a :class:`ddlib.data.Dataset` (its class centres are computed once and
@@ -360,11 +361,13 @@ def distill(backbone: Callable[[Tensor], Tensor], ds_or_stats: Any, cfg: SynthCo
     the dataset. Returns {"images" (C·IPC, ch, S, S) float [0, 1] on the CPU, "labels",
     "history" {"loss", "flow_cos", "step_time"}, "wall_time" (the optimisation loop, s),
     "stats_time" (class centres, s; 0 when given or cached), "peak_mem" (bytes, see
-    :class:`PeakMemory`), "peak_mem_kind", "config", "levels"}.
+    :class:`PeakMemory`), "peak_mem_kind", "config", "levels"}; with ``snapshots`` (step counts in
+    1..steps) also "snapshots" {s: the images after s steps} (the last step's are "images").
     """
     if not isinstance(cfg, SynthConfig):
         raise ParamError(f"cfg must be a SynthConfig, got {type(cfg).__name__}")
     cfg = cfg.resolved()
+    snapshots = sorted({check_int("snapshot step", s, 1, cfg.steps) for s in snapshots})
     dev = get_device(device)
     is_ds = _is_dataset(ds_or_stats)
     if not is_ds and not (isinstance(ds_or_stats, dict) and "flows" in ds_or_stats):
@@ -404,6 +407,7 @@ def distill(backbone: Callable[[Tensor], Tensor], ds_or_stats: Any, cfg: SynthCo
     opt = torch.optim.Adam(params.parameters(), lr=cfg.lr)
     aug_cfg = _aug_config(cfg)
     history: dict[str, list[float]] = {"loss": [], "flow_cos": [], "step_time": []}
+    snaps: dict[int, Tensor] = {}
     sampler = (BalancedSampler(ds_or_stats.train_y, num_classes, cfg.ipc * cfg.augs, gen) if cfg.method == "lgm"
                else None)
     if dev.type == "cuda":
@@ -428,15 +432,21 @@ def distill(backbone: Callable[[Tensor], Tensor], ds_or_stats: Any, cfg: SynthCo
             history["loss"].append(loss)
             history["flow_cos"].append(cos)
             history["step_time"].append(time.perf_counter() - ts)
+            if step + 1 in snapshots:
+                with torch.no_grad():
+                    snaps[step + 1] = params.decode().detach().float().cpu()
             if callback is not None:
                 callback(step, {"loss": loss, "flow_cos": cos, "params": params})
     wall = time.perf_counter() - start
     with torch.no_grad():
         images = params.decode().detach().float().cpu()
-    return {"images": images, "labels": labels.cpu(), "history": history, "wall_time": wall,
-            "stats_time": stats_time, "peak_mem": mem.peak_bytes, "peak_mem_kind": mem.kind,
-            "config": config_dict(cfg), "levels": [lv.shape[-1] for lv in params.levels],
-            "num_classes": num_classes, "device": str(dev)}
+    out = {"images": images, "labels": labels.cpu(), "history": history, "wall_time": wall,
+           "stats_time": stats_time, "peak_mem": mem.peak_bytes, "peak_mem_kind": mem.kind,
+           "config": config_dict(cfg), "levels": [lv.shape[-1] for lv in params.levels],
+           "num_classes": num_classes, "device": str(dev)}
+    if snapshots:
+        out["snapshots"] = snaps
+    return out
 
 
 def _centres_uncached(backbone: Callable[[Tensor], Tensor], ds: Any, batch: int, dev: torch.device,
@@ -449,7 +459,7 @@ def _centres_uncached(backbone: Callable[[Tensor], Tensor], ds: Any, batch: int,
 
 def distill_cached(backbone: Callable[[Tensor], Tensor], ds: Any, cfg: SynthConfig, backbone_name: str, *,
                    device: str | torch.device | None = None, progress: bool = True,
-                   use_cache: bool = True) -> dict[str, Any]:
+                   use_cache: bool = True, snapshots: Sequence[int] = ()) -> dict[str, Any]:
     """:func:`distill` on a dataset, cached as an artifact keyed by (dataset, resolved config, the augmentation
     it names, backbone name).
 
@@ -463,13 +473,16 @@ def distill_cached(backbone: Callable[[Tensor], Tensor], ds: Any, cfg: SynthConf
     if not isinstance(cfg, SynthConfig):
         raise ParamError(f"cfg must be a SynthConfig, got {type(cfg).__name__}")
     cfg = cfg.resolved()
-    key = artifacts.make_key("sfm-images", ds.key(), {"config": cfg, "augment": config_dict(AUGMENTS[cfg.augment])},
-                             [backbone_name])
+    spec: dict[str, Any] = {"config": cfg, "augment": config_dict(AUGMENTS[cfg.augment])}
+    if snapshots:
+        spec["snapshots"] = sorted(set(int(s) for s in snapshots))
+    key = artifacts.make_key("sfm-images", ds.key(), spec, [backbone_name])
     t0 = time.perf_counter()
     res = artifacts.load(key) if use_cache else None
     cached = res is not None
     if res is None:
-        res = distill(backbone, ds, cfg, backbone_name=backbone_name, device=device, progress=progress)
+        res = distill(backbone, ds, cfg, backbone_name=backbone_name, device=device, progress=progress,
+                      snapshots=snapshots)
         if use_cache:
             artifacts.save(key, res, meta={"backbone": backbone_name, "method": cfg.method})
     return {**res, "key": key, "cached": cached, "load_s": time.perf_counter() - t0}
