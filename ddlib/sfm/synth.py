@@ -72,7 +72,7 @@ from ddlib.utils import (ParamError, PeakMemory, check_choice, check_float, chec
 
 __all__ = ["METHODS", "DEFAULT_AUGS", "SynthConfig", "sfm_backward", "lgm_backward", "BalancedSampler",
            "balanced_indices", "resize_images",
-           "default_image_sizes", "real_init_images", "distill", "distill_cached", "run_times",
+           "default_image_sizes", "real_init_images", "distill", "distill_cached", "images_key", "run_times",
            # defined elsewhere (see the module docstring), importable from here
            "ImageParams", "pyramid_resolutions", "pyramid_state_bytes", "PARAMETERISATIONS", "INITS", "save_synthetic", "load_synthetic",
            "PeakMemory", "sfm_loss", "lgm_loss", "linear_ce_grad"]
@@ -457,6 +457,19 @@ def _centres_uncached(backbone: Callable[[Tensor], Tensor], ds: Any, batch: int,
 
 
 
+def images_key(ds: Any, cfg: SynthConfig, backbone_name: str, snapshots: Sequence[int] = ()) -> str:
+    """The artifact key of :func:`distill_cached`: dataset, resolved config, the augmentation it names, the
+    snapshot steps (when any) and the backbone's name."""
+    from ddlib import artifacts
+    from ddlib.kernels.augment import AUGMENTS
+
+    cfg = cfg.resolved()
+    spec: dict[str, Any] = {"config": cfg, "augment": config_dict(AUGMENTS[cfg.augment])}
+    if snapshots:
+        spec["snapshots"] = sorted(set(int(s) for s in snapshots))
+    return artifacts.make_key("sfm-images", ds.key(), spec, [backbone_name])
+
+
 def distill_cached(backbone: Callable[[Tensor], Tensor], ds: Any, cfg: SynthConfig, backbone_name: str, *,
                    device: str | torch.device | None = None, progress: bool = True,
                    use_cache: bool = True, snapshots: Sequence[int] = ()) -> dict[str, Any]:
@@ -468,15 +481,11 @@ def distill_cached(backbone: Callable[[Tensor], Tensor], ds: Any, cfg: SynthConf
     run must not pass ``wall_time`` off as new: :func:`run_times` gives both, named.
     """
     from ddlib import artifacts
-    from ddlib.kernels.augment import AUGMENTS
 
     if not isinstance(cfg, SynthConfig):
         raise ParamError(f"cfg must be a SynthConfig, got {type(cfg).__name__}")
     cfg = cfg.resolved()
-    spec: dict[str, Any] = {"config": cfg, "augment": config_dict(AUGMENTS[cfg.augment])}
-    if snapshots:
-        spec["snapshots"] = sorted(set(int(s) for s in snapshots))
-    key = artifacts.make_key("sfm-images", ds.key(), spec, [backbone_name])
+    key = images_key(ds, cfg, backbone_name, snapshots)
     t0 = time.perf_counter()
     res = artifacts.load(key) if use_cache else None
     cached = res is not None
