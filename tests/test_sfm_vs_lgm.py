@@ -1,4 +1,5 @@
-"""benchmarks/sfm_vs_lgm_cifar10.py at its tiny size: the record issue 10 asks for, read back, and resumed."""
+"""benchmarks/sfm_vs_lgm_cifar10.py at its tiny size: the record issue 10 asks for, read back, and resumed;
+benchmarks/sfm_ci_cifar10.py records a loaded synthetic set with its own time."""
 from __future__ import annotations
 
 import importlib.util
@@ -67,3 +68,17 @@ def test_isolated_run_lands_in_the_cache(script, tmp_path: Path) -> None:  # noq
                         "--out", str(out)]) == 0
     runs = json.loads(out.read_text())["runs"]
     assert sorted(runs) == ["lgm-ipc1-seed5", "sfm-ipc1-seed5"] and not any(r["cached"] for r in runs.values())
+
+
+def test_sfm_ci_cifar10_records_a_cache_hit_as_such(tmp_path: Path) -> None:
+    spec = importlib.util.spec_from_file_location("sfm_ci", ROOT / "benchmarks" / "sfm_ci_cifar10.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)  # type: ignore[union-attr]
+    args = ["--scale", "test", "--dataset", "digits", "--other", "convnet-random"]
+    assert mod.main([*args, "--out", str(tmp_path / "a.json")]) == 0
+    assert mod.main([*args, "--out", str(tmp_path / "b.json")]) == 0
+    first = json.loads((tmp_path / "a.json").read_text())["synthetic"]["sfm-ipc1"]
+    second = json.loads((tmp_path / "b.json").read_text())["synthetic"]["sfm-ipc1"]
+    assert first["cached"] is False and first["wall_s"] > 0 and "original_wall_s" not in first
+    assert second["cached"] is True and second["original_wall_s"] == pytest.approx(first["wall_s"])
+    assert second["wall_s"] < first["wall_s"]
