@@ -46,11 +46,13 @@ from ddlib.sfm.backbones import backbone_key
 from ddlib.train import Batch, Batches, LrScheduler, Step, loop
 from ddlib.utils import ParamError, check_choice, check_float, check_int, config_dict, get_device, progress, to_unit
 
-__all__ = ["MODES", "ProbeConfig", "GoldenConfig", "dataset_features", "train_probe", "train_projector", "train_kd",
+__all__ = ["MODES", "HEAD_STD", "ProbeConfig", "GoldenConfig", "dataset_features", "train_probe", "train_projector", "train_kd",
            "ci_predict", "golden_head", "random_real", "centroid_real", "linear_bytes", "evaluate_synthetic",
            "evaluate_modes"]
 
 MODES = ("probe", "ci", "kd")
+#: the standard deviation new heads' weights are drawn with (the reference's ``LinearClassifier``; bias 0)
+HEAD_STD = 0.01
 
 
 # --------------------------------------------------------------------------------------- configs
@@ -252,7 +254,7 @@ def _linear(d_in: int, d_out: int, seed: int, device: torch.device, head: bool =
         layer = nn.Linear(d_in, d_out)
         if head:
             with torch.no_grad():
-                layer.weight.normal_(0.0, 0.01)
+                layer.weight.normal_(0.0, HEAD_STD)
                 layer.bias.zero_()
         return layer.to(device)
 
