@@ -5,6 +5,7 @@ Usage::
     python benchmarks/bench_sfm.py --device cuda --full      # the GPU run (ViT-B/16 and EfficientNet-Lite0)
     python benchmarks/bench_sfm.py --threads 1               # CPU: reduced sizes, marked CPU
     python benchmarks/bench_sfm.py --device cuda --full --profile   # + a torch.profiler table of SFM steps
+    python benchmarks/bench_sfm.py --full --tiny --out /tmp/b.json  # the --full code path in seconds (a check)
 
 Every case runs ``ddlib.sfm.synth.distill`` itself on a synthetic stand-in for the data (random
 uint8 images, the backbone's resolution), so the figures are those of the library's code path:
@@ -20,8 +21,13 @@ uint8 images, the backbone's resolution), so the figures are those of the librar
   ``--train-per-class`` images per class; ImageNet has ~1,300).
 
 Cases (``--full``): ViT-B/16 (``timm:vit_base_patch16_224``, random weights: cost only) and
-EfficientNet-Lite0 at (C, IPC) = (10, 1), (10, 10), (100, 1) with SFM, chunked SFM and LGM
-(``augs_per_batch`` = 10), then SFM alone (direct and chunked) at (100, 10), (1000, 1), (1000, 10).
+EfficientNet-Lite0 at (C, IPC) = (10, 1), (10, 10), (100, 1) with SFM (SFM-1, the paper's), chunked SFM
+and LGM (``augs_per_batch`` = 10), then SFM alone (direct and chunked) at (100, 10), (1000, 1), (1000, 10).
+``ratios`` gives LGM / SFM time and memory per case and their ratio to the paper's claim (SFM 4× faster,
+10× less GPU memory: ``paper_time_ratio`` 4, ``paper_memory_ratio`` 10). Accuracy is not measured here:
+``benchmarks/sfm_vs_lgm_cifar10.py --size gpu --device cuda`` distils and scores SFM and LGM on Lite0.
+``sampler_ms`` times LGM's class-balanced real-batch draw (:class:`ddlib.sfm.synth.BalancedSampler`) at
+ImageNet-100 and ImageNet-1k sizes.
 Images 256 px cropped to 224 (the reference), a 1x1 .. 256 pyramid. Without ``--full`` (the CPU
 record): EfficientNet-Lite0 at (10, 1) with 32 px images fed to it at 32 px and a two-level
 pyramid (16, 32), 5 timed steps: a shared 2-core CPU cannot do more in minutes.
@@ -83,7 +89,8 @@ def run_case(bb: torch.nn.Module, bb_name: str, method: str, c: int, ipc: int, c
              device: torch.device) -> dict:
     warmup = len(synth.pyramid_resolutions(args.image_size, args.start_res)) + 1
     cfg = synth.SynthConfig(method=method, ipc=ipc, steps=warmup + args.steps, image_size=args.image_size,
-                            crop=args.crop, grow_every=1, chunk_size=chunk, augs_per_batch=args.augs,
+                            crop=args.crop, grow_every=1, chunk_size=chunk,
+                            augs_per_batch=args.augs if method == "lgm" else None,  # SFM-1, the paper's SFM
                             start_res=args.start_res, seed=0)
     d = int(bb.feature_dim)
     row = {"backbone": bb_name, "method": method + (" (chunked)" if chunk else ""), "C": c, "IPC": ipc,
@@ -134,8 +141,28 @@ def profile_sfm(bb: torch.nn.Module, c: int, ipc: int, args: argparse.Namespace,
     return prof.key_averages().table(sort_by=key, row_limit=30)
 
 
+#: the paper's claim for SFM against LGM: 4× less time, 10× less GPU memory
+PAPER = {"time": 4.0, "memory": 10.0}
+
+
+def sampler_ms(sizes: tuple[tuple[int, int], ...] = ((100, 128_000), (1000, 1_281_167)), draws: int = 50,
+               per_class: int = 10) -> dict[str, float]:
+    """Milliseconds per class-balanced draw of ``per_class`` indices per class among N labels (C, N)."""
+    out = {}
+    for c, n in sizes:
+        y = torch.randint(c, (n,), generator=torch.Generator().manual_seed(0))
+        s = synth.BalancedSampler(y, c, per_class, torch.Generator().manual_seed(1))
+        s.draw()
+        t = time.perf_counter()
+        for _ in range(draws):
+            s.draw()
+        out[f"C={c}, N={n}"] = 1000 * (time.perf_counter() - t) / draws
+    return out
+
+
 def ratios(rows: list[dict]) -> list[dict]:
-    """LGM / SFM time and memory per (backbone, C, IPC), and direct / chunked SFM memory."""
+    """LGM / SFM time and memory per (backbone, C, IPC) with their ratio to the paper's claim (:data:`PAPER`;
+    1 = as claimed), and direct / chunked SFM memory."""
     ok = {(r["backbone"], r["C"], r["IPC"], r["method"]): r for r in rows if r.get("status") == "ok"}
     out = []
     for (bb, c, ipc, m), r in ok.items():
@@ -146,6 +173,8 @@ def ratios(rows: list[dict]) -> list[dict]:
         if lgm:
             entry["lgm_over_sfm_time"] = lgm["step_s"] / r["step_s"]
             entry["lgm_over_sfm_memory"] = lgm["peak_mem_bytes"] / max(r["peak_mem_bytes"], 1)
+            entry["time_ratio_over_paper"] = entry["lgm_over_sfm_time"] / PAPER["time"]
+            entry["memory_ratio_over_paper"] = entry["lgm_over_sfm_memory"] / PAPER["memory"]
         if chunk:
             entry["sfm_direct_over_chunked_memory"] = r["peak_mem_bytes"] / max(chunk["peak_mem_bytes"], 1)
             entry["sfm_chunked_over_direct_time"] = chunk["step_s"] / r["step_s"]
@@ -157,6 +186,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--full", action="store_true", help="the full GPU grid (ViT-B/16 and EfficientNet-Lite0)")
+    ap.add_argument("--tiny", action="store_true",
+                    help="with --full: the same code path at a size a CPU runs in seconds (a check, not a record)")
     ap.add_argument("--steps", type=int, default=None, help="timed steps per case (default 20 full, 3 reduced)")
     ap.add_argument("--chunk-size", type=int, default=None, help="SFM chunk (default 100 full, 5 reduced)")
     ap.add_argument("--augs", type=int, default=10, help="LGM augs_per_batch (reference 10)")
@@ -172,7 +203,15 @@ def main() -> None:
     device = get_device(args.device)
     args.steps = args.steps or (20 if args.full else 5)
     chunk = args.chunk_size or (100 if args.full else 5)
-    if args.full:
+    px: dict[str, int | None] = {}
+    if args.full and args.tiny:  # every backbone and both loops, tiny grids; ViT-B/16 keeps its 224 px
+        args.image_size, args.crop, bb_px, args.start_res = 32, 32, None, 16
+        px = {"efficientnet-lite0": 32}
+        args.steps, args.augs = min(args.steps, 2), min(args.augs, 2)
+        names = list(BACKBONES) if args.backbones is None else args.backbones.split(",")
+        compare, sfm_only = [(2, 1)], [(3, 1)]
+        chunk = 1
+    elif args.full:
         args.image_size, args.crop, bb_px, args.start_res = 256, 224, None, 1
         names = list(BACKBONES) if args.backbones is None else args.backbones.split(",")
         compare, sfm_only = COMPARE, SFM_ONLY
@@ -183,7 +222,7 @@ def main() -> None:
     start = time.perf_counter()
     rows, profiles, throughput = [], {}, {}
     for key in names:
-        bb = load_backbone(BACKBONES[key], bb_px).to(device)
+        bb = load_backbone(BACKBONES[key], px.get(key, bb_px)).to(device)
         throughput[key] = forward_throughput(bb, args.crop, device)
         for c, ipc in compare:
             for method, ch in (("sfm", None), ("sfm", chunk), ("lgm", None)):
@@ -205,16 +244,19 @@ def main() -> None:
         del bb
         if device.type == "cuda":
             torch.cuda.empty_cache()
+    sampler = sampler_ms(((100, 128_000),) if args.tiny else ((100, 128_000), (1000, 1_281_167)))
     out = Path(args.out) if args.out else (Path(__file__).parent / "results" /
-                                           f"bench_sfm_{device.type}{'_full' if args.full else ''}.json")
+                                           f"bench_sfm_{device.type}{'_full' if args.full else ''}"
+                                           f"{'_tiny' if args.tiny else ''}.json")
     record = results.write(
         out, what=__doc__.splitlines()[0],
-        config={"scale": "full" if args.full else "reduced (CPU)", "device_type": device.type,
+        config={"scale": ("full (tiny check)" if args.tiny else "full") if args.full else "reduced (CPU)",
+                "device_type": device.type, "paper_claim": PAPER,
                 "timed_steps": args.steps, "chunk_size": chunk, "augs_per_batch": args.augs,
                 "image_size": args.image_size, "crop": args.crop, "start_res": args.start_res, "backbone_px": bb_px,
                 "train_per_class": args.train_per_class, "threads": torch.get_num_threads()},
         rows=rows, timings={"wall_s": time.perf_counter() - start}, ratios=ratios(rows),
-        forward_images_per_s=throughput, profiles=profiles)
+        forward_images_per_s=throughput, profiles=profiles, sampler_ms=sampler)
     print("\n" + "backbone            C  IPC  method            ms/step   peak MiB")
     for r in rows:
         if r.get("status") == "ok":

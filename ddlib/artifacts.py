@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 import torch
 
 import ddlib
-from ddlib.utils import dumps_strict, json_safe
+from ddlib.utils import config_fields, dumps_strict, json_safe
 
 T = TypeVar("T")
 
@@ -103,7 +103,7 @@ def make_key(stage: str, dataset: Any = None, config: Any = None, upstream: Sequ
     ``config`` may be a dataclass or any JSON-able value; a change in any input changes the key.
     """
     if dataclasses.is_dataclass(config) and not isinstance(config, type):
-        config = {"__class__": type(config).__name__, **dataclasses.asdict(config)}
+        config = {"__class__": type(config).__name__, **config_fields(config)}
     record = {
         "stage": stage,
         "dataset": json_safe(dataset),

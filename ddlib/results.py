@@ -25,8 +25,9 @@ float is written as ``null``.
 
 Readers: :func:`accuracy_table` (every accuracy row with its provenance), :func:`cost_table` (every
 time, memory and throughput number, long form), :func:`records_table`, :func:`bps_split_ablation`,
-:func:`synthesis_by_steps`, :func:`paired_table`. A file that is not valid JSON or not of the schema
-raises :class:`ResultsError` naming the file: a broken record is never skipped silently.
+:func:`synthesis_by_steps`, :func:`synthesis_cost_curve` (SFM against LGM at equal steps),
+:func:`paired_table`. A file that is not valid JSON or not of the schema raises :class:`ResultsError`
+naming the file: a broken record is never skipped silently.
 """
 from __future__ import annotations
 
@@ -361,6 +362,55 @@ def synthesis_by_steps(records: Iterable[Record] | None = None) -> pd.DataFrame:
     cols = ["steps", "set", "ipc", "distill_backbone", "eval_backbone", "mode", "accuracy_mean", "accuracy_std",
             "device", "source"]
     return pd.DataFrame(out, columns=cols)
+
+
+COST_CURVE_COLUMNS = ["set", "ipc", "steps", "protocol", "accuracy_mean", "accuracy_std", "n_seeds", "loop_s",
+                      "setup_s", "seconds", "peak_mem_mib", "peak_mem_kind", "complete", "device", "source"]
+
+
+def synthesis_cost_curve(records: Iterable[Record] | None = None) -> pd.DataFrame:
+    """Accuracy against cost of synthesis runs checkpointed at equal step budgets (records with ``runs`` and a
+    ``checkpoints`` config, written by ``benchmarks/sfm_vs_lgm_cifar10.py``).
+
+    One row per accuracy row: ``set`` (sfm, lgm, random-real, centroid-real), ``ipc``, ``steps`` (None for the
+    real sets), ``protocol``, accuracy mean/std over the seeds and ``n_seeds``; for synthetic sets the mean
+    over those seeds' runs of ``loop_s`` (the optimisation loop's time to ``steps``, summed step times),
+    ``setup_s`` (SFM's one statistics pass over the training set, once per dataset and backbone; 0 for
+    LGM, which reads real images inside every step), ``seconds`` = loop_s + setup_s, and the mean
+    ``peak_mem_mib`` of the runs with its kind; the record's ``complete`` flag, device and source. A run's
+    times are those of the run that made it (a record that loaded it says so in ``runs``).
+    """
+    records = load() if records is None else list(records)
+    out = []
+    for rec in records:
+        runs, checkpoints = rec.data.get("runs"), rec.config.get("checkpoints")
+        if not isinstance(runs, Mapping) or not isinstance(checkpoints, list):
+            continue
+        st = rec.timings.get("sfm_statistics") or {}
+        stats_s = st.get("original_wall_s", st.get("wall_s")) if isinstance(st, Mapping) else None
+        for r in rec.rows:
+            if not _is_number(r.get("mean")) or "set" not in r:
+                continue
+            row = {"set": r["set"], "ipc": r.get("ipc"), "steps": r.get("steps"), "protocol": r.get("protocol"),
+                   "accuracy_mean": float(r["mean"]), "accuracy_std": _spread(r), "n_seeds": _n_seeds(r),
+                   "loop_s": None, "setup_s": None, "seconds": None, "peak_mem_mib": None, "peak_mem_kind": None,
+                   "complete": bool(rec.data.get("complete", True)), "device": rec.provenance["device"],
+                   "source": rec.source}
+            if r.get("steps") is not None:
+                mine = [runs.get(f"{r['set']}-ipc{r.get('ipc')}-seed{s}") for s in r.get("seeds") or []]
+                mine = [m for m in mine if isinstance(m, Mapping) and _is_number(m.get("loop_s_at", {}).get(
+                    str(r["steps"])))]
+                if mine:
+                    loop = sum(float(m["loop_s_at"][str(r["steps"])]) for m in mine) / len(mine)
+                    setup = float(stats_s) if r["set"] == "sfm" and _is_number(stats_s) else 0.0
+                    row.update(loop_s=loop, setup_s=setup, seconds=loop + setup,
+                               peak_mem_mib=sum(float(m["peak_mem_bytes"]) for m in mine) / len(mine) / 2**20,
+                               peak_mem_kind=mine[0].get("peak_mem_kind"))
+            out.append(row)
+    df = pd.DataFrame(out, columns=COST_CURVE_COLUMNS)
+    df["ipc"] = pd.to_numeric(df["ipc"], errors="coerce").astype("Int64")
+    df["steps"] = pd.to_numeric(df["steps"], errors="coerce").astype("Int64")
+    return df
 
 
 def paired_table(records: Iterable[Record] | None = None) -> pd.DataFrame:

@@ -196,11 +196,35 @@ def get_device(device: str | torch.device | None = None) -> torch.device:
     return dev
 
 
+#: Field metadata of a config field added after artifacts were cached under that config: at its default the
+#: field is left out of :func:`config_fields` (so of :func:`config_dict` and of cache keys), and the artifacts
+#: cached before it existed keep their keys. Use ``field(default=..., metadata=ADDED_FIELD)``.
+ADDED_FIELD = {"omit_at_default": True}
+
+
+def config_fields(obj: Any) -> Any:
+    """``dataclasses.asdict`` of a config, recursively, without the :data:`ADDED_FIELD` fields at their default."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        out = {}
+        for f in dataclasses.fields(obj):
+            v = getattr(obj, f.name)
+            if f.metadata.get("omit_at_default") and v == f.default:
+                continue
+            out[f.name] = config_fields(v)
+        return out
+    if isinstance(obj, (list, tuple)):
+        return [config_fields(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: config_fields(v) for k, v in obj.items()}
+    return obj
+
+
 def config_dict(cfg: Any) -> dict[str, Any]:
-    """A frozen dataclass config as a plain JSON-able dict (tuples become lists)."""
+    """A frozen dataclass config as a plain JSON-able dict (tuples become lists; :data:`ADDED_FIELD` fields at
+    their default left out)."""
     if not dataclasses.is_dataclass(cfg):
         raise TypeError(f"expected a dataclass config, got {type(cfg).__name__}")
-    return json_safe(dataclasses.asdict(cfg))
+    return json_safe(config_fields(cfg))
 
 
 def json_safe(obj: Any, strict: bool = False) -> Any:

@@ -140,6 +140,40 @@ def test_noise_std() -> None:
     assert abs(float(A.gaussian_noise(z, 0.2, gen()).std()) - 0.2) < 0.01
 
 
+@pytest.mark.parametrize("through", ["op", "preset"])
+def test_noise_as_the_reference(through: str) -> None:
+    # RandomGaussianNoise(mean=0.5, std=0.2) with p = 0.5 per image, in [0, 1] pixel units: half the images get
+    # 0.5 + 0.2·ε on every pixel (the std is fixed, not drawn), the others are untouched
+    z = torch.zeros(4000, 3, 8, 8)
+    if through == "op":
+        y = A.gaussian_noise(z, 0.2, gen(3), mean=0.5, p=0.5)
+    else:
+        cfg = A.AUGMENTS["sfm"]
+        assert (cfg.noise_mean, cfg.noise_std, cfg.noise_p) == (0.5, 0.2, 0.5)
+        y = A.augment(z, dataclasses.replace(cfg, crop_scale=None, flip_p=0.0), gen(3))
+    touched = (y != 0).flatten(1).any(1)
+    assert abs(float(touched.float().mean()) - 0.5) < 0.03  # binomial sd 0.008
+    assert torch.equal(y[~touched], z[~touched])
+    added = y[touched]
+    assert abs(float(added.mean()) - 0.5) < 0.003 and abs(float(added.std()) - 0.2) < 0.003
+    per_image = added.flatten(1)
+    assert float((per_image.std(1) - 0.2).abs().max()) < 0.06  # 192 pixels per image: the std is not drawn
+    assert float((per_image.mean(1) - 0.5).abs().max()) < 0.07
+    # p = 1, mean 0 keeps the earlier op's random stream: the same draws as plain N(0, std²) noise
+    assert torch.equal(A.gaussian_noise(z[:4], 0.1, gen(5)), 0.1 * torch.randn(4, 3, 8, 8, generator=gen(5)))
+
+
+def test_added_noise_fields_keep_cache_keys() -> None:
+    from ddlib import artifacts
+    from ddlib.utils import config_dict
+
+    plain = A.AugmentConfig(crop_scale=(0.2, 1.0), noise_std=0.1)
+    assert "noise_mean" not in config_dict(plain) and "noise_p" not in config_dict(plain)
+    assert config_dict(A.AUGMENTS["sfm"])["noise_p"] == 0.5
+    key = artifacts.make_key("x", None, plain)
+    assert key != artifacts.make_key("x", None, dataclasses.replace(plain, noise_p=0.5))
+
+
 def test_cutmix_semantics(x: torch.Tensor) -> None:
     mixed, perm, lam = A.cutmix(x, 1.0, gen(4))
     assert sorted(perm.tolist()) == list(range(len(x)))
@@ -197,7 +231,7 @@ def test_pipeline_equals_the_single_ops_in_order(preset: str, x: torch.Tensor) -
     if cfg.blur_p > 0:
         y = A.gaussian_blur(y, cfg.blur_sigma, cfg.blur_p, g1)
     if cfg.noise_std > 0:
-        y = A.gaussian_noise(y, cfg.noise_std, g1)
+        y = A.gaussian_noise(y, cfg.noise_std, g1, mean=cfg.noise_mean, p=cfg.noise_p)
     assert torch.equal(A.augment(x, preset, g2), y)
 
 

@@ -56,7 +56,9 @@ def colour_dataset(n_train: int = 8, n_test: int = 20, seed: int = 0) -> data.Da
     return data.Dataset("colours", xtr, ytr, xte, yte, ["r", "g", "b"], source="test", spec={"name": "colours"})
 
 
-FAST = dict(epochs=60, lr=2.0, views=4, runs=1, batch_size=100)
+FAST = dict(epochs=60, lr=2.0, projector_lr=2.0, views=4, runs=1, batch_size=100)
+#: a golden head on the clean view at an effective Adam lr of 1e-2 (lr·B/256 with B = 256)
+CLEAN_GOLDEN = I.GoldenConfig(epochs=30, lr=1e-2, batch_size=256, augment=None)
 
 
 def test_probe_learns_separable_toy() -> None:
@@ -88,12 +90,12 @@ def _toy_pair(d_in: int, d: int, seed: int = 0) -> tuple[LinearBackbone, LinearB
 
 def test_ci_projector_reduces_mse_and_recovers_golden_accuracy(digits: data.Dataset) -> None:
     distill, evaluate, _ = _toy_pair(64, 16)
-    golden = I.golden_head(distill, digits, I.GoldenConfig(epochs=30, lr=1e-2))
+    golden = I.golden_head(distill, digits, CLEAN_GOLDEN)
     test_distill = distill(digits.test_x.float() / 255)
     golden_acc = (golden(test_distill).argmax(1) == digits.test_y).float().mean().item()
     assert golden_acc > 0.7
     s = I.random_real(digits, 5, seed=0)
-    cfg = I.ProbeConfig(epochs=300, lr=2.0, views=8, runs=1)
+    cfg = I.ProbeConfig(epochs=300, lr=2.0, projector_lr=2.0, views=8, runs=1)
     proj = I.train_projector(evaluate, distill, s["images"], cfg)
     assert (proj.in_features, proj.out_features) == (16, 16)
     assert proj.history[-1] < 0.01 * proj.history[0]
@@ -101,7 +103,7 @@ def test_ci_projector_reduces_mse_and_recovers_golden_accuracy(digits: data.Data
     ci_acc = (logits.argmax(1) == digits.test_y).float().mean().item()
     assert ci_acc >= golden_acc - 0.03
     res = I.evaluate_synthetic(s["images"], s["labels"], digits, distill, evaluate, "ci", cfg,
-                               I.GoldenConfig(epochs=30, lr=1e-2))
+                               CLEAN_GOLDEN)
     assert res["golden_acc"] == pytest.approx(golden_acc)
     assert res["acc"] >= golden_acc - 0.03
     assert res["bytes"]["projector"] == 17 * 16 * 4 and res["bytes"]["golden_head"] == 17 * 10 * 4
@@ -110,7 +112,7 @@ def test_ci_projector_reduces_mse_and_recovers_golden_accuracy(digits: data.Data
 
 def test_kd_trains_a_head_towards_the_teacher(digits: data.Dataset) -> None:
     distill, evaluate, _ = _toy_pair(64, 16)
-    golden = I.golden_head(distill, digits, I.GoldenConfig(epochs=30, lr=1e-2))
+    golden = I.golden_head(distill, digits, CLEAN_GOLDEN)
     s = I.random_real(digits, 3, seed=1)
     head = I.train_kd(evaluate, golden, distill, s["images"], s["labels"], I.ProbeConfig(**FAST))
     assert head.history[-1] < head.history[0]
@@ -119,14 +121,14 @@ def test_kd_trains_a_head_towards_the_teacher(digits: data.Dataset) -> None:
 
 def test_golden_head_cache_hit(digits: data.Dataset, monkeypatch: pytest.MonkeyPatch) -> None:
     distill, _, _ = _toy_pair(64, 8, seed=3)
-    cfg = I.GoldenConfig(epochs=2)
+    cfg = I.GoldenConfig(epochs=2, augment=None)
     first = I.golden_head(distill, digits, cfg)
     assert artifacts.exists(first.cache_key)
 
     def boom(*a: object, **k: object) -> None:
         raise AssertionError("recomputed a cached golden head")
 
-    monkeypatch.setattr(I, "_fit_head_on_features", boom)
+    monkeypatch.setattr(I, "_golden_source", boom)
     second = I.golden_head(distill, digits, cfg)
     assert second.cache_key == first.cache_key
     assert torch.equal(second.weight, first.weight)
@@ -135,6 +137,70 @@ def test_golden_head_cache_hit(digits: data.Dataset, monkeypatch: pytest.MonkeyP
     assert backbone_key(other) != backbone_key(distill)
     with pytest.raises(AssertionError, match="recomputed"):
         I.golden_head(other, digits, cfg)
+
+
+class Counting(nn.Module):
+    """Wraps a backbone and counts the images it embeds."""
+
+    def __init__(self, bb: nn.Module) -> None:
+        super().__init__()
+        self.bb, self.seen = bb, 0
+        self.feature_dim, self.image_size = bb.feature_dim, bb.image_size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen += len(x)
+        return self.bb(x)
+
+
+def test_heads_start_from_the_reference_init(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Probe and KD heads from W ~ N(0, 0.01²), b = 0 (the reference's LinearClassifier); the projector
+    keeps nn.Linear's default (as the reference's); the projector's Adam rate is ten times the probe's."""
+    lrs = []
+    real_adam = torch.optim.Adam
+
+    def spy(params, lr, **kw):  # noqa: ANN001, ANN003
+        lrs.append(lr)
+        return real_adam(params, lr=lr, **kw)
+
+    monkeypatch.setattr(torch.optim, "Adam", spy)
+    monkeypatch.setattr(I, "loop", lambda *a, **k: {"loss": [0.0]})  # no training: the heads as initialised
+    distill, evaluate = LinearBackbone(torch.randn(400, 192), 8), LinearBackbone(torch.randn(300, 192), 8)
+    ds = colour_dataset()
+    s = I.random_real(ds, 2, seed=0)
+    cfg = I.ProbeConfig(views=2, runs=1)
+    head = I.train_probe(evaluate, s["images"], s["labels"], cfg)
+    golden = nn.Linear(400, 3)
+    kd = I.train_kd(evaluate, golden, distill, s["images"], s["labels"], cfg)
+    for h in (head, kd):
+        h.requires_grad_(False)
+        assert abs(float(h.weight.std()) - 0.01) < 0.0005 and float(h.bias.abs().max()) == 0.0
+    proj = I.train_projector(evaluate, distill, s["images"], cfg)
+    proj.requires_grad_(False)
+    bound = 1 / math.sqrt(300)  # kaiming-uniform: U(−1/√d_in, 1/√d_in)
+    assert float(proj.weight.abs().max()) <= bound and float(proj.weight.std()) > 0.5 * bound / math.sqrt(3)
+    b = len(s["labels"])  # B = min(batch_size, N) = 6
+    assert lrs == pytest.approx([cfg.lr * b / 256, cfg.lr * b / 256, cfg.projector_lr * b / 256])
+    assert cfg.projector_lr == 10 * cfg.lr == 0.01  # eval_syn.py: 0.01·B/256 against the probe's 0.001·B/256
+
+
+def test_golden_head_on_augmented_views_fresh_or_banked() -> None:
+    """The reference's golden head sees a fresh augmented view of every image every epoch (epochs·N backbone
+    images); the CPU departure embeds a bank of K views once (K·N) and picks one per image per epoch."""
+    ds = colour_dataset(n_train=20)
+    n = len(ds.train_y)
+    assert I.GoldenConfig() == I.GoldenConfig(epochs=10, batch_size=128, lr=1e-3, augment="kd", views=None)
+    fresh = Counting(MeanColour())
+    head = I.golden_head(fresh, ds, I.GoldenConfig(epochs=6, lr=2.0, seed=1))
+    assert fresh.seen == 6 * n + n  # six fresh views of each image, then the clean view for train_acc
+    banked = Counting(MeanColour())
+    head_b = I.golden_head(banked, ds, I.GoldenConfig(epochs=6, lr=2.0, views=2, seed=1))
+    assert banked.seen == 2 * n  # the bank; the clean view is cached (the same backbone key)
+    test_f = MeanColour()(ds.test_x.float() / 255)
+    for h in (head, head_b):
+        assert h.train_acc == 1.0 and (h(test_f).argmax(1) == ds.test_y).float().mean() == 1.0
+    again = Counting(MeanColour())
+    assert torch.equal(I.golden_head(again, ds, I.GoldenConfig(epochs=6, lr=2.0, views=2, seed=1)).weight,
+                       head_b.weight) and again.seen == 0  # the head (and its bank) are cached
 
 
 def test_real_baselines(digits: data.Dataset) -> None:
@@ -157,6 +223,9 @@ def test_real_baselines(digits: data.Dataset) -> None:
     lambda: I.ProbeConfig(crop_scale=(0.5, 0.1)),
     lambda: I.ProbeConfig(kd_weight=1.5),
     lambda: I.GoldenConfig(lr=-1.0),
+    lambda: I.GoldenConfig(views=0),
+    lambda: I.GoldenConfig(augment="nope"),
+    lambda: I.ProbeConfig(projector_lr=0.0),
     lambda: I.random_real(colour_dataset(), 0),
     lambda: I.random_real(colour_dataset(n_train=2), 3),
     lambda: get_backbone("resnet-9000"),
@@ -200,7 +269,7 @@ def test_inhouse_encoder_trains_and_caches() -> None:
 def test_evaluate_modes_shares_work_and_matches_single_modes(digits: data.Dataset) -> None:
     distill, evaluate, _ = _toy_pair(64, 16)
     s = I.random_real(digits, 2, seed=2)
-    cfg, gcfg = I.ProbeConfig(**FAST), I.GoldenConfig(epochs=5, lr=1e-2)
+    cfg, gcfg = I.ProbeConfig(**FAST), I.GoldenConfig(epochs=5, lr=2e-2, batch_size=256, augment=None)
     both = I.evaluate_modes(s["images"], s["labels"], digits, distill, evaluate, ("probe", "ci"), cfg, gcfg)
     assert set(both) == {"probe", "ci"} and "golden_acc" in both["ci"] and "golden_acc" not in both["probe"]
     for mode in ("probe", "ci"):

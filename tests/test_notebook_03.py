@@ -26,6 +26,12 @@ def test_chapter_03_at_test_scale(run_notebook) -> None:
     assert float(g["identity_err"]) < 1e-4  # LGM's zero-head gradient is the scaled flow
     for key in ("time_ratio", "mem_ratio", "chunk_ratio", "sfm_final_cos", "lgm_final_cos", "head_cos"):
         float(g[key])
+    # the reference's N − 1 at IPC > 1: below 1 even at the ideal point, exactly 1 at IPC 1
+    assert float(g["ref_cos_one"]) == pytest.approx(1.0, abs=1e-3) and float(g["ref_cos"]) < 1
+    assert int(g["ref_n"]) == 10 * int(g["ref_ipc"]) and float(g["common_ratio"]) > 0
+    # the images' optimisation state: 4 copies of a complete 256-px RGB pyramid, about 4 MiB
+    assert float(g["state_mib_ref"]) == pytest.approx(4 * 3 * 87381 * 4 / 2**20, abs=0.05)
+    assert (g["noise_mean"], g["noise_std"], g["noise_share"]) == ("0.5", "0.2", "50")
 
 
 @pytest.mark.parametrize("params, name", [({"backbone": "resnet-9000"}, "backbone"), ({"ipc": 0}, "ipc")])

@@ -26,6 +26,10 @@ def test_chapter_04_at_test_scale(run_notebook) -> None:
     for key in ("ci_gain_mean", "best_other_ci", "best_other_probe", "best_other_kd", "golden_share"):
         float(g[key])
     assert int(str(g["img_bytes"]).replace(",", "")) == 10 * 28 * 28  # 10 classes x IPC 1 x 28x28 grey, uint8
+    for key in ("random_ci_best_other", "centroid_probe_best_other", "centroid_kd_best_other"):
+        assert 0 <= float(g[key]) <= 100
+    assert float(g["projector_lr"]) == pytest.approx(10 * float(g["probe_lr"]))  # the reference's ratio
+    assert "bank of 2 augmented views" in g["golden_setting"] and float(g["head_std"]) == 0.01
 
 
 @pytest.mark.parametrize("params, name", [({"eval_backbones": ["resnet-9000"]}, "backbone"),

@@ -85,6 +85,8 @@ def test_a_bps_override_changes_exactly_its_fields(name: str, value: object, fie
     ("probe_epochs", 9, {"probe.epochs"}),
     ("views", 3, {"probe.views"}),
     ("golden_epochs", 9, {"golden.epochs"}),
+    ("golden_views", 3, {"golden.views"}),
+    ("projector_lr", 0.5, {"probe.projector_lr"}),
     ("augs_per_batch", 3, {"augs_per_batch"}),
     ("distill_backbone", "convnet-random", {"backbone"}),
     ("seed", 2, {"data_seed", "seed", "synth.seed", "probe.seed", "golden.seed"}),

@@ -215,3 +215,29 @@ def test_paired_table_collects_every_records_paired_rows(tmp_path: Path) -> None
     r = t.iloc[0]
     assert (r.method, r.baseline, r.ipc, r.n_seeds, r.dataset) == ("bps", "random", 10, 5, "fashion-mnist")
     assert math.isclose(r.diff_mean, 0.012) and list(r.ci95) == [-0.003, 0.027]
+
+
+def test_synthesis_cost_curve_pairs_accuracy_with_each_runs_cost(tmp_path: Path) -> None:
+    """Accuracy against cost at equal steps: the mean over the seeds' runs of the loop time to the checkpoint,
+    SFM's statistics pass added once (LGM has none), peak memory in MiB; real sets carry no cost."""
+    run = lambda loop, mem: {"loop_s_at": {"100": loop, "200": 2 * loop}, "peak_mem_bytes": mem,  # noqa: E731
+                             "peak_mem_kind": "CPU peak RSS increase (sampled)"}
+    rec = _rec(config={"checkpoints": [100, 200]}, complete=False,
+               timings={"wall_s": 5.0, "sfm_statistics": {"wall_s": 0.01, "cached": True, "original_wall_s": 30.0}},
+               runs={"sfm-ipc1-seed0": run(10.0, 2**20), "sfm-ipc1-seed1": run(14.0, 3 * 2**20),
+                     "lgm-ipc1-seed0": run(100.0, 8 * 2**20)},
+               rows=[{"method": "sfm (200 steps)", "set": "sfm", "steps": 200, "ipc": 1, "protocol": "probe on a",
+                      "mean": 0.5, "std": 0.1, "per_seed": [0.4, 0.6], "seeds": [0, 1]},
+                     {"method": "lgm (100 steps)", "set": "lgm", "steps": 100, "ipc": 1, "protocol": "probe on a",
+                      "mean": 0.45, "std": 0.0, "per_seed": [0.45], "seeds": [0]},
+                     {"method": "random-real", "set": "random-real", "steps": None, "ipc": 1,
+                      "protocol": "probe on a", "mean": 0.3, "std": 0.0, "per_seed": [0.3], "seeds": [0]}])
+    _write(tmp_path / "results" / "sfm_vs_lgm.json", rec)
+    _write(tmp_path / "results" / "other.json", _rec(rows=[{"method": "x", "protocol": "p", "mean": 0.1}]))
+    df = results.synthesis_cost_curve(results.load([tmp_path / "results"]))
+    assert list(df.columns) == results.COST_CURVE_COLUMNS and len(df) == 3
+    sfm, lgm, real = (df[df["set"] == k].iloc[0] for k in ("sfm", "lgm", "random-real"))
+    assert sfm.steps == 200 and sfm.loop_s == pytest.approx(24.0) and sfm.setup_s == 30.0
+    assert sfm.seconds == pytest.approx(54.0) and sfm.peak_mem_mib == pytest.approx(2.0) and sfm.n_seeds == 2
+    assert lgm.loop_s == 100.0 and lgm.setup_s == 0.0 and lgm.peak_mem_mib == 8.0
+    assert math.isnan(real.seconds) and real.accuracy_mean == 0.3 and not bool(sfm.complete)

@@ -36,7 +36,7 @@ def tiny_ds() -> data.Dataset:
 
 
 def tiny_cfg(**kw) -> synth.SynthConfig:
-    base = dict(ipc=2, steps=40, lr=0.05, image_size=8, crop=8, grow_every=10, augs_per_batch=3, seed=0)
+    base = dict(ipc=2, steps=40, lr=0.05, image_size=8, crop=8, grow_every=10, seed=0)
     return synth.SynthConfig(**{**base, **kw})
 
 
@@ -118,7 +118,8 @@ def test_real_init_inverts_the_decode(tiny_ds) -> None:
 # ----------------------------------------------------------------------------- the losses
 @pytest.mark.parametrize("method", ["sfm", "lgm"])
 def test_losses_decrease_on_a_tiny_problem(tiny_backbone, tiny_ds, method) -> None:
-    res = synth.distill(tiny_backbone, tiny_ds, tiny_cfg(method=method), progress=False)
+    res = synth.distill(tiny_backbone, tiny_ds, tiny_cfg(method=method, augs_per_batch=3 if method == "lgm" else None),
+                        progress=False)
     loss = res["history"]["loss"]
     assert len(loss) == 40 and res["images"].shape == (8, 3, 8, 8)
     assert 0 <= float(res["images"].min()) and float(res["images"].max()) <= 1
@@ -146,6 +147,136 @@ def test_chunked_sfm_gives_the_direct_gradient(tiny_backbone, tiny_ds) -> None:
     for a, b in zip(g0, g1):
         assert torch.allclose(a, b, atol=1e-6, rtol=1e-4)
     assert any(float(a.abs().max()) > 0 for a in g0)
+
+
+def test_sfm_k_averages_k_views_per_image(tiny_backbone, tiny_ds) -> None:
+    """SFM-k: each image's feature is the mean of φ over its k augmented views (the view-major repeat drawn
+    with the step's chunk generator); the two-pass step gives the direct gradient for k > 1 too."""
+    from ddlib.kernels.augment import augment
+
+    st = stats.dataset_stats(tiny_backbone, tiny_ds, "tiny")
+    labels = torch.arange(4).repeat_interleave(2)
+    aug = synth._aug_config(tiny_cfg())
+    g = torch.Generator().manual_seed(3)
+    p = synth.ImageParams.create(8, 3, 8, init="noise", generator=g)
+    out = {}
+    for two_pass in (False, True):
+        for lv in p.levels:
+            lv.grad = None
+        loss, s_hat = synth.sfm_backward(p, tiny_backbone, st["flows"], labels, 4, aug, (0, 5), chunk_size=3,
+                                         two_pass=two_pass, views=3)
+        out[two_pass] = (loss, s_hat, [lv.grad.clone() for lv in p.levels])
+    with torch.no_grad():
+        per_image = []
+        for k, sl in enumerate(synth._chunks(8, 3)):
+            x = augment(p.decode(sl).repeat(3, 1, 1, 1), aug, synth._generator(torch.device("cpu"), 0, 5, k))
+            per_image.append(tiny_backbone(x).view(3, -1, tiny_backbone.feature_dim).mean(0))
+        expected = stats.class_means(torch.cat(per_image), labels, 4)
+    assert torch.allclose(out[False][1], expected, atol=1e-6) and torch.allclose(out[True][1], expected, atol=1e-6)
+    assert out[False][0] == pytest.approx(1 - float(stats.flow_cosine(st["flows"], stats.flows(expected))), abs=1e-6)
+    for a, b in zip(out[False][2], out[True][2]):
+        assert torch.allclose(a, b, atol=1e-6, rtol=1e-4)
+    one = synth.sfm_backward(p, tiny_backbone, st["flows"], labels, 4, aug, (0, 5), views=1)[1]
+    assert not torch.allclose(one, expected, atol=1e-4)  # one view is not the mean of three
+
+
+def test_augs_per_batch_defaults_keys_and_records(tiny_backbone, tiny_ds) -> None:
+    """SFM-1 and LGM-10 by default; the value used is what runs, records and cache keys carry."""
+    assert synth.SynthConfig().augs == 1 and synth.SynthConfig(method="lgm").augs == 10
+    assert synth.SynthConfig(augs_per_batch=4).resolved().augs_per_batch == 4
+    assert synth.SynthConfig().resolved() == synth.SynthConfig(augs_per_batch=1)
+    one = synth.distill_cached(tiny_backbone, tiny_ds, tiny_cfg(steps=2), "tiny", progress=False)
+    again = synth.distill_cached(tiny_backbone, tiny_ds, tiny_cfg(steps=2, augs_per_batch=1), "tiny", progress=False)
+    two = synth.distill_cached(tiny_backbone, tiny_ds, tiny_cfg(steps=2, augs_per_batch=2), "tiny", progress=False)
+    assert one["config"]["augs_per_batch"] == 1 and two["config"]["augs_per_batch"] == 2
+    assert again["key"] == one["key"] and again["cached"] and not one["cached"]
+    assert two["key"] != one["key"] and not two["cached"]
+    assert not torch.equal(one["images"], two["images"])
+
+
+def test_snapshots_are_the_shorter_runs(tiny_backbone, tiny_ds) -> None:
+    """The images after s steps of one run are those of a run of s steps (one trajectory, checkpoints)."""
+    res = synth.distill(tiny_backbone, tiny_ds, tiny_cfg(steps=12), progress=False, snapshots=(5, 12))
+    short = synth.distill(tiny_backbone, tiny_ds, tiny_cfg(steps=5), progress=False)
+    assert torch.equal(res["snapshots"][5], short["images"]) and torch.equal(res["snapshots"][12], res["images"])
+    with pytest.raises(ParamError, match="snapshot"):
+        synth.distill(tiny_backbone, tiny_ds, tiny_cfg(steps=3), progress=False, snapshots=(4,))
+
+
+def test_a_cache_hit_records_its_own_time(tiny_backbone, tiny_ds) -> None:
+    """A loaded synthetic set: wall_s is this call's (about 0), the run that made it is original_wall_s."""
+    cfg = tiny_cfg(steps=3, seed=11)
+    first = synth.distill_cached(tiny_backbone, tiny_ds, cfg, "tiny", progress=False)
+    assert synth.run_times(first) == {"wall_s": first["wall_time"], "cached": False}
+    hit = synth.distill_cached(tiny_backbone, tiny_ds, cfg, "tiny", progress=False)
+    t = synth.run_times(hit)
+    assert t["cached"] and t["original_wall_s"] == first["wall_time"] and t["wall_s"] == hit["load_s"]
+    assert synth.run_times(hit, elapsed_s=0.25)["wall_s"] == 0.25
+    assert 0 <= t["wall_s"] < 5
+
+
+def test_balanced_sampler_distribution() -> None:
+    """Every draw has per_class indices of each class; a class's images are walked without replacement until
+    they run out, so over many draws every image is drawn equally often; small classes with replacement."""
+    y = torch.tensor([2] * 7 + [0] * 12 + [1] * 30 + [3] * 3)[torch.randperm(52, generator=torch.Generator().manual_seed(0))]
+    s = synth.BalancedSampler(y, 4, 4, torch.Generator().manual_seed(1))
+    counts = torch.zeros(len(y), dtype=torch.long)
+    for step in range(300):
+        idx = s.draw()
+        assert torch.equal(y[idx], torch.arange(4).repeat_interleave(4))
+        if step < 3:  # class 0 (12 images) gives 3 disjoint draws of 4 before it is reshuffled
+            assert len(set(idx[:4].tolist())) == 4
+        counts += torch.bincount(idx, minlength=len(y))
+    per_image = {c: counts[y == c] for c in range(4)}
+    assert all(int(v.sum()) == 1200 for v in per_image.values())
+    assert torch.equal(per_image[0], torch.full((12,), 100))  # 3 draws a pass, 100 whole passes
+    # 30 images, 7 draws (28 images) a pass: each image in all but about 1 in 15 passes (≈ 40 ± 3, not the
+    # ± 6 per image of drawing with replacement)
+    assert int(per_image[1].min()) >= 33 and int(per_image[1].max()) <= 45
+    assert abs(float(per_image[2].float().mean()) - 1200 / 7) < 1e-3
+    assert (per_image[3] - 400).abs().max() < 80  # 3 images, 4 per draw: with replacement
+    idx = synth.balanced_indices(y, 4, 2, torch.Generator().manual_seed(0))
+    assert torch.equal(y[idx], torch.arange(4).repeat_interleave(2))
+    with pytest.raises(ParamError, match="no training images"):
+        synth.BalancedSampler(y, 5, 2, torch.Generator())
+
+
+def test_reference_flows_at_ipc_above_one() -> None:
+    """The reference divides the other classes' sum by C·IPC − 1: at IPC 1 the dataset flow, at IPC > 1 the
+    common component of the centres enters (hand-computed), turning the flow even at ŝ = μ."""
+    mu = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    assert torch.allclose(stats.reference_flows(mu, 1), stats.flows(mu))
+    # IPC 2: N − 1 = 5; F_0 = ((0, 1) + (1, 1)) / 5 − (1, 0) = (−0.8, 0.4)
+    expected = torch.tensor([[-0.8, 0.4], [0.4, -0.8], [-0.8, -0.8]])
+    assert torch.allclose(stats.reference_flows(mu, 2), expected)
+    # centres m + δ_c: the cosine to the dataset flow is |a·δ| / sqrt(|a·δ|² + C·|b·m|²), a = N/(N−1), b = (N−C)/(N−1)
+    g = torch.Generator().manual_seed(0)
+    delta = torch.randn(10, 16, generator=g)
+    delta -= delta.mean(0)
+    m = 3 * torch.randn(16, generator=g)
+    n = 100
+    a, b = n / (n - 1), (n - 10) / (n - 1)
+    predicted = a * delta.norm() / (a**2 * delta.norm() ** 2 + 10 * b**2 * m.norm() ** 2).sqrt()
+    got = stats.flow_cosine(stats.flows(m + delta), stats.reference_flows(m + delta, 10))
+    assert float(got) == pytest.approx(float(predicted), rel=1e-5) and float(got) < 0.9
+    with pytest.raises(ParamError, match="ipc"):
+        stats.reference_flows(mu, 0)
+
+
+def test_pyramid_state_bytes_counts_levels_grads_and_adam() -> None:
+    # 256 px RGB: levels 1..256, Σ r² = (4⁹ − 1)/3 = 87,381; ×3 channels ×4 copies ×4 bytes
+    assert synth.pyramid_state_bytes(256) == 4 * 3 * 87381 * 4
+    assert 3.9 < synth.pyramid_state_bytes(256) / 2**20 < 4.1
+    p = synth.ImageParams.create(2, 3, 16, init="zero")
+    while p.grow():
+        pass
+    opt = torch.optim.Adam(p.parameters())
+    sum(lv.sum() for lv in p.levels).backward()
+    opt.step()
+    tensors = [*p.levels, *(lv.grad for lv in p.levels), *(v for st in opt.state.values()
+                                                           for k, v in st.items() if k != "step")]
+    assert sum(t.numel() * t.element_size() for t in tensors) == 2 * synth.pyramid_state_bytes(16)
+    assert synth.pyramid_state_bytes(16, parameterisation="pixels") == 4 * 3 * 256 * 4
 
 
 def test_sfm_from_statistics_only_and_chunked_distill(tiny_backbone, tiny_ds) -> None:

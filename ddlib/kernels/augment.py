@@ -27,7 +27,7 @@ whole-batch version.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ddlib.utils import ParamError, check_choice, check_float, check_int
+from ddlib.utils import ADDED_FIELD, ParamError, check_choice, check_float, check_int
 
 __all__ = ["AugmentConfig", "AUGMENTS", "augment", "random_resized_crop", "random_pad_crop", "hflip",
            "color_jitter", "grayscale", "gaussian_blur", "gaussian_noise", "cutmix", "get_augment"]
@@ -55,6 +55,12 @@ class AugmentConfig:
     ``blur_sigma`` is in pixels of the image being blurred. The reference's σ 0.1–2 is for 224-px
     images; the MoCo encoder scales it to its images' size in its config
     (:func:`ddlib.encoders.views_augment`), so the cache keys of what the views feed say which σ was used.
+
+    Gaussian noise (:func:`gaussian_noise`): with probability ``noise_p`` per image, every pixel gets
+    ``noise_mean + noise_std·ε``, ε ~ N(0, 1), in [0, 1] pixel units, before the backbone's normalisation,
+    not clamped: the LGM/SFM code's ``RandomGaussianNoise(mean=0.5, std=0.2)`` (p = 0.5) is
+    ``noise_mean=0.5, noise_std=0.2, noise_p=0.5``. ``noise_mean`` and ``noise_p`` were added later
+    (:data:`~ddlib.utils.ADDED_FIELD`: at their defaults 0 and 1 they leave cache keys as they were).
     """
 
     crop_scale: tuple[float, float] | None = (0.08, 1.0)
@@ -68,6 +74,8 @@ class AugmentConfig:
     blur_sigma: tuple[float, float] = (0.1, 2.0)
     noise_std: float = 0.0
     pad: int = 0
+    noise_mean: float = field(default=0.0, metadata=ADDED_FIELD)
+    noise_p: float = field(default=1.0, metadata=ADDED_FIELD)
 
     def __post_init__(self) -> None:
         if self.crop_scale is not None:
@@ -89,6 +97,8 @@ class AugmentConfig:
         check_float("blur_sigma[0]", lo, 1e-6, None)
         check_float("blur_sigma[1]", hi, lo, None)
         check_float("noise_std", self.noise_std, 0.0, None)
+        check_float("noise_mean", self.noise_mean, -10.0, 10.0)
+        check_float("noise_p", self.noise_p, 0.0, 1.0)
         check_int("pad", self.pad, 0, 1024)
         if self.pad > 0 and self.crop_scale is not None:
             raise ParamError(f"pad={self.pad} and crop_scale={self.crop_scale} are both set; "
@@ -109,15 +119,17 @@ def _pair(name: str, v: object) -> tuple[float, float]:
 #: (4 px of a 32 px image; for 28 px data it is 1/7 of the side). ``kd`` is BPS's student
 #: augmentation RandomResizedCrop(min_crop, 1) + flip (min_crop set per IPC with
 #: ``dataclasses.replace(AUGMENTS["kd"], crop_scale=(min_crop, 1.0))``; CutMix is applied by
-#: the caller with :func:`cutmix`). ``sfm``'s noise std of 0.1 (in [0, 1] pixel units) is our
-#: choice: the SFM/LGM papers name Gaussian noise without its std.
+#: the caller with :func:`cutmix`). ``sfm`` is the LGM/SFM code's ``AugStandard``: flip, RandomResizedCrop
+#: (0.08–1) and ``RandomGaussianNoise(mean=0.5, std=0.2)`` applied to each image with p = 0.5
+#: (``src/augmentation/standard_aug.py`` and ``ops/random_gaussian_noise.py`` of the LGM code; the mean is
+#: an offset of half the pixel range added with the noise).
 AUGMENTS: dict[str, AugmentConfig] = {
     "none": AugmentConfig(crop_scale=None, flip_p=0.0),
     "crop_flip": AugmentConfig(crop_scale=None, pad=4, flip_p=0.5),
     "moco_v2": AugmentConfig(crop_scale=(0.2, 1.0), flip_p=0.5, jitter=(0.4, 0.4, 0.4, 0.1), jitter_p=0.8,
                              grayscale_p=0.2, blur_p=0.5, blur_sigma=(0.1, 2.0)),
     "kd": AugmentConfig(crop_scale=(0.08, 1.0), flip_p=0.5),
-    "sfm": AugmentConfig(crop_scale=(0.08, 1.0), flip_p=0.5, noise_std=0.1),
+    "sfm": AugmentConfig(crop_scale=(0.08, 1.0), flip_p=0.5, noise_std=0.2, noise_mean=0.5, noise_p=0.5),
 }
 
 
@@ -455,18 +467,28 @@ def gaussian_blur(x: Tensor, sigma: tuple[float, float] = (0.1, 2.0), p: float =
     return _run(x, [_blur_step(x, x.shape[-2], x.shape[-1], sigma, p, scale_with_size, generator)])
 
 
-def _noise_step(shape: tuple[int, ...], std: float, x: Tensor, generator: torch.Generator | None) -> Step:
+def _noise_step(shape: tuple[int, ...], std: float, x: Tensor, generator: torch.Generator | None,
+                mean: float = 0.0, p: float = 1.0) -> Step:
+    # the coin first, then the noise of every image (the reference's order); no coin when p = 1
+    apply = _coin(p, shape[0], x, generator) if p < 1 else None
     noise = torch.randn(shape, generator=generator, device=_gen_device(generator), dtype=torch.float32)
     noise = std * noise.to(device=x.device, dtype=x.dtype)
-    return lambda y, sl: y + noise[sl]
+    if mean != 0:
+        noise = noise + mean
+    if apply is None:
+        return lambda y, sl: y + noise[sl]
+    return lambda y, sl: _masked(y, apply[sl], lambda z, which: z + noise[sl][which])
 
 
-def gaussian_noise(x: Tensor, std: float = 0.1, generator: torch.Generator | None = None) -> Tensor:
-    """Add N(0, std^2) noise to every pixel; not clamped (the models normalise any real input)."""
+def gaussian_noise(x: Tensor, std: float = 0.1, generator: torch.Generator | None = None, mean: float = 0.0,
+                   p: float = 1.0) -> Tensor:
+    """With probability ``p`` per image, add ``mean + std·ε`` (ε ~ N(0, 1)) to every pixel; not clamped (the
+    models normalise any real input). The LGM/SFM code's ``RandomGaussianNoise(mean=0.5, std=0.2)`` is
+    ``mean=0.5, std=0.2, p=0.5``: the noise is drawn for every image, then kept for the chosen ones."""
     x = _as_float(x)
-    if std <= 0:
+    if (std <= 0 and mean == 0) or p <= 0:
         return x
-    return _run(x, [_noise_step(tuple(x.shape), std, x, generator)])
+    return _run(x, [_noise_step(tuple(x.shape), std, x, generator, mean, p)])
 
 
 def cutmix(x: Tensor, alpha: float = 1.0, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor, float]:
@@ -525,6 +547,6 @@ def augment(x: Tensor, cfg: AugmentConfig | str, generator: torch.Generator | No
         steps.append(_gray_step(x, cfg.grayscale_p, generator))
     if cfg.blur_p > 0:
         steps.append(_blur_step(x, h, w, cfg.blur_sigma, cfg.blur_p, False, generator))
-    if cfg.noise_std > 0:
-        steps.append(_noise_step((n, c, h, w), cfg.noise_std, x, generator))
+    if (cfg.noise_std > 0 or cfg.noise_mean != 0) and cfg.noise_p > 0:
+        steps.append(_noise_step((n, c, h, w), cfg.noise_std, x, generator, cfg.noise_mean, cfg.noise_p))
     return _run(x, steps, c * h * w)

@@ -43,14 +43,16 @@ from ddlib import artifacts
 from ddlib.baselines import centroid_real_from_features, random_real
 from ddlib.losses import kd_kl_ce_loss, projector_loss
 from ddlib.sfm.backbones import backbone_key
-from ddlib.train import Batch, Batches, LrScheduler, Step, ce_step, embed, loop, tensor_batches
+from ddlib.train import Batch, Batches, LrScheduler, Step, loop
 from ddlib.utils import ParamError, check_choice, check_float, check_int, config_dict, get_device, progress, to_unit
 
-__all__ = ["MODES", "ProbeConfig", "GoldenConfig", "dataset_features", "train_probe", "train_projector", "train_kd",
+__all__ = ["MODES", "HEAD_STD", "ProbeConfig", "GoldenConfig", "dataset_features", "train_probe", "train_projector", "train_kd",
            "ci_predict", "golden_head", "random_real", "centroid_real", "linear_bytes", "evaluate_synthetic",
            "evaluate_modes"]
 
 MODES = ("probe", "ci", "kd")
+#: the standard deviation new heads' weights are drawn with (the reference's ``LinearClassifier``; bias 0)
+HEAD_STD = 0.01
 
 
 # --------------------------------------------------------------------------------------- configs
@@ -62,15 +64,19 @@ class ProbeConfig:
     at lr = 1e-3 · B / 256 (the linear scaling rule, B = min(batch_size, N)), batches of at most 100
     synthetic images, cosine annealing to 0 over 1,000 epochs, augmentation = RandomResizedCrop
     (0.08–1) + horizontal flip, and the mean of 5 runs (seeds ``seed + r``), each scored at its last
-    epoch. ``views=None`` draws fresh augmentations at every step as the reference does; ``views=K``
-    embeds K augmented views once (CPU budgets; see the module docstring). The CI projector uses the
-    same optimiser and schedule (the SFM paper names Adam + cosine without further settings); KD uses
-    ``temperature`` T = 4 and ``kd_weight`` 0.5 (loss = w·KL·T² + (1 − w)·CE).
+    epoch (the reference keeps the best test accuracy of periodic evaluations; we do not select on the
+    test set). Heads start from W ~ N(0, 0.01²), b = 0 (the reference's ``LinearClassifier``).
+    ``views=None`` draws fresh augmentations at every step as the reference does; ``views=K``
+    embeds K augmented views once (CPU budgets; see the module docstring). The CI projector (an
+    ``nn.Linear`` with PyTorch's default init, as the reference's) uses the same schedule with Adam at
+    ``projector_lr``·B/256, ten times the head's rate (``distillation/eval_syn.py`` of the SFM code:
+    0.01·B/256); KD uses ``temperature`` T = 4 and ``kd_weight`` 0.5 (loss = w·KL·T² + (1 − w)·CE).
     """
 
     epochs: int = 1000
     batch_size: int = 100
     lr: float = 1e-3
+    projector_lr: float = 1e-2
     weight_decay: float = 0.0
     crop_scale: tuple[float, float] | None = (0.08, 1.0)
     flip_p: float = 0.5
@@ -87,6 +93,7 @@ class ProbeConfig:
         check_int("epochs", self.epochs, 1, 10**6)
         check_int("batch_size", self.batch_size, 1, 10**6)
         check_float("lr", self.lr, 1e-9, 10.0)
+        check_float("projector_lr", self.projector_lr, 1e-9, 100.0)
         check_float("weight_decay", self.weight_decay, 0.0, 1.0)
         if self.crop_scale is not None:
             if not isinstance(self.crop_scale, (tuple, list)) or len(self.crop_scale) != 2:
@@ -112,37 +119,52 @@ class ProbeConfig:
 
 @dataclass(frozen=True)
 class GoldenConfig:
-    """The golden head: a linear classifier trained on precomputed full-training-set features of φ_distill.
+    """The golden head: the linear classifier on φ_distill trained on the full training set.
 
-    Our choice (the SFM paper trains it on the full data without naming settings): Adam lr 1e-3, no
-    weight decay, batch 256, cosine to 0 over 100 epochs, un-augmented images (the test-time view),
-    features computed once and cached.
+    Defaults are the reference's (``baselines/full_dataset.py`` and ``distillation/eval_full.py`` of the SFM
+    code): augmented images (``augment``, a preset of ``AUGMENTS``: "kd" is flip + RandomResizedCrop
+    0.08–1, its ``AugBasic``), 10 epochs of batches of 128, Adam at lr·B/256 = 1e-3·128/256 without weight
+    decay, cosine to 0, the head from W ~ N(0, 0.01²), b = 0, scored at the last epoch.
+
+    ``views=None`` augments every batch afresh and runs it through the frozen backbone (the reference:
+    ``epochs`` backbone passes over the training set). ``views=K`` (CPU budgets, a departure) trains on a
+    cached bank of K augmented views of every training image (:func:`ddlib.features.view_bank`, drawn at
+    the dataset's resolution, the backbone resizing inside), one view per image per epoch picked at
+    random: a finite pool of augmentations instead of a fresh one each epoch. ``augment=None`` trains on
+    the clean view (ddlib's earlier head).
     """
 
-    epochs: int = 100
-    batch_size: int = 256
+    epochs: int = 10
+    batch_size: int = 128
     lr: float = 1e-3
     weight_decay: float = 0.0
+    augment: str | None = "kd"
+    views: int | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:
+        from ddlib.kernels.augment import AUGMENTS
+
         check_int("epochs", self.epochs, 1, 10**5)
         check_int("batch_size", self.batch_size, 1, 10**7)
         check_float("lr", self.lr, 1e-9, 10.0)
         check_float("weight_decay", self.weight_decay, 0.0, 1.0)
+        if self.augment is not None:
+            check_choice("augment", self.augment, sorted(AUGMENTS))
+        if self.views is not None:
+            check_int("views", self.views, 1, 1000)
         check_int("seed", self.seed, 0, 2**32 - 1)
 
 
 # --------------------------------------------------------------------------------------- features
 def dataset_features(backbone: nn.Module, ds: Any, split: str = "train", batch_size: int = 256,
                      device: torch.device | None = None, progress: bool = False) -> Tensor:
-    """φ of a dataset split (the un-augmented view), cached by (dataset, split, backbone)."""
+    """φ of a dataset split (the un-augmented view), float32 on the CPU: the clean-view bank of
+    :func:`ddlib.features.view_bank` (cached by dataset, split and backbone), shared with the SFM statistics."""
+    from ddlib.features import view_bank
+
     check_choice("split", split, ("train", "test"))
-    x = ds.train_x if split == "train" else ds.test_x
-    key = artifacts.make_key("features", ds.key(), {"split": split}, [backbone_key(backbone)])
-    return artifacts.cached(key, lambda: embed(backbone, x, batch_size, device, autocast=True, progress=progress,
-                                               desc=f"φ({split})"),
-                            meta={"split": split, "backbone": backbone_key(backbone), "n": len(x)})
+    return view_bank(backbone, ds, split=split, batch_size=batch_size, device=device)[0]
 
 
 class _Views:
@@ -190,13 +212,14 @@ class _Views:
 
 # --------------------------------------------------------------------------------------- training
 def _train_linear(module: nn.Module, views: _Views, labels: Tensor, cfg: ProbeConfig, seed: int, step: Step,
-                  desc: str) -> list[float]:
-    """The reference loop on :func:`ddlib.train.loop`: Adam (lr·B/256), cosine over epochs (stepped per
-    epoch), shuffled batches of B = min(batch_size, N) of view features ``[φ_eval, φ_distill, ...]``;
-    returns the mean loss per epoch."""
+                  desc: str, lr: float | None = None) -> list[float]:
+    """The reference loop on :func:`ddlib.train.loop`: Adam (lr·B/256, ``lr`` default ``cfg.lr``), cosine over
+    epochs (stepped per epoch), shuffled batches of B = min(batch_size, N) of view features
+    ``[φ_eval, φ_distill, ...]``; returns the mean loss per epoch."""
     n = len(labels)
     bs = min(cfg.batch_size, n)
-    opt = torch.optim.Adam(module.parameters(), lr=cfg.lr * bs / 256, weight_decay=cfg.weight_decay)
+    opt = torch.optim.Adam(module.parameters(), lr=(cfg.lr if lr is None else lr) * bs / 256,
+                           weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.epochs, eta_min=0.0)
     g = torch.Generator().manual_seed(seed)
     labels = labels.to(views.device)
@@ -222,10 +245,18 @@ class _threads:
         torch.set_num_threads(self.old)
 
 
-def _linear(d_in: int, d_out: int, seed: int, device: torch.device) -> nn.Linear:
+def _linear(d_in: int, d_out: int, seed: int, device: torch.device, head: bool = True) -> nn.Linear:
+    """A linear layer drawn from ``seed`` (the global RNG left as it was): a classifier head (``head``) from
+    W ~ N(0, 0.01²), b = 0 as the reference's ``LinearClassifier``; else PyTorch's default init (the
+    reference's CI projector)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return nn.Linear(d_in, d_out).to(device)
+        layer = nn.Linear(d_in, d_out)
+        if head:
+            with torch.no_grad():
+                layer.weight.normal_(0.0, HEAD_STD)
+                layer.bias.zero_()
+        return layer.to(device)
 
 
 def _check_set(images: Tensor, labels: Tensor) -> None:
@@ -256,7 +287,8 @@ def train_projector(eval_backbone: nn.Module, distill_backbone: nn.Module, image
                     device: torch.device | None = None, views: _Views | None = None) -> nn.Linear:
     """CI's projector P: d_eval → d_distill fit by MSE(P(φ_eval(x)), φ_distill(x)) on augmented synthetic views.
 
-    Each step both backbones see the same augmented view. ``P.history`` holds the per-epoch MSE.
+    Each step both backbones see the same augmented view; Adam at ``cfg.projector_lr``·B/256 (the reference's
+    0.01·B/256, ten times the probe's). ``P.history`` holds the per-epoch MSE.
     """
     cfg = cfg or ProbeConfig()
     if not isinstance(images, Tensor) or images.dim() != 4 or len(images) == 0:
@@ -264,10 +296,11 @@ def train_projector(eval_backbone: nn.Module, distill_backbone: nn.Module, image
     device = get_device(device)
     views = views or _Views([eval_backbone, distill_backbone], images, cfg, device)
     s = cfg.seed if seed is None else seed
-    proj = _linear(eval_backbone.feature_dim, distill_backbone.feature_dim, s, device)
+    proj = _linear(eval_backbone.feature_dim, distill_backbone.feature_dim, s, device, head=False)
     dummy = torch.zeros(len(images), dtype=torch.long)
     proj.history = _train_linear(proj, views, dummy, cfg, s,  # type: ignore[attr-defined]
-                                 lambda m, b: (projector_loss(m(b.x[0]), b.x[1]), None), "projector")
+                                 lambda m, b: (projector_loss(m(b.x[0]), b.x[1]), None), "projector",
+                                 lr=cfg.projector_lr)
     return proj.cpu()
 
 
@@ -302,31 +335,60 @@ def ci_predict(golden: nn.Linear, projector: nn.Linear, eval_features: Tensor) -
         return golden.cpu()(projector.cpu()(eval_features.float()))
 
 
-def _fit_head_on_features(feats: Tensor, labels: Tensor, num_classes: int, cfg: GoldenConfig,
-                          device: torch.device, progress: bool) -> nn.Linear:
-    head = _linear(feats.shape[1], num_classes, cfg.seed, device)
-    opt = torch.optim.Adam(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.epochs, eta_min=0.0)
-    g = torch.Generator().manual_seed(cfg.seed)
-    source = tensor_batches(feats.to(device), labels.to(device), cfg.batch_size, device)
-    loop(head, opt, source, ce_step(), cfg.epochs, g, hooks=[LrScheduler(sched)], progress=progress,
-         desc="golden head")
-    return head.cpu()
+def _golden_source(backbone: nn.Module, ds: Any, cfg: GoldenConfig, device: torch.device) -> Batches:
+    """Batches of (φ_distill of a view, label) over the training set, as :class:`GoldenConfig` says."""
+    from ddlib.features import view_bank
+    from ddlib.kernels.augment import AUGMENTS, augment
+
+    y = ds.train_y.to(device)
+    bs = min(cfg.batch_size, len(y))
+    if cfg.augment is None:
+        feats = dataset_features(backbone, ds, "train", device=device).to(device)
+        return Batches(len(y), bs, lambda idx, gen: Batch(idx, [feats[idx.to(device)]], y[idx.to(device)]))
+    aug = AUGMENTS[cfg.augment]
+    if cfg.views is not None:  # CPU departure: a cached bank of K views, one picked per image per epoch
+        bank = view_bank(backbone, ds, augment_cfg=aug, views=cfg.views, seed=cfg.seed, device=device)
+
+        def fetch_bank(idx: Tensor, gen: torch.Generator) -> Batch:
+            v = torch.randint(bank.shape[0], (len(idx),), generator=gen)
+            return Batch(idx, [bank[v, idx].to(device).float()], y[idx.to(device)])
+        return Batches(len(y), bs, fetch_bank)
+
+    backbone = backbone.to(device).eval()
+
+    @torch.no_grad()
+    def fetch_fresh(idx: Tensor, gen: torch.Generator) -> Batch:  # the reference: a fresh view every time
+        x = augment(to_unit(ds.train_x[idx]).to(device), aug, gen)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            f = backbone(x)
+        return Batch(idx, [f.float()], y[idx.to(device)])
+    return Batches(len(y), bs, fetch_fresh)
 
 
 def golden_head(backbone: nn.Module, ds: Any, cfg: GoldenConfig | None = None,
                 device: torch.device | None = None, progress: bool = False) -> nn.Linear:
-    """The full-data linear classifier on φ_distill (trained once on cached features; cached artifact).
+    """The full-data linear classifier on φ_distill (:class:`GoldenConfig`; a cached artifact).
 
-    ``head.cache_key`` names the artifact; ``head.train_acc`` its accuracy on the training features.
+    Trained by :func:`ddlib.train.loop` with CE on views of the training set; ``head.cache_key`` names the
+    artifact, ``head.train_acc`` is its accuracy on the clean training features.
     """
     cfg = cfg or GoldenConfig()
     device = get_device(device)
     key = artifacts.make_key("golden-head", ds.key(), cfg, [backbone_key(backbone)])
 
     def compute() -> dict:
+        head = _linear(int(backbone.feature_dim), ds.num_classes, cfg.seed, device)
+        source = _golden_source(backbone, ds, cfg, device)
+        bs = min(cfg.batch_size, len(ds.train_y))
+        opt = torch.optim.Adam(head.parameters(), lr=cfg.lr * bs / 256, weight_decay=cfg.weight_decay)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.epochs, eta_min=0.0)
+        g = torch.Generator().manual_seed(cfg.seed)
+        on_features = cfg.augment is None or cfg.views is not None
+        with _threads(1 if on_features and device.type == "cpu" else None):  # tiny linear steps on features
+            loop(head, opt, source, lambda m, b: (F.cross_entropy(m(b.x[0]), b.y), None), cfg.epochs, g,
+                 hooks=[LrScheduler(sched)], progress=progress, desc="golden head")
+        head = head.cpu()
         feats = dataset_features(backbone, ds, "train", device=device, progress=progress)
-        head = _fit_head_on_features(feats, ds.train_y, ds.num_classes, cfg, device, progress)
         with torch.no_grad():
             acc = (head(feats).argmax(1) == ds.train_y).float().mean().item()
         return {"state_dict": head.state_dict(), "in": feats.shape[1], "out": ds.num_classes, "train_acc": acc}

@@ -47,6 +47,19 @@ def pyramid_resolutions(image_size: int, start_res: int = 1) -> list[int]:
     return out
 
 
+def pyramid_state_bytes(image_size: int, channels: int = 3, start_res: int = 1, parameterisation: str = "pyramid",
+                        bytes_per_value: int = 4) -> int:
+    """Bytes one synthetic image's optimisation state takes once the pyramid is complete: its levels
+    (Σ_l r_l²·channels values), their gradients and Adam's two moments, i.e. 4·Σ_l r_l²·channels values.
+
+    At 256 px RGB (levels 1, 2, …, 256) that is 4 · 3 · 87,381 float32 ≈ 4 MiB per image, whatever the
+    chunking of the SFM step: the chunks bound the activations, not this.
+    """
+    check_choice("parameterisation", parameterisation, PARAMETERISATIONS)
+    res = [image_size] if parameterisation == "pixels" else pyramid_resolutions(image_size, start_res)
+    return 4 * sum(r * r for r in res) * channels * bytes_per_value
+
+
 class ImageParams:
     """Synthetic images as a pyramid of levels (coarse first) or plain pixels (one full-resolution level).
 

@@ -105,6 +105,22 @@ def flows(centres: Tensor) -> Tensor:
     return (centres.sum(dim=0, keepdim=True) - centres) / (c - 1) - centres
 
 
+def reference_flows(class_means_: Tensor, ipc: int) -> Tensor:
+    """The synthetic flows as the SFM reference code forms them (``get_flow`` of ``distillation/linear_gm.py``):
+    class means μ̂_c, then (Σ_{c'≠c} μ̂_{c'}) / (N − 1) − μ̂_c with N = C·IPC; (C, D) -> (C, D).
+
+    For IPC 1 this is :func:`flows`. For IPC > 1 the other classes' sum is divided by C·IPC − 1 instead of
+    C − 1: with centres μ_c = m + δ_c (m their mean, Σ δ_c = 0) it is
+    m·(C − N)/(N − 1) − δ_c·N/(N − 1) against the dataset's −δ_c·C/(C − 1), so the common component m,
+    absent from the dataset flows, enters, and the direction changes even when μ̂_c = μ_c.
+    """
+    ipc = check_int("ipc", ipc, 1)
+    if class_means_.dim() != 2 or class_means_.shape[0] < 2:
+        raise ParamError(f"class means must be (C, D) with C >= 2, got shape {tuple(class_means_.shape)}")
+    n = class_means_.shape[0] * ipc
+    return (class_means_.sum(dim=0, keepdim=True) - class_means_) / (n - 1) - class_means_
+
+
 def flow_cosine(f: Tensor, f_hat: Tensor) -> Tensor:
     """Cosine between two flow matrices, flattened over the whole C×D matrix (a 0-d tensor)."""
     if f.shape != f_hat.shape:
@@ -125,7 +141,15 @@ def dataset_stats(backbone: Callable[[Tensor], Tensor], ds: Any, backbone_name: 
     key = artifacts.make_key("sfm-stats", ds.key(), {"backbone": backbone_name})
 
     def compute() -> dict[str, Any]:
-        mu = class_centres(backbone, ds.train_x, ds.train_y, ds.num_classes, batch_size, device, progress)
+        # the clean training features are one cached bank (ddlib.features), shared with the golden head and the
+        # centroid baseline: one backbone pass over the training set for all three
+        from ddlib.features import view_bank
+
+        if not isinstance(backbone, torch.nn.Module):
+            mu = class_centres(backbone, ds.train_x, ds.train_y, ds.num_classes, batch_size, device, progress)
+        else:
+            feats = view_bank(backbone, ds, split="train", batch_size=batch_size, device=device)[0]
+            mu = class_means(feats.float(), ds.train_y.long(), ds.num_classes)
         return {"centres": mu, "flows": flows(mu),
                 "counts": torch.bincount(ds.train_y, minlength=ds.num_classes),
                 "num_classes": ds.num_classes, "dataset": ds.key(), "backbone": backbone_name}

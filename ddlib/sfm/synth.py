@@ -6,30 +6,36 @@ augmentation (``AUGMENTS["sfm"]``: RandomResizedCrop(0.08–1), flip, Gaussian n
 comparison between them isolates the loss.
 
 SFM (``method="sfm"``)
-    Per step: augment each synthetic image once, average its features per class to ŝ_c, form
+    Per step: augment each synthetic image k = ``augs_per_batch`` times (SFM-k; k = 1 by default, the
+    paper's SFM), average each image's features over its k views, average those per class to ŝ_c, form
     the synthetic flows F̂_c = mean_{c'≠c} ŝ_{c'} − ŝ_c and minimise 1 − cos(vec F, vec F̂)
     over the whole C×D matrix, where F are the dataset's statistical flows (:mod:`ddlib.sfm.stats`).
     No real image is touched while distilling.
 
-    *Departure from the reference:* the reference code normalises the synthetic feature sums by
-    N = C·IPC, the number of all synthetic images, where a class mean divides by the class's own
-    count; METHODS.md records this as wrong for IPC > 1. We use per-class means
-    ŝ_c = (1/n_c) Σ_{y_i=c} φ(aug(x_i)), which is what the derivation from LGM's zero-head
-    gradient gives (see below) and is right for any IPC, equal or not across classes.
+    *Departure from the reference:* the reference code forms class means ŝ_c but divides the sum of the
+    *other* classes' means by N − 1 with N = C·IPC, where the mean over the other classes divides by
+    C − 1 (as its dataset flows do). For IPC > 1 this shrinks the non-target term against the target
+    one, and since backbone features share a large common component the synthetic flow then points
+    elsewhere than the dataset flow even when ŝ_c = μ_c exactly (:func:`ddlib.sfm.stats.reference_flows`;
+    chapter 3 computes the cosine). We divide by C − 1, which is what the derivation from LGM's
+    zero-head gradient gives (see below) and is right for any IPC.
 
     *Beyond the reference (memory):* the loss depends on the images only through ŝ (C×D).
     With ``chunk_size`` set, pass 1 runs the backbone without a graph in chunks to get ŝ and
     G = ∂loss/∂ŝ; pass 2 re-runs each chunk with a graph and back-propagates the surrogate
     Σ_i ⟨φ(aug(x_i)), G_{y_i}/n_{y_i}⟩, whose gradient w.r.t. the images equals the full one.
     Both passes use the same augmentation draw (a generator per chunk, seeded from
-    (seed, step, chunk)), so peak memory is set by the chunk size, not by C·IPC.
-    The augmentation is always drawn chunk by chunk (one chunk when ``chunk_size`` is None).
+    (seed, step, chunk)), so the activations' peak memory is set by the chunk size, not by C·IPC;
+    the images' own state (pyramid levels, their gradients and Adam's two moments:
+    :func:`ddlib.sfm.params.pyramid_state_bytes`, about 4 MiB per 256-px RGB image) still grows
+    with C·IPC whatever the chunking. The augmentation is always drawn chunk by chunk (one chunk when
+    ``chunk_size`` is None).
 
 LGM (``method="lgm"``)
     Per step: a fresh head W ~ N(0, 0.01²), b = 0; a class-balanced real batch of IPC·C·augs
-    images (IPC·augs per class; the reference draws a shuffled, not balanced, batch), each
-    augmented once, ∇_{W,b} CE without a graph; the synthetic images repeated
-    ``augs_per_batch`` times and augmented, ∇_{W,b} CE with ``create_graph``; loss =
+    images (IPC·augs per class, :class:`BalancedSampler`; the reference draws a shuffled, not
+    balanced, batch), each augmented once, ∇_{W,b} CE without a graph; the synthetic images repeated
+    ``augs_per_batch`` times (10 by default) and augmented, ∇_{W,b} CE with ``create_graph``; loss =
     1 − cos(vec g_real, vec g_syn), back-propagated through φ to the images.
 
 At a zero head and with a balanced batch, ∇_W CE has rows (C−1)/C² · (mean_{c'≠c} z̄_{c'} − z̄_c)
@@ -48,7 +54,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,20 +63,23 @@ import torch.nn.functional as F_nn
 from torch import Tensor
 
 from ddlib.losses import lgm_loss, linear_ce_grad, sfm_loss
-from ddlib.sfm.params import INITS, PARAMETERISATIONS, ImageParams, pyramid_resolutions
+from ddlib.sfm.params import INITS, PARAMETERISATIONS, ImageParams, pyramid_resolutions, pyramid_state_bytes
 from ddlib.sfm.sets import load_synthetic, save_synthetic
 from ddlib.sfm.stats import (autocast_context, backbone_channels, class_means, dataset_stats, flow_cosine,
                              flows, match_channels)
 from ddlib.utils import (ParamError, PeakMemory, check_choice, check_float, check_int, config_dict, get_device,
                          progress as progress_bar, seed_everything, to_unit)
 
-__all__ = ["METHODS", "SynthConfig", "sfm_backward", "lgm_backward", "balanced_indices", "resize_images",
-           "default_image_sizes", "real_init_images", "distill", "distill_cached",
+__all__ = ["METHODS", "DEFAULT_AUGS", "SynthConfig", "sfm_backward", "lgm_backward", "BalancedSampler",
+           "balanced_indices", "resize_images",
+           "default_image_sizes", "real_init_images", "distill", "distill_cached", "images_key", "run_times",
            # defined elsewhere (see the module docstring), importable from here
-           "ImageParams", "pyramid_resolutions", "PARAMETERISATIONS", "INITS", "save_synthetic", "load_synthetic",
+           "ImageParams", "pyramid_resolutions", "pyramid_state_bytes", "PARAMETERISATIONS", "INITS", "save_synthetic", "load_synthetic",
            "PeakMemory", "sfm_loss", "lgm_loss", "linear_ce_grad"]
 
 METHODS = ("sfm", "lgm")
+#: ``augs_per_batch`` when not given: SFM-1 (the paper's SFM) and LGM's 10 views (the LGM code's default)
+DEFAULT_AUGS = {"sfm": 1, "lgm": 10}
 
 
 @dataclass(frozen=True)
@@ -80,8 +89,11 @@ class SynthConfig:
     method: "sfm" | "lgm"; ipc: images per class (>= 1); steps: optimisation steps (5,000);
     lr: Adam learning rate (2e-3); image_size: synthetic resolution (256); crop: output size of
     the RandomResizedCrop augmentation (224; None = image_size); augment: a key of
-    ``ddlib.kernels.augment.AUGMENTS`` ("sfm": flip, crop 0.08–1, Gaussian noise);
-    augs_per_batch: LGM's synthetic views per step and real-batch multiplier (10);
+    ``ddlib.kernels.augment.AUGMENTS`` ("sfm": flip, crop 0.08–1, the reference's Gaussian noise);
+    augs_per_batch: augmented views of each synthetic image per step — SFM-k averages each image's
+    features over its k views, LGM repeats the images k times and draws k times as many real images;
+    None = :data:`DEFAULT_AUGS` (SFM 1, LGM 10), resolved by :meth:`resolved` (which every run, record
+    and cache key uses);
     parameterisation: "pyramid" | "pixels"; grow_every: steps between pyramid levels (200);
     start_res: the coarsest level's resolution (1); decorrelate: colour decorrelation (3
     channels only); init: "noise" | "zero" | "real" (real images, decode inverted);
@@ -97,7 +109,7 @@ class SynthConfig:
     image_size: int = 256
     crop: int | None = 224
     augment: str = "sfm"
-    augs_per_batch: int = 10
+    augs_per_batch: int | None = None
     parameterisation: str = "pyramid"
     grow_every: int = 200
     start_res: int = 1
@@ -120,7 +132,8 @@ class SynthConfig:
         from ddlib.kernels.augment import AUGMENTS
 
         check_choice("augment", self.augment, sorted(AUGMENTS))
-        check_int("augs_per_batch", self.augs_per_batch, 1)
+        if self.augs_per_batch is not None:
+            check_int("augs_per_batch", self.augs_per_batch, 1)
         check_choice("parameterisation", self.parameterisation, PARAMETERISATIONS)
         check_int("grow_every", self.grow_every, 1)
         check_int("start_res", self.start_res, 1, self.image_size)
@@ -138,6 +151,15 @@ class SynthConfig:
     @property
     def crop_size(self) -> int:
         return self.crop if self.crop is not None else self.image_size
+
+    @property
+    def augs(self) -> int:
+        """The views per synthetic image per step: ``augs_per_batch``, or the method's default."""
+        return self.augs_per_batch if self.augs_per_batch is not None else DEFAULT_AUGS[self.method]
+
+    def resolved(self) -> SynthConfig:
+        """This config with ``augs_per_batch`` set to the value used (what runs, records and keys carry)."""
+        return self if self.augs_per_batch is not None else dataclasses.replace(self, augs_per_batch=self.augs)
 
 
 
@@ -171,13 +193,15 @@ def _chunks(n: int, chunk_size: int | None) -> list[slice]:
 
 def sfm_backward(params: ImageParams, backbone: Callable[[Tensor], Tensor], f_real: Tensor, labels: Tensor,
                  num_classes: int, aug_cfg: Any, step_seed: tuple[int, ...], chunk_size: int | None = None,
-                 two_pass: bool | None = None) -> tuple[float, Tensor]:
-    """One SFM loss evaluation with gradients accumulated into ``params``; returns (loss, ŝ detached).
+                 two_pass: bool | None = None, views: int = 1) -> tuple[float, Tensor]:
+    """One SFM-k loss evaluation (k = ``views``) with gradients accumulated into ``params``; returns (loss, ŝ).
 
-    The augmentation is drawn per chunk of ``chunk_size`` images (one chunk when None) with a
-    generator seeded from ``step_seed`` and the chunk index. ``two_pass`` (default: chunk_size
-    is not None) selects the memory-lean two-pass computation; False builds one graph over
-    all chunks (the direct step). Both give the same gradient for the same draw.
+    Each image's feature is the mean of φ over its ``views`` augmented views (SFM-k; 1: SFM). The
+    augmentation is drawn per chunk of ``chunk_size`` images (one chunk when None; a chunk's images
+    repeated ``views`` times, view-major) with a generator seeded from ``step_seed`` and the chunk
+    index. ``two_pass`` (default: chunk_size is not None) selects the memory-lean two-pass
+    computation; False builds one graph over all chunks (the direct step). Both give the same
+    gradient for the same draw.
     """
     from ddlib.kernels.augment import augment
 
@@ -186,11 +210,14 @@ def sfm_backward(params: ImageParams, backbone: Callable[[Tensor], Tensor], f_re
     chunks = _chunks(params.num_images, chunk_size)
     counts = torch.bincount(labels, minlength=num_classes).to(dev).float()
 
-    def views(k: int, sl: slice) -> Tensor:
-        return augment(params.decode(sl), aug_cfg, generator=_generator(dev, *step_seed, k))
+    def image_features(k: int, sl: slice) -> Tensor:
+        x = params.decode(sl)
+        x = x if views == 1 else x.repeat(views, 1, 1, 1)
+        f = _features(backbone, augment(x, aug_cfg, generator=_generator(dev, *step_seed, k)), dev)
+        return f if views == 1 else f.view(views, -1, f.shape[1]).mean(0)
 
     if not two_pass:
-        feats = torch.cat([_features(backbone, views(k, sl), dev) for k, sl in enumerate(chunks)])
+        feats = torch.cat([image_features(k, sl) for k, sl in enumerate(chunks)])
         s_hat = class_means(feats, labels, num_classes)
         loss = sfm_loss(f_real, flows(s_hat))
         loss.backward()
@@ -199,7 +226,7 @@ def sfm_backward(params: ImageParams, backbone: Callable[[Tensor], Tensor], f_re
     sums = None
     with torch.no_grad():
         for k, sl in enumerate(chunks):
-            f = _features(backbone, views(k, sl), dev)
+            f = image_features(k, sl)
             sums = torch.zeros(num_classes, f.shape[1], device=dev) if sums is None else sums
             sums.index_add_(0, labels[sl], f)
     s_hat = (sums / counts.unsqueeze(1)).requires_grad_(True)  # type: ignore[operator]
@@ -207,24 +234,59 @@ def sfm_backward(params: ImageParams, backbone: Callable[[Tensor], Tensor], f_re
     (grad_s,) = torch.autograd.grad(loss, s_hat)
     weight = grad_s / counts.unsqueeze(1)  # ∂loss/∂φ(x_i) = G_{y_i} / n_{y_i}
     for k, sl in enumerate(chunks):
-        f = _features(backbone, views(k, sl), dev)
+        f = image_features(k, sl)
         (f * weight[labels[sl]]).sum().backward()
     return float(loss.detach()), s_hat.detach()
 
 
+class BalancedSampler:
+    """Class-balanced batches: ``per_class`` indices of every class per :meth:`draw`, class-major.
+
+    Each class's indices are walked in a random order without replacement, and reshuffled when fewer
+    than ``per_class`` are left (what a shuffled loader does per epoch, per class); a class with fewer
+    than ``per_class`` images is drawn with replacement. The labels are sorted once; a draw is one
+    gather of C·``per_class`` indices plus a reshuffle of the classes that ran out (amortised
+    ``per_class`` per class), so its cost does not grow with the number of labels or scan them per class.
+    """
+
+    def __init__(self, y: Tensor, num_classes: int, per_class: int, generator: torch.Generator) -> None:
+        y = y.detach().long().cpu()
+        self.num_classes = check_int("num_classes", num_classes, 1)
+        self.per_class = check_int("per_class", per_class, 1)
+        self.generator = generator
+        self.counts = torch.bincount(y, minlength=num_classes)[:num_classes]
+        if bool((self.counts == 0).any()):
+            missing = torch.nonzero(self.counts == 0).flatten().tolist()
+            raise ParamError(f"classes {missing} have no training images; LGM needs real images of every class")
+        self.order = torch.argsort(y, stable=True)  # class-major: class c at starts[c] : starts[c] + counts[c]
+        self.starts = torch.cumsum(self.counts, 0) - self.counts
+        self.cursor = self.counts.clone()  # every class "ran out": the first draw shuffles each once
+        self.small = torch.nonzero(self.counts < per_class).flatten().tolist()
+        self._steps = torch.arange(per_class)
+
+    def _reshuffle(self, c: int) -> None:
+        s, n = int(self.starts[c]), int(self.counts[c])
+        seg = self.order[s:s + n]
+        self.order[s:s + n] = seg[torch.randperm(n, generator=self.generator)]
+        self.cursor[c] = 0
+
+    def draw(self) -> Tensor:
+        """``per_class`` indices of each class, class 0 first: (C·per_class,)."""
+        k = self.per_class
+        for c in torch.nonzero(self.cursor + k > self.counts).flatten().tolist():
+            if self.counts[c] >= k:
+                self._reshuffle(c)
+        pos = self.starts[:, None] + torch.minimum(self.cursor[:, None] + self._steps, self.counts[:, None] - 1)
+        for c in self.small:  # fewer images than per_class: with replacement
+            pos[c] = self.starts[c] + torch.randint(int(self.counts[c]), (k,), generator=self.generator)
+        self.cursor += k
+        return self.order[pos.flatten()]
+
+
 def balanced_indices(y: Tensor, num_classes: int, per_class: int, generator: torch.Generator) -> Tensor:
-    """``per_class`` random indices of each class (without replacement when the class is large enough)."""
-    out = []
-    for c in range(num_classes):
-        idx = torch.nonzero(y == c).flatten()
-        if len(idx) == 0:
-            raise ParamError(f"class {c} has no training images; LGM needs real images of every class")
-        if len(idx) >= per_class:
-            pick = idx[torch.randperm(len(idx), generator=generator)[:per_class]]
-        else:
-            pick = idx[torch.randint(len(idx), (per_class,), generator=generator)]
-        out.append(pick)
-    return torch.cat(out)
+    """``per_class`` random indices of each class, class-major (without replacement when the class is large
+    enough): one :meth:`BalancedSampler.draw`."""
+    return BalancedSampler(y, num_classes, per_class, generator).draw()
 
 
 def resize_images(x: Tensor, size: int) -> Tensor:
@@ -252,8 +314,8 @@ def lgm_backward(params: ImageParams, backbone: Callable[[Tensor], Tensor], real
         fr = _features(backbone, xr, dev)
     g_real = linear_ce_grad(fr, real_y.to(dev), w, b, create_graph=False).detach()
     # synthetic side: augs_per_batch views of every image, gradient with a graph
-    xs = params.decode().repeat(cfg.augs_per_batch, 1, 1, 1)
-    ys = labels.repeat(cfg.augs_per_batch)
+    xs = params.decode().repeat(cfg.augs, 1, 1, 1)
+    ys = labels.repeat(cfg.augs)
     fs = _features(backbone, augment(xs, aug_cfg, generator=_generator(dev, *step_seed, 2)), dev)
     g_syn = linear_ce_grad(fs, ys, w, b, create_graph=True)
     loss = lgm_loss(g_real, g_syn)
@@ -289,7 +351,8 @@ def real_init_images(x: Tensor, y: Tensor, num_classes: int, ipc: int, image_siz
 
 def distill(backbone: Callable[[Tensor], Tensor], ds_or_stats: Any, cfg: SynthConfig, *,
             backbone_name: str | None = None, device: str | torch.device | None = None,
-            progress: bool = True, callback: Callable[[int, dict], None] | None = None) -> dict[str, Any]:
+            progress: bool = True, callback: Callable[[int, dict], None] | None = None,
+            snapshots: Sequence[int] = ()) -> dict[str, Any]:
     """Distil ``cfg.ipc`` images per class for the frozen ``backbone`` with SFM or LGM.
 
     ``ds_or_stats``: a :class:`ddlib.data.Dataset` (its class centres are computed once and
@@ -298,10 +361,13 @@ def distill(backbone: Callable[[Tensor], Tensor], ds_or_stats: Any, cfg: SynthCo
     the dataset. Returns {"images" (C·IPC, ch, S, S) float [0, 1] on the CPU, "labels",
     "history" {"loss", "flow_cos", "step_time"}, "wall_time" (the optimisation loop, s),
     "stats_time" (class centres, s; 0 when given or cached), "peak_mem" (bytes, see
-    :class:`PeakMemory`), "peak_mem_kind", "config", "levels"}.
+    :class:`PeakMemory`), "peak_mem_kind", "config", "levels"}; with ``snapshots`` (step counts in
+    1..steps) also "snapshots" {s: the images after s steps} (the last step's are "images").
     """
     if not isinstance(cfg, SynthConfig):
         raise ParamError(f"cfg must be a SynthConfig, got {type(cfg).__name__}")
+    cfg = cfg.resolved()
+    snapshots = sorted({check_int("snapshot step", s, 1, cfg.steps) for s in snapshots})
     dev = get_device(device)
     is_ds = _is_dataset(ds_or_stats)
     if not is_ds and not (isinstance(ds_or_stats, dict) and "flows" in ds_or_stats):
@@ -341,7 +407,9 @@ def distill(backbone: Callable[[Tensor], Tensor], ds_or_stats: Any, cfg: SynthCo
     opt = torch.optim.Adam(params.parameters(), lr=cfg.lr)
     aug_cfg = _aug_config(cfg)
     history: dict[str, list[float]] = {"loss": [], "flow_cos": [], "step_time": []}
-    per_class = cfg.ipc * cfg.augs_per_batch
+    snaps: dict[int, Tensor] = {}
+    sampler = (BalancedSampler(ds_or_stats.train_y, num_classes, cfg.ipc * cfg.augs, gen) if cfg.method == "lgm"
+               else None)
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
     start = time.perf_counter()
@@ -354,9 +422,9 @@ def distill(backbone: Callable[[Tensor], Tensor], ds_or_stats: Any, cfg: SynthCo
             seed = (cfg.seed, step)
             if cfg.method == "sfm":
                 loss, s_hat = sfm_backward(params, backbone, f_real, labels, num_classes, aug_cfg, seed,
-                                           cfg.chunk_size)
+                                           cfg.chunk_size, views=cfg.augs)
             else:
-                idx = balanced_indices(ds_or_stats.train_y, num_classes, per_class, gen)
+                idx = sampler.draw()  # type: ignore[union-attr]
                 loss, s_hat = lgm_backward(params, backbone, ds_or_stats.train_x[idx], ds_or_stats.train_y[idx],
                                            labels, num_classes, feature_dim, cfg, aug_cfg, seed)
             opt.step()
@@ -364,15 +432,21 @@ def distill(backbone: Callable[[Tensor], Tensor], ds_or_stats: Any, cfg: SynthCo
             history["loss"].append(loss)
             history["flow_cos"].append(cos)
             history["step_time"].append(time.perf_counter() - ts)
+            if step + 1 in snapshots:
+                with torch.no_grad():
+                    snaps[step + 1] = params.decode().detach().float().cpu()
             if callback is not None:
                 callback(step, {"loss": loss, "flow_cos": cos, "params": params})
     wall = time.perf_counter() - start
     with torch.no_grad():
         images = params.decode().detach().float().cpu()
-    return {"images": images, "labels": labels.cpu(), "history": history, "wall_time": wall,
-            "stats_time": stats_time, "peak_mem": mem.peak_bytes, "peak_mem_kind": mem.kind,
-            "config": config_dict(cfg), "levels": [lv.shape[-1] for lv in params.levels],
-            "num_classes": num_classes, "device": str(dev)}
+    out = {"images": images, "labels": labels.cpu(), "history": history, "wall_time": wall,
+           "stats_time": stats_time, "peak_mem": mem.peak_bytes, "peak_mem_kind": mem.kind,
+           "config": config_dict(cfg), "levels": [lv.shape[-1] for lv in params.levels],
+           "num_classes": num_classes, "device": str(dev)}
+    if snapshots:
+        out["snapshots"] = snaps
+    return out
 
 
 def _centres_uncached(backbone: Callable[[Tensor], Tensor], ds: Any, batch: int, dev: torch.device,
@@ -383,17 +457,51 @@ def _centres_uncached(backbone: Callable[[Tensor], Tensor], ds: Any, batch: int,
 
 
 
+def images_key(ds: Any, cfg: SynthConfig, backbone_name: str, snapshots: Sequence[int] = ()) -> str:
+    """The artifact key of :func:`distill_cached`: dataset, resolved config, the augmentation it names, the
+    snapshot steps (when any) and the backbone's name."""
+    from ddlib import artifacts
+    from ddlib.kernels.augment import AUGMENTS
+
+    cfg = cfg.resolved()
+    spec: dict[str, Any] = {"config": cfg, "augment": config_dict(AUGMENTS[cfg.augment])}
+    if snapshots:
+        spec["snapshots"] = sorted(set(int(s) for s in snapshots))
+    return artifacts.make_key("sfm-images", ds.key(), spec, [backbone_name])
+
+
 def distill_cached(backbone: Callable[[Tensor], Tensor], ds: Any, cfg: SynthConfig, backbone_name: str, *,
                    device: str | torch.device | None = None, progress: bool = True,
-                   use_cache: bool = True) -> dict[str, Any]:
-    """:func:`distill` on a dataset, cached as an artifact keyed by (dataset, config, backbone name).
+                   use_cache: bool = True, snapshots: Sequence[int] = ()) -> dict[str, Any]:
+    """:func:`distill` on a dataset, cached as an artifact keyed by (dataset, resolved config, the augmentation
+    it names, backbone name).
 
-    A cached result keeps the wall time, peak memory and device of the run that made it.
+    The result keeps the wall time, peak memory and device of the run that made it (``wall_time``);
+    ``cached`` says whether it was loaded, and ``load_s`` how long this call took. A record of a loaded
+    run must not pass ``wall_time`` off as new: :func:`run_times` gives both, named.
     """
     from ddlib import artifacts
 
-    key = artifacts.make_key("sfm-images", ds.key(), cfg, [backbone_name])
-    res = artifacts.cached(key, lambda: distill(backbone, ds, cfg, backbone_name=backbone_name, device=device,
-                                                progress=progress),
-                           meta={"backbone": backbone_name, "method": cfg.method}, enabled=use_cache)
-    return {**res, "key": key}
+    if not isinstance(cfg, SynthConfig):
+        raise ParamError(f"cfg must be a SynthConfig, got {type(cfg).__name__}")
+    cfg = cfg.resolved()
+    key = images_key(ds, cfg, backbone_name, snapshots)
+    t0 = time.perf_counter()
+    res = artifacts.load(key) if use_cache else None
+    cached = res is not None
+    if res is None:
+        res = distill(backbone, ds, cfg, backbone_name=backbone_name, device=device, progress=progress,
+                      snapshots=snapshots)
+        if use_cache:
+            artifacts.save(key, res, meta={"backbone": backbone_name, "method": cfg.method})
+    return {**res, "key": key, "cached": cached, "load_s": time.perf_counter() - t0}
+
+
+def run_times(res: dict[str, Any], elapsed_s: float | None = None) -> dict[str, Any]:
+    """The times a record may write for a :func:`distill_cached` result: ``wall_s`` (this call: the run's own
+    loop time when computed now, ``elapsed_s`` or ``load_s`` — about 0 — when loaded), and for a loaded
+    result ``cached: True`` with the run that made it under ``original_wall_s``."""
+    if res.get("cached"):
+        return {"wall_s": float(res.get("load_s", 0.0) if elapsed_s is None else elapsed_s), "cached": True,
+                "original_wall_s": float(res["wall_time"])}
+    return {"wall_s": float(res["wall_time"]), "cached": False}
