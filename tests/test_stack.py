@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from ddlib import models
-from ddlib.stack import ModelStack, grouped_supported
+from ddlib.stack import ModelStack, avg_pool_2x2, grouped_supported
 from ddlib.train import evaluate
 from ddlib.utils import ParamError
 
@@ -67,6 +67,19 @@ def test_grouped_shared_input_with_different_normalisation():
     with torch.no_grad():
         torch.testing.assert_close(ModelStack(ms, "grouped")(xs, shared=True), torch.stack([m(xs) for m in ms]),
                                    rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 8, 8), (2, 3, 7, 9), (1, 5, 3, 2)])
+def test_avg_pool_2x2_is_avg_pool2d_bit_for_bit(shape):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(shape, generator=g).requires_grad_()
+    x2 = x.detach().clone().requires_grad_()
+    out, want = avg_pool_2x2(x), F.avg_pool2d(x2, 2)
+    assert torch.equal(out, want)
+    up = torch.randn(want.shape, generator=g)
+    out.backward(up)
+    want.backward(up)
+    assert torch.equal(x.grad, x2.grad)
 
 
 @pytest.mark.parametrize("impl", [{"foreach": False}, {"foreach": True}, {"fused": True}])

@@ -39,8 +39,10 @@ the loop must let the hooks decide: steps per epoch (the jobs' common count), th
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import NamedTuple
@@ -93,12 +95,13 @@ class _Batch(NamedTuple):
 class _JobStream:
     """One job's data and randomness: exactly the draws of ``train_student``, in its order."""
 
-    def __init__(self, ds, job: StudentJob, cfg: StudentConfig, dev: torch.device) -> None:
+    def __init__(self, ds, job: StudentJob, cfg: StudentConfig, dev: torch.device, stats=None) -> None:
         idx = torch.as_tensor(np.asarray(job.indices, dtype=np.int64))
         self.cfg, self.dev = cfg, dev
         self.gen = seed_everything(job.seed)
         self.x, self.y = ds.train_x[idx], ds.train_y[idx]
-        self.model = build_model(ds, cfg.model, cfg.width, cfg.depth).to(dev)  # init from the global RNG
+        # init from the global RNG; ``stats`` is ds with its mean/std computed once (see _DataStats)
+        self.model = build_model(stats or ds, cfg.model, cfg.width, cfg.depth).to(dev)
         self.aug = replace(AUGMENTS["kd"], crop_scale=(cfg.min_crop, 1.0))
         self.order = torch.arange(0)
 
@@ -114,6 +117,21 @@ class _JobStream:
         else:
             perm, lam = torch.arange(len(b), device=self.dev), 1.0
         return _Batch(xb, yb, perm, lam)
+
+
+class _DataStats(NamedTuple):
+    """What ``build_model`` reads of a dataset, with ``mean``/``std`` computed once: ``Dataset.mean``
+    and ``.std`` run over the whole training pool on every access (0.5 s for Fashion-MNIST's 60,000
+    images on one core), which ``train_student`` pays per student."""
+
+    num_classes: int
+    image_shape: tuple[int, int, int]
+    mean: Tensor
+    std: Tensor
+
+    @classmethod
+    def of(cls, ds) -> _DataStats:
+        return cls(ds.num_classes, ds.image_shape, ds.mean, ds.std)
 
 
 def stack_batches(batches: Sequence[_Batch]) -> Tensor:
@@ -148,6 +166,18 @@ def stacked_loss(out: Tensor, xs: Tensor, batches: Sequence[_Batch], cfgs: Seque
     return total
 
 
+#: Most students per stack, by device type (None: all of a group). On CPU a stack of one is the
+#: fastest (benchmarks/bench_student_grid.py: the small student's step is bound by memory traffic,
+#: which stacking does not reduce, and its activations leave the cache when stacked) and it is
+#: train_student bit for bit; use ``workers`` for the cores. The CUDA figure is not a measurement.
+MAX_STACK = {"cpu": 1, "cuda": 64}
+
+#: Student-images per evaluation forward, by device type. On CPU the activations of a forward should
+#: stay in cache (benchmarks/bench_student_grid.py measures the sweep); the CUDA figure is a guess
+#: that keeps the GPU busy, not a measurement.
+EVAL_IMAGES = {"cpu": 64, "cuda": 8192}
+
+
 def _group_key(cfg: StudentConfig, n: int) -> tuple:
     return (cfg.model, cfg.width, cfg.depth, n, cfg.batch_size, cfg.epochs, cfg.lr, cfg.weight_decay, cfg.last_epochs)
 
@@ -178,57 +208,98 @@ def _check_job(ds, job: StudentJob, cfg: StudentConfig | None, teacher: nn.Modul
     return cfg
 
 
+class _Run(NamedTuple):
+    """What every stack of one :func:`train_students` call shares."""
+
+    ds: object
+    stats: _DataStats
+    teacher: nn.Module | None
+    dev: torch.device
+    backend: str
+    eval_images: int
+    keep_weights: bool
+    progress: bool
+
+
 def train_students(ds, jobs: Sequence[StudentJob | tuple], cfg: StudentConfig | None = None,
-                   teacher: nn.Module | None = None, device=None, progress: bool = True, max_stack: int = 64,
-                   backend: str = "auto", eval_batch_size: int = 512, keep_weights: bool = False) -> list[dict]:
+                   teacher: nn.Module | None = None, device=None, progress: bool = True, max_stack: int | None = None,
+                   workers: int = 1, backend: str = "auto", eval_images: int | None = None,
+                   keep_weights: bool = False) -> list[dict]:
     """Train every job's student as ``train_student`` would, many at once; one result dict per job, in order.
 
     ``jobs``: :class:`StudentJob` s or ``(indices, seed)`` pairs; ``cfg`` is the resolved config of
     jobs that carry none. ``teacher`` is needed when any job uses ``loss="kd"``. ``max_stack`` caps
-    the students trained together (memory: activations grow with it); ``backend`` is the
-    :class:`~ddlib.stack.ModelStack` backend. Each result: ``best_acc``, ``last_acc``, ``accs`` (the
+    the students trained together (None: :data:`MAX_STACK` for the device); ``workers`` stacks train
+    at once in threads, each with ``torch.get_num_threads() // workers`` intra-op threads (on a
+    2-core CPU, ``workers=2`` keeps both cores busy better than 2 intra-op threads on small ops);
+    ``backend`` is the :class:`~ddlib.stack.ModelStack` backend. ``eval_images``: student-images per evaluation forward
+    (each forward runs the S students on ``max(1, eval_images // S)`` test images); None takes
+    :data:`EVAL_IMAGES` for the device. Each result: ``best_acc``, ``last_acc``, ``accs`` (the
     evaluated epochs), ``seconds`` (its share of its stack's wall time), ``stack_size``, and with
     ``keep_weights`` the trained student's ``state_dict`` (on the CPU).
     """
-    from tqdm.auto import tqdm
-
     jobs = [_as_job(j) for j in jobs]
     if not jobs:
         raise ParamError("jobs must name at least one student")
-    check_int("max_stack", max_stack, 1)
     check_choice("backend", backend, BACKENDS)
-    check_int("eval_batch_size", eval_batch_size, 1)
-    cfgs = [_check_job(ds, j, j.cfg or cfg, teacher, i) for i, j in enumerate(jobs)]
+    check_int("workers", workers, 1, 64)
     dev = get_device(device)
-    if teacher is not None:
-        teacher = teacher.to(dev).eval()
-    results: list[dict | None] = [None] * len(jobs)
+    if max_stack is None:
+        max_stack = MAX_STACK.get(dev.type, MAX_STACK["cuda"])
+    check_int("max_stack", max_stack, 1)
+    if eval_images is None:
+        eval_images = EVAL_IMAGES.get(dev.type, EVAL_IMAGES["cuda"])
+    check_int("eval_images", eval_images, 1)
+    cfgs = [_check_job(ds, j, j.cfg or cfg, teacher, i) for i, j in enumerate(jobs)]
+    run = _Run(ds, _DataStats.of(ds), None if teacher is None else teacher.to(dev).eval(), dev, backend, eval_images,
+               keep_weights, progress and not book.in_test())
     stacks = job_groups(jobs, cfgs, max_stack)
-    for k, members in enumerate(stacks):
-        bar_desc = f"students {k + 1}/{len(stacks)} ({len(members)} stacked)"
-        res = _train_stack(ds, [jobs[i] for i in members], [cfgs[i] for i in members], teacher, dev, backend,
-                           eval_batch_size, keep_weights, tqdm, progress and not book.in_test(), bar_desc)
+
+    def train(k: int) -> list[dict]:
+        members = stacks[k]
+        return _train_stack(run, [jobs[i] for i in members], [cfgs[i] for i in members],
+                            f"students {k + 1}/{len(stacks)} ({len(members)} stacked)")
+
+    if workers == 1 or len(stacks) == 1:
+        done = [train(k) for k in range(len(stacks))]
+    else:
+        threads = torch.get_num_threads()
+        torch.set_num_threads(max(1, threads // workers))
+        try:
+            with ThreadPoolExecutor(min(workers, len(stacks))) as pool:
+                done = list(pool.map(train, range(len(stacks))))
+        finally:
+            torch.set_num_threads(threads)
+    results: list[dict] = [{}] * len(jobs)
+    for members, res in zip(stacks, done):
         for i, r in zip(members, res):
             results[i] = r
-    return results  # type: ignore[return-value]
+    return results
 
 
-def _train_stack(ds, jobs: list[StudentJob], cfgs: list[StudentConfig], teacher: nn.Module | None,
-                 dev: torch.device, backend: str, eval_batch_size: int, keep_weights: bool, tqdm, progress: bool,
-                 desc: str) -> list[dict]:
+#: Model initialisation draws from the global RNG (``seed_everything`` then ``build_model``): one
+#: stack at a time, so that concurrent workers do not interleave their draws.
+_INIT_LOCK = threading.Lock()
+
+
+def _train_stack(run: _Run, jobs: list[StudentJob], cfgs: list[StudentConfig], desc: str) -> list[dict]:
     """One lockstep stack: the jobs share (n, batch, epochs, lr, wd, last_epochs); see the module docstring."""
-    c0 = cfgs[0]
+    from tqdm.auto import tqdm
+
+    c0, ds = cfgs[0], run.ds
     start = time.perf_counter()
-    streams = [_JobStream(ds, j, c, dev) for j, c in zip(jobs, cfgs)]
-    stack = ModelStack([s.model for s in streams], backend).to(dev)
+    with _INIT_LOCK:
+        streams = [_JobStream(ds, j, c, run.dev, run.stats) for j, c in zip(jobs, cfgs)]
+    stack = ModelStack([s.model for s in streams], run.backend).to(run.dev)
     for s in streams:
         s.model = None  # the stack holds the weights now
     opt = make_optimizer(stack.parameters(), TrainConfig(epochs=c0.epochs, optimizer="adamw", lr=c0.lr,
                                                          weight_decay=c0.weight_decay))
     n, bs = len(jobs[0].indices), c0.batch_size
     first_eval = max(c0.epochs - c0.last_epochs, 0)
+    chunk = max(1, run.eval_images // len(jobs))
     accs: list[Tensor] = []
-    bar = tqdm(range(c0.epochs), desc=desc, disable=not progress, leave=False)
+    bar = tqdm(range(c0.epochs), desc=desc, disable=not run.progress, leave=False)
     for epoch in bar:
         for g in opt.param_groups:
             g["lr"] = c0.lr * 0.5 * (1 + math.cos(math.pi * epoch / c0.epochs / 2))
@@ -238,19 +309,18 @@ def _train_stack(ds, jobs: list[StudentJob], cfgs: list[StudentConfig], teacher:
         for b0 in range(0, n, bs):
             batches = [s.batch(b0) for s in streams]
             xs = stack_batches(batches)
-            loss = stacked_loss(stack(xs), xs, batches, cfgs, teacher)
+            loss = stacked_loss(stack(xs), xs, batches, cfgs, run.teacher)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
         if epoch >= first_eval:
-            accs.append(stack.accuracy(ds.test_x, ds.test_y, eval_batch_size))
+            accs.append(stack.accuracy(ds.test_x, ds.test_y, chunk))
             bar.set_postfix(best=f"{float(torch.stack(accs).max()):.3f}")
     seconds = time.perf_counter() - start
-    table = torch.stack(accs).tolist()  # (epochs evaluated, S)
-    states = stack.state_dicts() if keep_weights else None
+    table = torch.stack(accs).T.tolist()  # (S, epochs evaluated)
+    states = stack.state_dicts() if run.keep_weights else None
     out = []
-    for j in range(len(jobs)):
-        a = [row[j] for row in table]
+    for j, a in enumerate(table):
         out.append({"best_acc": max(a), "last_acc": a[-1], "accs": a, "seconds": seconds / len(jobs),
                     "stack_size": len(jobs)})
         if states is not None:

@@ -1,0 +1,236 @@
+"""Student grid: BPS Stage-3 students trained one by one (``train_student``) vs stacked (``train_students``).
+
+Usage: ``python benchmarks/bench_student_grid.py [--threads 1,2] [--students 30] [--ipcs 10,50]
+[--epochs 50] [--last-epochs 21] [--timed-epochs 3] [--stacks 1,5,30] [--eval-images 16,64,256]
+[--check-students 6] [--out PATH]``.
+
+The grid of issue 9 at CPU scale: Fashion-MNIST (28x28x1, the full 60,000-image pool, the full
+10,000-image test set), ConvNet students of width 32 and depth 3, KD from a ConvNet teacher of the
+same size, IPC 10 and 50 (batch 16 both, min_crop 0.1 / 0.2 from the KD table), ``--students``
+students per IPC (6 methods x 5 seeds = 30), each with its own random selection and seed. The
+teacher keeps its random initial weights and the selections are random: neither changes the cost.
+
+Measured for both paths in this run, for each thread count and IPC:
+
+- ``train``: ``--timed-epochs`` epochs of the student step (augment, CutMix, teacher forward,
+  student forward and backward, AdamW) for all the students, with a 10-image test set so that the
+  evaluation is not in it. ``one_by_one``: ``train_student`` per student; ``stacked``:
+  ``train_students`` with each ``--stacks`` value as ``max_stack``.
+- ``eval``: one evaluation of all the students on the 10,000 test images. ``one_by_one``:
+  ``ddlib.train.evaluate`` per student (what ``train_student`` does, batch 512); ``stacked``:
+  ``ModelStack.accuracy`` of one stack of all the students with each ``--eval-images`` value
+  (student-images per forward).
+- ``protocol`` (derived from the two, not timed): ``epochs / timed_epochs x train +
+  last_epochs x eval``, the protocol's cost (``--epochs`` epochs, the last ``--last-epochs``
+  evaluated on the full test set) for all the students.
+- ``check`` (1 thread only): both paths end to end on ``--check-students`` students (both losses,
+  a few epochs, 1,000 test images): the largest accuracy difference over students and epochs.
+
+Images per second count student-images (a stack of S students on B images is S x B). CPU time
+(user + system of this process) is recorded beside wall time: other processes on a shared machine
+slow the wall clock, the CPU time less so. The load average is recorded before and after each part.
+
+Writes JSON (``what``, ``provenance``, ``config``, ``rows``, ``timings``) to
+``benchmarks/results/bench_student_grid_<device>.json``. A speed record, not a test.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ddlib import data
+from ddlib.bps.distill import StudentConfig, build_model, train_student
+from ddlib.bps.grid import StudentJob, train_students
+from ddlib.stack import ModelStack
+from ddlib.train import evaluate
+from ddlib.utils import get_device, provenance
+
+
+def _cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+class Clock:
+    """Wall and CPU seconds of a block, and the load average before and after it."""
+
+    def __enter__(self) -> Clock:
+        self.load_before = os.getloadavg()[0]
+        self.w, self.c = time.perf_counter(), _cpu()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.wall, self.cpu = time.perf_counter() - self.w, _cpu() - self.c
+        self.load_after = os.getloadavg()[0]
+
+    def row(self, **kw) -> dict:
+        return {**kw, "seconds": round(self.wall, 3), "cpu_seconds": round(self.cpu, 3),
+                "load_before": round(self.load_before, 2), "load_after": round(self.load_after, 2)}
+
+
+def make_jobs(ds, n: int, ipc: int, seed: int = 0) -> list[StudentJob]:
+    """``n`` students: a random selection of ``ipc`` per class and a seed each."""
+    rng = np.random.default_rng(seed + ipc)
+    y = ds.train_y.numpy()
+    by_class = [np.nonzero(y == c)[0] for c in range(ds.num_classes)]
+    return [StudentJob.of(np.concatenate([rng.choice(ix, ipc, replace=False) for ix in by_class]), s, tag=f"ipc{ipc}")
+            for s in range(n)]
+
+
+def bench_train(ds_small, jobs, cfg, teacher, stacks: list[int], threads: int, ipc: int) -> list[dict]:
+    n_img = len(jobs) * cfg.epochs * len(jobs[0].indices)
+    rows = []
+    with Clock() as c:
+        for j in jobs:
+            train_student(ds_small, j.indices, cfg, teacher, seed=j.seed, progress=False)
+    rows.append(c.row(part="train", ipc=ipc, threads=threads, path="one_by_one", students=len(jobs), max_stack=1,
+                      images_per_s=round(n_img / c.wall, 1)))
+    for k in stacks:
+        with Clock() as c:
+            train_students(ds_small, jobs, cfg, teacher, progress=False, max_stack=k)
+        rows.append(c.row(part="train", ipc=ipc, threads=threads, path="stacked", students=len(jobs), max_stack=k,
+                          images_per_s=round(n_img / c.wall, 1)))
+    return rows
+
+
+def bench_eval(ds, students: list[torch.nn.Module], eval_images: list[int], threads: int) -> list[dict]:
+    n_img = len(students) * len(ds.test_y)
+    rows = []
+    with Clock() as c:
+        one = [evaluate(m, ds.test_x, ds.test_y) for m in students]
+    rows.append(c.row(part="eval", threads=threads, path="one_by_one", students=len(students), eval_images=512,
+                      images_per_s=round(n_img / c.wall, 1)))
+    stack = ModelStack(students)
+    for e in eval_images:
+        with Clock() as c:
+            acc = stack.accuracy(ds.test_x, ds.test_y, max(1, e // len(students))).tolist()
+        rows.append(c.row(part="eval", threads=threads, path="stacked", students=len(students), eval_images=e,
+                          images_per_s=round(n_img / c.wall, 1), same_accuracy=acc == one))
+    return rows
+
+
+def check(ds, cfg, teacher, n: int, seed: int = 7) -> dict:
+    """Both paths end to end (KD and CE students): the largest accuracy difference."""
+    g = torch.Generator().manual_seed(seed)
+    keep = torch.randperm(len(ds.test_y), generator=g)[:1000]
+    small = replace(ds, test_x=ds.test_x[keep], test_y=ds.test_y[keep])
+    ccfg = replace(cfg, epochs=4, last_epochs=2)
+    jobs = [replace(j, cfg=replace(ccfg, loss="ce") if i % 2 else None) for i, j in enumerate(make_jobs(ds, n, 10, seed))]
+    with Clock() as c1:
+        one = [train_student(small, j.indices, j.cfg or ccfg, teacher, seed=j.seed, progress=False) for j in jobs]
+    with Clock() as c2:
+        stacked = train_students(small, jobs, ccfg, teacher, progress=False)
+    diffs = [abs(a - b) for r1, r2 in zip(one, stacked) for a, b in zip(r1["accs"], r2["accs"])]
+    return {"part": "check", "students": n, "epochs": ccfg.epochs, "evaluated_epochs": ccfg.last_epochs,
+            "test_images": len(keep), "max_abs_accuracy_diff": max(diffs),
+            "equal_accs": all(r1["accs"] == r2["accs"] for r1, r2 in zip(one, stacked)),
+            "one_by_one_seconds": round(c1.wall, 3), "stacked_seconds": round(c2.wall, 3)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--students", type=int, default=30)
+    ap.add_argument("--ipcs", default="10,50")
+    ap.add_argument("--epochs", type=int, default=50)
+    ap.add_argument("--last-epochs", type=int, default=21)
+    ap.add_argument("--timed-epochs", type=int, default=3)
+    ap.add_argument("--stacks", default="1,5,30", help="max_stack values timed for the stacked path")
+    ap.add_argument("--eval-images", default="16,64,256", help="student-images per stacked evaluation forward")
+    ap.add_argument("--check-students", type=int, default=6)
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+    device = get_device("cpu")
+    start = time.perf_counter()
+    load_start = os.getloadavg()
+    ds = data.load("fashion-mnist")
+    ds_small = replace(ds, test_x=ds.test_x[:10], test_y=ds.test_y[:10])
+    with Clock() as c:
+        build_model(ds, "convnet", 32, 3)
+    rows: list[dict] = [c.row(part="build_model", note="train_student's build_model: Dataset.mean/.std over "
+                              "the whole pool, paid once per student one by one, once per call stacked")]
+    torch.manual_seed(0)
+    teacher = build_model(ds, "convnet", 32, 3).eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    base = StudentConfig(model="convnet", width=32, depth=3, loss="kd", epochs=args.timed_epochs, last_epochs=1)
+    stacks = [min(int(k), args.students) for k in args.stacks.split(",")]
+    for threads in [int(t) for t in args.threads.split(",")]:
+        torch.set_num_threads(threads)
+        for ipc in [int(i) for i in args.ipcs.split(",")]:
+            cfg = base.resolved(ds.name, ds.num_classes, ipc)
+            jobs = make_jobs(ds, args.students, ipc)
+            for r in bench_train(ds_small, jobs, cfg, teacher, sorted(set(stacks)), threads, ipc):
+                r["batch"], r["images_per_student_epoch"] = cfg.batch_size, len(jobs[0].indices)
+                rows.append(r)
+                print(json.dumps(r), flush=True)
+        torch.manual_seed(1)
+        students = [build_model(ds, "convnet", 32, 3) for _ in range(args.students)]
+        for r in bench_eval(ds, students, [int(e) for e in args.eval_images.split(",")], threads):
+            rows.append(r)
+            print(json.dumps(r), flush=True)
+    torch.set_num_threads(1)
+    rows.append(check(ds, base.resolved(ds.name, ds.num_classes, 10), teacher, args.check_students))
+    print(json.dumps(rows[-1]), flush=True)
+    timings = protocol(rows, args)
+    for t in timings:
+        print(json.dumps(t), flush=True)
+    out = Path(args.out or Path(__file__).parent / "results" / f"bench_student_grid_{device.type}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    prov = provenance()
+    prov.update(wall_s=round(time.perf_counter() - start, 1), threads=args.threads,
+                loadavg_start=[round(v, 2) for v in load_start], loadavg_end=[round(v, 2) for v in os.getloadavg()],
+                cpus=os.cpu_count())
+    record = {"what": "student grid: one by one (train_student) vs stacked (train_students), same run",
+              "provenance": prov,
+              "config": {"dataset": "fashion-mnist", "pool": len(ds.train_y), "test_images": len(ds.test_y),
+                         "student": {"model": "convnet", "width": 32, "depth": 3, "loss": "kd"},
+                         "teacher": {"model": "convnet", "width": 32, "depth": 3, "weights": "random init"},
+                         "students": args.students, "ipcs": args.ipcs, "epochs": args.epochs,
+                         "last_epochs": args.last_epochs, "timed_epochs": args.timed_epochs, "stacks": stacks,
+                         "eval_images": args.eval_images},
+              "rows": rows, "timings": timings}
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record, indent=1))
+    tmp.replace(out)
+    print(f"wrote {out}")
+
+
+def protocol(rows: list[dict], args) -> list[dict]:
+    """Per thread count and IPC: the protocol's cost for all the students, one by one and with the best
+    stacked settings, from the measured ``train`` and ``eval`` rows."""
+    out = []
+    scale = args.epochs / args.timed_epochs
+    for threads in sorted({r["threads"] for r in rows if "threads" in r}):
+        ev = [r for r in rows if r.get("part") == "eval" and r["threads"] == threads]
+        ev_one = next(r for r in ev if r["path"] == "one_by_one")
+        ev_best = min((r for r in ev if r["path"] == "stacked"), key=lambda r: r["seconds"])
+        for ipc in sorted({r["ipc"] for r in rows if r.get("part") == "train"}):
+            tr = [r for r in rows if r.get("part") == "train" and r["threads"] == threads and r["ipc"] == ipc]
+            tr_one = next(r for r in tr if r["path"] == "one_by_one")
+            tr_best = min((r for r in tr if r["path"] == "stacked"), key=lambda r: r["seconds"])
+            one = scale * tr_one["seconds"] + args.last_epochs * ev_one["seconds"]
+            stacked = scale * tr_best["seconds"] + args.last_epochs * ev_best["seconds"]
+            out.append({"part": "protocol", "threads": threads, "ipc": ipc, "students": tr_one["students"],
+                        "epochs": args.epochs, "last_epochs": args.last_epochs,
+                        "one_by_one_s": round(one, 1), "stacked_s": round(stacked, 1),
+                        "speedup": round(one / stacked, 2) if stacked > 0 else math.nan,
+                        "train_speedup": round(tr_one["seconds"] / tr_best["seconds"], 2),
+                        "best_max_stack": tr_best["max_stack"],
+                        "eval_speedup": round(ev_one["seconds"] / ev_best["seconds"], 2),
+                        "best_eval_images": ev_best["eval_images"],
+                        "eval_share_one_by_one": round(args.last_epochs * ev_one["seconds"] / one, 3)})
+    return out
+
+
+if __name__ == "__main__":
+    main()
