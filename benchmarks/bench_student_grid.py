@@ -1,8 +1,8 @@
 """Student grid: BPS Stage-3 students trained one by one (``train_student``) vs stacked (``train_students``).
 
 Usage: ``python benchmarks/bench_student_grid.py [--threads 1,2] [--students 30] [--ipcs 10,50]
-[--epochs 50] [--last-epochs 21] [--timed-epochs 3] [--stacks 1,5,30] [--eval-images 16,64,256]
-[--check-students 6] [--out PATH]``.
+[--epochs 50] [--last-epochs 21] [--timed-epochs 2] [--stacks 1,5,30] [--eval-images 16,64,256]
+[--eval-students 10] [--check-students 6] [--out PATH]``.
 
 The grid of issue 9 at CPU scale: Fashion-MNIST (28x28x1, the full 60,000-image pool, the full
 10,000-image test set), ConvNet students of width 32 and depth 3, KD from a ConvNet teacher of the
@@ -10,25 +10,32 @@ same size, IPC 10 and 50 (batch 16 both, min_crop 0.1 / 0.2 from the KD table), 
 students per IPC (6 methods x 5 seeds = 30), each with its own random selection and seed. The
 teacher keeps its random initial weights and the selections are random: neither changes the cost.
 
-Measured for both paths in this run, for each thread count and IPC:
+Measured for both paths in this run, for each thread count (``torch.set_num_threads``):
 
-- ``train``: ``--timed-epochs`` epochs of the student step (augment, CutMix, teacher forward,
-  student forward and backward, AdamW) for all the students, with a 10-image test set so that the
-  evaluation is not in it. ``one_by_one``: ``train_student`` per student; ``stacked``:
-  ``train_students`` with each ``--stacks`` value as ``max_stack``.
-- ``eval``: one evaluation of all the students on the 10,000 test images. ``one_by_one``:
-  ``ddlib.train.evaluate`` per student (what ``train_student`` does, batch 512); ``stacked``:
-  ``ModelStack.accuracy`` of one stack of all the students with each ``--eval-images`` value
-  (student-images per forward).
-- ``protocol`` (derived from the two, not timed): ``epochs / timed_epochs x train +
-  last_epochs x eval``, the protocol's cost (``--epochs`` epochs, the last ``--last-epochs``
-  evaluated on the full test set) for all the students.
-- ``check`` (1 thread only): both paths end to end on ``--check-students`` students (both losses,
-  a few epochs, 1,000 test images): the largest accuracy difference over students and epochs.
+- ``build_model``: ``train_student``'s model construction, which computes the dataset's mean/std
+  over the whole pool (once per student one by one; ``train_students`` does it once per call).
+- ``train`` (per IPC): ``--timed-epochs`` epochs of the student step (augment, CutMix, teacher
+  forward, student forward and backward, AdamW) for all the students, with a 10-image test set so
+  that the evaluation is not in it. ``one_by_one``: ``train_student`` per student; ``stacked``:
+  ``train_students`` with each ``--stacks`` value as ``max_stack``, and with more than one thread
+  also stacks of one on ``workers`` = threads (one intra-op thread each).
+- ``eval``: one evaluation of ``--eval-students`` students on the 10,000 test images.
+  ``one_by_one``: ``ddlib.train.evaluate`` per student (what ``train_student`` does: batch 512);
+  ``stacked``: stacks of one at 64 images per forward (``train_students``' CPU default), one stack
+  of all at each ``--eval-images`` (student-images per forward), and with more than one thread the
+  stacks of one spread over that many worker threads.
+- ``check`` (1 thread): both paths end to end on ``--check-students`` students (KD and CE, 4
+  epochs, 2 evaluated, 1,000 test images): equal accuracies or not, and the largest difference, for
+  stacks of one and for one stack of all.
+- ``protocol`` (in ``timings``; derived from the rows above, not timed): the protocol's cost for
+  the students, ``--epochs`` epochs with the last ``--last-epochs`` evaluated on the full test set,
+  one by one and with the fastest stacked settings measured (see :func:`protocol`).
 
-Images per second count student-images (a stack of S students on B images is S x B). CPU time
-(user + system of this process) is recorded beside wall time: other processes on a shared machine
-slow the wall clock, the CPU time less so. The load average is recorded before and after each part.
+Images per second count student-images (S students on B images each are S x B). CPU time (user +
+system of this process) is recorded beside wall time, and the 1-minute load average before and
+after each row: on a machine shared with other processes the wall clock is slowed by them, and
+several intra-op threads can collapse when the cores are oversubscribed (their barriers wait on
+descheduled threads), which the rows then show.
 
 Writes JSON (``what``, ``provenance``, ``config``, ``rows``, ``timings``) to
 ``benchmarks/results/bench_student_grid_<device>.json``. A speed record, not a test.
@@ -41,13 +48,14 @@ import math
 import os
 import resource
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ddlib import data
+from ddlib import data, models
 from ddlib.bps.distill import StudentConfig, build_model, train_student
 from ddlib.bps.grid import StudentJob, train_students
 from ddlib.stack import ModelStack
@@ -88,52 +96,75 @@ def make_jobs(ds, n: int, ipc: int, seed: int = 0) -> list[StudentJob]:
 
 def bench_train(ds_small, jobs, cfg, teacher, stacks: list[int], threads: int, ipc: int) -> list[dict]:
     n_img = len(jobs) * cfg.epochs * len(jobs[0].indices)
+    common = dict(part="train", ipc=ipc, threads=threads, students=len(jobs))
     rows = []
     with Clock() as c:
         for j in jobs:
             train_student(ds_small, j.indices, cfg, teacher, seed=j.seed, progress=False)
-    rows.append(c.row(part="train", ipc=ipc, threads=threads, path="one_by_one", students=len(jobs), max_stack=1,
-                      images_per_s=round(n_img / c.wall, 1)))
-    for k in stacks:
+    rows.append(c.row(**common, path="one_by_one", max_stack=1, workers=1, images_per_s=round(n_img / c.wall, 1)))
+    settings = [(k, 1) for k in stacks] + ([(1, threads)] if threads > 1 else [])
+    for k, w in settings:
         with Clock() as c:
-            train_students(ds_small, jobs, cfg, teacher, progress=False, max_stack=k)
-        rows.append(c.row(part="train", ipc=ipc, threads=threads, path="stacked", students=len(jobs), max_stack=k,
-                          images_per_s=round(n_img / c.wall, 1)))
+            train_students(ds_small, jobs, cfg, teacher, progress=False, max_stack=k, workers=w)
+        rows.append(c.row(**common, path="stacked", max_stack=k, workers=w, images_per_s=round(n_img / c.wall, 1)))
     return rows
 
 
 def bench_eval(ds, students: list[torch.nn.Module], eval_images: list[int], threads: int) -> list[dict]:
+    """One evaluation of every student on the test set: evaluate() per student, stacks of one (the
+    CPU default of train_students, 64 images per forward), one stack of all at each ``eval_images``,
+    and with several threads, stacks of one spread over ``threads`` workers of one thread each."""
     n_img = len(students) * len(ds.test_y)
+    common = dict(part="eval", threads=threads, students=len(students))
     rows = []
     with Clock() as c:
         one = [evaluate(m, ds.test_x, ds.test_y) for m in students]
-    rows.append(c.row(part="eval", threads=threads, path="one_by_one", students=len(students), eval_images=512,
+    rows.append(c.row(**common, path="one_by_one", max_stack=1, workers=1, eval_images=512,
                       images_per_s=round(n_img / c.wall, 1)))
+    singles = [ModelStack([m]) for m in students]
+    with Clock() as c:
+        acc = [s.accuracy(ds.test_x, ds.test_y, 64).item() for s in singles]
+    rows.append(c.row(**common, path="stacked", max_stack=1, workers=1, eval_images=64,
+                      images_per_s=round(n_img / c.wall, 1), same_accuracy=acc == one))
     stack = ModelStack(students)
     for e in eval_images:
         with Clock() as c:
             acc = stack.accuracy(ds.test_x, ds.test_y, max(1, e // len(students))).tolist()
-        rows.append(c.row(part="eval", threads=threads, path="stacked", students=len(students), eval_images=e,
+        rows.append(c.row(**common, path="stacked", max_stack=len(students), workers=1, eval_images=e,
+                          images_per_s=round(n_img / c.wall, 1), same_accuracy=acc == one))
+    if threads > 1:
+        torch.set_num_threads(1)
+        with Clock() as c, ThreadPoolExecutor(threads) as pool:
+            acc = list(pool.map(lambda s: s.accuracy(ds.test_x, ds.test_y, 64).item(), singles))
+        torch.set_num_threads(threads)
+        rows.append(c.row(**common, path="stacked", max_stack=1, workers=threads, eval_images=64,
                           images_per_s=round(n_img / c.wall, 1), same_accuracy=acc == one))
     return rows
 
 
-def check(ds, cfg, teacher, n: int, seed: int = 7) -> dict:
-    """Both paths end to end (KD and CE students): the largest accuracy difference."""
+def check(ds, cfg, teacher, n: int, seed: int = 7) -> list[dict]:
+    """Both paths end to end (KD and CE students, 1 thread): equal accuracies with the CPU default
+    (stacks of one), and the largest accuracy difference with one stack of all."""
     g = torch.Generator().manual_seed(seed)
     keep = torch.randperm(len(ds.test_y), generator=g)[:1000]
     small = replace(ds, test_x=ds.test_x[keep], test_y=ds.test_y[keep])
     ccfg = replace(cfg, epochs=4, last_epochs=2)
-    jobs = [replace(j, cfg=replace(ccfg, loss="ce") if i % 2 else None) for i, j in enumerate(make_jobs(ds, n, 10, seed))]
-    with Clock() as c1:
+    jobs = [replace(j, cfg=replace(ccfg, loss="ce") if i % 2 else None)
+            for i, j in enumerate(make_jobs(ds, n, 10, seed))]
+    with Clock() as c:
         one = [train_student(small, j.indices, j.cfg or ccfg, teacher, seed=j.seed, progress=False) for j in jobs]
-    with Clock() as c2:
-        stacked = train_students(small, jobs, ccfg, teacher, progress=False)
-    diffs = [abs(a - b) for r1, r2 in zip(one, stacked) for a, b in zip(r1["accs"], r2["accs"])]
-    return {"part": "check", "students": n, "epochs": ccfg.epochs, "evaluated_epochs": ccfg.last_epochs,
-            "test_images": len(keep), "max_abs_accuracy_diff": max(diffs),
-            "equal_accs": all(r1["accs"] == r2["accs"] for r1, r2 in zip(one, stacked)),
-            "one_by_one_seconds": round(c1.wall, 3), "stacked_seconds": round(c2.wall, 3)}
+    rows = []
+    for k in (1, n):
+        with Clock() as c2:
+            stacked = train_students(small, jobs, ccfg, teacher, progress=False, max_stack=k)
+        diffs = [abs(a - b) for r1, r2 in zip(one, stacked) for a, b in zip(r1["accs"], r2["accs"])]
+        rows.append({"part": "check", "threads": 1, "students": n, "max_stack": k, "epochs": ccfg.epochs,
+                     "evaluated_epochs": ccfg.last_epochs, "test_images": len(keep),
+                     "teacher": "random init",
+                     "equal_accs": all(r1["accs"] == r2["accs"] for r1, r2 in zip(one, stacked)),
+                     "max_abs_accuracy_diff": max(diffs), "one_by_one_seconds": round(c.wall, 3),
+                     "stacked_seconds": round(c2.wall, 3)})
+    return rows
 
 
 def main() -> None:
@@ -143,9 +174,10 @@ def main() -> None:
     ap.add_argument("--ipcs", default="10,50")
     ap.add_argument("--epochs", type=int, default=50)
     ap.add_argument("--last-epochs", type=int, default=21)
-    ap.add_argument("--timed-epochs", type=int, default=3)
+    ap.add_argument("--timed-epochs", type=int, default=2)
     ap.add_argument("--stacks", default="1,5,30", help="max_stack values timed for the stacked path")
     ap.add_argument("--eval-images", default="16,64,256", help="student-images per stacked evaluation forward")
+    ap.add_argument("--eval-students", type=int, default=10, help="students in the eval part")
     ap.add_argument("--check-students", type=int, default=6)
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
@@ -174,13 +206,16 @@ def main() -> None:
                 rows.append(r)
                 print(json.dumps(r), flush=True)
         torch.manual_seed(1)
-        students = [build_model(ds, "convnet", 32, 3) for _ in range(args.students)]
+        mean, std = ds.mean.tolist(), ds.std.tolist()
+        students = [models.create("convnet", ds.num_classes, 1, 28, mean, std, width=32, depth=3)
+                    for _ in range(args.eval_students)]
         for r in bench_eval(ds, students, [int(e) for e in args.eval_images.split(",")], threads):
             rows.append(r)
             print(json.dumps(r), flush=True)
     torch.set_num_threads(1)
-    rows.append(check(ds, base.resolved(ds.name, ds.num_classes, 10), teacher, args.check_students))
-    print(json.dumps(rows[-1]), flush=True)
+    for r in check(ds, base.resolved(ds.name, ds.num_classes, 10), teacher, args.check_students):
+        rows.append(r)
+        print(json.dumps(r), flush=True)
     timings = protocol(rows, args)
     for t in timings:
         print(json.dumps(t), flush=True)
@@ -197,6 +232,7 @@ def main() -> None:
                          "teacher": {"model": "convnet", "width": 32, "depth": 3, "weights": "random init"},
                          "students": args.students, "ipcs": args.ipcs, "epochs": args.epochs,
                          "last_epochs": args.last_epochs, "timed_epochs": args.timed_epochs, "stacks": stacks,
+                         "eval_students": args.eval_students, "check_students": args.check_students,
                          "eval_images": args.eval_images},
               "rows": rows, "timings": timings}
     tmp = out.with_suffix(".tmp")
@@ -206,29 +242,41 @@ def main() -> None:
 
 
 def protocol(rows: list[dict], args) -> list[dict]:
-    """Per thread count and IPC: the protocol's cost for all the students, one by one and with the best
-    stacked settings, from the measured ``train`` and ``eval`` rows."""
+    """Per thread count and IPC, the protocol's cost for ``--students`` students, one by one and with
+    the fastest stacked settings, from the measured rows (derived, not timed):
+
+    ``fixed + epochs x per_epoch + last_epochs x eval``, where ``fixed`` is ``build_model``'s pass
+    over the pool (per student one by one, once per call stacked), ``per_epoch`` the ``train`` row's
+    time less that, over ``timed_epochs``, and ``eval`` one evaluation of all the students (the
+    ``eval`` rows scaled from ``--eval-students``)."""
     out = []
-    scale = args.epochs / args.timed_epochs
-    for threads in sorted({r["threads"] for r in rows if "threads" in r}):
+    build = next(r["seconds"] for r in rows if r.get("part") == "build_model")
+    for threads in sorted({r["threads"] for r in rows if r.get("part") in ("train", "eval")}):
         ev = [r for r in rows if r.get("part") == "eval" and r["threads"] == threads]
         ev_one = next(r for r in ev if r["path"] == "one_by_one")
         ev_best = min((r for r in ev if r["path"] == "stacked"), key=lambda r: r["seconds"])
+        per_student = args.students / ev_one["students"]
         for ipc in sorted({r["ipc"] for r in rows if r.get("part") == "train"}):
             tr = [r for r in rows if r.get("part") == "train" and r["threads"] == threads and r["ipc"] == ipc]
+            if not tr:
+                continue
             tr_one = next(r for r in tr if r["path"] == "one_by_one")
             tr_best = min((r for r in tr if r["path"] == "stacked"), key=lambda r: r["seconds"])
-            one = scale * tr_one["seconds"] + args.last_epochs * ev_one["seconds"]
-            stacked = scale * tr_best["seconds"] + args.last_epochs * ev_best["seconds"]
-            out.append({"part": "protocol", "threads": threads, "ipc": ipc, "students": tr_one["students"],
+            n = tr_one["students"]
+            one = (n * build + args.epochs * (tr_one["seconds"] - n * build) / args.timed_epochs
+                   + args.last_epochs * ev_one["seconds"] * per_student)
+            stacked = (build + args.epochs * (tr_best["seconds"] - build) / args.timed_epochs
+                       + args.last_epochs * ev_best["seconds"] * per_student)
+            out.append({"part": "protocol", "threads": threads, "ipc": ipc, "students": n,
                         "epochs": args.epochs, "last_epochs": args.last_epochs,
                         "one_by_one_s": round(one, 1), "stacked_s": round(stacked, 1),
                         "speedup": round(one / stacked, 2) if stacked > 0 else math.nan,
                         "train_speedup": round(tr_one["seconds"] / tr_best["seconds"], 2),
-                        "best_max_stack": tr_best["max_stack"],
+                        "best_max_stack": tr_best["max_stack"], "best_workers": tr_best["workers"],
                         "eval_speedup": round(ev_one["seconds"] / ev_best["seconds"], 2),
-                        "best_eval_images": ev_best["eval_images"],
-                        "eval_share_one_by_one": round(args.last_epochs * ev_one["seconds"] / one, 3)})
+                        "best_eval_images": ev_best["eval_images"], "best_eval_max_stack": ev_best["max_stack"],
+                        "best_eval_workers": ev_best["workers"],
+                        "eval_share_one_by_one": round(args.last_epochs * ev_one["seconds"] * per_student / one, 3)})
     return out
 
 

@@ -161,7 +161,8 @@ def stacked_loss(out: Tensor, xs: Tensor, batches: Sequence[_Batch], cfgs: Seque
         if c.loss == "kd":
             loss = kd_loss(out[j], t_logits[j], c.temperature)
         else:
-            loss = b.lam * F.cross_entropy(out[j], b.y) + (1 - b.lam) * F.cross_entropy(out[j], b.y[b.perm.to(b.y.device)])
+            mixed = b.y[b.perm.to(b.y.device)]
+            loss = b.lam * F.cross_entropy(out[j], b.y) + (1 - b.lam) * F.cross_entropy(out[j], mixed)
         total = total + loss
     return total
 
