@@ -34,8 +34,10 @@ Measured for both paths in this run, for each thread count (``torch.set_num_thre
 Images per second count student-images (S students on B images each are S x B). CPU time (user +
 system of this process) is recorded beside wall time, and the 1-minute load average before and
 after each row: on a machine shared with other processes the wall clock is slowed by them, and
-several intra-op threads can collapse when the cores are oversubscribed (their barriers wait on
-descheduled threads), which the rows then show.
+several intra-op threads collapse when the cores are oversubscribed: libgomp's threads spin at each
+barrier while the thread they wait for is descheduled. ``OMP_WAIT_POLICY=PASSIVE`` (set before
+Python starts; recorded in the provenance) makes them sleep instead; stacks on ``workers`` threads
+of one intra-op thread each have no barriers at all.
 
 Writes JSON (``what``, ``provenance``, ``config``, ``rows``, ``timings``) to
 ``benchmarks/results/bench_student_grid_<device>.json``. A speed record, not a test.
@@ -224,7 +226,7 @@ def main() -> None:
     prov = provenance()
     prov.update(wall_s=round(time.perf_counter() - start, 1), threads=args.threads,
                 loadavg_start=[round(v, 2) for v in load_start], loadavg_end=[round(v, 2) for v in os.getloadavg()],
-                cpus=os.cpu_count())
+                cpus=os.cpu_count(), omp_wait_policy=os.environ.get("OMP_WAIT_POLICY", "(unset: libgomp spins)"))
     record = {"what": "student grid: one by one (train_student) vs stacked (train_students), same run",
               "provenance": prov,
               "config": {"dataset": "fashion-mnist", "pool": len(ds.train_y), "test_images": len(ds.test_y),

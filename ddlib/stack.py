@@ -24,14 +24,23 @@ Two ways to compute the stacked forward (``backend``):
 
 ``"auto"`` takes ``grouped`` for a ConvNet and ``vmap`` otherwise.
 
-Not bit-identical to S separate models: the batched kernels sum in another order (a grouped or
-batched conv is another algorithm than S small convs; vmap's conv is a grouped conv, its GroupNorm a
-reshape), so logits differ from the one-by-one ones by float32 rounding (about 1e-7 relative after
-one step). Training amplifies it in one place worth knowing: a conv bias followed by GroupNorm has
-a true gradient of 0, its computed gradient is rounding noise (~1e-8), and Adam divides that by its
-own root mean square, so such biases take lr-sized random steps in *either* path, different ones in
-each. They do not change the function (the norm removes them). Compare logits and accuracies, or
-the weights other than those biases (tests/test_stack.py, tests/test_grid.py state the tolerances).
+A stack of one model (``grouped``) runs the model's own kernels on the model's own shapes (the
+average pool by :func:`avg_pool_2x2`, equal bit for bit to ``F.avg_pool2d``; the head by
+``F.linear``), so it computes what the model computes, bit for bit on the CPU. A stack of several is
+not bit-identical to the separate models: the batched kernels sum in another order (a grouped conv
+is another algorithm than S small convs; vmap's conv is a grouped conv, its GroupNorm a reshape),
+so logits differ by float32 rounding. Training amplifies it in one place worth knowing: a conv bias
+followed by GroupNorm has a true gradient of 0, its computed gradient is rounding noise, and Adam
+divides that by its own root mean square, so such biases take lr-sized random steps in *either*
+path, different ones in each; they do not change the function (the norm removes them). Compare
+logits and accuracies, or the weights other than those biases (tests/test_stack.py and
+tests/test_grid.py state the tolerances); over many steps the differences grow as any float
+nondeterminism does (benchmarks/bench_student_grid.py records the accuracy differences).
+
+Speed: a stack pays where the per-model work is too small for the device (a GPU running one small
+student). On a CPU the DD ConvNet's step at batch 16 is bound by memory traffic (GroupNorm, ReLU,
+pooling over activations near the size of the L2 cache), which stacking does not reduce, and a
+stack's activations leave the cache: benchmarks/bench_student_grid.py measures both.
 """
 from __future__ import annotations
 

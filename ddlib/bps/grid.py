@@ -16,16 +16,21 @@ What stays each job's own (so a job's numbers do not depend on which jobs it is 
 
 What the jobs of one stack share: one forward and backward of the stacked students, one AdamW over
 the stacked parameters (elementwise: each slice steps as its own optimiser would), one teacher
-forward over the S mixed batches concatenated (the teacher is in eval mode, so each image's logits
-do not depend on the rest of the batch; equal bit for bit to the per-job ones for the batch sizes
-checked in tests/test_grid.py), one evaluation forward of the S students over the test set
-(``ModelStack.correct``). Lockstep needs the same number of steps per epoch, the same batch size,
-lr schedule and evaluated epochs: jobs are grouped by (architecture, selection size, batch size,
-epochs, lr, weight decay, last_epochs); each group runs as stacks of at most ``max_stack`` jobs.
+forward over the S mixed batches concatenated (eval mode: a per-image computation, equal to the
+per-job forwards within float rounding, tests/test_grid.py), one evaluation forward of the S
+students over each chunk of the test set (``ModelStack.correct``). Lockstep needs the same number of
+steps per epoch, the same batch size, lr schedule and evaluated epochs: jobs are grouped by
+(architecture, selection size, batch size, epochs, lr, weight decay, last_epochs); each group runs
+as stacks of at most ``max_stack`` jobs, and ``workers`` stacks run at once in threads.
 
-Equality with ``train_student``: within float32 rounding, not bit for bit (the stacked kernels sum
-in another order; see :mod:`ddlib.stack`). ``seconds`` is the stack's wall time divided by its size
-(the summed ``seconds`` of all jobs is the wall time); ``stack_size`` is added.
+Equality with ``train_student``. On CPU the default is stacks of one (:data:`MAX_STACK`): the
+same kernels on the same shapes, bit for bit ``train_student`` at the same intra-op thread count
+(tests/test_grid.py), and the fastest on the 2-core machine (benchmarks/bench_student_grid.py:
+the speed comes from the evaluation in cache-sized chunks, the exact faster average pool, the
+dataset statistics computed once, and ``workers`` using the cores). Stacks of several agree within
+float32 rounding, not bit for bit (the stacked kernels sum in another order; see :mod:`ddlib.stack`),
+and like any float nondeterminism the difference can grow over training. ``seconds`` is the stack's
+wall time divided by its size; ``stack_size`` is added.
 
 How this plugs into a generic training loop (``train.fit`` with a pluggable batch source and a loss
 hook, once that refactor lands): the stack is the model (``ModelStack``: (S, B, ...) -> (S, B, K));
