@@ -26,7 +26,8 @@ Measured for both paths in this run, for each thread count (``torch.set_num_thre
   stacks of one spread over that many worker threads.
 - ``check`` (1 thread): both paths end to end on ``--check-students`` students (KD and CE, 4
   epochs, 2 evaluated, 1,000 test images): equal accuracies or not, and the largest difference, for
-  stacks of one and for one stack of all.
+  stacks of one and for one stack of all; and, for scale, ``train_student`` with 2 threads against
+  itself with 1 (float nondeterminism of the same kind).
 - ``protocol`` (in ``timings``; derived from the rows above, not timed): the protocol's cost for
   the students, ``--epochs`` epochs with the last ``--last-epochs`` evaluated on the full test set,
   one by one and with the fastest stacked settings measured (see :func:`protocol`).
@@ -46,7 +47,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import resource
 import time
@@ -59,7 +59,7 @@ import torch
 
 from ddlib import data, models
 from ddlib.bps.distill import StudentConfig, build_model, train_student
-from ddlib.bps.grid import StudentJob, train_students
+from ddlib.bps.grid import EVAL_IMAGES, StudentJob, train_students
 from ddlib.stack import ModelStack
 from ddlib.train import evaluate
 from ddlib.utils import get_device, provenance
@@ -96,23 +96,23 @@ def make_jobs(ds, n: int, ipc: int, seed: int = 0) -> list[StudentJob]:
             for s in range(n)]
 
 
-def bench_train(ds_small, jobs, cfg, teacher, stacks: list[int], threads: int, ipc: int) -> list[dict]:
+def bench_train(ds_small, jobs, cfg, teacher, stacks: list[int], threads: int, ipc: int, dev) -> list[dict]:
     n_img = len(jobs) * cfg.epochs * len(jobs[0].indices)
     common = dict(part="train", ipc=ipc, threads=threads, students=len(jobs))
     rows = []
     with Clock() as c:
         for j in jobs:
-            train_student(ds_small, j.indices, cfg, teacher, seed=j.seed, progress=False)
+            train_student(ds_small, j.indices, cfg, teacher, seed=j.seed, device=dev, progress=False)
     rows.append(c.row(**common, path="one_by_one", max_stack=1, workers=1, images_per_s=round(n_img / c.wall, 1)))
     settings = [(k, 1) for k in stacks] + ([(1, threads)] if threads > 1 else [])
     for k, w in settings:
         with Clock() as c:
-            train_students(ds_small, jobs, cfg, teacher, progress=False, max_stack=k, workers=w)
+            train_students(ds_small, jobs, cfg, teacher, device=dev, progress=False, max_stack=k, workers=w)
         rows.append(c.row(**common, path="stacked", max_stack=k, workers=w, images_per_s=round(n_img / c.wall, 1)))
     return rows
 
 
-def bench_eval(ds, students: list[torch.nn.Module], eval_images: list[int], threads: int) -> list[dict]:
+def bench_eval(ds, students: list[torch.nn.Module], eval_images: list[int], threads: int, dev) -> list[dict]:
     """One evaluation of every student on the test set: evaluate() per student, stacks of one (the
     CPU default of train_students, 64 images per forward), one stack of all at each ``eval_images``,
     and with several threads, stacks of one spread over ``threads`` workers of one thread each."""
@@ -120,31 +120,32 @@ def bench_eval(ds, students: list[torch.nn.Module], eval_images: list[int], thre
     common = dict(part="eval", threads=threads, students=len(students))
     rows = []
     with Clock() as c:
-        one = [evaluate(m, ds.test_x, ds.test_y) for m in students]
+        one = [evaluate(m, ds.test_x, ds.test_y, device=dev) for m in students]
     rows.append(c.row(**common, path="one_by_one", max_stack=1, workers=1, eval_images=512,
                       images_per_s=round(n_img / c.wall, 1)))
-    singles = [ModelStack([m]) for m in students]
+    singles = [ModelStack([m]).to(dev) for m in students]
+    own = EVAL_IMAGES.get(dev.type, EVAL_IMAGES["cuda"])  # train_students' default
     with Clock() as c:
-        acc = [s.accuracy(ds.test_x, ds.test_y, 64).item() for s in singles]
-    rows.append(c.row(**common, path="stacked", max_stack=1, workers=1, eval_images=64,
+        acc = [s.accuracy(ds.test_x, ds.test_y, own).item() for s in singles]
+    rows.append(c.row(**common, path="stacked", max_stack=1, workers=1, eval_images=own,
                       images_per_s=round(n_img / c.wall, 1), same_accuracy=acc == one))
-    stack = ModelStack(students)
+    stack = ModelStack(students).to(dev)
     for e in eval_images:
         with Clock() as c:
             acc = stack.accuracy(ds.test_x, ds.test_y, max(1, e // len(students))).tolist()
         rows.append(c.row(**common, path="stacked", max_stack=len(students), workers=1, eval_images=e,
                           images_per_s=round(n_img / c.wall, 1), same_accuracy=acc == one))
-    if threads > 1:
+    if threads > 1 and dev.type == "cpu":
         torch.set_num_threads(1)
         with Clock() as c, ThreadPoolExecutor(threads) as pool:
-            acc = list(pool.map(lambda s: s.accuracy(ds.test_x, ds.test_y, 64).item(), singles))
+            acc = list(pool.map(lambda s: s.accuracy(ds.test_x, ds.test_y, own).item(), singles))
         torch.set_num_threads(threads)
-        rows.append(c.row(**common, path="stacked", max_stack=1, workers=threads, eval_images=64,
+        rows.append(c.row(**common, path="stacked", max_stack=1, workers=threads, eval_images=own,
                           images_per_s=round(n_img / c.wall, 1), same_accuracy=acc == one))
     return rows
 
 
-def check(ds, cfg, teacher, n: int, seed: int = 7) -> list[dict]:
+def check(ds, cfg, teacher, n: int, dev, seed: int = 7) -> list[dict]:
     """Both paths end to end (KD and CE students, 1 thread): equal accuracies with the CPU default
     (stacks of one), and the largest accuracy difference with one stack of all."""
     g = torch.Generator().manual_seed(seed)
@@ -154,13 +155,23 @@ def check(ds, cfg, teacher, n: int, seed: int = 7) -> list[dict]:
     jobs = [replace(j, cfg=replace(ccfg, loss="ce") if i % 2 else None)
             for i, j in enumerate(make_jobs(ds, n, 10, seed))]
     with Clock() as c:
-        one = [train_student(small, j.indices, j.cfg or ccfg, teacher, seed=j.seed, progress=False) for j in jobs]
-    rows = []
+        one = [train_student(small, j.indices, j.cfg or ccfg, teacher, seed=j.seed, device=dev, progress=False)
+               for j in jobs]
+    torch.set_num_threads(2)  # the reference scale: train_student itself with another thread count
+    two = [train_student(small, j.indices, j.cfg or ccfg, teacher, seed=j.seed, device=dev, progress=False)
+           for j in jobs]
+    torch.set_num_threads(1)
+    diffs = [abs(a - b) for r1, r2 in zip(one, two) for a, b in zip(r1["accs"], r2["accs"])]
+    rows = [{"part": "check", "threads": 1, "students": n, "compared": "train_student with 2 threads",
+             "epochs": ccfg.epochs, "evaluated_epochs": ccfg.last_epochs, "test_images": len(keep),
+             "teacher": "random init", "equal_accs": all(r1["accs"] == r2["accs"] for r1, r2 in zip(one, two)),
+             "max_abs_accuracy_diff": max(diffs)}]
     for k in (1, n):
         with Clock() as c2:
-            stacked = train_students(small, jobs, ccfg, teacher, progress=False, max_stack=k)
+            stacked = train_students(small, jobs, ccfg, teacher, device=dev, progress=False, max_stack=k, workers=1)
         diffs = [abs(a - b) for r1, r2 in zip(one, stacked) for a, b in zip(r1["accs"], r2["accs"])]
-        rows.append({"part": "check", "threads": 1, "students": n, "max_stack": k, "epochs": ccfg.epochs,
+        rows.append({"part": "check", "threads": 1, "students": n, "compared": f"train_students, max_stack={k}",
+                     "max_stack": k, "epochs": ccfg.epochs,
                      "evaluated_epochs": ccfg.last_epochs, "test_images": len(keep),
                      "teacher": "random init",
                      "equal_accs": all(r1["accs"] == r2["accs"] for r1, r2 in zip(one, stacked)),
@@ -171,6 +182,7 @@ def check(ds, cfg, teacher, n: int, seed: int = 7) -> list[dict]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (then threads matter little)")
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--students", type=int, default=30)
     ap.add_argument("--ipcs", default="10,50")
@@ -183,7 +195,7 @@ def main() -> None:
     ap.add_argument("--check-students", type=int, default=6)
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
-    device = get_device("cpu")
+    device = get_device(args.device)
     start = time.perf_counter()
     load_start = os.getloadavg()
     ds = data.load("fashion-mnist")
@@ -203,7 +215,7 @@ def main() -> None:
         for ipc in [int(i) for i in args.ipcs.split(",")]:
             cfg = base.resolved(ds.name, ds.num_classes, ipc)
             jobs = make_jobs(ds, args.students, ipc)
-            for r in bench_train(ds_small, jobs, cfg, teacher, sorted(set(stacks)), threads, ipc):
+            for r in bench_train(ds_small, jobs, cfg, teacher, sorted(set(stacks)), threads, ipc, device):
                 r["batch"], r["images_per_student_epoch"] = cfg.batch_size, len(jobs[0].indices)
                 rows.append(r)
                 print(json.dumps(r), flush=True)
@@ -211,11 +223,11 @@ def main() -> None:
         mean, std = ds.mean.tolist(), ds.std.tolist()
         students = [models.create("convnet", ds.num_classes, 1, 28, mean, std, width=32, depth=3)
                     for _ in range(args.eval_students)]
-        for r in bench_eval(ds, students, [int(e) for e in args.eval_images.split(",")], threads):
+        for r in bench_eval(ds, students, [int(e) for e in args.eval_images.split(",")], threads, device):
             rows.append(r)
             print(json.dumps(r), flush=True)
     torch.set_num_threads(1)
-    for r in check(ds, base.resolved(ds.name, ds.num_classes, 10), teacher, args.check_students):
+    for r in check(ds, base.resolved(ds.name, ds.num_classes, 10), teacher, args.check_students, device):
         rows.append(r)
         print(json.dumps(r), flush=True)
     timings = protocol(rows, args)
@@ -244,8 +256,10 @@ def main() -> None:
 
 
 def protocol(rows: list[dict], args) -> list[dict]:
-    """Per thread count and IPC, the protocol's cost for ``--students`` students, one by one and with
-    the fastest stacked settings, from the measured rows (derived, not timed):
+    """Per thread count and IPC, the protocol's cost for ``--students`` students, one by one and
+    stacked, from the measured rows (derived, not timed), for two stacked settings: ``default``
+    (``train_students``' CPU defaults: stacks of one on ``workers`` = threads, 64 images per
+    evaluation forward) and ``fastest`` (the fastest train and eval rows measured, any settings):
 
     ``fixed + epochs x per_epoch + last_epochs x eval``, where ``fixed`` is ``build_model``'s pass
     over the pool (per student one by one, once per call stacked), ``per_epoch`` the ``train`` row's
@@ -256,29 +270,37 @@ def protocol(rows: list[dict], args) -> list[dict]:
     for threads in sorted({r["threads"] for r in rows if r.get("part") in ("train", "eval")}):
         ev = [r for r in rows if r.get("part") == "eval" and r["threads"] == threads]
         ev_one = next(r for r in ev if r["path"] == "one_by_one")
-        ev_best = min((r for r in ev if r["path"] == "stacked"), key=lambda r: r["seconds"])
+        stacked_ev = [r for r in ev if r["path"] == "stacked"]
+        ev_default = next(r for r in stacked_ev if r["max_stack"] == 1 and r["workers"] == threads)
         per_student = args.students / ev_one["students"]
         for ipc in sorted({r["ipc"] for r in rows if r.get("part") == "train"}):
             tr = [r for r in rows if r.get("part") == "train" and r["threads"] == threads and r["ipc"] == ipc]
             if not tr:
                 continue
             tr_one = next(r for r in tr if r["path"] == "one_by_one")
-            tr_best = min((r for r in tr if r["path"] == "stacked"), key=lambda r: r["seconds"])
+            stacked_tr = [r for r in tr if r["path"] == "stacked"]
             n = tr_one["students"]
-            one = (n * build + args.epochs * (tr_one["seconds"] - n * build) / args.timed_epochs
-                   + args.last_epochs * ev_one["seconds"] * per_student)
-            stacked = (build + args.epochs * (tr_best["seconds"] - build) / args.timed_epochs
-                       + args.last_epochs * ev_best["seconds"] * per_student)
-            out.append({"part": "protocol", "threads": threads, "ipc": ipc, "students": n,
-                        "epochs": args.epochs, "last_epochs": args.last_epochs,
-                        "one_by_one_s": round(one, 1), "stacked_s": round(stacked, 1),
-                        "speedup": round(one / stacked, 2) if stacked > 0 else math.nan,
-                        "train_speedup": round(tr_one["seconds"] / tr_best["seconds"], 2),
-                        "best_max_stack": tr_best["max_stack"], "best_workers": tr_best["workers"],
-                        "eval_speedup": round(ev_one["seconds"] / ev_best["seconds"], 2),
-                        "best_eval_images": ev_best["eval_images"], "best_eval_max_stack": ev_best["max_stack"],
-                        "best_eval_workers": ev_best["workers"],
-                        "eval_share_one_by_one": round(args.last_epochs * ev_one["seconds"] * per_student / one, 3)})
+
+            def cost(train_s: float, eval_s: float, fixed: float) -> float:
+                return (fixed + args.epochs * (train_s - fixed) / args.timed_epochs
+                        + args.last_epochs * eval_s * per_student)
+
+            one = cost(tr_one["seconds"], ev_one["seconds"], n * build)
+            row = {"part": "protocol", "threads": threads, "ipc": ipc, "students": n, "epochs": args.epochs,
+                   "last_epochs": args.last_epochs, "one_by_one_s": round(one, 1),
+                   "eval_share_one_by_one": round(args.last_epochs * ev_one["seconds"] * per_student / one, 3)}
+            tr_default = next(r for r in stacked_tr if r["max_stack"] == 1 and r["workers"] == threads)
+            tr_fast = min(stacked_tr, key=lambda r: r["seconds"])
+            ev_fast = min(stacked_ev, key=lambda r: r["seconds"])
+            for name, t, e in (("default", tr_default, ev_default), ("fastest", tr_fast, ev_fast)):
+                st = cost(t["seconds"], e["seconds"], build)
+                row.update({f"{name}_s": round(st, 1), f"{name}_speedup": round(one / st, 2),
+                            f"{name}_train_speedup": round(tr_one["seconds"] / t["seconds"], 2),
+                            f"{name}_eval_speedup": round(ev_one["seconds"] / e["seconds"], 2),
+                            f"{name}_train_setting": {"max_stack": t["max_stack"], "workers": t["workers"]},
+                            f"{name}_eval_setting": {"max_stack": e["max_stack"], "workers": e["workers"],
+                                                     "eval_images": e["eval_images"]}})
+            out.append(row)
     return out
 
 

@@ -23,14 +23,16 @@ steps per epoch, the same batch size, lr schedule and evaluated epochs: jobs are
 (architecture, selection size, batch size, epochs, lr, weight decay, last_epochs); each group runs
 as stacks of at most ``max_stack`` jobs, and ``workers`` stacks run at once in threads.
 
-Equality with ``train_student``. On CPU the default is stacks of one (:data:`MAX_STACK`): the
-same kernels on the same shapes, bit for bit ``train_student`` at the same intra-op thread count
-(tests/test_grid.py), and the fastest on the 2-core machine (benchmarks/bench_student_grid.py:
-the speed comes from the evaluation in cache-sized chunks, the exact faster average pool, the
-dataset statistics computed once, and ``workers`` using the cores). Stacks of several agree within
-float32 rounding, not bit for bit (the stacked kernels sum in another order; see :mod:`ddlib.stack`),
-and like any float nondeterminism the difference can grow over training. ``seconds`` is the stack's
-wall time divided by its size; ``stack_size`` is added.
+Equality with ``train_student``. On CPU the default is stacks of one (:data:`MAX_STACK`) on as many
+worker threads as intra-op threads, one intra-op thread each: the same kernels on the same shapes as
+``train_student`` with one thread, bit for bit (tests/test_grid.py). The speed on CPU comes from
+elsewhere than stacking (benchmarks/bench_student_grid.py): the evaluation in cache-sized chunks,
+the exact faster average pool, the dataset statistics computed once, and the workers. Stacks of
+several agree within float32 rounding at first, not bit for bit (the stacked kernels sum in another
+order; see :mod:`ddlib.stack`), and like any float nondeterminism (``train_student`` itself with
+another thread count) the difference grows over training into accuracy differences of the size the
+benchmark's ``check`` rows record. ``seconds`` is the stack's wall time divided by its size;
+``stack_size`` is added.
 
 How this plugs into a generic training loop (``train.fit`` with a pluggable batch source and a loss
 hook, once that refactor lands): the stack is the model (``ModelStack``: (S, B, ...) -> (S, B, K));
@@ -64,7 +66,7 @@ from ddlib.stack import BACKENDS, ModelStack
 from ddlib.train import TrainConfig, make_optimizer, to_unit
 from ddlib.utils import ParamError, check_choice, check_int, get_device, seed_everything
 
-__all__ = ["StudentJob", "train_students", "stacked_loss", "stack_batches", "job_groups"]
+__all__ = ["StudentJob", "train_students", "stacked_loss", "stack_batches", "job_groups", "MAX_STACK", "EVAL_IMAGES"]
 
 
 @dataclass(frozen=True)
@@ -229,16 +231,19 @@ class _Run(NamedTuple):
 
 def train_students(ds, jobs: Sequence[StudentJob | tuple], cfg: StudentConfig | None = None,
                    teacher: nn.Module | None = None, device=None, progress: bool = True, max_stack: int | None = None,
-                   workers: int = 1, backend: str = "auto", eval_images: int | None = None,
+                   workers: int | None = None, backend: str = "auto", eval_images: int | None = None,
                    keep_weights: bool = False) -> list[dict]:
     """Train every job's student as ``train_student`` would, many at once; one result dict per job, in order.
 
     ``jobs``: :class:`StudentJob` s or ``(indices, seed)`` pairs; ``cfg`` is the resolved config of
     jobs that carry none. ``teacher`` is needed when any job uses ``loss="kd"``. ``max_stack`` caps
     the students trained together (None: :data:`MAX_STACK` for the device); ``workers`` stacks train
-    at once in threads, each with ``torch.get_num_threads() // workers`` intra-op threads (on a
-    2-core CPU, ``workers=2`` keeps both cores busy better than 2 intra-op threads on small ops);
-    ``backend`` is the :class:`~ddlib.stack.ModelStack` backend. ``eval_images``: student-images per evaluation forward
+    at once in threads, each with ``torch.get_num_threads() // workers`` intra-op threads (None: on
+    CPU as many workers as intra-op threads, one thread each -- no OpenMP barriers, which on a
+    loaded machine make small ops with several threads collapse; elsewhere 1). On CPU the results
+    are bit for bit ``train_student``'s with one intra-op thread (``train_student`` itself changes
+    at the rounding level with the thread count). ``backend`` is the :class:`~ddlib.stack.ModelStack`
+    backend. ``eval_images``: student-images per evaluation forward
     (each forward runs the S students on ``max(1, eval_images // S)`` test images); None takes
     :data:`EVAL_IMAGES` for the device. Each result: ``best_acc``, ``last_acc``, ``accs`` (the
     evaluated epochs), ``seconds`` (its share of its stack's wall time), ``stack_size``, and with
@@ -248,8 +253,10 @@ def train_students(ds, jobs: Sequence[StudentJob | tuple], cfg: StudentConfig | 
     if not jobs:
         raise ParamError("jobs must name at least one student")
     check_choice("backend", backend, BACKENDS)
-    check_int("workers", workers, 1, 64)
     dev = get_device(device)
+    if workers is None:
+        workers = torch.get_num_threads() if dev.type == "cpu" else 1
+    check_int("workers", workers, 1, 64)
     if max_stack is None:
         max_stack = MAX_STACK.get(dev.type, MAX_STACK["cuda"])
     check_int("max_stack", max_stack, 1)
@@ -266,13 +273,13 @@ def train_students(ds, jobs: Sequence[StudentJob | tuple], cfg: StudentConfig | 
         return _train_stack(run, [jobs[i] for i in members], [cfgs[i] for i in members],
                             f"students {k + 1}/{len(stacks)} ({len(members)} stacked)")
 
-    if workers == 1 or len(stacks) == 1:
+    if workers == 1:
         done = [train(k) for k in range(len(stacks))]
     else:
         threads = torch.get_num_threads()
         torch.set_num_threads(max(1, threads // workers))
         try:
-            with ThreadPoolExecutor(min(workers, len(stacks))) as pool:
+            with ThreadPoolExecutor(workers) as pool:
                 done = list(pool.map(train, range(len(stacks))))
         finally:
             torch.set_num_threads(threads)
