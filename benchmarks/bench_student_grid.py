@@ -1,7 +1,7 @@
 """Student grid: BPS Stage-3 students trained one by one (``train_student``) vs stacked (``train_students``).
 
 Usage: ``python benchmarks/bench_student_grid.py [--threads 1,2] [--students 30] [--ipcs 10,50]
-[--epochs 50] [--last-epochs 21] [--timed-epochs 2] [--stacks 1,5,30] [--eval-images 16,64,256]
+[--epochs 50] [--last-epochs 21] [--timed-epochs 4] [--stacks 1,5,30] [--eval-images 16,64,256]
 [--eval-students 10] [--check-students 6] [--out PATH]``.
 
 The grid of issue 9 at CPU scale: Fashion-MNIST (28x28x1, the full 60,000-image pool, the full
@@ -14,9 +14,11 @@ Measured for both paths in this run, for each thread count (``torch.set_num_thre
 
 - ``build_model``: ``train_student``'s model construction, which computes the dataset's mean/std
   over the whole pool (once per student one by one; ``train_students`` does it once per call).
-- ``train`` (per IPC): ``--timed-epochs`` epochs of the student step (augment, CutMix, teacher
-  forward, student forward and backward, AdamW) for all the students, with a 10-image test set so
-  that the evaluation is not in it. ``one_by_one``: ``train_student`` per student; ``stacked``:
+- ``train`` (per IPC): the student step (augment, CutMix, teacher forward, student forward and
+  backward, AdamW) for all the students, run for 1 and for 1 + ``--timed-epochs`` epochs with a
+  10-image test set (so that the evaluation is not in it): the difference gives the cost of an
+  epoch (``per_epoch_s``, ``images_per_s``), the rest the fixed cost (``fixed_s``: model
+  construction, which one by one includes ``build_model``'s pass over the pool per student). ``one_by_one``: ``train_student`` per student; ``stacked``:
   ``train_students`` with each ``--stacks`` value as ``max_stack``, and with more than one thread
   also stacks of one on ``workers`` = threads (one intra-op thread each).
 - ``eval``: one evaluation of ``--eval-students`` students on the 10,000 test images.
@@ -96,19 +98,36 @@ def make_jobs(ds, n: int, ipc: int, seed: int = 0) -> list[StudentJob]:
             for s in range(n)]
 
 
-def bench_train(ds_small, jobs, cfg, teacher, stacks: list[int], threads: int, ipc: int, dev) -> list[dict]:
-    n_img = len(jobs) * cfg.epochs * len(jobs[0].indices)
+def bench_train(ds_small, jobs, cfg, teacher, stacks: list[int], threads: int, ipc: int, dev,
+                extra_epochs: int) -> list[dict]:
+    """Each path run for 1 epoch and for ``1 + extra_epochs`` epochs: the difference over
+    ``extra_epochs`` is the cost of an epoch, the rest (model construction, set-up) the fixed cost."""
+    n = len(jobs) * len(jobs[0].indices)
     common = dict(part="train", ipc=ipc, threads=threads, students=len(jobs))
-    rows = []
-    with Clock() as c:
+
+    def one_by_one(c) -> None:
         for j in jobs:
-            train_student(ds_small, j.indices, cfg, teacher, seed=j.seed, device=dev, progress=False)
-    rows.append(c.row(**common, path="one_by_one", max_stack=1, workers=1, images_per_s=round(n_img / c.wall, 1)))
+            train_student(ds_small, j.indices, c, teacher, seed=j.seed, device=dev, progress=False)
+
+    runs = [("one_by_one", 1, 1, one_by_one)]
     settings = [(k, 1) for k in stacks] + ([(1, threads)] if threads > 1 else [])
     for k, w in settings:
-        with Clock() as c:
-            train_students(ds_small, jobs, cfg, teacher, device=dev, progress=False, max_stack=k, workers=w)
-        rows.append(c.row(**common, path="stacked", max_stack=k, workers=w, images_per_s=round(n_img / c.wall, 1)))
+        runs.append(("stacked", k, w, lambda c, k=k, w=w: train_students(ds_small, jobs, c, teacher, device=dev,
+                                                                         progress=False, max_stack=k, workers=w)))
+    rows = []
+    for path, k, w, fn in runs:
+        clocks = []
+        for epochs in (1, 1 + extra_epochs):
+            with Clock() as c:
+                fn(replace(cfg, epochs=epochs, last_epochs=1))
+            clocks.append(c)
+        per_epoch = (clocks[1].wall - clocks[0].wall) / extra_epochs
+        rows.append({**common, "path": path, "max_stack": k, "workers": w, "per_epoch_s": round(per_epoch, 3),
+                     "fixed_s": round(clocks[0].wall - per_epoch, 3),
+                     "images_per_s": round(n / per_epoch, 1) if per_epoch > 0 else None,
+                     "seconds": [round(c.wall, 3) for c in clocks], "cpu_seconds": [round(c.cpu, 3) for c in clocks],
+                     "epochs": [1, 1 + extra_epochs], "load_before": round(clocks[0].load_before, 2),
+                     "load_after": round(clocks[1].load_after, 2)})
     return rows
 
 
@@ -188,7 +207,7 @@ def main() -> None:
     ap.add_argument("--ipcs", default="10,50")
     ap.add_argument("--epochs", type=int, default=50)
     ap.add_argument("--last-epochs", type=int, default=21)
-    ap.add_argument("--timed-epochs", type=int, default=2)
+    ap.add_argument("--timed-epochs", type=int, default=4, help="epochs timed beyond the first (see bench_train)")
     ap.add_argument("--stacks", default="1,5,30", help="max_stack values timed for the stacked path")
     ap.add_argument("--eval-images", default="16,64,256", help="student-images per stacked evaluation forward")
     ap.add_argument("--eval-students", type=int, default=10, help="students in the eval part")
@@ -215,7 +234,8 @@ def main() -> None:
         for ipc in [int(i) for i in args.ipcs.split(",")]:
             cfg = base.resolved(ds.name, ds.num_classes, ipc)
             jobs = make_jobs(ds, args.students, ipc)
-            for r in bench_train(ds_small, jobs, cfg, teacher, sorted(set(stacks)), threads, ipc, device):
+            for r in bench_train(ds_small, jobs, cfg, teacher, sorted(set(stacks)), threads, ipc, device,
+                                 args.timed_epochs):
                 r["batch"], r["images_per_student_epoch"] = cfg.batch_size, len(jobs[0].indices)
                 rows.append(r)
                 print(json.dumps(r), flush=True)
@@ -261,12 +281,10 @@ def protocol(rows: list[dict], args) -> list[dict]:
     (``train_students``' CPU defaults: stacks of one on ``workers`` = threads, 64 images per
     evaluation forward) and ``fastest`` (the fastest train and eval rows measured, any settings):
 
-    ``fixed + epochs x per_epoch + last_epochs x eval``, where ``fixed`` is ``build_model``'s pass
-    over the pool (per student one by one, once per call stacked), ``per_epoch`` the ``train`` row's
-    time less that, over ``timed_epochs``, and ``eval`` one evaluation of all the students (the
-    ``eval`` rows scaled from ``--eval-students``)."""
+    ``fixed + epochs x per_epoch + last_epochs x eval``, with ``fixed`` and ``per_epoch`` from the
+    ``train`` rows and ``eval`` one evaluation of all the students (the ``eval`` rows scaled from
+    ``--eval-students``)."""
     out = []
-    build = next(r["seconds"] for r in rows if r.get("part") == "build_model")
     for threads in sorted({r["threads"] for r in rows if r.get("part") in ("train", "eval")}):
         ev = [r for r in rows if r.get("part") == "eval" and r["threads"] == threads]
         ev_one = next(r for r in ev if r["path"] == "one_by_one")
@@ -281,21 +299,21 @@ def protocol(rows: list[dict], args) -> list[dict]:
             stacked_tr = [r for r in tr if r["path"] == "stacked"]
             n = tr_one["students"]
 
-            def cost(train_s: float, eval_s: float, fixed: float) -> float:
-                return (fixed + args.epochs * (train_s - fixed) / args.timed_epochs
+            def cost(train: dict, eval_s: float) -> float:
+                return (train["fixed_s"] + args.epochs * train["per_epoch_s"]
                         + args.last_epochs * eval_s * per_student)
 
-            one = cost(tr_one["seconds"], ev_one["seconds"], n * build)
+            one = cost(tr_one, ev_one["seconds"])
             row = {"part": "protocol", "threads": threads, "ipc": ipc, "students": n, "epochs": args.epochs,
                    "last_epochs": args.last_epochs, "one_by_one_s": round(one, 1),
                    "eval_share_one_by_one": round(args.last_epochs * ev_one["seconds"] * per_student / one, 3)}
             tr_default = next(r for r in stacked_tr if r["max_stack"] == 1 and r["workers"] == threads)
-            tr_fast = min(stacked_tr, key=lambda r: r["seconds"])
+            tr_fast = min(stacked_tr, key=lambda r: r["fixed_s"] + args.epochs * r["per_epoch_s"])
             ev_fast = min(stacked_ev, key=lambda r: r["seconds"])
             for name, t, e in (("default", tr_default, ev_default), ("fastest", tr_fast, ev_fast)):
-                st = cost(t["seconds"], e["seconds"], build)
+                st = cost(t, e["seconds"])
                 row.update({f"{name}_s": round(st, 1), f"{name}_speedup": round(one / st, 2),
-                            f"{name}_train_speedup": round(tr_one["seconds"] / t["seconds"], 2),
+                            f"{name}_train_speedup": round(tr_one["per_epoch_s"] / t["per_epoch_s"], 2),
                             f"{name}_eval_speedup": round(ev_one["seconds"] / e["seconds"], 2),
                             f"{name}_train_setting": {"max_stack": t["max_stack"], "workers": t["workers"]},
                             f"{name}_eval_setting": {"max_stack": e["max_stack"], "workers": e["workers"],
