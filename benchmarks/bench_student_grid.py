@@ -2,7 +2,7 @@
 
 Usage: ``python benchmarks/bench_student_grid.py [--threads 1,2] [--students 30] [--ipcs 10,50]
 [--epochs 50] [--last-epochs 21] [--timed-epochs 4] [--stacks 1,5,30] [--eval-images 16,64,256]
-[--eval-students 10] [--check-students 6] [--out PATH]``.
+[--eval-students 10] [--check-students 6] [--repeats 2] [--device cpu] [--out PATH]``.
 
 The grid of issue 9 at CPU scale: Fashion-MNIST (28x28x1, the full 60,000-image pool, the full
 10,000-image test set), ConvNet students of width 32 and depth 3, KD from a ConvNet teacher of the
@@ -34,7 +34,8 @@ Measured for both paths in this run, for each thread count (``torch.set_num_thre
   the students, ``--epochs`` epochs with the last ``--last-epochs`` evaluated on the full test set,
   one by one and with the fastest stacked settings measured (see :func:`protocol`).
 
-Images per second count student-images (S students on B images each are S x B). CPU time (user +
+Every timed row is the fastest of ``--repeats`` runs (the paths interleaved; all runs are kept
+in ``all_seconds``). Images per second count student-images (S students on B images each are S x B). CPU time (user +
 system of this process) is recorded beside wall time, and the 1-minute load average before and
 after each row: on a machine shared with other processes the wall clock is slowed by them, and
 several intra-op threads collapse when the cores are oversubscribed: libgomp's threads spin at each
@@ -98,10 +99,16 @@ def make_jobs(ds, n: int, ipc: int, seed: int = 0) -> list[StudentJob]:
             for s in range(n)]
 
 
+def _best(clocks: list[Clock]) -> Clock:
+    """The fastest of repeated runs (other processes only ever slow a run down)."""
+    return min(clocks, key=lambda c: c.wall)
+
+
 def bench_train(ds_small, jobs, cfg, teacher, stacks: list[int], threads: int, ipc: int, dev,
-                extra_epochs: int) -> list[dict]:
-    """Each path run for 1 epoch and for ``1 + extra_epochs`` epochs: the difference over
-    ``extra_epochs`` is the cost of an epoch, the rest (model construction, set-up) the fixed cost."""
+                extra_epochs: int, repeats: int) -> list[dict]:
+    """Each path run for 1 epoch and for ``1 + extra_epochs`` epochs, ``repeats`` times (paths
+    interleaved), the fastest kept: the difference over ``extra_epochs`` is the cost of an epoch,
+    the rest (model construction, set-up) the fixed cost."""
     n = len(jobs) * len(jobs[0].indices)
     common = dict(part="train", ipc=ipc, threads=threads, students=len(jobs))
 
@@ -114,53 +121,67 @@ def bench_train(ds_small, jobs, cfg, teacher, stacks: list[int], threads: int, i
     for k, w in settings:
         runs.append(("stacked", k, w, lambda c, k=k, w=w: train_students(ds_small, jobs, c, teacher, device=dev,
                                                                          progress=False, max_stack=k, workers=w)))
+    clocks: dict[int, dict[int, list[Clock]]] = {i: {1: [], 1 + extra_epochs: []} for i in range(len(runs))}
+    for _ in range(repeats):
+        for i, (_, _, _, fn) in enumerate(runs):
+            for epochs in clocks[i]:
+                with Clock() as c:
+                    fn(replace(cfg, epochs=epochs, last_epochs=1))
+                clocks[i][epochs].append(c)
     rows = []
-    for path, k, w, fn in runs:
-        clocks = []
-        for epochs in (1, 1 + extra_epochs):
-            with Clock() as c:
-                fn(replace(cfg, epochs=epochs, last_epochs=1))
-            clocks.append(c)
-        per_epoch = (clocks[1].wall - clocks[0].wall) / extra_epochs
+    for i, (path, k, w, _) in enumerate(runs):
+        short, long = _best(clocks[i][1]), _best(clocks[i][1 + extra_epochs])
+        per_epoch = (long.wall - short.wall) / extra_epochs
         rows.append({**common, "path": path, "max_stack": k, "workers": w, "per_epoch_s": round(per_epoch, 3),
-                     "fixed_s": round(clocks[0].wall - per_epoch, 3),
+                     "fixed_s": round(short.wall - per_epoch, 3),
                      "images_per_s": round(n / per_epoch, 1) if per_epoch > 0 else None,
-                     "seconds": [round(c.wall, 3) for c in clocks], "cpu_seconds": [round(c.cpu, 3) for c in clocks],
-                     "epochs": [1, 1 + extra_epochs], "load_before": round(clocks[0].load_before, 2),
-                     "load_after": round(clocks[1].load_after, 2)})
+                     "epochs": [1, 1 + extra_epochs], "seconds": [round(short.wall, 3), round(long.wall, 3)],
+                     "cpu_seconds": [round(short.cpu, 3), round(long.cpu, 3)],
+                     "all_seconds": [[round(c.wall, 3) for c in clocks[i][e]] for e in clocks[i]],
+                     "load": [round(c.load_before, 2) for e in clocks[i] for c in clocks[i][e]]})
     return rows
 
 
-def bench_eval(ds, students: list[torch.nn.Module], eval_images: list[int], threads: int, dev) -> list[dict]:
-    """One evaluation of every student on the test set: evaluate() per student, stacks of one (the
-    CPU default of train_students, 64 images per forward), one stack of all at each ``eval_images``,
-    and with several threads, stacks of one spread over ``threads`` workers of one thread each."""
+def bench_eval(ds, students: list[torch.nn.Module], eval_images: list[int], threads: int, dev,
+               repeats: int) -> list[dict]:
+    """One evaluation of every student on the test set (the fastest of ``repeats``): evaluate() per
+    student, stacks of one at train_students' default images per forward, one stack of all at each
+    ``eval_images``, and with several threads, stacks of one spread over ``threads`` workers of one
+    intra-op thread each. ``same_accuracy``: the accuracies equal evaluate()'s."""
     n_img = len(students) * len(ds.test_y)
     common = dict(part="eval", threads=threads, students=len(students))
-    rows = []
-    with Clock() as c:
-        one = [evaluate(m, ds.test_x, ds.test_y, device=dev) for m in students]
-    rows.append(c.row(**common, path="one_by_one", max_stack=1, workers=1, eval_images=512,
-                      images_per_s=round(n_img / c.wall, 1)))
     singles = [ModelStack([m]).to(dev) for m in students]
-    own = EVAL_IMAGES.get(dev.type, EVAL_IMAGES["cuda"])  # train_students' default
-    with Clock() as c:
-        acc = [s.accuracy(ds.test_x, ds.test_y, own).item() for s in singles]
-    rows.append(c.row(**common, path="stacked", max_stack=1, workers=1, eval_images=own,
-                      images_per_s=round(n_img / c.wall, 1), same_accuracy=acc == one))
     stack = ModelStack(students).to(dev)
-    for e in eval_images:
-        with Clock() as c:
-            acc = stack.accuracy(ds.test_x, ds.test_y, max(1, e // len(students))).tolist()
-        rows.append(c.row(**common, path="stacked", max_stack=len(students), workers=1, eval_images=e,
-                          images_per_s=round(n_img / c.wall, 1), same_accuracy=acc == one))
-    if threads > 1 and dev.type == "cpu":
+    own = EVAL_IMAGES.get(dev.type, EVAL_IMAGES["cuda"])  # train_students' default
+
+    def on_workers() -> list[float]:
         torch.set_num_threads(1)
-        with Clock() as c, ThreadPoolExecutor(threads) as pool:
-            acc = list(pool.map(lambda s: s.accuracy(ds.test_x, ds.test_y, own).item(), singles))
-        torch.set_num_threads(threads)
-        rows.append(c.row(**common, path="stacked", max_stack=1, workers=threads, eval_images=own,
-                          images_per_s=round(n_img / c.wall, 1), same_accuracy=acc == one))
+        try:
+            with ThreadPoolExecutor(threads) as pool:
+                return list(pool.map(lambda s: s.accuracy(ds.test_x, ds.test_y, own).item(), singles))
+        finally:
+            torch.set_num_threads(threads)
+
+    runs = [("one_by_one", 1, 1, 512, lambda: [evaluate(m, ds.test_x, ds.test_y, device=dev) for m in students]),
+            ("stacked", 1, 1, own, lambda: [s.accuracy(ds.test_x, ds.test_y, own).item() for s in singles])]
+    for e in eval_images:
+        runs.append(("stacked", len(students), 1, e,
+                     lambda e=e: stack.accuracy(ds.test_x, ds.test_y, max(1, e // len(students))).tolist()))
+    if threads > 1 and dev.type == "cpu":
+        runs.append(("stacked", 1, threads, own, on_workers))
+    clocks: dict[int, list[Clock]] = {i: [] for i in range(len(runs))}
+    accs: dict[int, list[float]] = {}
+    for _ in range(repeats):
+        for i, run in enumerate(runs):
+            with Clock() as c:
+                accs[i] = run[4]()
+            clocks[i].append(c)
+    rows = []
+    for i, (path, k, w, e, _) in enumerate(runs):
+        best = _best(clocks[i])
+        rows.append(best.row(**common, path=path, max_stack=k, workers=w, eval_images=e,
+                             images_per_s=round(n_img / best.wall, 1), same_accuracy=accs[i] == accs[0],
+                             all_seconds=[round(c.wall, 3) for c in clocks[i]]))
     return rows
 
 
@@ -211,6 +232,7 @@ def main() -> None:
     ap.add_argument("--stacks", default="1,5,30", help="max_stack values timed for the stacked path")
     ap.add_argument("--eval-images", default="16,64,256", help="student-images per stacked evaluation forward")
     ap.add_argument("--eval-students", type=int, default=10, help="students in the eval part")
+    ap.add_argument("--repeats", type=int, default=2, help="runs of each measurement; the fastest is kept")
     ap.add_argument("--check-students", type=int, default=6)
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
@@ -235,7 +257,7 @@ def main() -> None:
             cfg = base.resolved(ds.name, ds.num_classes, ipc)
             jobs = make_jobs(ds, args.students, ipc)
             for r in bench_train(ds_small, jobs, cfg, teacher, sorted(set(stacks)), threads, ipc, device,
-                                 args.timed_epochs):
+                                 args.timed_epochs, args.repeats):
                 r["batch"], r["images_per_student_epoch"] = cfg.batch_size, len(jobs[0].indices)
                 rows.append(r)
                 print(json.dumps(r), flush=True)
@@ -243,7 +265,8 @@ def main() -> None:
         mean, std = ds.mean.tolist(), ds.std.tolist()
         students = [models.create("convnet", ds.num_classes, 1, 28, mean, std, width=32, depth=3)
                     for _ in range(args.eval_students)]
-        for r in bench_eval(ds, students, [int(e) for e in args.eval_images.split(",")], threads, device):
+        for r in bench_eval(ds, students, [int(e) for e in args.eval_images.split(",")], threads, device,
+                            args.repeats):
             rows.append(r)
             print(json.dumps(r), flush=True)
     torch.set_num_threads(1)
@@ -267,6 +290,7 @@ def main() -> None:
                          "students": args.students, "ipcs": args.ipcs, "epochs": args.epochs,
                          "last_epochs": args.last_epochs, "timed_epochs": args.timed_epochs, "stacks": stacks,
                          "eval_students": args.eval_students, "check_students": args.check_students,
+                         "repeats": args.repeats,
                          "eval_images": args.eval_images},
               "rows": rows, "timings": timings}
     tmp = out.with_suffix(".tmp")

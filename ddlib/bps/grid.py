@@ -128,8 +128,8 @@ class _JobStream:
 
 class _DataStats(NamedTuple):
     """What ``build_model`` reads of a dataset, with ``mean``/``std`` computed once: ``Dataset.mean``
-    and ``.std`` run over the whole training pool on every access (0.5 s for Fashion-MNIST's 60,000
-    images on one core), which ``train_student`` pays per student."""
+    and ``.std`` run over the whole training pool on every access, which ``train_student`` pays per
+    student (the ``build_model`` row of benchmarks/bench_student_grid.py)."""
 
     num_classes: int
     image_shape: tuple[int, int, int]
@@ -174,10 +174,10 @@ def stacked_loss(out: Tensor, xs: Tensor, batches: Sequence[_Batch], cfgs: Seque
     return total
 
 
-#: Most students per stack, by device type (None: all of a group). On CPU a stack of one is the
-#: fastest (benchmarks/bench_student_grid.py: the small student's step is bound by memory traffic,
-#: which stacking does not reduce, and its activations leave the cache when stacked) and it is
-#: train_student bit for bit; use ``workers`` for the cores. The CUDA figure is not a measurement.
+#: Most students per stack when ``max_stack`` is None, by device type. On CPU one: a stack of one is
+#: train_student bit for bit, and ``workers`` use the cores; stacks of a few students train faster
+#: on CPU at the larger IPCs but agree with train_student only within float rounding
+#: (benchmarks/bench_student_grid.py records both). The CUDA figure is not a measurement.
 MAX_STACK = {"cpu": 1, "cuda": 64}
 
 #: Student-images per evaluation forward, by device type. On CPU the activations of a forward should
