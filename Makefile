@@ -87,9 +87,10 @@ $(MATHJAX):
 	rm -rf book/_vendor/mathjax && mv book/_vendor/mathjax.tmp/package/es5 book/_vendor/mathjax
 	rm -rf book/_vendor/mathjax.tmp
 
+# DDLIB_PROGRESS=0: no progress bars in the pages (ddlib.utils.progress_shown; `python -m ddlib book` sets it too)
 book: env data mathjax
 ifeq ($(SCALE),)
-	$(VENV)/bin/jupyter-book build -W --keep-going book
+	DDLIB_PROGRESS=0 $(VENV)/bin/jupyter-book build -W --keep-going book
 else
 	$(PY) -m ddlib book --scale $(SCALE)
 endif

@@ -40,7 +40,8 @@ import torch
 
 from ddlib import models
 from ddlib.sfm import stats, synth
-from ddlib.utils import get_device, provenance
+from ddlib import results
+from ddlib.utils import get_device
 
 BACKBONES = {"vit-b16": "timm:vit_base_patch16_224", "efficientnet-lite0": "efficientnet-lite0"}
 COMPARE = [(10, 1), (10, 10), (100, 1)]
@@ -204,18 +205,16 @@ def main() -> None:
         del bb
         if device.type == "cuda":
             torch.cuda.empty_cache()
-    record = {"benchmark": "bench_sfm", "scale": "full" if args.full else "reduced (CPU)",
-              "device_type": device.type, "rows": rows, "ratios": ratios(rows),
-              "forward_images_per_s": throughput, "profiles": profiles,
-              "settings": {"timed_steps": args.steps, "chunk_size": chunk, "augs_per_batch": args.augs,
-                           "image_size": args.image_size, "crop": args.crop, "start_res": args.start_res,
-                           "backbone_px": bb_px, "train_per_class": args.train_per_class,
-                           "threads": torch.get_num_threads()},
-              "wall_time_s": time.perf_counter() - start, "provenance": provenance()}
     out = Path(args.out) if args.out else (Path(__file__).parent / "results" /
                                            f"bench_sfm_{device.type}{'_full' if args.full else ''}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=1))
+    record = results.write(
+        out, what=__doc__.splitlines()[0],
+        config={"scale": "full" if args.full else "reduced (CPU)", "device_type": device.type,
+                "timed_steps": args.steps, "chunk_size": chunk, "augs_per_batch": args.augs,
+                "image_size": args.image_size, "crop": args.crop, "start_res": args.start_res, "backbone_px": bb_px,
+                "train_per_class": args.train_per_class, "threads": torch.get_num_threads()},
+        rows=rows, timings={"wall_s": time.perf_counter() - start}, ratios=ratios(rows),
+        forward_images_per_s=throughput, profiles=profiles)
     print("\n" + "backbone            C  IPC  method            ms/step   peak MiB")
     for r in rows:
         if r.get("status") == "ok":

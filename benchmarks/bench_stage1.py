@@ -17,8 +17,6 @@ Writes JSON with provenance, threads and load average to
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import time
 from pathlib import Path
 
@@ -27,7 +25,8 @@ import torch.nn.functional as F
 
 from ddlib.bps.encoder import EncoderConfig, KeyQueue, build_encoder, clustering_loss, fit_encoder
 from ddlib.bps.patterns import PatternConfig
-from ddlib.utils import get_device, provenance
+from ddlib import results
+from ddlib.utils import get_device
 
 # name -> (backbone, channels, side, batch, images on CPU, images on GPU)
 CASES = {
@@ -125,16 +124,10 @@ def main() -> None:
         rows.append(r)
         print(f"{name:18s} {r['images_per_s']:9.1f} images/s  -> 50k-image epoch ~{r['epoch_50k_estimate_s']:.0f} s "
               f"(measured on {r['images']} images)", flush=True)
-    prov = provenance()
-    prov["wall_s"] = round(time.perf_counter() - start, 1)
-    prov["threads"] = torch.get_num_threads()
-    prov["load_average"] = list(os.getloadavg())
-    prov["cpu_count"] = os.cpu_count()
     out = Path(args.out) if args.out else Path(__file__).parent / "results" / f"bench_stage1_{device.type}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"provenance": prov, "queue_refresh_s": round(refresh, 2),
-                               "clu_step_s": {k: round(v, 4) for k, v in clu.items()}, "results": rows},
-                              indent=2) + "\n")
+    results.write(out, what=__doc__.splitlines()[0], config=vars(args), rows=rows,
+                  timings={"wall_s": round(time.perf_counter() - start, 1)}, queue_refresh_s=round(refresh, 2),
+                  clu_step_s={k: round(v, 4) for k, v in clu.items()})
     print(f"wrote {out}")
 
 

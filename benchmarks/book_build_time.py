@@ -28,15 +28,15 @@ def main(argv: list[str] | None = None) -> int:
                     help="run every chapter at this scale (papermill); default: the chapters' defaults")
     ap.add_argument("--out", default=None, help="result file (default results/book_build_<cpu|gpu>.json)")
     a = ap.parse_args(argv)
-    import torch
 
-    from ddlib.cli_bps import write_json_atomic
-    from ddlib.utils import environment_info, get_device, provenance
+    from ddlib import results
+    from ddlib.utils import get_device
 
     kind = "gpu" if get_device().type == "cuda" else "cpu"
     out = Path(a.out) if a.out else ROOT / "results" / f"book_build_{kind}.json"
     work = Path(tempfile.mkdtemp(prefix="ddlib-book-build-"))
-    env = {**os.environ, "DDLIB_CACHE": str(work / "cache"), "DDLIB_OFFLINE": "1", "PLOTLY_RENDERER": "notebook"}
+    env = {**os.environ, "DDLIB_CACHE": str(work / "cache"), "DDLIB_OFFLINE": "1", "PLOTLY_RENDERER": "notebook",
+           "DDLIB_PROGRESS": "0"}  # as `make book`
     env.pop("DDLIB_TEST", None)
     if a.scale is None:
         cmd = [str(Path(sys.executable).with_name("jupyter-book")), "build", "-W", "--keep-going",
@@ -51,19 +51,14 @@ def main(argv: list[str] | None = None) -> int:
     if not ok:
         print(proc.stdout[-3000:], proc.stderr[-3000:], sep="\n", file=sys.stderr)
     command = "python benchmarks/book_build_time.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    record = {
-        "what": "wall time of a whole book build from scratch (fresh artifact and execution caches; "
-                "environment, data and MathJax already installed)",
-        "scale": a.scale or "chapter defaults (make book)",
-        "status": "ok" if ok else f"failed (exit {proc.returncode})",
-        "wall_s": round(wall, 1),
-        "load_average_after": [round(x, 2) for x in os.getloadavg()],
-        "build_command": " ".join(cmd).replace(str(work), "<tmp>"),
-        "provenance": {**provenance(command.strip()), "threads": torch.get_num_threads(),
-                       "cpu_count": os.cpu_count(), "environment": environment_info()},
-    }
-    write_json_atomic(out, record)
-    print(f"book build ({record['scale']}): {record['status']} in {wall / 60:.1f} min -> {out}")
+    scale = a.scale or "chapter defaults (make book)"
+    row = {"scale": scale, "status": "ok" if ok else f"failed (exit {proc.returncode})", "wall_s": round(wall, 1),
+           "load_average_after": [round(x, 2) for x in os.getloadavg()]}
+    results.write(out, what="wall time of a whole book build from scratch (fresh artifact and execution caches; "
+                            "environment, data and MathJax already installed)",
+                  config={"scale": scale, "build_command": " ".join(cmd).replace(str(work), "<tmp>")}, rows=[row],
+                  timings={"wall_s": row["wall_s"]}, command=command.strip())
+    print(f"book build ({scale}): {row['status']} in {wall / 60:.1f} min -> {out}")
     return 0 if ok else 1
 
 

@@ -10,7 +10,6 @@ merges one entry per chapter into ``results/chapter_times_<scale>.json`` with pr
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -28,18 +27,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=None)
     a = ap.parse_args(argv)
     import papermill as pm
-    import torch
 
-    from ddlib.cli_bps import write_json_atomic
-    from ddlib.utils import environment_info, provenance
+    from ddlib import results
 
+    command = "python benchmarks/chapter_times.py " + " ".join(argv or sys.argv[1:])
     names = a.chapters.split(",") if a.chapters else sorted(p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
     out = Path(a.out) if a.out else ROOT / "results" / f"chapter_times_{a.scale}.json"
     cache = a.cache or tempfile.mkdtemp(prefix="ddlib-chapter-times-")
     os.environ["DDLIB_CACHE"] = cache
     os.environ.setdefault("DDLIB_OFFLINE", "1")
     os.environ.pop("DDLIB_TEST", None)
-    record = json.loads(out.read_text()) if out.is_file() else {"chapters": {}}
+    os.environ["DDLIB_PROGRESS"] = "0"  # as the book build: no bars (their output costs time in a kernel)
+    chapters = {r["chapter"]: r for r in results.load_file(out)[0].rows} if out.is_file() else {}
     work = Path(tempfile.mkdtemp(prefix="ddlib-chapter-runs-"))
     for name in names:
         start = time.perf_counter()
@@ -52,20 +51,18 @@ def main(argv: list[str] | None = None) -> int:
             status, error = "failed", f"{type(e).__name__}: {str(e).splitlines()[-1] if str(e) else ''}"
         wall = time.perf_counter() - start
         load = os.getloadavg()
-        record["chapters"][name] = {
-            "scale": a.scale, "status": status, "error": error, "wall_s": round(wall, 1),
+        chapters[name] = {
+            "chapter": name, "scale": a.scale, "status": status, "error": error, "wall_s": round(wall, 1),
             "load_average_after": [round(x, 2) for x in load],
             "cache": "fresh at the first chapter of the run, shared in order" if not a.cache else a.cache,
-            "run_order": names,
-            "provenance": {**provenance("python benchmarks/chapter_times.py " + " ".join(argv or sys.argv[1:])),
-                           "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
-                           "environment": environment_info()},
+            "run_order": names, "provenance": results.provenance(command),
         }
         print(f"{name}: {status} in {wall:.1f} s (load {load[0]:.1f})", flush=True)
-        # the file is a whole record after every chapter (an interrupted run keeps what it measured)
-        record["provenance"] = record["chapters"][name]["provenance"]
-        record["what"] = f"wall time of each chapter at scale {a.scale!r} with its defaults (papermill, one at a time)"
-        write_json_atomic(out, record)
+        # the file is a whole record after every chapter (an interrupted run keeps what it measured); it merges
+        # the chapters of several runs, so no one wall time is its own (each row has its chapter's)
+        results.write(out, what=f"wall time of each chapter at scale {a.scale!r} with its defaults (papermill, one at "
+                                "a time)", config={"scale": a.scale}, rows=list(chapters.values()),
+                      timings={"wall_s": None}, command=command)
     print(out)
     return 0
 

@@ -22,32 +22,34 @@ on Fashion-MNIST with the in-house encoder: probe 17.6 % -> 49.7 %, CI 20.4 % ->
 from __future__ import annotations
 
 import argparse
-import json
+import dataclasses
 import sys
 import time
 from pathlib import Path
 
 import torch
 
-from ddlib import data
+from ddlib import data, presets, results
 from ddlib.sfm import inherit, synth
-from ddlib.sfm.backbones import backbone_key, get_backbone
-from ddlib.utils import config_dict, get_device, json_safe, provenance
+from ddlib.sfm.backbones import INHOUSE_DEFAULTS, backbone_key, get_backbone
+from ddlib.utils import get_device
 
 ROOT = Path(__file__).resolve().parents[1]
 CIFAR = "cifar10:" + str(ROOT.parent / "shared" / "data" / "cifar10-jpeg.tar.xz")
 
-SCALES = {
-    "cpu": dict(per_class=100, test_per_class=50, image_size=112, ipcs=[1], steps=100, lr=0.01, grow_every=12,
-                epochs=300, probe_lr=0.1, views=10, runs=3, golden_epochs=100, inhouse_epochs=20),
-    "gpu": dict(per_class=None, test_per_class=None, image_size=None, ipcs=[1, 10], steps=5000, lr=2e-3,
-                grow_every=200, epochs=1000, probe_lr=1e-3, views=None, runs=5, golden_epochs=100, inhouse_epochs=30),
+#: per scale: this benchmark's budget over ``ddlib.presets.ci(scale)`` (flat preset names), and its IPCs;
+#: the in-house encoder keeps its own default width (the chapters' is narrower)
+BUDGET = {
+    "cpu": dict(test_per_class=50, image_size=112, steps=100, grow_every=12, runs=3, encoder_epochs=20,
+                encoder_width=INHOUSE_DEFAULTS["convnet_width"]),
+    "gpu": dict(encoder_epochs=30),
 }
+IPCS = {"cpu": [1], "gpu": [1, 10]}
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--scale", choices=sorted(SCALES), default="cpu")
+    ap.add_argument("--scale", choices=sorted(BUDGET), default="cpu")
     ap.add_argument("--dataset", default=CIFAR)
     ap.add_argument("--other", default="inhouse", help="the second (CI target) backbone")
     ap.add_argument("--lgm", action="store_true", help="also distil with LGM (augs_per_batch 10)")
@@ -55,8 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--grow-every", type=int, default=None, help="pyramid growth period (default: the scale's)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
-    s = {**SCALES[args.scale], **{k: v for k, v in (("steps", args.steps), ("grow_every", args.grow_every))
-                                  if v is not None}}
+    budget = {**BUDGET[args.scale], "dataset": args.dataset, "distill_backbone": "efficientnet-lite0",
+              **{k: v for k, v in (("steps", args.steps), ("grow_every", args.grow_every)) if v is not None}}
+    p = presets.ci(args.scale, **budget)
     device = get_device()
     t_start = time.perf_counter()
     times: dict[str, float] = {}
@@ -66,16 +69,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{time.perf_counter() - t_start:7.1f} s] {name}: {times[name]:.1f} s", flush=True)
 
     t0 = time.perf_counter()
-    ds = data.load(args.dataset, per_class=s["per_class"], test_per_class=s["test_per_class"], seed=0)
+    ds = data.load(p.dataset, per_class=p.per_class, test_per_class=p.test_per_class, seed=p.data_seed)
     tick("load data", t0)
     t0 = time.perf_counter()
-    eff = get_backbone("efficientnet-lite0", ds, image_size=s["image_size"])
-    other = get_backbone(args.other, ds, **({"epochs": s["inhouse_epochs"], "progress": False}
-                                           if args.other == "inhouse" else {}))
+    eff = get_backbone(p.distill_backbone, ds, image_size=p.image_size)
+    other = get_backbone(args.other, ds, **({"epochs": p.encoder_epochs, "convnet_width": p.encoder_width,
+                                             "progress": False} if args.other == "inhouse" else {}))
     tick(f"backbones (incl. training {args.other})", t0)
     image_size, crop = synth.default_image_sizes(int(eff.image_size))
-    probe_cfg = inherit.ProbeConfig(epochs=s["epochs"], lr=s["probe_lr"], views=s["views"], runs=s["runs"])
-    golden_cfg = inherit.GoldenConfig(epochs=s["golden_epochs"])
+    probe_cfg, golden_cfg = p.probe, p.golden
 
     t0 = time.perf_counter()
     golden = inherit.golden_head(eff, ds, golden_cfg, device)
@@ -85,21 +87,23 @@ def main(argv: list[str] | None = None) -> int:
 
     rows = []
     synth_runs = {}
-    for ipc in s["ipcs"]:
+    for ipc in IPCS[args.scale]:
         sets = {}
         for method in ["sfm", "lgm"] if args.lgm else ["sfm"]:
-            cfg = synth.SynthConfig(method=method, ipc=ipc, steps=s["steps"], lr=s["lr"], grow_every=s["grow_every"],
-                                    image_size=image_size, crop=crop)
+            base = p.lgm if method == "lgm" else p.synth
+            cfg = dataclasses.replace(base, ipc=ipc, image_size=image_size, crop=crop)
             t0 = time.perf_counter()
             res = synth.distill_cached(eff, ds, cfg, backbone_key(eff), device=device, progress=False)
             tick(f"{method} ipc {ipc}", t0)
             sets[method] = res
-            synth_runs[f"{method}-ipc{ipc}"] = {"config": config_dict(cfg), "wall_time": res["wall_time"],
-                                                "stats_time": res.get("stats_time"), "peak_mem": res["peak_mem"],
-                                                "peak_mem_kind": res["peak_mem_kind"],
-                                                "final_flow_cos": res["history"]["flow_cos"][-1]}
+            run = {"config": cfg, "wall_time": res["wall_time"], "stats_time": res.get("stats_time"),
+                   "peak_mem": res["peak_mem"], "peak_mem_kind": res["peak_mem_kind"],
+                   "final_flow_cos": res["history"]["flow_cos"][-1]}
+            if times[f"{method} ipc {ipc}"] < res["wall_time"]:  # loaded from the cache: the time is the original
+                run = {"config": cfg, "cached": True, "original_wall_s": run.pop("wall_time"), **run}
+            synth_runs[f"{method}-ipc{ipc}"] = run
         sets["centroid-real"] = inherit.centroid_real(eff, ds, ipc, device=device)
-        sets["random-real"] = inherit.random_real(ds, ipc, seed=0)
+        sets["random-real"] = inherit.random_real(ds, ipc, seed=p.seed)
         for name, st in sets.items():
             for bb_name, bb, modes in (("efficientnet-lite0", eff, ("probe",)), (args.other, other, inherit.MODES)):
                 t0 = time.perf_counter()
@@ -108,33 +112,39 @@ def main(argv: list[str] | None = None) -> int:
                 tick(f"{name} ipc {ipc} on {bb_name}: " + ", ".join(f"{m} {r['acc']:.4f}" for m, r in res.items()),
                      t0)
                 for mode, r in res.items():
-                    rows.append({"ipc": ipc, "set": name, "eval_backbone": bb_name, "mode": mode, "acc": r["acc"],
-                                 "acc_std": r["acc_std"], "accs": r["accs"], "bytes": r["bytes"],
+                    rows.append({"method": name, "dataset": results.dataset_label(ds.name), "ipc": ipc,
+                                 "protocol": f"{mode} on {bb_name}", "mean": r["acc"], "std": r["acc_std"],
+                                 "per_seed": r["accs"], "seeds": [probe_cfg.seed + i for i in range(len(r["accs"]))],
+                                 "mode": mode, "eval_backbone": bb_name, "bytes": r["bytes"],
                                  "stored_bytes": r["stored_bytes"], "wall_s": r["wall_s"],
                                  "golden_acc": r.get("golden_acc")})
     out = Path(args.out or ROOT / "results" / f"sfm_ci_cifar10_{args.scale}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    record = {
-        "what": "CIFAR-10 (JPEG copy): SFM vs centroid-nearest real vs random real, linear probe on the distillation "
-                "backbone EfficientNet-Lite0 and probe / CI / KD on a second backbone",
-        "scale": args.scale, "marked": "CPU" if device.type == "cpu" else "GPU",
-        "dataset": ds.spec, "train_size": len(ds.train_y), "test_size": len(ds.test_y),
-        "distill_backbone": {"name": "efficientnet-lite0", "key": backbone_key(eff), "image_size": eff.image_size},
-        "other_backbone": {"name": args.other, "key": backbone_key(other), "feature_dim": other.feature_dim},
-        "golden_acc": golden_acc, "golden_train_acc": golden.train_acc,
-        "settings": s, "probe_config": config_dict(probe_cfg), "golden_config": config_dict(golden_cfg),
-        "synthetic": synth_runs, "results": rows, "stage_seconds": times,
-        "wall_s": round(time.perf_counter() - t_start, 1),
-        "provenance": provenance("python " + " ".join([str(Path(sys.argv[0]).relative_to(ROOT))
-                                                       if Path(sys.argv[0]).is_absolute() else sys.argv[0],
-                                                       *(argv if argv is not None else sys.argv[1:])])),
-    }
-    out.write_text(json.dumps(json_safe(record), indent=1))
+    config = {"scale": args.scale, "dataset": ds.spec, "distill_backbone": p.distill_backbone,
+              "other_backbone": args.other, "per_class": p.per_class, "test_per_class": p.test_per_class,
+              "image_size": p.image_size, "ipcs": IPCS[args.scale], "steps": p.steps, "lr": p.synth.lr,
+              "grow_every": p.synth.grow_every, "probe_epochs": probe_cfg.epochs, "probe_lr": probe_cfg.lr,
+              "views": probe_cfg.views, "runs": probe_cfg.runs, "golden_epochs": golden_cfg.epochs,
+              "encoder_epochs": p.encoder_epochs, "probe": probe_cfg, "golden": golden_cfg}
+    timings = {"wall_s": round(time.perf_counter() - t_start, 1), "stage_seconds": times}
+    if any(r.get("cached") for r in synth_runs.values()):
+        timings["cached"] = True
+    script = str(Path(sys.argv[0]).relative_to(ROOT)) if Path(sys.argv[0]).is_absolute() else sys.argv[0]
+    results.write(out, what="CIFAR-10 (JPEG copy): SFM vs centroid-nearest real vs random real, linear probe on the "
+                            "distillation backbone EfficientNet-Lite0 and probe / CI / KD on a second backbone",
+                  config=config, rows=rows, timings=timings,
+                  command="python " + " ".join([script, *(argv if argv is not None else sys.argv[1:])]),
+                  marked="CPU" if device.type == "cpu" else "GPU", train_size=len(ds.train_y),
+                  test_size=len(ds.test_y),
+                  backbones={"distill": {"name": p.distill_backbone, "key": backbone_key(eff),
+                                         "image_size": eff.image_size},
+                             "other": {"name": args.other, "key": backbone_key(other),
+                                       "feature_dim": other.feature_dim}},
+                  golden_acc=golden_acc, golden_train_acc=golden.train_acc, synthetic=synth_runs)
     print(f"golden head (full data, EfficientNet-Lite0): {golden_acc:.4f}")
     for r in rows:
-        print(f"ipc {r['ipc']} {r['set']:>14} {r['mode']:>5} on {r['eval_backbone']:>18}: "
-              f"{100 * r['acc']:5.1f} ± {100 * r['acc_std']:.1f} %")
-    print(f"wrote {out} ({record['wall_s']} s)")
+        print(f"ipc {r['ipc']} {r['method']:>14} {r['mode']:>5} on {r['eval_backbone']:>18}: "
+              f"{100 * r['mean']:5.1f} ± {100 * r['std']:.1f} %")
+    print(f"wrote {out} ({timings['wall_s']} s)")
     return 0
 
 

@@ -4,12 +4,9 @@ Balanced Pattern Selection (BPS) and Statistical Flow Matching with Classifier
 Inheritance (SFM + CI), with the kernels, data and model registries, cache and plots
 that the book's chapters call.
 """
-from importlib.metadata import PackageNotFoundError, version as _version
-
-try:
-    __version__ = _version("ddlib")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
-    __version__ = "0.0.0+source"
+#: the package's version, read by pyproject.toml; it enters every artifact's cache key, so a release that
+#: changes what a stage computes bumps it and old cached artifacts are not reused
+__version__ = "0.2.0"
 
 from ddlib.utils import ParamError, get_device, seed_everything  # noqa: E402
 

@@ -2,9 +2,15 @@
 
 Every arrow of the pipeline (dataset -> embeddings -> patterns -> selection -> student ->
 results) is an artifact keyed by a hash of (stage, dataset spec, frozen config, upstream
-keys, ddlib version). Writes are atomic (temporary file, then rename); every load checks
+keys, ddlib version). Writes are atomic (temporary file, then rename: :func:`write_bytes_atomic`,
+also the one atomic writer for JSON records, :func:`write_json_atomic`); every load checks
 the payload's SHA-256 against the record written beside it, so a truncated or corrupt
 artifact is detected, removed with a warning and recomputed, never silently used.
+
+A load also checks that the record names the key (and stage) it was asked for: an entry copied
+or swapped onto another key by hand is moved aside into ``quarantine/`` with a warning and
+recomputed, never served. Temporary files left by a writer killed mid-write (``.<name>.<host>.<pid>.…tmp``)
+are removed on the first use of the cache in a process, once their writer is gone or they are an hour old.
 
 The cache lives in ``$DDLIB_CACHE`` (default ``~/.cache/ddlib``).
 """
@@ -15,6 +21,8 @@ import hashlib
 import io
 import json
 import os
+import re
+import socket
 import tempfile
 import time
 import warnings
@@ -25,20 +33,67 @@ from typing import Any, TypeVar
 import torch
 
 import ddlib
-from ddlib.utils import json_safe
+from ddlib.utils import dumps_strict, json_safe
 
 T = TypeVar("T")
+
+STALE_TMP_SECONDS = 3600      # a temporary file this old is no live write (writes take seconds)
+DEAD_WRITER_GRACE_SECONDS = 60  # ... and one of a dead writer on this host is removed after this long
+QUARANTINE = "quarantine"
+_HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname()) or "host"
+_SWEPT: set[Path] = set()
 
 
 class CorruptArtifactWarning(UserWarning):
     """An artifact failed its integrity check and is being recomputed."""
 
 
+class MismatchedArtifactWarning(CorruptArtifactWarning):
+    """An artifact's record names another key or stage than the one asked for; it was quarantined."""
+
+
 def cache_dir() -> Path:
-    """The cache folder: ``$DDLIB_CACHE`` or ``~/.cache/ddlib`` (created on first use)."""
+    """The cache folder: ``$DDLIB_CACHE`` or ``~/.cache/ddlib`` (created on first use, stale temporaries swept)."""
     root = Path(os.environ.get("DDLIB_CACHE") or Path.home() / ".cache" / "ddlib")
     root.mkdir(parents=True, exist_ok=True)
+    if root not in _SWEPT:
+        _SWEPT.add(root)
+        sweep_stale_tmp(root)
     return root
+
+
+def _writer_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # someone else's process, or unknown: assume alive
+    return True
+
+
+def sweep_stale_tmp(root: Path, max_age: float = STALE_TMP_SECONDS) -> list[Path]:
+    """Remove the temporary files in ``root`` that no live writer holds; return them.
+
+    A temporary file goes when it is older than ``max_age`` seconds, or when its name says it was
+    written on this host by a process that no longer exists and it is older than
+    ``DEAD_WRITER_GRACE_SECONDS`` (a grace that keeps writers of another PID namespace with the same
+    host name safe). Files of live writers, and recent ones, are kept.
+    """
+    removed = []
+    now = time.time()
+    for f in root.glob(".*.tmp"):
+        try:
+            age = now - f.stat().st_mtime
+        except FileNotFoundError:
+            continue  # its writer renamed or removed it just now
+        parts = f.name[:-len(".tmp")].rsplit(".", 3)  # [.name, host, pid, random]
+        dead = (len(parts) == 4 and parts[1] == _HOST and parts[2].isdigit()
+                and age > DEAD_WRITER_GRACE_SECONDS and not _writer_alive(int(parts[2])))
+        if age > max_age or dead:
+            f.unlink(missing_ok=True)
+            removed.append(f)
+    return removed
 
 
 def make_key(stage: str, dataset: Any = None, config: Any = None, upstream: Sequence[str] = (),
@@ -66,7 +121,7 @@ def _paths(key: str) -> tuple[Path, Path]:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{_HOST}.{os.getpid()}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -79,6 +134,22 @@ def _atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (temporary file in the same folder, fsync, rename); creates the folder."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_write(path, data)
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
+    """Write ``obj`` as strict JSON (:func:`ddlib.utils.dumps_strict`: NaN/inf become null) to ``path``, atomically."""
+    write_bytes_atomic(path, (dumps_strict(obj, indent=1) + "\n").encode())
+
+
+def _stage(key: str) -> str:
+    return key.rsplit("-", 1)[0]
+
+
 def save(key: str, obj: Any, meta: dict[str, Any] | None = None) -> Path:
     """Store ``obj`` (anything ``torch.save`` takes) under ``key``, atomically; return the payload path."""
     payload, record = _paths(key)
@@ -86,10 +157,9 @@ def save(key: str, obj: Any, meta: dict[str, Any] | None = None) -> Path:
     torch.save(obj, buf)
     data = buf.getvalue()
     _atomic_write(payload, data)
-    info = {"key": key, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data),
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "ddlib": ddlib.__version__,
-            "meta": json_safe(meta or {})}
-    _atomic_write(record, json.dumps(info, indent=1).encode())  # the record commits the artifact
+    info = {"key": key, "stage": _stage(key), "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "ddlib": ddlib.__version__, "meta": meta or {}}
+    _atomic_write(record, dumps_strict(info, indent=1).encode())  # the record commits the artifact
     return payload
 
 
@@ -104,8 +174,31 @@ def remove(key: str) -> None:
         p.unlink(missing_ok=True)
 
 
+def quarantine(key: str) -> Path | None:
+    """Move the entry stored under ``key`` (payload and record) into ``quarantine/``; return that folder.
+
+    Each file keeps its name with a time stamp and PID added, so nothing is overwritten there.
+    """
+    q = cache_dir() / QUARANTINE
+    q.mkdir(exist_ok=True)
+    stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    moved = False
+    for p in _paths(key):
+        try:
+            os.replace(p, q / f"{p.stem}.{stamp}{p.suffix}")
+            moved = True
+        except FileNotFoundError:
+            pass  # absent, or another process moved it first
+    return q if moved else None
+
+
 def load(key: str) -> Any | None:
-    """The artifact stored under ``key``, or None when absent or corrupt (then removed, with a warning)."""
+    """The artifact stored under ``key``, or None when absent, corrupt or not the one asked for.
+
+    A corrupt entry (payload and record disagree) is removed; an entry whose record names another key
+    or stage (copied or swapped by hand) or that cannot be unpickled is quarantined
+    (:func:`quarantine`); both with a warning naming the entry, and the caller recomputes it.
+    """
     payload, record = _paths(key)
     if not record.exists():
         payload.unlink(missing_ok=True)  # a payload without its record was never committed
@@ -114,14 +207,26 @@ def load(key: str) -> Any | None:
         info = json.loads(record.read_text())
         data = payload.read_bytes()
         ok = len(data) == info["bytes"] and hashlib.sha256(data).hexdigest() == info["sha256"]
-    except (OSError, ValueError, KeyError):
+    except (OSError, ValueError, KeyError, TypeError):
         ok = False
     if not ok:
         warnings.warn(f"artifact {key} in {payload.parent} is truncated or corrupt; recomputing it",
                       CorruptArtifactWarning, stacklevel=2)
         remove(key)
         return None
-    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
+    if info.get("key") != key or info.get("stage", _stage(key)) != _stage(key):
+        q = quarantine(key)
+        warnings.warn(f"artifact {key} in {payload.parent} holds the entry of {info.get('key')!r} "
+                      f"(stage {info.get('stage', _stage(str(info.get('key'))))!r}): copied or swapped by hand? "
+                      f"Moved it to {q} and recomputing it", MismatchedArtifactWarning, stacklevel=2)
+        return None
+    try:
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
+    except Exception as e:  # noqa: BLE001 - e.g. a pickled class that no longer exists: recompute, don't crash
+        q = quarantine(key)
+        warnings.warn(f"artifact {key} in {payload.parent} cannot be loaded ({type(e).__name__}: {e}); "
+                      f"moved it to {q} and recomputing it", CorruptArtifactWarning, stacklevel=2)
+        return None
 
 
 def cached(key: str, compute: Callable[[], T], meta: dict[str, Any] | None = None,

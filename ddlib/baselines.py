@@ -1,4 +1,5 @@
-"""Coreset baselines under BPS's result shape: random, herding, k-center, forgetting/EL2N, centroids.
+"""Coreset baselines under BPS's result shape (random, herding, k-center, forgetting/EL2N, centroids),
+and the real-image sets of the SFM chapters (:func:`random_real`, :func:`centroid_real_from_features`).
 
 Every selector takes a :class:`SelectionInputs` (the one modelling every method shares: the
 Stage-1 embeddings, labels, the per-class patterns, and for some methods per-sample scores)
@@ -11,13 +12,21 @@ embedding space BPS selects in, so the comparison isolates the selection rule.
 median: "centre", else "margin"), ``pattern`` is the pick's Stage-1 pattern id (-1 when no
 patterns are given).
 
+Every selector needs at least 2 classes and at least ``ipc`` images in each: a smaller class is a
+``ParamError`` naming it and its size, unless the caller passes ``cap=True`` (then it is taken whole,
+and ``config`` records ``"cap": True`` and ``"capped": {label: size}``).
+
 Forgetting (Toneva et al. 2019): a model is trained on the full data; a *forgetting event* is a
 sample that was classified correctly when last seen in a minibatch and is misclassified now;
 never-learned samples count as forgotten infinitely often; per class the most-forgotten samples
 are picked. When events are too few to rank (fewer than ``ipc`` samples with a non-zero score in
 some class — typical of short CPU runs), the score falls back to EL2N (Paul et al. 2021):
 ``||softmax(f(x)) - onehot(y)||₂`` at an early epoch, highest first. The result says which
-(``config["score"]``).
+(``config["score"]``). The model is trained by the one loop of :mod:`ddlib.train`; the forgetting
+counter (each step's indices and logits) and the EL2N read-out are its hooks.
+
+BPS joins these selectors in the registry of :mod:`ddlib.bps.pipeline` (``SELECTORS`` there), which
+sits above this module.
 """
 from __future__ import annotations
 
@@ -28,7 +37,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ddlib.utils import ParamError, check_choice, check_float, check_int, config_dict, get_device, seed_everything
+from ddlib.train import Batch, Hook, LoopState, LrScheduler, ce_step, image_batches, loop
+from ddlib.utils import (ParamError, check_choice, check_float, check_int, check_ipc, config_dict, get_device,
+                         seed_everything, to_unit)
 
 
 @dataclass
@@ -40,6 +51,7 @@ class SelectionInputs:
     patterns: torch.Tensor | np.ndarray | None = None
     entropies: torch.Tensor | np.ndarray | None = None   # teacher entropies (BPS)
     scores: dict = field(default_factory=dict)          # e.g. {"forgetting": ..., "el2n": ...}
+    classes: list[str] | None = None                    # class names, for messages (label -> name)
 
     def __post_init__(self) -> None:
         n = len(self.labels)
@@ -68,25 +80,39 @@ def _result(inp: SelectionInputs, indices: list[int], config: dict) -> dict:
     return {"indices": [int(i) for i in indices], "pattern": pattern, "role": roles, "config": config}
 
 
-def _per_class(inp: SelectionInputs, ipc: int, pick: Callable[[np.ndarray, int], np.ndarray]) -> list[int]:
-    """Apply ``pick(class_indices, n)`` per class (n = min(ipc, class size)); a whole small class is taken."""
-    y = _np(inp.labels)
+def _per_class(labels, ipc: int, pick: Callable[[np.ndarray, int], np.ndarray], *, cap: bool = False,
+               names: list[str] | None = None, classes=None, pick_full: bool = False) -> tuple[list[int], dict]:
+    """Apply ``pick(class_indices, ipc)`` per class; return the picks and what to record about the budget.
+
+    The classes are the labels present (ascending), or ``classes`` when given (then a class with no
+    image counts as a class of size 0). A class of exactly ``ipc`` images is taken whole without calling
+    ``pick``, unless ``pick_full`` (the real-image sets, whose draws must stay as recorded). A class with
+    fewer than ``ipc`` images is a :class:`ParamError` naming the class (``names``: label -> name) and its size (see :func:`ddlib.utils.check_ipc`),
+    unless ``cap=True``: then it is taken whole and the record says so (``{"cap": True, "capped":
+    {label: size}}``), so an output never claims an IPC it does not hold.
+    """
+    y = _np(labels)
+    capped = check_ipc(ipc, y, names, cap)
+    order = np.unique(y) if classes is None else list(classes)
+    missing = [int(c) for c in order if not np.any(y == c)]
+    if missing and not cap:
+        raise ParamError(f"ipc={ipc} exceeds class {missing[0]} (0 images); every class needs at least {ipc} images")
     out: list[int] = []
-    for c in np.unique(y):
+    for c in order:
         idx = np.nonzero(y == c)[0]
-        if len(idx) <= ipc:
-            out += idx.tolist()
+        if len(idx) < ipc or (len(idx) == ipc and not pick_full):
+            out += idx.tolist()  # whole (only cap=True lets a smaller class by)
         else:
             out += idx[pick(idx, ipc)].tolist()
-    return out
+    return out, ({"cap": True, "capped": {str(c): n for c, n in capped.items()}} if cap else {})
 
 
 # ----------------------------------------------------------------------------- selectors
-def select_random(inp: SelectionInputs, ipc: int, seed: int = 0) -> dict:
+def select_random(inp: SelectionInputs, ipc: int, seed: int = 0, cap: bool = False) -> dict:
     """``ipc`` samples per class uniformly at random (NumPy generator seeded with ``seed``)."""
     rng = np.random.default_rng(seed)
-    idx = _per_class(inp, ipc, lambda members, n: rng.choice(len(members), n, replace=False))
-    return _result(inp, idx, {"method": "random", "ipc": ipc, "seed": seed})
+    idx, budget = _per_class(inp.labels, ipc, lambda members, n: rng.choice(len(members), n, replace=False), cap=cap, names=inp.classes)
+    return _result(inp, idx, {"method": "random", "ipc": ipc, "seed": seed, **budget})
 
 
 def herding_order(feats: np.ndarray, n: int) -> np.ndarray:
@@ -108,11 +134,11 @@ def herding_order(feats: np.ndarray, n: int) -> np.ndarray:
     return np.asarray(chosen, dtype=np.int64)
 
 
-def select_herding(inp: SelectionInputs, ipc: int, seed: int = 0) -> dict:
+def select_herding(inp: SelectionInputs, ipc: int, seed: int = 0, cap: bool = False) -> dict:
     """Herding per class in the Stage-1 embedding space (deterministic; ``seed`` unused)."""
     f = _feats(inp)
-    idx = _per_class(inp, ipc, lambda members, n: herding_order(f[members], n))
-    return _result(inp, idx, {"method": "herding", "ipc": ipc, "seed": seed})
+    idx, budget = _per_class(inp.labels, ipc, lambda members, n: herding_order(f[members], n), cap=cap, names=inp.classes)
+    return _result(inp, idx, {"method": "herding", "ipc": ipc, "seed": seed, **budget})
 
 
 def kcenter_order(feats: np.ndarray, n: int, first: int) -> np.ndarray:
@@ -127,15 +153,16 @@ def kcenter_order(feats: np.ndarray, n: int, first: int) -> np.ndarray:
     return np.asarray(chosen, dtype=np.int64)
 
 
-def select_kcenter(inp: SelectionInputs, ipc: int, seed: int = 0) -> dict:
+def select_kcenter(inp: SelectionInputs, ipc: int, seed: int = 0, cap: bool = False) -> dict:
     """k-center greedy per class in the Stage-1 embedding space; the first centre drawn with ``seed`` (as DeepCore)."""
     f = _feats(inp)
     rng = np.random.default_rng(seed)
-    idx = _per_class(inp, ipc, lambda members, n: kcenter_order(f[members], n, int(rng.integers(len(members)))))
-    return _result(inp, idx, {"method": "kcenter", "ipc": ipc, "seed": seed})
+    idx, budget = _per_class(inp.labels, ipc, lambda members, n: kcenter_order(f[members], n, int(rng.integers(len(members)))),
+                             cap=cap, names=inp.classes)
+    return _result(inp, idx, {"method": "kcenter", "ipc": ipc, "seed": seed, **budget})
 
 
-def select_centroids(inp: SelectionInputs, ipc: int, seed: int = 0) -> dict:
+def select_centroids(inp: SelectionInputs, ipc: int, seed: int = 0, cap: bool = False) -> dict:
     """Class-centroid nearest real images: per class, k-means with ``ipc`` clusters (k-means++ seeded,
     scikit-learn) in the embedding space, then the real sample nearest each centroid (distinct).
 
@@ -156,21 +183,21 @@ def select_centroids(inp: SelectionInputs, ipc: int, seed: int = 0) -> dict:
             chosen.append(int(dj.argmin()))
         return np.asarray(chosen, dtype=np.int64)
 
-    idx = _per_class(inp, ipc, pick)
-    return _result(inp, idx, {"method": "centroids", "ipc": ipc, "seed": seed})
+    idx, budget = _per_class(inp.labels, ipc, pick, cap=cap, names=inp.classes)
+    return _result(inp, idx, {"method": "centroids", "ipc": ipc, "seed": seed, **budget})
 
 
 def select_by_score(inp: SelectionInputs, ipc: int, score: np.ndarray, name: str, seed: int = 0,
-                    extra: dict | None = None) -> dict:
+                    extra: dict | None = None, cap: bool = False) -> dict:
     """Per class the ``ipc`` highest scores (ties broken by a seeded random order)."""
     s = np.asarray(score, dtype=np.float64)
     rng = np.random.default_rng(seed)
     tie = rng.random(len(s))
-    idx = _per_class(inp, ipc, lambda members, n: np.lexsort((tie[members], -s[members]))[:n])
-    return _result(inp, idx, {"method": name, "ipc": ipc, "seed": seed, **(extra or {})})
+    idx, budget = _per_class(inp.labels, ipc, lambda members, n: np.lexsort((tie[members], -s[members]))[:n], cap=cap, names=inp.classes)
+    return _result(inp, idx, {"method": name, "ipc": ipc, "seed": seed, **budget, **(extra or {})})
 
 
-def select_forgetting(inp: SelectionInputs, ipc: int, seed: int = 0) -> dict:
+def select_forgetting(inp: SelectionInputs, ipc: int, seed: int = 0, cap: bool = False) -> dict:
     """Most-forgotten samples per class; EL2N when forgetting events are too few (see the module docstring).
 
     Needs ``inp.scores`` from :func:`forgetting_scores` (keys ``forgetting``, ``el2n``).
@@ -180,13 +207,58 @@ def select_forgetting(inp: SelectionInputs, ipc: int, seed: int = 0) -> dict:
                          "in SelectionInputs.scores")
     forg = np.asarray(inp.scores["forgetting"], dtype=np.float64)
     y = _np(inp.labels)
+    check_ipc(ipc, y, inp.classes, cap)  # before the counts below: a clear error, not a min() of nothing
     nonzero = min(int(((y == c) & (forg > 0)).sum()) for c in np.unique(y))
     need = min(ipc, min(int((y == c).sum()) for c in np.unique(y)))
     if nonzero >= need:
-        return select_by_score(inp, ipc, forg, "forgetting", seed, {"score": "forgetting", "min_class_nonzero": nonzero})
+        return select_by_score(inp, ipc, forg, "forgetting", seed,
+                               {"score": "forgetting", "min_class_nonzero": nonzero}, cap=cap)
     return select_by_score(inp, ipc, np.asarray(inp.scores["el2n"]), "forgetting", seed,
                            {"score": "el2n", "min_class_nonzero": nonzero,
-                            "el2n_epoch": inp.scores.get("el2n_epoch")})
+                            "el2n_epoch": inp.scores.get("el2n_epoch")}, cap=cap)
+
+
+# ----------------------------------------------------------------------------- real-image sets
+def _real_set(ds, idx: list[int], config: dict) -> dict:
+    """Real training images shaped like a synthetic set: float [0, 1] images, labels, indices, config."""
+    t = torch.tensor(idx, dtype=torch.long)
+    return {"images": to_unit(ds.train_x[t]), "labels": ds.train_y[t].clone(), "indices": t,
+            "config": {**config, "dataset": ds.spec}}
+
+
+def random_real(ds, ipc: int, seed: int = 0) -> dict:
+    """``ipc`` random training images per class as a set shaped like a synthetic one (images in [0, 1],
+    labels, indices, config): the LGM reference's ``random_reals``. Each class in turn is permuted
+    by one torch generator seeded with ``seed``; every class must hold ``ipc`` images.
+
+    Same idea as :func:`select_random`, kept with its own draw (a torch generator; the recorded sets
+    of the SFM chapters depend on it) and shape (the set, not the selection record).
+    """
+    ipc = check_int("ipc", ipc, 1)
+    seed = check_int("seed", seed, 0, 2**32 - 1)
+    g = torch.Generator().manual_seed(seed)
+    idx, _ = _per_class(ds.train_y, ipc, lambda members, n: torch.randperm(len(members), generator=g)[:n].numpy(),
+                        classes=range(ds.num_classes), names=ds.classes, pick_full=True)
+    return _real_set(ds, idx, {"method": "random-real", "ipc": ipc, "seed": seed})
+
+
+def centroid_real_from_features(ds, features: torch.Tensor, ipc: int, config: dict | None = None) -> dict:
+    """Per class the ``ipc`` training images whose feature (a row of ``features``, raw, not normalised)
+    is nearest (Euclidean) to the class mean, as a set shaped like a synthetic one.
+
+    For IPC 1 this is the LGM reference's ``centroids`` baseline; for IPC > 1 the IPC nearest (the
+    reference only builds IPC 1). Unlike :func:`select_centroids` (k-means in the L2-normalised
+    Stage-1 space, BPS's result shape), one centre per class in the given feature space.
+    ``config`` adds to the record's config (e.g. the backbone).
+    """
+    ipc = check_int("ipc", ipc, 1)
+
+    def pick(members: np.ndarray, n: int) -> np.ndarray:
+        f = features[torch.as_tensor(members)]
+        return (f - f.mean(0, keepdim=True)).norm(dim=1).argsort()[:n].numpy()
+
+    idx, _ = _per_class(ds.train_y, ipc, pick, classes=range(ds.num_classes), names=ds.classes, pick_full=True)
+    return _real_set(ds, idx, {"method": "centroid-real", "ipc": ipc, **(config or {})})
 
 
 SELECTORS: dict[str, Callable[[SelectionInputs, int, int], dict]] = {
@@ -199,9 +271,20 @@ SELECTORS: dict[str, Callable[[SelectionInputs, int, int], dict]] = {
 
 
 # ----------------------------------------------------------------------------- forgetting scores
+#: where forgetting events are counted: a run of their own (DeepCore) or the full-data teacher's run
+FORGETTING_SOURCES = ("separate", "teacher")
+
+
 @dataclass(frozen=True)
 class ForgettingConfig:
-    """The model trained to count forgetting events (DeepCore: the same architecture, SGD, crop+flip)."""
+    """The model trained to count forgetting events (DeepCore: the same architecture, SGD, crop+flip).
+
+    ``source="teacher"`` counts them on the full-data teacher's own training run instead of a run of its
+    own (the teacher records the events and EL2N as it trains: :func:`ddlib.bps.distill.train_teacher`),
+    saving one full-data training; the other fields then describe the teacher's recipe. A departure from
+    DeepCore (a separate model of the same recipe), made for CPU budgets: the scores are read from a run of
+    the same architecture and data, trained the teacher's way.
+    """
 
     model: str = "resnet18"
     width: int | None = None       # ConvNet width (None: the model's default)
@@ -213,8 +296,10 @@ class ForgettingConfig:
     weight_decay: float = 5e-4
     augment: str = "crop_flip"
     el2n_epoch: int = 20           # EL2N is read after this epoch (Paul et al.: early in training)
+    source: str = "separate"       # "separate": a run of its own (DeepCore) | "teacher": the teacher's run
 
     def __post_init__(self) -> None:
+        check_choice("source", self.source, FORGETTING_SOURCES)
         check_int("epochs", self.epochs, 1)
         check_int("batch_size", self.batch_size, 1)
         check_float("lr", self.lr, 0.0)
@@ -246,11 +331,60 @@ def _model_kw(cfg) -> dict:
     return {k: v for k, v in (("width", cfg.width), ("depth", cfg.depth)) if v is not None}
 
 
-def _forgetting(ds, cfg: ForgettingConfig, seed: int, device, progress: bool) -> dict:
-    from tqdm.auto import tqdm
+def scoring_hooks(x: torch.Tensor, y: torch.Tensor, num_classes: int, el2n_epoch: int, device) -> list[Hook]:
+    """The two hooks that score every training image while a model trains on (x, y): the forgetting counter
+    and the EL2N read-out after ``el2n_epoch``; :func:`scores_from_hooks` turns them into the scores."""
+    return [_ForgettingCounter(y), _EL2N(x, y, num_classes, el2n_epoch, device)]
 
+
+def scores_from_hooks(hooks: list[Hook], el2n_epoch: int) -> dict:
+    """``{"forgetting", "el2n", "el2n_epoch", "events"}`` from :func:`scoring_hooks` after training."""
+    counter, el2n = hooks
+    forg = counter.events.clone()
+    forg[~counter.learned] = float("inf")
+    return {"forgetting": forg.numpy(), "el2n": el2n.scores.numpy(), "el2n_epoch": el2n_epoch,
+            "events": int(counter.events.sum())}
+
+
+class _ForgettingCounter(Hook):
+    """Forgetting events (a sample correct when last seen in a minibatch, wrong now), from each step's
+    batch indices and logits; ``learned``: correct at least once."""
+
+    def __init__(self, y: torch.Tensor) -> None:
+        n = len(y)
+        self.y = y
+        self.last = torch.zeros(n, dtype=torch.bool)
+        self.learned = torch.zeros(n, dtype=torch.bool)
+        self.events = torch.zeros(n)
+
+    def step_end(self, state: LoopState, batch: Batch, loss: torch.Tensor, out: torch.Tensor) -> None:
+        b = batch.index
+        correct = (out.argmax(1).cpu() == self.y[b])
+        self.events[b] += (self.last[b] & ~correct).float()
+        self.last[b] = correct
+        self.learned[b] |= correct
+
+
+class _EL2N(Hook):
+    """EL2N ``||softmax(f(x)) − onehot(y)||₂`` of every training image, after epoch ``epoch`` (1-based)."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, num_classes: int, epoch: int, device: torch.device) -> None:
+        self.x, self.y, self.num_classes, self.epoch, self.device = x, y, num_classes, epoch, device
+        self.scores = torch.zeros(len(y))
+
+    def epoch_end(self, state: LoopState) -> None:
+        if state.epoch + 1 != self.epoch:
+            return
+        model = state.model
+        model.eval()
+        with torch.no_grad():
+            for i in range(0, len(self.y), 512):
+                p = F.softmax(model(to_unit(self.x[i:i + 512].to(self.device))), 1).cpu()
+                self.scores[i:i + 512] = (p - F.one_hot(self.y[i:i + 512], self.num_classes).float()).norm(dim=1)
+
+
+def _forgetting(ds, cfg: ForgettingConfig, seed: int, device, progress: bool) -> dict:
     from ddlib import models
-    from ddlib.kernels.augment import augment
 
     dev = get_device(device)
     g = seed_everything(seed)
@@ -259,36 +393,9 @@ def _forgetting(ds, cfg: ForgettingConfig, seed: int, device, progress: bool) ->
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.epochs)
     x, y = ds.train_x, ds.train_y
-    n = len(y)
-    last = torch.zeros(n, dtype=torch.bool)
-    learned = torch.zeros(n, dtype=torch.bool)
-    events = torch.zeros(n)
-    el2n = torch.zeros(n)
     el2n_epoch = min(cfg.el2n_epoch, cfg.epochs)
-    for epoch in tqdm(range(cfg.epochs), desc="forgetting", disable=not progress):
-        model.train()
-        perm = torch.randperm(n, generator=g)
-        for i in range(0, n, cfg.batch_size):
-            b = perm[i:i + cfg.batch_size]
-            xb = augment(x[b].to(dev).float() / 255, cfg.augment, g if dev.type == "cpu" else None)
-            out = model(xb)
-            loss = F.cross_entropy(out, y[b].to(dev))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            correct = (out.argmax(1).cpu() == y[b])
-            events[b] += (last[b] & ~correct).float()
-            last[b] = correct
-            learned[b] |= correct
-        sched.step()
-        if epoch + 1 == el2n_epoch:
-            model.eval()
-            with torch.no_grad():
-                for i in range(0, n, 512):
-                    xb = x[i:i + 512].to(dev).float() / 255
-                    p = F.softmax(model(xb), 1).cpu()
-                    el2n[i:i + 512] = (p - F.one_hot(y[i:i + 512], ds.num_classes).float()).norm(dim=1)
-    forg = events.clone()
-    forg[~learned] = float("inf")
-    return {"forgetting": forg.numpy(), "el2n": el2n.numpy(), "el2n_epoch": el2n_epoch,
-            "events": int(events.sum()), "config": config_dict(cfg)}
+    counter, el2n = scoring_hooks(x, y, ds.num_classes, el2n_epoch, dev)
+    source = image_batches(x, y, cfg.batch_size, dev, augment=cfg.augment, global_rng_augment_on_gpu=True)
+    loop(model, opt, source, ce_step(), cfg.epochs, g, hooks=[counter, LrScheduler(sched), el2n],
+         progress=progress, desc="forgetting")
+    return {**scores_from_hooks([counter, el2n], el2n_epoch), "config": config_dict(cfg)}

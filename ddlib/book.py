@@ -1,43 +1,19 @@
-"""Helpers for the chapters: parameter scales, validation and the closing environment report.
+"""Helpers for the chapters: the closing environment report.
 
-Every chapter's first cell is tagged ``parameters``; it sets ``scale`` and the chapter's
-parameters, where ``None`` means "the value of this scale's preset". The second cell calls
-:func:`resolve`, which fails at once with a :class:`~ddlib.utils.ParamError` naming the
-parameter and the accepted values.
+Every chapter's first cell is tagged ``parameters``; it sets ``scale`` and the chapter's parameters,
+where ``None`` means "the value of this scale's preset". The second cell builds the chapter's preset
+with one call of :mod:`ddlib.presets`, which fails at once with a :class:`~ddlib.utils.ParamError`
+naming the parameter and the accepted values.
 
-Scales: ``test`` (seconds; what the test-suite runs), ``cpu`` (the book's default: minutes
-on 2 CPU cores), ``gpu`` (the full-scale runs, on a GPU).
+Scales (:data:`ddlib.presets.SCALES`): ``test`` (seconds; what the test-suite runs), ``cpu`` (the
+book's default: minutes on 2 CPU cores), ``gpu`` (the full-scale runs, on a GPU). Whether the test
+suite runs is :func:`ddlib.utils.in_test` (re-exported here for the chapters).
 """
 from __future__ import annotations
 
-import os
-from types import SimpleNamespace
-from typing import Any
+from ddlib.utils import environment_info, in_test
 
-from ddlib.utils import ParamError, check_choice, environment_info
-
-SCALES = ("test", "cpu", "gpu")
-
-
-def resolve(scale: str, presets: dict[str, dict[str, Any]], **params: Any) -> SimpleNamespace:
-    """The chapter's parameters: each ``None`` in ``params`` replaced by ``presets[scale]``'s value.
-
-    Unknown keys in a preset are added too; every preset must name the same keys.
-    """
-    check_choice("scale", scale, SCALES)
-    missing = [s for s in SCALES if s not in presets]
-    if missing:
-        raise ParamError(f"presets lack the scales {missing}")
-    merged = dict(presets[scale])
-    for k, v in params.items():
-        if v is not None or k not in merged:
-            merged[k] = v
-    return SimpleNamespace(scale=scale, **merged)
-
-
-def in_test() -> bool:
-    """True when run by the test-suite (``DDLIB_TEST=1``)."""
-    return os.environ.get("DDLIB_TEST", "") not in ("", "0")
+__all__ = ["in_test", "environment_report"]
 
 
 def environment_report() -> str:

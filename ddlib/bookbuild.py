@@ -4,7 +4,8 @@
 them). To build at another scale, each chapter listed in ``book/_toc.yml`` is executed by
 papermill with ``scale=…`` into a staged copy of the book, which Jupyter Book then renders as
 executed (``.ipynb`` excluded from its execution; text pages with code cells are run); the
-injected parameters show on each page. The staged copy lives in ``<out>/_staged``; the HTML goes
+cell of injected parameters is folded on each page (``hide-cell``, one click shows it), like the
+chapters' own parameters cell. Progress bars are off in every kernel (``DDLIB_PROGRESS=0``). The staged copy lives in ``<out>/_staged``; the HTML goes
 to ``<out>/_build/html``.
 """
 from __future__ import annotations
@@ -17,8 +18,8 @@ from pathlib import Path
 
 import yaml
 
-from ddlib.book import SCALES
-from ddlib.utils import check_choice
+from ddlib.presets import SCALES
+from ddlib.utils import check_choice, progress_env
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,6 +48,21 @@ def chapters(book: Path = ROOT / "book") -> list[str]:
     return [f for f in toc_files(toc) if (book / f"{f}.ipynb").is_file()]
 
 
+def fold_injected_parameters(path: Path) -> None:
+    """Tag the cell papermill injected into an executed notebook ``hide-cell`` (Jupyter Book folds it), as the
+    chapters tag their own parameters cell: the page opens with the chapter's question, not its settings."""
+    import nbformat
+
+    nb = nbformat.read(str(path), as_version=4)
+    for cell in nb.cells:
+        tags = cell.get("metadata", {}).get("tags", [])
+        if "injected-parameters" in tags and "hide-cell" not in tags:
+            cell.metadata["tags"] = [*tags, "hide-cell"]
+            cell.metadata["mystnb"] = {"code_prompt_show": "Show the parameters this build set",
+                                       "code_prompt_hide": "Hide the parameters this build set"}
+    nbformat.write(nb, str(path))
+
+
 def build(scale: str, out: Path | None = None, book: Path = ROOT / "book", progress: bool = True) -> Path:
     """Execute every chapter with ``scale`` (papermill), build the HTML strictly; return the html folder."""
     import papermill as pm
@@ -65,15 +81,18 @@ def build(scale: str, out: Path | None = None, book: Path = ROOT / "book", progr
                          "exclude_patterns": ["*.ipynb"]}
     (staged / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
     os.environ.setdefault("PLOTLY_RENDERER", "notebook")  # the kernels inherit it (see ddlib.plots)
-    for chapter in chapters(book):
-        src = (book / f"{chapter}.ipynb").resolve()
-        dst = staged / f"{chapter}.ipynb"
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        if progress:
-            print(f"executing {chapter} (scale={scale})", flush=True)
-        pm.execute_notebook(str(src), str(dst), parameters={"scale": scale}, kernel_name="python3",
-                            cwd=str(src.parent), progress_bar=False)
-    jb = Path(sys.executable).with_name("jupyter-book")
-    subprocess.run([str(jb), "build", "-W", "--keep-going", "--path-output", str(out), str(staged)],
-                   check=True, stdout=None if progress else subprocess.DEVNULL)
+    # no progress bars in the pages: the kernels (and Jupyter Book's) inherit DDLIB_PROGRESS=0
+    with progress_env(False):
+        for chapter in chapters(book):
+            src = (book / f"{chapter}.ipynb").resolve()
+            dst = staged / f"{chapter}.ipynb"
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            if progress:
+                print(f"executing {chapter} (scale={scale})", flush=True)
+            pm.execute_notebook(str(src), str(dst), parameters={"scale": scale}, kernel_name="python3",
+                                cwd=str(src.parent), progress_bar=False)
+            fold_injected_parameters(dst)
+        jb = Path(sys.executable).with_name("jupyter-book")
+        subprocess.run([str(jb), "build", "-W", "--keep-going", "--path-output", str(out), str(staged)],
+                       check=True, stdout=None if progress else subprocess.DEVNULL)
     return out / "_build" / "html"

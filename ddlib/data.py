@@ -20,9 +20,11 @@ import dataclasses
 import gzip
 import hashlib
 import io
+import lzma
 import os
 import tarfile
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +33,7 @@ import numpy as np
 import torch
 
 from ddlib import artifacts
-from ddlib.utils import ParamError, check_int
+from ddlib.utils import ParamError, check_float, check_int, to_unit
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
@@ -42,7 +44,15 @@ ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.xz", ".txz", ".tar.bz2", ".
 
 
 class DataNotFoundError(FileNotFoundError):
-    """The data could not be found; the message lists where ddlib looked and how to get it."""
+    """The data could not be found or used; the message lists where ddlib looked and how to get it."""
+
+
+class UnreadableDataError(DataNotFoundError):
+    """A data file was found but cannot be read: a corrupt or truncated image, archive or IDX file.
+
+    The message names the file (and the member inside an archive) and what to do. A subclass of
+    :class:`DataNotFoundError` (so of ``FileNotFoundError``): every handler of missing data catches it.
+    """
 
 
 @dataclass
@@ -58,6 +68,7 @@ class Dataset:
     source: str
     spec: dict = field(default_factory=dict)
     train_patterns: torch.Tensor | None = None  # known sub-pattern ids (synthetic-patterns only)
+    train_index: torch.Tensor | None = None     # positions in the loader's whole training split (None: all of it)
     test_patterns: torch.Tensor | None = None
 
     @property
@@ -124,8 +135,15 @@ def _load_digits(**_: object) -> Dataset:
 
 def _read_idx(path: Path) -> np.ndarray:
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        data = f.read()
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except (OSError, EOFError, zlib.error) as e:
+        raise UnreadableDataError(f"{path} cannot be read ({type(e).__name__}: {e}); the file is corrupt or "
+                                  "truncated: delete it and download or copy it again") from e
+    if len(data) < 4 or data[:3] != b"\x00\x00\x08" or len(data) < 4 + 4 * data[3]:
+        raise UnreadableDataError(f"{path} is not an IDX file of unsigned bytes (it starts with {data[:4]!r}); "
+                                  "delete it and download or copy it again")
     ndim = data[3]
     shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
     arr = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
@@ -214,24 +232,52 @@ def _load_cifar(name: str, path: str | None = None, download: bool | None = None
 
 # ---- ImageFolder / archives -----------------------------------------------------------------
 
-def _archive_members(path: Path) -> Iterator[tuple[str, Callable[[], bytes]]]:
-    """(member name, reader) for every file in a tar or zip archive, in archive order."""
+class _StrictTarInfo(tarfile.TarInfo):
+    """Reads a tar header like :class:`tarfile.TarInfo`, but a short or invalid header after the first
+    one is an error: :mod:`tarfile` takes it for the end of the archive, so a truncated archive would
+    look like a smaller one (a cut-off ``test/`` read as "test classes not in train")."""
+
+    @classmethod
+    def fromtarfile(cls, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:
+        try:
+            return super().fromtarfile(tarfile_)
+        except (tarfile.EmptyHeaderError, tarfile.TruncatedHeaderError, tarfile.InvalidHeaderError) as e:
+            if tarfile_.offset == 0:
+                raise
+            raise tarfile.ReadError(f"the archive ends or breaks off at byte {tarfile_.offset} without tar's "
+                                    f"end-of-archive marker ({e})") from None
+
+
+# a member or folder that is no image of the data set: hidden files, macOS resource forks
+def _hidden(name: str) -> bool:
+    return any((part.startswith(".") and part not in (".", "..")) or part == "__MACOSX" for part in name.split("/"))
+
+
+def _archive_members(path: Path) -> Iterator[tuple[str, Callable[[], bytes] | None]]:
+    """(member name, reader) for every file in a tar or zip archive, in archive order; (name, None) for a folder."""
     if path.name.endswith(".zip"):
         with zipfile.ZipFile(path) as z:
             for info in z.infolist():
-                if not info.is_dir():
-                    yield info.filename, (lambda i=info: z.read(i))
+                yield (info.filename.rstrip("/"), None) if info.is_dir() else (info.filename, lambda i=info: z.read(i))
     else:
-        with tarfile.open(path, "r:*") as t:
+        with tarfile.open(path, "r:*", tarinfo=_StrictTarInfo) as t:
             for m in t:
-                if m.isfile():
+                if m.isdir():
+                    yield m.name.rstrip("/"), None
+                elif m.isfile():
                     yield m.name, (lambda m=m: t.extractfile(m).read())  # type: ignore[union-attr]
+            # read on to the end: a compressed stream cut off after the last member (or failing its
+            # checksum) shows only there
+            while t.fileobj.read(1 << 20):  # type: ignore[union-attr]
+                pass
 
 
-def _folder_members(path: Path) -> Iterator[tuple[str, Callable[[], bytes]]]:
+def _folder_members(path: Path) -> Iterator[tuple[str, Callable[[], bytes] | None]]:
     for p in sorted(path.rglob("*")):
         if p.is_file():
             yield p.relative_to(path).as_posix(), p.read_bytes
+        elif p.is_dir():
+            yield p.relative_to(path).as_posix(), None
 
 
 def _split_parts(name: str) -> tuple[str, str] | None:
@@ -244,11 +290,24 @@ def _split_parts(name: str) -> tuple[str, str] | None:
     return None
 
 
-def _decode(data: bytes, image_size: int | None) -> np.ndarray:
+def _class_folder(name: str) -> tuple[str, str] | None:
+    """('train' | 'test', class) from a folder path '.../train/<class>', or None."""
+    return _split_parts(name + "/x")
+
+
+def _decode(data: bytes, image_size: int | None, where: str = "") -> np.ndarray:
+    """An image file's bytes as uint8 (C, H, W); a file PIL cannot decode is an :class:`UnreadableDataError`."""
     from PIL import Image
 
-    img = Image.open(io.BytesIO(data))
-    img = img.convert("L" if img.mode in ("L", "1", "I;16", "I") else "RGB")
+    try:
+        img = Image.open(io.BytesIO(data))
+        img.load()  # decode now: a truncated file fails here, with its name, not later
+        img = img.convert("L" if img.mode in ("L", "1", "I;16", "I") else "RGB")
+    except Exception as e:  # noqa: BLE001 - decoders raise OSError, SyntaxError, ValueError, ...: all mean unreadable
+        why = str(e).split(" <_io.BytesIO")[0]  # PIL names the buffer, not the file: the file is named here
+        raise UnreadableDataError(f"imagefolder: cannot decode the image {where} ({type(e).__name__}: {why}); the "
+                                  "file is corrupt, truncated or not an image: replace it with a good copy or "
+                                  "delete it") from e
     if image_size is not None and img.size != (image_size, image_size):
         w, h = img.size
         s = image_size / min(w, h)
@@ -260,7 +319,24 @@ def _decode(data: bytes, image_size: int | None) -> np.ndarray:
     return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
 
 
+def _tree_fingerprint(root: Path) -> str:
+    """SHA-256 (16 hex) of every file's and folder's relative path, size and mtime under ``root``."""
+    h = hashlib.sha256()
+    for folder, dirs, files in os.walk(root):
+        dirs.sort()
+        for name in [*dirs, *sorted(files)]:
+            full = os.path.join(folder, name)
+            try:
+                st = os.stat(full)
+            except OSError:
+                continue
+            h.update(f"{os.path.relpath(full, root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]
+
+
 def _load_imagefolder(path: str, image_size: int | None = None, **_: object) -> Dataset:
+    if image_size is not None:
+        image_size = check_int("image_size", image_size, 1, 4096)
     p = Path(path).expanduser()
     if not p.exists():
         raise DataNotFoundError(f"imagefolder: {p} does not exist; give a folder or a "
@@ -271,24 +347,61 @@ def _load_imagefolder(path: str, image_size: int | None = None, **_: object) -> 
         raise DataNotFoundError(f"imagefolder: {p} is a file but not an archive of a known kind "
                                 f"({', '.join(ARCHIVE_SUFFIXES)})")
     stat = p.stat()
-    key = artifacts.make_key("imagefolder", {"path": str(p.resolve()), "size": stat.st_size,
-                                             "mtime": stat.st_mtime_ns}, {"image_size": image_size})
+    if is_archive and stat.st_size == 0:
+        raise UnreadableDataError(f"imagefolder: {p} is an empty file (0 bytes), not an archive; an interrupted "
+                                  "download or copy? Download or copy it again")
+    spec = {"path": str(p.resolve()), "size": stat.st_size, "mtime": stat.st_mtime_ns}
+    if not is_archive:  # a folder's own mtime misses files changed, added or removed further down
+        spec["tree"] = _tree_fingerprint(p)
+    key = artifacts.make_key("imagefolder", spec, {"image_size": image_size})
 
     def build() -> dict:
         members = _archive_members(p) if is_archive else _folder_members(p)
         found: dict[str, dict[str, list[np.ndarray]]] = {"train": {}, "test": {}}
-        for name, read in members:
-            if not name.lower().endswith(IMAGE_SUFFIXES):
-                continue
-            sp = _split_parts(name)
-            if sp is None:
-                continue
-            found[sp[0]].setdefault(sp[1], []).append(_decode(read(), image_size))
+        folders: dict[str, set[str]] = {"train": set(), "test": set()}  # every class folder seen
+        current = None
+        try:
+            for name, read in members:
+                current = name
+                if _hidden(name):
+                    continue
+                if read is None:  # a folder
+                    cf = _class_folder(name)
+                    if cf is not None:
+                        folders[cf[0]].add(cf[1])
+                    continue
+                sp = _split_parts(name)
+                if sp is None:
+                    continue
+                folders[sp[0]].add(sp[1])
+                if not name.lower().endswith(IMAGE_SUFFIXES):
+                    continue
+                where = f"'{name}' in {p}" if is_archive else f"{p / name}"
+                found[sp[0]].setdefault(sp[1], []).append(_decode(read(), image_size, where))
+        except UnreadableDataError:
+            raise
+        except (tarfile.TarError, zipfile.BadZipFile, EOFError, lzma.LZMAError, zlib.error, OSError) as e:
+            at = f" after member '{current}'" if current else ""
+            why = " ".join(str(e).split())  # tarfile's reasons span several lines
+            kind = "archive" if is_archive else "folder"
+            raise UnreadableDataError(
+                f"imagefolder: cannot read the {kind} {p}{at} ({type(e).__name__}: {why}); it is corrupt, truncated "
+                + ("or not the kind of archive its name says: download or copy it again (compare its size and "
+                   "checksum with the source), or unpack it and give the folder" if is_archive else
+                   "or unreadable: check the file's permissions or replace it")) from e
+        empty = [f"{split}/{c}" for split in ("train", "test") for c in sorted(folders[split] - set(found[split]))]
+        if empty:
+            raise DataNotFoundError(f"imagefolder: {p} has class folder(s) without images: {', '.join(empty)} "
+                                    f"(images end in {', '.join(IMAGE_SUFFIXES)}); add images to them or remove "
+                                    "them, so that no class is dropped without a word")
         if not found["train"] or not found["test"]:
             missing = [s for s in ("train", "test") if not found[s]]
             raise DataNotFoundError(f"imagefolder: {p} has no images under {' or '.join(missing)}/<class>/; "
                                     "expected the layout train/<class>/<image> and test/<class>/<image>")
         classes = sorted(found["train"])
+        if len(classes) < 2:
+            raise DataNotFoundError(f"imagefolder: {p} has a single class under train/ ({classes[0]!r}); "
+                                    "selection, students and accuracy need at least 2 classes")
         extra = sorted(set(found["test"]) - set(classes))
         if extra:
             raise DataNotFoundError(f"imagefolder: {p} has test classes {extra} that are not in train/")
@@ -325,12 +438,18 @@ def make_synthetic_patterns(num_classes: int = 4, patterns_per_class: tuple[int,
     1/4, ...; normalised), so the sub-patterns are unbalanced. Samples are the sub-pattern's
     prototype with a random shift of up to one pixel, brightness jitter and Gaussian noise.
     ``train_patterns``/``test_patterns`` hold each sample's sub-pattern id within its class.
+    At most 9 sub-patterns per class (the distinct blob positions).
     """
     num_classes = check_int("num_classes", num_classes, 2, 100)
+    n_train, n_test = check_int("n_train", n_train, 1, 100_000), check_int("n_test", n_test, 1, 100_000)
+    image_size = check_int("image_size", image_size, 4, 1024)
+    noise = check_float("noise", noise, 0.0, 1.0)
+    seed = check_int("seed", seed, 0, 2**32 - 3)  # seed + 2 seeds the test split
+    if not isinstance(patterns_per_class, (tuple, list)) or not patterns_per_class:
+        raise ParamError(f"patterns_per_class={patterns_per_class!r} must be a non-empty tuple of integers >= 1")
+    patterns_per_class = tuple(check_int("patterns_per_class", m, 1, 9) for m in patterns_per_class)
     if len(patterns_per_class) != num_classes:
         patterns_per_class = tuple(patterns_per_class[i % len(patterns_per_class)] for i in range(num_classes))
-    if any(m < 1 for m in patterns_per_class):
-        raise ParamError(f"patterns_per_class={patterns_per_class} must all be >= 1")
     g = np.random.default_rng(seed)
     s = image_size
     yy, xx = np.mgrid[0:s, 0:s] / s
@@ -452,14 +571,33 @@ def load(name: str, per_class: int | None = None, seed: int = 0, test_per_class:
     else:
         ds = DATASETS[name](**options)
     if per_class is not None:
-        ds.train_x, ds.train_y, ds.train_patterns, _ = subsample(ds.train_x, ds.train_y, per_class, seed,
-                                                                ds.train_patterns)
+        ds.train_x, ds.train_y, ds.train_patterns, ds.train_index = subsample(ds.train_x, ds.train_y, per_class, seed,
+                                                                             ds.train_patterns)
     if test_per_class is not None:
         ds.test_x, ds.test_y, ds.test_patterns, _ = subsample(ds.test_x, ds.test_y, test_per_class, seed,
                                                              ds.test_patterns)
     ds.spec = {"name": name, "per_class": per_class, "test_per_class": test_per_class, "seed": seed,
                **{k: v for k, v in options.items() if k != "download"}}
     return ds
+
+
+def positions_in(sub: Dataset, full: Dataset) -> torch.Tensor:
+    """For each training image of ``sub``, its position in ``full``'s training set, when both were loaded
+    from the same data (``sub`` a per-class subsample of it or equal to it): e.g. to read a score computed
+    on the full training set (a teacher's forgetting counts) for the images of a selection pool."""
+    a = torch.arange(len(sub.train_y)) if sub.train_index is None else sub.train_index
+    if full.train_index is None:
+        pos = a
+    else:
+        where = {int(i): j for j, i in enumerate(full.train_index.tolist())}
+        missing = [int(i) for i in a.tolist() if int(i) not in where]
+        if missing:
+            raise ParamError(f"{len(missing)} training images of {sub.spec} are not in {full.spec}; "
+                             "the larger set must contain the smaller one (same data, same seed)")
+        pos = torch.tensor([where[int(i)] for i in a.tolist()], dtype=torch.long)
+    if len(pos) and (int(pos.max()) >= len(full.train_y) or not torch.equal(full.train_y[pos], sub.train_y)):
+        raise ParamError(f"the training images of {sub.spec} do not line up with those of {full.spec}")
+    return pos
 
 
 def sources() -> list[tuple[str, str]]:
@@ -481,7 +619,7 @@ def sources() -> list[tuple[str, str]]:
 
 def to_float(x: torch.Tensor, mean: torch.Tensor | None = None, std: torch.Tensor | None = None) -> torch.Tensor:
     """uint8 images -> float in [0, 1], standardised per channel when ``mean``/``std`` are given."""
-    out = x.float() / 255 if x.dtype == torch.uint8 else x.float()
+    out = to_unit(x)
     if mean is not None and std is not None:
         out = (out - mean.to(out.device).view(1, -1, 1, 1)) / std.to(out.device).view(1, -1, 1, 1)
     return out

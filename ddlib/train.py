@@ -1,30 +1,68 @@
-"""One train/evaluate loop for teachers, students and linear probes.
+"""The one training loop of ddlib (:func:`loop`), the pluggable parts around it, and ``fit``/``embed``.
+
+How a new loop plugs in
+-----------------------
+Every model ddlib trains goes through :func:`loop` — teachers and probes (:func:`fit`), BPS's KD and
+CE students (:mod:`ddlib.bps.distill`), the forgetting-score model (:mod:`ddlib.baselines`), the
+MoCo encoder (:mod:`ddlib.encoders`), and the feature-level heads of CI (:mod:`ddlib.sfm.inherit`).
+Only SFM/LGM's image optimiser (:mod:`ddlib.sfm.synth`) keeps its own loop: it optimises pixels, not a
+model. One epoch of the loop is::
+
+    model.train(); hook.epoch_start(state)
+    for batch in source(epoch, gen):            # the data side
+        hook.step_start(state)
+        loss, out = step(model, batch)          # the loss side
+        opt.zero_grad(); loss.backward(); opt.step()
+        hook.step_end(state, batch, loss, out)
+    hook.epoch_end(state)
+
+A new training procedure supplies parts, not a loop:
+
+- a **source**: ``source(epoch, gen)`` yields :class:`Batch` es and ``source.steps_per_epoch`` says how
+  many. :class:`Batches` builds one from a fetch function ``(indices, gen) -> Batch`` over a fresh
+  shuffle per epoch; :func:`image_batches` (images in memory: to [0, 1], augmentation, two views,
+  CutMix) and :func:`tensor_batches` (precomputed features) are built on it. ``gen`` is passed through
+  untouched, so a stacked ensemble's source may take one generator per member;
+- a **step**: ``step(model, batch) -> (loss, out)``; ``out`` is handed to the hooks (logits for the
+  forgetting counter, keys for MoCo's queue). Here: :func:`ce_step`, :func:`loss_step`,
+  :func:`kd_step` (the teacher relabels the augmented, CutMix-ed batch), :func:`cutmix_ce_step`;
+- **hooks**: :class:`Hook` subclasses. Here: the learning rate per step (:class:`LrPerStep`), per
+  epoch (:class:`LrPerEpoch`) or by a torch scheduler stepped at epoch ends (:class:`LrScheduler`),
+  and evaluation at chosen epochs (:class:`Evaluate`). A hook may write into ``state.history``.
+
+Every random draw happens in the source, the step or a hook, in the order written above, so a
+procedure ported onto the loop consumes the torch generator and the global RNG exactly as its own
+loop did (``tests/test_train_ports.py`` pins the ports to outputs recorded before they were ported).
 
 ``fit`` trains any module on (images, labels) held in memory: images uint8 (N, C, H, W) or float
 in [0, 1]; batches are moved to the device, augmented there with a preset of
-:mod:`ddlib.kernels.augment`, and passed to cross-entropy, or to a ``batch_loss`` hook (KD
-students, MSE projectors). The learning rate follows a linear warm-up then the schedule, updated
-every step (the references update per epoch; per step is smoother and equal at epoch ends).
+:mod:`ddlib.kernels.augment`, and passed to cross-entropy, or to a ``batch_loss`` hook (MSE
+probes). The learning rate follows a linear warm-up then the schedule, updated every step (the
+references update per epoch; per step is smoother and equal at epoch ends).
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
-from tqdm import tqdm  # plain text bars: widget outputs are dropped (with warnings) by the book build
 
-from ddlib import book
-from ddlib.kernels.augment import AUGMENTS, AugmentConfig, augment as apply_augment
-from ddlib.utils import ParamError, check_choice, check_float, check_int, get_device, seed_everything
+from ddlib.kernels.augment import AUGMENTS, AugmentConfig, augment as apply_augment, cutmix
+from ddlib.losses import cutmix_cross_entropy, kd_kl_loss
+from ddlib.utils import (ParamError, check_choice, check_float, check_int, get_device, progress as progress_bar,
+                         seed_everything, to_unit)
 
 __all__ = ["TrainConfig", "OPTIMIZERS", "SCHEDULES", "fit", "evaluate", "predict", "embed", "lr_factor",
-           "make_optimizer", "to_unit"]
+           "make_optimizer", "to_unit", "loop", "Batch", "Batches", "BatchSource", "LoopState", "Hook",
+           "LrPerStep", "LrPerEpoch", "LrScheduler", "Evaluate", "image_batches", "tensor_batches",
+           "ce_step", "loss_step", "kd_step", "cutmix_ce_step", "set_lr"]
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 #: cosine: lr * (f + (1 - f) * 0.5 * (1 + cos(pi * t))) with f = final_lr_fraction;
@@ -70,6 +108,12 @@ class TrainConfig:
         check_float("label_smoothing", self.label_smoothing, 0.0, 0.999)
 
 
+def cosine_factor(t: float, final_fraction: float = 0.0) -> float:
+    """``f + (1 − f)·0.5·(1 + cos(π·t))`` for t in [0, 1]: from 1 down to ``final_fraction`` = f."""
+    f = final_fraction
+    return f + (1 - f) * 0.5 * (1 + math.cos(math.pi * t))
+
+
 def lr_factor(cfg: TrainConfig, epoch_float: float) -> float:
     """The multiplier of ``cfg.lr`` at a (fractional) epoch: linear warm-up, then the schedule."""
     if cfg.warmup_epochs > 0 and epoch_float < cfg.warmup_epochs:
@@ -77,8 +121,7 @@ def lr_factor(cfg: TrainConfig, epoch_float: float) -> float:
     span = max(cfg.epochs - cfg.warmup_epochs, 1e-8)
     t = min(max((epoch_float - cfg.warmup_epochs) / span, 0.0), 1.0)
     if cfg.schedule == "cosine":
-        f = cfg.final_lr_fraction
-        return f + (1 - f) * 0.5 * (1 + math.cos(math.pi * t))
+        return cosine_factor(t, cfg.final_lr_fraction)
     if cfg.schedule == "half_cosine":
         return 0.5 * (1 + math.cos(math.pi * t / 2))
     return 1.0
@@ -96,11 +139,268 @@ def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
     return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
-def to_unit(x: Tensor) -> Tensor:
-    """Images as float in [0, 1]: uint8 divided by 255, floats unchanged."""
-    return x if x.is_floating_point() else x.float() / 255.0
+def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
+    """Set every parameter group's learning rate to ``lr``."""
+    for group in opt.param_groups:
+        group["lr"] = lr
 
 
+# ----------------------------------------------------------------------------- the loop's parts
+@dataclass
+class Batch:
+    """One step's data: ``index`` (the samples' positions in the source), ``x`` (the model's input: a
+    tensor, or a tuple of tensors such as two views or several feature banks), ``y`` (targets) and
+    ``mix`` = (perm, λ) when the images were CutMix-ed (image i mixed with image perm[i])."""
+
+    index: Tensor
+    x: Any
+    y: Any = None
+    mix: tuple[Tensor, float] | None = None
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+
+class BatchSource(Protocol):
+    """The data side of :func:`loop`: ``source(epoch, gen)`` yields the epoch's batches."""
+
+    steps_per_epoch: int
+
+    def __call__(self, epoch: int, gen: Any) -> Iterator[Batch]: ...
+
+
+class Batches:
+    """A :class:`BatchSource` over ``n`` samples: every epoch a fresh ``randperm(n, generator=gen)`` (drawn
+    when the epoch's first batch is asked for), cut into runs of ``batch_size`` (the last one partial
+    unless ``drop_last``), each turned into a :class:`Batch` by ``fetch(indices, gen)``; the permutation
+    is moved to ``perm_device`` first when given."""
+
+    def __init__(self, n: int, batch_size: int, fetch: Callable[[Tensor, Any], Batch], drop_last: bool = False,
+                 perm_device: torch.device | str | None = None) -> None:
+        self.n = check_int("n", n, 1)
+        self.batch_size = check_int("batch_size", batch_size, 1)
+        self.fetch = fetch
+        self.perm_device = perm_device
+        self.steps_per_epoch = n // batch_size if drop_last else math.ceil(n / batch_size)
+
+    def __call__(self, epoch: int, gen: Any) -> Iterator[Batch]:
+        order = torch.randperm(self.n, generator=gen)
+        if self.perm_device is not None:
+            order = order.to(self.perm_device)
+        bs = self.batch_size
+        for s in range(self.steps_per_epoch):
+            yield self.fetch(order[s * bs:(s + 1) * bs], gen)
+
+
+def image_batches(x: Tensor, y: Tensor, batch_size: int, device: torch.device, *,
+                  augment: str | AugmentConfig | None = None, views: int = 1, cutmix_alpha: float | None = None,
+                  drop_last: bool = False, global_rng_augment_on_gpu: bool = False) -> Batches:
+    """Shuffled batches of images held in memory (uint8 or float [0, 1]), on ``device`` as float [0, 1].
+
+    ``augment`` (a preset or config) is drawn from the loop's generator; ``views=2`` gives the batch as
+    two independently augmented views (MoCo's query and key) instead of one; ``cutmix_alpha`` mixes
+    the augmented batch (α > 0: CutMix; 0: no mixing, ``mix`` = (identity, 1)); None: no ``mix``.
+    ``global_rng_augment_on_gpu``: off the CPU, draw the augmentation from the global RNG instead
+    (the forgetting-score model's recorded behaviour, kept for its cached scores).
+    """
+    dev = torch.device(device)
+
+    def fetch(idx: Tensor, gen: Any) -> Batch:
+        xb = to_unit(x[idx].to(dev, non_blocking=True))
+        yb = y[idx].to(dev, non_blocking=True)
+        g = None if global_rng_augment_on_gpu and dev.type != "cpu" else gen
+        if views > 1:
+            return Batch(idx, tuple(apply_augment(xb, augment, g) for _ in range(views)), yb)
+        if augment is not None:
+            xb = apply_augment(xb, augment, g)
+        mix = None
+        if cutmix_alpha is not None:
+            if cutmix_alpha > 0:
+                xb, perm, lam = cutmix(xb, cutmix_alpha, g)
+                mix = (perm, lam)
+            else:
+                mix = (torch.arange(len(idx), device=dev), 1.0)
+        return Batch(idx, xb, yb, mix)
+
+    if views > 1 and augment is None:
+        raise ParamError(f"views={views} needs an augmentation (the views would be identical)")
+    return Batches(len(x), batch_size, fetch, drop_last=drop_last)
+
+
+def tensor_batches(x: Tensor, y: Tensor, batch_size: int, device: torch.device | None = None) -> Batches:
+    """Shuffled batches of precomputed tensors (e.g. features) indexed as they are (the permutation is
+    moved to ``device``, where x and y should already be)."""
+    return Batches(len(y), batch_size, lambda idx, gen: Batch(idx, x[idx], y[idx]), perm_device=device)
+
+
+#: The loss side of :func:`loop`: ``step(model, batch) -> (loss, out)``.
+Step = Callable[[nn.Module, Batch], tuple[Tensor, Any]]
+
+
+def ce_step(label_smoothing: float = 0.0) -> Step:
+    """Cross-entropy of ``model(batch.x)`` against ``batch.y``; ``out`` = the logits."""
+    def step(model: nn.Module, batch: Batch) -> tuple[Tensor, Any]:
+        out = model(batch.x)
+        return F.cross_entropy(out, batch.y, label_smoothing=label_smoothing), out
+    return step
+
+
+def loss_step(batch_loss: Callable[[nn.Module, Tensor, Tensor], Tensor]) -> Step:
+    """``batch_loss(model, x, y)`` as a step (``out`` = None)."""
+    def step(model: nn.Module, batch: Batch) -> tuple[Tensor, Any]:
+        return batch_loss(model, batch.x, batch.y), None
+    return step
+
+
+def kd_step(teacher: nn.Module, temperature: float) -> Step:
+    """The per-step teacher: it relabels the (augmented, mixed) batch the student sees; loss
+    :func:`ddlib.losses.kd_kl_loss` (KL·τ², no CE); ``out`` = the student's logits."""
+    def step(model: nn.Module, batch: Batch) -> tuple[Tensor, Any]:
+        out = model(batch.x)
+        with torch.no_grad():
+            t_logits = teacher(batch.x)
+        return kd_kl_loss(out, t_logits, temperature), out
+    return step
+
+
+def cutmix_ce_step() -> Step:
+    """CE on the hard labels of a CutMix batch (:func:`ddlib.losses.cutmix_cross_entropy`)."""
+    def step(model: nn.Module, batch: Batch) -> tuple[Tensor, Any]:
+        out = model(batch.x)
+        perm, lam = batch.mix if batch.mix is not None else (torch.arange(len(batch), device=out.device), 1.0)
+        return cutmix_cross_entropy(out, batch.y, perm, lam), out
+    return step
+
+
+@dataclass
+class LoopState:
+    """What hooks see: the model and optimiser, the generator, where the loop is, the history it
+    returns, and ``postfix`` (shown on the progress bar)."""
+
+    model: nn.Module
+    opt: torch.optim.Optimizer
+    gen: Any
+    epochs: int
+    steps_per_epoch: int
+    epoch: int = 0
+    step: int = 0
+    history: dict = field(default_factory=dict)
+    postfix: dict = field(default_factory=dict)
+
+
+class Hook:
+    """A pluggable part of :func:`loop`; override any of the four moments (each does nothing here)."""
+
+    def epoch_start(self, state: LoopState) -> None:
+        """After ``model.train()``, before the epoch's first batch is drawn."""
+
+    def step_start(self, state: LoopState) -> None:
+        """After the step's batch is drawn, before its loss."""
+
+    def step_end(self, state: LoopState, batch: Batch, loss: Tensor, out: Any) -> None:
+        """After the optimiser step, with the step's batch, loss and ``out``."""
+
+    def epoch_end(self, state: LoopState) -> None:
+        """After the epoch's last step (and after its mean loss is recorded)."""
+
+
+class LrPerStep(Hook):
+    """lr = ``fn(epoch, step, steps_per_epoch)``, set before every step."""
+
+    def __init__(self, fn: Callable[[int, int, int], float]) -> None:
+        self.fn = fn
+
+    def step_start(self, state: LoopState) -> None:
+        set_lr(state.opt, self.fn(state.epoch, state.step, state.steps_per_epoch))
+
+
+class LrPerEpoch(Hook):
+    """lr = ``fn(epoch)``, set at the start of every epoch."""
+
+    def __init__(self, fn: Callable[[int], float]) -> None:
+        self.fn = fn
+
+    def epoch_start(self, state: LoopState) -> None:
+        set_lr(state.opt, self.fn(state.epoch))
+
+
+class LrScheduler(Hook):
+    """A torch lr scheduler (e.g. ``CosineAnnealingLR``) stepped at the end of every epoch."""
+
+    def __init__(self, scheduler: Any) -> None:
+        self.scheduler = scheduler
+
+    def epoch_end(self, state: LoopState) -> None:
+        self.scheduler.step()
+
+
+class Evaluate(Hook):
+    """At the end of every epoch ``e`` (0-based) with ``when(e)``: ``fn(model)`` appended to
+    ``history["eval_acc"]`` and ``e + 1`` to ``history["eval_epoch"]``."""
+
+    def __init__(self, fn: Callable[[nn.Module], float], when: Callable[[int], bool]) -> None:
+        self.fn, self.when = fn, when
+
+    def epoch_start(self, state: LoopState) -> None:
+        state.history.setdefault("eval_acc", [])
+        state.history.setdefault("eval_epoch", [])
+
+    def epoch_end(self, state: LoopState) -> None:
+        if self.when(state.epoch):
+            acc = self.fn(state.model)
+            state.history["eval_acc"].append(acc)
+            state.history["eval_epoch"].append(state.epoch + 1)
+            state.postfix["acc"] = f"{acc:.3f}"
+
+
+def loop(model: nn.Module, opt: torch.optim.Optimizer, source: BatchSource, step: Step, epochs: int,
+         gen: Any = None, *, hooks: Sequence[Hook] = (), progress: bool = False, desc: str = "train",
+         step_bar: bool = False) -> dict:
+    """Train ``model`` in place for ``epochs`` epochs (see the module docstring); returns the history.
+
+    History: ``loss`` (per epoch, the mean of the step losses weighted by batch length), ``seconds``,
+    and whatever the hooks add. ``progress``: a text bar per epoch (``step_bar``: per step), shown
+    neither in the test-suite nor when False. The model is left in train mode.
+    """
+    check_int("epochs", epochs, 1)
+    state = LoopState(model, opt, gen, epochs, source.steps_per_epoch, history={"loss": []})
+    bar = progress_bar(total=epochs * source.steps_per_epoch if step_bar else epochs, desc=desc, enabled=progress,
+                       **({"mininterval": 5.0} if step_bar else {}))
+    start = time.perf_counter()
+    for epoch in range(epochs):
+        state.epoch = epoch
+        model.train()
+        for h in hooks:
+            h.epoch_start(state)
+        total, count = 0.0, 0
+        for i, batch in enumerate(source(epoch, gen)):
+            state.step = i
+            for h in hooks:
+                h.step_start(state)
+            loss, out = step(model, batch)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            value = float(loss.detach())
+            total += value * len(batch)
+            count += len(batch)
+            for h in hooks:
+                h.step_end(state, batch, loss, out)
+            if step_bar:
+                bar.update(1)
+                bar.set_postfix(epoch=epoch, loss=f"{value:.3f}")
+        state.history["loss"].append(total / count if count else float("nan"))
+        for h in hooks:
+            h.epoch_end(state)
+        if not step_bar:
+            bar.update(1)
+            bar.set_postfix(loss=f"{state.history['loss'][-1]:.3f}", **state.postfix)
+    bar.close()
+    state.history["seconds"] = time.perf_counter() - start
+    return state.history
+
+
+# ----------------------------------------------------------------------------- fit
 def _check_xy(x: Tensor, y: Tensor | None = None) -> None:
     if not isinstance(x, Tensor) or x.dim() < 2:
         raise ParamError(f"x must be a tensor of images (N, C, H, W); got {type(x).__name__}")
@@ -111,12 +411,13 @@ def _check_xy(x: Tensor, y: Tensor | None = None) -> None:
 def fit(model: nn.Module, x: Tensor, y: Tensor, cfg: TrainConfig, *,
         batch_loss: Callable[[nn.Module, Tensor, Tensor], Tensor] | None = None,
         eval_data: tuple[Tensor, Tensor] | None = None, device: str | torch.device | None = None,
-        seed: int = 0, progress: bool = True, eval_every: int = 1) -> dict:
+        seed: int = 0, progress: bool = True, eval_every: int = 1, hooks: Sequence[Hook] = ()) -> dict:
     """Train ``model`` in place on (x, y) with ``cfg``; returns the history.
 
     ``batch_loss(model, xb_augmented, yb) -> scalar`` replaces cross-entropy. ``eval_data=(x, y)``
     is evaluated every ``eval_every`` epochs (and after the last). ``y`` may be any tensor indexed
-    along the first axis (soft labels for a custom ``batch_loss``). The model is left in eval mode
+    along the first axis (soft labels for a custom ``batch_loss``). ``hooks``: more :class:`Hook` s of the
+    loop (after the learning rate and the evaluation), e.g. the forgetting counter. The model is left in eval mode
     on ``device``. History: ``loss`` (mean per epoch), ``eval_acc``, ``eval_epoch``, ``lr`` (per
     epoch), ``seconds``.
     """
@@ -129,47 +430,19 @@ def fit(model: nn.Module, x: Tensor, y: Tensor, cfg: TrainConfig, *,
     dev = get_device(device)
     model.to(dev)
     opt = make_optimizer(model.parameters(), cfg)
-    n = len(x)
-    steps_per_epoch = math.ceil(n / cfg.batch_size)
-    history: dict = {"loss": [], "eval_acc": [], "eval_epoch": [], "lr": [], "seconds": 0.0}
-    start = time.perf_counter()
-    bar = tqdm(range(cfg.epochs), desc="train", disable=not progress or book.in_test(), leave=False)
-    for epoch in bar:
-        model.train()
-        order = torch.randperm(n, generator=gen)
-        total, count = 0.0, 0
-        for step in range(steps_per_epoch):
-            factor = lr_factor(cfg, epoch + step / steps_per_epoch)
-            for group in opt.param_groups:
-                group["lr"] = cfg.lr * factor
-            idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
-            xb = to_unit(x[idx].to(dev, non_blocking=True))
-            yb = y[idx].to(dev, non_blocking=True)
-            if cfg.augment is not None:
-                xb = apply_augment(xb, cfg.augment, gen)
-            if batch_loss is None:
-                loss = F.cross_entropy(model(xb), yb, label_smoothing=cfg.label_smoothing)
-            else:
-                loss = batch_loss(model, xb, yb)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += float(loss.detach()) * len(idx)
-            count += len(idx)
-        history["loss"].append(total / count)
-        history["lr"].append(cfg.lr * lr_factor(cfg, epoch))
-        if eval_data is not None and ((epoch + 1) % eval_every == 0 or epoch + 1 == cfg.epochs):
-            acc = evaluate(model, eval_data[0], eval_data[1], device=dev)
-            history["eval_acc"].append(acc)
-            history["eval_epoch"].append(epoch + 1)
-            bar.set_postfix(loss=f"{history['loss'][-1]:.3f}", acc=f"{acc:.3f}")
-        else:
-            bar.set_postfix(loss=f"{history['loss'][-1]:.3f}")
+    lr_eval: list[Hook] = [LrPerStep(lambda epoch, step, steps: cfg.lr * lr_factor(cfg, epoch + step / steps))]
+    if eval_data is not None:
+        lr_eval.append(Evaluate(lambda m: evaluate(m, eval_data[0], eval_data[1], device=dev),
+                              lambda e: (e + 1) % eval_every == 0 or e + 1 == cfg.epochs))
+    step = ce_step(cfg.label_smoothing) if batch_loss is None else loss_step(batch_loss)
+    hist = loop(model, opt, image_batches(x, y, cfg.batch_size, dev, augment=cfg.augment), step, cfg.epochs, gen,
+                hooks=[*lr_eval, *hooks], progress=progress, desc="train")
     model.eval()
-    history["seconds"] = time.perf_counter() - start
-    return history
+    return {"loss": hist["loss"], "eval_acc": hist.get("eval_acc", []), "eval_epoch": hist.get("eval_epoch", []),
+            "lr": [cfg.lr * lr_factor(cfg, e) for e in range(cfg.epochs)], "seconds": hist["seconds"]}
 
 
+# ----------------------------------------------------------------------------- embed, predict, evaluate
 def _module_of(fn: Callable) -> nn.Module | None:
     if isinstance(fn, nn.Module):
         return fn
@@ -179,10 +452,16 @@ def _module_of(fn: Callable) -> nn.Module | None:
 
 @torch.no_grad()
 def embed(fn: Callable[[Tensor], Tensor], x: Tensor, batch_size: int = 512,
-          device: str | torch.device | None = None) -> Tensor:
-    """``fn`` applied batch by batch to images x (uint8 or float [0, 1]) without grad; the
-    concatenated outputs on the CPU. If ``fn`` is a module or a bound method of one, that module
-    is moved to ``device`` and put in eval mode for the call (its mode is restored)."""
+          device: str | torch.device | None = None, *, autocast: bool = False, normalize: bool = False,
+          progress: bool = False, desc: str = "embed") -> Tensor:
+    """``fn`` applied batch by batch to images x (uint8 or float [0, 1]) without grad; the concatenated
+    outputs as float32 on the CPU.
+
+    If ``fn`` is a module or a bound method of one, that module is moved to ``device`` and put in eval
+    mode for the call (its mode is restored). ``autocast``: bf16 autocast on CUDA (frozen backbones;
+    no effect on the CPU). ``normalize``: L2-normalise the rows (BPS's Stage-2 embeddings). An empty
+    ``x`` gives ``(0, feature_dim)`` (0 columns when the module has no ``feature_dim``).
+    """
     _check_xy(x)
     check_int("batch_size", batch_size, 1, None)
     dev = get_device(device)
@@ -192,12 +471,21 @@ def embed(fn: Callable[[Tensor], Tensor], x: Tensor, batch_size: int = 512,
         module.to(dev)
         was_training = module.training
         module.eval()
+    amp = autocast and dev.type == "cuda"
+    outs = []
     try:
-        outs = [fn(to_unit(x[i:i + batch_size].to(dev))).float().cpu() for i in range(0, len(x), batch_size)]
+        for i in progress_bar(range(0, len(x), batch_size), desc=desc, enabled=progress):
+            xb = to_unit(x[i:i + batch_size].to(dev))
+            with torch.autocast(dev.type, dtype=torch.bfloat16) if amp else contextlib.nullcontext():
+                f = fn(xb)
+            outs.append(f.float().cpu())
     finally:
         if module is not None and was_training:
             module.train()
-    return torch.cat(outs) if outs else torch.empty(0)
+    if not outs:
+        return torch.zeros(0, int(getattr(module, "feature_dim", 0)))
+    out = torch.cat(outs)
+    return F.normalize(out, dim=1) if normalize else out
 
 
 def predict(model: nn.Module, x: Tensor, batch_size: int = 512, device: str | torch.device | None = None) -> Tensor:

@@ -120,3 +120,134 @@ def test_disabled_cache_always_computes() -> None:
     for _ in range(2):
         artifacts.cached(key, lambda: calls.append(1) or 1, enabled=False)
     assert len(calls) == 2 and not artifacts.exists(key)
+
+
+# ---- issue 14: the cache verifies a record's key and stage; stale temporaries are swept ----------
+
+def _copy_entry(root: Path, src: str, dst: str) -> None:
+    for suffix in (".pt", ".json"):
+        (root / f"{dst}{suffix}").write_bytes((root / f"{src}{suffix}").read_bytes())
+
+
+def test_entry_copied_onto_another_key_is_quarantined_and_recomputed(fresh_cache: Path) -> None:
+    """Issue 14: a 3-epoch teacher copied onto the 1-epoch key was served silently."""
+    three = artifacts.make_key("teacher", None, Cfg(epochs=3))
+    one = artifacts.make_key("teacher", None, Cfg(epochs=1))
+    artifacts.save(three, {"epochs": 3})
+    _copy_entry(fresh_cache, three, one)
+    with pytest.warns(artifacts.MismatchedArtifactWarning, match=rf"artifact {one} .* holds the entry of '{three}'"):
+        out = artifacts.cached(one, lambda: {"epochs": 1})
+    assert out == {"epochs": 1}
+    assert artifacts.load(one) == {"epochs": 1} and artifacts.load(three) == {"epochs": 3}
+    moved = sorted(p.name for p in (fresh_cache / "quarantine").iterdir())
+    assert len(moved) == 2 and all(n.startswith(one) for n in moved)
+
+
+def test_cross_stage_swap_is_quarantined_and_later_runs_recover(fresh_cache: Path) -> None:
+    """Issue 14: a cross-stage swap crashed every later run until removed by hand."""
+    emb = artifacts.make_key("embeddings", None, Cfg())
+    pat = artifacts.make_key("patterns", None, Cfg())
+    artifacts.save(emb, torch.ones(4, 2))
+    artifacts.save(pat, {"ids": [0, 1]})
+    tmp = fresh_cache / "swap"
+    tmp.mkdir()
+    for s in (".pt", ".json"):  # swap the two entries, files and all
+        (fresh_cache / f"{emb}{s}").rename(tmp / f"x{s}")
+        (fresh_cache / f"{pat}{s}").rename(fresh_cache / f"{emb}{s}")
+        (tmp / f"x{s}").rename(fresh_cache / f"{pat}{s}")
+    with pytest.warns(artifacts.MismatchedArtifactWarning, match="stage 'patterns'"):
+        assert artifacts.load(emb) is None
+    with pytest.warns(artifacts.MismatchedArtifactWarning, match="stage 'embeddings'"):
+        assert artifacts.cached(pat, lambda: {"ids": [5]}) == {"ids": [5]}
+    assert torch.equal(artifacts.cached(emb, lambda: torch.zeros(1)), torch.zeros(1))
+    assert artifacts.cached(pat, lambda: pytest.fail("recomputed twice")) == {"ids": [5]}  # no warning, no crash
+    assert len(list((fresh_cache / "quarantine").iterdir())) == 4
+
+
+def test_entry_that_cannot_be_unpickled_is_quarantined(fresh_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """E.g. a pickled class that a later ddlib no longer has: recompute, do not crash every run."""
+    key = artifacts.make_key("t", None, Cfg())
+    artifacts.save(key, {"a": 1})
+
+    def broken(*_: object, **__: object) -> None:
+        raise AttributeError("Can't get attribute 'OldClass' on <module 'ddlib.x'>")
+
+    monkeypatch.setattr(torch, "load", broken)
+    with pytest.warns(artifacts.CorruptArtifactWarning, match="cannot be loaded .*OldClass"):
+        assert artifacts.load(key) is None
+    assert not artifacts.exists(key) and len(list((fresh_cache / "quarantine").iterdir())) == 2
+
+
+def test_records_are_strict_json(fresh_cache: Path) -> None:
+    key = artifacts.make_key("t", None, Cfg())
+    artifacts.save(key, 1, meta={"acc": float("nan"), "loss": [float("inf"), 0.5]})
+    import json
+
+    info = json.loads((fresh_cache / f"{key}.json").read_text(), parse_constant=lambda c: pytest.fail(c))
+    assert info["meta"] == {"acc": None, "loss": [None, 0.5]} and info["key"] == key and info["stage"] == "t"
+
+
+def _tmp_file(root: Path, pid: int, age_s: float, host: str | None = None) -> Path:
+    import time
+    import uuid
+
+    rand = uuid.uuid4().hex[:8]  # like mkstemp's random part
+    f = root / f".t-abc.pt.{host or artifacts._HOST}.{pid}.{rand}.tmp"
+    f.write_bytes(b"partial")
+    os.utime(f, (time.time() - age_s, time.time() - age_s))
+    return f
+
+
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
+def test_stale_tmp_files_are_swept_recent_and_live_ones_kept(fresh_cache: Path) -> None:
+    """Issue 14: SIGKILL during a write left .tmp orphans for good."""
+    fresh_cache.mkdir(parents=True)
+    dead = _dead_pid()
+    old = _tmp_file(fresh_cache, os.getpid(), artifacts.STALE_TMP_SECONDS + 60)       # old: whoever wrote it
+    orphan = _tmp_file(fresh_cache, dead, artifacts.DEAD_WRITER_GRACE_SECONDS + 5)     # its writer is gone
+    legacy = fresh_cache / ".t-old.pt.abcd1234.tmp"                                     # a name without host/pid
+    legacy.write_bytes(b"x")
+    os.utime(legacy, (0, 0))
+    live = _tmp_file(fresh_cache, os.getpid(), 600)                                     # a live writer's
+    fresh = _tmp_file(fresh_cache, dead, 1)                                             # too recent to judge
+    elsewhere = _tmp_file(fresh_cache, dead, 600, host="another-host")                  # not our host's pid
+    artifacts._SWEPT.discard(fresh_cache)
+    artifacts.cache_dir()  # the first use in a process sweeps
+    assert not old.exists() and not orphan.exists() and not legacy.exists()
+    assert live.exists() and fresh.exists() and elsewhere.exists()
+    # once per process and folder: a later orphan waits for the next process
+    late = _tmp_file(fresh_cache, dead, 600)
+    artifacts.cache_dir()
+    assert late.exists()
+    assert artifacts.sweep_stale_tmp(fresh_cache) == [late]
+
+
+def test_temporary_names_carry_host_and_pid(fresh_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = []
+    real = os.replace
+
+    def spy(src, dst):  # noqa: ANN001
+        seen.append(Path(src).name)
+        return real(src, dst)
+
+    monkeypatch.setattr(os, "replace", spy)
+    artifacts.save(artifacts.make_key("t", None, Cfg()), 1)
+    assert seen and all(n.endswith(".tmp") and f".{artifacts._HOST}.{os.getpid()}." in n for n in seen)
+
+
+def test_public_atomic_writers(tmp_path: Path) -> None:
+    import json
+
+    artifacts.write_json_atomic(tmp_path / "a" / "b.json", {"x": float("nan"), "y": (1, 2)})
+    assert json.loads((tmp_path / "a" / "b.json").read_text()) == {"x": None, "y": [1, 2]}
+    artifacts.write_bytes_atomic(tmp_path / "c.bin", b"\x00\x01")
+    assert (tmp_path / "c.bin").read_bytes() == b"\x00\x01"
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["a", "b.json", "c.bin"]

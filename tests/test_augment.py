@@ -177,3 +177,77 @@ def test_moco_v2_preset_is_the_reference_recipe() -> None:
         ((0.2, 1.0), (0.4, 0.4, 0.4, 0.1), 0.8, 0.2, 0.5, 0.5)
     kd = dataclasses.replace(A.AUGMENTS["kd"], crop_scale=(0.1, 1.0))
     assert kd.crop_scale == (0.1, 1.0) and kd.flip_p == 0.5
+
+
+@pytest.mark.parametrize("preset", ["moco_v2", "sfm", "crop_flip"])
+def test_pipeline_equals_the_single_ops_in_order(preset: str, x: torch.Tensor) -> None:
+    # augment draws every op's parameters in the pipeline order, as the single ops do one after the other
+    cfg = A.AUGMENTS[preset]
+    g1, g2 = gen(11), gen(11)
+    y = x
+    if cfg.crop_scale is not None:
+        y = A.random_resized_crop(y, cfg.size, cfg.crop_scale, cfg.crop_ratio, g1)
+    else:
+        y = A.random_pad_crop(y, cfg.pad, cfg.size, g1)
+    y = A.hflip(y, cfg.flip_p, g1)
+    if cfg.jitter_p > 0:
+        y = A.color_jitter(y, *cfg.jitter, p=cfg.jitter_p, generator=g1)
+    if cfg.grayscale_p > 0:
+        y = A.grayscale(y, cfg.grayscale_p, g1)
+    if cfg.blur_p > 0:
+        y = A.gaussian_blur(y, cfg.blur_sigma, cfg.blur_p, g1)
+    if cfg.noise_std > 0:
+        y = A.gaussian_noise(y, cfg.noise_std, g1)
+    assert torch.equal(A.augment(x, preset, g2), y)
+
+
+@pytest.mark.parametrize("preset", ["moco_v2", "sfm"])
+def test_chunking_changes_nothing(preset: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    x = torch.rand(9, 3, 20, 20, generator=gen(3)).requires_grad_(True)
+    whole = A.augment(x, preset, gen(4))
+    whole.square().sum().backward()
+    g_whole = x.grad.clone()
+    x.grad = None
+    monkeypatch.setattr(A, "CHUNK_ELEMS", 2 * 3 * 20 * 20)  # two images per chunk, a last chunk of one
+    chunked = A.augment(x, preset, gen(4))
+    chunked.square().sum().backward()
+    assert torch.equal(whole, chunked) and torch.equal(g_whole, x.grad)
+
+
+def test_ops_on_a_subset_leave_the_others_untouched(x: torch.Tensor) -> None:
+    # with p = 0.5 some images are jittered / blurred / grayed and the rest are the input, bit for bit
+    for op in (lambda g: A.color_jitter(x, 0.4, 0.4, 0.4, 0.1, 0.5, g), lambda g: A.gaussian_blur(x, (1.0, 2.0), 0.5, g),
+               lambda g: A.grayscale(x, 0.5, g)):
+        y = op(gen(8))
+        same = (y == x).flatten(1).all(1)
+        assert 0 < int(same.sum()) < len(x)
+
+
+def test_blur_sigma_scaled_with_image_size() -> None:
+    def spread(side: int, sigma: float, scale: bool) -> float:
+        img = torch.zeros(1, 1, side, side)
+        img[0, 0, side // 2, side // 2] = 1.0  # an impulse: the blurred image is the kernel
+        y = A.gaussian_blur(img, (sigma, sigma), 1.0, gen(), scale_with_size=scale)[0, 0]
+        t = torch.arange(side, dtype=torch.float32) - side // 2
+        return float((y.sum(0) * t ** 2).sum() / y.sum())  # variance along x: sigma^2 (sampled Gaussian)
+
+    assert spread(224, 1.5, True) == pytest.approx(spread(224, 1.5, False), abs=1e-6)  # 224 px: unchanged
+    assert spread(112, 2.0, True) == pytest.approx(spread(112, 1.0, False), abs=1e-6)  # half the side: half sigma
+    assert spread(112, 1.0, False) == pytest.approx(1.0, rel=0.01)
+    # the pipeline's config carries sigma in the images' own pixels (the encoder scales it: test_encoder)
+    assert "blur_scale_with_size" not in {f.name for f in dataclasses.fields(A.AugmentConfig)}
+
+
+@pytest.mark.parametrize("preset", list(A.AUGMENTS))
+def test_the_cuda_path_gives_the_same_images(preset: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # on CUDA the batch runs whole and a random op computes every image then selects with torch.where;
+    # run that path here on the CPU and compare with the chunked, subset path (and its gradients)
+    x = torch.rand(7, 3, 18, 18, generator=gen(5)).requires_grad_(True)
+    monkeypatch.setattr(A, "CHUNK_ELEMS", 3 * 18 * 18 * 2)
+    y_cpu = A.augment(x, preset, gen(6))
+    (g_cpu,) = torch.autograd.grad(y_cpu.square().sum(), x)
+    monkeypatch.setattr(A, "CHUNKED_DEVICES", ())
+    y_dev = A.augment(x, preset, gen(6))
+    (g_dev,) = torch.autograd.grad(y_dev.square().sum(), x)
+    assert torch.equal(y_cpu, y_dev)
+    torch.testing.assert_close(g_cpu, g_dev, rtol=0, atol=1e-6)

@@ -36,8 +36,14 @@ def test_selectors_share_the_result_shape(method):
     assert s["config"]["method"] == method
     # deterministic for a seed
     assert SELECTORS[method](inp, 5, 0)["indices"] == s["indices"]
-    # a class smaller than the IPC is taken whole
-    assert len(SELECTORS[method](inp, 70, 0)["indices"]) == 70 + 60
+    # a class smaller than the IPC is an error naming it (issue 14: it was capped silently while the
+    # output said "ipc": 70) ...
+    with pytest.raises(ParamError, match=r"ipc=70 exceeds class 1 \(60 images\)"):
+        SELECTORS[method](inp, 70, 0)
+    # ... unless capping is asked for: then it is taken whole, and the record says so
+    capped = SELECTORS[method](inp, 70, 0, cap=True)
+    assert len(capped["indices"]) == 70 + 60
+    assert capped["config"]["cap"] is True and capped["config"]["capped"] == {"1": 60}
 
 
 def test_herding_matches_the_mean_and_kcenter_covers():
@@ -104,3 +110,30 @@ def test_roles_share_purity_accuracy():
     assert metrics.pattern_purity([0, 1, 0, 1], [0, 0, 1, 1], labels=[0, 0, 0, 0])["mean"] == pytest.approx(0.0)
     assert metrics.accuracy(torch.tensor([[0.1, 0.9], [0.8, 0.2]]), torch.tensor([1, 1])) == 0.5
     assert metrics.pattern_coverage([0, 0, 1], [0, 2], [0, 1, 0]) == pytest.approx(2 / 3)
+
+
+# ----------------------------------------------------------------------------- real-image sets
+def _tiny_ds():
+    from ddlib import data
+
+    x = torch.arange(6 * 3 * 2 * 2, dtype=torch.uint8).view(6, 3, 2, 2)
+    y = torch.tensor([0, 0, 0, 1, 1, 1])
+    return data.Dataset("tiny", x, y, x[:2], y[:2], ["a", "b"], source="test", spec={"name": "tiny"})
+
+
+def test_real_sets_nearest_mean_and_random() -> None:
+    from ddlib.baselines import centroid_real_from_features, random_real
+
+    ds = _tiny_ds()
+    # class 0 features 0, 1, 5 (mean 2: nearest 1, then 0); class 1 features 10, 13, 11 (mean 11.33: 11, 10)
+    feats = torch.tensor([[0.0], [1.0], [5.0], [10.0], [13.0], [11.0]])
+    s = centroid_real_from_features(ds, feats, 2, {"backbone": "toy"})
+    assert s["indices"].tolist() == [1, 0, 5, 3] and s["labels"].tolist() == [0, 0, 1, 1]
+    assert torch.equal(s["images"], ds.train_x[[1, 0, 5, 3]].float() / 255)
+    assert s["config"] == {"method": "centroid-real", "ipc": 2, "backbone": "toy", "dataset": {"name": "tiny"}}
+    r = random_real(ds, 3, seed=0)  # the whole class, in a random order drawn per class
+    assert sorted(r["indices"].tolist()) == list(range(6)) and r["labels"].tolist() == [0, 0, 0, 1, 1, 1]
+    assert r["indices"].tolist() == random_real(ds, 3, seed=0)["indices"].tolist()
+    for fn in (lambda: random_real(ds, 4), lambda: centroid_real_from_features(ds, feats, 4)):
+        with pytest.raises(ParamError, match=r"ipc=4 exceeds class .a. \(label 0\) \(3 images\)"):
+            fn()

@@ -23,24 +23,25 @@ def test_select_every_method_then_evaluate(tmp_path: Path):
     assert rc == 0
     for m in ("bps", "random", "herding", "kcenter", "forgetting", "centroids"):
         for k in (1, 3):
-            d = json.loads((out / f"{m}_ipc{k}.json").read_text())
+            d = json.loads((out / f"{m}_ipc{k}_seed1.json").read_text())  # the name carries the seed
             assert d["method"] == m and d["ipc"] == k and d["seed"] == 1
             assert len(d["indices"]) == len(d["pattern"]) == len(d["role"]) == 4 * k
             assert set(d["role"]) <= {"centre", "margin"}
-            assert d["seconds"]["selection"] >= 0 and "provenance" in d and d["provenance"]["commit"]
+            assert d["timings"]["selection"] >= 0 and "provenance" in d and d["provenance"]["commit"]
             assert d["config"]["teacher"]["epochs"] == 1
-    bps = json.loads((out / "bps_ipc3.json").read_text())
+    bps = json.loads((out / "bps_ipc3_seed1.json").read_text())
     assert bps["config"]["selection"]["method"] == "bps" and bps["teacher_acc"] is not None
     res = tmp_path / "res" / "bps3.json"
-    rc = main(["evaluate", *SYN, "--selection", str(out / "bps_ipc3.json"), "--seeds", "2", "--out", str(res),
+    rc = main(["evaluate", *SYN, "--selection", str(out / "bps_ipc3_seed1.json"), "--seeds", "2", "--out", str(res),
                "--epochs", "2", "--last-epochs", "1", "--quiet"])
     assert rc == 0
     r = json.loads(res.read_text())
-    assert len(r["per_seed"]) == 2 and 0 <= r["mean"] <= 1 and r["std"] >= 0
-    assert r["config"]["model"] == "convnet" and r["config"]["width"] == 8  # the teacher's architecture
-    assert r["method"] == "bps" and r["provenance"]["wall_seconds"] > 0
+    row = r["rows"][0]
+    assert len(row["per_seed"]) == 2 and 0 <= row["mean"] <= 1 and row["std"] >= 0
+    assert r["config"]["student"]["model"] == "convnet" and r["config"]["student"]["width"] == 8  # the teacher's
+    assert row["method"] == "bps" and row["protocol"] == "kd student (convnet)" and r["timings"]["wall_s"] > 0
     # hard-label CE students need no teacher
-    rc = main(["evaluate", *SYN, "--selection", str(out / "random_ipc3.json"), "--seeds", "1", "--out",
+    rc = main(["evaluate", *SYN, "--selection", str(out / "random_ipc3_seed1.json"), "--seeds", "1", "--out",
                str(tmp_path / "ce.json"), "--epochs", "1", "--last-epochs", "1", "--loss", "ce", "--quiet"])
     assert rc == 0 and json.loads((tmp_path / "ce.json").read_text())["teacher"] is None
 
@@ -69,7 +70,7 @@ def test_select_centre_frac_sets_the_roles(tmp_path: Path, frac: float, role: st
     out = tmp_path / "sel"
     assert main(["select", *SYN, "--method", "bps", "--ipc", "2", "--out", str(out), "--centre-frac", str(frac),
                  *TINY]) == 0
-    d = json.loads((out / "bps_ipc2.json").read_text())
+    d = json.loads((out / "bps_ipc2_seed0.json").read_text())
     assert d["config"]["selection"]["centre_frac"] == frac
     assert set(d["role"]) == {role}
 
@@ -114,7 +115,86 @@ def test_imagefolder_dataset(tmp_path: Path):
     spec = f"imagefolder:{tmp_path / 'folder'}"
     out = tmp_path / "sel"
     assert main(["select", "--dataset", spec, "--method", "bps,herding", "--ipc", "2", "--out", str(out), *TINY]) == 0
-    d = json.loads((out / "herding_ipc2.json").read_text())
+    d = json.loads((out / "herding_ipc2_seed0.json").read_text())
     assert len(d["indices"]) == 20 and d["dataset"]["name"] == spec
-    assert main(["evaluate", "--dataset", spec, "--selection", str(out / "bps_ipc2.json"), "--seeds", "1",
+    assert main(["evaluate", "--dataset", spec, "--selection", str(out / "bps_ipc2_seed0.json"), "--seeds", "1",
                  "--out", str(tmp_path / "r.json"), "--epochs", "1", "--last-epochs", "1", "--quiet"]) == 0
+
+
+def test_scale_runs_the_preset_and_options_override_it(tmp_path: Path):
+    """``--scale test`` builds exactly ``presets.bps("test")`` (an option changes only its own field), and
+    ``evaluate --scale test`` trains the preset's students on the selection."""
+    from ddlib import presets
+
+    out = tmp_path / "sel"
+    assert main(["select", "--dataset", "fashion-mnist", "--method", "bps,random", "--ipc", "2", "--scale", "test",
+                 "--encoder-epochs", "1", "--out", str(out), "--quiet"]) == 0
+    d = json.loads((out / "bps_ipc2_seed0.json").read_text())
+    want = presets.bps("test", encoder_epochs=1)
+    cfg = {k: v for k, v in d["config"].items() if k != "selection"}
+    assert cfg == json.loads(json.dumps(want.pipeline.as_dict()))
+    assert cfg["encoder"]["epochs"] == 1 and presets.bps("test").encoder.epochs != 1
+    assert d["dataset"]["per_class"] == want.per_class and d["dataset"]["test_per_class"] == want.test_per_class
+    res = tmp_path / "r.json"
+    assert main(["evaluate", "--selection", str(out / "random_ipc2_seed0.json"),  # the dataset is the selection's
+                 "--scale", "test", "--out", str(res), "--quiet"]) == 0
+    r = json.loads(res.read_text())
+    st = r["config"]["student"]
+    assert (st["epochs"], st["last_epochs"], st["model"], st["width"]) == (want.student.epochs,
+                                                                          want.student.last_epochs, "convnet", 8)
+    assert len(r["rows"][0]["per_seed"]) == want.seeds
+    assert r["dataset"]["name"] == "fashion-mnist" and r["rows"][0]["dataset"] == "fashion-mnist"
+
+
+def test_select_without_a_dataset_asks_for_one_unless_the_scale_names_it(tmp_path: Path, capsys):
+    assert main(["select", "--method", "random", "--out", str(tmp_path / "x")]) == 2
+    assert "dataset" in capsys.readouterr().err and not (tmp_path / "x").exists()
+    with pytest.raises(SystemExit):  # argparse names the accepted scales
+        main(["select", "--dataset", "fashion-mnist", "--method", "random", "--scale", "huge", "--out", str(tmp_path)])
+
+
+def test_select_outputs_of_two_seeds_do_not_overwrite_each_other(tmp_path: Path):
+    out = tmp_path / "sel"
+    for seed in ("0", "1"):
+        assert main(["select", *SYN, "--method", "random", "--ipc", "2", "--seed", seed, "--out", str(out), *TINY]) == 0
+    a = json.loads((out / "random_ipc2_seed0.json").read_text())
+    b = json.loads((out / "random_ipc2_seed1.json").read_text())
+    assert a["seed"] == 0 and b["seed"] == 1 and a["indices"] != b["indices"]
+
+
+def test_select_with_a_teacher_on_more_data_than_the_pool(tmp_path: Path):
+    out = tmp_path / "sel"
+    assert main(["select", "--dataset", "fashion-mnist", "--per-class", "6", "--test-per-class", "3",
+                 "--teacher-per-class", "20", "--method", "bps", "--ipc", "2", "--out", str(out), *TINY]) == 0
+    d = json.loads((out / "bps_ipc2_seed0.json").read_text())
+    assert d["teacher_dataset"]["per_class"] == 20 and d["dataset"]["per_class"] == 6
+    assert d["modelling"]["pool_size"] == 60 and d["modelling"]["teacher_train_size"] == 200
+    res = tmp_path / "r.json"
+    assert main(["evaluate", "--selection", str(out / "bps_ipc2_seed0.json"), "--seeds", "1", "--epochs", "1",
+                 "--last-epochs", "1", "--out", str(res), "--quiet"]) == 0
+    assert json.loads(res.read_text())["teacher"]["test_acc"] == pytest.approx(d["teacher_acc"])  # the same teacher
+
+
+@pytest.mark.parametrize("bad, word", [([1.7, 2], "not an integer"), ([], "empty"), ([3, 3], "more than once"),
+                                       ([-1], "negative")])
+def test_evaluate_refuses_a_malformed_selection(tmp_path: Path, bad: list, word: str, capsys: pytest.CaptureFixture):
+    sel = tmp_path / "s.json"
+    sel.write_text(json.dumps({"indices": bad, "dataset": {"name": "synthetic-patterns", "seed": 0}}))
+    rc = main(["evaluate", "--selection", str(sel), "--seeds", "1", "--epochs", "1", "--out",
+               str(tmp_path / "r.json"), "--loss", "ce", "--quiet"])
+    assert rc == 2 and not (tmp_path / "r.json").exists() and word in capsys.readouterr().err
+
+
+def test_device_is_checked_before_any_work(tmp_path: Path, capsys: pytest.CaptureFixture):
+    rc = main(["select", *SYN, "--method", "random", "--ipc", "1", "--device", "tpu", "--out", str(tmp_path), *TINY])
+    assert rc == 2 and "device" in capsys.readouterr().err and not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("argv, option", [
+    (["--teacher-lr", "nan"], "(set by --teacher-lr)"), (["--data-seed", "-3"], "--data-seed=-3"),
+    (["--encoder-epochs", "0"], "(set by --encoder-epochs)"), (["--min-sim", "inf"], "(set by --min-sim)"),
+    (["--k-ratio", "nan"], "(set by --k-ratio)"), (["--centre-frac", "nan"], "(set by --centre-frac)")])
+def test_errors_name_the_option_typed(tmp_path: Path, capsys: pytest.CaptureFixture, argv: list, option: str):
+    rc = main(["select", *SYN, "--method", "bps", "--ipc", "1", *argv, "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert rc == 2 and option in err and not (tmp_path / "o").exists()

@@ -248,3 +248,184 @@ def test_to_float_standardises() -> None:
     x = data.to_float(ds.train_x, ds.mean, ds.std)
     assert torch.allclose(x.mean(dim=(0, 2, 3)), torch.zeros(1), atol=1e-4)
     assert torch.allclose(x.std(dim=(0, 2, 3)), torch.ones(1), atol=1e-3)
+
+
+# ---- issue 14: corrupt images, unreadable archives, silent drops -------------------------------
+
+def _cache_entries() -> set:
+    from ddlib import artifacts
+
+    return {p.name for p in artifacts.cache_dir().iterdir()}
+
+
+def _full_layout() -> dict[str, bytes]:
+    return _layout(n_train=12, n_test=6)
+
+
+@pytest.mark.parametrize("form", ["folder", "tar.gz", "zip"])
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "empty"])
+def test_corrupt_image_names_the_file(tmp_path: Path, form: str, damage: str) -> None:
+    """Issue 14: PIL's UnidentifiedImageError / 'image file is truncated' named no file."""
+    files = _full_layout()
+    good = files["toy/train/dog/001.png"]
+    files["toy/train/dog/001.png"] = {"garbage": b"\x89PNG not really", "truncated": good[: len(good) - 20],
+                                      "empty": b""}[damage]
+    if form == "folder":
+        path = _write_folder(tmp_path, files)
+    elif form == "zip":
+        path = _write_zip(tmp_path / "toy.zip", files)
+    else:
+        path = _write_tar(tmp_path / "toy.tar.gz", files, "w:gz")
+    before = _cache_entries()
+    with pytest.raises(data.UnreadableDataError, match=r"cannot decode the image .*toy/train/dog/001\.png.*"
+                                                       r"replace it with a good copy or delete it") as e:
+        data.load(f"imagefolder:{path}")
+    assert "BytesIO" not in str(e.value) and "\n" not in str(e.value)
+    assert isinstance(e.value, FileNotFoundError)  # the CLI's handler (ParamError, FileNotFoundError) catches it
+    assert _cache_entries() == before  # nothing cached for a failed load
+
+
+def _archive(tmp_path: Path, suffix: str) -> Path:
+    files = _full_layout()
+    if suffix == "zip":
+        return _write_zip(tmp_path / "toy.zip", files)
+    return _write_tar(tmp_path / f"toy.{suffix}", files, {"tar": "w", "tar.gz": "w:gz", "tar.xz": "w:xz"}[suffix])
+
+
+@pytest.mark.parametrize("case, match", [
+    ("garbage.tar.gz", r"cannot read the archive .*garbage\.tar\.gz \(ReadError: .*not a gzip file"),
+    ("empty.tar", r"empty\.tar is an empty file \(0 bytes\)"),
+    ("notzip.zip", r"cannot read the archive .*notzip\.zip \(BadZipFile: File is not a zip file\)"),
+    ("half.zip", r"cannot read the archive .*half\.zip \(BadZipFile"),
+    ("half.tar.xz", r"cannot read the archive .*half\.tar\.xz after member 'toy/.*' \(EOFError"),
+    ("half.tar", r"cannot read the archive .*half\.tar after member 'toy/.*' \(ReadError: the archive ends or "
+                 r"breaks off"),
+])
+def test_unreadable_archive_names_the_file_and_what_to_do(tmp_path: Path, case: str, match: str) -> None:
+    """Issue 14: tarfile.ReadError on a garbage .tar.gz or an empty .tar; a truncated tar read as
+    "test classes not in train"."""
+    stem, kind = case.split(".", 1)
+    path = tmp_path / case
+    if stem == "garbage":
+        path.write_bytes(np.random.default_rng(0).integers(0, 256, 3000, dtype=np.uint8).tobytes())
+    elif stem == "empty":
+        path.write_bytes(b"")
+    elif stem == "notzip":
+        path.write_text("<html>404 Not Found</html>")
+    else:
+        blob = _archive(tmp_path, kind).read_bytes()
+        path.write_bytes(blob[: len(blob) // 2])
+    before = _cache_entries()
+    with pytest.raises(data.UnreadableDataError, match=match) as e:
+        data.load(f"imagefolder:{path}")
+    assert "\n" not in str(e.value)
+    assert "not in train" not in str(e.value)
+    if stem != "empty":
+        assert "download or copy it again" in str(e.value)
+    assert _cache_entries() == before
+
+
+@pytest.mark.parametrize("kind", ["tar", "tar.gz", "tar.xz", "zip"])
+def test_an_archive_cut_anywhere_loads_whole_or_fails_clearly(tmp_path: Path, kind: str) -> None:
+    """Truncation at any point: either every image is there (only padding was lost) or an
+    UnreadableDataError; never a smaller data set, never "test classes not in train"."""
+    blob = _archive(tmp_path, kind).read_bytes()
+    for i, frac in enumerate(np.linspace(0.05, 0.999, 13)):
+        path = tmp_path / f"cut{i}.{kind}"
+        path.write_bytes(blob[: int(len(blob) * frac)])
+        try:
+            ds = data.load(f"imagefolder:{path}")
+        except data.UnreadableDataError:
+            continue
+        assert torch.bincount(ds.train_y).tolist() == [12, 12, 12] and len(ds.test_y) == 18, frac
+
+
+def test_garbage_idx_file_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for stem in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+                 "t10k-labels-idx1-ubyte"):
+        (tmp_path / f"{stem}.gz").write_bytes(b"not gzip at all")
+    monkeypatch.setenv("DDLIB_DATA", str(tmp_path))
+    with pytest.raises(data.UnreadableDataError, match=r"train-images-idx3-ubyte\.gz cannot be read"):
+        data.load("fashion-mnist")
+    import gzip
+    (tmp_path / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(b"<html>"))
+    with pytest.raises(data.UnreadableDataError, match="is not an IDX file"):
+        data.load("fashion-mnist")
+
+
+@pytest.mark.parametrize("where", ["train", "test"])
+@pytest.mark.parametrize("form", ["folder", "tar", "zip"])
+def test_empty_class_folder_is_named_not_dropped(tmp_path: Path, where: str, form: str) -> None:
+    """Issue 14: an empty class folder was dropped without a word."""
+    files = _full_layout()
+    if form == "folder":
+        path = _write_folder(tmp_path, files)
+        (path / where / "frog").mkdir()
+    else:
+        files[f"toy/{where}/frog/readme.txt"] = b"images to come"  # a class folder with no image in it
+        path = (_write_zip(tmp_path / "toy.zip", files) if form == "zip"
+                else _write_tar(tmp_path / "toy.tar", files, "w"))
+    with pytest.raises(data.DataNotFoundError, match=rf"class folder\(s\) without images: {where}/frog"):
+        data.load(f"imagefolder:{path}")
+
+
+def test_empty_folder_entry_in_a_tar(tmp_path: Path) -> None:
+    """tar records folders as members of their own; an empty one is seen too."""
+    path = _write_tar(tmp_path / "toy.tar", _full_layout(), "w")
+    with tarfile.open(path, "a") as t:
+        info = tarfile.TarInfo("toy/train/frog")
+        info.type = tarfile.DIRTYPE
+        t.addfile(info)
+    with pytest.raises(data.DataNotFoundError, match="without images: train/frog"):
+        data.load(f"imagefolder:{path}")
+
+
+def test_hidden_files_and_macos_forks_are_ignored(tmp_path: Path) -> None:
+    files = _full_layout()
+    files["toy/train/cat/._000.png"] = b"\x00\x05\x16\x07AppleDouble"
+    files["__MACOSX/toy/train/cat/._001.png"] = b"\x00\x05\x16\x07AppleDouble"
+    files["toy/train/.ipynb_checkpoints/x.png"] = b"junk"
+    ds = data.load(f"imagefolder:{_write_zip(tmp_path / 'toy.zip', files)}")
+    assert torch.bincount(ds.train_y).tolist() == [12, 12, 12]
+    # members named './toy/...' (tar run inside the folder) are not hidden
+    dotted = {f"./{k}": v for k, v in _full_layout().items()}
+    ds = data.load(f"imagefolder:{_write_tar(tmp_path / 'dot.tar', dotted, 'w')}")
+    assert ds.classes == ["cat", "dog", "eel"]
+
+
+def test_single_class_is_refused_at_load_time(tmp_path: Path) -> None:
+    files = {k: v for k, v in _full_layout().items() if "/cat/" in k}
+    with pytest.raises(data.DataNotFoundError, match=r"single class under train/ \('cat'\).*at least 2 classes"):
+        data.load(f"imagefolder:{_write_folder(tmp_path, files)}")
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"noise": float("nan")}, "noise=nan"),
+    ({"noise": -0.1}, "noise"),
+    ({"n_train": 0}, "n_train"),
+    ({"image_size": 2.5}, "image_size"),
+    ({"patterns_per_class": (2, 0)}, "patterns_per_class"),
+    ({"patterns_per_class": ()}, "patterns_per_class"),
+    ({"num_classes": 1}, "num_classes"),
+])
+def test_synthetic_generator_settings_are_checked(kwargs: dict, match: str) -> None:
+    with pytest.raises(ParamError, match=match):
+        data.load("synthetic-patterns", **kwargs)
+
+
+def test_imagefolder_image_size_is_checked(tmp_path: Path) -> None:
+    path = _write_folder(tmp_path, _full_layout())
+    for bad in (0, float("nan"), "32"):
+        with pytest.raises(ParamError, match="image_size"):
+            data.load(f"imagefolder:{path}", image_size=bad)
+
+
+def test_folder_changes_below_the_top_are_seen(tmp_path: Path) -> None:
+    """The cache key of a folder covers its whole tree: an image added to a class is not missed."""
+    path = _write_folder(tmp_path, _full_layout())
+    assert len(data.load(f"imagefolder:{path}").train_y) == 36
+    (path / "train" / "cat" / "new.png").write_bytes(_png((200, 10, 10)))
+    assert len(data.load(f"imagefolder:{path}").train_y) == 37
+    (path / "train" / "frog").mkdir()
+    with pytest.raises(data.DataNotFoundError, match="train/frog"):
+        data.load(f"imagefolder:{path}")

@@ -1,4 +1,5 @@
-"""ddlib.bps.encoder: Stage-1 losses, queue, schedules, a tiny run, and the artifact cache."""
+"""ddlib.encoders and ddlib.bps.encoder: the queue, schedules, a tiny run, and the artifact cache (the losses:
+test_losses)."""
 from __future__ import annotations
 
 import math
@@ -7,10 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ddlib import data
+from ddlib import data, encoders, models, train
 from ddlib.bps import encoder as enc
-from ddlib.bps.encoder import (EncoderConfig, KeyQueue, clu_ramp, clustering_loss, embed_dataset, info_nce, lr_factor,
-                               model_patterns, train_encoder)
+from ddlib.bps.encoder import EncoderConfig, KeyQueue, clu_ramp, lr_factor, model_patterns, train_encoder
 from ddlib.bps.patterns import PatternConfig
 from ddlib.utils import ParamError
 
@@ -21,44 +21,12 @@ TINY = dict(backbone="convnet", convnet_width=8, convnet_depth=2, proj_hidden=16
 def test_defaults_are_the_reference() -> None:
     c = EncoderConfig()
     assert (c.backbone, c.momentum, c.queue_size, c.temperature) == ("resnet18", 0.999, 65536, 0.5)
-    assert (c.proj_hidden, c.proj_dim, c.ce_weight, c.con_weight, c.clu_weight) == (512, 128, 0.5, 1.0, 1.0)
+    # engine_pretrain.py: alpha·CE + (1 - alpha)·InfoNCE + r(e)·L_clu with alpha = 0.5
+    assert (c.proj_hidden, c.proj_dim, c.ce_weight, c.con_weight, c.clu_weight) == (512, 128, 0.5, 0.5, 1.0)
+    assert (c.clu_assign, c.clu_refresh, c.blur_relative) == ("all", "wrap", True)
     assert (c.clu_warmup_epochs, c.epochs, c.lr, c.sgd_momentum, c.weight_decay) == (5, 30, 0.02, 0.9, 1e-4)
     assert (c.warmup_epochs, c.final_lr_fraction, c.augment) == (5, 0.01, "moco_v2")
     assert c.pattern == PatternConfig() and (c.pattern.k, c.pattern.min_sim, c.pattern.trials) == (30, 0.5, 3)
-
-
-def test_clustering_loss_hand_computed() -> None:
-    keys = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.6, 0.8]])
-    key_pattern = torch.tensor([0, 0, 1, -1])  # the last key has no pattern: ignored
-    pattern_class = torch.tensor([0, 0])        # both patterns belong to class 0
-    q = torch.tensor([[1.0, 0.0], [0.0, -1.0]])
-    y = torch.tensor([0, 1])                    # class 1 has no pattern: the 2nd query contributes nothing
-    # centroids: normalise((1,1)) and (-1,0); q0 is nearer the first -> pattern 0 = keys 0, 1
-    d0, d1, d2 = math.sqrt(1e-6), math.sqrt(2 + 1e-6), math.sqrt(4 + 1e-6)
-    expected = (d0 + d1) / 2 + (2 - d2)
-    assert float(clustering_loss(q, y, keys, key_pattern, pattern_class)) == pytest.approx(expected, rel=1e-6)
-    # the query goes to the nearest centroid *of its class*: make pattern 1 class 1's only pattern
-    got = clustering_loss(q[1:], y[1:], keys, key_pattern, torch.tensor([0, 1]))
-    assert float(got) == pytest.approx(d1 + 2 - (d1 + d2) / 2, rel=1e-6)  # q1 is orthogonal to k0, k2
-    assert float(clustering_loss(q, y, keys, torch.full((4,), -1), pattern_class)) == 0.0
-
-
-def test_clustering_loss_has_gradient_on_queries_only() -> None:
-    q = F.normalize(torch.randn(4, 3), dim=1).requires_grad_()
-    keys = F.normalize(torch.randn(10, 3), dim=1).requires_grad_()
-    loss = clustering_loss(q, torch.zeros(4, dtype=torch.long), keys, torch.arange(10) % 2, torch.tensor([0, 0]))
-    loss.backward()
-    assert q.grad is not None and q.grad.abs().sum() > 0
-
-
-def test_info_nce_sanity() -> None:
-    q = torch.eye(4)[:2]
-    queue = torch.eye(4)[2:]  # orthogonal negatives
-    tau = 0.5
-    expected = -math.log(math.exp(1 / tau) / (math.exp(1 / tau) + 2 * math.exp(0)))
-    assert float(info_nce(q, q, queue, tau)) == pytest.approx(expected, rel=1e-6)
-    # a positive that equals a negative: chance level among the 1 + Q logits
-    assert float(info_nce(q[:1], torch.eye(4)[2:3], torch.eye(4)[2:3], tau)) == pytest.approx(math.log(2), rel=1e-6)
 
 
 def test_queue_update_and_wrap() -> None:
@@ -74,19 +42,96 @@ def test_queue_update_and_wrap() -> None:
     assert (qu.labels == 9).all()
 
 
-def test_queue_patterns_refresh_and_assign() -> None:
+def test_queue_refresh_partitions_a_snapshot() -> None:
     g = torch.Generator().manual_seed(0)
     a, b = torch.eye(4)[0], torch.eye(4)[1]
     keys = F.normalize(torch.cat([a + 0.01 * torch.randn(8, 4, generator=g), b + 0.01 * torch.randn(8, 4, generator=g)]),
                        dim=1)
-    qu = KeyQueue(16, 4, torch.device("cpu"))
+    qu = KeyQueue(20, 4, torch.device("cpu"))
     qu.enqueue(keys, torch.zeros(16, dtype=torch.long))
     found = qu.refresh_patterns(PatternConfig(k=7))
     assert found == {0: 2} and qu.pattern_class.tolist() == [0, 0]
-    assert len(set(qu.pattern[:8].tolist())) == 1 and set(qu.pattern[:8].tolist()) != set(qu.pattern[8:].tolist())
-    new = qu.assign(F.normalize(torch.stack([a, b]), dim=1), torch.tensor([0, 0]))
-    assert new.tolist() == [int(qu.pattern[0]), int(qu.pattern[8])]
-    assert qu.assign(a[None], torch.tensor([3])).tolist() == [-1]  # no pattern of class 3
+    assert len(qu.snapshot) == 16 and torch.equal(qu.snapshot, keys)  # only the filled part
+    p = qu.snapshot_pattern.tolist()
+    assert len(set(p[:8])) == 1 and set(p[:8]) != set(p[8:])
+    # the snapshot stays as taken while the queue moves on (the reference's queue_emb_copy)
+    qu.enqueue(F.normalize(torch.ones(4, 4), dim=1), torch.ones(4, dtype=torch.long))
+    assert torch.equal(qu.snapshot, keys) and qu.snapshot_pattern.tolist() == p
+    # the loss goes through the term with the config's assignment rule
+    q = F.normalize(torch.stack([a, b]), dim=1)
+    for rule in ("all", "own_class"):
+        assert float(enc.PATTERN_CLUSTERING.loss(q, torch.tensor([0, 0]), qu, rule)) >= 0
+
+
+def test_refresh_happens_when_the_queue_wraps() -> None:
+    ds = data.load("synthetic-patterns", per_class=16, n_train=64, n_test=8)
+    wrap = EncoderConfig(**{**TINY, "epochs": 2})  # 4 steps of 16 per epoch, a queue of 48: wraps every 3 steps
+    hist = enc.fit_encoder(enc.build_encoder(wrap, ds.num_classes, 3, 16), ds.train_x, ds.train_y, wrap,
+                           progress=False)
+    assert hist["queue_wraps"] == 2 and sum(hist["refreshes"]) == 1 + 2  # the first active epoch + each wrap
+    epoch = EncoderConfig(**{**TINY, "epochs": 2, "clu_refresh": "epoch"})
+    hist = enc.fit_encoder(enc.build_encoder(epoch, ds.num_classes, 3, 16), ds.train_x, ds.train_y, epoch,
+                           progress=False)
+    assert hist["refreshes"] == [1, 1]
+
+
+def test_views_blur_scales_with_image_size() -> None:
+    c = EncoderConfig()
+    assert encoders.views_augment(c, 224).blur_sigma == (0.1, 2.0)
+    assert encoders.views_augment(c, 28).blur_sigma == pytest.approx((0.1 * 28 / 224, 2.0 * 28 / 224))
+    assert encoders.views_augment(EncoderConfig(blur_relative=False), 28).blur_sigma == (0.1, 2.0)
+
+
+def test_pooled_embedding_feeds_the_heads() -> None:
+    cfg = EncoderConfig(backbone="convnet", convnet_width=8, convnet_depth=2, proj_hidden=16, proj_dim=8)
+    m = enc.build_encoder(cfg, 4, 1, 16)
+    x = torch.rand(3, 1, 16, 16)
+    assert m.feature_dim == 8 and m.features(x).shape == (3, 8)  # the last map averaged over space, not 8x4x4
+    assert torch.allclose(m.features(x), m.backbone.body(m.backbone.normalize(x)).mean(dim=(2, 3)))
+    assert m(x).shape == (3, 4) and m.project(x)[0].shape == (3, 8)
+
+
+def test_pretrained_backbone_at_an_input_size() -> None:
+    cfg = EncoderConfig(backbone="efficientnet-lite0", weights="imagenet", input_size=64, proj_hidden=16, proj_dim=8)
+    m = enc.build_encoder(cfg, 10, 1, 28).eval()  # gray 28 px data: repeated to RGB, resized to 64 px
+    ref = models.create("efficientnet-lite0", 1000)
+    assert torch.equal(m.backbone.net._conv_stem.weight, ref.net._conv_stem.weight)  # the ImageNet weights
+    x = torch.rand(2, 1, 28, 28)
+    f = m.features(x)
+    assert f.shape == (2, 1280)
+    x3 = models.resize(x.expand(-1, 3, -1, -1), 64)
+    assert torch.allclose(f, m.backbone.embedding(x3), atol=1e-5)
+
+
+@pytest.mark.parametrize("kw, match", [({"weights": "imagenet"}, "not available"),
+                                       ({"freeze_backbone": True}, "needs pretrained"),
+                                       ({"backbone": "timm:"}, "backbone"), ({"clu_assign": "mine"}, "clu_assign"),
+                                       ({"clu_refresh": "never"}, "clu_refresh"), ({"input_size": 3}, "input_size")])
+def test_fidelity_options_refuse_bad_values(kw: dict, match: str) -> None:
+    with pytest.raises(ParamError, match=match):
+        EncoderConfig(**kw)
+
+
+def test_frozen_backbone_trains_a_neck_on_cached_views(monkeypatch: pytest.MonkeyPatch) -> None:
+    ds = data.load("synthetic-patterns", per_class=8, n_train=32, n_test=8)
+    cfg = EncoderConfig(backbone="efficientnet-lite0", weights="imagenet", input_size=32, freeze_backbone=True,
+                        neck_dim=16, proj_hidden=16, proj_dim=8, epochs=2, batch_size=8, queue_size=16,
+                        warmup_epochs=0, clu_warmup_epochs=0, pattern=PatternConfig(k=3))
+    model, hist = train_encoder(ds, cfg, progress=False)
+    assert isinstance(model, encoders.FrozenEncoder) and model.feature_dim == 16
+    assert len(hist["loss"]) == 2 and all(math.isfinite(v) for v in hist["loss"])
+    emb = encoders.train_embeddings(model, ds, cfg)
+    assert emb.shape == (32, 16) and torch.allclose(emb.norm(dim=1), torch.ones(32), atol=1e-5)
+    # the embeddings from the cached clean bank equal the encoder run on the images (float16 bank aside)
+    direct = F.normalize(model.features(ds.train_x.float() / 255), dim=1)
+    assert torch.allclose(emb, direct, atol=2e-2)
+
+    def boom(*a: object, **k: object) -> None:
+        raise AssertionError("the backbone ran again instead of the cached bank")
+
+    monkeypatch.setattr(encoders, "fit_neck", boom)
+    model2, hist2 = train_encoder(ds, cfg, progress=False)  # neck and banks from the cache
+    assert hist2 == hist
 
 
 def test_schedules() -> None:
@@ -115,13 +160,13 @@ def test_tiny_run_then_cache_hit(monkeypatch: pytest.MonkeyPatch) -> None:
     assert len(hist["loss"]) == 2 and all(math.isfinite(v) for v in hist["loss"])
     assert hist["r"] == [0.5, 1.0] and hist["patterns"][1] and hist["clu"][1] > 0
     assert hist["queue_wraps"] >= 1  # 4 batches of 16 per epoch through a queue of 48
-    emb = embed_dataset(model, ds.train_x)
+    emb = train.embed(model.features, ds.train_x, normalize=True)
     assert emb.shape == (64, model.feature_dim) and torch.allclose(emb.norm(dim=1), torch.ones(64), atol=1e-5)
 
     def boom(*a: object, **k: object) -> None:
         raise AssertionError("trained again instead of loading the cached encoder")
 
-    monkeypatch.setattr(enc, "fit_encoder", boom)
+    monkeypatch.setattr(encoders, "fit_encoder", boom)  # where the training happens
     model2, hist2 = train_encoder(ds, cfg, progress=False)
     assert hist2 == hist
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), model2.state_dict().values()))
@@ -139,3 +184,17 @@ def test_plain_moco() -> None:
     model = enc.build_encoder(cfg, ds.num_classes, 3, 16)
     hist = enc.fit_encoder(model, ds.train_x, ds.train_y, cfg, progress=False)
     assert hist["ce"] == [0.0] and hist["clu"] == [0.0] and hist["con"][0] > 0 and hist["patterns"] == [{}]
+
+
+def test_the_shared_encoder_needs_the_clustering_term_only_when_it_acts() -> None:
+    ds = data.load("synthetic-patterns", per_class=8, n_train=32, n_test=8)
+    cfg = EncoderConfig(**TINY)  # clu_weight 1 with r(0) > 0
+    with pytest.raises(ParamError, match="clustering term"):
+        encoders.fit_encoder(encoders.build_encoder(cfg, ds.num_classes, 3, 16), ds.train_x, ds.train_y, cfg,
+                             progress=False)
+    with pytest.raises(ParamError, match="clustering term"):
+        encoders.train_encoder(ds, cfg, progress=False)
+    late = EncoderConfig(**{**TINY, "clu_warmup_epochs": 5})  # the term never acts in 1 epoch
+    hist = encoders.fit_encoder(encoders.build_encoder(late, ds.num_classes, 3, 16), ds.train_x, ds.train_y, late,
+                                progress=False)
+    assert hist["clu"] == [0.0] and hist["patterns"] == [{}]

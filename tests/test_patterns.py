@@ -89,3 +89,26 @@ def test_flags_and_bad_input() -> None:
         partition(torch.randn(5, 3), torch.zeros(4, dtype=torch.long))
     with pytest.raises(ParamError, match="emb"):
         partition_class(np.zeros((3, 2)))  # type: ignore[arg-type]
+
+
+def test_worker_processes_give_the_same_partition() -> None:
+    ds = data.load("synthetic-patterns", per_class=60)
+    emb = _prototype_embedding(ds, noise=0.15)
+    cfg = PatternConfig(k=10, min_sim=0.3, seed=5)
+    a, ia = partition_info(emb, ds.train_y, cfg, workers=1)
+    b, ib = partition_info(emb, ds.train_y, cfg, workers=3)  # Infomap in 3 processes, kNN here
+    assert torch.equal(a, b)
+    assert all(p.num_links > 0 and p.num_patterns > 1 for p in ia.values())
+    assert {c: (p.num_patterns, p.num_links, p.codelength, p.one_level_codelength) for c, p in ia.items()} == \
+        {c: (p.num_patterns, p.num_links, p.codelength, p.one_level_codelength) for c, p in ib.items()}
+    assert len(set(ds.train_y.tolist())) > 3  # more classes than workers: workers are reused
+
+
+def test_infomap_workers() -> None:
+    from ddlib.bps.patterns import infomap_workers
+
+    assert infomap_workers(10, 4) == 4 and infomap_workers(2, 4) == 2 and infomap_workers(0, 4) == 1
+    assert infomap_workers(10) == 1  # CPU embeddings: the graphs and Infomap would share the cores
+    assert infomap_workers(10, device="cuda") == min(10, torch.get_num_threads())
+    with pytest.raises(ParamError, match="workers"):
+        infomap_workers(10, 0)

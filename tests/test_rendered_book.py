@@ -1,9 +1,12 @@
 """The rendered book, checked as a reader sees it: every chapter opened in headless Chromium.
 
-The book is served from 127.0.0.1 and each page is asserted to load without console errors,
-to draw its plotly figures (svg nodes inside each figure), to render its maths with the
-offline MathJax, and to show no cell error. A screenshot of every page goes to
-``$DDLIB_SCREENSHOTS`` (default ``book/_build/screenshots``).
+The book is served from 127.0.0.1 and opened at a laptop's size (1366×768). Each page is asserted
+to load without console errors, to draw its plotly figures (svg nodes inside each figure), to
+render its maths with the offline MathJax, and to show no cell error; and to read well: no
+progress-bar output (tqdm's ``40%|████      | 4/10 [00:01<00:02, 2.5it/s]``) in any output block,
+and no figure wider than the column that holds it. A full-page screenshot of every page at that
+width goes to ``$DDLIB_SCREENSHOTS`` (default ``book/_build/screenshots/<page>.png``), for a person
+to look at.
 
 Which book: ``$DDLIB_BOOK_HTML`` when set (e.g. ``book/_build/html`` after ``make book``);
 otherwise the test builds the book with every chapter at scale "test" into a temporary folder.
@@ -28,9 +31,10 @@ from ddlib import bookbuild
 pytestmark = [pytest.mark.slow, pytest.mark.notebook]
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+WIDTH, HEIGHT = 1366, 768  # a laptop's screen
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
-         "--window-size=1280,1600"]
+         f"--window-size={WIDTH},{HEIGHT}"]
 
 
 def _missing() -> str | None:
@@ -95,10 +99,25 @@ def driver(browser_or_skip: None) -> Iterator[object]:
 # the root page and every chapter (index.html is only a redirect to the root page)
 PAGES = bookbuild.toc_files(yaml.safe_load((ROOT / "book" / "_toc.yml").read_text()))
 CHAPTERS = set(bookbuild.chapters())
-# drawn: every .plotly-graph-div holds plotly's svg; maths: every .math element typeset by MathJax
+# drawn: every .plotly-graph-div holds plotly's svg; maths: every .math element typeset by MathJax;
+# progress: output blocks (folded ones too) holding a tqdm bar; wide: figures (or their svg) wider than
+# the output box that holds them or than the article's column, in px
 STATE_JS = """
 const figs = [...document.querySelectorAll('.plotly-graph-div')];
 const maths = document.querySelectorAll('div.math, span.math');
+const bar = /\\d+%\\|[^|\\n]*\\|\\s*\\d+\\/\\d+|\\d(it\\/s|s\\/it)\\]|[\u2588\u258f\u258e\u258d\u258c\u258b\u258a\u2589]{2,}/;
+const outputs = [...document.querySelectorAll('.cell_output .output, .cell_output > div')];
+const wide = [];
+figs.forEach((f, i) => {
+  const svg = f.querySelector('svg.main-svg');
+  const fw = Math.max(f.getBoundingClientRect().width, svg ? svg.getBoundingClientRect().width : 0);
+  if (fw === 0) return;  // in a folded cell: not laid out
+  const box = f.closest('.output') || f.closest('.cell_output') || f.parentElement;
+  const column = f.closest('article') || document.body;
+  const room = Math.min(box.clientWidth, column.clientWidth);
+  if (fw > room + 1) wide.push({figure: i, title: (f.querySelector('.gtitle') || {}).textContent || '',
+                                width: Math.round(fw), column: Math.round(room)});
+});
 return {ready: document.readyState,
         figures: figs.length,
         drawn: figs.filter(f => f.querySelector('svg.main-svg')).length,
@@ -106,8 +125,40 @@ return {ready: document.readyState,
         typeset: document.querySelectorAll('mjx-container').length,
         errors: [...document.querySelectorAll('.cell_output .traceback, .cell_output .output.error')]
                   .map(e => e.innerText.slice(0, 300)),
+        progress: outputs.filter(o => bar.test(o.textContent)).map(o => o.textContent.trim().slice(0, 160)),
+        wide: wide,
+        column: Math.round((document.querySelector('article') || document.body).clientWidth),
         height: document.documentElement.scrollHeight};
 """
+
+
+def full_page_screenshot(driver, path: Path, tile: int = 12000) -> None:
+    """The whole page at the window's width, as one PNG: the window is made as tall as the page (up to
+    ``tile`` px; a taller page is taken in tiles, scrolled, and stitched), then set back to the laptop's
+    size. The sticky header and sidebars are made static, so that they show once, not at every tile."""
+    import io
+
+    from PIL import Image
+
+    driver.execute_script("for (const e of document.querySelectorAll('*'))"  # sticky -> static: same layout
+                          "  if (getComputedStyle(e).position === 'sticky') e.style.position = 'static';")
+    height = int(driver.execute_script("return document.documentElement.scrollHeight"))
+    chrome = int(driver.execute_script("return window.outerHeight - window.innerHeight"))
+    view = min(height, tile)
+    try:
+        driver.set_window_size(WIDTH, view + chrome)
+        page = None
+        for top in range(0, height, view):
+            driver.execute_script("window.scrollTo(0, arguments[0])", top)
+            shot = Image.open(io.BytesIO(driver.get_screenshot_as_png()))
+            at = int(driver.execute_script("return window.scrollY"))  # the last tile stops at the bottom
+            if page is None:
+                page = Image.new("RGB", (shot.width, height), "white")
+            page.paste(shot.convert("RGB"), (0, at))
+        page.save(path)
+    finally:
+        driver.set_window_size(WIDTH, HEIGHT)
+        driver.execute_script("window.scrollTo(0, 0)")
 
 
 @pytest.mark.parametrize("page", PAGES)
@@ -130,9 +181,7 @@ def test_page_renders(page: str, server: str, driver, html_root: Path) -> None:
         state = driver.execute_script(STATE_JS)
     shots = Path(os.environ.get("DDLIB_SCREENSHOTS") or ROOT / "book" / "_build" / "screenshots")
     shots.mkdir(parents=True, exist_ok=True)
-    driver.set_window_size(1280, min(max(900, state["height"]), 12000))
-    driver.save_screenshot(str(shots / f"{page.replace('/', '__')}.png"))
-    driver.set_window_size(1280, 1600)
+    full_page_screenshot(driver, shots / f"{page.replace('/', '__')}.png")
 
     console = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
     assert not console, f"{page}: console errors: {[e['message'] for e in console]}"
@@ -142,3 +191,6 @@ def test_page_renders(page: str, server: str, driver, html_root: Path) -> None:
         assert state["figures"] >= 1, f"{page}: a chapter shows at least one plotly figure"
     if state["maths"]:
         assert state["typeset"] > 0, f"{page}: MathJax did not typeset the maths (offline MathJax missing?)"
+    assert not state["progress"], (f"{page}: {len(state['progress'])} output block(s) show progress bars, "
+                                   f"e.g. {state['progress'][:3]}")
+    assert not state["wide"], f"{page}: figures wider than the {state['column']} px column: {state['wide']}"

@@ -1,7 +1,8 @@
-"""ddlib.results: every recorded schema into tidy tables; a malformed file fails loudly, naming itself."""
+"""ddlib.results: one writer, one schema, the tables the book shows; a malformed file fails loudly, naming itself."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -18,36 +19,45 @@ def _write(path: Path, obj: object) -> Path:
     return path
 
 
+def _rec(what: str = "a run", config: dict | None = None, rows: list | None = None, wall_s: float | None = 1.0,
+         prov: dict | None = None, **extra: object) -> dict:
+    timings = extra.pop("timings", {"wall_s": wall_s})
+    return {"what": what, "provenance": prov or PROV, "config": config or {}, "rows": rows or [], "timings": timings,
+            **extra}
+
+
 @pytest.fixture
 def tree(tmp_path: Path) -> Path:
-    """One file per schema the project's writers produce, in results/ and benchmarks/results/."""
-    _write(tmp_path / "results" / "bps_fashion-mnist_cpu.json", {
-        "what": "BPS vs baselines", "dataset": {"name": "fashion-mnist", "per_class": 500},
-        "rows": [{"method": "bps", "ipc": 10, "mean": 0.7, "std": 0.01, "per_seed": [0.69, 0.71],
-                  "selection_seconds": 0.02, "student_seconds": [3.0, 4.0], "student_config": {"loss": "kd",
-                                                                                               "model": "convnet"}},
-                 {"method": "random", "ipc": 10, "mean": 0.6, "std": 0.02, "per_seed": [0.58, 0.62],
-                  "selection_seconds": 0.001, "student_config": {"loss": "ce"}}],
-        "pipeline_wall_seconds": 2000.0, "provenance": {**PROV, "wall_seconds": 120.5}})
-    _write(tmp_path / "results" / "bps_ablation.json", {
-        "dataset": {"name": "fashion-mnist"}, "budgets": {"centre_frac": 1.0},
-        "rows": [{"method": "bps", "ipc": 10, "mean": 0.65, "std": 0.0, "per_seed": [0.65]}], "provenance": PROV})
-    _write(tmp_path / "results" / "sfm_ci_cifar10_cpu.json", {
-        "dataset": {"name": "cifar10:/data/x.tar.xz"},
-        "synthetic": {"sfm-ipc1": {"wall_time": 12.0, "peak_mem": 2048, "config": {"steps": 100}}},
-        "results": [{"ipc": 1, "set": "sfm", "eval_backbone": "inhouse", "mode": "ci", "acc": 0.3, "acc_std": 0.02,
-                     "accs": [0.28, 0.3, 0.32], "bytes": {"images_uint8": 30720}}],
-        "wall_s": 600.0, "provenance": PROV})
-    _write(tmp_path / "benchmarks" / "results" / "bench_sfm_cpu.json", {
-        "rows": [{"backbone": "efficientnet-lite0", "method": "lgm", "IPC": 1, "step_s": 2.5,
-                  "peak_mem_bytes": 3_000_000, "status": "ok"}],
-        "clu_step_s": {"full_queue_s": 1.5}, "epochs": {"epoch_seconds": [2.0, 4.0]},
-        "provenance": {**PROV, "device": "NVIDIA H100"}})
-    _write(tmp_path / "results" / "sub" / "evaluate.json", {
-        "method": "herding", "ipc": 1, "dataset": {"name": "digits"}, "mean": 0.5, "std": 0.0, "per_seed": [0.5],
-        "config": {"loss": "kd", "model": "convnet"}, "provenance": PROV})
-    _write(tmp_path / "results" / "sweep.json", [{"run": "a", "status": "ok", "wall_s": 3.0, "provenance": PROV},
-                                                 {"run": "b", "status": "ok", "wall_s": 4.0, "provenance": PROV}])
+    """Records of every kind the project writes, in results/ and benchmarks/results/."""
+    _write(tmp_path / "results" / "bps_fashion-mnist_cpu.json", _rec(
+        "BPS vs baselines", config={"dataset": {"name": "fashion-mnist", "per_class": 500}},
+        rows=[{"method": "bps", "dataset": "fashion-mnist", "ipc": 10, "protocol": "kd student (convnet)", "mean": 0.7,
+               "std": 0.01, "per_seed": [0.69, 0.71], "seeds": [0, 1], "selection_seconds": 0.02,
+               "student_seconds": [3.0, 4.0]},
+              {"method": "random", "dataset": "fashion-mnist", "ipc": 10, "protocol": "ce student", "mean": 0.6,
+               "std": 0.02, "per_seed": [0.58, 0.62], "selection_seconds": 0.001}],
+        # gathered from earlier select/evaluate runs: their time is the original, this one's is new
+        timings={"wall_s": 120.5, "cached": True, "original_wall_s": 2000.0}))
+    _write(tmp_path / "results" / "bps_ablation.json", _rec(
+        config={"dataset": {"name": "fashion-mnist"}, "centre_frac": 1.0},
+        rows=[{"method": "bps", "dataset": "fashion-mnist", "ipc": 10, "protocol": "kd student", "mean": 0.65,
+               "std": 0.0, "per_seed": [0.65]}]))
+    _write(tmp_path / "results" / "sfm_ci_cifar10_cpu.json", _rec(
+        config={"dataset": {"name": "cifar10:/data/x.tar.xz"}, "steps": 100, "distill_backbone": "efficientnet-lite0"},
+        synthetic={"sfm-ipc1": {"wall_time": 12.0, "peak_mem": 2048, "config": {"steps": 100}}},
+        rows=[{"method": "sfm", "dataset": "cifar10", "ipc": 1, "protocol": "ci on inhouse", "mode": "ci",
+               "eval_backbone": "inhouse", "mean": 0.3, "std": 0.02, "per_seed": [0.28, 0.3, 0.32],
+               "bytes": {"images_uint8": 30720}}], wall_s=600.0))
+    _write(tmp_path / "benchmarks" / "results" / "bench_sfm_cpu.json", _rec(
+        rows=[{"backbone": "efficientnet-lite0", "method": "lgm", "IPC": 1, "step_s": 2.5,
+               "peak_mem_bytes": 3_000_000, "status": "ok"}],
+        clu_step_s={"full_queue_s": 1.5}, epochs={"epoch_seconds": [2.0, 4.0]}, wall_s=None,
+        prov={**PROV, "device": "NVIDIA H100"}))
+    _write(tmp_path / "results" / "sub" / "evaluate.json", _rec(
+        config={"student": {"loss": "kd", "model": "convnet"}},
+        rows=[{"method": "herding", "dataset": "digits", "ipc": 1, "protocol": "kd student (convnet)", "mean": 0.5,
+               "std": 0.0, "per_seed": [0.5], "seeds": [0]}]))
+    _write(tmp_path / "results" / "sweep.json", [_rec("run a", wall_s=3.0), _rec("run b", wall_s=4.0)])
     return tmp_path
 
 
@@ -55,9 +65,9 @@ def _dirs(tree: Path) -> list[Path]:
     return [tree / "results", tree / "benchmarks" / "results"]
 
 
-def test_accuracy_table_reads_every_schema(tree: Path) -> None:
+def test_accuracy_table_reads_every_record(tree: Path) -> None:
     recs = results.load(_dirs(tree))
-    assert len(recs) == 7  # the sweep list counts one record per element
+    assert len(recs) == 7  # the list counts one record per element
     acc = results.accuracy_table(recs)
     assert list(acc.columns) == results.ACCURACY_COLUMNS
     by = acc.set_index(["method", "protocol"])
@@ -71,7 +81,7 @@ def test_accuracy_table_reads_every_schema(tree: Path) -> None:
     herd = by.loc[("herding", "kd student (convnet)")]
     assert herd["dataset"] == "digits" and herd["commit"] == "0123456789"
     assert set(acc["device"]) == {"CPU (2 threads)"}
-    assert acc.loc[acc.method == "bps", "wall_s"].item() == 2000.0  # the whole pipeline, not the gathering script
+    assert acc.loc[acc.method == "bps", "wall_s"].item() == 2000.0  # the original runs', not the gathering's
 
 
 def test_cost_table_long_form_with_units(tree: Path) -> None:
@@ -82,6 +92,7 @@ def test_cost_table_long_form_with_units(tree: Path) -> None:
     assert step["value"] == 2.5 and step["unit"] == "s" and "lgm" in step["case"] and step["device"] == "NVIDIA H100"
     assert bench[bench.metric == "peak_mem_bytes"]["unit"].item() == "bytes"
     assert bench[bench.metric == "epoch_seconds"]["value"].item() == 3.0  # repeated timings: their mean
+    assert "wall_s" not in set(bench.metric)  # no wall time recorded, none invented
     sfm = cost[cost.source.str.endswith("sfm_ci_cifar10_cpu.json")]
     assert set(sfm.metric) >= {"wall_s", "wall_time", "peak_mem"}
     assert "steps" not in set(sfm.metric)  # settings are not costs
@@ -93,6 +104,7 @@ def test_records_table_has_provenance(tree: Path) -> None:
     t = results.records_table(results.load(_dirs(tree)))
     assert len(t) == 7 and t["commit"].str.len().max() == 10
     assert "results/sweep.json[1]" in set(t.source.str.replace(str(tree) + "/", ""))
+    assert set(t.what) >= {"run a", "run b", "BPS vs baselines"}
 
 
 @pytest.mark.parametrize("content, words", [
@@ -101,6 +113,10 @@ def test_records_table_has_provenance(tree: Path) -> None:
     ("[]", "empty list"),
     (json.dumps({"rows": []}), "provenance"),
     (json.dumps({"provenance": {"command": "x", "commit": "y"}}), "device"),
+    (json.dumps({"provenance": PROV, "rows": []}), "timings"),
+    (json.dumps({**_rec(), "timings": {}}), "wall_s"),
+    (json.dumps({**_rec(), "rows": [1]}), "rows"),
+    ('{"what": "x", "provenance": {}, "config": {}, "rows": [], "timings": {"wall_s": NaN}}', "NaN"),
 ])
 def test_malformed_file_fails_loudly(tree: Path, content: str, words: str) -> None:
     bad = _write(tree / "results" / "zz_bad.json", content)
@@ -112,40 +128,90 @@ def test_malformed_file_fails_loudly(tree: Path, content: str, words: str) -> No
 
 
 def test_repository_records_load() -> None:
-    """The project's own recorded results are all well-formed (the results chapter reads them)."""
+    """The project's own recorded results are all of the schema (the results chapter reads them)."""
     recs = results.load()
+    assert recs
     results.accuracy_table(recs)
     results.cost_table(recs)
 
 
 def test_bps_split_ablation_pairs_each_ablation_with_its_own_run(tmp_path: Path) -> None:
-    budgets = {"dataset": "cifar10", "per_class": 500, "ipc": "10", "seeds": 3, "student_epochs": 30,
-               "centre_frac": None, "work": "a", "notes": ""}
-    spec = {"name": "cifar10:x.tar.xz", "per_class": 500}
+    config = {"dataset": {"name": "cifar10:x.tar.xz", "per_class": 500}, "per_class": 500, "seeds": 3,
+              "student_epochs": 30, "centre_frac": None}
 
-    def rec(name: str, rows: list[dict], **changes: object) -> None:
-        _write(tmp_path / name, {"dataset": spec, "budgets": {**budgets, **changes}, "rows": rows, "provenance": PROV})
+    def rec(name: str, rows: list[dict], work: str = "a", **changes: object) -> None:
+        _write(tmp_path / name, _rec(config={**config, **changes}, rows=rows, run_options={"work": work}))
 
-    row = lambda m, a: {"method": m, "ipc": 10, "mean": a, "std": 0.01, "per_seed": [a]}  # noqa: E731
+    row = lambda m, a: {"method": m, "ipc": 10, "protocol": "kd student", "mean": a, "std": 0.01, "per_seed": [a]}  # noqa: E731
     rec("full.json", [row("bps", 0.30), row("random", 0.33), row("herding", 0.31)])
     rec("larger.json", [row("bps", 0.50), row("random", 0.49)], per_class=1000)  # another run: never paired
-    rec("centres.json", [row("bps", 0.34)], centre_frac=1.0, work="b", methods="bps")
-    rec("margins.json", [row("bps", 0.28)], centre_frac=0.0, work="c", methods="bps")
+    rec("centres.json", [row("bps", 0.34)], work="b", centre_frac=1.0)
+    rec("margins.json", [row("bps", 0.28)], work="c", centre_frac=0.0)
     t = results.bps_split_ablation(results.load([tmp_path]))
     got = dict(zip(t.selection, t.accuracy_mean))
     assert got == {"bps, centre share 1": 0.34, "bps, centre share 0": 0.28, "bps, centre share 0.5": 0.30,
                    "random": 0.33}
-    assert set(t.source) == {"centres.json", "margins.json", "full.json"} or \
-        {s.split("/")[-1] for s in t.source} == {"centres.json", "margins.json", "full.json"}
+    assert {s.split("/")[-1] for s in t.source} == {"centres.json", "margins.json", "full.json"}
     assert results.bps_split_ablation(results.load([tmp_path / "none"])).empty
 
 
 def test_synthesis_by_steps_reads_the_step_budget(tree: Path) -> None:
     rec = json.loads((tree / "results" / "sfm_ci_cifar10_cpu.json").read_text())
-    _write(tree / "results" / "sfm_long.json", {**rec, "settings": {"steps": 1000},
-                                                "results": [{**rec["results"][0], "acc": 0.45}]})
-    rec["settings"] = {"steps": 100}
-    _write(tree / "results" / "sfm_ci_cifar10_cpu.json", rec)
+    _write(tree / "results" / "sfm_long.json", {**rec, "config": {**rec["config"], "steps": 1000},
+                                                "rows": [{**rec["rows"][0], "mean": 0.45}]})
     t = results.synthesis_by_steps(results.load(_dirs(tree)))
     assert sorted(zip(t.steps, t.accuracy_mean)) == [(100, 0.3), (1000, 0.45)]
-    assert set(t["set"]) == {"sfm"} and set(t["mode"]) == {"ci"}
+    assert set(t.distill_backbone) == {"efficientnet-lite0"} and set(t.set) == {"sfm"}
+
+
+# ----------------------------------------------------------------------------- the writer
+def test_write_records_provenance_and_is_strict_json(tmp_path: Path) -> None:
+    from ddlib.bps.select import SelectConfig
+
+    out = tmp_path / "deep" / "r.json"
+    rec = results.write(out, what="a test", config={"select": SelectConfig()}, command="python -m ddlib x",
+                        rows=[{"method": "m", "mean": float("nan"), "per_seed": [0.5, float("inf")]}],
+                        timings={"wall_s": 1.5, "cached": True, "original_wall_s": 9.0}, paired=[])
+    text = out.read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    back = json.loads(text)
+    assert back == rec and back["rows"][0]["mean"] is None and back["rows"][0]["per_seed"] == [0.5, None]
+    assert back["config"]["select"]["k_ratio"] == SelectConfig().k_ratio  # a dataclass config as a dict
+    prov = back["provenance"]
+    assert prov["command"] == "python -m ddlib x" and set(prov) >= {"commit", "device", "date", "threads",
+                                                                    "load_average"}
+    assert len(prov["load_average"]) == 3 and prov["threads"] >= 1
+    loaded = results.load_file(out)[0]
+    assert loaded.wall_s == 9.0  # a cached record's time is the original run's, under its own key
+    assert [p.name for p in out.parent.iterdir()] == ["r.json"]  # no temporary file left
+
+
+@pytest.mark.parametrize("kwargs, word", [
+    ({"timings": {}}, "wall_s"),
+    ({"rows": {"a": 1}}, "rows"),
+    ({"what": ""}, "what"),
+])
+def test_write_refuses_a_record_of_another_schema(tmp_path: Path, kwargs: dict, word: str) -> None:
+    base = dict(what="x", config={}, rows=[], timings={"wall_s": 1.0})
+    with pytest.raises(ValueError, match=word):
+        results.write(tmp_path / "r.json", **{**base, **kwargs})
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_dataset_label() -> None:
+    assert results.dataset_label("cifar10:/a/b.tar.xz") == "cifar10"
+    assert results.dataset_label({"name": "imagefolder:/x/y"}) == "imagefolder"
+    assert results.dataset_label("fashion-mnist") == "fashion-mnist" and results.dataset_label(None) == ""
+
+
+def test_paired_table_collects_every_records_paired_rows(tmp_path: Path) -> None:
+    paired = [{"method": "bps", "baseline": "random", "ipc": 10, "protocol": "kd", "rule": "final epoch",
+               "n_seeds": 5, "diff_mean": 0.012, "ci95": [-0.003, 0.027]}]
+    results.write(tmp_path / "a.json", what="BPS", config={"dataset": {"name": "fashion-mnist"}}, rows=[],
+                  timings={"wall_s": 1.0}, paired=paired)
+    results.write(tmp_path / "b.json", what="no pairs", config={}, rows=[], timings={"wall_s": 1.0})
+    t = results.paired_table(results.load([tmp_path]))
+    assert list(t.columns) == results.PAIRED_COLUMNS and len(t) == 1
+    r = t.iloc[0]
+    assert (r.method, r.baseline, r.ipc, r.n_seeds, r.dataset) == ("bps", "random", 10, 5, "fashion-mnist")
+    assert math.isclose(r.diff_mean, 0.012) and list(r.ci95) == [-0.003, 0.027]

@@ -152,3 +152,143 @@ def test_config_validation():
         SelectConfig(centre_frac=-0.1)
     with pytest.raises(ParamError, match="gmm_backend"):
         SelectConfig(gmm_backend="torch")
+
+
+# ----------------------------------------------------------------------------- the batched GMM backend
+def _entropy_sets(seed: int, count: int) -> list[np.ndarray]:
+    """Candidate sets like Stage 2's: sorted top entropies, float32 values, a few mixtures and shapes."""
+    rng = np.random.default_rng(seed)
+    sets = []
+    for j in range(count):
+        n = int(rng.integers(5, 120))
+        kind = j % 4
+        if kind == 0:    # a confident bulk and an uncertain tail (the benchmark's distribution)
+            v = np.where(rng.random(n) < 0.9, rng.gamma(1.0, 0.05, n), rng.uniform(0.5, 2.0, n))
+        elif kind == 1:  # two clear modes
+            v = np.concatenate([rng.normal(0.2, 0.05, n // 2), rng.normal(1.0, 0.2, n - n // 2)])
+        elif kind == 2:  # no structure
+            v = rng.uniform(0.0, 2.0, n)
+        else:            # one mode with outliers
+            v = np.concatenate([rng.gamma(4.0, 0.05, n - 2), rng.uniform(1.5, 3.0, 2)])
+        sets.append(np.sort(np.abs(v).astype(np.float32).astype(np.float64)))
+    return sets
+
+
+def test_kmeans_first_centre_is_randomstate_choice():
+    from ddlib.kernels import gmm as G
+
+    for seed in (1228, 0, 12345):
+        u0 = G._draws(seed)[0]
+        for n in range(2, 200):
+            assert G._first_centre(n, u0) == np.random.RandomState(seed).choice(n, p=np.ones(n) / n)
+
+
+def test_batched_fit_equals_sklearn_fit():
+    from ddlib.kernels import gmm as G
+
+    sets = _entropy_sets(0, 120)
+    mu, var, w, delicate = G.fit_batched(sets, 1228)
+    checked = 0
+    for j in np.flatnonzero(~delicate):
+        m2, v2, w2 = G.fit_sklearn(sets[j], 1228)
+        np.testing.assert_allclose(mu[j], m2, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(var[j], v2, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(w[j], w2, rtol=1e-9, atol=1e-12)
+        checked += 1
+    assert checked >= 110  # continuous data: (almost) no set needs scikit-learn
+
+
+def test_batched_cuts_split_candidates_as_sklearn():
+    from ddlib.kernels import gmm as G
+
+    sets = _entropy_sets(1, 200)
+    stats: dict = {}
+    lo, cut = G.cuts(sets, 1228, "numpy", stats)
+    lo2, cut2 = G.cuts(sets, 1228, "sklearn")
+    assert stats["fits"] == 200
+    for v, a, b, a2, b2 in zip(sets, lo, cut, lo2, cut2):
+        assert np.array_equal((v >= a) & (v <= b), (v >= a2) & (v <= b2))
+        assert np.array_equal(v < a, v < a2)
+        assert np.isinf(b) == np.isinf(b2)
+
+
+def test_ties_on_a_decision_fall_back_to_sklearn():
+    from ddlib.kernels import gmm as G
+
+    # 0.9 is exactly the midpoint of the first two k-means centres 0.3 and 1.5: rounding decides its label
+    v = np.array([0.3] * 20 + [0.9, 1.5])
+    _, _, _, delicate = G.fit_batched([v], 1228)
+    assert delicate[0]
+    stats: dict = {}
+    assert G.cuts([v], 1228, "numpy", stats) == G.cuts([v], 1228, "sklearn")
+    assert stats["fallbacks"] == 1
+    with pytest.raises(ValueError):
+        G.fit_batched([np.array([1.0])])
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_numpy_backend_selects_as_sklearn(seed):
+    # a modelling like the benchmark's, small: 3 classes of geometric pattern sizes, a two-mode entropy
+    rng = np.random.default_rng(seed)
+    emb, y, pat = [], [], []
+    for c in range(3):
+        sizes = np.maximum(1, (0.8 ** np.arange(12) * 120).astype(int))
+        for k, s in enumerate(sizes):
+            emb.append(rng.standard_normal(16) + 0.7 * rng.standard_normal((s, 16)))
+            y += [c] * s
+            pat += [k] * s
+    emb = np.concatenate(emb).astype(np.float32)
+    h = np.where(rng.random(len(emb)) < 0.9, rng.gamma(1.0, 0.05, len(emb)),
+                 rng.uniform(0.5, 2.0, len(emb))).astype(np.float32)
+    ipcs = [1, 10, 50, 100]
+    a = select_all(emb, y, pat, h, ipcs, SelectConfig(gmm_backend="sklearn"))
+    b = select_all(emb, y, pat, h, ipcs, SelectConfig(gmm_backend="numpy"))
+    for k in ipcs:
+        assert {f: a[k][f] for f in ("indices", "pattern", "role")} == {f: b[k][f] for f in ("indices", "pattern", "role")}
+        assert b[k]["config"]["gmm_backend"] == "numpy"
+    assert sum(r == "margin" for r in b[100]["role"]) > 50  # the filter was exercised
+
+
+def test_hand_made_cases_same_with_numpy_backend():
+    rng = np.random.default_rng(1)
+    centres = [np.eye(8)[0], np.eye(8)[1], np.eye(8)[2]]
+    x0, p0 = _blobs(rng, [60, 30, 10], centres)
+    x1, p1 = _blobs(rng, [50, 50], [np.eye(8)[3], np.eye(8)[4]])
+    emb, y, pat = np.concatenate([x0, x1]), np.array([0] * 100 + [1] * 100), np.concatenate([p0, p1])
+    h = rng.random(200)
+    for ipc in (1, 3, 10, 40, 100):
+        a = select_bps(emb, y, pat, h, SelectConfig(ipc=ipc))
+        b = select_bps(emb, y, pat, h, SelectConfig(ipc=ipc, gmm_backend="numpy"))
+        assert (a["indices"], a["role"]) == (b["indices"], b["role"])
+    h2 = np.array([0.1] * 10 + [1.0, 1.01, 1.02, 1.03, 1.04] + [3.0, 3.01, 3.02, 3.03, 3.04])
+    for k in (3, 6, 15, 16):
+        assert margin_picks(h2, k, 0.10).tolist() == margin_picks(h2, k, 0.10, backend="numpy").tolist()
+
+
+def test_model_once_serves_every_ipc_without_refitting():
+    from ddlib.bps.select import prepare, select_ipcs
+
+    rng = np.random.default_rng(4)
+    emb = rng.standard_normal((400, 8))
+    y = np.repeat(np.arange(2), 200)
+    pat = rng.integers(0, 3, 400)
+    h = rng.random(400)
+    model = prepare(emb, y, pat, h)
+    first = select_ipcs(model, [10, 50], SelectConfig(gmm_backend="numpy"))
+    fits = model.stats["fits"]
+    assert fits > 0
+    again = select_ipcs(model, [50, 10], SelectConfig(gmm_backend="numpy"))
+    assert model.stats["fits"] == fits  # the cuts are cached per (pattern, number of centres)
+    assert again == first
+    assert first[50] == select_bps(emb, y, pat, h, SelectConfig(ipc=50, gmm_backend="numpy"))
+
+
+def test_non_finite_candidates_skip_the_filter_as_sklearn():
+    from ddlib.kernels import gmm as G
+
+    bad = [np.array([0.1, 0.2, np.nan, 0.4, 0.5, 0.9]), np.array([0.1, 0.2, 0.3, 0.4, np.inf])]
+    for backend in ("numpy", "sklearn"):
+        lo, cut = G.cuts(bad, 1228, backend)
+        assert np.isnan(lo).all() and np.isnan(cut).all()
+    h = np.array([0.1] * 10 + [1.0, 1.01, np.nan, 1.03, 1.04] + [3.0, 3.01, 3.02, 3.03, 3.04])
+    assert margin_picks(h, 4, backend="numpy").tolist() == margin_picks(h, 4, backend="sklearn").tolist()

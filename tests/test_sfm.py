@@ -188,22 +188,3 @@ def test_bad_inputs_raise(tiny_backbone, tiny_ds) -> None:
     with pytest.raises(ParamError, match="no training images"):
         stats.class_centres(tiny_backbone, tiny_ds.train_x[:3], torch.zeros(3, dtype=torch.long), 2)
     assert "sfm" in AUGMENTS
-
-
-# ----------------------------------------------------------------------------- the CLI
-def test_cli_distill_writes_images_grid_and_json(tmp_path, capsys) -> None:
-    from ddlib import cli
-
-    out = tmp_path / "syn"
-    rc = cli.main(["distill", "--method", "lgm", "--backbone", "convnet-random", "--dataset", "digits",
-                   "--per-class", "10", "--ipc", "1", "--steps", "3", "--augs-per-batch", "2", "--out", str(out),
-                   "--quiet"])
-    assert rc == 0
-    back = synth.load_synthetic(out)
-    assert back["images"].shape == (10, 1, 8, 8) and back["labels"].tolist() == list(range(10))
-    meta = json.loads((out / "distill.json").read_text())
-    assert meta["config"]["method"] == "lgm" and meta["wall_time"] > 0 and "peak_mem" in meta
-    assert meta["provenance"]["command"].startswith("python -m ddlib distill") and (out / "grid.png").exists()
-    assert cli.main(["distill", "--backbone", "convnet-random", "--dataset", "digits", "--ipc", "0",
-                     "--out", str(tmp_path / "bad")]) == 2
-    assert "ipc" in capsys.readouterr().err

@@ -73,13 +73,81 @@ def test_sweep_records_resumes_and_isolates_failures(tmp_path: Path, capsys: pyt
     records = sweep(SweepConfig(notebook=str(nb), grid=parse_grid([("a", "2,3"), ("fail", "False,True")]),
                                 out=str(out)), log=lambda s: None)
     assert [r["skipped"] for r in records] == [True, False, True, False]
-    # a new value adds a run beside the old ones
+    # a new value adds a run beside the old ones; the table keeps the earlier rows (issue 14: a second
+    # grid used to rewrite results.csv with only its own rows)
     records = sweep(SweepConfig(notebook=str(nb), grid={"a": [3, 4], "fail": [False]}, out=str(out)),
                     log=lambda s: None)
     assert [r["skipped"] for r in records] == [True, False]
-    assert pd.read_csv(out / "results.csv")["square"].tolist() == [9, 16]
+    table = pd.read_csv(out / "results.csv")
+    assert len(table) == 5 and table[table.status == "ok"]["square"].tolist() == [4, 9, 16]
 
 
 def test_cli_reports_a_missing_notebook(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert cli.main(["sweep", str(tmp_path / "none.ipynb"), "-p", "a", "1", "--out", str(tmp_path)]) == 2
     assert "notebook=" in capsys.readouterr().err
+
+
+def test_parallel_sweep_with_relative_paths(tmp_path: Path, monkeypatch: pytest.CaptureFixture) -> None:
+    """Issue 14: ``--jobs 2`` with a relative notebook and ``--out`` (the README's form) broke, because
+    papermill changes the working directory of the whole process while threads shared it."""
+    nb = tiny_notebook(tmp_path)
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    argv = ["sweep", f"../{nb.name}", "-p", "a", "1,2,3,4", "--out", "runs", "--jobs", "2"]
+    assert cli.main(argv) == 0
+    out = tmp_path / "work" / "runs"
+    table = pd.read_csv(out / "results.csv")
+    assert sorted(table["square"]) == [1, 4, 9, 16] and set(table["status"]) == {"ok"}
+    for a in (1, 2, 3, 4):
+        assert read_results(out / f"tiny__a={a}.ipynb")["square"] == a * a
+    assert not list(tmp_path.glob("runs")) and not list((tmp_path / "work").glob("*.ipynb"))  # nothing misplaced
+
+
+def test_second_grid_merges_and_a_rerun_replaces_its_row(tmp_path: Path) -> None:
+    nb = tiny_notebook(tmp_path)
+    out = tmp_path / "runs"
+    quiet = {"log": lambda s: None}
+    sweep(SweepConfig(notebook=str(nb), grid={"a": [1, 2]}, out=str(out)), **quiet)
+    sweep(SweepConfig(notebook=str(nb), grid={"a": [3], "tag": ["y"]}, out=str(out)), **quiet)
+    table = pd.read_csv(out / "results.csv")
+    assert table["square"].tolist() == [1, 4, 9] and table["label"].tolist() == ["x-1", "x-2", "y-3"]
+    # a re-run of the same point (its record removed, so it runs again) replaces its row, in place
+    (out / "tiny__a=2.json").unlink()
+    records = sweep(SweepConfig(notebook=str(nb), grid={"a": [2]}, out=str(out)), **quiet)
+    assert [r["skipped"] for r in records] == [False]
+    table = pd.read_csv(out / "results.csv")
+    assert table["square"].tolist() == [1, 4, 9]
+    rows = json.loads((out / "results.json").read_text())
+    assert [r["parameters"] for r in rows] == [{"a": 1}, {"a": 2}, {"a": 3, "tag": "y"}]
+    assert rows[1]["wall_s"] == records[0]["wall_s"]  # the new run's row, not the old one
+
+
+def test_table_is_rebuilt_from_records_when_results_json_is_lost(tmp_path: Path) -> None:
+    """A sweep that stopped before writing its table loses nothing: the run records are merged."""
+    nb = tiny_notebook(tmp_path)
+    out = tmp_path / "runs"
+    sweep(SweepConfig(notebook=str(nb), grid={"a": [1, 2]}, out=str(out)), log=lambda s: None)
+    (out / "results.json").write_text("[{truncated")
+    (out / "results.csv").unlink()
+    sweep(SweepConfig(notebook=str(nb), grid={"a": [5]}, out=str(out)), log=lambda s: None)
+    assert sorted(pd.read_csv(out / "results.csv")["square"]) == [1, 4, 25]
+
+
+def test_sweep_json_is_strict(tmp_path: Path) -> None:
+    """A glued NaN/inf or a NaN parameter never writes the bare tokens NaN/Infinity (strict parsers reject them)."""
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("x = 1.0", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell('from myst_nb import glue\nglue("y", x * 2, display=False)')])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, tmp_path / "f.ipynb")
+    out = tmp_path / "runs"
+    sweep(SweepConfig(notebook=str(tmp_path / "f.ipynb"), grid={"x": [float("nan"), float("inf"), 1.5]}, out=str(out)),
+          log=lambda s: None)
+
+    def strict(text: str) -> object:
+        return json.loads(text, parse_constant=lambda c: pytest.fail(f"non-strict JSON token {c}"))
+
+    rows = strict((out / "results.json").read_text())
+    assert [r["parameters"]["x"] for r in rows] == [None, None, 1.5]
+    for f in out.glob("f__*.json"):
+        strict(f.read_text())

@@ -124,3 +124,96 @@ def test_bad_inputs_raise_param_error() -> None:
         train.fit(small(), x, y, {"epochs": 1}, progress=False)  # type: ignore[arg-type]
     with pytest.raises(ParamError, match="y must"):
         train.evaluate(small(), x, y[:3])
+
+
+# ----------------------------------------------------------------------------- the loop and its parts
+class _Recorder(train.Hook):
+    def __init__(self) -> None:
+        self.events: list[tuple] = []
+
+    def epoch_start(self, state: train.LoopState) -> None:
+        self.events.append(("epoch_start", state.epoch, state.model.training))
+
+    def step_start(self, state: train.LoopState) -> None:
+        self.events.append(("step_start", state.epoch, state.step))
+
+    def step_end(self, state: train.LoopState, batch: train.Batch, loss: torch.Tensor, out: object) -> None:
+        self.events.append(("step_end", state.epoch, state.step, len(batch), out))
+
+    def epoch_end(self, state: train.LoopState) -> None:
+        self.events.append(("epoch_end", state.epoch, len(state.history["loss"])))
+
+
+def test_loop_calls_hooks_in_order_and_records_the_weighted_mean_loss() -> None:
+    x, y = torch.arange(5.0).view(5, 1), torch.zeros(5)
+    model = torch.nn.Linear(1, 1, bias=False)
+    torch.nn.init.zeros_(model.weight)
+    model.eval()
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)  # lr 0: the loss stays mean(y_hat - y)^2 = 0
+    rec = _Recorder()
+
+    def step(m: torch.nn.Module, b: train.Batch) -> tuple[torch.Tensor, object]:
+        return ((m(b.x).squeeze(1) - b.y) ** 2).mean() + len(b), f"out{len(b)}"
+
+    hist = train.loop(model, opt, train.tensor_batches(x, y, 3), step, 2, torch.Generator().manual_seed(0),
+                      hooks=[rec])
+    assert rec.events[:5] == [("epoch_start", 0, True), ("step_start", 0, 0), ("step_end", 0, 0, 3, "out3"),
+                              ("step_start", 0, 1), ("step_end", 0, 1, 2, "out2")]
+    assert rec.events[5] == ("epoch_end", 0, 1) and len(rec.events) == 12
+    assert hist["loss"] == [pytest.approx((3 * 3 + 2 * 2) / 5)] * 2 and hist["seconds"] >= 0
+
+
+def test_batches_shuffle_from_the_generator_and_drop_last() -> None:
+    seen: list[torch.Tensor] = []
+    src = train.Batches(10, 4, lambda idx, gen: seen.append(idx) or train.Batch(idx, None))
+    assert src.steps_per_epoch == 3 and train.Batches(10, 4, src.fetch, drop_last=True).steps_per_epoch == 2
+    assert [len(b) for b in src(0, torch.Generator().manual_seed(5))] == [4, 4, 2]
+    assert torch.equal(torch.cat(seen), torch.randperm(10, generator=torch.Generator().manual_seed(5)))
+
+
+def test_lr_hooks() -> None:
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([p], lr=1.0)
+    state = train.LoopState(torch.nn.Linear(1, 1), opt, None, epochs=4, steps_per_epoch=2, epoch=1, step=1)
+    train.LrPerStep(lambda e, s, n: e + s / n).step_start(state)
+    assert opt.param_groups[0]["lr"] == 1.5
+    train.LrPerEpoch(lambda e: 10.0 * e).epoch_start(state)
+    assert opt.param_groups[0]["lr"] == 10.0
+    sched = torch.optim.lr_scheduler.StepLR(opt, 1, gamma=0.5)
+    opt.step()  # (no gradient: nothing moves; the scheduler wants a step before its own)
+    train.LrScheduler(sched).epoch_end(state)
+    assert opt.param_groups[0]["lr"] == 5.0
+
+
+def test_evaluate_hook_at_chosen_epochs() -> None:
+    x, y = toy(16)
+    m = small()
+    ev = train.Evaluate(lambda model: 0.5, lambda e: e >= 2)
+    hist = train.loop(m, torch.optim.SGD(m.parameters(), lr=0.0), train.image_batches(x, y, 8, torch.device("cpu")),
+                      train.ce_step(), 4, torch.Generator().manual_seed(0), hooks=[ev])
+    assert hist["eval_acc"] == [0.5, 0.5] and hist["eval_epoch"] == [3, 4]
+
+
+def test_image_batches_views_and_cutmix() -> None:
+    x, y = toy(8)
+    gen = torch.Generator().manual_seed(0)
+    (b,) = list(train.image_batches(x, y, 8, torch.device("cpu"), augment="crop_flip", views=2)(0, gen))
+    assert isinstance(b.x, tuple) and len(b.x) == 2 and not torch.equal(b.x[0], b.x[1])
+    assert b.x[0].dtype == torch.float32 and torch.equal(b.y, y[b.index])
+    (b,) = list(train.image_batches(x, y, 8, torch.device("cpu"), cutmix_alpha=0.0)(0, gen))
+    assert torch.equal(b.mix[0], torch.arange(8)) and b.mix[1] == 1.0 and torch.equal(b.x, x[b.index] / 255.0)
+    (b,) = list(train.image_batches(x, y, 8, torch.device("cpu"), cutmix_alpha=1.0)(0, gen))
+    assert 0.0 <= b.mix[1] <= 1.0 and sorted(b.mix[0].tolist()) == list(range(8))
+    with pytest.raises(ParamError, match="views"):
+        train.image_batches(x, y, 8, torch.device("cpu"), views=2)
+
+
+def test_embed_options() -> None:
+    x, _ = toy(10)
+    m = small().train()
+    f = train.embed(m.features, x, batch_size=3)
+    assert m.training and f.shape == (10, m.feature_dim) and f.dtype == torch.float32
+    n = train.embed(m.features, x, batch_size=4, normalize=True)
+    assert torch.allclose(n, F.normalize(f, dim=1), atol=1e-6)
+    assert torch.equal(train.embed(m.features, x, batch_size=3, autocast=True), f)  # autocast acts on CUDA only
+    assert train.embed(m, x[:0]).shape == (0, m.feature_dim)

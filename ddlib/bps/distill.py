@@ -15,9 +15,10 @@ accuracy over the last 21 epochs (evaluated only then, as the reference).
 CE student (``loss="ce"``, for the hard-label comparison): the same protocol, with the CutMix
 cross-entropy ``λ·CE(y) + (1-λ)·CE(y[perm])`` on the hard labels instead of the teacher.
 
-Departure: the student loop is a small loop of its own rather than :func:`ddlib.train.fit`,
-because the protocol evaluates only in the last 21 epochs and sets the lr per epoch; it reuses
-``train``'s optimiser, schedule and image helpers.
+Both student losses are steps of the one training loop (:func:`ddlib.train.loop`): the data side is
+:func:`ddlib.train.image_batches` with the KD augmentation and CutMix, the teacher relabels each
+mixed batch in :func:`ddlib.train.kd_step`, the lr is set once per epoch (:class:`~ddlib.train.LrPerEpoch`)
+and the students are evaluated only in their last ``last_epochs`` epochs (:class:`~ddlib.train.Evaluate`).
 """
 from __future__ import annotations
 
@@ -27,12 +28,13 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from ddlib import artifacts, book, models
-from ddlib.kernels.augment import AUGMENTS, augment, cutmix
-from ddlib.train import TrainConfig, evaluate, fit, make_optimizer, predict, to_unit
+from ddlib import artifacts, models
+from ddlib.kernels.augment import AUGMENTS
+from ddlib.losses import softmax_entropy
+from ddlib.train import (Evaluate, LrPerEpoch, TrainConfig, cutmix_ce_step, evaluate, fit, image_batches, kd_step,
+                         loop, make_optimizer, predict)
 from ddlib.utils import (ParamError, check_choice, check_float, check_int, config_dict, get_device,
                          seed_everything)
 
@@ -119,28 +121,32 @@ def train_teacher(ds, cfg: TeacherConfig = TeacherConfig(), device=None, progres
     dev = get_device(device)
 
     def compute() -> dict:
+        from ddlib.baselines import ForgettingConfig, scores_from_hooks, scoring_hooks
+
         seed_everything(cfg.seed)  # the initial weights follow cfg.seed, not the caller's RNG state
         model = build_model(ds, cfg.model, cfg.width, cfg.depth)
-        hist = fit(model, ds.train_x, ds.train_y, cfg.train_config(), device=dev, seed=cfg.seed,
-                   progress=progress and not book.in_test())
+        # the teacher's own forgetting events and EL2N, for ForgettingConfig(source="teacher"); the hooks draw
+        # nothing from any generator, so the teacher is the one trained without them
+        el2n_epoch = min(ForgettingConfig.el2n_epoch, cfg.epochs)
+        scoring = scoring_hooks(ds.train_x, ds.train_y, ds.num_classes, el2n_epoch, dev)
+        hist = fit(model, ds.train_x, ds.train_y, cfg.train_config(), device=dev, seed=cfg.seed, progress=progress,
+                   hooks=scoring)
         acc = evaluate(model, ds.test_x, ds.test_y, device=dev)
         return {"state_dict": {k: v.cpu() for k, v in model.state_dict().items()}, "test_acc": acc,
-                "seconds": hist["seconds"], "config": config_dict(cfg)}
+                "seconds": hist["seconds"], "config": config_dict(cfg),
+                "scores": scores_from_hooks(scoring, el2n_epoch)}
 
-    obj = artifacts.cached(teacher_key(ds, cfg), compute, meta={"dataset": ds.spec}, enabled=cache)
+    key = teacher_key(ds, cfg)
+    obj = artifacts.cached(key, compute, meta={"dataset": ds.spec}, enabled=cache)
     model = build_model(ds, cfg.model, cfg.width, cfg.depth)
     model.load_state_dict(obj["state_dict"])
+    model.ddlib_key = key  # type: ignore[attr-defined]  # names the teacher in the keys of its students
     model.test_acc = obj["test_acc"]  # type: ignore[attr-defined]
     model.train_seconds = obj["seconds"]  # type: ignore[attr-defined]
+    model.scores = obj.get("scores")  # type: ignore[attr-defined]  # forgetting/EL2N of its run (None: older artifact)
     for p in model.parameters():
         p.requires_grad_(False)
     return model.to(dev).eval()
-
-
-def softmax_entropy(logits: torch.Tensor) -> torch.Tensor:
-    """Per-row entropy (nats) of ``softmax(logits)``."""
-    logp = F.log_softmax(logits.float(), dim=1)
-    return -(logp.exp() * logp).sum(1)
 
 
 def teacher_entropies(teacher: nn.Module, x: torch.Tensor, device=None) -> torch.Tensor:
@@ -190,13 +196,6 @@ class StudentConfig:
                        batch_size=bs if self.batch_size is None else self.batch_size)
 
 
-def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
-    """``KL(log_softmax(s/τ) ‖ softmax(t/τ))·τ²`` with batch-mean reduction (the reference's KLDivLoss)."""
-    t = temperature
-    return F.kl_div(F.log_softmax(student_logits / t, 1), F.softmax(teacher_logits / t, 1),
-                    reduction="batchmean") * t * t
-
-
 def train_student(ds, indices, cfg: StudentConfig, teacher: nn.Module | None = None, seed: int = 0,
                   device=None, progress: bool = True) -> dict:
     """Train one student on ``ds.train_x[indices]`` with ``cfg``; returns best-of-last-epochs accuracy.
@@ -204,8 +203,6 @@ def train_student(ds, indices, cfg: StudentConfig, teacher: nn.Module | None = N
     ``cfg`` must be resolved (``min_crop``/``batch_size`` set); ``teacher`` is needed for ``loss="kd"``.
     Returns ``{"best_acc", "last_acc", "accs" (the evaluated epochs), "seconds"}``.
     """
-    from tqdm.auto import tqdm
-
     if cfg.min_crop is None or cfg.batch_size is None:
         raise ParamError("train_student needs a resolved StudentConfig (use cfg.resolved(dataset, classes, ipc))")
     if cfg.loss == "kd" and teacher is None:
@@ -222,37 +219,15 @@ def train_student(ds, indices, cfg: StudentConfig, teacher: nn.Module | None = N
     aug = replace(AUGMENTS["kd"], crop_scale=(cfg.min_crop, 1.0))
     if teacher is not None:
         teacher = teacher.to(dev).eval()
-    n, bs = len(x), cfg.batch_size
-    accs: list[float] = []
-    start = time.perf_counter()
+    source = image_batches(x, y, cfg.batch_size, dev, augment=aug, cutmix_alpha=cfg.cutmix_alpha)
+    step = kd_step(teacher, cfg.temperature) if cfg.loss == "kd" else cutmix_ce_step()
     first_eval = max(cfg.epochs - cfg.last_epochs, 0)
-    bar = tqdm(range(cfg.epochs), desc=f"student {cfg.loss}", disable=not progress or book.in_test(), leave=False)
-    for epoch in bar:
-        for g in opt.param_groups:
-            g["lr"] = cfg.lr * 0.5 * (1 + math.cos(math.pi * epoch / cfg.epochs / 2))
-        student.train()
-        order = torch.randperm(n, generator=gen)
-        for s in range(0, n, bs):
-            b = order[s:s + bs]
-            xb = augment(to_unit(x[b].to(dev)), aug, gen)
-            yb = y[b].to(dev)
-            if cfg.cutmix_alpha > 0:
-                xb, perm, lam = cutmix(xb, cfg.cutmix_alpha, gen)
-            else:
-                perm, lam = torch.arange(len(b), device=dev), 1.0
-            out = student(xb)
-            if cfg.loss == "kd":
-                with torch.no_grad():
-                    t_logits = teacher(xb)
-                loss = kd_loss(out, t_logits, cfg.temperature)
-            else:
-                loss = lam * F.cross_entropy(out, yb) + (1 - lam) * F.cross_entropy(out, yb[perm.to(dev)])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-        if epoch >= first_eval:
-            accs.append(evaluate(student, ds.test_x, ds.test_y, device=dev))
-            bar.set_postfix(acc=f"{accs[-1]:.3f}", best=f"{max(accs):.3f}")
+    hooks = [LrPerEpoch(lambda epoch: cfg.lr * 0.5 * (1 + math.cos(math.pi * epoch / cfg.epochs / 2))),
+             Evaluate(lambda m: evaluate(m, ds.test_x, ds.test_y, device=dev), lambda epoch: epoch >= first_eval)]
+    start = time.perf_counter()
+    hist = loop(student, opt, source, step, cfg.epochs, gen, hooks=hooks, progress=progress,
+                desc=f"student {cfg.loss}")
+    accs = hist["eval_acc"]
     return {"best_acc": max(accs), "last_acc": accs[-1], "accs": accs, "seconds": time.perf_counter() - start}
 
 

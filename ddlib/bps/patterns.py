@@ -18,6 +18,12 @@ modules is therefore found, not set.
 Departure from the reference: the reference asks faiss for k neighbours *including* the query and
 skips it, so it keeps at most k - 1; here k counts real neighbours (the query is never one). Pattern
 ids are relabelled by decreasing size (pattern 0 is the largest); the reference keeps Infomap's order.
+
+Speed (``benchmarks/bench_knn_infomap.py`` records the parts): on CPU, Infomap's trials take most
+of a refresh of Stage 1's queue, the kNN graph most of the rest. :func:`partition_info` can run
+the classes' Infomap in worker processes while it builds the next class's graph (by default when
+the embeddings are on a GPU, see :func:`infomap_workers`); the links, flags and seed are the
+same, and so is the result.
 """
 from __future__ import annotations
 
@@ -26,40 +32,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ddlib.kernels.knn import BACKENDS, knn, l2_normalize
-from ddlib.utils import ParamError, check_choice, check_float, check_int
-
-
-@dataclass(frozen=True)
-class PatternConfig:
-    """The kNN + Infomap recipe; every default is the reference's (METHODS.md §1)."""
-
-    k: int = 30                 # neighbours per sample (query excluded)
-    min_sim: float = 0.5        # keep links with cosine >= min_sim
-    trials: int = 3             # Infomap --num-trials
-    two_level: bool = True      # Infomap --two-level (a flat partition into patterns)
-    directed: bool = True       # Infomap --directed (the kNN relation is not symmetric)
-    seed: int = 123             # Infomap --seed (Infomap's own default)
-    knn_backend: str = "auto"   # see ddlib.kernels.knn
-    block_size: int = 4096      # kNN block size (memory bound)
-
-    def __post_init__(self) -> None:
-        check_int("k", self.k, 1)
-        check_float("min_sim", self.min_sim, -1.0, 1.0)
-        check_int("trials", self.trials, 1, 1000)
-        for name in ("two_level", "directed"):
-            if not isinstance(getattr(self, name), bool):
-                raise ParamError(f"{name}={getattr(self, name)!r} must be True or False")
-        check_int("seed", self.seed, 0, 2**31 - 1)
-        check_choice("knn_backend", self.knn_backend, BACKENDS)
-        check_int("block_size", self.block_size, 1)
-
-    def infomap_flags(self) -> str:
-        """The Infomap option string for this config."""
-        flags = ["--two-level"] if self.two_level else []
-        flags += ["--directed"] if self.directed else []
-        flags += ["--silent", f"--num-trials {self.trials}", f"--seed {self.seed}"]
-        return " ".join(flags)
+from ddlib.encoders import PatternConfig  # defined beside EncoderConfig, which holds one (see ddlib.encoders)
+from ddlib.kernels.knn import knn, l2_normalize
+from ddlib.utils import ParamError, check_int
 
 
 @dataclass(frozen=True)
@@ -114,26 +89,25 @@ def _relabel_by_size(raw: np.ndarray) -> np.ndarray:
     return new[inv.reshape(-1)]
 
 
-def partition_class_info(emb: torch.Tensor, cfg: PatternConfig | None = None) -> ClassPartition:
-    """Partition one class's embeddings (n, D) into patterns; see the module docstring."""
+def _infomap(links: np.ndarray, flags: str) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """Infomap on directed weighted links (m, 3) in this process: node ids, module ids, codelengths."""
     from infomap import Infomap
 
-    cfg = cfg or PatternConfig()
-    if not isinstance(emb, torch.Tensor) or emb.dim() != 2:
-        raise ParamError(f"emb must be a 2-D tensor (n, D); got {getattr(emb, 'shape', type(emb).__name__)}")
-    n = emb.shape[0]
-    if n == 0:
-        return ClassPartition(torch.zeros(0, dtype=torch.long), 0, 0, 0, float("nan"), float("nan"))
-    links, single = knn_links(emb, cfg)
+    im = Infomap(flags)
+    im.add_links(links)
+    res = im.run()
+    nodes, mods = _read_modules(im)
+    return nodes, mods, float(res.codelength), float(res.one_level_codelength)
+
+
+def _class_partition(n: int, links: np.ndarray, single: np.ndarray,
+                     found: tuple[np.ndarray, np.ndarray, float, float] | None) -> ClassPartition:
+    """A class's :class:`ClassPartition` from its links, singletons and Infomap's result (None: no links)."""
     raw = np.full(n, -1, dtype=np.int64)
     codelength = one_level = float("nan")
-    if len(links):
-        im = Infomap(cfg.infomap_flags())
-        im.add_links(links)
-        res = im.run()
-        nodes, mods = _read_modules(im)
+    if found is not None:
+        nodes, mods, codelength, one_level = found
         raw[nodes] = mods
-        codelength, one_level = float(res.codelength), float(res.one_level_codelength)
     # singletons (no kept out-link) are their own patterns, overriding any module they were put in
     nxt = int(raw.max()) + 1 if (raw >= 0).any() else 0
     lonely = np.flatnonzero(single | (raw < 0))
@@ -143,28 +117,158 @@ def partition_class_info(emb: torch.Tensor, cfg: PatternConfig | None = None) ->
                           codelength, one_level)
 
 
+def partition_class_info(emb: torch.Tensor, cfg: PatternConfig | None = None) -> ClassPartition:
+    """Partition one class's embeddings (n, D) into patterns; see the module docstring."""
+    cfg = cfg or PatternConfig()
+    if not isinstance(emb, torch.Tensor) or emb.dim() != 2:
+        raise ParamError(f"emb must be a 2-D tensor (n, D); got {getattr(emb, 'shape', type(emb).__name__)}")
+    n = emb.shape[0]
+    if n == 0:
+        return ClassPartition(torch.zeros(0, dtype=torch.long), 0, 0, 0, float("nan"), float("nan"))
+    links, single = knn_links(emb, cfg)
+    return _class_partition(n, links, single, _infomap(links, cfg.infomap_flags()) if len(links) else None)
+
+
 def partition_class(emb: torch.Tensor, cfg: PatternConfig | None = None) -> torch.Tensor:
     """Pattern ids (n,) in 0..M-1 of one class's embeddings, pattern 0 the largest."""
     return partition_class_info(emb, cfg).ids
 
 
-def partition_info(emb: torch.Tensor, labels: torch.Tensor,
-                   cfg: PatternConfig | None = None) -> tuple[torch.Tensor, dict[int, ClassPartition]]:
-    """Per-class pattern ids (N,) and each class's :class:`ClassPartition`."""
+# ----------------------------------------------------------------------------- Infomap in worker processes
+#: A worker: reads jobs (a line "flags<TAB>m", then m links as float64 bytes) from stdin and answers
+#: (a line "rows codelength one_level_codelength", then the (rows, 2) int64 clu table as bytes).
+#: It imports only NumPy and Infomap (not torch), so it starts in a fraction of a second; the
+#: modules are read through write_clu as in :func:`_read_modules`.
+_WORKER = r"""
+import os, sys, tempfile
+import numpy as np
+from infomap import Infomap
+inp, out = sys.stdin.buffer, sys.stdout.buffer
+with tempfile.TemporaryDirectory(prefix="ddlib-infomap-") as tmp:
+    path = os.path.join(tmp, "modules.clu")
+    while True:
+        head = inp.readline().decode()
+        if not head.strip():
+            break
+        flags, m = head.rstrip("\n").split("\t")
+        links = np.frombuffer(inp.read(int(m) * 24), dtype=np.float64).reshape(-1, 3)
+        im = Infomap(flags)
+        im.add_links(links)
+        res = im.run()
+        im.write_clu(path)
+        table = np.ascontiguousarray(np.loadtxt(path, comments="#", usecols=(0, 1), dtype=np.int64, ndmin=2))
+        out.write(f"{len(table)} {res.codelength!r} {res.one_level_codelength!r}\n".encode())
+        out.write(table.tobytes())
+        out.flush()
+"""
+
+
+class _InfomapPool:
+    """``workers`` Infomap processes, one job in flight per worker (so no pipe can fill both ways)."""
+
+    def __init__(self, workers: int) -> None:
+        import subprocess
+        import sys
+
+        self.procs = [subprocess.Popen([sys.executable, "-c", _WORKER], stdin=subprocess.PIPE,
+                                       stdout=subprocess.PIPE) for _ in range(workers)]
+        self.busy: dict[int, object] = {}  # worker -> the job's key
+
+    def submit(self, key: object, links: np.ndarray, flags: str) -> None:
+        """Send a job to a free worker; the caller collects first when all are busy."""
+        w = next(i for i in range(len(self.procs)) if i not in self.busy)
+        pipe = self.procs[w].stdin
+        pipe.write(f"{flags}\t{len(links)}\n".encode())
+        pipe.write(np.ascontiguousarray(links, dtype=np.float64).tobytes())
+        pipe.flush()
+        self.busy[w] = key
+
+    def full(self) -> bool:
+        return len(self.busy) == len(self.procs)
+
+    def collect(self) -> tuple[object, tuple[np.ndarray, np.ndarray, float, float]]:
+        """The oldest job's key and result (blocks until it is done)."""
+        w = next(iter(self.busy))
+        key = self.busy.pop(w)
+        out = self.procs[w].stdout
+        head = out.readline().split()
+        if len(head) != 3:
+            raise RuntimeError(f"an Infomap worker process failed (exit code {self.procs[w].poll()})")
+        rows = int(head[0])
+        table = np.frombuffer(out.read(rows * 16), dtype=np.int64).reshape(rows, 2)
+        return key, (table[:, 0], table[:, 1], float(head[1]), float(head[2]))
+
+    def close(self) -> None:
+        for p in self.procs:
+            try:
+                p.stdin.close()
+                p.wait(timeout=10)
+            except Exception:  # noqa: BLE001 - never leave a worker behind
+                p.kill()
+
+
+def infomap_workers(classes: int, workers: int | None = None, device: torch.device | str = "cpu") -> int:
+    """Infomap processes for ``classes`` graphs, at most one per class: ``workers`` if given; by
+    default one per torch thread when the embeddings are on a GPU (the CPU cores are free while it
+    builds the graphs) and 1 on CPU, where the kNN and the other classes' Infomap runs would share
+    the same cores (no gain on the 2-core machine in ``bench_knn_infomap.py``)."""
+    if workers is None:
+        workers = torch.get_num_threads() if torch.device(device).type == "cuda" else 1
+    return max(1, min(check_int("workers", workers, 1), classes))
+
+
+def partition_info(emb: torch.Tensor, labels: torch.Tensor, cfg: PatternConfig | None = None,
+                   workers: int | None = None) -> tuple[torch.Tensor, dict[int, ClassPartition]]:
+    """Per-class pattern ids (N,) and each class's :class:`ClassPartition`.
+
+    With more than one worker (:func:`infomap_workers`; by default one per torch thread for
+    embeddings on a GPU, 1 on CPU) the classes' Infomap runs go to worker processes while this
+    process builds the next class's kNN graph; each class's result is the same as in this process
+    (the same links, flags and seed).
+    """
     cfg = cfg or PatternConfig()
     if not isinstance(emb, torch.Tensor) or emb.dim() != 2:
         raise ParamError(f"emb must be a 2-D tensor (N, D); got {getattr(emb, 'shape', type(emb).__name__)}")
     labels = torch.as_tensor(labels).reshape(-1).long().cpu()
     if labels.shape[0] != emb.shape[0]:
         raise ParamError(f"labels has {labels.shape[0]} entries but emb has {emb.shape[0]} rows")
+    classes = torch.unique(labels).tolist()
+    workers = infomap_workers(len(classes), workers, emb.device)
     out = torch.full((emb.shape[0],), -1, dtype=torch.long)
     info: dict[int, ClassPartition] = {}
-    for c in torch.unique(labels).tolist():
-        where = torch.nonzero(labels == c).reshape(-1)
-        part = partition_class_info(emb[where.to(emb.device)], cfg)
+    pending: dict[int, tuple] = {}
+    pool: _InfomapPool | None = None
+
+    def finish(c: int, found: tuple | None) -> None:
+        where, n, links, single = pending.pop(c)
+        part = _class_partition(n, links, single, found)
         out[where] = part.ids
         info[int(c)] = part
-    return out, info
+
+    try:
+        for c in classes:
+            where = torch.nonzero(labels == c).reshape(-1)
+            links, single = knn_links(emb[where.to(emb.device)], cfg)
+            pending[c] = (where, len(where), links, single)
+            if len(links) and pool is None and workers > 1:  # started with the first graph to partition
+                try:
+                    pool = _InfomapPool(workers)
+                except OSError:  # no new processes here: run Infomap in this one
+                    workers = 1
+            if not len(links):
+                finish(c, None)
+            elif pool is None:
+                finish(c, _infomap(links, cfg.infomap_flags()))
+            else:
+                if pool.full():
+                    finish(*pool.collect())
+                pool.submit(c, links, cfg.infomap_flags())
+        while pool is not None and pool.busy:
+            finish(*pool.collect())
+    finally:
+        if pool is not None:
+            pool.close()
+    return out, {c: info[c] for c in sorted(info)}
 
 
 def partition(emb: torch.Tensor, labels: torch.Tensor, cfg: PatternConfig | None = None) -> torch.Tensor:

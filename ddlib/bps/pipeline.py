@@ -4,20 +4,46 @@ Data flows one way: dataset -> Stage-1 modelling (encoder, embeddings, patterns;
 teacher (cached) -> entropies / forgetting scores (cached) -> selections for every IPC. Every
 selector draws on the same :class:`~ddlib.baselines.SelectionInputs`, so the methods differ only
 in their selection rule; the student protocol of :mod:`ddlib.bps.distill` is then the same for all.
+
+:data:`SELECTORS` is the one registry of methods: BPS (through the adapter :func:`select_bps_inputs`,
+which takes the same ``(inputs, ipc, seed)`` as every baseline) first, then the baselines of
+:data:`ddlib.baselines.SELECTORS`. It lives here because BPS sits above the baselines module;
+:func:`selectors` binds BPS's own Stage-2 config.
 """
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from ddlib.baselines import SELECTORS, ForgettingConfig, SelectionInputs, forgetting_scores
+from ddlib import baselines
+from ddlib.baselines import ForgettingConfig, SelectionInputs, forgetting_scores
 from ddlib.bps.distill import TeacherConfig, teacher_entropies, train_teacher
 from ddlib.bps.encoder import EncoderConfig, model_patterns
 from ddlib.bps.patterns import PatternConfig
 from ddlib.bps.select import SelectConfig, select_bps
 from ddlib.utils import ParamError, check_choice, config_dict
 
-METHODS = ("bps", *SELECTORS)
+
+def select_bps_inputs(inputs: SelectionInputs, ipc: int, seed: int = 0, cfg: SelectConfig = SelectConfig()) -> dict:
+    """BPS Stage 2 under the selectors' signature: :func:`~ddlib.bps.select.select_bps` on the shared
+    inputs (embeddings, labels, patterns, teacher entropies) at ``ipc``, with ``cfg``'s other settings.
+    ``seed`` is recorded only (Stage 2 is deterministic)."""
+    if inputs.entropies is None or inputs.patterns is None:
+        raise ParamError("method='bps' needs patterns and teacher entropies (run modelling with 'bps')")
+    sel = select_bps(inputs.embeddings, inputs.labels, inputs.patterns, inputs.entropies, replace(cfg, ipc=ipc))
+    sel["config"] = {"method": "bps", "seed": seed, **sel["config"]}
+    return sel
+
+
+def selectors(select_cfg: SelectConfig = SelectConfig()) -> dict[str, Callable[[SelectionInputs, int, int], dict]]:
+    """The registry with BPS's Stage-2 config bound: ``{"bps": ..., "random": ..., ...}``, BPS first."""
+    return {"bps": lambda inputs, ipc, seed=0: select_bps_inputs(inputs, ipc, seed, select_cfg), **baselines.SELECTORS}
+
+
+#: Every selection method, ``(inputs, ipc, seed) -> selection``: BPS (default Stage-2 config) and the baselines.
+SELECTORS = selectors()
+METHODS = tuple(SELECTORS)
 
 
 @dataclass(frozen=True)
@@ -40,6 +66,33 @@ class PipelineConfig:
         return {k: config_dict(getattr(self, k)) for k in ("encoder", "pattern", "teacher", "forgetting", "select")}
 
 
+def load_datasets(dataset: str, *, per_class: int | None = None, teacher_per_class: int | None = None,
+                  encoder_per_class: int | None = None, test_per_class: int | None = None,
+                  modelling_test_per_class: int | None = None, seed: int = 0, **load_kw) -> dict:
+    """The data of one BPS run: ``pool`` (what every method selects from; per-class subsample ``per_class``,
+    test split ``modelling_test_per_class``), ``teacher`` (``teacher_per_class``; the pool itself when equal),
+    ``encoder`` (``encoder_per_class``, default the pool) and ``eval`` (the pool with the students' test split
+    ``test_per_class``). Subsamples are drawn with the same ``seed``, so a smaller one lies inside a larger one
+    (:func:`ddlib.data.positions_in` maps between them)."""
+    import dataclasses
+
+    from ddlib import data
+
+    def load(pc: int | None, tpc: int | None):  # noqa: ANN202
+        return data.load(dataset, per_class=pc, seed=seed, test_per_class=tpc, **load_kw)
+
+    pool = load(per_class, modelling_test_per_class)
+    teacher = pool if teacher_per_class == per_class else load(teacher_per_class, modelling_test_per_class)
+    encoder = pool if encoder_per_class is None or encoder_per_class == per_class else load(encoder_per_class,
+                                                                                             modelling_test_per_class)
+    if test_per_class == modelling_test_per_class:
+        ev = pool
+    else:
+        test = load(1, test_per_class)
+        ev = dataclasses.replace(pool, test_x=test.test_x, test_y=test.test_y, test_patterns=test.test_patterns)
+    return {"pool": pool, "teacher": teacher, "encoder": encoder, "eval": ev}
+
+
 def check_methods(methods) -> list[str]:
     """The method names, each checked against :data:`METHODS`."""
     if isinstance(methods, str):
@@ -49,33 +102,54 @@ def check_methods(methods) -> list[str]:
     return [check_choice("method", m, METHODS) for m in methods]
 
 
-def modelling(ds, cfg: PipelineConfig, methods=METHODS, device=None, progress: bool = True) -> dict:
+def modelling(ds, cfg: PipelineConfig, methods=METHODS, device=None, progress: bool = True, *,
+              teacher_ds=None, encoder_ds=None, teacher: bool | None = None) -> dict:
     """The shared inputs for ``methods``: ``{"inputs": SelectionInputs, "seconds": {...}, "teacher_acc", "info"}``.
 
-    The teacher (and its entropies) is computed only when BPS is among the methods, the forgetting
-    run only when forgetting is. Times are wall seconds, near 0 when the artifact was cached.
+    ``ds`` is the selection pool: every method selects among its training images. ``teacher_ds``: the
+    data the teacher and the forgetting run learn from (default ``ds``; the full training set when the
+    pool is a subsample, as the reference's teacher sees all 50,000 CIFAR-10 images): the teacher's
+    entropies and the forgetting scores are then read for the pool's images. ``encoder_ds``: the
+    images Stage 1 learns from (default ``ds``); the embeddings are always of the whole pool.
+
+    The teacher (and its entropies) is computed when BPS is among the methods or ``teacher=True`` (KD
+    students need it), the forgetting run only when forgetting is. Times are wall seconds, near 0 when
+    the artifact was cached.
     """
+    from ddlib.data import positions_in
+
     methods = check_methods(methods)
+    teacher_ds = ds if teacher_ds is None else teacher_ds
     sec: dict[str, float] = {}
     t = time.perf_counter()
-    mp = model_patterns(ds, cfg.encoder, cfg.pattern, device=device, progress=progress)
+    mp = model_patterns(ds, cfg.encoder, cfg.pattern, device=device, progress=progress, train_ds=encoder_ds)
     sec["modelling"] = time.perf_counter() - t
-    inputs = SelectionInputs(mp["embeddings"], ds.train_y, mp["patterns"])
+    inputs = SelectionInputs(mp["embeddings"], ds.train_y, mp["patterns"], classes=list(ds.classes))
     out = {"inputs": inputs, "seconds": sec, "teacher_acc": None,
            "info": {"num_patterns": mp.get("num_patterns"), "modelling_key": mp.get("key"),
-                    "stage1_seconds": mp.get("seconds")}}
-    if "bps" in methods:
+                    "stage1_seconds": mp.get("seconds"), "pool_size": len(ds.train_y),
+                    "teacher_train_size": len(teacher_ds.train_y),
+                    "encoder_train_size": len((encoder_ds or ds).train_y)}}
+    wants_teacher_scores = "forgetting" in methods and cfg.forgetting.source == "teacher"
+    if "bps" in methods or teacher or wants_teacher_scores:
         t = time.perf_counter()
-        teacher = train_teacher(ds, cfg.teacher, device=device, progress=progress)
+        model = train_teacher(teacher_ds, cfg.teacher, device=device, progress=progress)
         sec["teacher"] = time.perf_counter() - t
         t = time.perf_counter()
-        inputs.entropies = teacher_entropies(teacher, ds.train_x, device=device)
+        inputs.entropies = teacher_entropies(model, ds.train_x, device=device)
         sec["entropies"] = time.perf_counter() - t
-        out["teacher_acc"] = getattr(teacher, "test_acc", None)
-        out["teacher"] = teacher
+        out["teacher_acc"] = getattr(model, "test_acc", None)
+        out["teacher"] = model
     if "forgetting" in methods:
         t = time.perf_counter()
-        inputs.scores = forgetting_scores(ds, cfg.forgetting, seed=cfg.teacher.seed, device=device, progress=progress)
+        scores = getattr(out.get("teacher"), "scores", None) if wants_teacher_scores else None
+        if scores is None:  # a run of its own (or a teacher cached before teachers recorded their scores)
+            scores = forgetting_scores(teacher_ds, cfg.forgetting, seed=cfg.teacher.seed, device=device,
+                                       progress=progress)
+        if teacher_ds is not ds:
+            pos = positions_in(ds, teacher_ds).numpy()
+            scores = {**scores, "forgetting": scores["forgetting"][pos], "el2n": scores["el2n"][pos]}
+        inputs.scores = scores
         sec["forgetting"] = time.perf_counter() - t
     return out
 
@@ -85,23 +159,17 @@ def select(method: str, inputs: SelectionInputs, ipc: int, seed: int = 0,
     """One method at one IPC; the result carries ``"seconds"`` (the selection's own wall time)."""
     check_choice("method", method, METHODS)
     t = time.perf_counter()
-    if method == "bps":
-        if inputs.entropies is None or inputs.patterns is None:
-            raise ParamError("method='bps' needs patterns and teacher entropies (run modelling with 'bps')")
-        sel = select_bps(inputs.embeddings, inputs.labels, inputs.patterns, inputs.entropies,
-                         replace(select_cfg, ipc=ipc))
-        sel["config"] = {"method": "bps", "seed": seed, **sel["config"]}
-    else:
-        sel = SELECTORS[method](inputs, ipc, seed)
+    sel = selectors(select_cfg)[method](inputs, ipc, seed)
     sel["seconds"] = time.perf_counter() - t
     return sel
 
 
 def run_selection(ds, methods, ipcs, seed: int = 0, cfg: PipelineConfig = PipelineConfig(), device=None,
-                  progress: bool = True) -> dict:
-    """Every method at every IPC from one modelling: ``{"selections": {method: {ipc: sel}}, "modelling": ...}``."""
+                  progress: bool = True, *, teacher_ds=None, encoder_ds=None) -> dict:
+    """Every method at every IPC from one modelling: ``{"selections": {method: {ipc: sel}}, "modelling": ...}``
+    (``teacher_ds``, ``encoder_ds``: see :func:`modelling`)."""
     methods = check_methods(methods)
-    mod = modelling(ds, cfg, methods, device=device, progress=progress)
+    mod = modelling(ds, cfg, methods, device=device, progress=progress, teacher_ds=teacher_ds, encoder_ds=encoder_ds)
     sels = {m: {int(k): select(m, mod["inputs"], int(k), seed, cfg.select) for k in ipcs} for m in methods}
     return {"selections": sels, "modelling": mod}
 
@@ -139,3 +207,149 @@ def evaluate_all(ds, selections: dict, student, seeds, teacher=None, teacher_cfg
             rows.append({"method": m, "ipc": k, "mean": r["mean"], "std": r["std"], "per_seed": r["per_seed"],
                          "student_seconds": sum(r["seconds"]), "selection_seconds": sel.get("seconds")})
     return rows
+
+
+# ----------------------------------------------------------------------------- paired evaluation over seeds
+#: The two ways a student's accuracy is read: ``best_last`` = the reference's best test accuracy over the
+#: last ``last_epochs`` epochs (it looks at the test set that many times), ``final`` = the last epoch's.
+RULES = ("best_last", "final")
+
+
+def evaluate_grid(ds, inputs: SelectionInputs, methods, ipcs, seeds, students: dict, teacher=None,
+                  select_cfg: SelectConfig = SelectConfig(), device=None, progress: bool = True) -> list[dict]:
+    """Students for every (method, IPC, student protocol, seed), paired over seeds.
+
+    ``students``: ``{name: StudentConfig}`` (e.g. ``{"kd": ..., "ce": ...}``). For seed ``s`` every
+    method selects with ``seed=s`` (random draws a fresh subset per seed; k-center its first centre;
+    deterministic rules give the same picks) and every student trains with ``seed=s``: the same
+    initial weights and the same augmentation stream for every method, so differences between methods
+    at one seed come from the images alone. One row per student: ``method``, ``ipc``, ``student``
+    (the protocol's name), ``seed``, ``best_last``, ``final`` (accuracies as fractions), ``accs`` (the
+    evaluated epochs), ``n_images``, ``selection_seconds``, ``student_seconds`` (the training's own time, also
+    when ``cached``: the student was loaded from the artifact cache, where every result is stored).
+
+    Students sharing a protocol and IPC train together as one stack when :mod:`ddlib.bps.grid` is
+    available for their model (identical results to training them one by one), else one by one.
+    """
+    from ddlib.bps.distill import train_student
+    from ddlib.utils import check_int
+
+    methods = check_methods(methods)
+    seeds = [check_int("seed", s, 0, 2**32 - 1) for s in seeds]
+    if not seeds:
+        raise ParamError("seeds must name at least one seed")
+    rows = []
+    for k in sorted({int(i) for i in ipcs}):
+        sels = {(m, s): select(m, inputs, k, s, select_cfg) for m in methods for s in seeds}
+        for name, cfg in students.items():
+            rcfg = cfg.resolved(ds.name, ds.num_classes, k)
+            if rcfg.loss == "kd" and teacher is None:
+                raise ParamError(f"student {name!r} distils from a teacher (loss='kd'): pass teacher=")
+            jobs = [(m, s) for m in methods for s in seeds]
+            results = _train_jobs(ds, [(sels[j]["indices"], j[1]) for j in jobs], rcfg, teacher, device, progress,
+                                  train_student)
+            for (m, s), r in zip(jobs, results):
+                rows.append({"method": m, "ipc": k, "student": name, "loss": rcfg.loss, "seed": s,
+                             "best_last": r["best_acc"], "final": r["last_acc"], "accs": r["accs"],
+                             "n_images": len(sels[(m, s)]["indices"]), "selection_seconds": sels[(m, s)]["seconds"],
+                             "student_seconds": r["seconds"], "cached": r["cached"]})
+    return rows
+
+
+def student_key(ds, indices, cfg, teacher, seed: int) -> str:
+    """The artifact key of one student's result: the dataset (its test split included), the selected images,
+    the resolved protocol, the teacher (its own key) and the seed."""
+    import hashlib
+
+    import numpy as np
+
+    from ddlib import artifacts
+
+    digest = hashlib.sha256(np.asarray(indices, dtype=np.int64).tobytes()).hexdigest()[:24]
+    who = "no-teacher" if cfg.loss != "kd" or teacher is None else getattr(teacher, "ddlib_key", None)
+    if who is None:
+        return ""  # a teacher of unknown provenance: not cached
+    return artifacts.make_key("student", ds.key(), cfg, [who, f"indices={digest}", f"seed={int(seed)}"])
+
+
+def _train_jobs(ds, jobs, cfg, teacher, device, progress, one_by_one) -> list[dict]:
+    """Each job's result, from the cache when this student was trained before (so an interrupted grid
+    resumes, and a chapter reuses another's students), else trained (a stack when available) and stored."""
+    from ddlib import artifacts
+
+    keys = [student_key(ds, idx, cfg, teacher, s) for idx, s in jobs]
+    out: list[dict | None] = [artifacts.load(k) if k else None for k in keys]
+    todo = [i for i, r in enumerate(out) if r is None]
+    if todo:
+        try:
+            from ddlib.bps import grid
+        except ImportError:  # pragma: no cover - the stacked trainer is optional
+            grid = None
+        sub = [jobs[i] for i in todo]
+        if grid is not None and getattr(grid, "supports", lambda c: False)(cfg):
+            done = grid.train_students(ds, sub, cfg, teacher, device=device, progress=progress)
+        else:
+            done = [one_by_one(ds, idx, cfg, teacher, seed=s, device=device, progress=progress) for idx, s in sub]
+        for i, r in zip(todo, done):
+            if keys[i]:
+                artifacts.save(keys[i], r, meta={"stage": "student", "seed": jobs[i][1]})
+            out[i] = {**r, "cached": False}
+    return [r if "cached" in r else {**r, "cached": True} for r in out]
+
+
+def paired_table(rows: list[dict], baseline: str = "random", confidence: float = 0.95) -> list[dict]:
+    """Every comparison of :func:`evaluate_grid`'s rows as a paired difference over seeds with its interval.
+
+    - each method against ``baseline`` (same IPC, student protocol and rule): for the KD protocol this
+      is DD-Ranking's improvement over random (IOR);
+    - within each method and IPC, every student protocol against the others (e.g. KD minus CE: does
+      distillation beat hard labels?).
+    Rows: ``method``, ``baseline`` (a method, or ``"<method> / <protocol>"``), ``ipc``, ``protocol``,
+    ``rule``, ``n_seeds``, ``diff_mean``, ``ci95`` (low, high), ``excludes_zero``, ``verdict``.
+    """
+    from ddlib.metrics import paired_difference, verdict
+
+    by: dict[tuple, dict[int, dict]] = {}
+    for r in rows:
+        by.setdefault((r["method"], r["ipc"], r["student"]), {})[r["seed"]] = r
+    out = []
+
+    def add(a_key, b_key, method, base_label, protocol, ipc):
+        a, b = by[a_key], by[b_key]
+        common = sorted(set(a) & set(b))
+        if len(common) < 1:
+            return
+        for rule in RULES:
+            d = paired_difference([a[s][rule] for s in common], [b[s][rule] for s in common], confidence)
+            out.append({"method": method, "baseline": base_label, "ipc": ipc, "protocol": protocol, "rule": rule,
+                        "n_seeds": d["n"], "diff_mean": d["diff_mean"], "ci95": list(d["ci"]),
+                        "excludes_zero": d["excludes_zero"], "verdict": verdict(method, base_label, d)})
+
+    keys = sorted(by)
+    for (m, k, st) in keys:
+        if m != baseline and (baseline, k, st) in by:
+            add((m, k, st), (baseline, k, st), m, baseline, st, k)
+    protocols = sorted({st for (_, _, st) in keys})
+    for (m, k, st) in keys:
+        for other in protocols:
+            if other < st and (m, k, other) in by:  # e.g. "kd - ce": does distillation beat hard labels?
+                add((m, k, st), (m, k, other), f"{m} / {st}", f"{m} / {other}", f"{st} - {other}", k)
+    return out
+
+
+def accuracy_rows(rows: list[dict]) -> list[dict]:
+    """:func:`evaluate_grid`'s rows summarised per (method, IPC, protocol, rule): mean, std (ddof 1), per seed."""
+    import numpy as np
+
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["method"], r["ipc"], r["student"]), []).append(r)
+    out = []
+    for (m, k, st), rs in sorted(groups.items()):
+        rs = sorted(rs, key=lambda r: r["seed"])
+        for rule in RULES:
+            v = np.array([r[rule] for r in rs], dtype=float)
+            out.append({"method": m, "ipc": k, "protocol": st, "rule": rule, "mean": float(v.mean()),
+                        "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0, "per_seed": v.tolist(),
+                        "seeds": [r["seed"] for r in rs]})
+    return out

@@ -16,11 +16,19 @@ Departures from torchvision (which works image by image):
 - Gaussian blur uses one odd kernel size per call, ``2 * ceil(3 * sigma_max) + 1`` (capped by
   the image size), with a per-image sigma and reflect padding, like torchvision's ``GaussianBlur``;
   MoCo-v2's PIL blur takes a radius in pixels, which we read as sigma.
+
+Speed (``benchmarks/bench_augment.py``): each op first draws its parameters for the whole batch,
+then the batch runs through the ops (on one CPU thread a chunk of a few images at a time, see
+:data:`CHUNK_ELEMS`, so that the temporaries stay in cache), and a random op computes only the
+images it applies to. The random draws and their order are those of applying the ops one by one,
+and every op is per image, so a generator gives the same images, bit for bit, as the earlier
+whole-batch version.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
@@ -43,6 +51,10 @@ class AugmentConfig:
     ``pad`` (an addition to the shared contract, default off) is torchvision's
     ``RandomCrop(size, padding=pad)``: a random shift by up to ``pad`` pixels with zero fill,
     the standard CIFAR "crop + flip" of the reference teachers.
+
+    ``blur_sigma`` is in pixels of the image being blurred. The reference's σ 0.1–2 is for 224-px
+    images; the MoCo encoder scales it to its images' size in its config
+    (:func:`ddlib.encoders.views_augment`), so the cache keys of what the views feed say which σ was used.
     """
 
     crop_scale: tuple[float, float] | None = (0.08, 1.0)
@@ -81,6 +93,10 @@ class AugmentConfig:
         if self.pad > 0 and self.crop_scale is not None:
             raise ParamError(f"pad={self.pad} and crop_scale={self.crop_scale} are both set; "
                              "use one kind of crop (set crop_scale=None for pad-and-crop)")
+
+
+#: The image side the reference's blur σ (0.1-2 px) is meant for (its Stage 1 runs at 224 px).
+BLUR_REF_SIDE = 224
 
 
 def _pair(name: str, v: object) -> tuple[float, float]:
@@ -140,8 +156,56 @@ def _as_float(x: Tensor) -> Tensor:
     return x if x.is_floating_point() else x.float() / 255.0
 
 
-def _where(mask: Tensor, a: Tensor, b: Tensor) -> Tensor:
-    return torch.where(mask.view(-1, 1, 1, 1), a, b)
+# ----------------------------------------------------------------------------- running the steps
+#: On CPU with one torch thread the batch runs through the whole pipeline a chunk of images at a
+#: time, about this many values per chunk (3 RGB images at 224 px), so that every op's temporaries
+#: stay in cache; a batch of at most two chunks runs whole. Every op is per image, so the result is
+#: the same as on the whole batch, bit for bit. With several threads the batch runs whole: every op
+#: is then a parallel region whose threads are woken for it, which on a shared machine cost
+#: milliseconds per op in ``bench_augment.py``, and chunks multiply the ops.
+CHUNK_ELEMS = 2 ** 19
+#: Devices where the batch runs in chunks and a random op computes only its images (index_select /
+#: index_copy); elsewhere (CUDA) one launch per op over the whole batch and ``torch.where``, no host sync.
+CHUNKED_DEVICES = ("cpu",)
+
+Step = Callable[[Tensor, slice], Tensor]  # applies one drawn op to the images of batch slice ``sl``
+
+
+def _run(x: Tensor, steps: list[Step], out_per_image: int | None = None) -> Tensor:
+    """Apply ``steps`` to ``x``: chunk by chunk on one CPU thread, else the whole batch at once."""
+    n = x.shape[0]
+    per = max(x[0].numel() if n else 1, out_per_image or 0, 1)
+    chunked = x.device.type in CHUNKED_DEVICES and torch.get_num_threads() == 1
+    size = max(1, CHUNK_ELEMS // per) if chunked else n
+    if size >= n or n * per <= 2 * CHUNK_ELEMS:  # a small batch: chunks would only add their overhead
+        for f in steps:
+            x = f(x, slice(None))
+        return x
+    out = []
+    for i, y in zip(range(0, n, size), x.split(size)):  # split, not slices: one backward for all chunks
+        sl = slice(i, i + size)
+        for f in steps:
+            y = f(y, sl)
+        out.append(y)
+    return torch.cat(out)
+
+
+def _masked(x: Tensor, mask: Tensor, fn: Callable[[Tensor, Tensor | slice], Tensor], cheap: bool = False) -> Tensor:
+    """``fn`` applied to the images where ``mask`` is True, the others unchanged.
+
+    ``fn(images, which)`` gets the selected images and which rows of the chunk they are (to index
+    per-image parameters). On CPU only the selected images are computed (index_select /
+    index_copy); on CUDA, and for a ``cheap`` op (a flip, a gray), all of them, then
+    ``torch.where`` (see :data:`CHUNKED_DEVICES`).
+    """
+    if cheap or x.device.type not in CHUNKED_DEVICES:
+        return torch.where(mask.view(-1, 1, 1, 1), fn(x, slice(None)), x)
+    idx = torch.nonzero(mask).view(-1)
+    if len(idx) == 0:
+        return x
+    if len(idx) == len(x):
+        return fn(x, slice(None))
+    return x.index_copy(0, idx, fn(x.index_select(0, idx), idx))
 
 
 # ----------------------------------------------------------------------------- geometry
@@ -196,17 +260,43 @@ def _crop_resample(x: Tensor, top: Tensor, left: Tensor, bh: Tensor, bw: Tensor,
     return F.grid_sample(x, grid, mode="bilinear", padding_mode=padding_mode, align_corners=False)
 
 
+def _crop_step(x: Tensor, out_h: int, out_w: int, scale: tuple[float, float], ratio: tuple[float, float],
+               generator: torch.Generator | None) -> Step:
+    n, _, h, w = x.shape
+    top, left, bh, bw = (torch.as_tensor(a, device=x.device, dtype=x.dtype)
+                         for a in _sample_boxes(n, h, w, scale, ratio, generator))
+    return lambda y, sl: _crop_resample(y, top[sl], left[sl], bh[sl], bw[sl], out_h, out_w, padding_mode="border")
+
+
 def random_resized_crop(x: Tensor, size: int | None = None, scale: tuple[float, float] = (0.08, 1.0),
                         ratio: tuple[float, float] = (3 / 4, 4 / 3),
                         generator: torch.Generator | None = None) -> Tensor:
     """RandomResizedCrop per image: a box of area fraction in ``scale`` and aspect ratio in ``ratio``
     (log-uniform), resampled bilinearly to ``size`` x ``size`` (default: the input size)."""
     x = _as_float(x)
+    out_h, out_w = tuple(x.shape[-2:]) if size is None else (size, size)
+    return _run(x, [_crop_step(x, out_h, out_w, scale, ratio, generator)], x.shape[1] * out_h * out_w)
+
+
+def _pad_crop_step(x: Tensor, pad: int, size: int | None, generator: torch.Generator | None) -> Step:
     n, _, h, w = x.shape
-    out_h, out_w = (h, w) if size is None else (size, size)
-    top, left, bh, bw = (torch.as_tensor(a, device=x.device, dtype=x.dtype)
-                         for a in _sample_boxes(n, h, w, scale, ratio, generator))
-    return _crop_resample(x, top, left, bh, bw, out_h, out_w, padding_mode="border")
+    steps: list[Step] = []
+    if pad > 0:
+        off = torch.randint(0, 2 * pad + 1, (2, n), generator=generator, device=_gen_device(generator))
+        off = (off - pad).to(device=x.device, dtype=x.dtype)
+        full_h = torch.full((n,), float(h), device=x.device, dtype=x.dtype)
+        full_w = torch.full((n,), float(w), device=x.device, dtype=x.dtype)
+        steps.append(lambda y, sl: _crop_resample(y, off[0][sl], off[1][sl], full_h[sl], full_w[sl], h, w,
+                                                  padding_mode="zeros"))
+    if size is not None and (size, size) != (h, w):
+        steps.append(lambda y, sl: F.interpolate(y, size=(size, size), mode="bilinear", align_corners=False,
+                                                 antialias=size < min(h, w)))
+
+    def step(y: Tensor, sl: slice) -> Tensor:
+        for f in steps:
+            y = f(y, sl)
+        return y
+    return step
 
 
 def random_pad_crop(x: Tensor, pad: int, size: int | None = None, generator: torch.Generator | None = None) -> Tensor:
@@ -214,22 +304,19 @@ def random_pad_crop(x: Tensor, pad: int, size: int | None = None, generator: tor
     offset in [-pad, pad] in each axis, zero fill (exact copies of pixels; differentiable).
     With ``size`` different from the input size, the result is then resized bilinearly."""
     x = _as_float(x)
-    n, _, h, w = x.shape
-    if pad > 0:
-        off = torch.randint(0, 2 * pad + 1, (2, n), generator=generator, device=_gen_device(generator))
-        off = (off - pad).to(device=x.device, dtype=x.dtype)
-        full_h = torch.full((n,), float(h), device=x.device, dtype=x.dtype)
-        full_w = torch.full((n,), float(w), device=x.device, dtype=x.dtype)
-        x = _crop_resample(x, off[0], off[1], full_h, full_w, h, w, padding_mode="zeros")
-    if size is not None and (size, size) != (h, w):
-        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=size < min(h, w))
-    return x
+    out = x.shape[1] * size * size if size is not None else None
+    return _run(x, [_pad_crop_step(x, pad, size, generator)], out)
+
+
+def _flip_step(x: Tensor, p: float, generator: torch.Generator | None) -> Step:
+    mask = _coin(p, x.shape[0], x, generator)
+    return lambda y, sl: _masked(y, mask[sl], lambda z, _: z.flip(-1), cheap=True)
 
 
 def hflip(x: Tensor, p: float = 0.5, generator: torch.Generator | None = None) -> Tensor:
     """Flip each image left-right with probability ``p``."""
     x = _as_float(x)
-    return _where(_coin(p, x.shape[0], x, generator), x.flip(-1), x)
+    return _run(x, [_flip_step(x, p, generator)])
 
 
 # ----------------------------------------------------------------------------- colour
@@ -265,10 +352,49 @@ def _hsv_to_rgb(x: Tensor) -> Tensor:
     return v.unsqueeze(1) - (v * s).unsqueeze(1) * f
 
 
-def _blend(a: Tensor, b: Tensor, f: Tensor) -> Tensor:
-    """f * a + (1 - f) * b clamped to [0, 1] (torchvision's _blend), f per image."""
-    f = f.view(-1, 1, 1, 1)
-    return (f * a + (1 - f) * b).clamp(0.0, 1.0)
+def _hue_shift(x: Tensor, shift: Tensor, eps: float = 1e-8) -> Tensor:
+    """``_hsv_to_rgb`` of ``_rgb_to_hsv(x)`` with the hue turned by ``shift`` (per image), clamped to
+    [0, 1]: the same arithmetic per pixel, without the stacked HSV tensor and with fewer temporaries."""
+    r, g, b = x.unbind(1)
+    maxc = torch.amax(x, 1)
+    delta = maxc - torch.amin(x, 1)
+    s = delta / (maxc + eps)
+    dc = delta + eps
+    rc, gc, bc = (maxc - r).div_(dc), (maxc - g).div_(dc), (maxc - b).div_(dc)
+    h = torch.where(maxc == g, (2.0 + rc).sub_(bc), (4.0 + gc).sub_(rc))
+    h = torch.where(maxc == r, bc.sub_(gc), h)
+    h.masked_fill_(~(delta > 0), 0.0)
+    h = torch.remainder(h.div_(6.0), 1.0)
+    h = torch.remainder(h.add_(shift.view(-1, 1, 1)), 1.0).mul_(6.0)
+    k = torch.remainder(h.unsqueeze(1) + torch.tensor((5.0, 3.0, 1.0), device=x.device, dtype=x.dtype).view(1, 3, 1, 1), 6.0)
+    f = torch.minimum(k, 4.0 - k).clamp_(0.0, 1.0)
+    return (maxc.unsqueeze(1) - (maxc * s).unsqueeze(1) * f).clamp_(0.0, 1.0)
+
+
+def _jitter_step(x: Tensor, brightness: float, contrast: float, saturation: float, hue: float, p: float,
+                 generator: torch.Generator | None) -> Step:
+    n = x.shape[0]
+    apply = _coin(p, n, x, generator)
+    fb = _uniform(max(0.0, 1 - brightness), 1 + brightness, n, x, generator)
+    fc = _uniform(max(0.0, 1 - contrast), 1 + contrast, n, x, generator)
+    fs = _uniform(max(0.0, 1 - saturation), 1 + saturation, n, x, generator)
+    fh = _uniform(-hue, hue, n, x, generator)
+    order = torch.randperm(4, generator=generator, device=_gen_device(generator)).tolist()
+
+    def jitter(y: Tensor, which: Tensor | slice, sl: slice) -> Tensor:
+        for i in order:  # f·a + (1 - f)·b clamped to [0, 1] (torchvision's _blend), f per image
+            if i == 0 and brightness > 0:
+                y = (y * fb[sl][which].view(-1, 1, 1, 1)).clamp_(0.0, 1.0)  # b = 0: the (1 - f)·b term is 0
+            elif i == 1 and contrast > 0:
+                f = fc[sl][which].view(-1, 1, 1, 1)
+                y = (y * f + (1 - f) * _gray(y).mean(dim=(1, 2, 3), keepdim=True)).clamp_(0.0, 1.0)
+            elif i == 2 and saturation > 0 and y.shape[1] == 3:
+                f = fs[sl][which].view(-1, 1, 1, 1)
+                y = (y * f + (1 - f) * _gray(y)).clamp_(0.0, 1.0)
+            elif i == 3 and hue > 0 and y.shape[1] == 3:
+                y = _hue_shift(y, fh[sl][which])
+        return y
+    return lambda y, sl: _masked(y, apply[sl], lambda z, which: jitter(z, which, sl))
 
 
 def color_jitter(x: Tensor, brightness: float = 0.0, contrast: float = 0.0, saturation: float = 0.0,
@@ -277,59 +403,62 @@ def color_jitter(x: Tensor, brightness: float = 0.0, contrast: float = 0.0, satu
     (etc.; hue shift in [-h, h]), the four ops in one random order per call. Saturation and hue
     leave 1-channel images unchanged."""
     x = _as_float(x)
-    n = x.shape[0]
-    apply = _coin(p, n, x, generator)
-    factors = {
-        "b": _uniform(max(0.0, 1 - brightness), 1 + brightness, n, x, generator),
-        "c": _uniform(max(0.0, 1 - contrast), 1 + contrast, n, x, generator),
-        "s": _uniform(max(0.0, 1 - saturation), 1 + saturation, n, x, generator),
-        "h": _uniform(-hue, hue, n, x, generator),
-    }
-    order = torch.randperm(4, generator=generator, device=_gen_device(generator)).tolist()
-    y = x
-    for i in order:
-        op = "bcsh"[i]
-        if op == "b" and brightness > 0:
-            y = _blend(y, torch.zeros_like(y), factors["b"])
-        elif op == "c" and contrast > 0:
-            mean = _gray(y).mean(dim=(1, 2, 3), keepdim=True)
-            y = _blend(y, mean.expand_as(y), factors["c"])
-        elif op == "s" and saturation > 0 and y.shape[1] == 3:
-            y = _blend(y, _gray(y).expand_as(y), factors["s"])
-        elif op == "h" and hue > 0 and y.shape[1] == 3:
-            hsv = _rgb_to_hsv(y)
-            hh = torch.remainder(hsv[:, 0] + factors["h"].view(-1, 1, 1), 1.0)
-            y = _hsv_to_rgb(torch.stack((hh, hsv[:, 1], hsv[:, 2]), 1)).clamp(0.0, 1.0)
-    return _where(apply, y, x)
+    return _run(x, [_jitter_step(x, brightness, contrast, saturation, hue, p, generator)])
+
+
+def _gray_step(x: Tensor, p: float, generator: torch.Generator | None) -> Step:
+    apply = _coin(p, x.shape[0], x, generator)
+    return lambda y, sl: _masked(y, apply[sl], lambda z, _: _gray(z).expand_as(z), cheap=True)
 
 
 def grayscale(x: Tensor, p: float = 0.2, generator: torch.Generator | None = None) -> Tensor:
     """torchvision ``RandomGrayscale(p)``: luma replicated over the channels, with probability ``p``."""
     x = _as_float(x)
-    apply = _coin(p, x.shape[0], x, generator)
-    return _where(apply, _gray(x).expand_as(x), x)
+    return _run(x, [_gray_step(x, p, generator)])
 
 
-def gaussian_blur(x: Tensor, sigma: tuple[float, float] = (0.1, 2.0), p: float = 0.5,
-                  generator: torch.Generator | None = None) -> Tensor:
-    """``RandomApply([GaussianBlur(sigma)], p)``: a separable Gaussian of per-image sigma uniform in
-    ``sigma`` (pixels), kernel size ``2 * ceil(3 * sigma_max) + 1`` capped by the image, reflect padding."""
-    x = _as_float(x)
-    n, c, h, w = x.shape
+def _blur_step(x: Tensor, h: int, w: int, sigma: tuple[float, float], p: float, scale_with_size: bool,
+               generator: torch.Generator | None) -> Step:
+    n = x.shape[0]
     apply = _coin(p, n, x, generator)
     sig = _uniform(sigma[0], sigma[1], n, x, generator)
-    radius = min(int(math.ceil(3 * sigma[1])), (min(h, w) - 1) // 2)
+    factor = min(h, w) / BLUR_REF_SIDE if scale_with_size else 1.0
+    if factor != 1.0:
+        sig = sig * factor
+    radius = min(int(math.ceil(3 * sigma[1] * factor)), (min(h, w) - 1) // 2)
     if radius < 1:
-        return x
+        return lambda y, sl: y
     t = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
     k = torch.exp(-0.5 * (t.view(1, -1) / sig.view(-1, 1)) ** 2)
     k = k / k.sum(1, keepdim=True)                                   # (N, K)
-    k = k.repeat_interleave(c, 0)                                    # (N*C, K)
-    y = x.reshape(1, n * c, h, w)
-    y = F.pad(y, (radius, radius, radius, radius), mode="reflect")
-    y = F.conv2d(y, k.view(n * c, 1, 1, -1), groups=n * c)
-    y = F.conv2d(y, k.view(n * c, 1, -1, 1), groups=n * c)
-    return _where(apply, y.view(n, c, h, w), x)
+
+    def blur(y: Tensor, kk: Tensor) -> Tensor:  # separable, depthwise: one group per (image, channel)
+        m, c = y.shape[:2]
+        kk = kk.repeat_interleave(c, 0)                              # (m*C, K)
+        z = F.pad(y.reshape(1, m * c, h, w), (radius, radius, radius, radius), mode="reflect")
+        z = F.conv2d(z, kk.view(m * c, 1, 1, -1), groups=m * c)
+        z = F.conv2d(z, kk.view(m * c, 1, -1, 1), groups=m * c)
+        return z.view(m, c, h, w)
+    return lambda y, sl: _masked(y, apply[sl], lambda z, which: blur(z, k[sl][which]))
+
+
+def gaussian_blur(x: Tensor, sigma: tuple[float, float] = (0.1, 2.0), p: float = 0.5,
+                  generator: torch.Generator | None = None, scale_with_size: bool = False) -> Tensor:
+    """``RandomApply([GaussianBlur(sigma)], p)``: a separable Gaussian of per-image sigma uniform in
+    ``sigma`` (pixels), kernel size ``2 * ceil(3 * sigma_max) + 1`` capped by the image, reflect padding.
+
+    ``scale_with_size``: ``sigma`` is in pixels of a ``BLUR_REF_SIDE`` (224) px image and scales with
+    the side, σ·min(H, W)/224 (the reference's σ of 0.1-2 px is for 224 px images); the draws are
+    the same, only multiplied.
+    """
+    x = _as_float(x)
+    return _run(x, [_blur_step(x, x.shape[-2], x.shape[-1], sigma, p, scale_with_size, generator)])
+
+
+def _noise_step(shape: tuple[int, ...], std: float, x: Tensor, generator: torch.Generator | None) -> Step:
+    noise = torch.randn(shape, generator=generator, device=_gen_device(generator), dtype=torch.float32)
+    noise = std * noise.to(device=x.device, dtype=x.dtype)
+    return lambda y, sl: y + noise[sl]
 
 
 def gaussian_noise(x: Tensor, std: float = 0.1, generator: torch.Generator | None = None) -> Tensor:
@@ -337,8 +466,7 @@ def gaussian_noise(x: Tensor, std: float = 0.1, generator: torch.Generator | Non
     x = _as_float(x)
     if std <= 0:
         return x
-    noise = torch.randn(x.shape, generator=generator, device=_gen_device(generator), dtype=torch.float32)
-    return x + std * noise.to(device=x.device, dtype=x.dtype)
+    return _run(x, [_noise_step(tuple(x.shape), std, x, generator)])
 
 
 def cutmix(x: Tensor, alpha: float = 1.0, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor, float]:
@@ -370,24 +498,33 @@ def cutmix(x: Tensor, alpha: float = 1.0, generator: torch.Generator | None = No
 
 # ----------------------------------------------------------------------------- pipeline
 def augment(x: Tensor, cfg: AugmentConfig | str, generator: torch.Generator | None = None) -> Tensor:
-    """Apply the pipeline ``cfg`` (a config or a preset name of :data:`AUGMENTS`) to a batch."""
+    """Apply the pipeline ``cfg`` (a config or a preset name of :data:`AUGMENTS`) to a batch.
+
+    Every op's random parameters are drawn first, in the pipeline's order and as the single ops
+    draw them, then the batch runs through all ops (on CPU a chunk of images at a time, see
+    :data:`CHUNK_ELEMS`); only the images an op applies to are computed. A generator gives the
+    same images as applying the single ops one after the other.
+    """
     cfg = get_augment(cfg)
     if cfg is None:
         raise ParamError(f"augment=None: give an AugmentConfig or one of {list(AUGMENTS)}")
     x = _as_float(x)
+    n, c, h, w = x.shape
+    steps: list[Step] = []
     if cfg.crop_scale is not None:
-        x = random_resized_crop(x, cfg.size, cfg.crop_scale, cfg.crop_ratio, generator)
+        h, w = (h, w) if cfg.size is None else (cfg.size, cfg.size)
+        steps.append(_crop_step(x, h, w, cfg.crop_scale, cfg.crop_ratio, generator))
     elif cfg.pad > 0 or (cfg.size is not None and cfg.size != x.shape[-1]):
-        x = random_pad_crop(x, cfg.pad, cfg.size, generator)
+        steps.append(_pad_crop_step(x, cfg.pad, cfg.size, generator))
+        h, w = (h, w) if cfg.size is None else (cfg.size, cfg.size)
     if cfg.flip_p > 0:
-        x = hflip(x, cfg.flip_p, generator)
+        steps.append(_flip_step(x, cfg.flip_p, generator))
     if cfg.jitter_p > 0 and any(v > 0 for v in cfg.jitter):
-        x = color_jitter(x, *cfg.jitter, p=cfg.jitter_p, generator=generator)
+        steps.append(_jitter_step(x, *cfg.jitter, p=cfg.jitter_p, generator=generator))
     if cfg.grayscale_p > 0:
-        x = grayscale(x, cfg.grayscale_p, generator)
+        steps.append(_gray_step(x, cfg.grayscale_p, generator))
     if cfg.blur_p > 0:
-        x = gaussian_blur(x, cfg.blur_sigma, cfg.blur_p, generator)
+        steps.append(_blur_step(x, h, w, cfg.blur_sigma, cfg.blur_p, False, generator))
     if cfg.noise_std > 0:
-        x = gaussian_noise(x, cfg.noise_std, generator)
-    return x
-
+        steps.append(_noise_step((n, c, h, w), cfg.noise_std, x, generator))
+    return _run(x, steps, c * h * w)

@@ -2,14 +2,18 @@
 
 Two exact backends with the same result (ties aside):
 
-- ``"torch"``: blocked matmul + running top-k in PyTorch, on the embeddings' device (CUDA or CPU).
-  Rows and columns are both processed ``block_size`` at a time, so the memory is
-  O(block_size² + block_size·k), never an N×N matrix.
+- ``"torch"``: per block of rows, one matrix product against all N rows and one ``topk``, in
+  PyTorch on the embeddings' device (CUDA or CPU). The block holds
+  ``min(block_size, max(256, tile / N))`` rows (tile = 2²¹ similarities on CPU, 2²⁶ on CUDA), so
+  the memory is one (rows, N) float32 buffer, never an N×N matrix.
 - ``"faiss"``: ``faiss.IndexFlatIP`` (exact inner product); ``GpuIndexFlatIP`` when a faiss GPU
   build and a GPU are present and the embeddings live on CUDA.
 
 ``backend="auto"`` picks faiss for CPU tensors when faiss is importable, otherwise torch (the GPU
-path on CUDA tensors, since faiss-gpu wheels are rarely installed; see ENVIRONMENT.md).
+path on CUDA tensors, since faiss-gpu wheels are rarely installed; see ENVIRONMENT.md). On CPU
+the two take about the same time at 512 dimensions and faiss is a little faster at 128
+(``benchmarks/results/bench_knn_infomap_cpu*.json`` times both beside the SGEMM of the same
+product, the bound neither can beat).
 The inner product equals the cosine only for L2-normalised rows; :func:`l2_normalize` does that.
 """
 from __future__ import annotations
@@ -87,31 +91,41 @@ def knn(x: torch.Tensor, k: int, block_size: int = 4096, backend: str = "auto",
     return _knn_torch(x, kk, block_size, exclude_self)
 
 
+#: Similarities per row block the torch kernel aims for (8 MiB of float32 on CPU, about the size
+#: that stays in cache while top-k reads it; 256 MiB on CUDA, where bigger launches pay).
+TILE_ELEMS = {"cpu": 2 ** 21, "cuda": 2 ** 26}
+MIN_ROWS = 256  # below this the matrix product re-reads all of x per block for too little work
+
+
+def row_block(n: int, block_size: int, device: torch.device) -> int:
+    """Rows of the (rows, n) similarity block: ``min(block_size, n, max(256, tile / n))``."""
+    tile = TILE_ELEMS.get(device.type, TILE_ELEMS["cpu"])
+    return max(1, min(block_size, n, max(MIN_ROWS, tile // max(n, 1))))
+
+
 @torch.no_grad()
 def _knn_torch(x: torch.Tensor, k: int, block: int, exclude_self: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """One matrix product and one top-k per row block against all N columns.
+
+    Profile of the earlier kernel (square blocks with a running top-k): concatenating the running
+    best with each block, its int64 index copy and the gather cost more than the product itself
+    (its "before" rows in ``bench_knn_infomap``'s records). Here each row block's similarities are
+    written into one reused buffer (no page faults), the self column is its diagonal at offset
+    ``r0`` (set to -inf in place) and ``topk`` writes straight into the outputs.
+    """
     n = x.shape[0]
+    rows = row_block(n, block, x.device)
     sims_out = torch.empty((n, k), dtype=torch.float32, device=x.device)
     idx_out = torch.empty((n, k), dtype=torch.long, device=x.device)
-    neg_inf = float("-inf")
-    for r0 in range(0, n, block):
-        q = x[r0:r0 + block]
-        b = q.shape[0]
-        best_s = torch.full((b, k), neg_inf, device=x.device)
-        best_i = torch.zeros((b, k), dtype=torch.long, device=x.device)
-        rows = torch.arange(b, device=x.device)
-        for c0 in range(0, n, block):
-            s = q @ x[c0:c0 + block].T  # (b, cb)
-            cb = s.shape[1]
-            if exclude_self and c0 < r0 + b and r0 < c0 + cb:  # this block holds some rows' own column
-                own = rows + r0 - c0
-                ok = (own >= 0) & (own < cb)
-                s[rows[ok], own[ok]] = neg_inf
-            cand_s = torch.cat([best_s, s], dim=1)
-            cand_i = torch.cat([best_i, torch.arange(c0, c0 + cb, device=x.device).expand(b, cb)], dim=1)
-            best_s, pos = torch.topk(cand_s, k, dim=1)  # sorted, largest first
-            best_i = torch.gather(cand_i, 1, pos)
-        sims_out[r0:r0 + b] = best_s
-        idx_out[r0:r0 + b] = best_i
+    buf = torch.empty((rows, n), dtype=torch.float32, device=x.device)
+    xt = x.T  # a view: the product runs as a transposed GEMM, no copy
+    for r0 in range(0, n, rows):
+        b = min(rows, n - r0)
+        s = buf[:b]
+        torch.mm(x[r0:r0 + b], xt, out=s)
+        if exclude_self:
+            s.diagonal(offset=r0).fill_(float("-inf"))  # element (i, r0 + i) is row r0 + i's own column
+        torch.topk(s, k, dim=1, largest=True, sorted=True, out=(sims_out[r0:r0 + b], idx_out[r0:r0 + b]))
     return sims_out, idx_out
 
 

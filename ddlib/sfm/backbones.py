@@ -2,9 +2,11 @@
 
 ``get_backbone(name, ds)`` accepts
 
-- ``"inhouse"``            a small MoCo v2 encoder trained on ``ds`` itself (BPS Stage-1 code with the
-                           CE and clustering terms off: :func:`inhouse_encoder`); cached, so CPU-friendly
-- ``"efficientnet-lite0"`` EfficientNet-Lite0 with its real offline ImageNet weights
+- ``"inhouse"``            a small MoCo v2 encoder trained on ``ds`` itself (:mod:`ddlib.encoders`, shared
+                           with BPS Stage 1, with the CE and clustering terms off: :func:`inhouse_encoder`);
+                           cached, so CPU-friendly
+- ``"efficientnet-lite0"`` (``-lite1``, ``-lite2``) EfficientNet-Lite with its real offline ImageNet weights
+                           (224, 240, 260 px native; 1280-d)
 - ``"timm:<name>"``        any timm model (hub weights when online, a local file otherwise)
 - ``"convnet-random"``     a randomly initialised DD-standard ConvNet (a control: no learnt features)
 
@@ -24,12 +26,12 @@ from torch import nn
 from ddlib import artifacts
 from ddlib.utils import ParamError, check_int
 
-NAMES = ("inhouse", "efficientnet-lite0", "timm:<name>", "convnet-random")
+NAMES = ("inhouse", "efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2", "timm:<name>", "convnet-random")
 #: The in-house encoder's defaults: a CPU-sized MoCo v2 (DD ConvNet of width 64, a 4,096-key queue,
-#: 20 epochs) rather than BPS's ResNet-18 with a 65,536-key queue and 30 epochs. Any of them, and
+#: 20 epochs, plain InfoNCE at weight 1 as MoCo v2) rather than BPS's ResNet-18 with a 65,536-key queue and 30 epochs. Any of them, and
 #: every other ``EncoderConfig`` field, can be overridden through :func:`inhouse_encoder`'s options.
 INHOUSE_EPOCHS = 20
-INHOUSE_DEFAULTS: dict[str, Any] = {"backbone": "convnet", "convnet_width": 64, "queue_size": 4096}
+INHOUSE_DEFAULTS: dict[str, Any] = {"backbone": "convnet", "convnet_width": 64, "queue_size": 4096, "con_weight": 1.0}
 
 
 def check_name(name: str) -> str:
@@ -80,46 +82,39 @@ def set_image_size(bb: nn.Module, image_size: int | None) -> nn.Module:
 
 def inhouse_encoder(ds: Any, epochs: int = INHOUSE_EPOCHS, seed: int = 0, progress: bool = True,
                     **encoder_options: Any) -> nn.Module:
-    """A small self-supervised encoder trained on ``ds``: plain MoCo v2 (BPS Stage 1 with ce=0, clu=0), frozen.
+    """A small self-supervised encoder trained on ``ds``: plain MoCo v2 (the shared encoder of
+    :mod:`ddlib.encoders` with ce=0, clu=0), frozen. Labels are never used (both label-dependent terms are off).
 
-    Labels are never used (both label-dependent terms are off).
-
-    Trained through :func:`ddlib.bps.encoder.train_encoder` (which caches the weights), so a second call
+    Trained through :func:`ddlib.encoders.train_encoder` (which caches the weights), so a second call
     with the same dataset and settings loads it. ``encoder_options`` go to ``EncoderConfig`` (e.g. the
     architecture, width, queue size). The backbone sees images at the dataset's own resolution.
     """
-    from ddlib.bps.encoder import EncoderConfig, train_encoder
     from ddlib import models
+    from ddlib.encoders import EncoderConfig, train_encoder
 
     epochs = check_int("epochs", epochs, 1)
     fields = {f.name for f in dataclasses.fields(EncoderConfig)}
     bad = sorted(set(encoder_options) - fields)
     if bad:
         raise ParamError(f"encoder options {bad} are not accepted; choose among {sorted(fields)}")
-    opts: dict[str, Any] = {**INHOUSE_DEFAULTS, **encoder_options, "epochs": epochs, "ce_weight": 0.0,
-                            "clu_weight": 0.0}
-    if "seed" in fields:
-        opts["seed"] = seed
-    cfg = EncoderConfig(**opts)
-    kw: dict[str, Any] = {}
-    import inspect
-
-    if "progress" in inspect.signature(train_encoder).parameters:
-        kw["progress"] = progress
+    cfg = EncoderConfig(**{**INHOUSE_DEFAULTS, **encoder_options, "epochs": epochs, "ce_weight": 0.0,
+                           "clu_weight": 0.0, "seed": seed})
     # the encoder never sees the test split: key (and train) it on the training split alone, so that
     # runs differing only in their test subsample share one encoder
     train_only = dataclasses.replace(ds, test_x=ds.test_x[:0], test_y=ds.test_y[:0], test_patterns=None,
                                      spec={k: v for k, v in dict(ds.spec).items() if k != "test_per_class"})
-    model, _history = train_encoder(train_only, cfg, **kw)
+    model, _history = train_encoder(train_only, cfg, progress=progress)
     bb = models.as_backbone(model, image_size=int(ds.image_shape[-1]))
     key = artifacts.make_key("inhouse-backbone", train_only.key(), cfg)
     return _tag(bb, key, "inhouse")
 
 
-def _efficientnet(ds: Any = None, **_: Any) -> nn.Module:
-    from ddlib import models
+def _efficientnet(variant: str) -> Callable[..., nn.Module]:
+    def build(ds: Any = None, **_: Any) -> nn.Module:
+        from ddlib import models
 
-    return _tag(models.backbone("efficientnet-lite0"), "efficientnet-lite0-imagenet", "efficientnet-lite0")
+        return _tag(models.backbone(variant), f"{variant}-imagenet", variant)
+    return build
 
 
 def _convnet_random(ds: Any = None, seed: int = 0, **_: Any) -> nn.Module:
@@ -135,30 +130,6 @@ def _convnet_random(ds: Any = None, seed: int = 0, **_: Any) -> nn.Module:
     return _tag(bb, f"convnet-random-seed{seed}-{channels}x{size}", "convnet-random")
 
 
-class _GrayToRGB(nn.Module):
-    """Repeat 1-channel images to 3 channels in front of an RGB backbone (for digits / Fashion-MNIST)."""
-
-    def __init__(self, bb: nn.Module) -> None:
-        super().__init__()
-        self.bb = bb
-        self.feature_dim = bb.feature_dim
-        self.ddlib_name = getattr(bb, "ddlib_name", "")
-
-    @property
-    def image_size(self) -> int:
-        return self.bb.image_size
-
-    @image_size.setter
-    def image_size(self, v: int) -> None:
-        self.bb.image_size = v
-
-    def train(self, mode: bool = True) -> "_GrayToRGB":
-        return super().train(False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.bb(x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x)
-
-
 def _inhouse(ds: Any = None, **kw: Any) -> nn.Module:
     if ds is None:
         raise ParamError("backbone='inhouse' is trained on a dataset: pass ds (the dataset it learns from)")
@@ -167,7 +138,9 @@ def _inhouse(ds: Any = None, **kw: Any) -> nn.Module:
 
 BACKBONES: dict[str, Callable[..., nn.Module]] = {
     "inhouse": _inhouse,
-    "efficientnet-lite0": _efficientnet,
+    "efficientnet-lite0": _efficientnet("efficientnet-lite0"),
+    "efficientnet-lite1": _efficientnet("efficientnet-lite1"),
+    "efficientnet-lite2": _efficientnet("efficientnet-lite2"),
     "convnet-random": _convnet_random,
 }
 
@@ -187,7 +160,9 @@ def get_backbone(name: str, ds: Any = None, image_size: int | None = None, **kw:
         bb = BACKBONES[name](ds, **kw)
     if ds is not None and int(ds.image_shape[0]) == 1 and name not in ("inhouse", "convnet-random"):
         key = backbone_key(bb)
-        bb = _GrayToRGB(bb)
+        from ddlib import models
+
+        bb = models.GrayToRGB(bb)
         bb.ddlib_key = f"{key}+gray"
     bb.eval()
     for p in bb.parameters():

@@ -66,7 +66,7 @@ def flow_pca_figure(real_centres: torch.Tensor, synthetic: dict[str, torch.Tenso
         fig.add_trace(go.Scatter(x=start[:, 0], y=start[:, 1], mode="text", text=list(classes), showlegend=False,
                                  textposition="top center", textfont=dict(color=colour, size=10), hoverinfo="skip",
                                  legendgroup=name, visible=True if i == 0 else "legendonly"))
-    fig.update_layout(title=title, width=820, height=620, xaxis_title=f"PC 1 ({100 * ratio[0]:.0f} % of variance)",
+    fig.update_layout(title=title, height=620, xaxis_title=f"PC 1 ({100 * ratio[0]:.0f} % of variance)",
                       yaxis_title=f"PC 2 ({100 * ratio[1]:.0f} % of variance)", legend=dict(orientation="h", y=-0.15),
                       margin=dict(l=60, r=10, t=50 if title else 10, b=80), plot_bgcolor="white")
     fig.update_xaxes(showgrid=True, gridcolor="#eee", zeroline=False)
@@ -87,7 +87,7 @@ def curves_figure(series: dict[str, Sequence[float]], title: str | None = None, 
             k = np.ones(smooth) / smooth
             fig.add_trace(go.Scatter(x=np.arange(smooth - 1, len(y)), y=np.convolve(y, k, mode="valid"), mode="lines",
                                      name=f"{name} (mean of {smooth})", line=dict(color=colour, width=2.5)))
-    fig.update_layout(title=title, xaxis_title=xaxis, yaxis_title=yaxis, width=820, height=420,
+    fig.update_layout(title=title, xaxis_title=xaxis, yaxis_title=yaxis, height=420,
                       margin=dict(l=60, r=10, t=50 if title else 10, b=50), plot_bgcolor="white")
     fig.update_xaxes(showgrid=True, gridcolor="#eee")
     fig.update_yaxes(showgrid=True, gridcolor="#eee")

@@ -13,8 +13,13 @@ Three ways to turn C·IPC synthetic images into a classifier on an evaluation ba
   head on φ_distill of the same augmented view (:func:`train_kd`).
 
 Real-image baselines in the same shape as a synthetic set: :func:`random_real` and
-:func:`centroid_real`. :func:`evaluate_synthetic` runs one mode end to end and returns the test
-accuracy, the bytes each part takes and the configuration.
+:func:`centroid_real` (their home is :mod:`ddlib.baselines`, beside the coreset selectors; the
+centroids here are taken in φ's feature space). :func:`evaluate_synthetic` runs one mode end to end
+and returns the test accuracy, the bytes each part takes and the configuration.
+
+Every head, projector and the golden head is trained by the one loop of :mod:`ddlib.train`: its
+inputs are feature banks (several tensors per batch: φ_eval and φ_distill of the same view), its
+step one of the losses of :mod:`ddlib.losses`, its lr a ``CosineAnnealingLR`` stepped per epoch.
 
 Views of the synthetic images. The reference augments every batch afresh and passes it through the
 frozen backbone at every step (``views=None`` here). On a CPU that costs a backbone forward per
@@ -25,21 +30,25 @@ augmentations instead of a fresh one each time. A departure for CPU budgets, nam
 """
 from __future__ import annotations
 
-import dataclasses
-import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from ddlib import artifacts
+from ddlib.baselines import centroid_real_from_features, random_real
+from ddlib.losses import kd_kl_ce_loss, projector_loss
 from ddlib.sfm.backbones import backbone_key
-from ddlib.utils import ParamError, check_choice, check_float, check_int, config_dict, get_device
+from ddlib.train import Batch, Batches, LrScheduler, Step, ce_step, embed, loop, tensor_batches
+from ddlib.utils import ParamError, check_choice, check_float, check_int, config_dict, get_device, progress, to_unit
+
+__all__ = ["MODES", "ProbeConfig", "GoldenConfig", "dataset_features", "train_probe", "train_projector", "train_kd",
+           "ci_predict", "golden_head", "random_real", "centroid_real", "linear_bytes", "evaluate_synthetic",
+           "evaluate_modes"]
 
 MODES = ("probe", "ci", "kd")
 
@@ -124,48 +133,15 @@ class GoldenConfig:
         check_int("seed", self.seed, 0, 2**32 - 1)
 
 
-# --------------------------------------------------------------------------------------- losses
-def kd_loss(student_logits: Tensor, teacher_logits: Tensor, labels: Tensor, temperature: float = 4.0,
-            kd_weight: float = 0.5) -> Tensor:
-    """w·KL(softmax(t/T) ‖ softmax(s/T))·T² + (1 − w)·CE(s, y), batch-mean (the SFM paper's KD baseline)."""
-    t = temperature
-    kl = F.kl_div(F.log_softmax(student_logits / t, dim=1), F.log_softmax(teacher_logits / t, dim=1),
-                  reduction="batchmean", log_target=True)
-    return kd_weight * kl * t * t + (1 - kd_weight) * F.cross_entropy(student_logits, labels)
-
-
-def projector_loss(projected: Tensor, target: Tensor) -> Tensor:
-    """MSE between P(φ_eval(x)) and φ_distill(x), mean over batch and features."""
-    return F.mse_loss(projected, target)
-
-
 # --------------------------------------------------------------------------------------- features
-@torch.no_grad()
-def embed(backbone: nn.Module, x: Tensor, batch_size: int = 256, device: torch.device | None = None,
-          progress: bool = False, desc: str = "embed") -> Tensor:
-    """φ(x) for images ``x`` (uint8 or float [0, 1]) in batches, on ``device``; features returned on CPU, float32."""
-    device = get_device(device)
-    backbone = backbone.to(device).eval()
-    out = []
-    amp = device.type == "cuda"
-    for i in tqdm(range(0, len(x), batch_size), desc=desc, disable=not progress, leave=False):
-        xb = x[i:i + batch_size].to(device)
-        xb = xb.float() / 255 if xb.dtype == torch.uint8 else xb.float()
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            f = backbone(xb)
-        out.append(f.float().cpu())
-    if not out:
-        return torch.zeros(0, int(getattr(backbone, "feature_dim", 0)))
-    return torch.cat(out)
-
-
 def dataset_features(backbone: nn.Module, ds: Any, split: str = "train", batch_size: int = 256,
                      device: torch.device | None = None, progress: bool = False) -> Tensor:
     """φ of a dataset split (the un-augmented view), cached by (dataset, split, backbone)."""
     check_choice("split", split, ("train", "test"))
     x = ds.train_x if split == "train" else ds.test_x
     key = artifacts.make_key("features", ds.key(), {"split": split}, [backbone_key(backbone)])
-    return artifacts.cached(key, lambda: embed(backbone, x, batch_size, device, progress, f"φ({split})"),
+    return artifacts.cached(key, lambda: embed(backbone, x, batch_size, device, autocast=True, progress=progress,
+                                               desc=f"φ({split})"),
                             meta={"split": split, "backbone": backbone_key(backbone), "n": len(x)})
 
 
@@ -181,7 +157,7 @@ class _Views:
         from ddlib.kernels.augment import augment
 
         self.backbones = [b.to(device).eval() for b in backbones]
-        self.images = _as_float(images).to(device)
+        self.images = to_unit(images).to(device)
         self.aug = cfg.augment_config()
         self.augment = augment
         self.device = device
@@ -190,7 +166,7 @@ class _Views:
         if cfg.views is not None:
             g = torch.Generator().manual_seed(cfg.seed + 7919)
             banks: list[list[Tensor]] = [[] for _ in self.backbones]
-            for _ in tqdm(range(cfg.views), desc="embed views", disable=not cfg.progress, leave=False):
+            for _ in progress(range(cfg.views), desc="embed views", enabled=cfg.progress):
                 feats = self._embed_views(torch.arange(len(self.images)), g)
                 for b, f in zip(banks, feats):
                     b.append(f)
@@ -212,42 +188,24 @@ class _Views:
         return [b[v.to(b.device), idx.to(b.device)] for b in self.bank]
 
 
-def _as_float(x: Tensor) -> Tensor:
-    return x.float() / 255 if x.dtype == torch.uint8 else x.float()
-
-
 # --------------------------------------------------------------------------------------- training
-def _train_linear(module: nn.Module, views: _Views, labels: Tensor, cfg: ProbeConfig, seed: int,
-                  loss_fn: Callable[[nn.Module, list[Tensor], Tensor], Tensor], desc: str) -> list[float]:
-    """The reference loop: Adam (lr·B/256), cosine over epochs, shuffled batches of B = min(batch_size, N)."""
+def _train_linear(module: nn.Module, views: _Views, labels: Tensor, cfg: ProbeConfig, seed: int, step: Step,
+                  desc: str) -> list[float]:
+    """The reference loop on :func:`ddlib.train.loop`: Adam (lr·B/256), cosine over epochs (stepped per
+    epoch), shuffled batches of B = min(batch_size, N) of view features ``[φ_eval, φ_distill, ...]``;
+    returns the mean loss per epoch."""
     n = len(labels)
     bs = min(cfg.batch_size, n)
     opt = torch.optim.Adam(module.parameters(), lr=cfg.lr * bs / 256, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.epochs, eta_min=0.0)
     g = torch.Generator().manual_seed(seed)
     labels = labels.to(views.device)
-    losses: list[float] = []
+    source = Batches(n, bs, lambda idx, gen: Batch(idx, views.batch(idx, gen), labels[idx.to(labels.device)]))
     # tiny linear steps on precomputed features: thread start-up dominates, one CPU thread is fastest
     with _threads(1 if views.bank is not None and views.device.type == "cpu" else None):
-        for _ in tqdm(range(cfg.epochs), desc=desc, disable=not cfg.progress, leave=False):
-            losses.append(_epoch(module, views, labels, n, bs, g, opt, loss_fn))
-            sched.step()
-    return losses
-
-
-def _epoch(module: nn.Module, views: _Views, labels: Tensor, n: int, bs: int, g: torch.Generator,
-           opt: torch.optim.Optimizer, loss_fn: Callable[[nn.Module, list[Tensor], Tensor], Tensor]) -> float:
-    perm = torch.randperm(n, generator=g)
-    total = 0.0
-    for i in range(0, n, bs):
-        idx = perm[i:i + bs]
-        feats = views.batch(idx, g)
-        loss = loss_fn(module, feats, labels[idx.to(labels.device)])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        total += float(loss.detach()) * len(idx)
-    return total / n
+        hist = loop(module, opt, source, step, cfg.epochs, g, hooks=[LrScheduler(sched)], progress=cfg.progress,
+                    desc=desc)
+    return hist["loss"]
 
 
 class _threads:
@@ -289,7 +247,7 @@ def train_probe(backbone: nn.Module, images: Tensor, labels: Tensor, cfg: ProbeC
     c = int(num_classes or int(labels.max()) + 1)
     head = _linear(backbone.feature_dim, c, cfg.seed if seed is None else seed, device)
     head.history = _train_linear(head, views, labels, cfg, cfg.seed if seed is None else seed,  # type: ignore[attr-defined]
-                                 lambda m, f, y: F.cross_entropy(m(f[0]), y), "probe")
+                                 lambda m, b: (F.cross_entropy(m(b.x[0]), b.y), None), "probe")
     return head.cpu()
 
 
@@ -309,7 +267,7 @@ def train_projector(eval_backbone: nn.Module, distill_backbone: nn.Module, image
     proj = _linear(eval_backbone.feature_dim, distill_backbone.feature_dim, s, device)
     dummy = torch.zeros(len(images), dtype=torch.long)
     proj.history = _train_linear(proj, views, dummy, cfg, s,  # type: ignore[attr-defined]
-                                 lambda m, f, y: projector_loss(m(f[0]), f[1]), "projector")
+                                 lambda m, b: (projector_loss(m(b.x[0]), b.x[1]), None), "projector")
     return proj.cpu()
 
 
@@ -328,10 +286,10 @@ def train_kd(eval_backbone: nn.Module, golden: nn.Linear, distill_backbone: nn.M
         p.requires_grad_(False)
     head = _linear(eval_backbone.feature_dim, golden.out_features, s, device)
 
-    def loss(m: nn.Module, f: list[Tensor], y: Tensor) -> Tensor:
+    def loss(m: nn.Module, b: Batch) -> tuple[Tensor, None]:
         with torch.no_grad():
-            t = teacher(f[1])
-        return kd_loss(m(f[0]), t, y, cfg.temperature, cfg.kd_weight)
+            t = teacher(b.x[1])
+        return kd_kl_ce_loss(m(b.x[0]), t, b.y, cfg.temperature, cfg.kd_weight), None
 
     head.history = _train_linear(head, views, labels, cfg, s, loss, "kd")  # type: ignore[attr-defined]
     golden.cpu()
@@ -350,16 +308,9 @@ def _fit_head_on_features(feats: Tensor, labels: Tensor, num_classes: int, cfg: 
     opt = torch.optim.Adam(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.epochs, eta_min=0.0)
     g = torch.Generator().manual_seed(cfg.seed)
-    x, y = feats.to(device), labels.to(device)
-    for _ in tqdm(range(cfg.epochs), desc="golden head", disable=not progress, leave=False):
-        perm = torch.randperm(len(y), generator=g).to(device)
-        for i in range(0, len(y), cfg.batch_size):
-            idx = perm[i:i + cfg.batch_size]
-            loss = F.cross_entropy(head(x[idx]), y[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-        sched.step()
+    source = tensor_batches(feats.to(device), labels.to(device), cfg.batch_size, device)
+    loop(head, opt, source, ce_step(), cfg.epochs, g, hooks=[LrScheduler(sched)], progress=progress,
+         desc="golden head")
     return head.cpu()
 
 
@@ -390,44 +341,17 @@ def golden_head(backbone: nn.Module, ds: Any, cfg: GoldenConfig | None = None,
 
 
 # --------------------------------------------------------------------------------------- baselines
-def random_real(ds: Any, ipc: int, seed: int = 0) -> dict[str, Any]:
-    """``ipc`` random training images per class (the reference ``random_reals`` baseline)."""
-    ipc = check_int("ipc", ipc, 1)
-    seed = check_int("seed", seed, 0, 2**32 - 1)
-    g = torch.Generator().manual_seed(seed)
-    idx = []
-    for c in range(ds.num_classes):
-        members = torch.nonzero(ds.train_y == c).flatten()
-        if len(members) < ipc:
-            raise ParamError(f"ipc={ipc} exceeds the {len(members)} training images of class {c}")
-        idx.append(members[torch.randperm(len(members), generator=g)[:ipc]])
-    return _real_set(ds, torch.cat(idx), {"method": "random-real", "ipc": ipc, "seed": seed})
-
-
 def centroid_real(backbone: nn.Module, ds: Any, ipc: int, device: torch.device | None = None,
                   progress: bool = False) -> dict[str, Any]:
-    """Per class the ``ipc`` training images whose φ is nearest (Euclidean) to the class centre μ_c.
+    """Per class the ``ipc`` training images whose φ is nearest (Euclidean) to the class centre μ_c
+    (:func:`ddlib.baselines.centroid_real_from_features` on φ's cached training features).
 
     For IPC 1 this is the reference ``centroids`` baseline; for IPC > 1 we take the IPC nearest (the
     reference only builds IPC 1).
     """
     ipc = check_int("ipc", ipc, 1)
     feats = dataset_features(backbone, ds, "train", device=device, progress=progress)
-    idx = []
-    for c in range(ds.num_classes):
-        members = torch.nonzero(ds.train_y == c).flatten()
-        if len(members) < ipc:
-            raise ParamError(f"ipc={ipc} exceeds the {len(members)} training images of class {c}")
-        f = feats[members]
-        d = (f - f.mean(0, keepdim=True)).norm(dim=1)
-        idx.append(members[d.argsort()[:ipc]])
-    return _real_set(ds, torch.cat(idx), {"method": "centroid-real", "ipc": ipc,
-                                          "backbone": backbone_key(backbone)})
-
-
-def _real_set(ds: Any, idx: Tensor, config: dict[str, Any]) -> dict[str, Any]:
-    return {"images": ds.train_x[idx].float() / 255, "labels": ds.train_y[idx].clone(), "indices": idx,
-            "config": {**config, "dataset": ds.spec}}
+    return centroid_real_from_features(ds, feats, ipc, {"backbone": backbone_key(backbone)})
 
 
 # --------------------------------------------------------------------------------------- evaluation

@@ -18,7 +18,8 @@ import torch
 from torch import Tensor
 
 from ddlib import artifacts
-from ddlib.utils import ParamError, check_int, get_device
+from ddlib.losses import flat_cosine
+from ddlib.utils import ParamError, check_int, get_device, progress as progress_bar, to_unit
 
 
 def autocast_context(device: torch.device) -> contextlib.AbstractContextManager:
@@ -76,11 +77,8 @@ def class_centres(backbone: Callable[[Tensor], Tensor], x: Tensor, y: Tensor, nu
         raise ParamError(f"labels must lie in [0, num_classes={num_classes}), got [{int(y.min())}, {int(y.max())}]")
     channels = backbone_channels(backbone)
     sums: Tensor | None = None
-    from tqdm.auto import tqdm
-
-    for start in tqdm(range(0, len(x), batch_size), desc="class centres", disable=not progress):
-        xb = x[start:start + batch_size].to(dev, non_blocking=True)
-        xb = xb.float() / 255 if xb.dtype == torch.uint8 else xb.float()
+    for start in progress_bar(range(0, len(x), batch_size), desc="class centres", enabled=progress):
+        xb = to_unit(x[start:start + batch_size].to(dev, non_blocking=True))
         with autocast_context(dev):
             f = backbone(match_channels(xb, channels))
         f = f.float()
@@ -111,8 +109,7 @@ def flow_cosine(f: Tensor, f_hat: Tensor) -> Tensor:
     """Cosine between two flow matrices, flattened over the whole C×D matrix (a 0-d tensor)."""
     if f.shape != f_hat.shape:
         raise ParamError(f"flow shapes differ: {tuple(f.shape)} vs {tuple(f_hat.shape)}")
-    return torch.nn.functional.cosine_similarity(f.reshape(1, -1).float(), f_hat.reshape(1, -1).float(),
-                                                 dim=1, eps=1e-12)[0]
+    return flat_cosine(f, f_hat)
 
 
 def dataset_stats(backbone: Callable[[Tensor], Tensor], ds: Any, backbone_name: str, batch_size: int = 256,

@@ -35,38 +35,42 @@ LGM (``method="lgm"``)
 At a zero head and with a balanced batch, ∇_W CE has rows (C−1)/C² · (mean_{c'≠c} z̄_{c'} − z̄_c)
 and ∇_b CE = 0 (z̄_c: the batch's class means of φ), so with dataset means in place of batch
 means it is (C−1)/C² · F: SFM is LGM without the real images and the random heads.
+
+This module holds the configuration, the two steps (:func:`sfm_backward`, :func:`lgm_backward`) and
+the optimisation loop over the images (:func:`distill`: Adam on the pyramid levels, reset when the
+pyramid grows; not :func:`ddlib.train.loop`, which trains models). Elsewhere: the image
+parameterisation in :mod:`ddlib.sfm.params`, the losses (:func:`~ddlib.losses.sfm_loss`,
+:func:`~ddlib.losses.lgm_loss`, :func:`~ddlib.losses.linear_ce_grad`) in :mod:`ddlib.losses`, saving
+and loading a synthetic set in :mod:`ddlib.sfm.sets`, the peak-memory meter in
+:class:`ddlib.utils.PeakMemory` (each name is also importable from here).
 """
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import dataclasses
-import json
-import os
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F_nn
 from torch import Tensor
 
+from ddlib.losses import lgm_loss, linear_ce_grad, sfm_loss
+from ddlib.sfm.params import INITS, PARAMETERISATIONS, ImageParams, pyramid_resolutions
+from ddlib.sfm.sets import load_synthetic, save_synthetic
 from ddlib.sfm.stats import (autocast_context, backbone_channels, class_means, dataset_stats, flow_cosine,
                              flows, match_channels)
-from ddlib.utils import (ParamError, check_choice, check_float, check_int, config_dict, get_device, json_safe,
-                         seed_everything)
+from ddlib.utils import (ParamError, PeakMemory, check_choice, check_float, check_int, config_dict, get_device,
+                         progress as progress_bar, seed_everything, to_unit)
+
+__all__ = ["METHODS", "SynthConfig", "sfm_backward", "lgm_backward", "balanced_indices", "resize_images",
+           "default_image_sizes", "real_init_images", "distill", "distill_cached",
+           # defined elsewhere (see the module docstring), importable from here
+           "ImageParams", "pyramid_resolutions", "PARAMETERISATIONS", "INITS", "save_synthetic", "load_synthetic",
+           "PeakMemory", "sfm_loss", "lgm_loss", "linear_ce_grad"]
 
 METHODS = ("sfm", "lgm")
-PARAMETERISATIONS = ("pyramid", "pixels")
-INITS = ("noise", "zero", "real")
-
-# Lucid's colour correlation (square root of the ImageNet colour covariance), as in the LGM code;
-# normalised by its largest column norm.
-COLOR_CORRELATION_SVD_SQRT = torch.tensor([[0.26, 0.09, 0.02], [0.27, 0.00, -0.05], [0.27, -0.09, 0.03]])
-COLOR_MATRIX = COLOR_CORRELATION_SVD_SQRT / torch.linalg.norm(COLOR_CORRELATION_SVD_SQRT, dim=0).max()
 
 
 @dataclass(frozen=True)
@@ -136,154 +140,6 @@ class SynthConfig:
         return self.crop if self.crop is not None else self.image_size
 
 
-# --------------------------------------------------------------------------------------------
-# Image parameterisation
-# --------------------------------------------------------------------------------------------
-
-def decorrelate_colour(x: Tensor) -> Tensor:
-    """Apply the fixed colour decorrelation matrix to (N, 3, H, W)."""
-    return torch.einsum("dc,nchw->ndhw", COLOR_MATRIX.to(x.device, x.dtype), x)
-
-
-def correlate_colour(x: Tensor) -> Tensor:
-    """Invert :func:`decorrelate_colour`."""
-    inv = torch.linalg.inv(COLOR_MATRIX.double()).float()
-    return torch.einsum("dc,nchw->ndhw", inv.to(x.device, x.dtype), x)
-
-
-def pyramid_resolutions(image_size: int, start_res: int = 1) -> list[int]:
-    """Level resolutions from ``start_res`` doubling up to ``image_size`` (the last one capped), coarse first."""
-    res, out = start_res, [start_res]
-    while res < image_size:
-        res = min(res * 2, image_size)
-        out.append(res)
-    return out
-
-
-class ImageParams:
-    """Synthetic images as a pyramid of levels (coarse first) or plain pixels (one full-resolution level).
-
-    decode = sigmoid(2 · decorrelate(Σ_l upsample_bilinear(level_l, full size))).
-    """
-
-    def __init__(self, levels: list[Tensor], image_size: int, decorrelate: bool = True,
-                 resolutions: list[int] | None = None, grow_mode: str = "noise") -> None:
-        self.levels = [lv.detach().clone().requires_grad_(True) for lv in levels]
-        self.image_size = image_size
-        self.decorrelate = decorrelate and levels[0].shape[1] == 3
-        self.resolutions = resolutions or [lv.shape[-1] for lv in levels]
-        self.grow_mode = check_choice("grow_mode", grow_mode, ("noise", "mean"))
-
-    # construction -----------------------------------------------------------------------------
-    @classmethod
-    def create(cls, n: int, channels: int, image_size: int, parameterisation: str = "pyramid",
-               init: str = "noise", start_res: int = 1, decorrelate: bool = True,
-               generator: torch.Generator | None = None, device: str | torch.device = "cpu",
-               real: Tensor | None = None) -> ImageParams:
-        """``n`` images; ``init`` "noise" (N(0,1) levels, each /#levels, as the reference), "zero", or "real"
-        (``real`` images in [0, 1], (n, channels, image_size, image_size): the decode is inverted exactly)."""
-        check_choice("parameterisation", parameterisation, PARAMETERISATIONS)
-        check_choice("init", init, INITS)
-        full = pyramid_resolutions(image_size, start_res)
-        if parameterisation == "pixels":
-            res = [image_size]
-        elif init == "real":
-            res = full  # every level present: coarse ones zero, the finest holds the inverted image
-        else:
-            res = [start_res]
-        grow_mode = "noise" if init == "noise" else "mean"
-        if init == "real":
-            if real is None or tuple(real.shape) != (n, channels, image_size, image_size):
-                raise ParamError(f"init='real' needs real images of shape {(n, channels, image_size, image_size)}")
-            z = torch.logit(real.float().clamp(1e-4, 1 - 1e-4)) / 2
-            if decorrelate and channels == 3:
-                z = correlate_colour(z)
-            levels = [torch.zeros(n, channels, r, r) for r in res[:-1]] + [z]
-        else:
-            levels = [torch.randn(n, channels, r, r, generator=generator) for r in res]
-            levels = [lv * (0.0 if init == "zero" else 1.0 / len(levels)) for lv in levels]
-        return cls([lv.to(device) for lv in levels], image_size, decorrelate, full if parameterisation == "pyramid"
-                   else [image_size], grow_mode)
-
-    # use ------------------------------------------------------------------------------------------
-    def parameters(self) -> list[Tensor]:
-        return self.levels
-
-    @property
-    def num_images(self) -> int:
-        return self.levels[0].shape[0]
-
-    def pre_sigmoid(self, idx: Tensor | slice | None = None) -> Tensor:
-        """Σ_l upsample(level_l) before decorrelation and sigmoid, (n, C, S, S)."""
-        s = self.image_size
-        out = None
-        for lv in self.levels:
-            lv = lv if idx is None else lv[idx]
-            up = lv if lv.shape[-1] == s else F_nn.interpolate(lv, size=(s, s), mode="bilinear",
-                                                              align_corners=False, antialias=False)
-            out = up if out is None else out + up
-        return out  # type: ignore[return-value]
-
-    def decode(self, idx: Tensor | slice | None = None) -> Tensor:
-        """Images in [0, 1] (all, or those selected by ``idx``)."""
-        z = self.pre_sigmoid(idx)
-        if self.decorrelate:
-            z = decorrelate_colour(z)
-        return torch.sigmoid(2 * z)
-
-    @property
-    def can_grow(self) -> bool:
-        return self.levels[-1].shape[-1] < self.resolutions[-1]
-
-    @torch.no_grad()
-    def grow(self, generator: torch.Generator | None = None) -> bool:
-        """Add the next finer level; existing levels are rescaled by L/(L+1) (as the reference).
-
-        The new level is N(0,1)/(L+1) noise when the images started from noise (the reference's
-        ``init_mode="noise"``), else the mean of the upsampled existing levels, which keeps the
-        decoded image (up to bilinear re-sampling: exact when the existing levels are 1×1 or the
-        new one is full size). Returns False when the pyramid is complete. The optimiser must be
-        reset by the caller (as the reference does).
-        """
-        if not self.can_grow:
-            return False
-        old, new = len(self.levels), len(self.levels) + 1
-        r = self.resolutions[len(self.levels)] if len(self.resolutions) > len(self.levels) else self.image_size
-        n, c = self.levels[0].shape[:2]
-        dev = self.levels[0].device
-        if self.grow_mode == "noise":
-            new_level = torch.randn(n, c, r, r, generator=generator).to(dev) / new
-        else:
-            ups = [lv if lv.shape[-1] == r else F_nn.interpolate(lv, size=(r, r), mode="bilinear",
-                                                                 align_corners=False, antialias=False)
-                   for lv in self.levels]
-            new_level = torch.stack(ups).sum(0) / new
-        self.levels = [(lv.detach() * (old / new)).requires_grad_(True) for lv in self.levels]
-        self.levels.append(new_level.detach().clone().requires_grad_(True))
-        return True
-
-
-# --------------------------------------------------------------------------------------------
-# Losses
-# --------------------------------------------------------------------------------------------
-
-def sfm_loss(f_real: Tensor, s_hat: Tensor) -> Tensor:
-    """1 − cos(vec F, vec F̂) with F̂ the flows of the synthetic class means ``s_hat`` (C, D)."""
-    return 1 - flow_cosine(f_real, flows(s_hat))
-
-
-def linear_ce_grad(features: Tensor, labels: Tensor, w: Tensor, b: Tensor, create_graph: bool) -> Tensor:
-    """vec(∇_W CE, ∇_b CE) of the linear head (W, b) on ``features``; a graph through the features if asked."""
-    out = features @ w.t() + b
-    loss = F_nn.cross_entropy(out, labels)
-    gw, gb = torch.autograd.grad(loss, [w, b], create_graph=create_graph)
-    return torch.cat([gw.flatten(), gb.flatten()])
-
-
-def lgm_loss(g_real: Tensor, g_syn: Tensor) -> Tensor:
-    """1 − cos(vec g_real, vec g_syn)."""
-    return 1 - F_nn.cosine_similarity(g_real.unsqueeze(0), g_syn.unsqueeze(0), dim=1, eps=1e-12)[0]
-
 
 # --------------------------------------------------------------------------------------------
 # Steps
@@ -336,7 +192,7 @@ def sfm_backward(params: ImageParams, backbone: Callable[[Tensor], Tensor], f_re
     if not two_pass:
         feats = torch.cat([_features(backbone, views(k, sl), dev) for k, sl in enumerate(chunks)])
         s_hat = class_means(feats, labels, num_classes)
-        loss = sfm_loss(f_real, s_hat)
+        loss = sfm_loss(f_real, flows(s_hat))
         loss.backward()
         return float(loss.detach()), s_hat.detach()
 
@@ -347,7 +203,7 @@ def sfm_backward(params: ImageParams, backbone: Callable[[Tensor], Tensor], f_re
             sums = torch.zeros(num_classes, f.shape[1], device=dev) if sums is None else sums
             sums.index_add_(0, labels[sl], f)
     s_hat = (sums / counts.unsqueeze(1)).requires_grad_(True)  # type: ignore[operator]
-    loss = sfm_loss(f_real, s_hat)
+    loss = sfm_loss(f_real, flows(s_hat))
     (grad_s,) = torch.autograd.grad(loss, s_hat)
     weight = grad_s / counts.unsqueeze(1)  # ∂loss/∂φ(x_i) = G_{y_i} / n_{y_i}
     for k, sl in enumerate(chunks):
@@ -373,7 +229,7 @@ def balanced_indices(y: Tensor, num_classes: int, per_class: int, generator: tor
 
 def resize_images(x: Tensor, size: int) -> Tensor:
     """uint8 or float images -> float [0, 1] at ``size``×``size`` (bilinear, antialiased when shrinking)."""
-    x = x.float() / 255 if x.dtype == torch.uint8 else x.float()
+    x = to_unit(x)
     if x.shape[-1] == size and x.shape[-2] == size:
         return x
     return F_nn.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
@@ -406,59 +262,6 @@ def lgm_backward(params: ImageParams, backbone: Callable[[Tensor], Tensor], real
         s_hat = class_means(fs.detach(), ys, num_classes)
     return float(loss.detach()), s_hat
 
-
-# --------------------------------------------------------------------------------------------
-# Memory measurement
-# --------------------------------------------------------------------------------------------
-
-def _rss_bytes() -> int:
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError):  # pragma: no cover - non-Linux
-        import resource
-
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
-class PeakMemory:
-    """Peak memory of a block: ``torch.cuda.max_memory_allocated`` on CUDA; on the CPU the peak resident
-    set size above the level at entry, sampled every 2 ms by a thread (after ``malloc_trim`` so freed
-    memory of earlier work is returned first). ``.peak_bytes``, ``.kind`` say which."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.device = device
-        self.peak_bytes = 0
-        self.kind = "cuda max_memory_allocated" if device.type == "cuda" else "CPU peak RSS increase (sampled)"
-        self._stop = threading.Event()
-
-    def __enter__(self) -> PeakMemory:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-            torch.cuda.reset_peak_memory_stats(self.device)
-            self._base = torch.cuda.memory_allocated(self.device)
-        else:
-            with contextlib.suppress(OSError, AttributeError):
-                ctypes.CDLL("libc.so.6").malloc_trim(0)
-            self._base = _rss_bytes()
-            self._peak = self._base
-            self._thread = threading.Thread(target=self._sample, daemon=True)
-            self._thread.start()
-        return self
-
-    def _sample(self) -> None:
-        while not self._stop.wait(0.002):
-            self._peak = max(self._peak, _rss_bytes())
-
-    def __exit__(self, *exc: object) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-            self.peak_bytes = int(torch.cuda.max_memory_allocated(self.device) - self._base)
-        else:
-            self._stop.set()
-            self._thread.join()
-            self._peak = max(self._peak, _rss_bytes())
-            self.peak_bytes = int(self._peak - self._base)
 
 
 # --------------------------------------------------------------------------------------------
@@ -539,13 +342,11 @@ def distill(backbone: Callable[[Tensor], Tensor], ds_or_stats: Any, cfg: SynthCo
     aug_cfg = _aug_config(cfg)
     history: dict[str, list[float]] = {"loss": [], "flow_cos": [], "step_time": []}
     per_class = cfg.ipc * cfg.augs_per_batch
-    from tqdm.auto import tqdm
-
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
     start = time.perf_counter()
     with PeakMemory(dev) as mem:
-        for step in tqdm(range(cfg.steps), desc=f"{cfg.method.upper()} distil", disable=not progress):
+        for step in progress_bar(range(cfg.steps), desc=f"{cfg.method.upper()} distil", enabled=progress):
             ts = time.perf_counter()
             if step > 0 and step % cfg.grow_every == 0 and params.grow(gen):
                 opt = torch.optim.Adam(params.parameters(), lr=cfg.lr)  # reset on growth, as the reference
@@ -579,51 +380,6 @@ def _centres_uncached(backbone: Callable[[Tensor], Tensor], ds: Any, batch: int,
     from ddlib.sfm.stats import class_centres
 
     return class_centres(backbone, ds.train_x, ds.train_y, ds.num_classes, batch, dev, progress)
-
-
-# --------------------------------------------------------------------------------------------
-# The output format (consumed by evaluation: ``ddlib.sfm.inherit`` and ``evaluate-synthetic``)
-# --------------------------------------------------------------------------------------------
-
-def save_synthetic(result: dict[str, Any], out_dir: str | os.PathLike, *, classes: list[str] | None = None,
-                   backbone: str | None = None, dataset: Any = None, provenance: dict[str, Any] | None = None,
-                   grid_max_classes: int = 100) -> dict[str, Path]:
-    """Write ``out_dir``/images.pt, grid.png and distill.json for a :func:`distill` result.
-
-    images.pt: torch.save of {"images" float [0, 1] (C·IPC, ch, S, S), "labels" int64, "classes",
-    "config", "backbone", "dataset", "history", "wall_time", "stats_time", "peak_mem",
-    "peak_mem_kind", "provenance"}. grid.png: one row per class (the first ``grid_max_classes``),
-    IPC columns. distill.json: everything but the tensors.
-    """
-    from torchvision.utils import save_image
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    meta = {k: result[k] for k in ("config", "history", "wall_time", "stats_time", "peak_mem", "peak_mem_kind",
-                                   "levels", "num_classes", "device") if k in result}
-    meta.update({"classes": classes, "backbone": backbone, "dataset": dataset, "provenance": provenance,
-                 "num_images": int(len(result["images"])), "image_shape": list(result["images"].shape[1:])})
-    payload = {"images": result["images"].float().clamp(0, 1), "labels": result["labels"].long(), **meta}
-    paths = {"images": out / "images.pt", "grid": out / "grid.png", "json": out / "distill.json"}
-    torch.save(payload, paths["images"])
-    ipc = int(result["config"]["ipc"])
-    keep = min(len(result["images"]), grid_max_classes * ipc)
-    grid = result["images"][:keep]
-    if grid.shape[1] == 1:
-        grid = grid.expand(-1, 3, -1, -1)
-    save_image(grid, paths["grid"], nrow=ipc, padding=1)
-    meta["grid_classes"] = keep // ipc
-    paths["json"].write_text(json.dumps(json_safe(meta), indent=1))
-    return paths
-
-
-def load_synthetic(path: str | os.PathLike) -> dict[str, Any]:
-    """Read what :func:`save_synthetic` wrote (a directory or its images.pt)."""
-    p = Path(path)
-    p = p / "images.pt" if p.is_dir() else p
-    if not p.exists():
-        raise FileNotFoundError(f"no synthetic images at {p} (expected images.pt written by `python -m ddlib distill`)")
-    return torch.load(p, map_location="cpu", weights_only=False)
 
 
 

@@ -1,0 +1,241 @@
+"""BPS against the coreset baselines where its mechanism can act, paired over seeds (issue 9's records).
+
+    .venv/bin/python benchmarks/bps_evidence.py --scale cpu --dataset fashion-mnist --seeds 5 --ipc 10,50 \
+        --students kd,ce --centre-frac 0,1 --weak-teacher-per-class 300 --out results/bps_evidence_fashion-mnist_cpu.json
+
+One modelling (Stage 1 on ``encoder_per_class`` images, the teacher and the forgetting run on
+``teacher_per_class``, both per class, None = every image; every method selects from the pool of
+``per_class``) from :func:`ddlib.presets.bps` at ``--scale`` with ``--set name=value`` overrides (any flat
+name of ``ddlib.presets.TABLES["bps"]``). Then :func:`ddlib.bps.pipeline.evaluate_grid`: for every IPC,
+student protocol (``kd``: the reference's KD from the teacher; ``ce``: the same with hard labels) and seed
+``s`` of ``0 .. seeds-1``, every method selects with seed ``s`` (random draws afresh) and every student
+trains with seed ``s`` (the same initial weights and augmentation stream for every method).
+
+Recorded (``ddlib.results.write``): accuracy rows per (method, IPC, protocol, rule), the rules being the
+reference's best test accuracy over the last ``last_epochs`` epochs and the final epoch's; the ``paired``
+table (every method against random: DD-Ranking's IOR under ``kd``; KD minus hard labels per method; the
+ablation of BPS's centre share against BPS and random; the weak-teacher control), each a paired
+difference over seeds with its 95 % interval; ``hlr`` (DD-Ranking's hard-label recovery: the teacher, a
+model of the students' architecture trained on all its data with hard labels, minus each method's
+hard-label students); with ``--epoch-curve``, accuracy against student epochs for ``--curve-methods``.
+
+Resumable: every student's result is an artifact of the cache (``$DDLIB_CACHE``; keep it inside the
+checkout for long runs), so a second call trains only what is missing; the record says how many students
+were trained and how many loaded (``timings``), and the teacher's and encoder's original training times.
+Nothing here is tuned on test accuracy: the settings are the preset's, the rules are fixed in advance.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _value(text: str) -> Any:
+    from ddlib.sweep import parse_value
+
+    if "," in text:
+        return [parse_value(v) for v in text.split(",") if v.strip()]
+    return parse_value(text)
+
+
+def parse_sets(items: list[str]) -> dict[str, Any]:
+    """``["teacher_epochs=20", "ipcs=10,50"]`` -> ``{"teacher_epochs": 20, "ipcs": [10, 50]}``."""
+    from ddlib.utils import ParamError
+
+    out = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        if not sep or not name:
+            raise ParamError(f"--set {item!r}: write name=value (a flat name of ddlib.presets.TABLES['bps'])")
+        out[name.strip()] = _value(text.strip())
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--scale", default="cpu", help="the preset: test | cpu | gpu")
+    ap.add_argument("--dataset", default=None)
+    ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                    help="override a flat name of the bps preset (repeatable), e.g. teacher_epochs=20")
+    ap.add_argument("--ipc", default=None, help="comma-separated IPCs (default: the preset's)")
+    ap.add_argument("--methods", default=None, help="comma-separated (default: the preset's)")
+    ap.add_argument("--seeds", type=int, default=5, help="students per (method, IPC, protocol): seeds 0..N-1")
+    ap.add_argument("--students", default="kd,ce", help="protocols: kd and/or ce")
+    ap.add_argument("--centre-frac", default="", help="ablation of BPS's centre share, e.g. 0,1 (KD)")
+    ap.add_argument("--weak-teacher-per-class", type=int, default=None,
+                    help="control: BPS and random with a teacher trained on this many images per class (KD)")
+    ap.add_argument("--epoch-curve", default="", help="student epochs to sweep, e.g. 25,50,100,200 (KD)")
+    ap.add_argument("--curve-methods", default="bps,random")
+    ap.add_argument("--curve-ipcs", default=None, help="default: the run's IPCs")
+    ap.add_argument("--modelling-only", action="store_true",
+                    help="train (or load) Stage 1, the teacher and the scores into the cache, and stop (no record)")
+    ap.add_argument("--device", default=None)
+    ap.add_argument("--quiet", action="store_true")
+    ap.add_argument("--out", required=True)
+    a = ap.parse_args(argv)
+
+    from ddlib import metrics, presets, results
+    from ddlib.bps import pipeline as P
+    from ddlib.cli.common import parse_ints
+    from ddlib.utils import ParamError, check_choice, get_device
+
+    get_device(a.device)
+    sets = parse_sets(a.set)
+    if a.dataset is not None:
+        sets["dataset"] = a.dataset
+    if a.ipc is not None:
+        sets["ipcs"] = parse_ints("ipc", a.ipc)
+    if a.methods is not None:
+        sets["methods"] = [m for m in a.methods.split(",") if m]
+    p = presets.bps(a.scale, **sets)
+    protocols = [check_choice("students", s, ("kd", "ce")) for s in a.students.split(",") if s]
+    fracs = [float(v) for v in a.centre_frac.split(",") if v.strip()]
+    curve = parse_ints("epoch_curve", a.epoch_curve) if a.epoch_curve else []
+    seeds = list(range(a.seeds))
+    if p.methods is None:
+        raise ParamError("methods: give --methods or a preset that names them")
+    progress = not a.quiet
+    start = time.perf_counter()
+
+    d = p.datasets()
+    pool, ev = d["pool"], d["eval"]
+    mod = P.modelling(pool, p.pipeline, p.methods, device=a.device, progress=progress, teacher_ds=d["teacher"],
+                      encoder_ds=d["encoder"], teacher=True)
+    teacher = mod["teacher"]
+    if a.modelling_only:
+        print(f"modelling cached: teacher {mod['teacher_acc'] * 100:.1f} % on {len(d['teacher'].train_y)} images, "
+              f"{sum(mod['info']['num_patterns'].values())} patterns, {time.perf_counter() - start:.0f} s")
+        return 0
+    students = {name: dataclasses.replace(p.student, loss=name) for name in protocols}
+    grid = P.evaluate_grid(ev, mod["inputs"], p.methods, p.ipcs, seeds, students, teacher=teacher,
+                           select_cfg=p.select, device=a.device, progress=progress)
+    for r in grid:
+        r["setting"] = "main"
+
+    extra_rows: list[dict] = []
+    if fracs and "kd" in students:
+        for f in fracs:
+            rows = P.evaluate_grid(ev, mod["inputs"], ["bps"], p.ipcs, seeds, {"kd": students["kd"]},
+                                   teacher=teacher, select_cfg=dataclasses.replace(p.select, centre_frac=f),
+                                   device=a.device, progress=progress)
+            for r in rows:
+                r.update(method=f"bps (centre share {f:g})", setting=f"centre share {f:g}")
+            extra_rows += rows
+
+    weak = None
+    if a.weak_teacher_per_class is not None:
+        wds = P.load_datasets(p.dataset, per_class=a.weak_teacher_per_class, test_per_class=p.modelling_test_per_class,
+                              modelling_test_per_class=p.modelling_test_per_class, seed=p.data_seed)["pool"]
+        wmod = P.modelling(pool, p.pipeline, ["bps", "random"], device=a.device, progress=progress, teacher_ds=wds,
+                           encoder_ds=d["encoder"], teacher=True)
+        rows = P.evaluate_grid(ev, wmod["inputs"], ["bps", "random"], p.ipcs, seeds,
+                               {"kd-weak-teacher": students.get("kd", dataclasses.replace(p.student, loss="kd"))},
+                               teacher=wmod["teacher"], select_cfg=p.select, device=a.device, progress=progress)
+        for r in rows:
+            r["setting"] = f"weak teacher ({a.weak_teacher_per_class}/class)"
+        extra_rows += rows
+        weak = {"per_class": a.weak_teacher_per_class, "test_acc": wmod["teacher_acc"],
+                "train_size": len(wds.train_y), "original_train_seconds": getattr(wmod["teacher"], "train_seconds", None)}
+
+    curve_rows: list[dict] = []
+    if curve:
+        cm = [m for m in a.curve_methods.split(",") if m]
+        cipcs = parse_ints("curve_ipcs", a.curve_ipcs) if a.curve_ipcs else list(p.ipcs)
+        for e in curve:
+            st = dataclasses.replace(p.student, loss="kd", epochs=e, last_epochs=min(p.student.last_epochs, e))
+            rows = P.evaluate_grid(ev, mod["inputs"], cm, cipcs, seeds, {f"kd@{e}": st}, teacher=teacher,
+                                   select_cfg=p.select, device=a.device, progress=progress)
+            for r in rows:
+                r.update(epochs=e, setting="epoch curve")
+            curve_rows += rows
+
+    label = results.dataset_label(p.dataset)
+    everything = grid + extra_rows + curve_rows
+    acc = [{**r, "dataset": label, "setting": _setting(everything, r)} for r in P.accuracy_rows(everything)]
+    paired = P.paired_table(grid)
+    paired += _ablation_pairs(grid, extra_rows)
+    paired += P.paired_table([r for r in extra_rows if r["student"] == "kd-weak-teacher"])
+    paired += _curve_pairs(curve_rows)
+    hlr = []
+    if "ce" in students and teacher is not None and students["ce"].model == p.teacher.model \
+            and students["ce"].width == p.teacher.width and students["ce"].depth == p.teacher.depth:
+        for m in p.methods:
+            for k in p.ipcs:
+                for rule in P.RULES:
+                    v = [r[rule] for r in sorted(grid, key=lambda r: r["seed"])
+                         if (r["method"], r["ipc"], r["student"]) == (m, k, "ce")]
+                    h = metrics.hard_label_recovery(mod["teacher_acc"], v)
+                    hlr.append({"method": m, "ipc": k, "rule": rule, "n_seeds": h["n"], "hlr_mean": h["diff_mean"],
+                                "ci95": list(h["ci"])})
+    trained = sum(not r["cached"] for r in everything)
+    enc_hist_seconds = (mod["info"].get("stage1_seconds") or {})
+    record = results.write(
+        a.out, what=f"BPS vs coreset baselines on {label}, students paired over {len(seeds)} seeds "
+                    "(issue 9: teacher on its own data, every method from one pool)",
+        config={"scale": a.scale, "overrides": sets, "dataset": pool.spec, "teacher_dataset": d["teacher"].spec,
+                "encoder_dataset": d["encoder"].spec, "students_test_per_class": p.test_per_class,
+                "pipeline": p.pipeline.as_dict(), "students": {k: dataclasses.asdict(v) for k, v in students.items()},
+                "seeds": seeds, "centre_frac_ablation": fracs, "weak_teacher_per_class": a.weak_teacher_per_class,
+                "epoch_curve": curve, "rules": {"best_last": f"best of the last {p.student.last_epochs} epochs",
+                                                "final": "the final epoch"}},
+        rows=acc, paired=paired, hlr=hlr, grid=everything,
+        teacher={"test_acc": mod["teacher_acc"], "train_size": len(d["teacher"].train_y),
+                 "original_train_seconds": getattr(teacher, "train_seconds", None)},
+        weak_teacher=weak, modelling=mod["info"],
+        timings={"wall_s": time.perf_counter() - start, "shared": mod["seconds"],
+                 "students_trained": trained, "students_loaded": len(everything) - trained,
+                 "cached": trained == 0, "student_seconds_trained": sum(r["student_seconds"] for r in everything
+                                                                       if not r["cached"]),
+                 "original_stage1_seconds": enc_hist_seconds})
+    _print(record)
+    return 0
+
+
+def _setting(rows: list[dict], summary: dict) -> str:
+    for r in rows:
+        if (r["method"], r["ipc"], r["student"]) == (summary["method"], summary["ipc"], summary["protocol"]):
+            return r.get("setting", "main")
+    return "main"
+
+
+def _ablation_pairs(grid: list[dict], extra: list[dict]) -> list[dict]:
+    """Each centre-share variant against BPS (share 0.5) and against random, KD, paired over seeds."""
+    from ddlib.bps import pipeline as P
+
+    out = []
+    abl = [r for r in extra if r["method"].startswith("bps (centre share")]
+    base = [r for r in grid if r["student"] == "kd" and r["method"] in ("bps", "random")]
+    for name in sorted({r["method"] for r in abl}):
+        for against in ("bps", "random"):
+            rows = [r for r in abl if r["method"] == name] + [r for r in base if r["method"] == against]
+            out += [t for t in P.paired_table(rows, baseline=against) if t["method"] == name]
+    return out
+
+
+def _curve_pairs(rows: list[dict]) -> list[dict]:
+    """BPS against random at each student budget of the epoch curve."""
+    from ddlib.bps import pipeline as P
+
+    out = []
+    for proto in sorted({r["student"] for r in rows}):
+        sub = [r for r in rows if r["student"] == proto]
+        out += P.paired_table(sub)
+    return out
+
+
+def _print(record: dict) -> None:
+    print(f"teacher {record['teacher']['test_acc'] * 100:.1f} % on {record['teacher']['train_size']} images")
+    for t in record["paired"]:
+        if t["rule"] == "final":
+            print(f"IPC {t['ipc']:>3} {t['protocol']:<18} {t['verdict']}")
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    raise SystemExit(main())

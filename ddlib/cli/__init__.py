@@ -1,0 +1,83 @@
+"""``python -m ddlib …``: run a stage or a sweep from the shell.
+
+One module per command family (:mod:`~ddlib.cli.data`, :mod:`~ddlib.cli.sfm`, :mod:`~ddlib.cli.inherit`,
+:mod:`~ddlib.cli.bps`, :mod:`~ddlib.cli.sweep`), each with ``add_commands(subparsers) -> {name: handler}``.
+Every command that runs a stage takes ``--scale test|cpu|gpu`` (a preset of :mod:`ddlib.presets`; without
+it, the reference settings) and its other options override that preset; no option has a default of its
+own. Handlers turn the parsed arguments into the library's frozen configs; no argparse object travels
+further. Results are written by :func:`ddlib.results.write`.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ddlib.cli import bps, data, inherit, sfm, sweep
+from ddlib.utils import ParamError
+
+Handler = Callable[[argparse.Namespace], int]
+#: the command families, in the order ``--help`` lists them
+FAMILIES = (data, sfm, inherit, bps, sweep)
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
+    parser = argparse.ArgumentParser(prog="python -m ddlib", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    handlers: dict[str, Handler] = {}
+    for family in FAMILIES:
+        handlers.update(family.add_commands(sub))
+    return parser, handlers
+
+
+def argv_for(command: str, **overrides: Any) -> list[str]:
+    """The options of ``command`` that set these preset names (``ddlib.presets.TABLES``), e.g.
+    ``argv_for("evaluate", student_epochs=60)`` -> ``["--epochs", "60"]``; None values are skipped.
+
+    Raises :class:`ParamError` for a name the command has no option for.
+    """
+    parser, _ = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
+    flags = {a.dest: a.option_strings[-1] for a in sub._actions if a.option_strings}
+    out: list[str] = []
+    for name, value in overrides.items():
+        if value is None:
+            continue
+        if name not in flags:
+            raise ParamError(f"{command} has no option for {name!r}; its options set {sorted(flags)}")
+        out += [flags[name], ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)]
+    return out
+
+
+def in_options(message: str, parser: argparse.ArgumentParser, command: str) -> str:
+    """``message`` with the preset names it cites (``"(set by teacher_lr)"``, ``"data_seed=…"``) written as the
+    options the user typed (``--teacher-lr``, ``--data-seed``), so an error points at the command line."""
+    import re
+
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
+    flags = {a.dest: a.option_strings[-1] for a in sub._actions if a.option_strings and a.dest != "help"}
+
+    def by(m: re.Match) -> str:
+        return "(set by " + ", ".join(flags.get(n.strip(), n.strip()) for n in m.group(1).split(",")) + ")"
+
+    message = re.sub(r"\(set by ([^)]*)\)", by, message)
+    for dest, flag in sorted(flags.items(), key=lambda kv: -len(kv[0])):
+        message = re.sub(rf"(?<![\w-]){re.escape(dest)}=", f"{flag}=", message)
+    return message
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser, handlers = build_parser()
+    args = parser.parse_args(argv)
+    args.argv = argv  # the command line that reproduces the run (recorded with its results)
+    try:
+        return handlers[args.command](args) or 0
+    except (ParamError, FileNotFoundError) as e:
+        print(f"error: {in_options(str(e), parser, args.command)}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,70 @@
+"""benchmarks/bps_evidence.py at scale test: the record issue 9 asks for, with its paired tables."""
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("bps_evidence", ROOT / "benchmarks" / "bps_evidence.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_evidence_record_at_scale_test(tmp_path: Path) -> None:
+    out = tmp_path / "ev.json"
+    argv = ["--scale", "test", "--set", "teacher_per_class=40", "--methods", "bps,random,herding", "--ipc", "2",
+            "--seeds", "2", "--students", "kd,ce", "--centre-frac", "0", "--weak-teacher-per-class", "8",
+            "--epoch-curve", "1,2", "--quiet", "--out", str(out)]
+    assert _script().main(argv) == 0
+    rec = json.loads(out.read_text())
+    assert rec["teacher"]["train_size"] == 400 and rec["config"]["dataset"]["per_class"] == 24
+    methods = {(r["method"], r["protocol"], r["rule"]) for r in rec["rows"]}
+    assert ("bps", "kd", "final") in methods and ("random", "ce", "best_last") in methods
+    assert ("bps (centre share 0)", "kd", "final") in methods and ("bps", "kd-weak-teacher", "final") in methods
+    assert ("bps", "kd@1", "final") in methods and ("random", "kd@2", "best_last") in methods
+    kinds = {(t["method"], t["baseline"], t["protocol"]) for t in rec["paired"]}
+    assert ("bps", "random", "kd") in kinds and ("bps / kd", "bps / ce", "kd - ce") in kinds
+    assert ("bps (centre share 0)", "bps", "kd") in kinds and ("bps (centre share 0)", "random", "kd") in kinds
+    assert ("bps", "random", "kd-weak-teacher") in kinds and ("bps", "random", "kd@2") in kinds
+    assert all(t["n_seeds"] == 2 and len(t["ci95"]) == 2 and t["verdict"] for t in rec["paired"])
+    assert {h["method"] for h in rec["hlr"]} == {"bps", "random", "herding"}
+    t = rec["timings"]
+    assert t["students_trained"] + t["students_loaded"] == len(rec["grid"]) and t["cached"] is False
+    assert t["students_loaded"] == 2 * 2  # the curve's 2-epoch KD students of bps and random are the grid's own
+    # a second call loads every student from the cache and says so
+    assert _script().main(argv) == 0
+    again = json.loads(out.read_text())
+    assert again["timings"]["students_loaded"] == len(again["grid"]) and again["timings"]["cached"] is True
+    assert [r["mean"] for r in again["rows"]] == [r["mean"] for r in rec["rows"]]
+
+
+def test_results_read_the_evidence_record(tmp_path: Path) -> None:
+    from ddlib import results
+
+    out = tmp_path / "ev.json"
+    assert _script().main(["--scale", "test", "--methods", "bps,random", "--ipc", "2", "--seeds", "2",
+                           "--students", "kd,ce", "--epoch-curve", "1,2", "--quiet", "--out", str(out)]) == 0
+    recs = results.load([tmp_path])
+    paired = results.paired_table(recs)
+    assert {"verdict", "excludes_zero"} <= set(paired.columns) and (paired.dataset == "fashion-mnist").all()
+    curve = results.epoch_curve(recs)
+    assert set(curve.epochs) == {1, 2} and set(curve.method) == {"bps", "random"}
+    assert all(len(c) == 2 for c in curve.ci95) and all(len(v) == 2 for v in curve.per_seed)
+    hlr = results.hlr_table(recs)
+    assert set(hlr.method) == {"bps", "random"} and len(hlr) == 2 * 2
+    acc = results.accuracy_table(recs)
+    assert set(acc.rule.dropna()) == {"best_last", "final"}
+    assert results.latest_evidence("fashion-mnist", recs).source == recs[0].source
+    assert results.latest_evidence("cifar10", recs) is None
+    ev = results.evidence_summary(results.latest_evidence("fashion-mnist", recs))
+    assert set(ev["ior"].method) == {"bps"} and set(ev["kd_ce"].protocol) == {"kd - ce"}
+    assert len(ev["curve"]) == 2 * 2 and ev["teacher"]["train_size"] > 0 and len(ev["ablation"]) == 0
+    assert results.verdict_of(ev["ior"], "bps", 2, "final") == ev["ior"][ev["ior"].rule == "final"].verdict.iloc[0]
+    assert results.verdict_of(ev["ior"], "kcenter", 2) == "not recorded yet"
+    empty = results.evidence_summary(None)
+    assert len(empty["ior"]) == 0 and empty["teacher"] == {} and empty["source"] is None

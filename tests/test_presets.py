@@ -1,0 +1,173 @@
+"""ddlib.presets: every scale builds valid configs, an override changes exactly its fields, bad input names
+itself, and chapters that share work share its configs (so their cached artifacts are the same)."""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from ddlib import data, presets
+from ddlib.bps.distill import teacher_key
+from ddlib.bps.encoder import encoder_key
+from ddlib.utils import ParamError
+
+SCALES = [*presets.SCALES, None]
+FUNCTIONS = (presets.data, presets.stage1, presets.bps, presets.sfm, presets.ci, presets.results)
+
+
+def _flat(obj: object, prefix: str = "") -> dict[str, object]:
+    """A preset as {"encoder.epochs": 10, ...} (its configs' fields by path)."""
+    out: dict[str, object] = {}
+    for f in dataclasses.fields(obj):
+        v = getattr(obj, f.name)
+        if dataclasses.is_dataclass(v):
+            out.update(_flat(v, f"{prefix}{f.name}."))
+        else:
+            out[f"{prefix}{f.name}"] = v
+    return out
+
+
+def _changed(before: object, after: object) -> set[str]:
+    a, b = _flat(before), _flat(after)
+    return {k for k in a if a[k] != b[k]}
+
+
+@pytest.mark.parametrize("scale", SCALES)
+@pytest.mark.parametrize("fn", FUNCTIONS, ids=lambda f: f.__name__)
+def test_every_scale_builds_valid_configs(fn, scale) -> None:  # noqa: ANN001
+    p = fn(scale)
+    assert dataclasses.is_dataclass(p)
+    for v in _flat(p).values():  # every config inside was built (and validated) by its own class
+        assert not isinstance(v, dict)
+    assert fn(scale) == p  # deterministic
+
+
+def test_every_name_of_the_table_is_accepted_and_none_means_the_preset() -> None:
+    for workflow, fn in (("bps", presets.bps), ("synth", presets.ci), ("data", presets.data)):
+        base = fn("cpu")
+        for name in presets.TABLES[workflow]:
+            assert fn("cpu", **{name: None}) == base, name
+
+
+@pytest.mark.parametrize("name, value, fields", [
+    ("encoder_epochs", 3, {"encoder.epochs"}),
+    ("encoder_width", 16, {"encoder.convnet_width"}),
+    ("width", 16, {"encoder.convnet_width", "teacher.width", "forgetting.width", "student.width"}),
+    ("k", 12, {"pattern.k", "encoder.pattern.k"}),
+    ("knn_k", 12, {"pattern.k"}),
+    ("min_sim", 0.4, {"pattern.min_sim", "encoder.pattern.min_sim"}),
+    ("teacher_epochs", 4, {"teacher.epochs", "forgetting.epochs", "forgetting.el2n_epoch"}),
+    ("teacher_width", 64, {"teacher.width", "forgetting.width", "student.width"}),
+    ("forgetting_epochs", 5, {"forgetting.epochs", "forgetting.el2n_epoch"}),
+    ("student_epochs", 3, {"student.epochs"}),
+    ("student_width", 64, {"student.width"}),
+    ("loss", "ce", {"student.loss"}),
+    ("k_ratio", 0.2, {"select.k_ratio"}),
+    ("centre_frac", 1.0, {"select.centre_frac"}),
+    ("seed", 3, {"data_seed", "seed", "encoder.seed", "teacher.seed"}),
+    ("selection_seed", 3, {"seed"}),
+    ("data_seed", 3, {"data_seed"}),
+    ("per_class", 50, {"per_class"}),
+    ("seeds", 2, {"seeds"}),
+    ("ipcs", [5], {"ipcs"}),
+    ("backbone", "resnet18", {"encoder.backbone", "teacher.model", "teacher.width", "teacher.depth",
+                              "forgetting.model", "forgetting.width", "forgetting.depth", "student.model",
+                              "student.width", "student.depth"}),
+])
+def test_a_bps_override_changes_exactly_its_fields(name: str, value: object, fields: set[str]) -> None:
+    base, new = presets.bps("cpu"), presets.bps("cpu", **{name: value})
+    assert _changed(base, new) == fields
+
+
+@pytest.mark.parametrize("name, value, fields", [
+    ("steps", 7, {"synth.steps"}),
+    ("lr", 0.02, {"synth.lr"}),
+    ("probe_epochs", 9, {"probe.epochs"}),
+    ("views", 3, {"probe.views"}),
+    ("golden_epochs", 9, {"golden.epochs"}),
+    ("augs_per_batch", 3, {"augs_per_batch"}),
+    ("distill_backbone", "convnet-random", {"backbone"}),
+    ("seed", 2, {"data_seed", "seed", "synth.seed", "probe.seed", "golden.seed"}),
+    ("probe_seed", 2, {"seed", "probe.seed"}),
+    ("image_size", 48, {"image_size"}),
+])
+def test_a_synthesis_override_changes_exactly_its_fields(name: str, value: object, fields: set[str]) -> None:
+    base, new = presets.ci("cpu"), presets.ci("cpu", **{name: value})
+    assert _changed(base, new) == fields
+    if name == "augs_per_batch":
+        assert new.lgm.augs_per_batch == 3 and new.synth.augs_per_batch == base.synth.augs_per_batch
+
+
+@pytest.mark.parametrize("fn, kwargs, words", [
+    (presets.bps, {"encoder_epoch": 3}, ["encoder_epoch", "encoder_epochs"]),  # names it and the accepted names
+    (presets.bps, {"teacher_epochs": 0}, ["teacher epochs", "teacher_epochs"]),
+    (presets.bps, {"k_ratio": 3.0}, ["k_ratio"]),
+    (presets.bps, {"ipcs": [0]}, ["ipcs"]),
+    (presets.bps, {"methods": ["bps", "magic"]}, ["method", "magic"]),
+    (presets.bps, {"per_class": 1}, ["per_class"]),
+    (presets.bps, {"dataset": "no-such-data"}, ["dataset"]),
+    (presets.stage1, {"teacher_epochs": 3}, ["teacher_epochs", "stage1"]),
+    (presets.stage1, {"projection": "tsne"}, ["projection"]),
+    (presets.ci, {"views": -1}, ["views"]),
+    (presets.ci, {"eval_backbones": "inhouse"}, ["eval_backbones"]),
+    (presets.ci, {"eval_backbones": ["resnet-9000"]}, ["backbone", "resnet-9000"]),
+    (presets.sfm, {"chunk_size": 0}, ["chunk_size"]),
+    (presets.data, {"ipc": 0}, ["ipc"]),
+    (presets.results, {"sfm_steps": 0}, ["steps"]),
+    (presets.results, {"recorded": "yes"}, ["recorded"]),
+    (presets.results, {"nonsense": 1}, ["nonsense", "sfm_steps"]),
+])
+def test_bad_overrides_name_themselves(fn, kwargs: dict, words: list[str]) -> None:  # noqa: ANN001
+    with pytest.raises(ParamError) as err:
+        fn("test", **kwargs)
+    for w in words:
+        assert w in str(err.value), (w, str(err.value))
+
+
+@pytest.mark.parametrize("fn", FUNCTIONS, ids=lambda f: f.__name__)
+def test_a_bad_scale_names_the_scales(fn) -> None:  # noqa: ANN001
+    with pytest.raises(ParamError, match="scale='huge'.*'test', 'cpu', 'gpu'"):
+        fn("huge")
+
+
+@pytest.mark.parametrize("scale", SCALES)
+def test_chapter_5_builds_on_chapters_2_and_4(scale) -> None:  # noqa: ANN001
+    r, b, c = presets.results(scale), presets.bps(scale), presets.ci(scale)
+    assert r.bps.pipeline == b.pipeline  # encoder, patterns, teacher, forgetting run, Stage 2: chapter 2's
+    assert (r.dataset, r.per_class, r.modelling_test_per_class) == (b.dataset, b.per_class, b.modelling_test_per_class)
+    assert r.ci.synth == c.synth and r.ci.golden == c.golden  # the SFM images and the golden head: chapter 4's
+    assert (r.ci.dataset, r.ci.per_class, r.ci.test_per_class, r.ci.encoder_epochs, r.ci.encoder_width) == \
+        (c.dataset, c.per_class, c.test_per_class, c.encoder_epochs, c.encoder_width)
+    assert r.students["KD"].loss == "kd" and r.students["hard labels"].loss == "ce"
+
+
+@pytest.mark.parametrize("scale", SCALES)
+def test_chapter_1_is_chapter_2s_stage_1(scale) -> None:  # noqa: ANN001
+    s, b = presets.stage1(scale), presets.bps(scale)
+    assert (s.encoder, s.pattern) == (b.encoder, b.pattern)
+    assert (s.dataset, s.per_class, s.test_per_class, s.seed) == (b.dataset, b.per_class,
+                                                                 b.modelling_test_per_class, b.data_seed)
+
+
+def test_shared_artifact_keys_match_at_the_test_scale() -> None:
+    """The cache keys of chapter 1's encoder and chapter 2's teacher are chapter 5's."""
+    r, s, b = presets.results("test"), presets.stage1("test"), presets.bps("test")
+    ds = data.load(b.dataset, per_class=b.per_class, seed=b.data_seed, test_per_class=b.modelling_test_per_class)
+    ds5 = data.load(r.dataset, per_class=r.per_class, seed=r.bps.data_seed, test_per_class=r.modelling_test_per_class)
+    assert encoder_key(ds, s.encoder) == encoder_key(ds5, r.bps.encoder)
+    assert teacher_key(ds, b.teacher) == teacher_key(ds5, r.bps.teacher)
+
+
+def test_the_gpu_scale_is_the_reference_in_every_bps_config() -> None:
+    g, ref = presets.bps("gpu"), presets.bps(None)
+    assert g.pipeline == ref.pipeline and g.student == ref.student and g.seeds == ref.seeds
+    assert (g.per_class, g.test_per_class, ref.per_class) == (None, None, None)  # every image
+    assert ref.ipcs == (10,) and ref.methods is None  # the CLI's select --ipc 10; --method is asked for
+
+
+def test_chapter_5_routes_its_parameters() -> None:
+    r = presets.results("cpu", sfm_steps=50, sfm_dataset="digits", student_epochs=7, probe_epochs=11, seed=2)
+    assert r.ci.steps == 50 and r.sfm_dataset == "digits" and r.ci.probe.epochs == 11
+    assert r.students["KD"].epochs == 7 and r.seed == 2 and r.ci.synth.seed == 2
+    # at cpu, chapter 5's selection part is chapter 2's own (its students come from the cache)
+    assert r.ipcs == presets.bps("cpu").ipcs and presets.results("cpu").bps == presets.bps("cpu")
