@@ -23,7 +23,9 @@ import torch
 from ddlib import data
 from ddlib.bps import distill
 from ddlib.bps.distill import StudentConfig, TeacherConfig, train_student, train_teacher
-from ddlib.bps.grid import StudentJob, _Batch, job_groups, stacked_loss, train_students
+from ddlib.bps.grid import StudentJob, job_groups, stacked_loss, supports, train_students
+from ddlib.losses import kd_kl_loss
+from ddlib.train import Batch
 from ddlib.utils import ParamError
 
 
@@ -137,10 +139,10 @@ def test_teacher_once_on_all_batches_is_the_teacher_per_batch(setup):
     xs = torch.rand(4, 16, 1, 8, 8, generator=g)
     out = torch.zeros(4, 16, 10, requires_grad=True)
     y = torch.zeros(16, dtype=torch.long)
-    batches = [_Batch(x, y, torch.arange(16), 1.0) for x in xs]
+    batches = [Batch(torch.arange(16), x, y, (torch.arange(16), 1.0)) for x in xs]
     loss = stacked_loss(out, xs, batches, [cfg] * 4, teacher)
     with torch.no_grad():
-        want = sum(distill.kd_loss(out[j], teacher(xs[j]), cfg.temperature) for j in range(4))
+        want = sum(kd_kl_loss(out[j], teacher(xs[j]), cfg.temperature) for j in range(4))
     torch.testing.assert_close(loss, want, rtol=1e-6, atol=0)
     with torch.no_grad():
         torch.testing.assert_close(teacher(xs.flatten(0, 1)).view(4, 16, -1), torch.stack([teacher(x) for x in xs]),

@@ -4,69 +4,74 @@ An evidence grid (methods x IPCs x seeds x KD/hard labels) is many small student
 protocol. :func:`train_students` trains a list of :class:`StudentJob` (a selection, a seed, and
 optionally its own resolved :class:`~ddlib.bps.distill.StudentConfig`) as :class:`~ddlib.stack.ModelStack`
 s and returns, per job, what ``train_student(ds, job.indices, cfg, teacher, seed=job.seed)``
-returns: ``best_acc``, ``last_acc``, ``accs``, ``seconds``.
+returns: ``best_acc``, ``last_acc``, ``accs``, ``seconds``. :func:`supports` says for which student
+models and devices :func:`ddlib.bps.pipeline.evaluate_grid` trains its students here.
+
+A stack trains on the one training loop, :func:`ddlib.train.loop`, with these parts:
+
+- the model: the :class:`~ddlib.stack.ModelStack` of the S students ((S, B, ...) -> (S, B, K)), and the
+  loop's optimiser: one AdamW over the stacked parameters (elementwise: each slice steps as its own
+  optimiser would);
+- the source: :class:`ddlib.train.StackedBatches` over each job's own
+  :func:`~ddlib.bps.distill.student_batches` (the source ``train_student`` uses), called with one
+  generator per job;
+- the step: :func:`stacked_step`, the sum of the per-job losses (:func:`stacked_loss`; the gradient
+  on job j's slice is that of job j's loss alone), the teacher run once on the KD jobs' images
+  concatenated;
+- the hooks: the lr of :func:`~ddlib.bps.distill.student_lr` per epoch (:class:`~ddlib.train.LrPerEpoch`)
+  and :class:`EvaluateStack` (S accuracies per evaluated epoch).
 
 What stays each job's own (so a job's numbers do not depend on which jobs it is stacked with):
 
 - its randomness: ``gen = seed_everything(seed)`` then ``build_model`` (the initial weights from the
   global RNG, as ``train_student`` draws them), and with ``gen``, per epoch ``randperm``, per step
   :func:`~ddlib.kernels.augment.augment` and :func:`~ddlib.kernels.augment.cutmix`: the same calls in
-  the same order as ``train_student`` (:class:`_JobStream`);
+  the same order as ``train_student``, from the same source;
 - its loss (KD at its temperature, or CutMix cross-entropy), its crop scale and CutMix alpha.
 
-What the jobs of one stack share: one forward and backward of the stacked students, one AdamW over
-the stacked parameters (elementwise: each slice steps as its own optimiser would), one teacher
-forward over the S mixed batches concatenated (eval mode: a per-image computation, equal to the
-per-job forwards within float rounding, tests/test_grid.py), one evaluation forward of the S
-students over each chunk of the test set (``ModelStack.correct``). Lockstep needs the same number of
-steps per epoch, the same batch size, lr schedule and evaluated epochs: jobs are grouped by
+What the jobs of one stack share: one forward and backward of the stacked students, the optimiser
+step, one teacher forward over the S mixed batches concatenated (eval mode: a per-image computation,
+equal to the per-job forwards within float rounding, tests/test_grid.py), one evaluation forward of
+the S students over each chunk of the test set (``ModelStack.correct``). Lockstep needs the same
+number of steps per epoch, the same batch size, lr schedule and evaluated epochs: jobs are grouped by
 (architecture, selection size, batch size, epochs, lr, weight decay, last_epochs); each group runs
 as stacks of at most ``max_stack`` jobs, and ``workers`` stacks run at once in threads.
 
 Equality with ``train_student``. On CPU the default is stacks of one (:data:`MAX_STACK`) on as many
 worker threads as intra-op threads, one intra-op thread each: the same kernels on the same shapes as
-``train_student`` with one thread, bit for bit (tests/test_grid.py). The speed on CPU comes from
-elsewhere than stacking (benchmarks/bench_student_grid.py): the evaluation in cache-sized chunks,
-the exact faster average pool, the dataset statistics computed once, and the workers. Stacks of
-several agree within float32 rounding at first, not bit for bit (the stacked kernels sum in another
-order; see :mod:`ddlib.stack`), and like any float nondeterminism (``train_student`` itself with
-another thread count) the difference grows over training into accuracy differences of the size the
-benchmark's ``check`` rows record. ``seconds`` is the stack's wall time divided by its size;
-``stack_size`` is added.
-
-How this plugs into a generic training loop (``train.fit`` with a pluggable batch source and a loss
-hook, once that refactor lands): the stack is the model (``ModelStack``: (S, B, ...) -> (S, B, K));
-the batch source yields, per step, the S jobs' batches stacked (each :class:`_JobStream` draws its
-own, :func:`stack_batches` puts them together); the loss hook is :func:`stacked_loss` (the sum of
-the per-job losses, teacher logits from one concatenated forward); the optimiser is the loop's own
-over ``stack.parameters()``; the evaluation hook is ``stack.accuracy`` (S numbers per call). What
-the loop must let the hooks decide: steps per epoch (the jobs' common count), the per-epoch lr
-(set before the first step of the epoch, as here) and which epochs evaluate.
+``train_student`` with one thread, bit for bit (tests/test_grid.py); with ``OMP_NUM_THREADS=1`` (one
+worker) that is the one-by-one path of the same process, bit for bit. Stacking is not the default
+on CPU because it is not bit for bit and the DD ConvNet's step on CPU is bound by memory traffic,
+which stacking does not reduce (see :mod:`ddlib.stack`; benchmarks/bench_student_grid.py measures
+one by one against stacked). Stacks of several agree within float32 rounding at first, not bit for
+bit (the stacked kernels sum in another order; see :mod:`ddlib.stack`), and like any float
+nondeterminism (``train_student`` itself with another thread count) the difference grows over
+training into accuracy differences of the size the benchmark's ``check`` rows record. ``seconds``
+is the stack's wall time divided by its size; ``stack_size`` is added.
 """
 from __future__ import annotations
 
-import math
 import threading
 import time
 from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
-from typing import NamedTuple
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ddlib import book
-from ddlib.bps.distill import StudentConfig, build_model, kd_loss
-from ddlib.kernels.augment import AUGMENTS, augment, cutmix
+from ddlib.bps.distill import StudentConfig, build_model, student_batches, student_lr
+from ddlib.losses import cutmix_cross_entropy, kd_kl_loss
 from ddlib.stack import BACKENDS, ModelStack
-from ddlib.train import TrainConfig, make_optimizer, to_unit
+from ddlib.train import (Batch, Hook, LoopState, LrPerEpoch, StackedBatches, Step, TrainConfig, loop,
+                         make_optimizer)
 from ddlib.utils import ParamError, check_choice, check_int, get_device, seed_everything
 
-__all__ = ["StudentJob", "train_students", "stacked_loss", "stack_batches", "job_groups", "MAX_STACK", "EVAL_IMAGES"]
+__all__ = ["StudentJob", "train_students", "stacked_loss", "stacked_step", "EvaluateStack", "job_groups",
+           "supports", "STACKABLE", "MAX_STACK", "EVAL_IMAGES"]
 
 
 @dataclass(frozen=True)
@@ -92,40 +97,6 @@ def _as_job(job) -> StudentJob:
     raise ParamError(f"a job must be a StudentJob or an (indices, seed) pair; got {type(job).__name__}")
 
 
-class _Batch(NamedTuple):
-    x: Tensor      # the augmented, mixed images (B, C, H, W)
-    y: Tensor      # their hard labels (B,)
-    perm: Tensor   # CutMix's pairing (B,)
-    lam: float     # CutMix's own-image fraction
-
-
-class _JobStream:
-    """One job's data and randomness: exactly the draws of ``train_student``, in its order."""
-
-    def __init__(self, ds, job: StudentJob, cfg: StudentConfig, dev: torch.device, stats=None) -> None:
-        idx = torch.as_tensor(np.asarray(job.indices, dtype=np.int64))
-        self.cfg, self.dev = cfg, dev
-        self.gen = seed_everything(job.seed)
-        self.x, self.y = ds.train_x[idx], ds.train_y[idx]
-        # init from the global RNG; ``stats`` is ds with its mean/std computed once (see _DataStats)
-        self.model = build_model(stats or ds, cfg.model, cfg.width, cfg.depth).to(dev)
-        self.aug = replace(AUGMENTS["kd"], crop_scale=(cfg.min_crop, 1.0))
-        self.order = torch.arange(0)
-
-    def new_epoch(self) -> None:
-        self.order = torch.randperm(len(self.x), generator=self.gen)
-
-    def batch(self, start: int) -> _Batch:
-        b = self.order[start:start + self.cfg.batch_size]
-        xb = augment(to_unit(self.x[b].to(self.dev)), self.aug, self.gen)
-        yb = self.y[b].to(self.dev)
-        if self.cfg.cutmix_alpha > 0:
-            xb, perm, lam = cutmix(xb, self.cfg.cutmix_alpha, self.gen)
-        else:
-            perm, lam = torch.arange(len(b), device=self.dev), 1.0
-        return _Batch(xb, yb, perm, lam)
-
-
 class _DataStats(NamedTuple):
     """What ``build_model`` reads of a dataset, with ``mean``/``std`` computed once: ``Dataset.mean``
     and ``.std`` run over the whole training pool on every access, which ``train_student`` pays per
@@ -141,19 +112,16 @@ class _DataStats(NamedTuple):
         return cls(ds.num_classes, ds.image_shape, ds.mean, ds.std)
 
 
-def stack_batches(batches: Sequence[_Batch]) -> Tensor:
-    """The S jobs' images of one step as one (S, B, C, H, W) tensor for the stack."""
-    return torch.stack([b.x for b in batches])
-
-
-def stacked_loss(out: Tensor, xs: Tensor, batches: Sequence[_Batch], cfgs: Sequence[StudentConfig],
+def stacked_loss(out: Tensor, xs: Tensor, members: Sequence[Batch], cfgs: Sequence[StudentConfig],
                  teacher: nn.Module | None) -> Tensor:
     """The sum over jobs of each job's ``train_student`` loss (its gradient on job j's slice is the
     gradient of job j's loss alone).
 
-    ``out`` (S, B, K) the students' logits, ``xs`` (S, B, ...) their images. KD jobs:
-    ``kd_loss(out_j, teacher(x_j), tau_j)``, the teacher run once on the KD jobs' images concatenated;
-    CE jobs: ``lam_j CE(out_j, y_j) + (1 - lam_j) CE(out_j, y_j[perm_j])``.
+    ``out`` (S, B, K) the students' logits, ``xs`` (S, B, ...) their images, ``members`` each job's
+    :class:`~ddlib.train.Batch` (labels ``y``, CutMix pairing ``mix``). KD jobs:
+    :func:`~ddlib.losses.kd_kl_loss` ``(out_j, teacher(x_j), tau_j)``, the teacher run once on the KD
+    jobs' images concatenated; CE jobs: :func:`~ddlib.losses.cutmix_cross_entropy`
+    ``lam_j CE(out_j, y_j) + (1 - lam_j) CE(out_j, y_j[perm_j])``.
     """
     kd = [j for j, c in enumerate(cfgs) if c.loss == "kd"]
     t_logits: dict[int, Tensor] = {}
@@ -164,26 +132,67 @@ def stacked_loss(out: Tensor, xs: Tensor, batches: Sequence[_Batch], cfgs: Seque
             t = teacher(xs[kd].flatten(0, 1)).view(len(kd), xs.shape[1], -1)
         t_logits = dict(zip(kd, t))
     total = out.new_zeros(())
-    for j, (b, c) in enumerate(zip(batches, cfgs)):
+    for j, (b, c) in enumerate(zip(members, cfgs)):
         if c.loss == "kd":
-            loss = kd_loss(out[j], t_logits[j], c.temperature)
+            loss = kd_kl_loss(out[j], t_logits[j], c.temperature)
         else:
-            mixed = b.y[b.perm.to(b.y.device)]
-            loss = b.lam * F.cross_entropy(out[j], b.y) + (1 - b.lam) * F.cross_entropy(out[j], mixed)
+            perm, lam = b.mix if b.mix is not None else (torch.arange(len(b), device=out.device), 1.0)
+            loss = cutmix_cross_entropy(out[j], b.y, perm, lam)
         total = total + loss
     return total
 
 
+def stacked_step(cfgs: Sequence[StudentConfig], teacher: nn.Module | None) -> Step:
+    """The loop's step for a stack fed by :class:`~ddlib.train.StackedBatches`: :func:`stacked_loss` of
+    ``stack(batch.x)``; ``out`` = the (S, B, K) logits."""
+    def step(model: nn.Module, batch: Batch) -> tuple[Tensor, Any]:
+        out = model(batch.x)
+        return stacked_loss(out, batch.x, batch.y, cfgs, teacher), out
+    return step
+
+
+class EvaluateStack(Hook):
+    """At the end of every epoch ``e`` (0-based) from ``first``: the stack's S test accuracies
+    (``ModelStack.accuracy`` on (x, y), ``chunk`` test images per forward) appended to
+    ``history["eval_accs"]``, the best so far on the progress bar."""
+
+    def __init__(self, x: Tensor, y: Tensor, first: int, chunk: int) -> None:
+        self.x, self.y, self.first, self.chunk = x, y, first, chunk
+
+    def epoch_start(self, state: LoopState) -> None:
+        state.history.setdefault("eval_accs", [])
+
+    def epoch_end(self, state: LoopState) -> None:
+        if state.epoch >= self.first:
+            state.history["eval_accs"].append(state.model.accuracy(self.x, self.y, self.chunk))
+            state.postfix["best"] = f"{float(torch.stack(state.history['eval_accs']).max()):.3f}"
+
+
 #: Most students per stack when ``max_stack`` is None, by device type. On CPU one: a stack of one is
-#: train_student bit for bit, and ``workers`` use the cores; stacks of a few students train faster
-#: on CPU at the larger IPCs but agree with train_student only within float rounding
-#: (benchmarks/bench_student_grid.py records both). The CUDA figure is not a measurement.
+#: train_student bit for bit, and ``workers`` use the cores; stacks of several agree with train_student
+#: only within float rounding (benchmarks/bench_student_grid.py measures both ways against one by one).
+#: The CUDA figure is not a measurement.
 MAX_STACK = {"cpu": 1, "cuda": 64}
 
 #: Student-images per evaluation forward, by device type. On CPU the activations of a forward should
 #: stay in cache (benchmarks/bench_student_grid.py measures the sweep); the CUDA figure is a guess
 #: that keeps the GPU busy, not a measurement.
 EVAL_IMAGES = {"cpu": 64, "cuda": 8192}
+
+#: Student models whose students :func:`supports` sends here, by device type. On CPU the ConvNet only:
+#: its stack of one (the ``grouped`` backend) runs the model's own kernels on the model's own shapes,
+#: so the students are bit for bit those of the one-by-one path, where a ``vmap`` stack of one (ResNet-18)
+#: is not. On CUDA also ResNet-18 (``vmap``; each member's BatchNorm its own, tests/test_stack.py).
+STACKABLE = {"cpu": ("convnet",), "cuda": ("convnet", "resnet18")}
+
+
+def supports(cfg: StudentConfig, device=None) -> bool:
+    """Whether :func:`train_students` trains the students of ``cfg`` on ``device`` (default: the device of
+    :func:`ddlib.utils.get_device`) in :func:`ddlib.bps.pipeline.evaluate_grid`: ``cfg.model`` is in
+    :data:`STACKABLE` for the device type."""
+    if not isinstance(cfg, StudentConfig):
+        raise ParamError(f"cfg must be a StudentConfig, got {type(cfg).__name__}")
+    return cfg.model in STACKABLE.get(get_device(device).type, ())
 
 
 def _group_key(cfg: StudentConfig, n: int) -> tuple:
@@ -219,7 +228,7 @@ def _check_job(ds, job: StudentJob, cfg: StudentConfig | None, teacher: nn.Modul
 class _Run(NamedTuple):
     """What every stack of one :func:`train_students` call shares."""
 
-    ds: object
+    ds: Any
     stats: _DataStats
     teacher: nn.Module | None
     dev: torch.device
@@ -265,7 +274,7 @@ def train_students(ds, jobs: Sequence[StudentJob | tuple], cfg: StudentConfig | 
     check_int("eval_images", eval_images, 1)
     cfgs = [_check_job(ds, j, j.cfg or cfg, teacher, i) for i, j in enumerate(jobs)]
     run = _Run(ds, _DataStats.of(ds), None if teacher is None else teacher.to(dev).eval(), dev, backend, eval_images,
-               keep_weights, progress and not book.in_test())
+               keep_weights, progress)
     stacks = job_groups(jobs, cfgs, max_stack)
 
     def train(k: int) -> list[dict]:
@@ -296,41 +305,28 @@ _INIT_LOCK = threading.Lock()
 
 
 def _train_stack(run: _Run, jobs: list[StudentJob], cfgs: list[StudentConfig], desc: str) -> list[dict]:
-    """One lockstep stack: the jobs share (n, batch, epochs, lr, wd, last_epochs); see the module docstring."""
-    from tqdm.auto import tqdm
-
+    """One lockstep stack on :func:`ddlib.train.loop`: the jobs share (n, batch, epochs, lr, wd,
+    last_epochs); see the module docstring."""
     c0, ds = cfgs[0], run.ds
     start = time.perf_counter()
-    with _INIT_LOCK:
-        streams = [_JobStream(ds, j, c, run.dev, run.stats) for j, c in zip(jobs, cfgs)]
-    stack = ModelStack([s.model for s in streams], run.backend).to(run.dev)
-    for s in streams:
-        s.model = None  # the stack holds the weights now
+    gens, sources, students = [], [], []
+    with _INIT_LOCK:  # per job as train_student: seed, then the initial weights from the global RNG
+        for job, c in zip(jobs, cfgs):
+            gens.append(seed_everything(job.seed))
+            idx = torch.as_tensor(np.asarray(job.indices, dtype=np.int64))
+            sources.append(student_batches(ds.train_x[idx], ds.train_y[idx], c, run.dev))
+            students.append(build_model(run.stats, c.model, c.width, c.depth))
+    stack = ModelStack(students, run.backend).to(run.dev)
+    del students  # the stack holds the weights now
     opt = make_optimizer(stack.parameters(), TrainConfig(epochs=c0.epochs, optimizer="adamw", lr=c0.lr,
                                                          weight_decay=c0.weight_decay))
-    n, bs = len(jobs[0].indices), c0.batch_size
     first_eval = max(c0.epochs - c0.last_epochs, 0)
-    chunk = max(1, run.eval_images // len(jobs))
-    accs: list[Tensor] = []
-    bar = tqdm(range(c0.epochs), desc=desc, disable=not run.progress, leave=False)
-    for epoch in bar:
-        for g in opt.param_groups:
-            g["lr"] = c0.lr * 0.5 * (1 + math.cos(math.pi * epoch / c0.epochs / 2))
-        stack.train()
-        for s in streams:
-            s.new_epoch()
-        for b0 in range(0, n, bs):
-            batches = [s.batch(b0) for s in streams]
-            xs = stack_batches(batches)
-            loss = stacked_loss(stack(xs), xs, batches, cfgs, run.teacher)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-        if epoch >= first_eval:
-            accs.append(stack.accuracy(ds.test_x, ds.test_y, chunk))
-            bar.set_postfix(best=f"{float(torch.stack(accs).max()):.3f}")
+    hooks = [LrPerEpoch(lambda epoch: student_lr(c0, epoch)),
+             EvaluateStack(ds.test_x, ds.test_y, first_eval, max(1, run.eval_images // len(jobs)))]
+    hist = loop(stack, opt, StackedBatches(sources), stacked_step(cfgs, run.teacher), c0.epochs, gens, hooks=hooks,
+                progress=run.progress, desc=desc)
     seconds = time.perf_counter() - start
-    table = torch.stack(accs).T.tolist()  # (S, epochs evaluated)
+    table = torch.stack(hist["eval_accs"]).T.tolist()  # (S, epochs evaluated)
     states = stack.state_dicts() if run.keep_weights else None
     out = []
     for j, a in enumerate(table):
