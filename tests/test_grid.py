@@ -30,10 +30,12 @@ from ddlib.utils import ParamError
 
 
 @pytest.fixture(scope="module")
-def setup():
+def setup(tmp_path_factory):
     ds = data.load("digits", per_class=30, test_per_class=20)
-    teacher = train_teacher(ds, TeacherConfig(model="convnet", width=16, depth=2, epochs=20, batch_size=32, lr=0.05,
-                                              augment="none"), progress=False)
+    with pytest.MonkeyPatch.context() as mp:  # the session's cache (the autouse fixture is per test)
+        mp.setenv("DDLIB_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+        teacher = train_teacher(ds, TeacherConfig(model="convnet", width=16, depth=2, epochs=20, batch_size=32,
+                                                  lr=0.05, augment="none"), progress=False)
     cfg = replace(StudentConfig(model="convnet", width=8, depth=2, epochs=8, last_epochs=3, lr=1e-2)
                   .resolved("digits", 10, 3), batch_size=8)
     return ds, teacher, cfg
@@ -84,8 +86,17 @@ def mixed_jobs(ds, cfg) -> list[StudentJob]:
             StudentJob.of(selection(ds, 3, 2), 0, ce), StudentJob.of(selection(ds, 3, 0), 2, ce)]
 
 
+@pytest.fixture
+def one_thread():
+    """One intra-op thread (the grid's CPU workers use one each; train_student's sums change with the count)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.mark.parametrize("workers", [1, 2])
-def test_default_cpu_path_is_train_student_bit_for_bit(setup, workers, monkeypatch):
+def test_default_cpu_path_is_train_student_bit_for_bit(setup, workers, monkeypatch, one_thread):
     ds, teacher, cfg = setup
     jobs = mixed_jobs(ds, cfg)
     got = train_students(ds, jobs, cfg, teacher, progress=False, keep_weights=True, workers=workers, device="cpu")
@@ -123,7 +134,7 @@ def test_groups_of_different_sizes(setup, monkeypatch):
         assert_same_student(ds, g, w, model)
 
 
-def test_one_job_is_the_plain_path(setup):
+def test_one_job_is_the_plain_path(setup, one_thread):
     ds, teacher, cfg = setup
     idx = selection(ds, 3, 5)
     (got,) = train_students(ds, [(idx, 3)], cfg, teacher, progress=False)
@@ -170,3 +181,33 @@ def test_bad_jobs_fail_before_training(setup):
         train_students(ds, [(idx, 0)], cfg, teacher, max_stack=0)
     with pytest.raises(ParamError, match="workers"):
         train_students(ds, [(idx, 0)], cfg, teacher, workers=0)
+    with pytest.raises(ParamError, match="eval_images"):
+        train_students(ds, [(idx, 0)], cfg, teacher, eval_images=0)
+    with pytest.raises(ParamError, match="backend"):
+        train_students(ds, [(idx, 0)], cfg, teacher, backend="loops")
+
+
+def test_students_train_on_the_one_loop(setup, monkeypatch):
+    """A stack is trained by ddlib.train.loop (one call per stack), not by a loop of the grid's own."""
+    import ddlib.bps.grid as G
+
+    ds, teacher, cfg = setup
+    calls, real = [], G.loop
+
+    def spy(model, opt, source, step, epochs, gen, **kw):
+        calls.append((type(model).__name__, model.size, len(gen), epochs))
+        return real(model, opt, source, step, epochs, gen, **kw)
+
+    monkeypatch.setattr(G, "loop", spy)
+    got = train_students(ds, mixed_jobs(ds, cfg), cfg, teacher, progress=False, max_stack=2, workers=1)
+    assert calls == [("ModelStack", 2, 2, cfg.epochs)] * 2 and [g["stack_size"] for g in got] == [2] * 4
+
+
+def test_supports_the_convnet_on_cpu(setup):
+    _, _, cfg = setup
+    assert supports(cfg, "cpu")
+    assert not supports(replace(cfg, model="resnet18"), "cpu")  # a vmap stack of one is not the model bit for bit
+    with pytest.raises(ParamError, match="cfg"):
+        supports({"model": "convnet"}, "cpu")
+    with pytest.raises(ParamError, match="device"):
+        supports(cfg, "tpu")
