@@ -43,7 +43,7 @@ barrier while the thread they wait for is descheduled. ``OMP_WAIT_POLICY=PASSIVE
 Python starts; recorded in the provenance) makes them sleep instead; stacks on ``workers`` threads
 of one intra-op thread each have no barriers at all.
 
-Writes JSON (``what``, ``provenance``, ``config``, ``rows``, ``timings``) to
+Writes a record of :func:`ddlib.results.write` (the protocol rows in ``timings["protocol"]``) to
 ``benchmarks/results/bench_student_grid_<device>.json``. A speed record, not a test.
 """
 from __future__ import annotations
@@ -60,12 +60,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ddlib import data, models
+from ddlib import data, models, results
 from ddlib.bps.distill import StudentConfig, build_model, train_student
 from ddlib.bps.grid import EVAL_IMAGES, StudentJob, train_students
 from ddlib.stack import ModelStack
 from ddlib.train import evaluate
-from ddlib.utils import get_device, provenance
+from ddlib.utils import get_device
 
 
 def _cpu() -> float:
@@ -282,25 +282,20 @@ def main() -> None:
     for t in timings:
         print(json.dumps(t), flush=True)
     out = Path(args.out or Path(__file__).parent / "results" / f"bench_student_grid_{device.type}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    prov = provenance()
-    prov.update(wall_s=round(time.perf_counter() - start, 1), threads=args.threads,
-                loadavg_start=[round(v, 2) for v in load_start], loadavg_end=[round(v, 2) for v in os.getloadavg()],
-                cpus=os.cpu_count(), omp_wait_policy=os.environ.get("OMP_WAIT_POLICY", "(unset: libgomp spins)"))
-    record = {"what": "student grid: one by one (train_student) vs stacked (train_students), same run",
-              "provenance": prov,
-              "config": {"dataset": "fashion-mnist", "pool": len(ds.train_y), "test_images": len(ds.test_y),
-                         "student": {"model": "convnet", "width": 32, "depth": 3, "loss": "kd"},
-                         "teacher": {"model": "convnet", "width": 32, "depth": 3, "weights": "random init"},
-                         "students": args.students, "ipcs": args.ipcs, "epochs": args.epochs,
-                         "last_epochs": args.last_epochs, "timed_epochs": args.timed_epochs, "stacks": stacks,
-                         "eval_students": args.eval_students, "check_students": args.check_students,
-                         "repeats": args.repeats,
-                         "eval_images": args.eval_images},
-              "rows": rows, "timings": timings}
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=1))
-    tmp.replace(out)
+    extra = {"threads_measured": args.threads, "loadavg_start": [round(v, 2) for v in load_start],
+             "loadavg_end": [round(v, 2) for v in os.getloadavg()],
+             "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "(unset: libgomp spins)")}
+    config = {"dataset": "fashion-mnist", "pool": len(ds.train_y), "test_images": len(ds.test_y),
+              "student": {"model": "convnet", "width": 32, "depth": 3, "loss": "kd"},
+              "teacher": {"model": "convnet", "width": 32, "depth": 3, "weights": "random init"},
+              "students": args.students, "ipcs": args.ipcs, "epochs": args.epochs,
+              "last_epochs": args.last_epochs, "timed_epochs": args.timed_epochs, "stacks": stacks,
+              "eval_students": args.eval_students, "check_students": args.check_students,
+              "repeats": args.repeats, "eval_images": args.eval_images}
+    results.write(out, what="student grid: one by one (train_student) vs stacked (train_students), same run",
+                  config=config, rows=rows, timings={"wall_s": round(time.perf_counter() - start, 1),
+                                                     "protocol": timings},
+                  provenance_extra=extra)
     print(f"wrote {out}")
 
 
