@@ -40,7 +40,10 @@ as stacks of at most ``max_stack`` jobs, and ``workers`` stacks run at once in t
 Equality with ``train_student``. On CPU the default is stacks of one (:data:`MAX_STACK`) on as many
 worker threads as intra-op threads, one intra-op thread each: the same kernels on the same shapes as
 ``train_student`` with one thread, bit for bit (tests/test_grid.py); with ``OMP_NUM_THREADS=1`` (one
-worker) that is the one-by-one path of the same process, bit for bit. Stacking is not the default
+worker) that is the one-by-one path of the same process, bit for bit. What the CPU default saves
+over one by one lies elsewhere than stacking: the evaluation in cache-sized chunks (:data:`EVAL_IMAGES`),
+the exact, faster average pool of :mod:`ddlib.stack`, the dataset statistics computed once per call
+and the workers (benchmarks/bench_student_grid.py times each part). Stacking is not the default
 on CPU because it is not bit for bit and the DD ConvNet's step on CPU is bound by memory traffic,
 which stacking does not reduce (see :mod:`ddlib.stack`; benchmarks/bench_student_grid.py measures
 one by one against stacked). Stacks of several agree within float32 rounding at first, not bit for
