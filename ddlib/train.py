@@ -4,7 +4,8 @@ How a new loop plugs in
 -----------------------
 Every model ddlib trains goes through :func:`loop` — teachers and probes (:func:`fit`), BPS's KD and
 CE students (:mod:`ddlib.bps.distill`), the forgetting-score model (:mod:`ddlib.baselines`), the
-MoCo encoder (:mod:`ddlib.encoders`), and the feature-level heads of CI (:mod:`ddlib.sfm.inherit`).
+MoCo encoder (:mod:`ddlib.encoders`), the feature-level heads of CI (:mod:`ddlib.sfm.inherit`), and many
+students at once as one stacked model (:mod:`ddlib.bps.grid`).
 Only SFM/LGM's image optimiser (:mod:`ddlib.sfm.synth`) keeps its own loop: it optimises pixels, not a
 model. One epoch of the loop is::
 
@@ -22,7 +23,8 @@ A new training procedure supplies parts, not a loop:
   many. :class:`Batches` builds one from a fetch function ``(indices, gen) -> Batch`` over a fresh
   shuffle per epoch; :func:`image_batches` (images in memory: to [0, 1], augmentation, two views,
   CutMix) and :func:`tensor_batches` (precomputed features) are built on it. ``gen`` is passed through
-  untouched, so a stacked ensemble's source may take one generator per member;
+  untouched, so a stacked ensemble's source may take one generator per member: :class:`StackedBatches`
+  runs S sources in lockstep (the student grid, :mod:`ddlib.bps.grid`);
 - a **step**: ``step(model, batch) -> (loss, out)``; ``out`` is handed to the hooks (logits for the
   forgetting counter, keys for MoCo's queue). Here: :func:`ce_step`, :func:`loss_step`,
   :func:`kd_step` (the teacher relabels the augmented, CutMix-ed batch), :func:`cutmix_ce_step`;
@@ -61,7 +63,7 @@ from ddlib.utils import (ParamError, check_choice, check_float, check_int, get_d
 
 __all__ = ["TrainConfig", "OPTIMIZERS", "SCHEDULES", "fit", "evaluate", "predict", "embed", "lr_factor",
            "make_optimizer", "to_unit", "loop", "Batch", "Batches", "BatchSource", "LoopState", "Hook",
-           "LrPerStep", "LrPerEpoch", "LrScheduler", "Evaluate", "image_batches", "tensor_batches",
+           "LrPerStep", "LrPerEpoch", "LrScheduler", "Evaluate", "image_batches", "tensor_batches", "StackedBatches",
            "ce_step", "loss_step", "kd_step", "cutmix_ce_step", "set_lr"]
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -231,6 +233,31 @@ def tensor_batches(x: Tensor, y: Tensor, batch_size: int, device: torch.device |
     """Shuffled batches of precomputed tensors (e.g. features) indexed as they are (the permutation is
     moved to ``device``, where x and y should already be)."""
     return Batches(len(y), batch_size, lambda idx, gen: Batch(idx, x[idx], y[idx]), perm_device=device)
+
+
+class StackedBatches:
+    """S sources in lockstep, for a stacked ensemble (e.g. :class:`ddlib.stack.ModelStack`): called with
+    one generator per member, ``source(epoch, gens)``; member j draws from ``gens[j]`` exactly what its
+    source draws alone. Each step's :class:`Batch` has ``x`` the members' inputs stacked (S, B, ...),
+    ``y`` the members' own batches (a tuple: their targets and CutMix pairings) and ``index`` their
+    positions as columns (B, S), so the loop weighs the step by the batch length as for one member.
+    The members must have the same number of steps per epoch and the same batch shapes."""
+
+    def __init__(self, sources: Sequence[BatchSource]) -> None:
+        self.sources = list(sources)
+        if not self.sources:
+            raise ParamError("sources must name at least one batch source")
+        steps = sorted({s.steps_per_epoch for s in self.sources})
+        if len(steps) != 1:
+            raise ParamError(f"sources must have the same steps_per_epoch to run in lockstep; got {steps}")
+        self.steps_per_epoch = steps[0]
+
+    def __call__(self, epoch: int, gen: Any) -> Iterator[Batch]:
+        gens = list(gen) if isinstance(gen, (list, tuple)) else None
+        if gens is None or len(gens) != len(self.sources):
+            raise ParamError(f"gen must be a list of one generator per member ({len(self.sources)})")
+        for members in zip(*(s(epoch, g) for s, g in zip(self.sources, gens))):
+            yield Batch(torch.stack([b.index for b in members], 1), torch.stack([b.x for b in members]), members)
 
 
 #: The loss side of :func:`loop`: ``step(model, batch) -> (loss, out)``.

@@ -115,6 +115,52 @@ def test_grid_students_are_cached_and_reused(pool: data.Dataset, monkeypatch: py
     assert len(keys) == 3  # the images and the seed each name another student
 
 
+def test_grid_trains_through_the_stacked_students_as_one_by_one(pool: data.Dataset, tmp_path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """evaluate_grid's students on CPU go through ddlib.bps.grid (stacks of one) and are the one-by-one
+    students bit for bit (one intra-op thread); both store the same fields under the same keys, so a
+    cache written by either path is read by the other."""
+    from ddlib import artifacts
+    from ddlib.bps import grid
+
+    mod = P.modelling(pool, CFG, ["random", "herding"], progress=False, teacher=True)
+    st = StudentConfig(model="convnet", width=8, depth=1, epochs=2, last_epochs=2)
+    students = {"kd": st, "ce": StudentConfig(**{**st.__dict__, "loss": "ce"})}
+    stacked, real = [], grid.train_students
+    monkeypatch.setattr(grid, "train_students", lambda *a, **k: stacked.append(len(a[1])) or real(*a, **k))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        def run(cache: str) -> list[dict]:
+            monkeypatch.setenv("DDLIB_CACHE", str(tmp_path / cache))
+            return P.evaluate_grid(pool, mod["inputs"], ["random", "herding"], [2], [0, 1], students,
+                                   teacher=mod["teacher"], progress=False)
+
+        by_grid = run("grid")
+        assert stacked == [4, 4]  # per protocol, 2 methods x 2 seeds
+        with monkeypatch.context() as mp:
+            mp.setattr(grid, "supports", lambda cfg, device=None: False)
+            alone = run("alone")
+        assert stacked == [4, 4]
+    finally:
+        torch.set_num_threads(threads)
+    fields = ("method", "ipc", "student", "seed", "best_last", "final", "accs", "n_images", "cached")
+    assert [{k: r[k] for k in fields} for r in by_grid] == [{k: r[k] for k in fields} for r in alone]
+    assert not any(r["cached"] for r in by_grid)
+    stored = {}
+    for cache in ("grid", "alone"):
+        monkeypatch.setenv("DDLIB_CACHE", str(tmp_path / cache))
+        keys = sorted(p.stem for p in artifacts.cache_dir().rglob("student*") if p.suffix != ".json")
+        stored[cache] = {k: artifacts.load(k) for k in keys}
+    assert len(stored["grid"]) == 8 and stored["grid"].keys() == stored["alone"].keys()
+    for k, r in stored["grid"].items():
+        assert set(r) == set(P.STUDENT_FIELDS) and r["accs"] == stored["alone"][k]["accs"]
+    monkeypatch.setenv("DDLIB_CACHE", str(tmp_path / "alone"))  # the one-by-one cache, read by the grid path
+    again = P.evaluate_grid(pool, mod["inputs"], ["random", "herding"], [2], [0, 1], students,
+                            teacher=mod["teacher"], progress=False)
+    assert all(r["cached"] for r in again) and stacked == [4, 4]
+
+
 def test_forgetting_from_the_teachers_run(full: data.Dataset, pool: data.Dataset) -> None:
     import dataclasses
 

@@ -208,6 +208,35 @@ def test_image_batches_views_and_cutmix() -> None:
         train.image_batches(x, y, 8, torch.device("cpu"), views=2)
 
 
+def test_stacked_batches_give_each_member_its_own_draws() -> None:
+    """Member j of a stacked source draws from its own generator exactly what its source draws alone."""
+    x, y = toy(10)
+    dev = torch.device("cpu")
+    members = [train.image_batches(x[i:i + 7], y[i:i + 7], 3, dev, augment="kd", cutmix_alpha=1.0) for i in (0, 3)]
+    stacked = train.StackedBatches(members)
+    assert stacked.steps_per_epoch == 3
+    got = list(stacked(0, [torch.Generator().manual_seed(s) for s in (4, 5)]))
+    alone = [list(m(0, torch.Generator().manual_seed(s))) for m, s in zip(members, (4, 5))]
+    assert [len(b) for b in got] == [3, 3, 1]  # the loop weighs a step by its batch length, not by S
+    for t, b in enumerate(got):
+        assert b.x.shape == (2, len(b), 1, 8, 8) and b.index.shape == (len(b), 2)
+        for j in range(2):
+            a = alone[j][t]
+            assert torch.equal(b.x[j], a.x) and torch.equal(b.index[:, j], a.index) and torch.equal(b.y[j].y, a.y)
+            assert torch.equal(b.y[j].mix[0], a.mix[0]) and b.y[j].mix[1] == a.mix[1]
+
+
+def test_stacked_batches_bad_input() -> None:
+    x, y = toy(10)
+    src = [train.tensor_batches(x, y, 4), train.tensor_batches(x[:4], y[:4], 4)]
+    with pytest.raises(ParamError, match="steps_per_epoch"):
+        train.StackedBatches(src)
+    with pytest.raises(ParamError, match="sources"):
+        train.StackedBatches([])
+    with pytest.raises(ParamError, match="gen"):
+        list(train.StackedBatches(src[:1])(0, torch.Generator()))
+
+
 def test_embed_options() -> None:
     x, _ = toy(10)
     m = small().train()

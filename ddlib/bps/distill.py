@@ -33,8 +33,8 @@ from torch import nn
 from ddlib import artifacts, models
 from ddlib.kernels.augment import AUGMENTS
 from ddlib.losses import softmax_entropy
-from ddlib.train import (Evaluate, LrPerEpoch, TrainConfig, cutmix_ce_step, evaluate, fit, image_batches, kd_step,
-                         loop, make_optimizer, predict)
+from ddlib.train import (Batches, Evaluate, LrPerEpoch, TrainConfig, cutmix_ce_step, evaluate, fit, image_batches,
+                         kd_step, loop, make_optimizer, predict)
 from ddlib.utils import (ParamError, check_choice, check_float, check_int, config_dict, get_device,
                          seed_everything)
 
@@ -196,6 +196,18 @@ class StudentConfig:
                        batch_size=bs if self.batch_size is None else self.batch_size)
 
 
+def student_batches(x: torch.Tensor, y: torch.Tensor, cfg: StudentConfig, device) -> Batches:
+    """A student's data side of the loop (``cfg`` resolved): batches of ``cfg.batch_size`` in a fresh order
+    per epoch, RandomResizedCrop(min_crop, 1) + flip, then CutMix with ``cfg.cutmix_alpha``."""
+    aug = replace(AUGMENTS["kd"], crop_scale=(cfg.min_crop, 1.0))
+    return image_batches(x, y, cfg.batch_size, device, augment=aug, cutmix_alpha=cfg.cutmix_alpha)
+
+
+def student_lr(cfg: StudentConfig, epoch: int) -> float:
+    """A student's learning rate in ``epoch`` (0-based): ``lr·0.5·(1 + cos(π·epoch/epochs/2))``."""
+    return cfg.lr * 0.5 * (1 + math.cos(math.pi * epoch / cfg.epochs / 2))
+
+
 def train_student(ds, indices, cfg: StudentConfig, teacher: nn.Module | None = None, seed: int = 0,
                   device=None, progress: bool = True) -> dict:
     """Train one student on ``ds.train_x[indices]`` with ``cfg``; returns best-of-last-epochs accuracy.
@@ -216,13 +228,12 @@ def train_student(ds, indices, cfg: StudentConfig, teacher: nn.Module | None = N
     student = build_model(ds, cfg.model, cfg.width, cfg.depth).to(dev)
     opt = make_optimizer(student.parameters(), TrainConfig(epochs=cfg.epochs, optimizer="adamw", lr=cfg.lr,
                                                            weight_decay=cfg.weight_decay))
-    aug = replace(AUGMENTS["kd"], crop_scale=(cfg.min_crop, 1.0))
     if teacher is not None:
         teacher = teacher.to(dev).eval()
-    source = image_batches(x, y, cfg.batch_size, dev, augment=aug, cutmix_alpha=cfg.cutmix_alpha)
+    source = student_batches(x, y, cfg, dev)
     step = kd_step(teacher, cfg.temperature) if cfg.loss == "kd" else cutmix_ce_step()
     first_eval = max(cfg.epochs - cfg.last_epochs, 0)
-    hooks = [LrPerEpoch(lambda epoch: cfg.lr * 0.5 * (1 + math.cos(math.pi * epoch / cfg.epochs / 2))),
+    hooks = [LrPerEpoch(lambda epoch: student_lr(cfg, epoch)),
              Evaluate(lambda m: evaluate(m, ds.test_x, ds.test_y, device=dev), lambda epoch: epoch >= first_eval)]
     start = time.perf_counter()
     hist = loop(student, opt, source, step, cfg.epochs, gen, hooks=hooks, progress=progress,

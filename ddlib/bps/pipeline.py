@@ -228,8 +228,9 @@ def evaluate_grid(ds, inputs: SelectionInputs, methods, ipcs, seeds, students: d
     evaluated epochs), ``n_images``, ``selection_seconds``, ``student_seconds`` (the training's own time, also
     when ``cached``: the student was loaded from the artifact cache, where every result is stored).
 
-    Students sharing a protocol and IPC train together as one stack when :mod:`ddlib.bps.grid` is
-    available for their model (identical results to training them one by one), else one by one.
+    Students sharing a protocol and IPC train together through :mod:`ddlib.bps.grid` when it supports their
+    model on ``device`` (on CPU stacks of one: bit for bit the one-by-one students; see :func:`_train_jobs`),
+    else one by one.
     """
     from ddlib.bps.distill import train_student
     from ddlib.utils import check_int
@@ -272,28 +273,37 @@ def student_key(ds, indices, cfg, teacher, seed: int) -> str:
     return artifacts.make_key("student", ds.key(), cfg, [who, f"indices={digest}", f"seed={int(seed)}"])
 
 
+#: What a stored student holds: ``train_student``'s result (a student trained by the grid is stored the same way).
+STUDENT_FIELDS = ("best_acc", "last_acc", "accs", "seconds")
+
+
 def _train_jobs(ds, jobs, cfg, teacher, device, progress, one_by_one) -> list[dict]:
     """Each job's result, from the cache when this student was trained before (so an interrupted grid
-    resumes, and a chapter reuses another's students), else trained (a stack when available) and stored."""
+    resumes, and a chapter reuses another's students), else trained and stored under :func:`student_key`.
+
+    The students still to train go to :func:`ddlib.bps.grid.train_students` when
+    :func:`ddlib.bps.grid.supports` ``(cfg, device)`` (on CPU: stacks of one, the same students bit for bit
+    as ``one_by_one`` = ``train_student`` with one intra-op thread; on CUDA: stacks, equal within float
+    rounding), else to ``one_by_one`` each. Either way the artifact stores :data:`STUDENT_FIELDS` under the
+    same key (the record's meta says ``stack_size`` when the grid trained it)."""
     from ddlib import artifacts
+    from ddlib.bps import grid
 
     keys = [student_key(ds, idx, cfg, teacher, s) for idx, s in jobs]
     out: list[dict | None] = [artifacts.load(k) if k else None for k in keys]
     todo = [i for i, r in enumerate(out) if r is None]
     if todo:
-        try:
-            from ddlib.bps import grid
-        except ImportError:  # pragma: no cover - the stacked trainer is optional
-            grid = None
         sub = [jobs[i] for i in todo]
-        if grid is not None and getattr(grid, "supports", lambda c: False)(cfg):
+        if grid.supports(cfg, device):
             done = grid.train_students(ds, sub, cfg, teacher, device=device, progress=progress)
         else:
             done = [one_by_one(ds, idx, cfg, teacher, seed=s, device=device, progress=progress) for idx, s in sub]
         for i, r in zip(todo, done):
+            stored = {k: r[k] for k in STUDENT_FIELDS}
             if keys[i]:
-                artifacts.save(keys[i], r, meta={"stage": "student", "seed": jobs[i][1]})
-            out[i] = {**r, "cached": False}
+                meta = {"stage": "student", "seed": jobs[i][1], **{k: r[k] for k in ("stack_size",) if k in r}}
+                artifacts.save(keys[i], stored, meta=meta)
+            out[i] = {**stored, "cached": False}
     return [r if "cached" in r else {**r, "cached": True} for r in out]
 
 
