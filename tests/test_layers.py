@@ -37,11 +37,28 @@ def test_no_upward_or_sideways_import(module: str) -> None:
         assert not {m for m in found if m.startswith("ddlib.sfm")}, "ddlib.bps must not import ddlib.sfm"
     if module not in ("ddlib.book", "ddlib.bookbuild"):  # the book helpers
         assert "ddlib.book" not in found, "only the book helpers import ddlib.book"
+    if module.startswith("ddlib.plots"):  # figures sit low: they get what a method computes passed in
+        bad = {m for m in found if not m.startswith(("ddlib.utils", "ddlib.plots"))}
+        assert not bad, f"{module} draws figures but imports {sorted(bad)} (ddlib.plots imports only ddlib.utils)"
+    if module.startswith(("ddlib.bps", "ddlib.sfm", "ddlib.kernels")):
+        assert not {m for m in found if m.startswith("ddlib.plots")}, f"{module} computes; it must not import plots"
     low = ("ddlib.utils", "ddlib.artifacts", "ddlib.losses", "ddlib.kernels", "ddlib.models", "ddlib.train",
            "ddlib.encoders", "ddlib.baselines", "ddlib.data", "ddlib.metrics")
     if module.startswith(low):
         bad = {m for m in found if re.match(r"ddlib\.(bps|sfm|cli|results|plots|book)", m)}
         assert not bad, f"{module} sits below bps/sfm/cli but imports {sorted(bad)}"
+
+
+def test_figures_have_one_home() -> None:
+    """Only ``ddlib.plots`` imports plotly: figures live there, one module per kind, none beside a method."""
+    def third_party(path: Path) -> set[str]:
+        tree = ast.parse(path.read_text())
+        names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        return names | {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+
+    drawing = {m for m, p in MODULES.items() if any(n.split(".")[0] == "plotly" for n in third_party(p))}
+    assert drawing and all(m.startswith("ddlib.plots.") for m in drawing), sorted(drawing)
+    assert {"ddlib.plots.images", "ddlib.plots.embeddings", "ddlib.plots.curves"} <= set(MODULES)
 
 
 def test_one_training_loop() -> None:

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from ddlib import plots
-from ddlib.sfm import ci_plots, figures
+from ddlib.sfm.stats import flows
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSES = ["a", "b", "c"]
@@ -33,11 +33,13 @@ def every_figure() -> dict[str, go.Figure]:
                                                        ["centre", "margin"] * 3),
         "embedding_scatter": plots.embedding_scatter(plots.project_2d(emb, "pca"), y.tolist(), x),
         "pattern_counts": plots.pattern_counts({0: 3, 1: 2, 2: 4}, {0: 1, 1: 0, 2: 2}, CLASSES),
-        "flow_pca_figure": figures.flow_pca_figure(centres, {"syn": centres + 0.1}, CLASSES, emb, y),
-        "sfm curves_figure": figures.curves_figure({"a": [1.0, 0.5, 0.2, 0.1]}, smooth=2),
-        "accuracy_figure": ci_plots.accuracy_figure(rows, ceiling=0.9),
-        "bytes_figure": ci_plots.bytes_figure({"p": {"head": 10, "images": 100}}),
-        "ci curves_figure": ci_plots.curves_figure({"p": [1.0, 0.5]}, title="t", yaxis="MSE"),
+        "flow_pca_figure": plots.flow_pca_figure(centres, {"syn": centres + 0.1}, CLASSES, emb, y,
+                                                 flows=flows),
+        "curves_figure (steps, smoothed)": plots.curves_figure({"a": [1.0, 0.5, 0.2, 0.1]}, smooth=2),
+        "accuracy_figure": plots.accuracy_figure(rows, ceiling=0.9),
+        "bytes_figure": plots.bytes_figure({"p": {"head": 10, "images": 100}}),
+        "curves_figure (epochs, log)": plots.curves_figure({"p": [1.0, 0.5]}, title="t", yaxis="MSE",
+                                                            xaxis="epoch", first=1, log_y=True),
     }
 
 
@@ -64,3 +66,35 @@ def test_no_chapter_fixes_a_figure_width() -> None:
             if cell["cell_type"] == "code" and re.search(r"update_layout\((?:[^()]|\([^()]*\))*\bwidth=", src):
                 offenders.append(f"{nb.name} cell {i}")
     assert offenders == []
+
+
+def test_curves_figure_draws_steps_from_zero_with_a_running_mean() -> None:
+    """Chapter 3's use: steps from 0, each line faint with its running mean over ``smooth`` values."""
+    fig = plots.curves_figure({"a": [4.0, 2.0, 0.0]}, smooth=2)
+    raw, mean = fig.data
+    assert list(raw.x) == [0, 1, 2] and list(raw.y) == [4.0, 2.0, 0.0] and raw.opacity == 0.45
+    assert list(mean.x) == [1, 2] and list(mean.y) == [3.0, 1.0] and mean.name == "a (mean of 2)"
+    assert mean.line.color == raw.line.color
+    assert fig.layout.xaxis.title.text == "step" and fig.layout.yaxis.type == "linear"
+    assert fig.layout.title.text is None and fig.layout.margin.t == 10
+
+
+def test_curves_figure_draws_epochs_from_one_on_a_log_axis() -> None:
+    """Chapter 4's use: epochs from 1, a log y axis, a title, no smoothing; one colour per curve."""
+    fig = plots.curves_figure({"p": [1.0, 0.5], "q": [2.0, 1.0]}, title="t", yaxis="MSE", xaxis="epoch", first=1,
+                              log_y=True)
+    assert [list(t.x) for t in fig.data] == [[1, 2], [1, 2]] and [t.name for t in fig.data] == ["p", "q"]
+    assert fig.data[0].line.color != fig.data[1].line.color and fig.data[0].opacity == 1.0
+    assert fig.layout.yaxis.type == "log" and fig.layout.yaxis.title.text == "MSE"
+    assert fig.layout.xaxis.title.text == "epoch" and fig.layout.title.text == "t"
+
+
+def test_flow_arrows_end_at_the_mean_of_the_other_centres() -> None:
+    """In the PCA plane (an affine map) each class's arrow ends at the mean of the other centres' points."""
+    centres = torch.randn(4, 6, generator=torch.Generator().manual_seed(3))
+    fig = plots.flow_pca_figure(centres, {}, ["a", "b", "c", "d"], flows=flows)
+    arrows = fig.data[0]  # real centres: (start, end, gap) per class
+    start = torch.tensor([[arrows.x[3 * c], arrows.y[3 * c]] for c in range(4)])
+    end = torch.tensor([[arrows.x[3 * c + 1], arrows.y[3 * c + 1]] for c in range(4)])
+    others = (start.sum(0, keepdim=True) - start) / 3
+    torch.testing.assert_close(end, others, atol=1e-5, rtol=1e-5)

@@ -1,4 +1,4 @@
-"""Plotly figures of chapter 4 (classifier inheritance): accuracy per backbone and mode, storage, curves."""
+"""Bar charts: patterns found per class (stacked), accuracy per evaluation backbone and mode, bytes stored."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -6,7 +6,22 @@ from typing import Any
 
 import plotly.graph_objects as go
 
+#: Legend names of classifier inheritance's evaluation modes (``ddlib.sfm.inherit.MODES``).
 MODE_LABELS = {"probe": "new head (probe)", "ci": "classifier inheritance", "kd": "KD from inherited head"}
+
+
+def pattern_counts(num_patterns: dict[int, int], singletons: dict[int, int], classes: Sequence[str],
+                   title: str | None = None) -> go.Figure:
+    """Bars per class: the patterns Infomap found, split into multi-image patterns and singletons."""
+    cs = sorted(num_patterns)
+    names = [classes[c] for c in cs]
+    single = [singletons.get(c, 0) for c in cs]
+    multi = [num_patterns[c] - s for c, s in zip(cs, single)]
+    fig = go.Figure([go.Bar(x=names, y=multi, name="patterns of 2+ images"),
+                     go.Bar(x=names, y=single, name="singletons")])
+    fig.update_layout(barmode="stack", title=title, yaxis_title="patterns found", height=400,
+                      margin=dict(l=60, r=10, t=50 if title else 10, b=60))
+    return fig
 
 
 def accuracy_figure(rows: Sequence[Mapping[str, Any]], ceiling: float | None = None,
@@ -42,14 +57,4 @@ def bytes_figure(sizes: Mapping[str, Mapping[str, int | None]],
         fig.add_bar(name=part, x=list(sizes), y=[sizes[b].get(part) for b in sizes],
                     hovertemplate="%{x}: %{y:,} bytes<extra>" + part + "</extra>")
     fig.update_layout(barmode="group", title=title, yaxis_type="log", yaxis_title="bytes", height=420)
-    return fig
-
-
-def curves_figure(curves: Mapping[str, Sequence[float]], title: str, yaxis: str, log_y: bool = False) -> go.Figure:
-    """One line per named curve over epochs."""
-    fig = go.Figure()
-    for name, ys in curves.items():
-        fig.add_scatter(x=list(range(1, len(ys) + 1)), y=list(ys), mode="lines", name=name)
-    fig.update_layout(title=title, xaxis_title="epoch", yaxis_title=yaxis, height=400,
-                      yaxis_type="log" if log_y else "linear")
     return fig
