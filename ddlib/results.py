@@ -109,6 +109,7 @@ def write(path: str | os.PathLike, *, what: str, config: Any, rows: list[dict[st
           command: str | None = None, provenance_extra: Mapping[str, Any] | None = None,
           **extra: Any) -> dict[str, Any]:
     """Write one record of the schema above to ``path`` atomically (temporary file, then rename); return it.
+    Under torchrun only rank 0 writes; every rank returns the record.
 
     ``config``: a dict (dataclass configs inside become dicts) or a dataclass; ``timings`` must hold
     ``wall_s``; ``command``: what reproduces the run (default: this process's command line);
@@ -129,11 +130,13 @@ def write(path: str | os.PathLike, *, what: str, config: Any, rows: list[dict[st
 
 def _dump(path: Path, record: dict[str, Any]) -> dict[str, Any]:
     """Check ``record`` against the schema and write it as strict JSON, atomically."""
+    from ddlib import distributed
     from ddlib.artifacts import write_bytes_atomic
 
     record = strict(record)
     _check(record, str(path))
-    write_bytes_atomic(path, (json.dumps(record, indent=1, allow_nan=False, ensure_ascii=False) + "\n").encode())
+    if distributed.is_main():  # under torchrun one file, written once
+        write_bytes_atomic(path, (json.dumps(record, indent=1, allow_nan=False, ensure_ascii=False) + "\n").encode())
     return record
 
 
