@@ -229,7 +229,9 @@ def evaluate_grid(ds, inputs: SelectionInputs, methods, ipcs, seeds, students: d
     when ``cached``: the student was loaded from the artifact cache, where every result is stored).
 
     Students sharing a protocol and IPC train together as one stack when :mod:`ddlib.bps.grid` is
-    available for their model (identical results to training them one by one), else one by one.
+    available for their model (identical results to training them one by one), else one by one. Under
+    torchrun each (IPC, protocol)'s students are split over the ranks and their results gathered
+    (:func:`_train_jobs`): every rank returns the same rows.
     """
     from ddlib.bps.distill import train_student
     from ddlib.utils import check_int
@@ -274,26 +276,34 @@ def student_key(ds, indices, cfg, teacher, seed: int) -> str:
 
 def _train_jobs(ds, jobs, cfg, teacher, device, progress, one_by_one) -> list[dict]:
     """Each job's result, from the cache when this student was trained before (so an interrupted grid
-    resumes, and a chapter reuses another's students), else trained (a stack when available) and stored."""
-    from ddlib import artifacts
+    resumes, and a chapter reuses another's students), else trained (a stack when available) and stored.
+
+    Under torchrun rank 0 looks the jobs up; the ones to train are split round-robin over the ranks
+    (:func:`ddlib.distributed.split_map`: a student's result depends on its seed, not on the rank that trains
+    it), every rank gets every result, rank 0 stores them and the others wait."""
+    from ddlib import artifacts, distributed
 
     keys = [student_key(ds, idx, cfg, teacher, s) for idx, s in jobs]
-    out: list[dict | None] = [artifacts.load(k) if k else None for k in keys]
+    out: list[dict | None] = distributed.on_main(lambda: [artifacts.load(k) if k else None for k in keys])
     todo = [i for i, r in enumerate(out) if r is None]
     if todo:
         try:
             from ddlib.bps import grid
         except ImportError:  # pragma: no cover - the stacked trainer is optional
             grid = None
-        sub = [jobs[i] for i in todo]
-        if grid is not None and getattr(grid, "supports", lambda c: False)(cfg):
-            done = grid.train_students(ds, sub, cfg, teacher, device=device, progress=progress)
-        else:
-            done = [one_by_one(ds, idx, cfg, teacher, seed=s, device=device, progress=progress) for idx, s in sub]
+        stacked = grid is not None and getattr(grid, "supports", lambda c: False)(cfg)
+
+        def train(sub: list) -> list[dict]:
+            if stacked:
+                return grid.train_students(ds, sub, cfg, teacher, device=device, progress=progress)
+            return [one_by_one(ds, idx, cfg, teacher, seed=s, device=device, progress=progress) for idx, s in sub]
+
+        done = distributed.split_map(train, [jobs[i] for i in todo])
         for i, r in zip(todo, done):
-            if keys[i]:
+            if keys[i] and distributed.is_main():
                 artifacts.save(keys[i], r, meta={"stage": "student", "seed": jobs[i][1]})
             out[i] = {**r, "cached": False}
+        distributed.barrier()
     return [r if "cached" in r else {**r, "cached": True} for r in out]
 
 
