@@ -50,7 +50,7 @@ from ddlib.utils import ParamError, check_choice, get_device
 __all__ = ["BACKENDS", "env_rank", "env_world_size", "local_rank", "init", "teardown", "session", "world_size",
            "rank", "is_main", "alone", "barrier", "broadcast_object", "all_gather_objects", "on_main", "bounds",
            "check_split", "share_sizes", "split_map", "gather_rows", "all_reduce_sum", "DataParallel", "data_parallel",
-           "shuffled_forward", "rows_of"]
+           "shuffled_forward", "rows_of", "describe"]
 
 T = TypeVar("T")
 #: The process-group backends :func:`init` accepts.
@@ -174,6 +174,14 @@ def alone() -> Iterator[None]:
         yield
     finally:
         _ALONE -= 1
+
+
+def describe() -> dict[str, Any]:
+    """The processes a record was computed by, for its provenance: ``{"processes": world, "backend": "gloo" |
+    "nccl"}`` under torchrun, ``{}`` in one process (its records as before)."""
+    if world_size() == 1:
+        return {}
+    return {"processes": world_size(), "backend": dist.get_backend()}
 
 
 def _comm_device() -> torch.device:

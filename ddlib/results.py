@@ -67,15 +67,17 @@ class ResultsError(ValueError):
 # ----------------------------------------------------------------------------- writing
 def provenance(command: str | None = None) -> dict[str, Any]:
     """Command, commit, device, date (:func:`ddlib.utils.provenance`), torch's threads, the load average,
-    the CPU count and the versions (:func:`ddlib.utils.environment_info`)."""
+    the CPU count and the versions (:func:`ddlib.utils.environment_info`); under torchrun also the processes
+    (:func:`ddlib.distributed.describe`)."""
     import torch
 
+    from ddlib import distributed
     from ddlib.utils import environment_info
     from ddlib.utils import provenance as base
 
     return {**base(command), "threads": torch.get_num_threads(),
             "load_average": [round(x, 2) for x in os.getloadavg()], "cpu_count": os.cpu_count(),
-            "environment": environment_info()}
+            "environment": environment_info(), **distributed.describe()}
 
 
 def dataset_label(name: Any) -> str:

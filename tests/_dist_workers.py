@@ -91,7 +91,7 @@ def write_task() -> dict:
     again = artifacts.cached("unit-0123", lambda: calls.append("again"))  # a hit on every rank
     rec = results.write(out / "record.json", what="a test record", config={}, rows=[{"rank": distributed.rank()}],
                         timings={"wall_s": 0.0})
-    return {"obj": obj, "again": again, "calls": calls, "record_rows": rec["rows"]}
+    return {"obj": obj, "again": again, "calls": calls, "record_rows": rec["rows"], "provenance": rec["provenance"]}
 
 
 def collectives_task() -> dict:

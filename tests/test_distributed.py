@@ -62,6 +62,7 @@ def test_one_process_helpers_are_the_identity() -> None:
     assert distributed.all_reduce_sum([1.5, 2.0]) == [1.5, 2.0]
     assert distributed.split_map(lambda xs: [x * 10 for x in xs], [1, 2, 3]) == [10, 20, 30]
     assert distributed.data_parallel(torch.nn.Linear(2, 2)) is None
+    assert distributed.describe() == {}  # one process's records carry nothing new
     distributed.barrier()
 
 
@@ -174,6 +175,7 @@ def test_rank_zero_writes_once(tmp_path: Path) -> None:
     assert r0["obj"] == r1["obj"] == {"rank": 0, "world_inside": 1}
     assert r0["again"] == r1["again"] == r0["obj"]  # the second call is a hit on every rank
     assert r0["record_rows"] == [{"rank": 0}] and r1["record_rows"] == [{"rank": 1}]
+    assert r0["provenance"]["processes"] == 2 and r0["provenance"]["backend"] == "gloo"
     assert ranks[1]["writes"] == []
     assert ranks[0]["writes"].count("record.json") == 1
     import json
