@@ -246,3 +246,29 @@ def test_torchrun_select_and_evaluate_as_one_process(tmp_path: Path, monkeypatch
     # BPS's selections are made from a partition that Infomap finds on a kNN graph of the embeddings: the
     # embeddings agree to float rounding (test_selection_on_two_ranks_is_the_one_process_selection), the
     # partition need not (module docstring), so the BPS files are compared by their shape only here.
+
+
+def test_readme_torchrun_commands_parse() -> None:
+    """The README's and the workshop page's torchrun commands: torchrun's options and ddlib's are accepted."""
+    import re
+    import shlex
+
+    from torch.distributed.run import get_args_parser
+
+    from ddlib.cli import build_parser
+
+    root = Path(__file__).resolve().parents[1]
+    text = (root / "README.md").read_text() + (root / "book" / "workshop.md").read_text()
+    commands = [" ".join(line.strip() for line in m.split("\\\n"))
+                for m in re.findall(r"^\.venv/bin/torchrun (?:.*\\\n)*.*$", text, flags=re.M)]
+    assert len(commands) >= 4
+    ddlib_parser, _ = build_parser()
+    for cmd in commands:
+        argv = shlex.split(cmd)[1:]
+        args = get_args_parser().parse_args(argv)  # exits (SystemExit) on an option torchrun does not know
+        assert args.nproc_per_node == "gpu"
+        if args.module:
+            assert args.training_script == "ddlib"
+            ddlib_parser.parse_args(args.training_script_args)
+        else:
+            assert (root / args.training_script).is_file()
