@@ -37,7 +37,7 @@ def test_no_upward_or_sideways_import(module: str) -> None:
         assert not {m for m in found if m.startswith("ddlib.sfm")}, "ddlib.bps must not import ddlib.sfm"
     if module not in ("ddlib.book", "ddlib.bookbuild"):  # the book helpers
         assert "ddlib.book" not in found, "only the book helpers import ddlib.book"
-    low = ("ddlib.utils", "ddlib.artifacts", "ddlib.losses", "ddlib.kernels", "ddlib.models", "ddlib.train",
+    low = ("ddlib.utils", "ddlib.distributed", "ddlib.artifacts", "ddlib.losses", "ddlib.kernels", "ddlib.models", "ddlib.train",
            "ddlib.encoders", "ddlib.baselines", "ddlib.data", "ddlib.metrics")
     if module.startswith(low):
         bad = {m for m in found if re.match(r"ddlib\.(bps|sfm|cli|results|plots|book)", m)}

@@ -100,7 +100,9 @@ def model_patterns(ds, enc_cfg: EncoderConfig | None = None, pat_cfg: PatternCon
     the pool, for CPU budgets); the embeddings and partitions are always of every image of ``ds``.
 
     Under torchrun the encoder trains data-parallel, the embeddings are computed sharded over the ranks, and
-    the partition runs on rank 0 (:mod:`ddlib.distributed`).
+    the partition runs on rank 0 (:mod:`ddlib.distributed`). The embeddings are one process's up to float
+    rounding (without batch norm); Infomap may split a class differently on embeddings that differ in their
+    last bits, so the patterns need not be one process's (``tests/test_distributed.py``).
 
     Returns ``{"embeddings": (N, D) L2-normalised, "patterns": (N,) per-class ids (0 = the class's
     largest), "num_patterns": {class: M}, "info": {class: {...}}, "encoder_key", "key",
