@@ -23,6 +23,10 @@ Resumable: every student's result is an artifact of the cache (``$DDLIB_CACHE``;
 checkout for long runs), so a second call trains only what is missing; the record says how many students
 were trained and how many loaded (``timings``), and the teacher's and encoder's original training times.
 Nothing here is tuned on test accuracy: the settings are the preset's, the rules are fixed in advance.
+
+On a multi-GPU node: ``torchrun --nproc_per_node N benchmarks/bps_evidence.py …`` (the same options): Stage 1
+and the teacher train data-parallel, the students of each (IPC, protocol) are split over the GPUs, and
+rank 0 writes the record and the cache (:mod:`ddlib.distributed`).
 """
 from __future__ import annotations
 
@@ -80,7 +84,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", required=True)
     a = ap.parse_args(argv)
 
-    from ddlib import metrics, presets, results
+    from ddlib import distributed
+
+    with distributed.session(a.device):
+        return _run(a)
+
+
+def _run(a: argparse.Namespace) -> int:
+    from ddlib import distributed, metrics, presets, results
     from ddlib.bps import pipeline as P
     from ddlib.cli.common import parse_ints
     from ddlib.utils import ParamError, check_choice, get_device
@@ -109,8 +120,9 @@ def main(argv: list[str] | None = None) -> int:
                       encoder_ds=d["encoder"], teacher=True)
     teacher = mod["teacher"]
     if a.modelling_only:
-        print(f"modelling cached: teacher {mod['teacher_acc'] * 100:.1f} % on {len(d['teacher'].train_y)} images, "
-              f"{sum(mod['info']['num_patterns'].values())} patterns, {time.perf_counter() - start:.0f} s")
+        if distributed.is_main():
+            print(f"modelling cached: teacher {mod['teacher_acc'] * 100:.1f} % on {len(d['teacher'].train_y)} images, "
+                  f"{sum(mod['info']['num_patterns'].values())} patterns, {time.perf_counter() - start:.0f} s")
         return 0
     students = {name: dataclasses.replace(p.student, loss=name) for name in protocols}
     grid = P.evaluate_grid(ev, mod["inputs"], p.methods, p.ipcs, seeds, students, teacher=teacher,
@@ -193,7 +205,8 @@ def main(argv: list[str] | None = None) -> int:
                  "cached": trained == 0, "student_seconds_trained": sum(r["student_seconds"] for r in everything
                                                                        if not r["cached"]),
                  "original_stage1_seconds": enc_hist_seconds})
-    _print(record)
+    if distributed.is_main():
+        _print(record)
     return 0
 
 

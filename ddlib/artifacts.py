@@ -12,7 +12,8 @@ or swapped onto another key by hand is moved aside into ``quarantine/`` with a w
 recomputed, never served. Temporary files left by a writer killed mid-write (``.<name>.<host>.<pid>.…tmp``)
 are removed on the first use of the cache in a process, once their writer is gone or they are an hour old.
 
-The cache lives in ``$DDLIB_CACHE`` (default ``~/.cache/ddlib``).
+The cache lives in ``$DDLIB_CACHE`` (default ``~/.cache/ddlib``). Under torchrun every rank uses the same
+folder (on a cluster: a filesystem every node sees); :func:`cached` lets only rank 0 write to it.
 """
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ from typing import Any, TypeVar
 import torch
 
 import ddlib
+from ddlib import distributed
 from ddlib.utils import config_fields, dumps_strict, json_safe
 
 T = TypeVar("T")
@@ -230,8 +232,17 @@ def load(key: str) -> Any | None:
 
 
 def cached(key: str, compute: Callable[[], T], meta: dict[str, Any] | None = None,
-           enabled: bool = True) -> T:
-    """Load the artifact ``key`` if stored and intact, else ``compute()`` it, store it and return it."""
+           enabled: bool = True, collective: bool = False) -> T:
+    """Load the artifact ``key`` if stored and intact, else ``compute()`` it, store it and return it.
+
+    Under torchrun (several ranks, :mod:`ddlib.distributed`) every rank calls it alike and every rank returns
+    rank 0's object: rank 0 looks the key up and tells the others; on a miss, a ``collective`` compute (one
+    that trains data-parallel, so every rank must take part) runs on every rank, any other on rank 0 alone
+    (:func:`ddlib.distributed.alone`); rank 0 stores the result, the others wait and load it (with
+    ``enabled=False`` rank 0's result is sent to them instead). In one process ``collective`` changes nothing.
+    """
+    if distributed.world_size() > 1:
+        return _cached_on_ranks(key, compute, meta, enabled, collective)
     if enabled:
         obj = load(key)
         if obj is not None:
@@ -239,4 +250,33 @@ def cached(key: str, compute: Callable[[], T], meta: dict[str, Any] | None = Non
     obj = compute()
     if enabled:
         save(key, obj, meta)
+    return obj
+
+
+def _cached_on_ranks(key: str, compute: Callable[[], T], meta: dict[str, Any] | None, enabled: bool,
+                     collective: bool) -> T:
+    main = distributed.is_main()
+    found = load(key) if enabled and main else None
+    if distributed.broadcast_object(found is not None):
+        return found if main else _load_written(key)
+    obj = None
+    if collective:
+        obj = compute()
+    elif main:
+        with distributed.alone():
+            obj = compute()
+    if not enabled:
+        return obj if collective else distributed.broadcast_object(obj)
+    if main:
+        save(key, obj, meta)
+    distributed.barrier()  # the others wait for rank 0's write
+    return obj if main else _load_written(key)
+
+
+def _load_written(key: str) -> Any:
+    """The artifact rank 0 has just confirmed or written, read by another rank."""
+    obj = load(key)
+    if obj is None:
+        raise RuntimeError(f"rank {distributed.rank()} cannot read artifact {key} that rank 0 wrote to {cache_dir()}: "
+                           "every rank must use the same cache folder ($DDLIB_CACHE on a filesystem every node sees)")
     return obj

@@ -37,6 +37,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ddlib import distributed
 from ddlib.train import Batch, Hook, LoopState, LrScheduler, ce_step, image_batches, loop
 from ddlib.utils import (ParamError, check_choice, check_float, check_int, check_ipc, config_dict, get_device,
                          seed_everything, to_unit)
@@ -360,6 +361,8 @@ class _ForgettingCounter(Hook):
     def step_end(self, state: LoopState, batch: Batch, loss: torch.Tensor, out: torch.Tensor) -> None:
         b = batch.index
         correct = (out.argmax(1).cpu() == self.y[b])
+        if batch.full is not None:  # data-parallel: every rank's share, so each counts the whole batch
+            b, correct = batch.full.index, distributed.gather_rows(correct, distributed.share_sizes(len(batch.full)))
         self.events[b] += (self.last[b] & ~correct).float()
         self.last[b] = correct
         self.learned[b] |= correct

@@ -40,8 +40,12 @@ Choices where METHODS.md is silent or the reference cannot be followed (each a c
 - The ramp reaches 1 at the last epoch (``clu_ramp_epochs=None``); give a number to reach 1 sooner.
 - The learning rate is updated every step (warm-up linear in fractional epochs), equal to the
   per-epoch schedule at epoch ends.
-- One process, one device: no shuffled BatchNorm across GPUs (MoCo's trick against BN leakage);
-  the key encoder runs in train mode on the whole key batch.
+- In one process the key encoder runs in train mode on the whole key batch. Under torchrun
+  (:mod:`ddlib.distributed`) the query encoder trains in DistributedDataParallel on each rank's share of
+  the global batch (``batch_size`` is the global batch, as MoCo's), the key encoder runs on a shuffled
+  share of the whole key batch (MoCo's shuffled BatchNorm), every rank's keys are gathered so every rank
+  enqueues the global batch and holds the same queue, and the re-partition runs on rank 0, its partition
+  broadcast. Without batch norm (the DD ConvNet) the run is the one-process run up to float rounding.
 - ``batch_size=256`` is MoCo v2's default; METHODS.md does not state the reference's.
 """
 from __future__ import annotations
@@ -57,7 +61,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from ddlib import artifacts, models
+from ddlib import artifacts, distributed, models
 from ddlib.kernels.augment import AUGMENTS, AugmentConfig
 from ddlib.kernels.knn import BACKENDS
 from ddlib.losses import CLU_ASSIGN, info_nce
@@ -302,8 +306,10 @@ class Encoder(nn.Module):
         h = self.features(x)
         return F.normalize(self.projector(h), dim=1), h
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.classifier(self.features(x))
+    def forward(self, x: Tensor, project: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+        """Logits; with ``project`` the pair :meth:`project` gives (MoCo's step calls it so, which runs the
+        projection through DistributedDataParallel's forward in a data-parallel run)."""
+        return self.project(x) if project else self.classifier(self.features(x))
 
 
 class NeckEncoder(nn.Module):
@@ -326,8 +332,9 @@ class NeckEncoder(nn.Module):
         h = self.features(f)
         return F.normalize(self.projector(h), dim=1), h
 
-    def forward(self, f: Tensor) -> Tensor:
-        return self.classifier(self.features(f))
+    def forward(self, f: Tensor, project: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+        """Logits; with ``project`` the pair :meth:`project` gives (as :meth:`Encoder.forward`)."""
+        return self.project(f) if project else self.classifier(self.features(f))
 
 
 class FrozenEncoder(nn.Module):
@@ -462,17 +469,32 @@ class MoCoStep(Hook):
     term is on (the reference's ``_info_cluster``); at epoch end the history (``loss``, ``ce``, ``con``,
     ``clu`` as means over steps, ``r``, ``lr``, ``patterns`` (the last partition of the epoch),
     ``refreshes``, ``epoch_seconds``) in :attr:`history`.
+
+    Data-parallel (the loop's ``parallel=``; the step then gets the DDP-wrapped model and the rank's share of
+    the batch): the keys of the whole batch come from :func:`ddlib.distributed.shuffled_forward` (each rank
+    keys a shuffled share; every rank gets all of them), so every rank enqueues the same keys; the
+    re-partition runs on rank 0 and is broadcast; the history's losses are the global batch's.
     """
 
     def __init__(self, model: nn.Module, key_model: nn.Module, queue: KeyQueue, cfg: EncoderConfig,
                  clustering: ClusteringTerm | None) -> None:
-        self.key_model, self.queue, self.cfg, self.clustering = key_model, queue, cfg, clustering
+        self.model, self.key_model, self.queue, self.cfg, self.clustering = model, key_model, queue, cfg, clustering
+        self.shuffle_gen = torch.Generator().manual_seed(cfg.seed)  # the same on every rank: no permutation sent
         self.history: dict = {k: [] for k in ("loss", "ce", "con", "clu", "r", "lr", "patterns", "refreshes",
                                               "epoch_seconds")}
         self.r, self.use_clu, self.found, self.refreshes = 0.0, False, {}, 0
 
     def _refresh(self) -> None:
-        self.found = self.clustering.refresh(self.queue, self.cfg.pattern)
+        queue = self.queue
+        found = self.clustering.refresh(queue, self.cfg.pattern) if distributed.is_main() else None
+        if distributed.world_size() > 1:  # rank 0's partition to every rank (each holds the same queue)
+            found, pattern, pattern_class = distributed.broadcast_object(
+                (found, queue.snapshot_pattern.cpu(), queue.pattern_class.cpu()))
+            if not distributed.is_main():
+                queue.take_snapshot()
+                queue.snapshot_pattern = pattern.to(queue.keys.device)
+                queue.pattern_class = pattern_class.to(queue.keys.device)
+        self.found = found
         self.refreshes += 1
 
     def epoch_start(self, state: LoopState) -> None:
@@ -487,26 +509,33 @@ class MoCoStep(Hook):
     def __call__(self, model: nn.Module, batch: Batch) -> tuple[Tensor, Any]:
         cfg, queue = self.cfg, self.queue
         (xq, xk), yb = batch.x, batch.y
-        q, h = model.project(xq)
+        q, h = model(xq, project=True)
         with torch.no_grad():
             _momentum_update(self.key_model, model, cfg.momentum)
-            k, _ = self.key_model.project(xk)
+            if batch.full is None:
+                k, _ = self.key_model.project(xk)
+                k_all, y_all = k, yb
+            else:  # data-parallel: the keys of the whole batch, each rank keying a shuffled share (shuffled BN)
+                k_all = distributed.shuffled_forward(lambda x: self.key_model.project(x)[0], batch.full.x[1],
+                                                     self.shuffle_gen)
+                k, y_all = k_all[distributed.rows_of(batch)], batch.full.y
         zero = q.sum() * 0.0
-        ce = F.cross_entropy(model.classifier(h), yb) if cfg.ce_weight > 0 else zero
+        ce = F.cross_entropy(self.model.classifier(h), yb) if cfg.ce_weight > 0 else zero
         con = info_nce(q, k, queue.keys, cfg.temperature) if cfg.con_weight > 0 else zero
         clu = self.clustering.loss(q, yb, queue, cfg.clu_assign) if self.use_clu else zero
         loss = cfg.ce_weight * ce + cfg.con_weight * con + self.r * cfg.clu_weight * clu
-        return loss, (k, yb, {"loss": loss, "ce": ce, "con": con, "clu": clu})
+        return loss, (k_all, y_all, {"loss": loss, "ce": ce, "con": con, "clu": clu})
 
     def step_end(self, state: LoopState, batch: Batch, loss: Tensor, out: Any) -> None:
-        k, yb, parts = out
-        wrapped = self.queue.enqueue(k, yb)
+        k_all, y_all, parts = out
+        wrapped = self.queue.enqueue(k_all, y_all)
         if wrapped and self.use_clu and self.cfg.clu_refresh == "wrap":
             self._refresh()
         for name, v in parts.items():
-            self.sums[name] += float(v.detach())
+            self.sums[name] += float(v.detach()) * batch.share  # share = 1 in one process
 
     def epoch_end(self, state: LoopState) -> None:
+        self.sums = dict(zip(self.sums, distributed.all_reduce_sum(list(self.sums.values()))))  # over ranks
         for name, v in self.sums.items():
             self.history[name].append(v / max(state.steps_per_epoch, 1))
         self.history["r"].append(self.r)
@@ -537,6 +566,7 @@ def bank_pairs(bank: Tensor, y: Tensor, batch_size: int, device: torch.device) -
 
 def _fit(model: nn.Module, source: Any, n: int, cfg: EncoderConfig, dev: torch.device, gen: torch.Generator,
          clustering: ClusteringTerm | None, progress: bool) -> dict:
+    distributed.check_split("batch_size", cfg.batch_size)  # under torchrun: the global batch, split over ranks
     key_model = copy.deepcopy(model)
     for p in key_model.parameters():
         p.requires_grad_(False)
@@ -545,8 +575,10 @@ def _fit(model: nn.Module, source: Any, n: int, cfg: EncoderConfig, dev: torch.d
                           weight_decay=cfg.weight_decay)
     moco = MoCoStep(model, key_model, queue, cfg, clustering)
     lr = LrPerStep(lambda epoch, step, steps: cfg.lr * lr_factor(cfg, epoch + (step + 1) / steps))
+    # under torchrun every rank trains the query encoder together (the classifier idles when ce_weight = 0)
+    par = distributed.data_parallel(model, dev, find_unused_parameters=cfg.ce_weight == 0)
     run = loop(model, opt, source, moco, cfg.epochs, gen, hooks=[lr, moco], progress=progress, desc="stage 1",
-               step_bar=True)
+               step_bar=True, parallel=par)
     model.eval()
     return {**moco.history, "seconds": run["seconds"], "queue_wraps": queue.wraps}
 
@@ -624,7 +656,8 @@ def train_encoder(ds, cfg: EncoderConfig | None = None, device: str | torch.devi
             return {"state_dict": {k: v.cpu() for k, v in neck.state_dict().items()}, "history": hist,
                     "config": config_dict(cfg), "in_dim": int(bank.shape[-1])}
 
-        record = artifacts.cached(key, compute_neck, meta={"stage": "bps-encoder", "dataset": ds.spec})
+        record = artifacts.cached(key, compute_neck, meta={"stage": "bps-encoder", "dataset": ds.spec},
+                                  collective=True)
         neck = NeckEncoder(cfg, record["in_dim"], ds.num_classes)
         neck.load_state_dict(record["state_dict"])
         return FrozenEncoder(bb, neck).eval(), record["history"]
@@ -637,7 +670,7 @@ def train_encoder(ds, cfg: EncoderConfig | None = None, device: str | torch.devi
         return {"state_dict": {k: v.cpu() for k, v in model.state_dict().items()}, "history": hist,
                 "config": config_dict(cfg)}
 
-    record = artifacts.cached(key, compute, meta={"stage": "bps-encoder", "dataset": ds.spec})
+    record = artifacts.cached(key, compute, meta={"stage": "bps-encoder", "dataset": ds.spec}, collective=True)
     model = _build_for(ds, cfg)
     model.load_state_dict(record["state_dict"])
     model.eval()
@@ -657,4 +690,4 @@ def train_embeddings(model: nn.Module, ds, cfg: EncoderConfig, device=None) -> T
             model.head.eval()
             return F.normalize(torch.cat([model.head.features(clean[i:i + 4096]) for i in range(0, len(clean), 4096)]),
                                dim=1)
-    return embed(model.features, ds.train_x, device=device, normalize=True)
+    return embed(model.features, ds.train_x, device=device, normalize=True, shard=True)

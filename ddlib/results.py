@@ -68,15 +68,17 @@ class ResultsError(ValueError):
 # ----------------------------------------------------------------------------- writing
 def provenance(command: str | None = None) -> dict[str, Any]:
     """Command, commit, device, date (:func:`ddlib.utils.provenance`), torch's threads, the load average,
-    the CPU count and the versions (:func:`ddlib.utils.environment_info`)."""
+    the CPU count and the versions (:func:`ddlib.utils.environment_info`); under torchrun also the processes
+    (:func:`ddlib.distributed.describe`)."""
     import torch
 
+    from ddlib import distributed
     from ddlib.utils import environment_info
     from ddlib.utils import provenance as base
 
     return {**base(command), "threads": torch.get_num_threads(),
             "load_average": [round(x, 2) for x in os.getloadavg()], "cpu_count": os.cpu_count(),
-            "environment": environment_info()}
+            "environment": environment_info(), **distributed.describe()}
 
 
 def dataset_label(name: Any) -> str:
@@ -110,6 +112,7 @@ def write(path: str | os.PathLike, *, what: str, config: Any, rows: list[dict[st
           command: str | None = None, provenance_extra: Mapping[str, Any] | None = None,
           **extra: Any) -> dict[str, Any]:
     """Write one record of the schema above to ``path`` atomically (temporary file, then rename); return it.
+    Under torchrun only rank 0 writes; every rank returns the record.
 
     ``config``: a dict (dataclass configs inside become dicts) or a dataclass; ``timings`` must hold
     ``wall_s``; ``command``: what reproduces the run (default: this process's command line);
@@ -130,11 +133,13 @@ def write(path: str | os.PathLike, *, what: str, config: Any, rows: list[dict[st
 
 def _dump(path: Path, record: dict[str, Any]) -> dict[str, Any]:
     """Check ``record`` against the schema and write it as strict JSON, atomically."""
+    from ddlib import distributed
     from ddlib.artifacts import write_bytes_atomic
 
     record = strict(record)
     _check(record, str(path))
-    write_bytes_atomic(path, (json.dumps(record, indent=1, allow_nan=False, ensure_ascii=False) + "\n").encode())
+    if distributed.is_main():  # under torchrun one file, written once
+        write_bytes_atomic(path, (json.dumps(record, indent=1, allow_nan=False, ensure_ascii=False) + "\n").encode())
     return record
 
 

@@ -36,6 +36,12 @@ Every random draw happens in the source, the step or a hook, in the order writte
 procedure ported onto the loop consumes the torch generator and the global RNG exactly as its own
 loop did (``tests/test_train_ports.py`` pins the ports to outputs recorded before they were ported).
 
+Data-parallel (under torchrun): ``loop(..., parallel=ddlib.distributed.data_parallel(model, device))``. Every
+rank draws the same global batch and keeps its share (``batch.full`` is the whole of it), the step calls the
+model through DistributedDataParallel, each rank's loss is scaled so that the averaged gradient is the
+global batch's, and the loss history is the global batch's (:class:`ddlib.distributed.DataParallel`).
+``parallel=None`` (one process) is the loop as written above.
+
 ``fit`` trains any module on (images, labels) held in memory: images uint8 (N, C, H, W) or float
 in [0, 1]; batches are moved to the device, augmented there with a preset of
 :mod:`ddlib.kernels.augment`, and passed to cross-entropy, or to a ``batch_loss`` hook (MSE
@@ -56,6 +62,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
+from ddlib import distributed
 from ddlib.kernels.augment import AUGMENTS, AugmentConfig, augment as apply_augment, cutmix
 from ddlib.losses import cutmix_cross_entropy, kd_kl_loss
 from ddlib.utils import (ParamError, check_choice, check_float, check_int, get_device, progress as progress_bar,
@@ -152,15 +159,22 @@ def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
 class Batch:
     """One step's data: ``index`` (the samples' positions in the source), ``x`` (the model's input: a
     tensor, or a tuple of tensors such as two views or several feature banks), ``y`` (targets) and
-    ``mix`` = (perm, λ) when the images were CutMix-ed (image i mixed with image perm[i])."""
+    ``mix`` = (perm, λ) when the images were CutMix-ed (image i mixed with image perm[i]). In a data-parallel
+    run a batch is one rank's share of the step's global batch, ``full`` (None in one process)."""
 
     index: Tensor
     x: Any
     y: Any = None
     mix: tuple[Tensor, float] | None = None
+    full: Batch | None = None
 
     def __len__(self) -> int:
         return len(self.index)
+
+    @property
+    def share(self) -> float:
+        """The fraction of the step's global batch this batch holds (1 in one process)."""
+        return 1.0 if self.full is None else len(self) / len(self.full)
 
 
 class BatchSource(Protocol):
@@ -382,14 +396,19 @@ class Evaluate(Hook):
 
 def loop(model: nn.Module, opt: torch.optim.Optimizer, source: BatchSource, step: Step, epochs: int,
          gen: Any = None, *, hooks: Sequence[Hook] = (), progress: bool = False, desc: str = "train",
-         step_bar: bool = False) -> dict:
+         step_bar: bool = False, parallel: distributed.DataParallel | None = None) -> dict:
     """Train ``model`` in place for ``epochs`` epochs (see the module docstring); returns the history.
 
     History: ``loss`` (per epoch, the mean of the step losses weighted by batch length), ``seconds``,
     and whatever the hooks add. ``progress``: a text bar per epoch (``step_bar``: per step), shown
-    neither in the test-suite nor when False. The model is left in train mode.
+    neither in the test-suite nor when False. The model is left in train mode. ``parallel``: a
+    :class:`ddlib.distributed.DataParallel` of ``model`` (data-parallel under torchrun; the step gets
+    ``parallel.net``, the hooks ``model`` and the rank's share of each batch).
     """
     check_int("epochs", epochs, 1)
+    net = model if parallel is None else parallel.net
+    if parallel is not None:
+        source = parallel.shard(source)
     state = LoopState(model, opt, gen, epochs, source.steps_per_epoch, history={"loss": []})
     bar = progress_bar(total=epochs * source.steps_per_epoch if step_bar else epochs, desc=desc, enabled=progress,
                        **({"mininterval": 5.0} if step_bar else {}))
@@ -404,9 +423,12 @@ def loop(model: nn.Module, opt: torch.optim.Optimizer, source: BatchSource, step
             state.step = i
             for h in hooks:
                 h.step_start(state)
-            loss, out = step(model, batch)
+            loss, out = step(net, batch)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            if parallel is None:
+                loss.backward()
+            else:
+                parallel.backward(loss, batch)
             opt.step()
             value = float(loss.detach())
             total += value * len(batch)
@@ -416,7 +438,10 @@ def loop(model: nn.Module, opt: torch.optim.Optimizer, source: BatchSource, step
             if step_bar:
                 bar.update(1)
                 bar.set_postfix(epoch=epoch, loss=f"{value:.3f}")
-        state.history["loss"].append(total / count if count else float("nan"))
+        if parallel is not None:
+            state.history["loss"].append(parallel.epoch_mean(total, count))
+        else:
+            state.history["loss"].append(total / count if count else float("nan"))
         for h in hooks:
             h.epoch_end(state)
         if not step_bar:
@@ -438,7 +463,8 @@ def _check_xy(x: Tensor, y: Tensor | None = None) -> None:
 def fit(model: nn.Module, x: Tensor, y: Tensor, cfg: TrainConfig, *,
         batch_loss: Callable[[nn.Module, Tensor, Tensor], Tensor] | None = None,
         eval_data: tuple[Tensor, Tensor] | None = None, device: str | torch.device | None = None,
-        seed: int = 0, progress: bool = True, eval_every: int = 1, hooks: Sequence[Hook] = ()) -> dict:
+        seed: int = 0, progress: bool = True, eval_every: int = 1, hooks: Sequence[Hook] = (),
+        data_parallel: bool = False) -> dict:
     """Train ``model`` in place on (x, y) with ``cfg``; returns the history.
 
     ``batch_loss(model, xb_augmented, yb) -> scalar`` replaces cross-entropy. ``eval_data=(x, y)``
@@ -446,7 +472,8 @@ def fit(model: nn.Module, x: Tensor, y: Tensor, cfg: TrainConfig, *,
     along the first axis (soft labels for a custom ``batch_loss``). ``hooks``: more :class:`Hook` s of the
     loop (after the learning rate and the evaluation), e.g. the forgetting counter. The model is left in eval mode
     on ``device``. History: ``loss`` (mean per epoch), ``eval_acc``, ``eval_epoch``, ``lr`` (per
-    epoch), ``seconds``.
+    epoch), ``seconds``. ``data_parallel``: under torchrun, every rank trains this model together
+    (:class:`ddlib.distributed.DataParallel`; every rank must call ``fit`` alike); ignored in one process.
     """
     if not isinstance(cfg, TrainConfig):
         raise ParamError(f"cfg must be a TrainConfig, got {type(cfg).__name__}")
@@ -461,9 +488,12 @@ def fit(model: nn.Module, x: Tensor, y: Tensor, cfg: TrainConfig, *,
     if eval_data is not None:
         lr_eval.append(Evaluate(lambda m: evaluate(m, eval_data[0], eval_data[1], device=dev),
                               lambda e: (e + 1) % eval_every == 0 or e + 1 == cfg.epochs))
+    if data_parallel:
+        distributed.check_split("batch_size", min(cfg.batch_size, len(x)))
     step = ce_step(cfg.label_smoothing) if batch_loss is None else loss_step(batch_loss)
     hist = loop(model, opt, image_batches(x, y, cfg.batch_size, dev, augment=cfg.augment), step, cfg.epochs, gen,
-                hooks=[*lr_eval, *hooks], progress=progress, desc="train")
+                hooks=[*lr_eval, *hooks], progress=progress, desc="train",
+                parallel=distributed.data_parallel(model, dev) if data_parallel else None)
     model.eval()
     return {"loss": hist["loss"], "eval_acc": hist.get("eval_acc", []), "eval_epoch": hist.get("eval_epoch", []),
             "lr": [cfg.lr * lr_factor(cfg, e) for e in range(cfg.epochs)], "seconds": hist["seconds"]}
@@ -480,17 +510,25 @@ def _module_of(fn: Callable) -> nn.Module | None:
 @torch.no_grad()
 def embed(fn: Callable[[Tensor], Tensor], x: Tensor, batch_size: int = 512,
           device: str | torch.device | None = None, *, autocast: bool = False, normalize: bool = False,
-          progress: bool = False, desc: str = "embed") -> Tensor:
+          progress: bool = False, desc: str = "embed", shard: bool = False) -> Tensor:
     """``fn`` applied batch by batch to images x (uint8 or float [0, 1]) without grad; the concatenated
     outputs as float32 on the CPU.
 
     If ``fn`` is a module or a bound method of one, that module is moved to ``device`` and put in eval
     mode for the call (its mode is restored). ``autocast``: bf16 autocast on CUDA (frozen backbones;
     no effect on the CPU). ``normalize``: L2-normalise the rows (BPS's Stage-2 embeddings). An empty
-    ``x`` gives ``(0, feature_dim)`` (0 columns when the module has no ``feature_dim``).
+    ``x`` gives ``(0, feature_dim)`` (0 columns when the module has no ``feature_dim``). ``shard``: under
+    torchrun each rank embeds its contiguous share of ``x`` and the shares are gathered, in order, to every
+    rank (every rank must call it alike); ignored in one process.
     """
     _check_xy(x)
     check_int("batch_size", batch_size, 1, None)
+    world = distributed.world_size()
+    if shard and 1 < world <= len(x):
+        lo, hi = distributed.bounds(len(x))
+        mine = embed(fn, x[lo:hi], batch_size, device, autocast=autocast, normalize=normalize, progress=progress,
+                     desc=desc)
+        return distributed.gather_rows(mine, distributed.share_sizes(len(x)))
     dev = get_device(device)
     module = _module_of(fn)
     was_training = None
@@ -515,9 +553,10 @@ def embed(fn: Callable[[Tensor], Tensor], x: Tensor, batch_size: int = 512,
     return F.normalize(out, dim=1) if normalize else out
 
 
-def predict(model: nn.Module, x: Tensor, batch_size: int = 512, device: str | torch.device | None = None) -> Tensor:
-    """The model's logits for images x, on the CPU (eval mode, no grad)."""
-    return embed(model, x, batch_size, device)
+def predict(model: nn.Module, x: Tensor, batch_size: int = 512, device: str | torch.device | None = None,
+            shard: bool = False) -> Tensor:
+    """The model's logits for images x, on the CPU (eval mode, no grad); ``shard`` as :func:`embed`'s."""
+    return embed(model, x, batch_size, device, shard=shard)
 
 
 def evaluate(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 512,

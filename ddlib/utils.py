@@ -109,7 +109,8 @@ def _kernel_without_frontend() -> bool:
 def progress_shown(enabled: bool = True) -> bool:
     """Whether a progress bar is drawn: ddlib's one policy, decided in this order.
 
-    1. ``enabled=False`` (a caller's ``progress=False``, the CLI's ``--quiet``): no bar.
+    1. ``enabled=False`` (a caller's ``progress=False``, the CLI's ``--quiet``), or a rank other than 0 under
+       torchrun (``$RANK`` > 0): no bar.
     2. ``$DDLIB_PROGRESS`` is ``0``/``off``/``false``/``no``: no bar. The book build (``make book``,
        ``python -m ddlib book``), ``sweep`` and ``benchmarks/chapter_times.py`` set it for what they run.
     3. Under the test-suite (:func:`in_test`): no bar.
@@ -119,7 +120,7 @@ def progress_shown(enabled: bool = True) -> bool:
        renders without pages of progress lines even when nobody set ``$DDLIB_PROGRESS``.
     6. Otherwise (a terminal, the CLI, an interactive Jupyter session): a bar.
     """
-    if not enabled:
+    if not enabled or os.environ.get("RANK", "0").strip() not in ("", "0"):
         return False
     env = os.environ.get(PROGRESS_ENV, "").strip().lower()
     if env in _OFF or in_test():

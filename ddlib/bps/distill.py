@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ddlib import artifacts, models
+from ddlib import artifacts, distributed, models
 from ddlib.kernels.augment import AUGMENTS
 from ddlib.losses import softmax_entropy
 from ddlib.train import (Batches, Evaluate, LrPerEpoch, TrainConfig, cutmix_ce_step, evaluate, fit, image_batches,
@@ -117,7 +117,8 @@ def teacher_key(ds, cfg: TeacherConfig) -> str:
 
 def train_teacher(ds, cfg: TeacherConfig = TeacherConfig(), device=None, progress: bool = True,
                   cache: bool = True) -> nn.Module:
-    """The teacher trained on all of ``ds``'s training images (cached), in eval mode on ``device``."""
+    """The teacher trained on all of ``ds``'s training images (cached), in eval mode on ``device``. Under
+    torchrun every rank trains it together (``fit(data_parallel=True)``), rank 0 stores it."""
     dev = get_device(device)
 
     def compute() -> dict:
@@ -130,14 +131,14 @@ def train_teacher(ds, cfg: TeacherConfig = TeacherConfig(), device=None, progres
         el2n_epoch = min(ForgettingConfig.el2n_epoch, cfg.epochs)
         scoring = scoring_hooks(ds.train_x, ds.train_y, ds.num_classes, el2n_epoch, dev)
         hist = fit(model, ds.train_x, ds.train_y, cfg.train_config(), device=dev, seed=cfg.seed, progress=progress,
-                   hooks=scoring)
+                   hooks=scoring, data_parallel=True)
         acc = evaluate(model, ds.test_x, ds.test_y, device=dev)
         return {"state_dict": {k: v.cpu() for k, v in model.state_dict().items()}, "test_acc": acc,
                 "seconds": hist["seconds"], "config": config_dict(cfg),
                 "scores": scores_from_hooks(scoring, el2n_epoch)}
 
     key = teacher_key(ds, cfg)
-    obj = artifacts.cached(key, compute, meta={"dataset": ds.spec}, enabled=cache)
+    obj = artifacts.cached(key, compute, meta={"dataset": ds.spec}, enabled=cache, collective=True)
     model = build_model(ds, cfg.model, cfg.width, cfg.depth)
     model.load_state_dict(obj["state_dict"])
     model.ddlib_key = key  # type: ignore[attr-defined]  # names the teacher in the keys of its students
@@ -150,8 +151,9 @@ def train_teacher(ds, cfg: TeacherConfig = TeacherConfig(), device=None, progres
 
 
 def teacher_entropies(teacher: nn.Module, x: torch.Tensor, device=None) -> torch.Tensor:
-    """Entropy of the teacher's softmax on each (un-augmented) image: BPS's margin score."""
-    return softmax_entropy(predict(teacher, x, device=device))
+    """Entropy of the teacher's softmax on each (un-augmented) image: BPS's margin score (under torchrun
+    the logits are computed sharded over the ranks and gathered)."""
+    return softmax_entropy(predict(teacher, x, device=device, shard=True))
 
 
 # ----------------------------------------------------------------------------- students
@@ -250,7 +252,8 @@ def evaluate_selection(ds, indices, cfg: StudentConfig = StudentConfig(), seeds:
     ``seeds``: a count (seeds 0..n-1) or a list. ``ipc`` (for the (min_crop, batch) table) defaults
     to the selection's images per class (the largest class count). The teacher (KD) is trained or
     loaded from the cache with ``teacher_cfg`` when not given. ``std`` is the population standard
-    deviation (NumPy's default, as the reference). Accuracies are fractions.
+    deviation (NumPy's default, as the reference). Accuracies are fractions. Under torchrun the seeds are
+    split over the ranks (:func:`ddlib.distributed.split_map`: each student with its own seed, wherever it trains).
     """
     seed_list = list(range(check_int("seeds", seeds, 1, 1000))) if isinstance(seeds, (int, np.integer)) else list(seeds)
     if not seed_list:
@@ -267,7 +270,9 @@ def evaluate_selection(ds, indices, cfg: StudentConfig = StudentConfig(), seeds:
     if teacher is not None and rcfg.loss == "kd":
         t_info = {"test_acc": getattr(teacher, "test_acc", None),
                   "config": config_dict(teacher_cfg) if teacher_cfg is not None else None}
-    runs = [train_student(ds, idx, rcfg, teacher, seed=s, device=device, progress=progress) for s in seed_list]
+    runs = distributed.split_map(
+        lambda seeds: [train_student(ds, idx, rcfg, teacher, seed=s, device=device, progress=progress) for s in seeds],
+        seed_list)
     accs = [r["best_acc"] for r in runs]
     return {"mean": float(np.mean(accs)), "std": float(np.std(accs)), "per_seed": accs, "seeds": seed_list,
             "last_acc": [r["last_acc"] for r in runs], "seconds": [r["seconds"] for r in runs],

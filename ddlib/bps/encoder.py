@@ -24,7 +24,7 @@ import time
 import torch
 from torch import Tensor
 
-from ddlib import artifacts, encoders
+from ddlib import artifacts, distributed, encoders
 from ddlib.bps.patterns import PatternConfig, partition_info
 from ddlib.encoders import Encoder, EncoderConfig, build_encoder, clu_ramp, encoder_key, lr_factor  # noqa: F401
 from ddlib.losses import clustering_loss, info_nce  # noqa: F401
@@ -99,6 +99,11 @@ def model_patterns(ds, enc_cfg: EncoderConfig | None = None, pat_cfg: PatternCon
     ``train_ds``: the images the encoder learns from, when not all of ``ds`` (a per-class subsample of
     the pool, for CPU budgets); the embeddings and partitions are always of every image of ``ds``.
 
+    Under torchrun the encoder trains data-parallel, the embeddings are computed sharded over the ranks, and
+    the partition runs on rank 0 (:mod:`ddlib.distributed`). The embeddings are one process's up to float
+    rounding (without batch norm); Infomap may split a class differently on embeddings that differ in their
+    last bits, so the patterns need not be one process's (``tests/test_distributed.py``).
+
     Returns ``{"embeddings": (N, D) L2-normalised, "patterns": (N,) per-class ids (0 = the class's
     largest), "num_patterns": {class: M}, "info": {class: {...}}, "encoder_key", "key",
     "seconds": {...}}``. Stage 2 reuses this one result for every IPC.
@@ -117,7 +122,8 @@ def model_patterns(ds, enc_cfg: EncoderConfig | None = None, pat_cfg: PatternCon
         t1 = time.perf_counter()
         emb = encoders.train_embeddings(model, ds, enc_cfg, device=device)  # the test transform (none)
         t2 = time.perf_counter()
-        ids, info = partition_info(emb.to(get_device(device)), ds.train_y, pat_cfg)  # kNN on the GPU when there is one
+        # kNN on the GPU when there is one; under torchrun on rank 0, its partition sent to the others
+        ids, info = distributed.on_main(lambda: partition_info(emb.to(get_device(device)), ds.train_y, pat_cfg))
         t3 = time.perf_counter()
         return {"embeddings": emb, "patterns": ids,
                 "num_patterns": {c: p.num_patterns for c, p in info.items()},
@@ -127,4 +133,4 @@ def model_patterns(ds, enc_cfg: EncoderConfig | None = None, pat_cfg: PatternCon
                 "encoder_key": ekey, "key": key,
                 "seconds": {"encoder": t1 - t0, "embed": t2 - t1, "partition": t3 - t2}}
 
-    return artifacts.cached(key, compute, meta={"stage": "bps-patterns", "dataset": ds.spec})
+    return artifacts.cached(key, compute, meta={"stage": "bps-patterns", "dataset": ds.spec}, collective=True)

@@ -230,7 +230,8 @@ def evaluate_grid(ds, inputs: SelectionInputs, methods, ipcs, seeds, students: d
 
     Students sharing a protocol and IPC train together through :mod:`ddlib.bps.grid` when it supports their
     model on ``device`` (on CPU stacks of one: bit for bit the one-by-one students; see :func:`_train_jobs`),
-    else one by one.
+    else one by one. Under torchrun each (IPC, protocol)'s students are split over the ranks and their results
+    gathered (:func:`_train_jobs`): every rank returns the same rows.
     """
     from ddlib.bps.distill import train_student
     from ddlib.utils import check_int
@@ -285,25 +286,33 @@ def _train_jobs(ds, jobs, cfg, teacher, device, progress, one_by_one) -> list[di
     :func:`ddlib.bps.grid.supports` ``(cfg, device)`` (on CPU: stacks of one, the same students bit for bit
     as ``one_by_one`` = ``train_student`` with one intra-op thread; on CUDA: stacks, equal within float
     rounding), else to ``one_by_one`` each. Either way the artifact stores :data:`STUDENT_FIELDS` under the
-    same key (the record's meta says ``stack_size`` when the grid trained it)."""
-    from ddlib import artifacts
+    same key (the record's meta says ``stack_size`` when the grid trained it).
+
+    Under torchrun rank 0 looks the jobs up; the ones to train are split round-robin over the ranks
+    (:func:`ddlib.distributed.split_map`: a student's result depends on its seed, not on the rank that trains
+    it), every rank gets every result, rank 0 stores them and the others wait."""
+    from ddlib import artifacts, distributed
     from ddlib.bps import grid
 
     keys = [student_key(ds, idx, cfg, teacher, s) for idx, s in jobs]
-    out: list[dict | None] = [artifacts.load(k) if k else None for k in keys]
+    out: list[dict | None] = distributed.on_main(lambda: [artifacts.load(k) if k else None for k in keys])
     todo = [i for i, r in enumerate(out) if r is None]
     if todo:
-        sub = [jobs[i] for i in todo]
-        if grid.supports(cfg, device):
-            done = grid.train_students(ds, sub, cfg, teacher, device=device, progress=progress)
-        else:
-            done = [one_by_one(ds, idx, cfg, teacher, seed=s, device=device, progress=progress) for idx, s in sub]
+        stacked = grid.supports(cfg, device)
+
+        def train(sub: list) -> list[dict]:
+            if stacked:
+                return grid.train_students(ds, sub, cfg, teacher, device=device, progress=progress)
+            return [one_by_one(ds, idx, cfg, teacher, seed=s, device=device, progress=progress) for idx, s in sub]
+
+        done = distributed.split_map(train, [jobs[i] for i in todo])
         for i, r in zip(todo, done):
             stored = {k: r[k] for k in STUDENT_FIELDS}
-            if keys[i]:
+            if keys[i] and distributed.is_main():
                 meta = {"stage": "student", "seed": jobs[i][1], **{k: r[k] for k in ("stack_size",) if k in r}}
                 artifacts.save(keys[i], stored, meta=meta)
             out[i] = {**stored, "cached": False}
+        distributed.barrier()
     return [r if "cached" in r else {**r, "cached": True} for r in out]
 
 

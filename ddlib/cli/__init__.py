@@ -6,6 +6,11 @@ Every command that runs a stage takes ``--scale test|cpu|gpu`` (a preset of :mod
 it, the reference settings) and its other options override that preset; no option has a default of its
 own. Handlers turn the parsed arguments into the library's frozen configs; no argparse object travels
 further. Results are written by :func:`ddlib.results.write`.
+
+Under ``torchrun --nproc_per_node N -m ddlib …`` the commands of :data:`DISTRIBUTED` run in a process group
+(:func:`ddlib.distributed.session`): ``select`` trains Stage 1 and the teacher data-parallel, ``evaluate``
+splits its students over the ranks (and trains a missing teacher data-parallel), and only rank 0 writes (see
+:mod:`ddlib.distributed`). The other commands refuse to run under torchrun: their work is not split.
 """
 from __future__ import annotations
 
@@ -14,12 +19,15 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from ddlib import distributed
 from ddlib.cli import bps, data, inherit, sfm, sweep
 from ddlib.utils import ParamError
 
 Handler = Callable[[argparse.Namespace], int]
 #: the command families, in the order ``--help`` lists them
 FAMILIES = (data, sfm, inherit, bps, sweep)
+#: the commands that split their work over torchrun's processes
+DISTRIBUTED = ("select", "evaluate")
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
@@ -73,7 +81,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.argv = argv  # the command line that reproduces the run (recorded with its results)
     try:
-        return handlers[args.command](args) or 0
+        if distributed.env_world_size() > 1 and args.command not in DISTRIBUTED:
+            raise ParamError(f"{args.command} does not run under torchrun (WORLD_SIZE={distributed.env_world_size()}): "
+                             f"its work is not split over processes; the commands that are: {list(DISTRIBUTED)}")
+        with distributed.session(getattr(args, "device", None)):
+            return handlers[args.command](args) or 0
     except (ParamError, FileNotFoundError) as e:
         print(f"error: {in_options(str(e), parser, args.command)}", file=sys.stderr)
         return 2

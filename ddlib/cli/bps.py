@@ -18,6 +18,7 @@ import json
 import time
 from pathlib import Path
 
+from ddlib import distributed
 from ddlib.cli import common
 from ddlib.utils import ParamError, check_int
 
@@ -100,7 +101,7 @@ def _select(args: argparse.Namespace) -> int:
     command = common.command(args)
     for path, rec in files.items():
         results.write(path, command=command, **rec)
-    for path, rec in files.items():
+    for path, rec in files.items() if distributed.is_main() else ():
         print(f"{path}  {len(rec['indices'])} images  selection {rec['timings']['selection'] * 1000:.1f} ms")
     return 0
 
@@ -168,7 +169,8 @@ def _evaluate(args: argparse.Namespace) -> int:
                   config={"student": res["config"], "teacher": tcfg if scfg.loss == "kd" else None}, rows=[row],
                   timings={"wall_s": time.perf_counter() - start}, command=common.command(args),
                   selection=str(sel_path), dataset=ds.spec, teacher=res["teacher"])
-    print(f"{out}  accuracy {res['mean'] * 100:.2f} ± {res['std'] * 100:.2f} % over {p.seeds} seed(s)")
+    if distributed.is_main():
+        print(f"{out}  accuracy {res['mean'] * 100:.2f} ± {res['std'] * 100:.2f} % over {p.seeds} seed(s)")
     return 0
 
 
