@@ -51,9 +51,9 @@ def test_select_every_method_then_evaluate(tmp_path: Path):
     (["--method", "random", "--ipc", "0"], "ipc"),
     (["--method", "random", "--ipc", "a,b"], "ipc"),
     (["--method", "random", "--ipc", "1", "--teacher-epochs", "0"], "teacher epochs"),
-    (["--method", "random", "--ipc", "1", "--k-ratio", "3"], "k_ratio"),
-    (["--method", "bps", "--ipc", "1", "--gmm-backend", "jax"], "gmm_backend"),
-    (["--method", "bps", "--ipc", "1", "--centre-frac", "1.5"], "centre_frac"),
+    (["--method", "random", "--ipc", "1", "--k-ratio", "3"], "--k-ratio"),
+    (["--method", "bps", "--ipc", "1", "--gmm-backend", "jax"], "--gmm-backend"),
+    (["--method", "bps", "--ipc", "1", "--centre-frac", "1.5"], "--centre-frac"),
 ])
 def test_select_rejects_bad_input_and_writes_nothing(tmp_path: Path, capsys, argv, word):
     out = tmp_path / "sel"
