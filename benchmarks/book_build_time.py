@@ -7,7 +7,9 @@ With the environment, the data and MathJax already in place (``make env data mat
 book into a temporary folder with a fresh artifact cache and a fresh Jupyter Book execution cache, so
 every chapter is executed: the time a reader waits for ``make book`` on a clean checkout, minus the
 one-off installation. Writes ``results/book_build_<cpu|gpu>.json`` with provenance and the machine's
-load average; ``book/workshop.md`` reads it.
+load average, and each chapter's own execution time as Jupyter Book's execution cache recorded it
+(``chapter_seconds``: chapters run in the table of contents' order over one artifact cache, so chapter
+5's time is what it spends beyond what chapters 2-4 computed); ``book/workshop.md`` reads it.
 """
 from __future__ import annotations
 
@@ -53,13 +55,29 @@ def main(argv: list[str] | None = None) -> int:
     command = "python benchmarks/book_build_time.py " + " ".join(argv if argv is not None else sys.argv[1:])
     scale = a.scale or "chapter defaults (make book)"
     row = {"scale": scale, "status": "ok" if ok else f"failed (exit {proc.returncode})", "wall_s": round(wall, 1),
-           "load_average_after": [round(x, 2) for x in os.getloadavg()]}
+           "load_average_after": [round(x, 2) for x in os.getloadavg()],
+           "chapter_seconds": chapter_seconds(work / "_build" / ".jupyter_cache")}
     results.write(out, what="wall time of a whole book build from scratch (fresh artifact and execution caches; "
                             "environment, data and MathJax already installed)",
                   config={"scale": scale, "build_command": " ".join(cmd).replace(str(work), "<tmp>")}, rows=[row],
                   timings={"wall_s": row["wall_s"]}, command=command.strip())
     print(f"book build ({scale}): {row['status']} in {wall / 60:.1f} min -> {out}")
     return 0 if ok else 1
+
+
+def chapter_seconds(cache_dir: Path) -> dict[str, float]:
+    """Each executed notebook's execution time (seconds), by notebook name, from a Jupyter Book (jupyter-cache)
+    execution cache; empty when the folder holds none."""
+    if not (cache_dir / "global.db").is_file():
+        return {}
+    from jupyter_cache import get_cache
+
+    out = {}
+    for rec in get_cache(str(cache_dir)).list_cache_records():
+        seconds = (rec.data or {}).get("execution_seconds")
+        if seconds is not None:
+            out[Path(rec.uri).stem] = round(float(seconds), 1)
+    return dict(sorted(out.items()))
 
 
 if __name__ == "__main__":
