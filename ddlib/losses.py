@@ -8,18 +8,22 @@ Classification: :func:`cutmix_cross_entropy`, :func:`softmax_entropy`.
 Distillation from a teacher, two meanings: :func:`kd_kl_loss` (BPS's students: KL·τ², no CE) and
 :func:`kd_kl_ce_loss` (the SFM paper's KD baseline: w·KL·T² + (1 − w)·CE).
 Self-supervised (BPS Stage 1): :func:`info_nce`, :func:`clustering_loss` (L_clu) with its helpers
-:func:`pattern_centroids` and :func:`assign_to_centroids`.
+:func:`pattern_centroids` and :func:`assign_to_centroids`, and its once-per-partition preparation
+:func:`clustering_snapshot` (:func:`clustering_loss_prepared`).
 Feature matching: :func:`projector_loss` (CI's projector), :func:`flat_cosine`, :func:`sfm_loss`,
 :func:`linear_ce_grad` and :func:`lgm_loss`.
 """
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = ["cutmix_cross_entropy", "softmax_entropy", "kd_kl_loss", "kd_kl_ce_loss", "info_nce",
-           "pattern_centroids", "assign_to_centroids", "clustering_loss", "projector_loss", "flat_cosine",
+           "pattern_centroids", "assign_to_centroids", "ClusteringSnapshot", "clustering_snapshot",
+           "clustering_loss_prepared", "clustering_loss", "projector_loss", "flat_cosine",
            "sfm_loss", "linear_ce_grad", "lgm_loss"]
 
 
@@ -57,10 +61,13 @@ def kd_kl_ce_loss(student_logits: Tensor, teacher_logits: Tensor, labels: Tensor
 
 # ----------------------------------------------------------------------------- self-supervised (Stage 1)
 def info_nce(q: Tensor, k: Tensor, queue: Tensor, temperature: float) -> Tensor:
-    """MoCo's InfoNCE: ``CE([q·k⁺, q·queueᵀ] / τ, target 0)``; q, k (B, D) and queue (Q, D) L2-normalised."""
+    """MoCo's InfoNCE: ``CE([q·k⁺, q·queueᵀ] / τ, target 0)``; q, k (B, D) and queue (Q, D) L2-normalised.
+
+    The (B, 1 + Q) logits are divided by τ in place (the same bits as ``/ τ``, one temporary fewer).
+    """
     pos = (q * k).sum(1, keepdim=True)
     neg = q @ queue.T
-    logits = torch.cat([pos, neg], dim=1) / temperature
+    logits = torch.cat([pos, neg], dim=1).div_(temperature)
     return F.cross_entropy(logits, torch.zeros(len(q), dtype=torch.long, device=q.device))
 
 
@@ -95,6 +102,56 @@ def assign_to_centroids(z: Tensor, y: Tensor, centroids: Tensor, counts: Tensor,
     return torch.where(allowed.any(1), a, torch.full_like(a, -1))
 
 
+class ClusteringSnapshot(NamedTuple):
+    """What L_clu needs of a partitioned snapshot of keys, fixed until the next partition: the keys that
+    have a pattern (the snapshot itself when all do, not a copy), their pattern ids, the patterns'
+    centroids and member counts (:func:`pattern_centroids`) and the class of each pattern."""
+
+    keys: Tensor
+    key_pattern: Tensor
+    centroids: Tensor
+    counts: Tensor
+    pattern_class: Tensor
+
+
+def clustering_snapshot(keys: Tensor, key_pattern: Tensor, pattern_class: Tensor) -> ClusteringSnapshot | None:
+    """The :class:`ClusteringSnapshot` of keys (Q, D) with pattern ids (-1: none) and pattern_class (P,);
+    None when there is no pattern (L_clu is then 0). Compute it once per partition, not once per step."""
+    ok = key_pattern >= 0
+    if len(pattern_class) == 0 or not bool(ok.any()):
+        return None
+    if not bool(ok.all()):
+        keys, key_pattern = keys[ok], key_pattern[ok]
+    cent, counts = pattern_centroids(keys, key_pattern, len(pattern_class))
+    return ClusteringSnapshot(keys, key_pattern, cent, counts, pattern_class)
+
+
+def clustering_loss_prepared(q: Tensor, y: Tensor, snap: ClusteringSnapshot | None, assign: str = "all") -> Tensor:
+    """:func:`clustering_loss` against a prepared snapshot (:func:`clustering_snapshot`).
+
+    The (B, Q) distance temporaries are computed in place where autograd allows it: the same bits as
+    the out-of-place formula, fewer large allocations.
+    """
+    if snap is None:
+        return q.sum() * 0.0
+    keys, kp = snap.keys, snap.key_pattern
+    with torch.no_grad():
+        a = assign_to_centroids(q.detach(), y, snap.centroids, snap.counts, snap.pattern_class, assign)
+    has = a >= 0
+    if not bool(has.any()):
+        return q.sum() * 0.0
+    if not bool(has.all()):
+        q, a = q[has], a[has]
+    # d = sqrt(max(2 − 2·q·k, 0) + 1e-6): −2·s is exact, then + 2 rounds as 2 − 2·s does
+    d = torch.sqrt_((q @ keys.T).mul_(-2).add_(2).clamp_min(0).add_(1e-6))  # (B, Q)
+    same = kp[None, :] == a[:, None]
+    n_same = same.sum(1)
+    pos_sum = torch.where(same, d, torch.zeros((), dtype=d.dtype, device=d.device)).sum(1)
+    pos = pos_sum / n_same.clamp_min(1)
+    neg = (d.sum(1) - pos_sum) / (len(kp) - n_same).clamp_min(1)
+    return (pos + (2 - neg)).mean()
+
+
 def clustering_loss(q: Tensor, y: Tensor, keys: Tensor, key_pattern: Tensor, pattern_class: Tensor,
                     assign: str = "all") -> Tensor:
     """L_clu of BPS: queries q (B, D) of classes y; keys (Q, D) with pattern ids (-1: none),
@@ -105,26 +162,11 @@ def clustering_loss(q: Tensor, y: Tensor, keys: Tensor, key_pattern: Tensor, pat
     (``"own_class"``). With d = sqrt(2 − 2·q·k + 1e-6), the loss is the mean over those queries of
     [mean d to the keys of its pattern] + (2 − [mean d to all other keys]). Queries with no pattern to
     go to (an empty partition; with "own_class", a class without patterns) contribute nothing.
+
+    A training step against a fixed snapshot should prepare it once (:func:`clustering_snapshot`) and call
+    :func:`clustering_loss_prepared`: the same value, without recomputing the centroids every step.
     """
-    num_patterns = len(pattern_class)
-    ok = key_pattern >= 0
-    if num_patterns == 0 or not bool(ok.any()):
-        return q.sum() * 0.0
-    keys, kp = keys[ok], key_pattern[ok]
-    cent, counts = pattern_centroids(keys, kp, num_patterns)
-    with torch.no_grad():
-        a = assign_to_centroids(q.detach(), y, cent, counts, pattern_class, assign)
-    has = a >= 0
-    if not bool(has.any()):
-        return q.sum() * 0.0
-    q, a = q[has], a[has]
-    d = torch.sqrt((2 - 2 * q @ keys.T).clamp_min(0) + 1e-6)  # (B, Q)
-    same = kp[None, :] == a[:, None]
-    n_same = same.sum(1)
-    pos_sum = torch.where(same, d, torch.zeros((), dtype=d.dtype, device=d.device)).sum(1)
-    pos = pos_sum / n_same.clamp_min(1)
-    neg = (d.sum(1) - pos_sum) / (len(kp) - n_same).clamp_min(1)
-    return (pos + (2 - neg)).mean()
+    return clustering_loss_prepared(q, y, clustering_snapshot(keys, key_pattern, pattern_class), assign)
 
 
 # ----------------------------------------------------------------------------- feature matching

@@ -198,3 +198,30 @@ def test_the_shared_encoder_needs_the_clustering_term_only_when_it_acts() -> Non
     hist = encoders.fit_encoder(encoders.build_encoder(late, ds.num_classes, 3, 16), ds.train_x, ds.train_y, late,
                                 progress=False)
     assert hist["clu"] == [0.0] and hist["patterns"] == [{}]
+
+
+class _UnpreparedClustering(enc.PatternClustering):
+    """BPS's term computing L_clu from the snapshot at every step (no per-partition preparation)."""
+
+    def loss(self, q, y, queue, assign="all"):  # noqa: ANN001, ANN201
+        return enc.clustering_loss(q, y, queue.snapshot, queue.snapshot_pattern, queue.pattern_class, assign)
+
+
+@pytest.mark.parametrize("refresh", ["wrap", "epoch"])
+def test_the_prepared_clustering_term_trains_the_same_bits(refresh: str) -> None:
+    """The step with L_clu's snapshot prepared once per partition gives the same losses and weights, bit
+    for bit, as computing it every step (and test_losses pins clustering_loss to its earlier bits); the
+    queue wraps every 3 steps, so the preparation must follow every refresh."""
+    ds = data.load("synthetic-patterns", per_class=16, n_train=64, n_test=8)
+    cfg = EncoderConfig(**{**TINY, "epochs": 2, "clu_refresh": refresh})
+    runs = []
+    for term in (enc.PATTERN_CLUSTERING, _UnpreparedClustering()):
+        torch.manual_seed(0)
+        model = enc.build_encoder(cfg, ds.num_classes, 3, 16)
+        hist = encoders.fit_encoder(model, ds.train_x, ds.train_y, cfg, progress=False, clustering=term)
+        runs.append((hist, model.state_dict()))
+    (h1, w1), (h2, w2) = runs
+    assert sum(h1["refreshes"]) >= 2 and h1["clu"][-1] > 0
+    for name in ("loss", "ce", "con", "clu", "patterns", "refreshes"):
+        assert h1[name] == h2[name], name
+    assert all(torch.equal(w1[k], w2[k]) for k in w1)

@@ -149,3 +149,74 @@ def test_lgm_loss() -> None:
     assert float(L.lgm_loss(g, 5 * g)) == pytest.approx(0.0, abs=1e-7)
     assert float(L.lgm_loss(g, -g)) == pytest.approx(2.0)
     assert float(L.lgm_loss(torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0]))) == pytest.approx(1.0)
+
+
+# ----------------------------------------------------------------------------- the fast paths, pinned
+def _clustering_loss_as_written(q, y, keys, key_pattern, pattern_class, assign="all"):  # noqa: ANN001, ANN202
+    """L_clu exactly as ddlib computed it before its per-snapshot preparation was cached and its (B, Q)
+    temporaries reused in place: the fast path must give these bits."""
+    num_patterns = len(pattern_class)
+    ok = key_pattern >= 0
+    if num_patterns == 0 or not bool(ok.any()):
+        return q.sum() * 0.0
+    keys, kp = keys[ok], key_pattern[ok]
+    cent, counts = L.pattern_centroids(keys, kp, num_patterns)
+    with torch.no_grad():
+        a = L.assign_to_centroids(q.detach(), y, cent, counts, pattern_class, assign)
+    has = a >= 0
+    if not bool(has.any()):
+        return q.sum() * 0.0
+    q, a = q[has], a[has]
+    d = torch.sqrt((2 - 2 * q @ keys.T).clamp_min(0) + 1e-6)
+    same = kp[None, :] == a[:, None]
+    n_same = same.sum(1)
+    pos_sum = torch.where(same, d, torch.zeros((), dtype=d.dtype, device=d.device)).sum(1)
+    pos = pos_sum / n_same.clamp_min(1)
+    neg = (d.sum(1) - pos_sum) / (len(kp) - n_same).clamp_min(1)
+    return (pos + (2 - neg)).mean()
+
+
+def _info_nce_as_written(q, k, queue, temperature):  # noqa: ANN001, ANN202
+    pos = (q * k).sum(1, keepdim=True)
+    neg = q @ queue.T
+    logits = torch.cat([pos, neg], dim=1) / temperature
+    return F.cross_entropy(logits, torch.zeros(len(q), dtype=torch.long, device=q.device))
+
+
+def _loss_and_grad(fn, q, *args):  # noqa: ANN001, ANN202
+    q = q.clone().requires_grad_()
+    loss = fn(q, *args)
+    loss.backward()
+    return loss.detach(), q.grad
+
+
+@pytest.mark.parametrize("assign", ["all", "own_class"])
+def test_clustering_loss_gives_the_bits_it_gave_before(assign: str) -> None:
+    g = torch.Generator().manual_seed(3)
+    q = F.normalize(torch.randn(64, 16, generator=g), dim=1)
+    y = torch.randint(0, 3, (64,), generator=g)
+    keys = F.normalize(torch.randn(500, 16, generator=g), dim=1)
+    key_pattern = torch.randint(-1, 9, (500,), generator=g)  # some keys without a pattern
+    pattern_class = torch.arange(9) // 3
+    want = _loss_and_grad(_clustering_loss_as_written, q, y, keys, key_pattern, pattern_class, assign)
+    got = _loss_and_grad(L.clustering_loss, q, y, keys, key_pattern, pattern_class, assign)
+    snap = L.clustering_snapshot(keys, key_pattern, pattern_class)
+    prepared = _loss_and_grad(L.clustering_loss_prepared, q, y, snap, assign)
+    for loss, grad in (got, prepared):
+        assert torch.equal(loss, want[0]) and torch.equal(grad, want[1])
+    # every key with a pattern: the snapshot is used as it is, no copy
+    full = torch.randint(0, 9, (500,), generator=g)
+    snap = L.clustering_snapshot(keys, full, pattern_class)
+    assert snap.keys.data_ptr() == keys.data_ptr()
+    want = _loss_and_grad(_clustering_loss_as_written, q, y, keys, full, pattern_class, assign)
+    assert all(torch.equal(a, b) for a, b in zip(_loss_and_grad(L.clustering_loss_prepared, q, y, snap, assign), want))
+
+
+def test_info_nce_gives_the_bits_it_gave_before() -> None:
+    g = torch.Generator().manual_seed(4)
+    q, k = (F.normalize(torch.randn(32, 16, generator=g), dim=1) for _ in range(2))
+    queue = F.normalize(torch.randn(300, 16, generator=g), dim=1)
+    for tau in (0.5, 0.2, 0.07):
+        want = _loss_and_grad(_info_nce_as_written, q, k, queue, tau)
+        got = _loss_and_grad(L.info_nce, q, k, queue, tau)
+        assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])

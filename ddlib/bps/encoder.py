@@ -20,6 +20,7 @@ training set, and their per-class partition, cached.
 from __future__ import annotations
 
 import time
+import weakref
 
 import torch
 from torch import Tensor
@@ -27,7 +28,8 @@ from torch import Tensor
 from ddlib import artifacts, distributed, encoders
 from ddlib.bps.patterns import PatternConfig, partition_info
 from ddlib.encoders import Encoder, EncoderConfig, build_encoder, clu_ramp, encoder_key, lr_factor  # noqa: F401
-from ddlib.losses import clustering_loss, info_nce  # noqa: F401
+from ddlib.losses import (ClusteringSnapshot, clustering_loss, clustering_loss_prepared,  # noqa: F401
+                          clustering_snapshot, info_nce)
 from ddlib.utils import ParamError, get_device
 
 __all__ = ["EncoderConfig", "Encoder", "build_encoder", "KeyQueue", "refresh_patterns",
@@ -59,13 +61,30 @@ def refresh_patterns(queue: encoders.KeyQueue, cfg: PatternConfig) -> dict[int, 
 
 class PatternClustering:
     """BPS's :class:`~ddlib.encoders.ClusteringTerm`: Infomap patterns of the queue's snapshot and L_clu
-    against that snapshot (the reference's ``queue_emb_copy`` and ``info_label``)."""
+    against that snapshot (the reference's ``queue_emb_copy`` and ``info_label``).
+
+    What L_clu needs of a snapshot (its centroids, the keys that have a pattern) is prepared once per
+    partition (:func:`ddlib.losses.clustering_snapshot`) and kept per queue until the queue's snapshot
+    tensors are replaced (a refresh replaces them): the same loss as :func:`clustering_loss`, bit for bit.
+    """
+
+    def __init__(self) -> None:
+        self._prepared: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     def refresh(self, queue: encoders.KeyQueue, cfg: PatternConfig) -> dict[int, int]:
         return refresh_patterns(queue, cfg)
 
+    def snapshot(self, queue: encoders.KeyQueue) -> ClusteringSnapshot | None:
+        """The queue's prepared snapshot, computed again only when its snapshot tensors changed."""
+        source = (queue.snapshot, queue.snapshot_pattern, queue.pattern_class)
+        held = self._prepared.get(queue)
+        if held is None or any(a is not b for a, b in zip(held[0], source)):
+            held = (source, clustering_snapshot(*source))
+            self._prepared[queue] = held
+        return held[1]
+
     def loss(self, q: Tensor, y: Tensor, queue: encoders.KeyQueue, assign: str = "all") -> Tensor:
-        return clustering_loss(q, y, queue.snapshot, queue.snapshot_pattern, queue.pattern_class, assign)
+        return clustering_loss_prepared(q, y, self.snapshot(queue), assign)
 
 
 PATTERN_CLUSTERING = PatternClustering()
