@@ -16,7 +16,6 @@ Every backbone maps images in [0, 1] of any size to features ``(N, D)`` and carr
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from collections.abc import Callable
 from typing import Any
 
@@ -24,6 +23,7 @@ import torch
 from torch import nn
 
 from ddlib import artifacts
+from ddlib.features import module_key
 from ddlib.utils import ParamError, check_int
 
 NAMES = ("inhouse", "efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2", "timm:<name>", "convnet-random")
@@ -42,16 +42,9 @@ def check_name(name: str) -> str:
 
 
 def backbone_key(bb: nn.Module) -> str:
-    """A stable id of a frozen backbone for cache keys: its ``ddlib_key`` if set, else a hash of its weights."""
-    key = getattr(bb, "ddlib_key", None)
-    if key:
-        return str(key)
-    h = hashlib.sha256(type(bb).__name__.encode())
-    for name, t in sorted(bb.state_dict().items()):
-        h.update(name.encode())
-        h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes()
-                 if t.numel() else b"")
-    key = f"weights-{h.hexdigest()[:24]}"
+    """A stable id of a frozen backbone for cache keys (:func:`ddlib.features.module_key`: its ``ddlib_key`` if
+    set, else a hash of its weights), remembered on the module so the weights are hashed once."""
+    key = module_key(bb)
     try:
         bb.ddlib_key = key
     except AttributeError:  # pragma: no cover - exotic modules
