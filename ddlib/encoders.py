@@ -3,13 +3,14 @@
 The encoder is a backbone (CIFAR ResNet-18 by default, or the DD ConvNet) with two heads on its
 feature: the class head Linear(D→C) and a projector D→512→ReLU→128. It is trained with
 
-    L = ce_weight·CE + con_weight·InfoNCE + r(e)·clu_weight·L_clu      (BPS: 0.5, 1.0, 1.0)
+    L = ce_weight·CE + con_weight·InfoNCE + r(e)·clu_weight·L_clu      (BPS: 0.5, 0.5, 1.0)
 
 - InfoNCE (:func:`ddlib.losses.info_nce`): MoCo v2. Two MoCo-v2 views of each image; the query view
   through the encoder, the key view through a momentum copy (m = 0.999); logits [q·k⁺, q·queue] / τ1
   (τ1 = 0.5), target 0; a queue of 65,536 keys (with their labels).
 - L_clu (:func:`ddlib.losses.clustering_loss`), BPS's clustering term: per class, the queued keys are
-  partitioned into patterns; each query goes to the nearest pattern centroid of its class.
+  partitioned into patterns (re-partitioned at every queue wrap, the reference's snapshot); each query
+  goes to the nearest pattern centroid of any class (the reference; ``clu_assign="own_class"``: of its own).
 - r(e) = 0 for the first 5 epochs, then a linear ramp to 1 (:func:`clu_ramp`).
 - SGD (momentum 0.9, wd 1e-4), lr 0.02, 5-epoch linear warm-up then cosine to 0.01·lr, 30 epochs.
 

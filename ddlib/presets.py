@@ -257,7 +257,11 @@ class DataPreset:
 
 @dataclass(frozen=True)
 class Stage1Preset:
-    """BPS Stage 1 (chapter 1): the data, the encoder and the kNN + Infomap recipe; :func:`bps`'s own."""
+    """BPS Stage 1 (chapter 1): the data, the encoder and the kNN + Infomap recipe; :func:`bps`'s own.
+
+    The encoder learns from ``encoder_per_class`` images per class (None: the pool) and then embeds and
+    partitions every image of the pool (``per_class``), exactly as chapter 2's modelling does, so the two
+    chapters share one cached encoder and one cached partition."""
 
     dataset: str
     per_class: int | None
@@ -267,6 +271,18 @@ class Stage1Preset:
     pattern: PatternConfig
     show_class: int | str | None
     projection: str | None
+    encoder_per_class: int | None = None
+
+    def datasets(self, **load_kw: Any) -> dict[str, Any]:
+        """``pool`` (embedded and partitioned) and ``encoder`` (what Stage 1 learns from; the pool itself
+        when its budget equals it), loaded as :meth:`BPSPreset.datasets` loads them."""
+        if self.dataset is None:
+            raise ParamError("dataset is not set; give one (a name of ddlib.data.available())")
+        d = load_datasets(self.dataset, per_class=self.per_class, teacher_per_class=self.per_class,
+                          encoder_per_class=self.encoder_per_class,
+                          test_per_class=self.test_per_class, modelling_test_per_class=self.test_per_class,
+                          seed=self.seed, **load_kw)
+        return {"pool": d["pool"], "encoder": d["encoder"]}
 
 
 @dataclass(frozen=True)
@@ -323,7 +339,8 @@ class BPSPreset:
     def stage1(self) -> Stage1Preset:
         return Stage1Preset(dataset=self.dataset, per_class=self.per_class, test_per_class=self.modelling_test_per_class,
                             seed=self.data_seed, encoder=self.encoder, pattern=self.pattern,
-                            show_class=self.show_class, projection=self.projection)
+                            show_class=self.show_class, projection=self.projection,
+                            encoder_per_class=self.encoder_per_class)
 
     @property
     def students(self) -> dict[str, StudentConfig]:
@@ -421,7 +438,7 @@ def data(scale: str | None = "cpu", **overrides: Any) -> DataPreset:
 
 
 #: the names :func:`stage1` takes (the rest of :func:`bps`'s are about teacher, selection and students)
-STAGE1_NAMES = ("dataset", "per_class", "modelling_test_per_class", "seed", "data_seed", "backbone", "width",
+STAGE1_NAMES = ("dataset", "per_class", "encoder_per_class", "modelling_test_per_class", "seed", "data_seed", "backbone", "width",
                 "depth", "encoder_backbone", "encoder_width", "encoder_depth", "encoder_epochs", "encoder_batch",
                 "queue_size", "warmup_epochs", "clu_warmup_epochs", "k", "min_sim", "knn_k", "knn_min_sim",
                 "show_class", "projection")

@@ -149,6 +149,20 @@ def test_chapter_1_is_chapter_2s_stage_1(scale) -> None:  # noqa: ANN001
     assert (s.encoder, s.pattern) == (b.encoder, b.pattern)
     assert (s.dataset, s.per_class, s.test_per_class, s.seed) == (b.dataset, b.per_class,
                                                                  b.modelling_test_per_class, b.data_seed)
+    assert s.encoder_per_class == b.encoder_per_class  # Stage 1 learns from chapter 2's encoder data
+
+
+def test_chapter_1_loads_chapter_2s_encoder_data_and_pool() -> None:
+    """With an encoder subsample smaller than the pool, chapter 1 trains on what chapter 2's modelling trains
+    on and partitions chapter 2's pool: the same encoder and pattern keys, so the cache is shared."""
+    from ddlib.bps.encoder import encoder_key
+
+    kw = dict(per_class=20, encoder_per_class=12)
+    s, b = presets.stage1("test", **kw), presets.bps("test", **kw)
+    ds1, db = s.datasets(), b.datasets()
+    assert len(ds1["encoder"].train_y) == 12 * ds1["pool"].num_classes < len(ds1["pool"].train_y)
+    assert ds1["pool"].key() == db["pool"].key() and ds1["encoder"].key() == db["encoder"].key()
+    assert encoder_key(ds1["encoder"], s.encoder) == encoder_key(db["encoder"], b.encoder)
 
 
 def test_shared_artifact_keys_match_at_the_test_scale() -> None:
