@@ -173,3 +173,31 @@ def test_forgetting_from_the_teachers_run(full: data.Dataset, pool: data.Dataset
     assert teacher.scores["events"] >= 0 and teacher.scores["el2n_epoch"] == 2
     with pytest.raises(ParamError, match="source"):
         ForgettingConfig(source="elsewhere")
+
+
+@pytest.mark.parametrize("through_grid", [True, False])
+def test_an_interrupted_grid_keeps_every_student_it_finished(pool: data.Dataset, monkeypatch, tmp_path,
+                                                             through_grid: bool) -> None:  # noqa: ANN001
+    """A long grid stopped in its third student keeps the first two in the cache: the rerun trains only the rest."""
+    from ddlib.bps import distill, grid
+
+    monkeypatch.setenv("DDLIB_CACHE", str(tmp_path / "cache"))  # a cache of its own: nothing trained before
+    mod = P.modelling(pool, CFG, ["random"], progress=False)
+    st = StudentConfig(model="convnet", width=8, depth=1, epochs=1, last_epochs=1, loss="ce")
+    name, owner = ("_train_stack", grid) if through_grid else ("train_student", distill)
+    real, calls = getattr(owner, name), {"n": 0}
+
+    def stop_at_third(*a, **k):  # noqa: ANN002, ANN003, ANN202
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    with monkeypatch.context() as m, pytest.raises(KeyboardInterrupt):
+        m.setattr(owner, name, stop_at_third)
+        m.setattr(grid, "supports", lambda cfg, device=None: through_grid)
+        m.setitem(grid.MAX_STACK, "cpu", 1)
+        m.setattr(torch, "get_num_threads", lambda: 1)  # one worker: the stacks in order
+        P.evaluate_grid(pool, mod["inputs"], ["random"], [2], [0, 1, 2, 3], {"ce": st}, progress=False)
+    rows = P.evaluate_grid(pool, mod["inputs"], ["random"], [2], [0, 1, 2, 3], {"ce": st}, progress=False)
+    assert sorted(r["seed"] for r in rows if r["cached"]) == [0, 1]

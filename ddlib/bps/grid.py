@@ -57,7 +57,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -244,7 +244,7 @@ class _Run(NamedTuple):
 def train_students(ds, jobs: Sequence[StudentJob | tuple], cfg: StudentConfig | None = None,
                    teacher: nn.Module | None = None, device=None, progress: bool = True, max_stack: int | None = None,
                    workers: int | None = None, backend: str = "auto", eval_images: int | None = None,
-                   keep_weights: bool = False) -> list[dict]:
+                   keep_weights: bool = False, on_done: Callable[[int, dict], None] | None = None) -> list[dict]:
     """Train every job's student as ``train_student`` would, many at once; one result dict per job, in order.
 
     ``jobs``: :class:`StudentJob` s or ``(indices, seed)`` pairs; ``cfg`` is the resolved config of
@@ -259,7 +259,9 @@ def train_students(ds, jobs: Sequence[StudentJob | tuple], cfg: StudentConfig | 
     (each forward runs the S students on ``max(1, eval_images // S)`` test images); None takes
     :data:`EVAL_IMAGES` for the device. Each result: ``best_acc``, ``last_acc``, ``accs`` (the
     evaluated epochs), ``seconds`` (its share of its stack's wall time), ``stack_size``, and with
-    ``keep_weights`` the trained student's ``state_dict`` (on the CPU).
+    ``keep_weights`` the trained student's ``state_dict`` (on the CPU). ``on_done(i, result)`` is called for
+    job ``i`` as soon as its stack has trained (one call at a time, also with several workers), so a caller
+    can store each student before the whole grid ends.
     """
     jobs = [_as_job(j) for j in jobs]
     if not jobs:
@@ -280,10 +282,17 @@ def train_students(ds, jobs: Sequence[StudentJob | tuple], cfg: StudentConfig | 
                keep_weights, progress)
     stacks = job_groups(jobs, cfgs, max_stack)
 
+    done_lock = threading.Lock()
+
     def train(k: int) -> list[dict]:
         members = stacks[k]
-        return _train_stack(run, [jobs[i] for i in members], [cfgs[i] for i in members],
-                            f"students {k + 1}/{len(stacks)} ({len(members)} stacked)")
+        res = _train_stack(run, [jobs[i] for i in members], [cfgs[i] for i in members],
+                           f"students {k + 1}/{len(stacks)} ({len(members)} stacked)")
+        if on_done is not None:
+            with done_lock:
+                for i, r in zip(members, res):
+                    on_done(i, r)
+        return res
 
     if workers == 1:
         done = [train(k) for k in range(len(stacks))]

@@ -299,19 +299,33 @@ def _train_jobs(ds, jobs, cfg, teacher, device, progress, one_by_one) -> list[di
     todo = [i for i, r in enumerate(out) if r is None]
     if todo:
         stacked = grid.supports(cfg, device)
+        sub = [jobs[i] for i in todo]
 
-        def train(sub: list) -> list[dict]:
-            if stacked:
-                return grid.train_students(ds, sub, cfg, teacher, device=device, progress=progress)
-            return [one_by_one(ds, idx, cfg, teacher, seed=s, device=device, progress=progress) for idx, s in sub]
-
-        done = distributed.split_map(train, [jobs[i] for i in todo])
-        for i, r in zip(todo, done):
+        def store(j: int, r: dict) -> None:
+            """Keep sub[j]'s result, stored as soon as it is trained: an interrupted grid keeps every student
+            it finished (a long run resumes from them), not only whole batches of jobs."""
+            i = todo[j]
             stored = {k: r[k] for k in STUDENT_FIELDS}
             if keys[i] and distributed.is_main():
                 meta = {"stage": "student", "seed": jobs[i][1], **{k: r[k] for k in ("stack_size",) if k in r}}
                 artifacts.save(keys[i], stored, meta=meta)
             out[i] = {**stored, "cached": False}
+
+        if distributed.world_size() == 1:
+            if stacked:
+                grid.train_students(ds, sub, cfg, teacher, device=device, progress=progress, on_done=store)
+            else:
+                for j, (idx, s) in enumerate(sub):
+                    store(j, one_by_one(ds, idx, cfg, teacher, seed=s, device=device, progress=progress))
+        else:
+            def train(part: list) -> list[dict]:
+                if stacked:
+                    return grid.train_students(ds, part, cfg, teacher, device=device, progress=progress)
+                return [one_by_one(ds, idx, cfg, teacher, seed=s, device=device, progress=progress)
+                        for idx, s in part]
+
+            for j, r in enumerate(distributed.split_map(train, sub)):
+                store(j, r)
         distributed.barrier()
     return [r if "cached" in r else {**r, "cached": True} for r in out]
 
