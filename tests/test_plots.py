@@ -98,3 +98,21 @@ def test_flow_arrows_end_at_the_mean_of_the_other_centres() -> None:
     end = torch.tensor([[arrows.x[3 * c + 1], arrows.y[3 * c + 1]] for c in range(4)])
     others = (start.sum(0, keepdim=True) - start) / 3
     torch.testing.assert_close(end, others, atol=1e-5, rtol=1e-5)
+
+
+def test_umap_projection_leaves_no_tqdm_warning_on_the_page() -> None:
+    """umap imports tqdm.auto, which warns "IProgress not found" in a Jupyter kernel without ipywidgets; chapter
+    1's page showed that warning as a stderr block. A fresh process that looks like a kernel to tqdm shows it
+    for a bare ``import umap`` and not for ddlib's projection."""
+    import subprocess
+    import sys
+
+    kernel = ("import sys, types, warnings; warnings.simplefilter('always'); ip = types.ModuleType('IPython'); "
+              "ip.get_ipython = lambda: types.SimpleNamespace(); sys.modules['IPython'] = ip; "
+              "sys.modules['ipykernel.zmqshell'] = types.ModuleType('ipykernel.zmqshell'); ")  # what tqdm looks for
+    bare = subprocess.run([sys.executable, "-c", kernel + "import umap"], capture_output=True, text=True, timeout=300)
+    ours = subprocess.run([sys.executable, "-c", kernel + "import torch; from ddlib import plots; "
+                           "plots.project_2d(torch.randn(40, 8), 'umap')"], capture_output=True, text=True, timeout=300)
+    assert bare.returncode == 0 and ours.returncode == 0, ours.stderr
+    assert "IProgress not found" in bare.stderr  # the test can see the warning
+    assert "IProgress not found" not in ours.stderr

@@ -3,6 +3,7 @@ and class centres with their flows in the PCA of a backbone's features.
 """
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -38,7 +39,9 @@ def project_2d(emb: torch.Tensor, method: str = "umap", seed: int = 0, n_neighbo
     if len(x) < 3:
         return np.pad(x[:, :2], ((0, 0), (0, max(0, 2 - x.shape[1]))))
     if method == "umap" and len(x) > n_neighbors + 1:
-        import umap
+        with warnings.catch_warnings():  # umap imports tqdm.auto, which warns in a kernel without ipywidgets:
+            warnings.filterwarnings("ignore", message="IProgress not found")  # a stray block on the page
+            import umap
 
         return umap.UMAP(n_neighbors=n_neighbors, min_dist=0.1, metric="cosine", random_state=seed,
                          n_jobs=1).fit_transform(x)
