@@ -39,8 +39,8 @@ def project_2d(emb: torch.Tensor, method: str = "umap", seed: int = 0, n_neighbo
     if len(x) < 3:
         return np.pad(x[:, :2], ((0, 0), (0, max(0, 2 - x.shape[1]))))
     if method == "umap" and len(x) > n_neighbors + 1:
-        with warnings.catch_warnings():  # umap imports tqdm.auto, which warns in a kernel without ipywidgets:
-            warnings.filterwarnings("ignore", message="IProgress not found")  # a stray block on the page
+        with warnings.catch_warnings():  # umap imports a progress-bar module that warns in a kernel without
+            warnings.filterwarnings("ignore", message="IProgress not found")  # ipywidgets: a stray block on the page
             import umap
 
         return umap.UMAP(n_neighbors=n_neighbors, min_dist=0.1, metric="cosine", random_state=seed,
