@@ -5,6 +5,8 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -15,7 +17,9 @@ def _script():
     return mod
 
 
-def test_evidence_record_at_scale_test(tmp_path: Path) -> None:
+def test_evidence_record_at_scale_test(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a cache of its own: the counts of loaded students below must not depend on which tests ran before
+    monkeypatch.setenv("DDLIB_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "ev.json"
     argv = ["--scale", "test", "--set", "teacher_per_class=40", "--methods", "bps,random,herding", "--ipc", "2",
             "--seeds", "2", "--students", "kd,ce", "--centre-frac", "0", "--weak-teacher-per-class", "8",
