@@ -102,13 +102,23 @@ def test_worker_processes_give_the_same_partition() -> None:
     assert {c: (p.num_patterns, p.num_links, p.codelength, p.one_level_codelength) for c, p in ia.items()} == \
         {c: (p.num_patterns, p.num_links, p.codelength, p.one_level_codelength) for c, p in ib.items()}
     assert len(set(ds.train_y.tolist())) > 3  # more classes than workers: workers are reused
+    # classes of very different sizes: the workers finish out of submission order (the first to
+    # finish is collected first), and every class still gets its own partition
+    keep = torch.cat([torch.nonzero(ds.train_y == c).reshape(-1)[: 60 if c == 0 else 12 + 6 * c]
+                      for c in sorted(set(ds.train_y.tolist()))])
+    c1, _ = partition_info(emb[keep], ds.train_y[keep], cfg, workers=1)
+    c2, _ = partition_info(emb[keep], ds.train_y[keep], cfg, workers=2)
+    assert torch.equal(c1, c2)
 
 
 def test_infomap_workers() -> None:
     from ddlib.bps.patterns import infomap_workers
 
     assert infomap_workers(10, 4) == 4 and infomap_workers(2, 4) == 2 and infomap_workers(0, 4) == 1
-    assert infomap_workers(10) == 1  # CPU embeddings: the graphs and Infomap would share the cores
+    from ddlib.bps.patterns import POOL_MIN_ROWS
+
+    assert infomap_workers(10, rows=POOL_MIN_ROWS - 1) == 1  # a process start would cost more than it saves
+    assert infomap_workers(10, rows=POOL_MIN_ROWS) == min(10, torch.get_num_threads())
     assert infomap_workers(10, device="cuda") == min(10, torch.get_num_threads())
     with pytest.raises(ParamError, match="workers"):
         infomap_workers(10, 0)

@@ -22,7 +22,7 @@ ids are relabelled by decreasing size (pattern 0 is the largest); the reference 
 Speed (``benchmarks/bench_knn_infomap.py`` records the parts): on CPU, Infomap's trials take most
 of a refresh of Stage 1's queue, the kNN graph most of the rest. :func:`partition_info` can run
 the classes' Infomap in worker processes while it builds the next class's graph (by default when
-the embeddings are on a GPU, see :func:`infomap_workers`); the links, flags and seed are the
+there are enough embeddings, see :func:`infomap_workers`); the links, flags and seed are the
 same, and so is the result.
 """
 from __future__ import annotations
@@ -187,8 +187,13 @@ class _InfomapPool:
         return len(self.busy) == len(self.procs)
 
     def collect(self) -> tuple[object, tuple[np.ndarray, np.ndarray, float, float]]:
-        """The oldest job's key and result (blocks until it is done)."""
-        w = next(iter(self.busy))
+        """The key and result of the first job to finish (blocks until one has): a worker that is
+        done takes the next graph while a slower one still runs, whatever the order of submission."""
+        import select
+
+        fds = {self.procs[w].stdout.fileno(): w for w in self.busy}
+        ready, _, _ = select.select(list(fds), [], [])
+        w = fds[ready[0]]
         key = self.busy.pop(w)
         out = self.procs[w].stdout
         head = out.readline().split()
@@ -207,13 +212,19 @@ class _InfomapPool:
                 p.kill()
 
 
-def infomap_workers(classes: int, workers: int | None = None, device: torch.device | str = "cpu") -> int:
-    """Infomap processes for ``classes`` graphs, at most one per class: ``workers`` if given; by
-    default one per torch thread when the embeddings are on a GPU (the CPU cores are free while it
-    builds the graphs) and 1 on CPU, where the kNN and the other classes' Infomap runs would share
-    the same cores (no gain on the 2-core machine in ``bench_knn_infomap.py``)."""
+#: Fewest embeddings for which :func:`partition_info` starts Infomap worker processes by default: a
+#: worker starts in ~0.2 s, Infomap on a few thousand points per class takes longer than that.
+POOL_MIN_ROWS = 10_000
+
+
+def infomap_workers(classes: int, workers: int | None = None, device: torch.device | str = "cpu",
+                    rows: int = POOL_MIN_ROWS) -> int:
+    """Infomap processes for ``classes`` graphs of ``rows`` embeddings in all, at most one per class:
+    ``workers`` if given; by default one per torch thread from :data:`POOL_MIN_ROWS` embeddings (on a
+    GPU the cores are free while it builds the graphs; on 2 quiet CPU cores two workers took Stage 1's
+    queue refresh from 7.3 to 5.5 s, ``benchmarks/results/bench_knn_infomap_cpu.json``), else 1."""
     if workers is None:
-        workers = torch.get_num_threads() if torch.device(device).type == "cuda" else 1
+        workers = torch.get_num_threads() if rows >= POOL_MIN_ROWS else 1
     return max(1, min(check_int("workers", workers, 1), classes))
 
 
@@ -221,10 +232,11 @@ def partition_info(emb: torch.Tensor, labels: torch.Tensor, cfg: PatternConfig |
                    workers: int | None = None) -> tuple[torch.Tensor, dict[int, ClassPartition]]:
     """Per-class pattern ids (N,) and each class's :class:`ClassPartition`.
 
-    With more than one worker (:func:`infomap_workers`; by default one per torch thread for
-    embeddings on a GPU, 1 on CPU) the classes' Infomap runs go to worker processes while this
-    process builds the next class's kNN graph; each class's result is the same as in this process
-    (the same links, flags and seed).
+    With more than one worker (:func:`infomap_workers`; by default one per torch thread from
+    :data:`POOL_MIN_ROWS` embeddings, else 1) the classes' Infomap runs go to worker processes,
+    started before the first graph, while this process builds the next class's kNN graph; a worker
+    that finishes takes the next graph. Each class's result is the same as in this process (the
+    same links, flags and seed).
     """
     cfg = cfg or PatternConfig()
     if not isinstance(emb, torch.Tensor) or emb.dim() != 2:
@@ -233,7 +245,7 @@ def partition_info(emb: torch.Tensor, labels: torch.Tensor, cfg: PatternConfig |
     if labels.shape[0] != emb.shape[0]:
         raise ParamError(f"labels has {labels.shape[0]} entries but emb has {emb.shape[0]} rows")
     classes = torch.unique(labels).tolist()
-    workers = infomap_workers(len(classes), workers, emb.device)
+    workers = infomap_workers(len(classes), workers, emb.device, rows=emb.shape[0])
     out = torch.full((emb.shape[0],), -1, dtype=torch.long)
     info: dict[int, ClassPartition] = {}
     pending: dict[int, tuple] = {}
@@ -245,16 +257,16 @@ def partition_info(emb: torch.Tensor, labels: torch.Tensor, cfg: PatternConfig |
         out[where] = part.ids
         info[int(c)] = part
 
+    if workers > 1:  # started first, so that the workers start while the first graph is built
+        try:
+            pool = _InfomapPool(workers)
+        except OSError:  # no new processes here: run Infomap in this one
+            pool = None
     try:
         for c in classes:
             where = torch.nonzero(labels == c).reshape(-1)
             links, single = knn_links(emb[where.to(emb.device)], cfg)
             pending[c] = (where, len(where), links, single)
-            if len(links) and pool is None and workers > 1:  # started with the first graph to partition
-                try:
-                    pool = _InfomapPool(workers)
-                except OSError:  # no new processes here: run Infomap in this one
-                    workers = 1
             if not len(links):
                 finish(c, None)
             elif pool is None:
