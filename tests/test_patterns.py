@@ -107,8 +107,10 @@ def test_worker_processes_give_the_same_partition() -> None:
     keep = torch.cat([torch.nonzero(ds.train_y == c).reshape(-1)[: 60 if c == 0 else 12 + 6 * c]
                       for c in sorted(set(ds.train_y.tolist()))])
     c1, _ = partition_info(emb[keep], ds.train_y[keep], cfg, workers=1)
+    threads = torch.get_num_threads()
     c2, _ = partition_info(emb[keep], ds.train_y[keep], cfg, workers=2)
     assert torch.equal(c1, c2)
+    assert torch.get_num_threads() == threads  # the graphs built beside busy workers take fewer threads, then restored
 
 
 def test_infomap_workers() -> None:

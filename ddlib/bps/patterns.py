@@ -212,6 +212,9 @@ class _InfomapPool:
                 p.kill()
 
 
+#: Most kNN links (24 bytes each) built ahead of the Infomap workers, waiting for one to be free.
+AHEAD_LINKS = 4_000_000
+
 #: Fewest embeddings for which :func:`partition_info` starts Infomap worker processes by default: a
 #: worker starts in ~0.2 s, Infomap on a few thousand points per class takes longer than that.
 POOL_MIN_ROWS = 10_000
@@ -234,9 +237,11 @@ def partition_info(emb: torch.Tensor, labels: torch.Tensor, cfg: PatternConfig |
 
     With more than one worker (:func:`infomap_workers`; by default one per torch thread from
     :data:`POOL_MIN_ROWS` embeddings, else 1) the classes' Infomap runs go to worker processes,
-    started before the first graph, while this process builds the next class's kNN graph; a worker
-    that finishes takes the next graph. Each class's result is the same as in this process (the
-    same links, flags and seed).
+    started before the first graph, while this process builds the next classes' kNN graphs (up to
+    :data:`AHEAD_LINKS` links ahead, on CPU with the torch threads the busy workers leave, at least
+    one: OpenMP threads that outnumber the free cores spin against the workers); a free worker takes
+    the largest graph built. Each class's result is the same as in this process (the same links,
+    flags and seed).
     """
     cfg = cfg or PatternConfig()
     if not isinstance(emb, torch.Tensor) or emb.dim() != 2:
@@ -262,22 +267,33 @@ def partition_info(emb: torch.Tensor, labels: torch.Tensor, cfg: PatternConfig |
             pool = _InfomapPool(workers)
         except OSError:  # no new processes here: run Infomap in this one
             pool = None
+    flags, threads = cfg.infomap_flags(), torch.get_num_threads()
+    todo, ready, ahead = list(classes), [], 0  # classes to build; built and waiting for a worker; their links
     try:
-        for c in classes:
-            where = torch.nonzero(labels == c).reshape(-1)
-            links, single = knn_links(emb[where.to(emb.device)], cfg)
-            pending[c] = (where, len(where), links, single)
-            if not len(links):
-                finish(c, None)
-            elif pool is None:
-                finish(c, _infomap(links, cfg.infomap_flags()))
+        while todo or ready or (pool is not None and pool.busy):
+            if pool is not None and ready and not pool.full():
+                c = max(ready, key=lambda k: len(pending[k][2]))  # the largest waiting graph first
+                ready.remove(c)
+                ahead -= len(pending[c][2])
+                pool.submit(c, pending[c][2], flags)
+            elif todo and (pool is None or not ready or ahead < AHEAD_LINKS):
+                c = todo.pop(0)
+                if pool is not None and emb.device.type == "cpu":  # on the cores the busy workers leave
+                    torch.set_num_threads(max(1, threads - len(pool.busy)))
+                where = torch.nonzero(labels == c).reshape(-1)
+                links, single = knn_links(emb[where.to(emb.device)], cfg)
+                pending[c] = (where, len(where), links, single)
+                if not len(links):
+                    finish(c, None)
+                elif pool is None:
+                    finish(c, _infomap(links, flags))
+                else:
+                    ready.append(c)
+                    ahead += len(links)
             else:
-                if pool.full():
-                    finish(*pool.collect())
-                pool.submit(c, links, cfg.infomap_flags())
-        while pool is not None and pool.busy:
-            finish(*pool.collect())
+                finish(*pool.collect())
     finally:
+        torch.set_num_threads(threads)
         if pool is not None:
             pool.close()
     return out, {c: info[c] for c in sorted(info)}
