@@ -1,7 +1,7 @@
 """BPS Stage-1 throughput beside plain supervised training of the same backbone, the queue refresh, and L_clu.
 
 Usage: ``python benchmarks/bench_stage1.py [--device cpu|cuda] [--threads T] [--cases NAMES]
-[--n-train N] [--rounds R] [--out PATH]``.
+[--n-train N] [--rounds R] [--accel NAMES] [--out PATH]``.
 
 For each case (backbone, image shape, batch) on ``n`` random images, two trainings through the one
 loop of :mod:`ddlib.train` alternate ``R`` times (the order swapped every round, so that a swing in
@@ -21,6 +21,12 @@ full queue are timed on their own: the per-class kNN + Infomap refresh of 65,536
 classes, once per epoch), and L_clu over 65,536 snapshot keys per step against its cost over the
 ``n`` keys of the measured epoch; ``stage1_full_queue_images_per_s`` adds that difference to every
 step, and the epoch time of a 50,000-image epoch (CIFAR-10) is ``50,000 / that + refresh``.
+
+``--accel`` (issue 12, for CUDA): every case is timed again with each :class:`ddlib.train.Accel` of the
+loop (bf16 autocast, channels-last, ``torch.compile`` and their combinations; default on CUDA
+:data:`CUDA_ACCEL`, on CPU plain only), in the same run as the plain loop; each such row gives its
+images/s over the plain row's (``supervised_over_plain``, ``stage1_over_plain``) and the seconds of
+every first epoch (``first_epoch_s``: what compilation costs, to weigh against the gain per epoch).
 
 Writes JSON with provenance, threads and load average (before and after) to
 ``benchmarks/results/bench_stage1_<device>.json``. A speed record, not a test.
@@ -49,6 +55,8 @@ CASES = {
     "resnet18-32x32x3": ("resnet18", 3, 32, 256, 512, 16384),
 }
 EPOCH_IMAGES = 50_000
+#: the loop's speed options timed on CUDA by default (ddlib.train.Accel names), against plain in the same run
+CUDA_ACCEL = ("plain", "amp", "channels_last", "amp+channels_last", "compile", "amp+channels_last+compile")
 QUEUE = 65_536
 CLASSES = 10
 
@@ -100,27 +108,33 @@ class _TimedRefresh:
         return PATTERN_CLUSTERING.loss(q, y, queue, assign)
 
 
-def supervised_seconds(cfg: EncoderConfig, x: torch.Tensor, y: torch.Tensor, device: torch.device) -> float:
-    """Seconds of the second epoch of plain supervised training (one view, CE) of the encoder."""
+def supervised_seconds(cfg: EncoderConfig, x: torch.Tensor, y: torch.Tensor, device: torch.device,
+                       accel: train.Accel | None = None) -> tuple[float, float]:
+    """Seconds of the second and of the first epoch of plain supervised training (one view, CE) of the encoder
+    (the first holds what ``torch.compile`` costs)."""
     model = build_encoder(cfg, CLASSES, x.shape[1], x.shape[-1])
     timer = _EpochTimer()
     tcfg = train.TrainConfig(epochs=2, batch_size=cfg.batch_size, lr=cfg.lr, momentum=cfg.sgd_momentum,
                              weight_decay=cfg.weight_decay, augment=SUPERVISED_AUGMENT)
-    train.fit(model, x, y, tcfg, device=device, seed=cfg.seed, progress=False, hooks=[timer])
-    return timer.seconds[1]
+    train.fit(model, x, y, tcfg, device=device, seed=cfg.seed, progress=False, hooks=[timer], accel=accel)
+    return timer.seconds[1], timer.seconds[0]
 
 
-def stage1_seconds(cfg: EncoderConfig, x: torch.Tensor, y: torch.Tensor, device: torch.device) -> tuple[float, float]:
-    """(seconds of Stage 1's second epoch without its partition refresh, that refresh's seconds)."""
+def stage1_seconds(cfg: EncoderConfig, x: torch.Tensor, y: torch.Tensor, device: torch.device,
+                   accel: train.Accel | None = None) -> tuple[float, float, float]:
+    """(seconds of Stage 1's second epoch without its partition refresh, that refresh's seconds, the first
+    epoch's seconds)."""
     model = build_encoder(cfg, CLASSES, x.shape[1], x.shape[-1])
     term = _TimedRefresh()
-    hist = encoders.fit_encoder(model, x, y, cfg, device=device, progress=False, clustering=term)
+    hist = encoders.fit_encoder(model, x, y, cfg, device=device, progress=False, clustering=term, accel=accel)
     refresh = sum(term.seconds[len(term.seconds) - hist["refreshes"][1]:]) if hist["refreshes"][1] else 0.0
-    return hist["epoch_seconds"][1] - refresh, refresh
+    return hist["epoch_seconds"][1] - refresh, refresh, hist["epoch_seconds"][0]
 
 
-def bench_case(name: str, device: torch.device, n_train: int | None, rounds: int) -> tuple[dict, list, list]:
-    """The case's row, and the supervised and Stage-1 images/s of every round."""
+def bench_case(name: str, device: torch.device, n_train: int | None, rounds: int,
+               accel: train.Accel | None = None) -> tuple[dict, list, list]:
+    """The case's row under ``accel`` (None: the plain loop), and the supervised and Stage-1 images/s of
+    every round."""
     backbone, c, side, batch, n_cpu, n_gpu = CASES[name]
     n = n_train or (n_gpu if device.type == "cuda" else n_cpu)
     n -= n % batch  # whole batches: both trainings take the same steps
@@ -128,16 +142,19 @@ def bench_case(name: str, device: torch.device, n_train: int | None, rounds: int
     g = torch.Generator().manual_seed(0)
     x = torch.randint(0, 256, (n, c, side, side), dtype=torch.uint8, generator=g)
     y = torch.arange(n) % CLASSES
-    sup, s1, refresh = [], [], []
+    sup, s1, refresh, first = [], [], [], {"supervised": [], "stage1": []}
     for r in range(rounds):
         for kind in (("sup", "s1") if r % 2 == 0 else ("s1", "sup")):
             if kind == "sup":
-                sup.append(n / supervised_seconds(cfg, x, y, device))
+                sec, sec0 = supervised_seconds(cfg, x, y, device, accel)
+                sup.append(n / sec)
+                first["supervised"].append(round(sec0, 3))
             else:
-                sec, ref = stage1_seconds(cfg, x, y, device)
+                sec, ref, sec0 = stage1_seconds(cfg, x, y, device, accel)
                 s1.append(n / sec)
                 refresh.append(ref)
-    return {"case": name, "backbone": backbone, "image": [c, side, side], "batch": batch, "images": n,
+                first["stage1"].append(round(sec0, 3))
+    return {"case": name, "accel": str(accel or train.Accel()), "first_epoch_s": first, "backbone": backbone, "image": [c, side, side], "batch": batch, "images": n,
             "feature_dim": build_encoder(cfg, CLASSES, c, side).feature_dim, "snapshot_keys": n,
             "supervised_augment": SUPERVISED_AUGMENT, "stage1_augment": cfg.augment,
             "supervised_images_per_s": round(max(sup), 1), "stage1_images_per_s": round(max(s1), 1),
@@ -187,18 +204,29 @@ def main() -> None:
     ap.add_argument("--cases", default=",".join(CASES), help=f"comma-separated, of {list(CASES)}")
     ap.add_argument("--n-train", type=int, default=None, help="images per case (default: per device)")
     ap.add_argument("--rounds", type=int, default=2, help="supervised / Stage-1 alternations per case")
+    ap.add_argument("--accel", default=None,
+                    help="comma-separated ddlib.train.Accel names timed per case, plain first (default: plain on "
+                         f"CPU; {','.join(CUDA_ACCEL)} on CUDA)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = get_device(args.device)
+    names = (args.accel or ("plain" if device.type == "cpu" else ",".join(CUDA_ACCEL))).split(",")
+    accels = [train.Accel.parse(a) for a in names]  # bad names fail here, before any timing
+    if names[0] != "plain":
+        accels.insert(0, train.Accel())  # the baseline, in the same run
     load_before = list(os.getloadavg())
     start = time.perf_counter()
     refresh = bench_refresh(device)
     print(f"queue refresh (kNN + Infomap per class, {QUEUE} keys x 128, {CLASSES} classes): {refresh:.2f} s", flush=True)
     rows = []
-    for name in args.cases.split(","):
-        r, sup, s1 = bench_case(name, device, args.n_train, args.rounds)
+    for name, accel in [(c, a) for c in args.cases.split(",") for a in accels]:
+        r, sup, s1 = bench_case(name, device, args.n_train, args.rounds, accel)
+        plain = next((p for p in rows if p["case"] == name and p["accel"] == "plain"), None)
+        if plain is not None and r["accel"] != "plain":  # the speed-up over the plain loop, same run
+            r["supervised_over_plain"] = round(r["supervised_images_per_s"] / plain["supervised_images_per_s"], 3)
+            r["stage1_over_plain"] = round(r["stage1_images_per_s"] / plain["stage1_images_per_s"], 3)
         clu = bench_clu(device, [QUEUE, r["snapshot_keys"]], batch=r["batch"])
         extra = max(clu[QUEUE] - clu[r["snapshot_keys"]], 0.0)
         full = [r["batch"] / (r["batch"] / v + extra) for v in s1]
@@ -208,7 +236,7 @@ def main() -> None:
                   "stage1_full_queue_over_supervised": round(statistics.median(a / b for a, b in zip(full, sup)), 3),
                   "epoch_50k_estimate_s": round(EPOCH_IMAGES / max(full) + refresh, 1)})
         rows.append(r)
-        print(f"{name:18s} best images/s (median ratio of rounds): supervised {r['supervised_images_per_s']:8.1f} images/s, Stage 1 "
+        print(f"{name:18s} [{r['accel']}] best images/s (median ratio of rounds): supervised {r['supervised_images_per_s']:8.1f} images/s, Stage 1 "
               f"{r['stage1_images_per_s']:8.1f} (x{r['stage1_over_supervised']:.2f}); with L_clu over {QUEUE} keys "
               f"{r['stage1_full_queue_images_per_s']:8.1f} (x{r['stage1_full_queue_over_supervised']:.2f}) -> 50k-image epoch "
               f"~{r['epoch_50k_estimate_s']:.0f} s (measured on {r['images']} images)", flush=True)

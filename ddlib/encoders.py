@@ -66,7 +66,7 @@ from ddlib import artifacts, distributed, models
 from ddlib.kernels.augment import AUGMENTS, AugmentConfig
 from ddlib.kernels.knn import BACKENDS
 from ddlib.losses import CLU_ASSIGN, info_nce
-from ddlib.train import Batch, Batches, Hook, LoopState, LrPerStep, cosine_factor, image_batches, loop
+from ddlib.train import Accel, Batch, Batches, Hook, LoopState, LrPerStep, cosine_factor, image_batches, loop
 from ddlib.utils import (ParamError, check_choice, check_float, check_int, config_dict, get_device,
                          seed_everything)
 
@@ -419,13 +419,14 @@ class KeyQueue:
     @torch.no_grad()
     def enqueue(self, k: Tensor, y: Tensor) -> bool:
         """Write keys k (B, D) with labels y over the oldest entries (wrapping around); True when the
-        write reached the end of the buffer (the queue wrapped)."""
+        write reached the end of the buffer (the queue wrapped). Keys are stored in the queue's float32
+        (under bf16 autocast the key encoder's output is bf16)."""
         b = len(k)
         if b > len(self):  # keep only the newest
             k, y = k[-len(self):], y[-len(self):]
             b = len(self)
         pos = (self.ptr + torch.arange(b, device=self.keys.device)) % len(self)
-        self.keys[pos] = k
+        self.keys[pos] = k.to(self.keys.dtype)
         self.labels[pos] = y
         wrapped = self.ptr + b >= len(self)
         if wrapped:
@@ -566,7 +567,7 @@ def bank_pairs(bank: Tensor, y: Tensor, batch_size: int, device: torch.device) -
 
 
 def _fit(model: nn.Module, source: Any, n: int, cfg: EncoderConfig, dev: torch.device, gen: torch.Generator,
-         clustering: ClusteringTerm | None, progress: bool) -> dict:
+         clustering: ClusteringTerm | None, progress: bool, accel: Accel | None = None) -> dict:
     distributed.check_split("batch_size", cfg.batch_size)  # under torchrun: the global batch, split over ranks
     key_model = copy.deepcopy(model)
     for p in key_model.parameters():
@@ -579,17 +580,18 @@ def _fit(model: nn.Module, source: Any, n: int, cfg: EncoderConfig, dev: torch.d
     # under torchrun every rank trains the query encoder together (the classifier idles when ce_weight = 0)
     par = distributed.data_parallel(model, dev, find_unused_parameters=cfg.ce_weight == 0)
     run = loop(model, opt, source, moco, cfg.epochs, gen, hooks=[lr, moco], progress=progress, desc="stage 1",
-               step_bar=True, parallel=par)
+               step_bar=True, parallel=par, accel=accel)
     model.eval()
     return {**moco.history, "seconds": run["seconds"], "queue_wraps": queue.wraps}
 
 
 def fit_encoder(model: Encoder, x: Tensor, y: Tensor, cfg: EncoderConfig, device: str | torch.device | None = None,
-                progress: bool = True, clustering: ClusteringTerm | None = None) -> dict:
+                progress: bool = True, clustering: ClusteringTerm | None = None, accel: Accel | None = None) -> dict:
     """Train ``model`` in place on images x (uint8 or [0, 1]) with labels y; return the history.
 
     ``clustering``: the term L_clu plugs in (BPS: ``ddlib.bps.encoder.PATTERN_CLUSTERING``); required
-    when ``cfg.clu_weight > 0`` and the ramp r(e) is positive in some epoch.
+    when ``cfg.clu_weight > 0`` and the ramp r(e) is positive in some epoch. ``accel``: the loop's
+    :class:`~ddlib.train.Accel` (not cached: :func:`train_encoder` trains plain).
     """
     if len(x) != len(y) or len(x) < 2:
         raise ParamError("x and y must hold the same number (>= 2) of images")
@@ -600,7 +602,7 @@ def fit_encoder(model: Encoder, x: Tensor, y: Tensor, cfg: EncoderConfig, device
     bs = min(cfg.batch_size, len(x))
     source = image_batches(x, y.long(), bs, dev, augment=views_augment(cfg, int(x.shape[-1])), views=2,
                            drop_last=True)  # MoCo drops the last partial batch
-    return _fit(model, source, len(x), cfg, dev, gen, clustering, progress)
+    return _fit(model, source, len(x), cfg, dev, gen, clustering, progress, accel)
 
 
 def fit_neck(model: NeckEncoder, bank: Tensor, y: Tensor, cfg: EncoderConfig, device: str | torch.device | None = None,

@@ -68,7 +68,7 @@ from ddlib.losses import cutmix_cross_entropy, kd_kl_loss
 from ddlib.utils import (ParamError, check_choice, check_float, check_int, get_device, progress as progress_bar,
                          seed_everything, to_unit)
 
-__all__ = ["TrainConfig", "OPTIMIZERS", "SCHEDULES", "fit", "evaluate", "predict", "embed", "lr_factor",
+__all__ = ["TrainConfig", "Accel", "COMPILE_BACKENDS", "OPTIMIZERS", "SCHEDULES", "fit", "evaluate", "predict", "embed", "lr_factor",
            "make_optimizer", "to_unit", "loop", "Batch", "Batches", "BatchSource", "LoopState", "Hook",
            "LrPerStep", "LrPerEpoch", "LrScheduler", "Evaluate", "image_batches", "tensor_batches", "StackedBatches",
            "ce_step", "loss_step", "kd_step", "cutmix_ce_step", "set_lr"]
@@ -115,6 +115,79 @@ class TrainConfig:
             check_choice("augment", self.augment, list(AUGMENTS) + [None])
         check_float("final_lr_fraction", self.final_lr_fraction, 0.0, 1.0)
         check_float("label_smoothing", self.label_smoothing, 0.0, 0.999)
+
+
+#: ``torch.compile`` backends :class:`Accel` accepts ("" = no compilation; "eager" wraps the model
+#: without generating code, for tests)
+COMPILE_BACKENDS = ("", "inductor", "eager", "aot_eager", "cudagraphs")
+
+
+@dataclass(frozen=True)
+class Accel:
+    """Speed options of :func:`loop` (issue 12), each measured against the plain loop in the same run
+    (``benchmarks/bench_stage1.py --accel``) before any default uses it.
+
+    - ``amp``: the step (forward and loss; the backward follows the autocast graph) under bf16 autocast
+      on the model's device; weights, gradients and the optimiser stay float32, and bf16 needs no loss
+      scaling. The numbers change within bf16 rounding, so nothing trained with it is cached: the cached
+      stage functions (``train_encoder``, the teachers, the students) take no ``accel``.
+    - ``channels_last``: the model's parameters and every 4-D input tensor of a batch in NHWC memory
+      order (cuDNN's fast convolutions on CUDA; the same numbers up to the kernels' summation order).
+    - ``compile``: the model called through ``torch.compile`` with this backend (:data:`COMPILE_BACKENDS`);
+      the first steps pay the compilation, which a benchmark times inside its run.
+    """
+
+    amp: bool = False
+    channels_last: bool = False
+    compile: str = ""
+
+    def __post_init__(self) -> None:
+        check_choice("compile", self.compile, COMPILE_BACKENDS)
+
+    @property
+    def plain(self) -> bool:
+        return not (self.amp or self.channels_last or self.compile)
+
+    @classmethod
+    def parse(cls, text: str) -> Accel:
+        """From ``plain``, ``amp``, ``channels_last``, ``compile`` (inductor), ``compile:<backend>``, or a
+        ``+`` of them (``amp+channels_last``)."""
+        kw: dict[str, Any] = {}
+        for part in str(text).split("+"):
+            name, _, backend = part.strip().partition(":")
+            if name == "amp" and not backend:
+                kw["amp"] = True
+            elif name == "channels_last" and not backend:
+                kw["channels_last"] = True
+            elif name == "compile":
+                kw["compile"] = backend or "inductor"
+            elif name != "plain" or backend:
+                raise ParamError(f"accel={text!r}: {part.strip()!r} is not accepted; choose plain, amp, channels_last, "
+                                 f"compile[:backend] (backends {COMPILE_BACKENDS[1:]}) or a '+' of them")
+        return cls(**kw)
+
+    def __str__(self) -> str:
+        parts = (["amp"] if self.amp else []) + (["channels_last"] if self.channels_last else []) + \
+            ([f"compile:{self.compile}"] if self.compile else [])
+        return "+".join(parts) or "plain"
+
+
+def _nhwc_weights(model: nn.Module) -> None:
+    """The model's 4-D parameters and buffers in channels-last order, in place (``Module.to(memory_format=)``
+    fails on the 5-D weights of a stacked model, :mod:`ddlib.stack`)."""
+    with torch.no_grad():
+        for t in [*model.parameters(), *model.buffers()]:
+            if t.dim() == 4:
+                t.data = t.data.contiguous(memory_format=torch.channels_last)
+
+
+def _nhwc(x: Any) -> Any:
+    """The 4-D tensors of a batch's input (a tensor, or a tuple of them) in channels-last memory order."""
+    if isinstance(x, Tensor):
+        return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
+    if isinstance(x, tuple):
+        return tuple(_nhwc(v) for v in x)
+    return x
 
 
 def cosine_factor(t: float, final_fraction: float = 0.0) -> float:
@@ -396,17 +469,25 @@ class Evaluate(Hook):
 
 def loop(model: nn.Module, opt: torch.optim.Optimizer, source: BatchSource, step: Step, epochs: int,
          gen: Any = None, *, hooks: Sequence[Hook] = (), progress: bool = False, desc: str = "train",
-         step_bar: bool = False, parallel: distributed.DataParallel | None = None) -> dict:
+         step_bar: bool = False, parallel: distributed.DataParallel | None = None, accel: Accel | None = None) -> dict:
     """Train ``model`` in place for ``epochs`` epochs (see the module docstring); returns the history.
 
     History: ``loss`` (per epoch, the mean of the step losses weighted by batch length), ``seconds``,
     and whatever the hooks add. ``progress``: a text bar per epoch (``step_bar``: per step), shown
     neither in the test-suite nor when False. The model is left in train mode. ``parallel``: a
     :class:`ddlib.distributed.DataParallel` of ``model`` (data-parallel under torchrun; the step gets
-    ``parallel.net``, the hooks ``model`` and the rank's share of each batch).
+    ``parallel.net``, the hooks ``model`` and the rank's share of each batch). ``accel``: the
+    :class:`Accel` speed options (None: plain); the hooks get ``model`` itself, never its compiled form.
     """
     check_int("epochs", epochs, 1)
+    accel = accel or Accel()
+    if accel.channels_last:
+        _nhwc_weights(model)
     net = model if parallel is None else parallel.net
+    if accel.compile:
+        net = torch.compile(net, backend=accel.compile)
+    first = next(iter(model.parameters()), None)
+    amp_device = first.device.type if first is not None else "cpu"
     if parallel is not None:
         source = parallel.shard(source)
     state = LoopState(model, opt, gen, epochs, source.steps_per_epoch, history={"loss": []})
@@ -423,7 +504,10 @@ def loop(model: nn.Module, opt: torch.optim.Optimizer, source: BatchSource, step
             state.step = i
             for h in hooks:
                 h.step_start(state)
-            loss, out = step(net, batch)
+            if accel.channels_last:
+                batch = Batch(batch.index, _nhwc(batch.x), batch.y, batch.mix, batch.full)
+            with torch.autocast(amp_device, dtype=torch.bfloat16) if accel.amp else contextlib.nullcontext():
+                loss, out = step(net, batch)
             opt.zero_grad(set_to_none=True)
             if parallel is None:
                 loss.backward()
@@ -464,7 +548,7 @@ def fit(model: nn.Module, x: Tensor, y: Tensor, cfg: TrainConfig, *,
         batch_loss: Callable[[nn.Module, Tensor, Tensor], Tensor] | None = None,
         eval_data: tuple[Tensor, Tensor] | None = None, device: str | torch.device | None = None,
         seed: int = 0, progress: bool = True, eval_every: int = 1, hooks: Sequence[Hook] = (),
-        data_parallel: bool = False) -> dict:
+        data_parallel: bool = False, accel: Accel | None = None) -> dict:
     """Train ``model`` in place on (x, y) with ``cfg``; returns the history.
 
     ``batch_loss(model, xb_augmented, yb) -> scalar`` replaces cross-entropy. ``eval_data=(x, y)``
@@ -474,6 +558,7 @@ def fit(model: nn.Module, x: Tensor, y: Tensor, cfg: TrainConfig, *,
     on ``device``. History: ``loss`` (mean per epoch), ``eval_acc``, ``eval_epoch``, ``lr`` (per
     epoch), ``seconds``. ``data_parallel``: under torchrun, every rank trains this model together
     (:class:`ddlib.distributed.DataParallel`; every rank must call ``fit`` alike); ignored in one process.
+    ``accel``: the loop's :class:`Accel` speed options (None: plain).
     """
     if not isinstance(cfg, TrainConfig):
         raise ParamError(f"cfg must be a TrainConfig, got {type(cfg).__name__}")
@@ -493,7 +578,7 @@ def fit(model: nn.Module, x: Tensor, y: Tensor, cfg: TrainConfig, *,
     step = ce_step(cfg.label_smoothing) if batch_loss is None else loss_step(batch_loss)
     hist = loop(model, opt, image_batches(x, y, cfg.batch_size, dev, augment=cfg.augment), step, cfg.epochs, gen,
                 hooks=[*lr_eval, *hooks], progress=progress, desc="train",
-                parallel=distributed.data_parallel(model, dev) if data_parallel else None)
+                parallel=distributed.data_parallel(model, dev) if data_parallel else None, accel=accel)
     model.eval()
     return {"loss": hist["loss"], "eval_acc": hist.get("eval_acc", []), "eval_epoch": hist.get("eval_epoch", []),
             "lr": [cfg.lr * lr_factor(cfg, e) for e in range(cfg.epochs)], "seconds": hist["seconds"]}

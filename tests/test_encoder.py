@@ -225,3 +225,20 @@ def test_the_prepared_clustering_term_trains_the_same_bits(refresh: str) -> None
     for name in ("loss", "ce", "con", "clu", "patterns", "refreshes"):
         assert h1[name] == h2[name], name
     assert all(torch.equal(w1[k], w2[k]) for k in w1)
+
+
+def test_stage1_with_accel_options_trains_as_plain() -> None:
+    """Stage 1 (two views, the momentum key encoder, the queue and L_clu) under the loop's Accel: NHWC gives
+    the plain losses; bf16 autocast runs (keys queued in float32) with losses near the plain ones."""
+    from ddlib.train import Accel
+
+    ds = data.load("synthetic-patterns", per_class=16, n_train=64, n_test=8)
+    cfg = EncoderConfig(**{**TINY, "epochs": 2})
+    runs = {}
+    for name in ("plain", "channels_last", "amp"):
+        torch.manual_seed(0)  # the same initial weights
+        model = enc.build_encoder(cfg, ds.num_classes, 3, 16)
+        runs[name] = enc.fit_encoder(model, ds.train_x, ds.train_y, cfg, progress=False, accel=Accel.parse(name))
+    assert runs["channels_last"]["con"] == pytest.approx(runs["plain"]["con"], rel=1e-4)
+    assert runs["amp"]["con"] == pytest.approx(runs["plain"]["con"], rel=0.1)
+    assert sum(runs["amp"]["refreshes"]) == sum(runs["plain"]["refreshes"])

@@ -211,3 +211,17 @@ def test_supports_the_convnet_on_cpu(setup):
         supports({"model": "convnet"}, "cpu")
     with pytest.raises(ParamError, match="device"):
         supports(cfg, "tpu")
+
+
+def test_accel_reaches_the_stack_and_keeps_its_accuracies(setup):
+    """train_students(accel=...) trains the stack on the one loop with the Accel options: NHWC weights and
+    a compiled wrapper ("eager") give the plain students' accuracies."""
+    from ddlib.train import Accel
+
+    ds, teacher, cfg = setup
+    jobs = mixed_jobs(ds, cfg)[:2]
+    plain = train_students(ds, jobs, cfg, teacher, progress=False, max_stack=2, workers=1)
+    for accel in (Accel(channels_last=True), Accel(compile="eager")):
+        got = train_students(ds, jobs, cfg, teacher, progress=False, max_stack=2, workers=1, accel=accel)
+        for g, p in zip(got, plain):
+            assert g["accs"] == pytest.approx(p["accs"], abs=0.02)

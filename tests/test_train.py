@@ -246,3 +246,56 @@ def test_embed_options() -> None:
     assert torch.allclose(n, F.normalize(f, dim=1), atol=1e-6)
     assert torch.equal(train.embed(m.features, x, batch_size=3, autocast=True), f)  # autocast acts on CUDA only
     assert train.embed(m, x[:0]).shape == (0, m.feature_dim)
+
+
+# ----------------------------------------------------------------------------- Accel (issue 12)
+def _fit_with(accel: train.Accel | None) -> tuple[list[float], torch.nn.Module]:
+    x, y = toy(64)
+    torch.manual_seed(7)
+    m = small()
+    cfg = train.TrainConfig(epochs=2, batch_size=16, lr=0.05, augment="crop_flip")
+    return train.fit(m, x, y, cfg, seed=3, progress=False, accel=accel)["loss"], m
+
+
+def test_accel_parse_names_and_rejects_unknown_parts() -> None:
+    assert train.Accel.parse("plain") == train.Accel() and train.Accel().plain
+    assert train.Accel.parse("amp+channels_last") == train.Accel(amp=True, channels_last=True)
+    assert train.Accel.parse("compile") == train.Accel(compile="inductor")
+    assert str(train.Accel.parse("compile:eager+amp")) == "amp+compile:eager"
+    with pytest.raises(ParamError, match="accel='fast'.*plain, amp, channels_last"):
+        train.Accel.parse("fast")
+    with pytest.raises(ParamError, match="accel='amp:x'"):
+        train.Accel.parse("amp:x")
+    with pytest.raises(ParamError, match="compile='tvm'.*inductor"):
+        train.Accel(compile="tvm")
+
+
+def test_accel_channels_last_and_compile_keep_the_plain_losses() -> None:
+    """NHWC and a compiled wrapper change the memory order and the call path, not the training."""
+    plain, _ = _fit_with(None)
+    nhwc, m = _fit_with(train.Accel(channels_last=True))
+    assert nhwc == pytest.approx(plain, rel=1e-5, abs=1e-6)
+    conv = next(p for p in m.parameters() if p.dim() == 4 and p.shape[1] > 1)  # (C = 1 is both orders)
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    eager, _ = _fit_with(train.Accel(compile="eager"))
+    assert eager == pytest.approx(plain, rel=1e-5, abs=1e-6)
+
+
+def test_accel_amp_runs_the_step_in_bf16_and_keeps_float32_weights() -> None:
+    seen = []
+
+    class Probe(train.Hook):
+        def step_end(self, state, batch, loss, out):  # noqa: ANN001
+            seen.append(out.dtype)
+
+    x, y = toy(32)
+    torch.manual_seed(7)
+    m = small()
+    opt = train.make_optimizer(m.parameters(), train.TrainConfig(epochs=1, lr=0.05))
+    hist = train.loop(m, opt, train.tensor_batches(x.float() / 255, y, 16), train.ce_step(), 2,
+                      hooks=[Probe()], accel=train.Accel(amp=True))
+    assert seen and all(d == torch.bfloat16 for d in seen)  # the logits came out of autocast
+    assert all(p.dtype == torch.float32 for p in m.parameters()) and all(v == v for v in hist["loss"])
+    plain, _ = _fit_with(None)
+    amp, _ = _fit_with(train.Accel(amp=True))
+    assert amp != plain and amp == pytest.approx(plain, rel=0.1)  # bf16 rounding, the same training

@@ -30,6 +30,7 @@ from ddlib.bps.patterns import PatternConfig, partition_info
 from ddlib.encoders import Encoder, EncoderConfig, build_encoder, clu_ramp, encoder_key, lr_factor  # noqa: F401
 from ddlib.losses import (ClusteringSnapshot, clustering_loss, clustering_loss_prepared,  # noqa: F401
                           clustering_snapshot, info_nce)
+from ddlib.train import Accel
 from ddlib.utils import ParamError, get_device
 
 __all__ = ["EncoderConfig", "Encoder", "build_encoder", "KeyQueue", "refresh_patterns",
@@ -100,9 +101,10 @@ class KeyQueue(encoders.KeyQueue):
 
 # ----------------------------------------------------------------------------- training with the term
 def fit_encoder(model: Encoder, x: Tensor, y: Tensor, cfg: EncoderConfig, device: str | torch.device | None = None,
-                progress: bool = True) -> dict:
+                progress: bool = True, accel: Accel | None = None) -> dict:
     """:func:`ddlib.encoders.fit_encoder` with BPS's clustering term plugged in."""
-    return encoders.fit_encoder(model, x, y, cfg, device=device, progress=progress, clustering=PATTERN_CLUSTERING)
+    return encoders.fit_encoder(model, x, y, cfg, device=device, progress=progress, clustering=PATTERN_CLUSTERING,
+                                accel=accel)
 
 
 def train_encoder(ds, cfg: EncoderConfig | None = None, device: str | torch.device | None = None,

@@ -69,7 +69,7 @@ from torch import Tensor, nn
 from ddlib.bps.distill import StudentConfig, build_model, student_batches, student_lr
 from ddlib.losses import cutmix_cross_entropy, kd_kl_loss
 from ddlib.stack import BACKENDS, ModelStack
-from ddlib.train import (Batch, Hook, LoopState, LrPerEpoch, StackedBatches, Step, TrainConfig, loop,
+from ddlib.train import (Accel, Batch, Hook, LoopState, LrPerEpoch, StackedBatches, Step, TrainConfig, loop,
                          make_optimizer)
 from ddlib.utils import ParamError, check_choice, check_int, get_device, seed_everything
 
@@ -239,12 +239,14 @@ class _Run(NamedTuple):
     eval_images: int
     keep_weights: bool
     progress: bool
+    accel: Accel | None
 
 
 def train_students(ds, jobs: Sequence[StudentJob | tuple], cfg: StudentConfig | None = None,
                    teacher: nn.Module | None = None, device=None, progress: bool = True, max_stack: int | None = None,
                    workers: int | None = None, backend: str = "auto", eval_images: int | None = None,
-                   keep_weights: bool = False, on_done: Callable[[int, dict], None] | None = None) -> list[dict]:
+                   keep_weights: bool = False, on_done: Callable[[int, dict], None] | None = None,
+                   accel: Accel | None = None) -> list[dict]:
     """Train every job's student as ``train_student`` would, many at once; one result dict per job, in order.
 
     ``jobs``: :class:`StudentJob` s or ``(indices, seed)`` pairs; ``cfg`` is the resolved config of
@@ -261,7 +263,8 @@ def train_students(ds, jobs: Sequence[StudentJob | tuple], cfg: StudentConfig | 
     evaluated epochs), ``seconds`` (its share of its stack's wall time), ``stack_size``, and with
     ``keep_weights`` the trained student's ``state_dict`` (on the CPU). ``on_done(i, result)`` is called for
     job ``i`` as soon as its stack has trained (one call at a time, also with several workers), so a caller
-    can store each student before the whole grid ends.
+    can store each student before the whole grid ends. ``accel``: the loop's :class:`~ddlib.train.Accel`
+    (for benchmarks; the cached grids of ``ddlib.bps.pipeline`` train plain).
     """
     jobs = [_as_job(j) for j in jobs]
     if not jobs:
@@ -279,7 +282,7 @@ def train_students(ds, jobs: Sequence[StudentJob | tuple], cfg: StudentConfig | 
     check_int("eval_images", eval_images, 1)
     cfgs = [_check_job(ds, j, j.cfg or cfg, teacher, i) for i, j in enumerate(jobs)]
     run = _Run(ds, _DataStats.of(ds), None if teacher is None else teacher.to(dev).eval(), dev, backend, eval_images,
-               keep_weights, progress)
+               keep_weights, progress, accel)
     stacks = job_groups(jobs, cfgs, max_stack)
 
     done_lock = threading.Lock()
@@ -336,7 +339,7 @@ def _train_stack(run: _Run, jobs: list[StudentJob], cfgs: list[StudentConfig], d
     hooks = [LrPerEpoch(lambda epoch: student_lr(c0, epoch)),
              EvaluateStack(ds.test_x, ds.test_y, first_eval, max(1, run.eval_images // len(jobs)))]
     hist = loop(stack, opt, StackedBatches(sources), stacked_step(cfgs, run.teacher), c0.epochs, gens, hooks=hooks,
-                progress=run.progress, desc=desc)
+                progress=run.progress, desc=desc, accel=run.accel)
     seconds = time.perf_counter() - start
     table = torch.stack(hist["eval_accs"]).T.tolist()  # (S, epochs evaluated)
     states = stack.state_dicts() if run.keep_weights else None
