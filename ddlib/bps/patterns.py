@@ -237,7 +237,7 @@ def partition_info(emb: torch.Tensor, labels: torch.Tensor, cfg: PatternConfig |
 
     With more than one worker (:func:`infomap_workers`; by default one per torch thread from
     :data:`POOL_MIN_ROWS` embeddings, else 1) the classes' Infomap runs go to worker processes,
-    started before the first graph, while this process builds the next classes' kNN graphs (up to
+    started with the first graph that has links, while this process builds the next classes' kNN graphs (up to
     :data:`AHEAD_LINKS` links ahead, on CPU with the torch threads the busy workers leave, at least
     one: OpenMP threads that outnumber the free cores spin against the workers); a free worker takes
     the largest graph built. Each class's result is the same as in this process (the same links,
@@ -262,11 +262,6 @@ def partition_info(emb: torch.Tensor, labels: torch.Tensor, cfg: PatternConfig |
         out[where] = part.ids
         info[int(c)] = part
 
-    if workers > 1:  # started first, so that the workers start while the first graph is built
-        try:
-            pool = _InfomapPool(workers)
-        except OSError:  # no new processes here: run Infomap in this one
-            pool = None
     flags, threads = cfg.infomap_flags(), torch.get_num_threads()
     todo, ready, ahead = list(classes), [], 0  # classes to build; built and waiting for a worker; their links
     try:
@@ -283,6 +278,11 @@ def partition_info(emb: torch.Tensor, labels: torch.Tensor, cfg: PatternConfig |
                 where = torch.nonzero(labels == c).reshape(-1)
                 links, single = knn_links(emb[where.to(emb.device)], cfg)
                 pending[c] = (where, len(where), links, single)
+                if len(links) and pool is None and workers > 1:  # started with the first graph to partition
+                    try:  # (they start while the next graphs are built)
+                        pool = _InfomapPool(workers)
+                    except OSError:  # no new processes here: run Infomap in this one
+                        workers = 1
                 if not len(links):
                     finish(c, None)
                 elif pool is None:
