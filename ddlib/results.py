@@ -452,7 +452,8 @@ def evidence_summary(record: Record | None) -> dict[str, Any]:
     ``ior`` (every method against random under KD: DD-Ranking's improvement over random), ``kd_ce`` (KD
     minus hard labels per method), ``ablation`` (BPS's centre share against BPS and random), ``weak`` (BPS
     against random under a teacher that learned from a subsample), ``curve`` (BPS against random per
-    student budget), ``hlr``; each with ``ipc``, ``rule``, ``n_seeds``, ``diff_mean``, ``ci95``,
+    student budget), ``versus`` (BPS against every other selector, :func:`versus_table`), ``hlr``; each with
+    ``ipc``, ``rule``, ``n_seeds``, ``diff_mean``, ``ci95``,
     ``excludes_zero``, ``verdict``; and ``teacher`` / ``weak_teacher`` (their accuracy and data size).
     """
     paired = paired_table([record]) if record is not None else paired_table([])
@@ -463,12 +464,31 @@ def evidence_summary(record: Record | None) -> dict[str, Any]:
         "ablation": paired[paired.method.astype(str).str.startswith("bps (centre share")],
         "weak": paired[proto.str.startswith("kd-weak")],
         "curve": paired[proto.str.startswith("kd@")],
+        "versus": versus_table(record, "bps"),
         "hlr": hlr_table([record]) if record is not None else hlr_table([]),
         "teacher": (record.data.get("teacher") or {}) if record is not None else {},
         "weak_teacher": (record.data.get("weak_teacher") or {}) if record is not None else {},
         "source": record.source if record is not None else None,
     }
     return {k: (v.reset_index(drop=True) if isinstance(v, pd.DataFrame) else v) for k, v in out.items()}
+
+
+def versus_table(record: Record | None, method: str = "bps") -> pd.DataFrame:
+    """``method`` against every other selector of a paired evidence record's main grid, per IPC, student
+    protocol and rule: paired differences over the seeds the two share, with 95 % intervals, computed here
+    from the record's per-seed accuracies (the record's own ``paired`` table compares with random only).
+    Columns: ``method``, ``baseline``, ``ipc``, ``protocol``, ``rule``, ``n_seeds``, ``diff_mean``, ``ci95``,
+    ``excludes_zero``, ``verdict``."""
+    from ddlib.bps.pipeline import paired_table as pairs
+
+    cols = ["method", "baseline", "ipc", "protocol", "rule", "n_seeds", "diff_mean", "ci95", "excludes_zero",
+            "verdict"]
+    grid = (record.data.get("grid") or []) if record is not None else []
+    rows = [r for r in grid if isinstance(r, dict) and r.get("setting", "main") == "main"]
+    out = []
+    for other in sorted({r["method"] for r in rows} - {method}):
+        out += [p for p in pairs(rows, baseline=other) if p["method"] == method and p["baseline"] == other]
+    return pd.DataFrame(out, columns=cols)
 
 
 def verdict_of(table: pd.DataFrame, method: str, ipc: int, rule: str = "final",

@@ -72,3 +72,28 @@ def test_results_read_the_evidence_record(tmp_path: Path) -> None:
     assert results.verdict_of(ev["ior"], "kcenter", 2) == "not recorded yet"
     empty = results.evidence_summary(None)
     assert len(empty["ior"]) == 0 and empty["teacher"] == {} and empty["source"] is None
+
+
+def test_versus_table_pairs_bps_with_every_other_selector_by_hand() -> None:
+    """BPS against each other selector of the main grid, paired over the seeds they share (hand-computed)."""
+    from ddlib import results
+
+    def row(method: str, seed: int, final: float, setting: str = "main") -> dict:
+        return {"method": method, "ipc": 10, "student": "kd", "seed": seed, "final": final, "best_last": final,
+                "setting": setting}
+
+    grid = [row("bps", 0, 0.50), row("bps", 1, 0.60), row("bps", 2, 0.70),
+            row("herding", 0, 0.40), row("herding", 1, 0.52), row("herding", 2, 0.58),
+            row("random", 0, 0.50), row("random", 1, 0.60),  # seed 2 missing: paired over seeds 0 and 1
+            row("bps (centre share 0)", 0, 0.1, "centre share 0")]  # an ablation row is not a selector
+    rec = results.Record("fake.json", {"grid": grid})
+    t = results.versus_table(rec, "bps")
+    t = t[t.rule == "final"].set_index("baseline")
+    assert sorted(t.index) == ["herding", "random"]
+    # bps - herding = 0.10, 0.08, 0.12: mean 0.10, sd 0.02, t(0.975, 2) = 4.303 -> half-width 0.0497
+    assert t.loc["herding", "diff_mean"] == pytest.approx(0.10) and t.loc["herding", "n_seeds"] == 3
+    lo, hi = t.loc["herding", "ci95"]
+    assert (hi - lo) / 2 == pytest.approx(4.3027 * 0.02 / 3 ** 0.5, rel=1e-3)
+    assert t.loc["herding", "verdict"].startswith("bps beats herding by 10.0")
+    assert t.loc["random", "n_seeds"] == 2 and t.loc["random", "diff_mean"] == pytest.approx(0.0)
+    assert len(results.versus_table(None)) == 0
