@@ -219,7 +219,7 @@ def main() -> None:
     device = get_device(args.device)
     names = (args.accel or ("plain" if device.type == "cpu" else ",".join(CUDA_ACCEL))).split(",")
     accels = [train.Accel.parse(a) for a in names]  # bad names fail here, before any timing
-    if names[0] != "plain":
+    if not accels[0].plain:
         accels.insert(0, train.Accel())  # the baseline, in the same run
     load_before = list(os.getloadavg())
     start = time.perf_counter()

@@ -54,7 +54,7 @@ import contextlib
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import torch
@@ -505,7 +505,7 @@ def loop(model: nn.Module, opt: torch.optim.Optimizer, source: BatchSource, step
             for h in hooks:
                 h.step_start(state)
             if accel.channels_last:
-                batch = Batch(batch.index, _nhwc(batch.x), batch.y, batch.mix, batch.full)
+                batch = replace(batch, x=_nhwc(batch.x))
             with torch.autocast(amp_device, dtype=torch.bfloat16) if accel.amp else contextlib.nullcontext():
                 loss, out = step(net, batch)
             opt.zero_grad(set_to_none=True)

@@ -220,12 +220,12 @@ AHEAD_LINKS = 4_000_000
 POOL_MIN_ROWS = 10_000
 
 
-def infomap_workers(classes: int, workers: int | None = None, device: torch.device | str = "cpu",
-                    rows: int = POOL_MIN_ROWS) -> int:
+def infomap_workers(classes: int, workers: int | None = None, rows: int = POOL_MIN_ROWS) -> int:
     """Infomap processes for ``classes`` graphs of ``rows`` embeddings in all, at most one per class:
-    ``workers`` if given; by default one per torch thread from :data:`POOL_MIN_ROWS` embeddings (on a
-    GPU the cores are free while it builds the graphs; on 2 quiet CPU cores two workers took Stage 1's
-    queue refresh from 7.3 to 5.5 s, ``benchmarks/results/bench_knn_infomap_cpu.json``), else 1."""
+    ``workers`` if given; by default one per torch thread from :data:`POOL_MIN_ROWS` embeddings, on any
+    device (on a GPU the cores are free while it builds the graphs; on 2 quiet CPU cores
+    ``benchmarks/results/bench_knn_infomap_cpu.json`` times Stage 1's queue refresh with one and two
+    workers), else 1."""
     if workers is None:
         workers = torch.get_num_threads() if rows >= POOL_MIN_ROWS else 1
     return max(1, min(check_int("workers", workers, 1), classes))
@@ -250,7 +250,7 @@ def partition_info(emb: torch.Tensor, labels: torch.Tensor, cfg: PatternConfig |
     if labels.shape[0] != emb.shape[0]:
         raise ParamError(f"labels has {labels.shape[0]} entries but emb has {emb.shape[0]} rows")
     classes = torch.unique(labels).tolist()
-    workers = infomap_workers(len(classes), workers, emb.device, rows=emb.shape[0])
+    workers = infomap_workers(len(classes), workers, rows=emb.shape[0])
     out = torch.full((emb.shape[0],), -1, dtype=torch.long)
     info: dict[int, ClassPartition] = {}
     pending: dict[int, tuple] = {}
