@@ -19,7 +19,11 @@ the departures from the reference; :func:`ddlib.results.synthesis_cost_curve` re
 
 Resumable: every run (with its checkpoints) and every evaluation is a cached artifact (``DDLIB_CACHE``),
 so the same command after an interruption redoes at most the run it was in; the record is rewritten
-after every run with ``"complete": false`` until the last. Each distillation runs in a fresh process
+after every run with ``"complete": false`` until the last. Across machines (a new checkout has no cache):
+an unfinished record at ``--out`` written for the same config and backbones is continued, its finished
+runs and scored sets taken from it (each run keeps the commit and date of the invocation that ran it,
+``recorded_by``; ``timings.earlier`` lists the earlier invocations), so committing the partial record
+is enough to go on later; ``--no-resume`` starts afresh. Each distillation runs in a fresh process
 (``--isolate``, default for cpu/gpu) so that its peak memory is its own, not what earlier runs left.
 
 CPU (``--size cpu``): departures from the reference, recorded in the JSON and equal for both methods:
@@ -38,6 +42,7 @@ for 3 seeds, plus about 20 minutes of feature passes and evaluations.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -137,6 +142,32 @@ def _one_run(size: dict[str, Any], dataset: str, device: torch.device, method: s
                          progress=False, snapshots=size["checkpoints"][:-1])
 
 
+def recorded_progress(path: Path, config: dict[str, Any], backbones: dict[str, Any]) -> dict[str, Any] | None:
+    """What an unfinished record at ``path`` already holds, when it was written for this ``config`` and these
+    ``backbones`` (else None, with the reason printed): ``scores`` ((set, ipc, steps) -> seed -> protocol ->
+    {"acc"}), ``runs`` (name -> the recorded run, with ``recorded_by``: the commit and date of the
+    invocation that ran it) and ``earlier`` (the invocations so far: commit, date, wall_s)."""
+    if not path.exists():
+        return None
+    rec = json.loads(path.read_text())
+    why = ("it is complete" if rec.get("complete", True) else
+           "its config differs" if rec.get("config") != results.strict(config) else
+           "its backbones differ" if rec.get("backbones") != results.strict(backbones) else None)
+    if why:
+        print(f"not continuing {path}: {why}", flush=True)
+        return None
+    prov = rec["provenance"]
+    this = {"commit": prov.get("commit"), "date": prov.get("date")}
+    scores: dict[tuple[str, int, int | None], dict[int, dict[str, Any]]] = {}
+    for row in rec["rows"]:
+        for seed, acc in zip(row["seeds"], row["per_seed"], strict=True):
+            scores.setdefault((row["set"], row["ipc"], row["steps"]), {}).setdefault(seed, {})[row["protocol"]] = \
+                {"acc": acc}
+    runs = {name: {**r, "recorded_by": r.get("recorded_by", this)} for name, r in rec.get("runs", {}).items()}
+    earlier = [*rec["timings"].get("earlier", []), {**this, "wall_s": rec["timings"]["wall_s"]}]
+    return {"scores": scores, "runs": runs, "earlier": earlier}
+
+
 def _small(r: dict[str, Any]) -> dict[str, Any]:
     return {k: r[k] for k in ("acc", "acc_std", "accs", "bytes", "stored_bytes", "golden_acc") if k in r}
 
@@ -152,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ipcs", default=None, help="comma-separated IPCs (default: the size's)")
     ap.add_argument("--seeds", default=None, help="comma-separated distillation seeds (default: the size's)")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
+                    help="continue an unfinished record at --out written for the same config (default)")
     ap.add_argument("--one-run", default=None, help=argparse.SUPPRESS)  # "method,ipc,seed": --isolate's child
     args = ap.parse_args(argv)
     size = dict(SIZES[args.size])
@@ -206,8 +239,22 @@ def main(argv: list[str] | None = None) -> int:
             out_.update({f"{m} on {name}": r for m, r in res.items()})
         return out_
 
-    scores: dict[tuple[str, int, int | None], dict[int, dict[str, Any]]] = {}  # (set, ipc, steps) -> seed -> scores
-    runs: dict[str, dict[str, Any]] = {}
+    config = {"size": args.size, "dataset": ds.spec, "distill_backbone": DISTILL, "eval_backbone": EVAL,
+              "backbone_px": phi_d.image_size, "image_size": image_size, "crop": crop, "ipcs": list(size["ipcs"]),
+              "seeds": list(size["seeds"]), "real_seeds": list(size["real_seeds"]), "max_steps": size["steps"],
+              "checkpoints": list(size["checkpoints"]), "lr": size["lr"], "grow_every": size["grow_every"],
+              "sfm_augs_per_batch": synth.DEFAULT_AUGS["sfm"],
+              "lgm_augs_per_batch": {str(k): v for k, v in size["lgm_augs"].items()},
+              "probe": probe_cfg, "golden": golden_cfg, "isolate": isolate,
+              "departures": departures(size, image_size, crop)}
+    backbones = {"distill": {"name": DISTILL, "key": key_d}, "eval": {"name": EVAL, "key": key_e}}
+    done = recorded_progress(out, config, backbones) if args.resume else None
+    # (set, ipc, steps) -> seed -> protocol -> scores; run name -> its record
+    scores: dict[tuple[str, int, int | None], dict[int, dict[str, Any]]] = done["scores"] if done else {}
+    runs: dict[str, dict[str, Any]] = done["runs"] if done else {}
+    earlier = done["earlier"] if done else []
+    if done:
+        say(f"continuing {out}: {len(runs)} runs recorded by earlier invocations")
     plan = [(ipc, seed, method) for ipc in size["ipcs"] for seed in size["seeds"] for method in ("sfm", "lgm")]
 
     def write(complete: bool) -> None:
@@ -224,33 +271,31 @@ def main(argv: list[str] | None = None) -> int:
                              "eval_backbone": protocol.split(" on ")[1], "mean": mean,
                              "std": statistics.pstdev(vals) if len(vals) > 1 else 0.0, "per_seed": vals,
                              "seeds": [s for s in seeds if protocol in per_seed[s]]})
-        config = {"size": args.size, "dataset": ds.spec, "distill_backbone": DISTILL, "eval_backbone": EVAL,
-                  "backbone_px": phi_d.image_size, "image_size": image_size, "crop": crop, "ipcs": list(size["ipcs"]),
-                  "seeds": list(size["seeds"]), "real_seeds": list(size["real_seeds"]), "max_steps": size["steps"],
-                  "checkpoints": list(size["checkpoints"]), "lr": size["lr"], "grow_every": size["grow_every"],
-                  "sfm_augs_per_batch": synth.DEFAULT_AUGS["sfm"],
-                  "lgm_augs_per_batch": {str(k): v for k, v in size["lgm_augs"].items()},
-                  "probe": probe_cfg, "golden": golden_cfg, "isolate": isolate,
-                  "departures": departures(size, image_size, crop)}
+        timings = {"wall_s": round(time.perf_counter() - t_start, 1), "sfm_statistics": stats_info,
+                   **({"earlier": earlier} if earlier else {})}
         results.write(out, what="SFM vs LGM on CIFAR-10 at equal step budgets (EfficientNet-Lite0): linear-probe "
                                 "accuracy against steps, probe / CI / KD on EfficientNet-Lite2 for the final sets, "
                                 "random and centroid-nearest real images; wall time and peak memory per run",
-                      config=config, rows=rows,
-                      timings={"wall_s": round(time.perf_counter() - t_start, 1), "sfm_statistics": stats_info},
-                      command=command, complete=complete, runs=runs, train_size=len(ds.train_y),
-                      test_size=len(ds.test_y), golden_acc=golden_acc,
-                      backbones={"distill": {"name": DISTILL, "key": key_d}, "eval": {"name": EVAL, "key": key_e}})
+                      config=config, rows=rows, timings=timings, command=command, complete=complete, runs=runs,
+                      train_size=len(ds.train_y), test_size=len(ds.test_y), golden_acc=golden_acc,
+                      backbones=backbones)
 
     # the real sets: random draws and the images nearest the class centres (in φ_distill)
     for ipc in size["ipcs"]:
-        reals = {("random-real", s): inherit.random_real(ds, ipc, s) for s in size["real_seeds"]}
-        reals[("centroid-real", 0)] = inherit.centroid_real(phi_d, ds, ipc, device)
-        for (name, s), st in reals.items():
+        wanted = [("random-real", s) for s in size["real_seeds"]] + [("centroid-real", 0)]
+        for name, s in wanted:
+            if s in scores.get((name, ipc, None), {}):
+                continue  # scored by an earlier invocation of this record
+            st = inherit.random_real(ds, ipc, s) if name == "random-real" else \
+                inherit.centroid_real(phi_d, ds, ipc, device)
             sc = evaluate({"real": name, "ipc": ipc, "seed": s}, st["images"], st["labels"], final=True)
             scores.setdefault((name, ipc, None), {})[s] = sc
         say(f"real sets at IPC {ipc} scored")
 
     for i, (ipc, seed, method) in enumerate(plan):
+        if f"{method}-ipc{ipc}-seed{seed}" in runs and all(
+                seed in scores.get((method, ipc, s), {}) for s in size["checkpoints"]):
+            continue  # run and scored by an earlier invocation of this record
         cfg = run_config(size, ds, phi_d, method, ipc, seed)
         t0 = time.perf_counter()
         existed = artifacts.exists(synth.images_key(ds, cfg, key_d, size["checkpoints"][:-1]))

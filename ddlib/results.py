@@ -436,14 +436,53 @@ def paired_table(records: Iterable[Record] | None = None) -> pd.DataFrame:
     return pd.DataFrame(out, columns=PAIRED_COLUMNS)
 
 
+def _modelling_of(rec: Record) -> Any:
+    """What makes two evidence records' numbers comparable: the data, the modelling (Stage 1's key), the
+    teacher's and the students' settings, and the seeds; everything but which IPCs were run."""
+    c = rec.config
+    pipeline = {k: v for k, v in (c.get("pipeline") or {}).items() if k != "select"}
+    return json.dumps([c.get("dataset"), c.get("teacher_dataset"), pipeline, c.get("students"), c.get("seeds"),
+                       (rec.data.get("modelling") or {}).get("modelling_key")], sort_keys=True)
+
+
 def latest_evidence(dataset: str, records: Iterable[Record] | None = None) -> Record | None:
     """The newest record (by date) of a paired BPS evidence run (``bps_evidence.py``: it has ``paired``
-    and ``grid``) on ``dataset`` (a name or its short label), or None when none is recorded."""
+    and ``grid``) on ``dataset`` (a name or its short label), or None when none is recorded.
+
+    A long run may be split by IPC over several invocations (sessions): the IPCs the newest record lacks
+    are taken from older records of the same modelling, teacher, students and seeds (newest first), and
+    the result is one :class:`Record` whose ``source`` names every file, joined by " + ", with
+    ``merged_from`` (each file's source, commit, date, IPCs and teacher accuracy). Records of another
+    modelling are never mixed in."""
     records = load() if records is None else list(records)
     label = dataset_label(dataset)
-    found = [r for r in records if isinstance(r.data.get("paired"), list) and isinstance(r.data.get("grid"), list)
-             and dataset_label(r.config.get("dataset")) == label]
-    return max(found, key=lambda r: str(r.provenance.get("date")), default=None)
+    found = sorted((r for r in records if isinstance(r.data.get("paired"), list)
+                    and isinstance(r.data.get("grid"), list) and dataset_label(r.config.get("dataset")) == label),
+                   key=lambda r: str(r.provenance.get("date")), reverse=True)
+    if not found:
+        return None
+    newest = found[0]
+
+    def ipcs(rec: Record) -> set[int]:
+        return {int(g["ipc"]) for g in rec.data["grid"] if isinstance(g, dict) and _is_number(g.get("ipc"))}
+
+    def part(rec: Record, keep: set[int]) -> dict[str, Any]:
+        return {"source": rec.source, "commit": rec.provenance["commit"], "date": rec.provenance["date"],
+                "ipcs": sorted(keep), "teacher_acc": (rec.data.get("teacher") or {}).get("test_acc")}
+
+    covered, parts, data = ipcs(newest), [part(newest, ipcs(newest))], dict(newest.data)
+    for old in found[1:]:
+        extra = ipcs(old) - covered
+        if not extra or _modelling_of(old) != _modelling_of(newest):
+            continue
+        for key in ("grid", "paired", "hlr", "rows"):
+            mine = [r for r in old.data.get(key) or [] if isinstance(r, dict) and r.get("ipc") in extra]
+            data[key] = [*(data.get(key) or []), *mine]
+        covered |= extra
+        parts.append(part(old, extra))
+    if len(parts) == 1:
+        return newest
+    return Record(" + ".join(p["source"] for p in parts), {**data, "merged_from": parts})
 
 
 def evidence_summary(record: Record | None) -> dict[str, Any]:

@@ -97,3 +97,39 @@ def test_versus_table_pairs_bps_with_every_other_selector_by_hand() -> None:
     assert t.loc["herding", "verdict"].startswith("bps beats herding by 10.0")
     assert t.loc["random", "n_seeds"] == 2 and t.loc["random", "diff_mean"] == pytest.approx(0.0)
     assert len(results.versus_table(None)) == 0
+
+
+def test_latest_evidence_joins_the_ipcs_of_one_run_split_over_invocations() -> None:
+    """A run split by IPC over sessions reads as one record; a record of another modelling is never mixed in."""
+    from ddlib import results
+
+    def rec(source: str, date: str, ipcs: list[int], key: str = "m1", teacher: float = 0.9) -> results.Record:
+        grid = [{"method": m, "ipc": k, "student": "kd", "seed": s, "final": 0.5, "best_last": 0.5,
+                 "setting": "main"}
+                for k in ipcs for m in ("bps", "random") for s in (0, 1)]
+        paired = [{"method": "bps", "baseline": "random", "ipc": k, "protocol": "kd", "rule": "final", "n_seeds": 2,
+                   "diff_mean": 0.0, "ci95": [-0.1, 0.1], "excludes_zero": False, "verdict": f"v{k}"} for k in ipcs]
+        return results.Record(source, {
+            "what": "w", "provenance": {"command": "c", "commit": source, "device": "cpu", "date": date},
+            "config": {"dataset": {"name": "fashion-mnist"}, "overrides": {"ipcs": ipcs},
+                       "pipeline": {"teacher": {"epochs": 12}, "select": {"ipc": ipcs[0]}}, "seeds": [0, 1]},
+            "rows": [{"method": "bps", "ipc": k, "protocol": "kd", "mean": 0.5} for k in ipcs], "timings": {"wall_s": 1},
+            "grid": grid, "paired": paired, "hlr": [{"method": "bps", "ipc": k} for k in ipcs],
+            "teacher": {"test_acc": teacher}, "modelling": {"modelling_key": key}})
+
+    ipc10 = rec("results/a.json", "2026-12-01 10:00", [10], teacher=0.91)
+    ipc50 = rec("results/b.json", "2026-12-02 10:00", [50], teacher=0.92)
+    other = rec("results/c.json", "2026-11-30 10:00", [100], key="m2")
+    both = results.latest_evidence("fashion-mnist", [ipc10, other, ipc50])
+    assert both.source == "results/b.json + results/a.json"
+    assert sorted({g["ipc"] for g in both.data["grid"]}) == [10, 50]  # not 100: another modelling
+    assert [p["verdict"] for p in both.data["paired"]] == ["v50", "v10"] and len(both.data["hlr"]) == 2
+    assert [(m["source"], m["ipcs"], m["teacher_acc"]) for m in both.data["merged_from"]] == [
+        ("results/b.json", [50], 0.92), ("results/a.json", [10], 0.91)]
+    assert both.data["teacher"]["test_acc"] == 0.92  # the newest record's
+    summary = results.evidence_summary(both)
+    assert set(summary["ior"].ipc) == {10, 50} and set(results.versus_table(both).ipc) == {10, 50}
+    # an IPC the newer record has is never taken from the older one; a lone record is returned as it is
+    again = rec("results/d.json", "2026-12-03 10:00", [10, 50])
+    assert results.latest_evidence("fashion-mnist", [ipc10, ipc50, again]) is again
+    assert results.latest_evidence("fashion-mnist", [ipc10]) is ipc10

@@ -61,6 +61,58 @@ def test_tiny_record_reads_back_and_resumes(script, tmp_path: Path) -> None:  # 
     assert rec2["timings"]["sfm_statistics"]["cached"] is True
 
 
+def test_unfinished_record_continues_on_a_machine_without_the_cache(script, tmp_path: Path,  # noqa: ANN001
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A new checkout has no cache: an unfinished record at --out (same config) is continued, its finished runs
+    and scored sets taken from it, not redone; a record for another config is not."""
+    out = tmp_path / "partial.json"
+    args = ["--size", "tiny", "--threads", "1", "--ipcs", "1", "--out", str(out)]
+    real = script.synth.distill_cached
+    calls: list[tuple[str, int]] = []
+
+    def counting(bb, ds, cfg, *a, **k):  # noqa: ANN001, ANN002, ANN003, ANN202
+        calls.append((cfg.method, cfg.seed))
+        if len(calls) == 3 and stop:
+            raise KeyboardInterrupt  # the third run of the plan: the session ends
+        return real(bb, ds, cfg, *a, **k)
+
+    with monkeypatch.context() as mp:
+        mp.setenv("DDLIB_CACHE", str(tmp_path / "cache-a"))
+        mp.setattr(script.synth, "distill_cached", counting)
+        stop = True
+        with pytest.raises(KeyboardInterrupt):
+            script.main(args)
+        first = json.loads(out.read_text())
+        assert first["complete"] is False and sorted(first["runs"]) == ["lgm-ipc1-seed0", "sfm-ipc1-seed0"]
+
+        mp.setenv("DDLIB_CACHE", str(tmp_path / "cache-b"))  # another machine: nothing cached
+        calls.clear()
+        stop = False
+        assert script.main(args) == 0
+    assert calls == [("sfm", 1), ("lgm", 1)]  # only the runs the record lacked
+    rec = json.loads(out.read_text())
+    assert rec["complete"] is True and len(rec["runs"]) == 4
+    commit = first["provenance"]["commit"]
+    assert rec["runs"]["sfm-ipc1-seed0"]["recorded_by"]["commit"] == commit
+    assert rec["runs"]["sfm-ipc1-seed0"]["wall_s"] == first["runs"]["sfm-ipc1-seed0"]["wall_s"]
+    assert "recorded_by" not in rec["runs"]["sfm-ipc1-seed1"]
+    assert [e["wall_s"] for e in rec["timings"]["earlier"]] == [first["timings"]["wall_s"]]
+    old = {(r["method"], r["protocol"]): r["per_seed"][0] for r in first["rows"]}
+    new = {(r["method"], r["protocol"]): r["per_seed"][0] for r in rec["rows"]}
+    assert all(new[k] == v for k, v in old.items())  # seed 0's scores (and the real sets') carried over
+    assert all(r["seeds"] == [0, 1] for r in rec["rows"] if r["steps"] is not None)
+
+    # another config (other seeds): not continued, every run done afresh
+    rec["complete"] = False
+    out.write_text(json.dumps(rec))
+    calls.clear()
+    with monkeypatch.context() as mp:
+        mp.setattr(script.synth, "distill_cached", counting)
+        assert script.main([*args, "--seeds", "7"]) == 0
+    assert calls == [("sfm", 7), ("lgm", 7)] and sorted(json.loads(out.read_text())["runs"]) == \
+        ["lgm-ipc1-seed7", "sfm-ipc1-seed7"]
+
+
 def test_isolated_run_lands_in_the_cache(script, tmp_path: Path) -> None:  # noqa: ANN001
     """--isolate: the run in a fresh process (its own peak memory), the record from its cached result."""
     out = tmp_path / "iso.json"
@@ -70,7 +122,8 @@ def test_isolated_run_lands_in_the_cache(script, tmp_path: Path) -> None:  # noq
     assert sorted(runs) == ["lgm-ipc1-seed5", "sfm-ipc1-seed5"] and not any(r["cached"] for r in runs.values())
 
 
-def test_sfm_ci_cifar10_records_a_cache_hit_as_such(tmp_path: Path) -> None:
+def test_sfm_ci_cifar10_records_a_cache_hit_as_such(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DDLIB_CACHE", str(tmp_path / "cache"))  # its own: the first call must train everything
     spec = importlib.util.spec_from_file_location("sfm_ci", ROOT / "benchmarks" / "sfm_ci_cifar10.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)  # type: ignore[union-attr]
@@ -82,3 +135,8 @@ def test_sfm_ci_cifar10_records_a_cache_hit_as_such(tmp_path: Path) -> None:
     assert first["cached"] is False and first["wall_s"] > 0 and "original_wall_s" not in first
     assert second["cached"] is True and second["original_wall_s"] == pytest.approx(first["wall_s"])
     assert second["wall_s"] < first["wall_s"]
+    # the golden head too: trained by the first call, loaded by the second, each said so with its own time
+    t1, t2 = (json.loads((tmp_path / f).read_text())["timings"] for f in ("a.json", "b.json"))
+    assert "stages_cached" not in t1 and t2["stages_cached"] == [mod.GOLDEN] and t2["cached"] is True
+    assert t2["original_stage_seconds"][mod.GOLDEN] > 0
+    assert t2["stage_seconds"][mod.GOLDEN] < t1["stage_seconds"][mod.GOLDEN]

@@ -370,13 +370,19 @@ def golden_head(backbone: nn.Module, ds: Any, cfg: GoldenConfig | None = None,
     """The full-data linear classifier on φ_distill (:class:`GoldenConfig`; a cached artifact).
 
     Trained by :func:`ddlib.train.loop` with CE on views of the training set; ``head.cache_key`` names the
-    artifact, ``head.train_acc`` is its accuracy on the clean training features.
+    artifact, ``head.train_acc`` is its accuracy on the clean training features, ``head.cached`` says
+    whether it was loaded rather than trained by this call, and ``head.train_seconds`` is the time its
+    training took (None for an artifact written before that was stored).
     """
     cfg = cfg or GoldenConfig()
     device = get_device(device)
     key = artifacts.make_key("golden-head", ds.key(), cfg, [backbone_key(backbone)])
 
+    trained: list[bool] = []
+
     def compute() -> dict:
+        trained.append(True)
+        t0 = time.perf_counter()
         head = _linear(int(backbone.feature_dim), ds.num_classes, cfg.seed, device)
         source = _golden_source(backbone, ds, cfg, device)
         bs = min(cfg.batch_size, len(ds.train_y))
@@ -391,7 +397,8 @@ def golden_head(backbone: nn.Module, ds: Any, cfg: GoldenConfig | None = None,
         feats = dataset_features(backbone, ds, "train", device=device, progress=progress)
         with torch.no_grad():
             acc = (head(feats).argmax(1) == ds.train_y).float().mean().item()
-        return {"state_dict": head.state_dict(), "in": feats.shape[1], "out": ds.num_classes, "train_acc": acc}
+        return {"state_dict": head.state_dict(), "in": feats.shape[1], "out": ds.num_classes, "train_acc": acc,
+                "train_seconds": time.perf_counter() - t0}
 
     rec = artifacts.cached(key, compute, meta={"backbone": backbone_key(backbone)})
     head = nn.Linear(rec["in"], rec["out"])
@@ -399,6 +406,8 @@ def golden_head(backbone: nn.Module, ds: Any, cfg: GoldenConfig | None = None,
     head.requires_grad_(False)
     head.cache_key = key  # type: ignore[attr-defined]
     head.train_acc = rec["train_acc"]  # type: ignore[attr-defined]
+    head.cached = not trained  # type: ignore[attr-defined]
+    head.train_seconds = rec.get("train_seconds")  # type: ignore[attr-defined]
     return head
 
 
