@@ -31,7 +31,9 @@ ImageNet-100 and ImageNet-1k sizes.
 Images 256 px cropped to 224 (the reference), a 1x1 .. 256 pyramid. Without ``--full`` (the CPU
 record): EfficientNet-Lite0 at (10, 1) with 32 px images fed to it at 32 px and a two-level
 pyramid (16, 32), 5 timed steps: a shared 2-core CPU cannot do more in minutes.
-Out-of-memory cases are recorded as such. A record, not a test: nothing here asserts a time.
+Out-of-memory cases are recorded as such. The record is rewritten after every case with
+``"complete": false`` until the last, so a run stopped at a device window's time limit keeps the cases it
+finished. A record, not a test: nothing here asserts a time.
 """
 from __future__ import annotations
 
@@ -39,6 +41,7 @@ import argparse
 import json
 import statistics
 import time
+from typing import Any
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -221,6 +224,29 @@ def main() -> None:
         compare, sfm_only = [(10, 1)], []
     start = time.perf_counter()
     rows, profiles, throughput = [], {}, {}
+    sampler: dict[str, Any] = {}
+    out = Path(args.out) if args.out else (Path(__file__).parent / "results" /
+                                           f"bench_sfm_{device.type}{'_full' if args.full else ''}"
+                                           f"{'_tiny' if args.tiny else ''}.json")
+
+    def write(complete: bool) -> dict[str, Any]:
+        """The record so far: rewritten after every case, so a run stopped at its time limit keeps them."""
+        return results.write(
+            out, what=__doc__.splitlines()[0],
+            config={"scale": ("full (tiny check)" if args.tiny else "full") if args.full else "reduced (CPU)",
+                    "device_type": device.type, "paper_claim": PAPER,
+                    "timed_steps": args.steps, "chunk_size": chunk, "augs_per_batch": args.augs,
+                    "image_size": args.image_size, "crop": args.crop, "start_res": args.start_res,
+                    "backbone_px": bb_px, "train_per_class": args.train_per_class,
+                    "threads": torch.get_num_threads()},
+            rows=rows, timings={"wall_s": time.perf_counter() - start}, ratios=ratios(rows),
+            forward_images_per_s=throughput, profiles=profiles, sampler_ms=sampler, complete=complete)
+
+    def case(row: dict[str, Any]) -> None:
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+        write(complete=False)
+
     for key in names:
         bb = load_backbone(BACKBONES[key], px.get(key, bb_px)).to(device)
         throughput[key] = forward_throughput(bb, args.crop, device)
@@ -228,35 +254,26 @@ def main() -> None:
             for method, ch in (("sfm", None), ("sfm", chunk), ("lgm", None)):
                 if ch is not None and ch >= c * ipc:
                     ch = max(1, (c * ipc) // 2)
-                rows.append(run_case(bb, key, method, c, ipc, ch, args, device))
-                print(json.dumps(rows[-1]))
-        for c, ipc in sfm_only:
-            for ch in (None, chunk):
-                rows.append(run_case(bb, key, "sfm", c, ipc, ch, args, device))
-                print(json.dumps(rows[-1]))
-        for r in rows:
+                case(run_case(bb, key, method, c, ipc, ch, args, device))
+        for r in rows:  # the projected statistics pass of the compared cases, before the larger SFM-only ones
             if r["backbone"] == key and r.get("status") == "ok" and r["method"].startswith("sfm"):
                 r["stats_pass_s"] = r["C"] * args.train_per_class / throughput[key]
                 r["distill_5000_plus_stats_s"] = r["distill_5000_s"] + r["stats_pass_s"]
         if args.profile and key == "vit-b16":
-            profiles[key] = profile_sfm(bb, 10, 10, args, device)
+            profiles[key] = profile_sfm(bb, *((2, 1) if args.tiny else (10, 10)), args, device)
             print(profiles[key])
+        for c, ipc in sfm_only:
+            for ch in (None, chunk):
+                row = run_case(bb, key, "sfm", c, ipc, ch, args, device)
+                if row.get("status") == "ok":
+                    row["stats_pass_s"] = c * args.train_per_class / throughput[key]
+                    row["distill_5000_plus_stats_s"] = row["distill_5000_s"] + row["stats_pass_s"]
+                case(row)
         del bb
         if device.type == "cuda":
             torch.cuda.empty_cache()
-    sampler = sampler_ms(((100, 128_000),) if args.tiny else ((100, 128_000), (1000, 1_281_167)))
-    out = Path(args.out) if args.out else (Path(__file__).parent / "results" /
-                                           f"bench_sfm_{device.type}{'_full' if args.full else ''}"
-                                           f"{'_tiny' if args.tiny else ''}.json")
-    record = results.write(
-        out, what=__doc__.splitlines()[0],
-        config={"scale": ("full (tiny check)" if args.tiny else "full") if args.full else "reduced (CPU)",
-                "device_type": device.type, "paper_claim": PAPER,
-                "timed_steps": args.steps, "chunk_size": chunk, "augs_per_batch": args.augs,
-                "image_size": args.image_size, "crop": args.crop, "start_res": args.start_res, "backbone_px": bb_px,
-                "train_per_class": args.train_per_class, "threads": torch.get_num_threads()},
-        rows=rows, timings={"wall_s": time.perf_counter() - start}, ratios=ratios(rows),
-        forward_images_per_s=throughput, profiles=profiles, sampler_ms=sampler)
+    sampler.update(sampler_ms(((100, 128_000),) if args.tiny else ((100, 128_000), (1000, 1_281_167))))
+    record = write(complete=True)
     print("\n" + "backbone            C  IPC  method            ms/step   peak MiB")
     for r in rows:
         if r.get("status") == "ok":

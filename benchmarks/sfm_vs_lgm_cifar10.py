@@ -23,7 +23,8 @@ after every run with ``"complete": false`` until the last. Across machines (a ne
 an unfinished record at ``--out`` written for the same config and backbones is continued, its finished
 runs and scored sets taken from it (each run keeps the commit and date of the invocation that ran it,
 ``recorded_by``; ``timings.earlier`` lists the earlier invocations), so committing the partial record
-is enough to go on later; ``--no-resume`` starts afresh. Each distillation runs in a fresh process
+is enough to go on later with the command it records (``provenance.command``: the same ``--dataset``
+string, which is part of the config); ``--no-resume`` starts afresh. Each distillation runs in a fresh process
 (``--isolate``, default for cpu/gpu) so that its peak memory is its own, not what earlier runs left.
 
 CPU (``--size cpu``): departures from the reference, recorded in the JSON and equal for both methods:
