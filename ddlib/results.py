@@ -558,7 +558,10 @@ def epoch_curve(records: Iterable[Record] | None = None) -> pd.DataFrame:
                     if _is_number(r.get(rule)):
                         groups.setdefault((ds, r["method"], r["ipc"], r["epochs"], rule, rec.source), []).append(r)
     out = []
-    for (ds, m, k, e, rule, src), rs in sorted(groups.items(), key=lambda kv: tuple(map(str, kv[0]))):
+    # budgets in numeric order (as strings 100 sorts before 50, and a line drawn in row order turns back)
+    for (ds, m, k, e, rule, src), rs in sorted(groups.items(), key=lambda kv: (str(kv[0][0]), str(kv[0][1]),
+                                                                               float(kv[0][2]), float(kv[0][3]),
+                                                                               str(kv[0][4]), str(kv[0][5]))):
         rs = sorted(rs, key=lambda r: r["seed"])
         v = [r[rule] for r in rs]
         ci = paired_difference(v, [0.0] * len(v))["ci"]

@@ -133,3 +133,18 @@ def test_latest_evidence_joins_the_ipcs_of_one_run_split_over_invocations() -> N
     again = rec("results/d.json", "2026-12-03 10:00", [10, 50])
     assert results.latest_evidence("fashion-mnist", [ipc10, ipc50, again]) is again
     assert results.latest_evidence("fashion-mnist", [ipc10]) is ipc10
+
+
+def test_epoch_curve_orders_budgets_by_number() -> None:
+    """Budgets 50 < 100 < 400, not as strings ("100" < "400" < "50"): a line drawn in row order must not turn back."""
+    from ddlib import results
+
+    grid = [{"method": "bps", "ipc": 10, "epochs": e, "seed": s, "final": e / 1000 + s / 100, "setting": "epoch curve"}
+            for e in (400, 50, 100) for s in (0, 1)]
+    rec = results.Record("r.json", {"what": "w", "provenance": {"command": "c", "commit": "x", "device": "cpu",
+                                                                  "date": "d"},
+                                    "config": {"dataset": {"name": "fashion-mnist"}}, "rows": [],
+                                    "timings": {"wall_s": 1}, "grid": grid})
+    curve = results.epoch_curve([rec])
+    assert list(curve.epochs) == [50, 100, 400]
+    assert curve.accuracy_mean.tolist() == pytest.approx([0.055, 0.105, 0.405])
