@@ -453,7 +453,9 @@ def latest_evidence(dataset: str, records: Iterable[Record] | None = None) -> Re
     are taken from older records of the same modelling, teacher, students and seeds (newest first), and
     the result is one :class:`Record` whose ``source`` names every file, joined by " + ", with
     ``merged_from`` (each file's source, commit, date, IPCs and teacher accuracy). Records of another
-    modelling are never mixed in."""
+    modelling are never mixed in. The same settings are not the same bits: a modelling trained again in
+    another session differs in its last digits (its teacher's accuracy is kept per part, and
+    :func:`teacher_text` says so); every paired difference is still within one modelling, per IPC."""
     records = load() if records is None else list(records)
     label = dataset_label(dataset)
     found = sorted((r for r in records if isinstance(r.data.get("paired"), list)
@@ -485,6 +487,20 @@ def latest_evidence(dataset: str, records: Iterable[Record] | None = None) -> Re
     return Record(" + ".join(p["source"] for p in parts), {**data, "merged_from": parts})
 
 
+def teacher_text(record: Record | None, missing: str = "not recorded yet") -> str:
+    """The teacher of an evidence record in words: "90.7 % on 60,000 images", or per IPC when the record
+    joins invocations that each trained it (:func:`latest_evidence`)."""
+    t = (record.data.get("teacher") or {}) if record is not None else {}
+    if not _is_number(t.get("test_acc")):
+        return missing
+    size = f" on {int(t['train_size']):,} images" if _is_number(t.get("train_size")) else ""
+    parts = [m for m in (record.data.get("merged_from") or []) if _is_number(m.get("teacher_acc"))]
+    if len(parts) < 2:
+        return f"{100 * t['test_acc']:.1f} %{size}"
+    each = "; ".join(f"{100 * m['teacher_acc']:.1f} % for IPC {', '.join(map(str, m['ipcs']))}" for m in parts)
+    return f"{each}{size}: the same settings trained in {len(parts)} sessions"
+
+
 def evidence_summary(record: Record | None) -> dict[str, Any]:
     """The parts of one paired evidence record the chapters show, as tables (empty when ``record`` is None):
 
@@ -493,7 +509,8 @@ def evidence_summary(record: Record | None) -> dict[str, Any]:
     against random under a teacher that learned from a subsample), ``curve`` (BPS against random per
     student budget), ``versus`` (BPS against every other selector, :func:`versus_table`), ``hlr``; each with
     ``ipc``, ``rule``, ``n_seeds``, ``diff_mean``, ``ci95``,
-    ``excludes_zero``, ``verdict``; and ``teacher`` / ``weak_teacher`` (their accuracy and data size).
+    ``excludes_zero``, ``verdict``; and ``teacher`` / ``weak_teacher`` (their accuracy and data size), with
+    ``teacher_text`` (:func:`teacher_text`).
     """
     paired = paired_table([record]) if record is not None else paired_table([])
     proto = paired.protocol.astype(str)
@@ -506,6 +523,7 @@ def evidence_summary(record: Record | None) -> dict[str, Any]:
         "versus": versus_table(record, "bps"),
         "hlr": hlr_table([record]) if record is not None else hlr_table([]),
         "teacher": (record.data.get("teacher") or {}) if record is not None else {},
+        "teacher_text": teacher_text(record),
         "weak_teacher": (record.data.get("weak_teacher") or {}) if record is not None else {},
         "source": record.source if record is not None else None,
     }

@@ -68,6 +68,7 @@ def test_results_read_the_evidence_record(tmp_path: Path) -> None:
     ev = results.evidence_summary(results.latest_evidence("fashion-mnist", recs))
     assert set(ev["ior"].method) == {"bps"} and set(ev["kd_ce"].protocol) == {"kd - ce"}
     assert len(ev["curve"]) == 2 * 2 and ev["teacher"]["train_size"] > 0 and len(ev["ablation"]) == 0
+    assert ev["teacher_text"].endswith(f"on {ev['teacher']['train_size']:,} images")
     assert results.verdict_of(ev["ior"], "bps", 2, "final") == ev["ior"][ev["ior"].rule == "final"].verdict.iloc[0]
     assert results.verdict_of(ev["ior"], "kcenter", 2) == "not recorded yet"
     empty = results.evidence_summary(None)
@@ -148,3 +149,15 @@ def test_epoch_curve_orders_budgets_by_number() -> None:
     curve = results.epoch_curve([rec])
     assert list(curve.epochs) == [50, 100, 400]
     assert curve.accuracy_mean.tolist() == pytest.approx([0.055, 0.105, 0.405])
+
+
+def test_teacher_text_names_each_sessions_teacher() -> None:
+    from ddlib import results
+
+    one = results.Record("a.json", {"teacher": {"test_acc": 0.9066, "train_size": 60000}})
+    assert results.teacher_text(one) == "90.7 % on 60,000 images"
+    both = results.Record("b + a", {"teacher": {"test_acc": 0.9042, "train_size": 60000}, "merged_from": [
+        {"source": "b", "ipcs": [50], "teacher_acc": 0.9042}, {"source": "a", "ipcs": [10], "teacher_acc": 0.9066}]})
+    assert results.teacher_text(both) == ("90.4 % for IPC 50; 90.7 % for IPC 10 on 60,000 images: the same settings "
+                                          "trained in 2 sessions")
+    assert results.teacher_text(None) == "not recorded yet"
