@@ -4,8 +4,9 @@ The numbers below were recorded by running the loops as they were before the por
 ``train.fit``, ``distill.train_student``, ``encoder.fit_encoder``, ``baselines._forgetting``,
 ``inherit._train_linear`` and ``inherit._fit_head_on_features``) at these tiny sizes; after the port
 the same seeds gave bit-identical weights and histories on the machine they were recorded on. Here
-they are compared with a relative tolerance of 1e-5, so a change in the order in which the random
-streams are consumed (which changes every number) fails, while another CPU's float rounding does not.
+they are compared with a relative tolerance of 1e-5 (the students' trained weights: 2e-3, see
+``REL_STUDENT``), so a change in the order in which the random streams are consumed (which changes every
+number) fails, while another CPU's float rounding does not.
 ``fingerprint`` is the sum of all floating-point entries of the state dict.
 
 Issue 10 changed what CI's heads compute, on purpose: probe, KD and golden heads start from the
@@ -28,6 +29,10 @@ from ddlib.bps.patterns import PatternConfig
 from ddlib.sfm import inherit as I
 
 REL = 1e-5
+#: the students' weights after 4 epochs of CutMix SGD: on a second machine (2026-12-02) their fingerprints
+#: moved by up to 6e-4 relative while every accuracy and every other pin here held at 1e-5; another seed (a
+#: different random stream) moves them by 40-55 %, so 2e-3 still catches what the pin is for
+REL_STUDENT = 2e-3
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -74,7 +79,7 @@ def test_students(ds: data.Dataset, monkeypatch: pytest.MonkeyPatch, name: str, 
     cfg = D.StudentConfig(model="convnet", width=8, depth=1, epochs=4, last_epochs=2, **kw).resolved(ds.name, 4, 4)
     r = D.train_student(ds, idx, cfg, teacher, seed=3, progress=False)
     assert r["accs"] == pytest.approx(accs, rel=REL)
-    assert fingerprint(built[-1]) == pytest.approx(fp, rel=REL)
+    assert fingerprint(built[-1]) == pytest.approx(fp, rel=REL_STUDENT)
 
 
 TINY = dict(backbone="convnet", convnet_width=8, convnet_depth=2, proj_hidden=16, proj_dim=8, epochs=2,
