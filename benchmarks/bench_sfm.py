@@ -41,9 +41,9 @@ import argparse
 import json
 import statistics
 import time
-from typing import Any
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import torch
 
@@ -243,6 +243,9 @@ def main() -> None:
             forward_images_per_s=throughput, profiles=profiles, sampler_ms=sampler, complete=complete)
 
     def case(row: dict[str, Any]) -> None:
+        if row.get("status") == "ok" and row["method"].startswith("sfm"):  # + the projected statistics pass
+            row["stats_pass_s"] = row["C"] * args.train_per_class / throughput[row["backbone"]]
+            row["distill_5000_plus_stats_s"] = row["distill_5000_s"] + row["stats_pass_s"]
         rows.append(row)
         print(json.dumps(row), flush=True)
         write(complete=False)
@@ -255,20 +258,12 @@ def main() -> None:
                 if ch is not None and ch >= c * ipc:
                     ch = max(1, (c * ipc) // 2)
                 case(run_case(bb, key, method, c, ipc, ch, args, device))
-        for r in rows:  # the projected statistics pass of the compared cases, before the larger SFM-only ones
-            if r["backbone"] == key and r.get("status") == "ok" and r["method"].startswith("sfm"):
-                r["stats_pass_s"] = r["C"] * args.train_per_class / throughput[key]
-                r["distill_5000_plus_stats_s"] = r["distill_5000_s"] + r["stats_pass_s"]
         if args.profile and key == "vit-b16":
             profiles[key] = profile_sfm(bb, *((2, 1) if args.tiny else (10, 10)), args, device)
             print(profiles[key])
         for c, ipc in sfm_only:
             for ch in (None, chunk):
-                row = run_case(bb, key, "sfm", c, ipc, ch, args, device)
-                if row.get("status") == "ok":
-                    row["stats_pass_s"] = c * args.train_per_class / throughput[key]
-                    row["distill_5000_plus_stats_s"] = row["distill_5000_s"] + row["stats_pass_s"]
-                case(row)
+                case(run_case(bb, key, "sfm", c, ipc, ch, args, device))
         del bb
         if device.type == "cuda":
             torch.cuda.empty_cache()

@@ -43,7 +43,6 @@ for 3 seeds, plus about 20 minutes of feature passes and evaluations.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -150,7 +149,7 @@ def recorded_progress(path: Path, config: dict[str, Any], backbones: dict[str, A
     invocation that ran it) and ``earlier`` (the invocations so far: commit, date, wall_s)."""
     if not path.exists():
         return None
-    rec = json.loads(path.read_text())
+    rec = results.load_file(path)[0].data  # a broken record stops the run with its name
     why = ("it is complete" if rec.get("complete", True) else
            "its config differs" if rec.get("config") != results.strict(config) else
            "its backbones differ" if rec.get("backbones") != results.strict(backbones) else None)
