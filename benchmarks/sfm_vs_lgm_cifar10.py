@@ -25,7 +25,9 @@ runs and scored sets taken from it (each run keeps the commit and date of the in
 ``recorded_by``; ``timings.earlier`` lists the earlier invocations), so committing the partial record
 is enough to go on later with the command it records (``provenance.command``: the same ``--dataset``
 string, which is part of the config); ``--no-resume`` starts afresh. Each distillation runs in a fresh process
-(``--isolate``, default for cpu/gpu) so that its peak memory is its own, not what earlier runs left.
+(``--isolate``, default for cpu/gpu) so that its peak memory is its own, not what earlier runs left;
+``--jobs N`` runs N of them at once (give each ``--threads`` cores of its own), and each run records in
+``concurrent_runs`` how many shared the machine while it ran.
 
 CPU (``--size cpu``): departures from the reference, recorded in the JSON and equal for both methods:
 64-px synthetic images without a crop margin, seen by Lite0 (and Lite2) at 64 px instead of
@@ -182,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="each distillation in a fresh process (default: the size's)")
     ap.add_argument("--ipcs", default=None, help="comma-separated IPCs (default: the size's)")
     ap.add_argument("--seeds", default=None, help="comma-separated distillation seeds (default: the size's)")
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="isolated runs at once (default 1); give each --threads cores of its own")
     ap.add_argument("--out", default=None)
     ap.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
                     help="continue an unfinished record at --out written for the same config (default)")
@@ -194,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     bad = [i for i in size["ipcs"] if i not in size["lgm_augs"]]
     if bad:
         ap.error(f"--ipcs {bad}: LGM's augs_per_batch is set for IPC {sorted(size['lgm_augs'])} only at this size")
+    if args.jobs < 1:
+        ap.error(f"--jobs {args.jobs}: must be 1 or more")
     dataset = args.dataset or size["dataset"]
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -292,28 +298,21 @@ def main(argv: list[str] | None = None) -> int:
             scores.setdefault((name, ipc, None), {})[s] = sc
         say(f"real sets at IPC {ipc} scored")
 
-    for i, (ipc, seed, method) in enumerate(plan):
-        if f"{method}-ipc{ipc}-seed{seed}" in runs and all(
-                seed in scores.get((method, ipc, s), {}) for s in size["checkpoints"]):
-            continue  # run and scored by an earlier invocation of this record
-        cfg = run_config(size, ds, phi_d, method, ipc, seed)
-        t0 = time.perf_counter()
-        existed = artifacts.exists(synth.images_key(ds, cfg, key_d, size["checkpoints"][:-1]))
-        if isolate and not existed:
-            cmd = [sys.executable, __file__, "--size", args.size, "--dataset", dataset, "--device", str(device),
-                   "--threads", str(threads), "--one-run", f"{method},{ipc},{seed}"]
-            env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(ddlib.__file__).parents[1]),
-                                                                os.environ.get("PYTHONPATH", "")])}
-            done = subprocess.run(cmd, env=env, check=False)
-            if done.returncode != 0:
-                raise RuntimeError(f"the {method} run at IPC {ipc}, seed {seed} failed (exit code {done.returncode})")
-        res = synth.distill_cached(phi_d, ds, cfg, key_d, device=device, progress=False,
+    todo = [p for p in plan if not (f"{p[2]}-ipc{p[0]}-seed{p[1]}" in runs and all(
+        p[1] in scores.get((p[2], p[0], s), {}) for s in size["checkpoints"]))]  # else run and scored earlier
+    cfgs = {p: run_config(size, ds, phi_d, p[2], p[0], p[1]) for p in todo}
+    existed = {p for p in todo if artifacts.exists(synth.images_key(ds, cfgs[p], key_d, size["checkpoints"][:-1]))}
+
+    def record(ipc: int, seed: int, method: str, t0: float, concurrent: int) -> None:
+        """Score one finished run (from the cache when it ran in a child) and rewrite the record."""
+        res = synth.distill_cached(phi_d, ds, cfgs[(ipc, seed, method)], key_d, device=device, progress=False,
                                    snapshots=size["checkpoints"][:-1])
-        if isolate and not existed and not res["cached"]:
+        fresh = (ipc, seed, method) not in existed
+        if isolate and fresh and not res["cached"]:
             raise RuntimeError("the isolated run did not reach the cache (is DDLIB_CACHE writable?)")
         # loaded from an earlier invocation: this call's time, the run's own as original_wall_s; else the run's
-        times = synth.run_times(res, time.perf_counter() - t0) if existed else \
-            {"wall_s": float(res["wall_time"]), "cached": False}
+        times = {"wall_s": float(res["wall_time"]), "cached": False} if fresh else \
+            synth.run_times(res, time.perf_counter() - t0)
         cum = torch.tensor(res["history"]["step_time"]).cumsum(0)
         fc = res["history"]["flow_cos"]
         runs[f"{method}-ipc{ipc}-seed{seed}"] = {
@@ -322,16 +321,48 @@ def main(argv: list[str] | None = None) -> int:
             "flow_cos_at": {str(s): float(sum(fc[max(0, s - 10):s]) / len(fc[max(0, s - 10):s]))
                             for s in size["checkpoints"]},
             "step_s_median": statistics.median(res["history"]["step_time"]), "peak_mem_bytes": res["peak_mem"],
-            "peak_mem_kind": res["peak_mem_kind"], "device": res["device"], "levels": res["levels"]}
+            "peak_mem_kind": res["peak_mem_kind"], "device": res["device"], "levels": res["levels"],
+            **({"concurrent_runs": concurrent} if fresh else {})}
         for s in size["checkpoints"]:
             images = res["images"] if s == size["steps"] else res["snapshots"][s]
             sc = evaluate({"run": res["key"], "steps": s}, images, res["labels"], final=s == size["steps"])
             scores.setdefault((method, ipc, s), {})[seed] = sc
-        say(f"[{i + 1}/{len(plan)}] {method} IPC {ipc} seed {seed}: {res['wall_time']:.0f} s "
-            f"({'loaded' if times['cached'] else 'computed'}), peak {res['peak_mem'] / 2**20:.0f} MiB, probe "
+        say(f"[{len(runs)}/{len(plan)}] {method} IPC {ipc} seed {seed}: {res['wall_time']:.0f} s "
+            f"({'computed' if fresh else 'loaded'}), peak {res['peak_mem'] / 2**20:.0f} MiB, probe "
             + ", ".join(f"{s}: {100 * scores[(method, ipc, s)][seed]['probe on ' + DISTILL]['acc']:.1f} %"
                         for s in size["checkpoints"]))
         write(complete=False)
+
+    if not isolate:  # in this process, one after another
+        for p in todo:
+            record(*p, t0=time.perf_counter(), concurrent=1)
+    else:  # each run not in the cache in a child process, --jobs at a time, the longest (LGM) first
+        for p in [p for p in todo if p in existed]:
+            record(*p, t0=time.perf_counter(), concurrent=1)
+        queue = sorted((p for p in todo if p not in existed), key=lambda p: p[2] != "lgm")
+        running: dict[tuple[int, int, str], subprocess.Popen] = {}
+        together: dict[tuple[int, int, str], int] = {}  # the most runs at once during each run (shared cores)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(ddlib.__file__).parents[1]),
+                                                            os.environ.get("PYTHONPATH", "")])}
+        while queue or running:
+            while queue and len(running) < args.jobs:
+                ipc, seed, method = p = queue.pop(0)
+                running[p] = subprocess.Popen([
+                    sys.executable, __file__, "--size", args.size, "--dataset", dataset, "--device", str(device),
+                    "--threads", str(threads), "--one-run", f"{method},{ipc},{seed}"], env=env)
+            for p in running:
+                together[p] = max(together.get(p, 1), len(running))
+            for p, child in list(running.items()):
+                if child.poll() is None:
+                    continue
+                del running[p]
+                if child.returncode != 0:
+                    for other in running.values():
+                        other.terminate()
+                    raise RuntimeError(f"the {p[2]} run at IPC {p[0]}, seed {p[1]} failed "
+                                       f"(exit code {child.returncode})")
+                record(*p, t0=time.perf_counter(), concurrent=together[p])
+            time.sleep(0.2 if running else 0)
     write(complete=True)
     say(f"wrote {out}")
     return 0

@@ -113,13 +113,24 @@ def test_unfinished_record_continues_on_a_machine_without_the_cache(script, tmp_
         ["lgm-ipc1-seed7", "sfm-ipc1-seed7"]
 
 
-def test_isolated_run_lands_in_the_cache(script, tmp_path: Path) -> None:  # noqa: ANN001
-    """--isolate: the run in a fresh process (its own peak memory), the record from its cached result."""
+def test_isolated_run_lands_in_the_cache(script, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:  # noqa: ANN001
+    """--isolate: the run in a fresh process (its own peak memory), the record from its cached result;
+    --jobs 2: both runs at once, each recording that it shared the machine."""
     out = tmp_path / "iso.json"
-    assert script.main(["--size", "tiny", "--threads", "1", "--ipcs", "1", "--seeds", "5", "--isolate",
-                        "--out", str(out)]) == 0
+    args = ["--size", "tiny", "--threads", "1", "--ipcs", "1", "--isolate", "--out", str(out)]
+    assert script.main([*args, "--seeds", "5"]) == 0
     runs = json.loads(out.read_text())["runs"]
     assert sorted(runs) == ["lgm-ipc1-seed5", "sfm-ipc1-seed5"] and not any(r["cached"] for r in runs.values())
+    assert all(r["concurrent_runs"] == 1 for r in runs.values())
+
+    assert script.main([*args, "--seeds", "6", "--jobs", "2", "--no-resume"]) == 0
+    runs = json.loads(out.read_text())["runs"]
+    assert sorted(runs) == ["lgm-ipc1-seed6", "sfm-ipc1-seed6"] and not any(r["cached"] for r in runs.values())
+    assert all(r["concurrent_runs"] == 2 and r["wall_s"] > 0 for r in runs.values())
+
+    with pytest.raises(SystemExit):
+        script.main([*args, "--jobs", "0"])
+    assert "--jobs 0: must be 1 or more" in capsys.readouterr().err
 
 
 def test_sfm_ci_cifar10_records_a_cache_hit_as_such(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
