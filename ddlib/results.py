@@ -25,8 +25,8 @@ float is written as ``null``.
 
 Readers: :func:`accuracy_table` (every accuracy row with its provenance), :func:`cost_table` (every
 time, memory and throughput number, long form), :func:`records_table`, :func:`bps_split_ablation`,
-:func:`synthesis_by_steps`, :func:`synthesis_cost_curve` (SFM against LGM at equal steps),
-:func:`paired_table`. A file that is not valid JSON or not of the schema raises :class:`ResultsError`
+:func:`synthesis_by_steps`, :func:`synthesis_cost_curve` and :func:`synthesis_versus` (SFM against LGM at
+equal steps), :func:`paired_table`. A file that is not valid JSON or not of the schema raises :class:`ResultsError`
 naming the file: a broken record is never skipped silently.
 """
 from __future__ import annotations
@@ -418,6 +418,45 @@ def synthesis_cost_curve(records: Iterable[Record] | None = None) -> pd.DataFram
     return df
 
 
+VERSUS_COLUMNS = ["method", "baseline", "ipc", "protocol", "rule", "n_seeds", "diff_mean", "ci95", "excludes_zero",
+                  "verdict"]
+CLAIM_SEEDS = 5  # the fewest paired seeds behind a claim (fewer: a measurement, stated as such)
+
+
+def synthesis_versus(record: Record | None, method: str = "sfm",
+                     baselines: Iterable[str] = ("lgm", "random-real")) -> pd.DataFrame:
+    """``method``'s final synthetic sets against each baseline in a record of synthesis runs at equal step
+    budgets (``benchmarks/sfm_vs_lgm_cifar10.py``), per IPC and protocol: paired differences over the seeds
+    the two share, with 95 % intervals (:func:`ddlib.metrics.paired_difference`), computed from the rows'
+    per-seed accuracies. A synthetic baseline is taken at the same step budget (the record's last
+    checkpoint); a real set (``steps`` None) pairs its draw ``s`` with distillation seed ``s``, each draw
+    made afresh. Rule ``final``: the record's probe, projector and KD heads keep their last epoch. Columns
+    :data:`VERSUS_COLUMNS`; empty for None or a record without such rows."""
+    from ddlib.metrics import paired_difference, verdict
+
+    rows = [r for r in (record.rows if record is not None else []) if "set" in r and isinstance(
+        r.get("per_seed"), list) and isinstance(r.get("seeds"), list) and len(r["per_seed"]) == len(r["seeds"])]
+    steps = [r["steps"] for r in rows if r.get("set") == method and _is_number(r.get("steps"))]
+    out = []
+    if steps:
+        last = max(steps)
+        by = {(r["set"], r.get("ipc"), r.get("protocol")): dict(zip(r["seeds"], r["per_seed"])) for r in rows
+              if r.get("steps") in (last, None)}
+        for (name, ipc, protocol), mine in sorted(by.items(), key=lambda kv: (kv[0][1], kv[0][2] or "")):
+            if name != method:
+                continue
+            for base in baselines:
+                theirs = by.get((base, ipc, protocol), {})
+                common = sorted(set(mine) & set(theirs))
+                if not common:
+                    continue
+                d = paired_difference([mine[k] for k in common], [theirs[k] for k in common])
+                out.append({"method": method, "baseline": base, "ipc": ipc, "protocol": protocol, "rule": "final",
+                            "n_seeds": d["n"], "diff_mean": d["diff_mean"], "ci95": list(d["ci"]),
+                            "excludes_zero": d["excludes_zero"], "verdict": verdict(method, base, d)})
+    return pd.DataFrame(out, columns=VERSUS_COLUMNS)
+
+
 def paired_table(records: Iterable[Record] | None = None) -> pd.DataFrame:
     """Every record's ``paired`` table (paired differences over seeds with their 95 % intervals), with the
     record's dataset, device, date, commit and source: columns :data:`PAIRED_COLUMNS`."""
@@ -538,14 +577,12 @@ def versus_table(record: Record | None, method: str = "bps") -> pd.DataFrame:
     ``excludes_zero``, ``verdict``."""
     from ddlib.bps.pipeline import paired_table as pairs
 
-    cols = ["method", "baseline", "ipc", "protocol", "rule", "n_seeds", "diff_mean", "ci95", "excludes_zero",
-            "verdict"]
     grid = (record.data.get("grid") or []) if record is not None else []
     rows = [r for r in grid if isinstance(r, dict) and r.get("setting", "main") == "main"]
     out = []
     for other in sorted({r["method"] for r in rows} - {method}):
         out += [p for p in pairs(rows, baseline=other) if p["method"] == method and p["baseline"] == other]
-    return pd.DataFrame(out, columns=cols)
+    return pd.DataFrame(out, columns=VERSUS_COLUMNS)
 
 
 def verdict_of(table: pd.DataFrame, method: str, ipc: int, rule: str = "final",

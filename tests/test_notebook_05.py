@@ -16,7 +16,7 @@ def test_runs_at_test_scale(run_notebook) -> None:  # noqa: ANN001
     text = "\n".join(str(o) for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
     assert "Traceback" not in text
     for word in ("hard labels", "KD: gain over random", "KD − hard labels", "ci on convnet-random",
-                 "centroid-nearest real", "ms per step", "shared modelling"):
+                 "centroid-nearest real", "ms per step", "shared modelling", "SFM minus (points)"):
         assert word in text, word
     glued = read_results(out)
     # every number the prose names is glued

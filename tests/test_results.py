@@ -241,3 +241,28 @@ def test_synthesis_cost_curve_pairs_accuracy_with_each_runs_cost(tmp_path: Path)
     assert sfm.seconds == pytest.approx(54.0) and sfm.peak_mem_mib == pytest.approx(2.0) and sfm.n_seeds == 2
     assert lgm.loop_s == 100.0 and lgm.setup_s == 0.0 and lgm.peak_mem_mib == 8.0
     assert math.isnan(real.seconds) and real.accuracy_mean == 0.3 and not bool(sfm.complete)
+
+
+def test_synthesis_versus_pairs_seeds_at_the_last_step_budget(tmp_path: Path) -> None:
+    """SFM against LGM at the record's last checkpoint and against random real images (draw s with seed s),
+    hand-computed: differences 0.1, 0.1, 0.2 -> mean 0.1333, sd 0.0577, half-width t(0.975, 2) = 4.3027
+    times sd / sqrt(3) = 0.1434; an earlier checkpoint and a seed only one side has are not paired."""
+    row = lambda s, steps, seeds, vals: {"method": s, "set": s, "steps": steps, "ipc": 1,  # noqa: E731
+                                         "protocol": "probe on a", "mean": sum(vals) / len(vals),
+                                         "per_seed": vals, "seeds": seeds}
+    rec = _rec(config={"checkpoints": [3, 6]}, runs={},
+               rows=[row("sfm", 3, [0, 1, 2], [0.1, 0.1, 0.1]), row("sfm", 6, [0, 1, 2], [0.5, 0.6, 0.7]),
+                     row("lgm", 3, [0, 1, 2], [0.9, 0.9, 0.9]), row("lgm", 6, [0, 1, 2, 3], [0.4, 0.5, 0.5, 0.9]),
+                     row("random-real", None, [0, 1, 2], [0.3, 0.3, 0.4]), row("centroid-real", None, [0], [0.2])])
+    path = _write(tmp_path / "results" / "sfm_vs_lgm.json", rec)
+    df = results.synthesis_versus(results.load_file(path)[0])
+    assert list(df.columns) == results.VERSUS_COLUMNS and list(df.baseline) == ["lgm", "random-real"]
+    lgm, real = df.iloc[0], df.iloc[1]
+    assert lgm.n_seeds == 3 and lgm.diff_mean == pytest.approx(0.4 / 3)
+    assert lgm.ci95 == pytest.approx([0.4 / 3 - 0.14342, 0.4 / 3 + 0.14342], abs=1e-4) and not lgm.excludes_zero
+    assert lgm.verdict == "sfm and lgm cannot be told apart (difference +13.3 ± 14.3 points)"
+    assert real.diff_mean == pytest.approx(0.8 / 3) and real.excludes_zero  # 0.2, 0.3, 0.3
+    assert real.verdict.startswith("sfm beats random-real by 26.7 ±")
+    both = results.synthesis_versus(results.load_file(path)[0], baselines=("centroid-real",))
+    assert both.n_seeds.tolist() == [1] and "single seed" in both.verdict.iloc[0]
+    assert results.synthesis_versus(None).empty
