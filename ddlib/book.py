@@ -18,4 +18,6 @@ __all__ = ["in_test", "environment_report"]
 
 def environment_report() -> str:
     """One line per version and the device: printed at the end of every chapter."""
-    return "\n".join(f"{k:>8}: {v}" for k, v in environment_info().items())
+    info = environment_info()
+    width = max(map(len, info))
+    return "\n".join(f"{k:>{width}}: {v}" for k, v in info.items())

@@ -325,8 +325,26 @@ def _class_name(label: int, classes: Sequence[str] | None) -> str:
     return f"{label}"
 
 
+def cpu_name(cpuinfo: str = "/proc/cpuinfo") -> str:
+    """The CPU's model name (``cpuinfo``'s first ``model name`` on Linux, else :func:`platform.processor`), ""
+    if unknown."""
+    import platform
+
+    try:
+        with open(cpuinfo, encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or ""
+
+
 def environment_info() -> dict[str, str]:
-    """Versions and device, printed at the end of every chapter."""
+    """Versions and device, printed at the end of every chapter and recorded with every result. ``cpu`` and
+    ``cpu_kernels`` (the instruction set torch's CPU kernels dispatch to) tell machines apart: the same code
+    and seed can train weights that differ in the last digits on two CPUs (summation order), enough for
+    a long training to end a few tenths of a point apart."""
     import platform
 
     import ddlib
@@ -338,6 +356,8 @@ def environment_info() -> dict[str, str]:
         "numpy": np.__version__,
         "device": str(get_device()),
         "threads": str(torch.get_num_threads()),
+        "cpu": cpu_name(),
+        "cpu_kernels": str(torch.backends.cpu.get_cpu_capability()),
     }
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)

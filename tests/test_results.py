@@ -181,6 +181,9 @@ def test_write_records_provenance_and_is_strict_json(tmp_path: Path) -> None:
     assert prov["command"] == "python -m ddlib x" and set(prov) >= {"commit", "device", "date", "threads",
                                                                     "load_average"}
     assert len(prov["load_average"]) == 3 and prov["threads"] >= 1
+    import torch  # the machine, told apart from another: its CPU and the instruction set torch dispatches to
+    assert prov["environment"]["cpu_kernels"] == str(torch.backends.cpu.get_cpu_capability())
+    assert isinstance(prov["environment"]["cpu"], str)
     loaded = results.load_file(out)[0]
     assert loaded.wall_s == 9.0  # a cached record's time is the original run's, under its own key
     assert [p.name for p in out.parent.iterdir()] == ["r.json"]  # no temporary file left
@@ -266,3 +269,12 @@ def test_synthesis_versus_pairs_seeds_at_the_last_step_budget(tmp_path: Path) ->
     both = results.synthesis_versus(results.load_file(path)[0], baselines=("centroid-real",))
     assert both.n_seeds.tolist() == [1] and "single seed" in both.verdict.iloc[0]
     assert results.synthesis_versus(None).empty
+
+
+def test_cpu_name_reads_the_first_model_name(tmp_path: Path) -> None:
+    from ddlib.utils import cpu_name
+
+    info = _write(tmp_path / "cpuinfo", "processor\t: 0\nmodel name\t: Some CPU 9000 @ 3 GHz\n\n"
+                                         "processor\t: 1\nmodel name\t: Some CPU 9000 @ 3 GHz\n")
+    assert cpu_name(str(info)) == "Some CPU 9000 @ 3 GHz"
+    assert isinstance(cpu_name(str(tmp_path / "missing")), str)  # no /proc: platform's answer, maybe ""
