@@ -25,8 +25,8 @@ float is written as ``null``.
 
 Readers: :func:`accuracy_table` (every accuracy row with its provenance), :func:`cost_table` (every
 time, memory and throughput number, long form), :func:`records_table`, :func:`bps_split_ablation`,
-:func:`synthesis_by_steps`, :func:`synthesis_cost_curve` and :func:`synthesis_versus` (SFM against LGM at
-equal steps), :func:`paired_table`. A file that is not valid JSON or not of the schema raises :class:`ResultsError`
+:func:`synthesis_by_steps`, :func:`synthesis_cost_curve`, :func:`latest_synthesis` and :func:`synthesis_versus`
+(SFM against LGM at equal steps), :func:`paired_table`. A file that is not valid JSON or not of the schema raises :class:`ResultsError`
 naming the file: a broken record is never skipped silently.
 """
 from __future__ import annotations
@@ -416,6 +416,62 @@ def synthesis_cost_curve(records: Iterable[Record] | None = None) -> pd.DataFram
     df["ipc"] = pd.to_numeric(df["ipc"], errors="coerce").astype("Int64")
     df["steps"] = pd.to_numeric(df["steps"], errors="coerce").astype("Int64")
     return df
+
+
+def _is_synthesis(rec: Record) -> bool:
+    return isinstance(rec.data.get("runs"), Mapping) and isinstance(rec.config.get("checkpoints"), list)
+
+
+def latest_synthesis(records: Iterable[Record] | None = None) -> Record | None:
+    """The newest record (by date) of synthesis runs at equal step budgets (``sfm_vs_lgm_cifar10.py``: it has
+    ``runs`` and ``checkpoints``), joined with every other such record of the same config but for its
+    IPCs and seeds (the same data, backbones, steps, heads and departures), or None when none is recorded.
+
+    More seeds can be run later as a record of their own (``--seeds 3,4 --out ...``); joined, each row
+    holds every seed's accuracy once (the newest record's where two hold the same seed: a real set drawn
+    by both), with its mean and population std over them (as the script writes them), and ``runs`` holds
+    every run. The result's ``source`` names every file, joined by " + ", with ``merged_from`` (each
+    file's source, commit, date, IPCs and seeds), and it is ``complete`` only if every part is."""
+    records = load() if records is None else list(records)
+    found = sorted((r for r in records if _is_synthesis(r)), key=lambda r: str(r.provenance.get("date")),
+                   reverse=True)
+    if not found:
+        return None
+
+    def same(rec: Record) -> str:
+        return json.dumps([{k: v for k, v in rec.config.items() if k not in ("ipcs", "seeds")},
+                           rec.data.get("backbones")], sort_keys=True, default=str)
+
+    parts = [r for r in found if same(r) == same(found[0])]
+    if len(parts) == 1:
+        return parts[0]
+    by: dict[tuple, dict[str, Any]] = {}  # (set, ipc, steps, protocol) -> the first row and seed -> accuracy
+    for rec in parts:
+        for r in rec.rows:
+            if "set" not in r or not isinstance(r.get("seeds"), list) or not isinstance(r.get("per_seed"), list):
+                continue
+            slot = by.setdefault((r["set"], r.get("ipc"), r.get("steps"), r.get("protocol")), {"row": r, "acc": {}})
+            for seed, acc in zip(r["seeds"], r["per_seed"]):
+                slot["acc"].setdefault(seed, acc)
+    rows = []
+    for slot in by.values():
+        seeds = sorted(slot["acc"])
+        vals = [slot["acc"][k] for k in seeds]
+        ok = [v for v in vals if _is_number(v)]
+        mean = sum(ok) / len(ok) if ok else None  # population std, as the script writes it
+        rows.append({**slot["row"], "seeds": seeds, "per_seed": vals, "mean": mean,
+                     "std": math.sqrt(sum((v - mean) ** 2 for v in ok) / len(ok)) if ok else None})
+    runs: dict[str, Any] = {}
+    for rec in parts:
+        for name, run in rec.data["runs"].items():
+            runs.setdefault(name, run)
+    merged = [{"source": r.source, "commit": r.provenance["commit"], "date": r.provenance["date"],
+               "ipcs": r.config.get("ipcs"), "seeds": r.config.get("seeds")} for r in parts]
+    data = {**found[0].data, "rows": rows, "runs": runs, "merged_from": merged,
+            "complete": all(bool(r.data.get("complete", True)) for r in parts),
+            "config": {**found[0].config, "ipcs": sorted({i for r in parts for i in r.config.get("ipcs") or []}),
+                       "seeds": sorted({k for r in parts for k in r.config.get("seeds") or []})}}
+    return Record(" + ".join(r.source for r in parts), data)
 
 
 VERSUS_COLUMNS = ["method", "baseline", "ipc", "protocol", "rule", "n_seeds", "diff_mean", "ci95", "excludes_zero",

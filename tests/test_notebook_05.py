@@ -21,7 +21,7 @@ def test_runs_at_test_scale(run_notebook) -> None:  # noqa: ANN001
     glued = read_results(out)
     # every number the prose names is glued
     for name in ("best_gain_kd", "best_gain_ce", "bps_gain_kd", "bps_gain_ce", "kd_minus_ce_mean", "sfm_probe",
-                 "lgm_probe", "random_probe", "centroid_probe", "sfm_ci_gain", "lgm_sfm_time_ratio", "sfm_lgm_views",
+                 "lgm_probe", "random_probe", "centroid_probe", "sfm_ci_gain", "lgm_sfm_time_ratio", "sfm_lgm_views", "sfm_lgm_source",
                  "n_records", "n_gpu_records", "n_rec_acc", "n_cost_rows", "teacher_acc", "k_top"):
         assert name in glued, name
     assert glued["k_top"] == 2

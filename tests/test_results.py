@@ -278,3 +278,47 @@ def test_cpu_name_reads_the_first_model_name(tmp_path: Path) -> None:
                                          "processor\t: 1\nmodel name\t: Some CPU 9000 @ 3 GHz\n")
     assert cpu_name(str(info)) == "Some CPU 9000 @ 3 GHz"
     assert isinstance(cpu_name(str(tmp_path / "missing")), str)  # no /proc: platform's answer, maybe ""
+
+
+def test_latest_synthesis_joins_the_seeds_run_later(tmp_path: Path) -> None:
+    """Seeds 3 and 4 run later as a record of their own are joined to seeds 0-2 (same config but for IPCs and
+    seeds): five paired seeds against LGM, the real draws (made by both) counted once; a record of another
+    config is never mixed in."""
+    row = lambda s, ipc, steps, seeds, vals: {"method": s, "set": s, "steps": steps, "ipc": ipc,  # noqa: E731
+                                              "protocol": "probe on a", "mean": sum(vals) / len(vals),
+                                              "per_seed": vals, "seeds": seeds}
+    cfg = {"checkpoints": [3, 6], "steps": 6, "dataset": "d"}
+    run = {"loop_s_at": {"3": 1.0, "6": 2.0}, "peak_mem_bytes": 2**20}
+    first = _rec(config={**cfg, "ipcs": [1, 10], "seeds": [0, 1, 2]}, complete=True,
+                 prov={**PROV, "date": "2026-12-01 10:00:00 UTC"},
+                 runs={f"{m}-ipc10-seed{s}": run for m in ("sfm", "lgm") for s in range(3)},
+                 rows=[row("sfm", 10, 6, [0, 1, 2], [0.5, 0.6, 0.7]), row("lgm", 10, 6, [0, 1, 2], [0.4, 0.5, 0.5]),
+                       row("sfm", 1, 6, [0, 1, 2], [0.3, 0.3, 0.3]),
+                       row("random-real", 10, None, [0, 1, 2], [0.45, 0.5, 0.55])])
+    later = _rec(config={**cfg, "ipcs": [10], "seeds": [3, 4]}, complete=True,
+                 prov={**PROV, "date": "2026-12-02 10:00:00 UTC"},
+                 runs={f"{m}-ipc10-seed{s}": run for m in ("sfm", "lgm") for s in (3, 4)},
+                 rows=[row("sfm", 10, 6, [3, 4], [0.6, 0.8]), row("lgm", 10, 6, [3, 4], [0.5, 0.6]),
+                       row("random-real", 10, None, [0, 1, 2], [0.45, 0.5, 0.55])])
+    other = _rec(config={**cfg, "steps": 7, "ipcs": [10], "seeds": [5]}, prov={**PROV, "date": "2026-11-01"},
+                 runs={"sfm-ipc10-seed5": run}, rows=[row("sfm", 10, 6, [5], [0.0])])
+    d = tmp_path / "results"
+    for name, rec in (("a.json", first), ("b.json", later), ("c.json", other)):
+        _write(d / name, rec)
+    joined = results.latest_synthesis(results.load([d]))
+    assert [Path(part).name for part in joined.source.split(" + ")] == ["b.json", "a.json"]  # newest first
+    assert [m["seeds"] for m in joined.data["merged_from"]] == [[3, 4], [0, 1, 2]] and joined.data["complete"]
+    assert joined.config["seeds"] == [0, 1, 2, 3, 4] and joined.config["ipcs"] == [1, 10]
+    assert len(joined.data["runs"]) == 10
+    rows = {(r["set"], r["ipc"]): r for r in joined.rows}
+    sfm = rows[("sfm", 10)]
+    assert sfm["seeds"] == [0, 1, 2, 3, 4] and sfm["per_seed"] == [0.5, 0.6, 0.7, 0.6, 0.8]
+    assert sfm["mean"] == pytest.approx(0.64) and sfm["std"] == pytest.approx(math.sqrt(0.0104))  # population
+    assert rows[("random-real", 10)]["per_seed"] == [0.45, 0.5, 0.55] and rows[("sfm", 1)]["seeds"] == [0, 1, 2]
+    vs = results.synthesis_versus(joined).set_index("baseline")
+    assert vs.loc["lgm", "n_seeds"] == 5 and vs.loc["lgm", "diff_mean"] == pytest.approx(0.14)  # .1 .1 .2 .1 .2
+    assert vs.loc["random-real", "n_seeds"] == 3
+    cost = results.synthesis_cost_curve([joined])
+    assert (cost[(cost["set"] == "sfm") & (cost.ipc == 10)].n_seeds == 5).all()
+    assert results.latest_synthesis([results.load_file(d / "c.json")[0]]).source.endswith("c.json")
+    assert results.latest_synthesis([]) is None
