@@ -27,7 +27,9 @@ is enough to go on later with the command it records (``provenance.command``: th
 string, which is part of the config); ``--no-resume`` starts afresh. Each distillation runs in a fresh process
 (``--isolate``, default for cpu/gpu) so that its peak memory is its own, not what earlier runs left;
 ``--jobs N`` runs N of them at once (give each ``--threads`` cores of its own), and each run records in
-``concurrent_runs`` how many shared the machine while it ran.
+``concurrent_runs`` how many shared the machine while it ran. More seeds (or IPCs) later: a record of
+their own (``--ipcs 10 --seeds 3,4 --out <another file>``), which :func:`ddlib.results.latest_synthesis`
+joins with every record of the same config but for its IPCs and seeds.
 
 CPU (``--size cpu``): departures from the reference, recorded in the JSON and equal for both methods:
 64-px synthetic images without a crop margin, seen by Lite0 (and Lite2) at 64 px instead of
