@@ -29,7 +29,8 @@ string, which is part of the config); ``--no-resume`` starts afresh. Each distil
 ``--jobs N`` runs N of them at once (give each ``--threads`` cores of its own), and each run records in
 ``concurrent_runs`` how many shared the machine while it ran. More seeds (or IPCs) later: a record of
 their own (``--ipcs 10 --seeds 3,4 --out <another file>``), which :func:`ddlib.results.latest_synthesis`
-joins with every record of the same config but for its IPCs and seeds.
+joins with every record of the same config but for its IPCs and seeds; ``--seeds '' --real-seeds 3,4``
+draws and scores more random real sets only.
 
 CPU (``--size cpu``): departures from the reference, recorded in the JSON and equal for both methods:
 64-px synthetic images without a crop margin, seen by Lite0 (and Lite2) at 64 px instead of
@@ -185,7 +186,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--isolate", action=argparse.BooleanOptionalAction, default=None,
                     help="each distillation in a fresh process (default: the size's)")
     ap.add_argument("--ipcs", default=None, help="comma-separated IPCs (default: the size's)")
-    ap.add_argument("--seeds", default=None, help="comma-separated distillation seeds (default: the size's)")
+    ap.add_argument("--seeds", default=None,
+                    help="comma-separated distillation seeds (default: the size's; '' for none: real sets only)")
+    ap.add_argument("--real-seeds", default=None,
+                    help="comma-separated draws of random real images (default: the size's)")
     ap.add_argument("--jobs", type=int, default=1,
                     help="isolated runs at once (default 1); give each --threads cores of its own")
     ap.add_argument("--out", default=None)
@@ -194,9 +198,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--one-run", default=None, help=argparse.SUPPRESS)  # "method,ipc,seed": --isolate's child
     args = ap.parse_args(argv)
     size = dict(SIZES[args.size])
-    for name in ("ipcs", "seeds"):
-        if getattr(args, name):
-            size[name] = tuple(int(v) for v in getattr(args, name).split(","))
+    for name in ("ipcs", "seeds", "real_seeds"):
+        text = getattr(args, name)
+        if text is not None:
+            try:
+                size[name] = tuple(int(v) for v in text.split(",") if v.strip())
+            except ValueError:
+                ap.error(f"--{name.replace('_', '-')} {text!r}: give comma-separated integers")
+    if not size["ipcs"]:
+        ap.error("--ipcs: give at least one IPC")
     bad = [i for i in size["ipcs"] if i not in size["lgm_augs"]]
     if bad:
         ap.error(f"--ipcs {bad}: LGM's augs_per_batch is set for IPC {sorted(size['lgm_augs'])} only at this size")

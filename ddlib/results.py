@@ -425,13 +425,15 @@ def _is_synthesis(rec: Record) -> bool:
 def latest_synthesis(records: Iterable[Record] | None = None) -> Record | None:
     """The newest record (by date) of synthesis runs at equal step budgets (``sfm_vs_lgm_cifar10.py``: it has
     ``runs`` and ``checkpoints``), joined with every other such record of the same config but for its
-    IPCs and seeds (the same data, backbones, steps, heads and departures), or None when none is recorded.
+    IPCs, seeds and random real draws (the same data, backbones, steps, heads and departures), or None
+    when none is recorded.
 
-    More seeds can be run later as a record of their own (``--seeds 3,4 --out ...``); joined, each row
-    holds every seed's accuracy once (the newest record's where two hold the same seed: a real set drawn
-    by both), with its mean and population std over them (as the script writes them), and ``runs`` holds
-    every run. The result's ``source`` names every file, joined by " + ", with ``merged_from`` (each
-    file's source, commit, date, IPCs and seeds), and it is ``complete`` only if every part is."""
+    More seeds can be run later as a record of their own (``--seeds 3,4 --out ...``; more random real draws
+    with ``--seeds '' --real-seeds 3,4``); joined, each row holds every seed's accuracy once (the newest
+    record's where two hold the same seed: a real set drawn by both), with its mean and population std
+    over them (as the script writes them), and ``runs`` holds every run. The result's ``source`` names
+    every file, joined by " + ", with ``merged_from`` (each file's source, commit, date, IPCs, seeds and
+    real draws), and it is ``complete`` only if every part is."""
     records = load() if records is None else list(records)
     found = sorted((r for r in records if _is_synthesis(r)), key=lambda r: str(r.provenance.get("date")),
                    reverse=True)
@@ -439,7 +441,7 @@ def latest_synthesis(records: Iterable[Record] | None = None) -> Record | None:
         return None
 
     def same(rec: Record) -> str:
-        return json.dumps([{k: v for k, v in rec.config.items() if k not in ("ipcs", "seeds")},
+        return json.dumps([{k: v for k, v in rec.config.items() if k not in ("ipcs", "seeds", "real_seeds")},
                            rec.data.get("backbones")], sort_keys=True, default=str)
 
     parts = [r for r in found if same(r) == same(found[0])]
@@ -466,11 +468,12 @@ def latest_synthesis(records: Iterable[Record] | None = None) -> Record | None:
         for name, run in rec.data["runs"].items():
             runs.setdefault(name, run)
     merged = [{"source": r.source, "commit": r.provenance["commit"], "date": r.provenance["date"],
-               "ipcs": r.config.get("ipcs"), "seeds": r.config.get("seeds")} for r in parts]
+               "ipcs": r.config.get("ipcs"), "seeds": r.config.get("seeds"), "real_seeds": r.config.get("real_seeds")}
+              for r in parts]
     data = {**found[0].data, "rows": rows, "runs": runs, "merged_from": merged,
             "complete": all(bool(r.data.get("complete", True)) for r in parts),
             "config": {**found[0].config, "ipcs": sorted({i for r in parts for i in r.config.get("ipcs") or []}),
-                       "seeds": sorted({k for r in parts for k in r.config.get("seeds") or []})}}
+                       **{k: sorted({v for r in parts for v in r.config.get(k) or []}) for k in ("seeds", "real_seeds")}}}
     return Record(" + ".join(r.source for r in parts), data)
 
 

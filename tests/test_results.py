@@ -322,3 +322,15 @@ def test_latest_synthesis_joins_the_seeds_run_later(tmp_path: Path) -> None:
     assert (cost[(cost["set"] == "sfm") & (cost.ipc == 10)].n_seeds == 5).all()
     assert results.latest_synthesis([results.load_file(d / "c.json")[0]]).source.endswith("c.json")
     assert results.latest_synthesis([]) is None
+
+    # more random real draws only (--seeds '' --real-seeds 3,4): SFM's five seeds now pair with five draws
+    _write(d / "e.json", _rec(config={**cfg, "ipcs": [10], "seeds": [], "real_seeds": [3, 4]}, runs={},
+                              prov={**PROV, "date": "2026-12-03 10:00:00 UTC"},
+                              rows=[row("random-real", 10, None, [3, 4], [0.4, 0.6])]))
+    joined = results.latest_synthesis(results.load([d]))
+    assert len(joined.data["merged_from"]) == 3 and joined.config["real_seeds"] == [3, 4]
+    assert joined.data["merged_from"][0]["real_seeds"] == [3, 4] and len(joined.data["runs"]) == 10
+    real = next(r for r in joined.rows if r["set"] == "random-real")
+    assert real["seeds"] == [0, 1, 2, 3, 4] and real["per_seed"] == [0.45, 0.5, 0.55, 0.4, 0.6]
+    vs = results.synthesis_versus(joined).set_index("baseline")
+    assert vs.loc["random-real", "n_seeds"] == 5 and vs.loc["random-real", "diff_mean"] == pytest.approx(0.14)

@@ -131,6 +131,20 @@ def test_isolated_run_lands_in_the_cache(script, tmp_path: Path, capsys: pytest.
     with pytest.raises(SystemExit):
         script.main([*args, "--jobs", "0"])
     assert "--jobs 0: must be 1 or more" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        script.main([*args, "--real-seeds", "3,x"])
+    assert "--real-seeds '3,x': give comma-separated integers" in capsys.readouterr().err
+
+
+def test_more_real_draws_only(script, tmp_path: Path) -> None:  # noqa: ANN001
+    """--seeds '' --real-seeds 3: no distillation, one more random real draw (and the centroid set) scored."""
+    out = tmp_path / "real.json"
+    assert script.main(["--size", "tiny", "--threads", "1", "--ipcs", "1", "--seeds", "", "--real-seeds", "3",
+                        "--out", str(out)]) == 0
+    rec = json.loads(out.read_text())
+    assert rec["complete"] and rec["runs"] == {} and rec["config"]["seeds"] == [] and rec["config"]["real_seeds"] == [3]
+    assert {r["set"] for r in rec["rows"]} == {"random-real", "centroid-real"}
+    assert all(r["seeds"] == [3] for r in rec["rows"] if r["set"] == "random-real")
 
 
 def test_sfm_ci_cifar10_records_a_cache_hit_as_such(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
