@@ -215,6 +215,15 @@ def verdict(name: str, baseline: str, diff: dict, unit: float = 100.0, points: s
     return f"{name} and {baseline} cannot be told apart (difference {m:+.1f} ± {half:.1f} {points})"
 
 
+def paired_stats(a: Sequence[float], b: Sequence[float], name: str, baseline: str,
+                 confidence: float = 0.95) -> dict:
+    """A paired comparison as a table row's statistics: ``n_seeds``, ``diff_mean``, ``ci95`` (low, high),
+    ``excludes_zero`` and its ``verdict`` sentence (:func:`paired_difference`, :func:`verdict`)."""
+    d = paired_difference(a, b, confidence)
+    return {"n_seeds": d["n"], "diff_mean": d["diff_mean"], "ci95": list(d["ci"]),
+            "excludes_zero": d["excludes_zero"], "verdict": verdict(name, baseline, d)}
+
+
 def improvement_over_random(method_acc: Sequence[float], random_acc: Sequence[float],
                             confidence: float = 0.95) -> dict:
     """DD-Ranking's IOR = Acc(syn, any protocol) − Acc(random, same protocol), paired over seeds.

@@ -491,7 +491,7 @@ def synthesis_versus(record: Record | None, method: str = "sfm",
     checkpoint); a real set (``steps`` None) pairs its draw ``s`` with distillation seed ``s``, each draw
     made afresh. Rule ``final``: the record's probe, projector and KD heads keep their last epoch. Columns
     :data:`VERSUS_COLUMNS`; empty for None or a record without such rows."""
-    from ddlib.metrics import paired_difference, verdict
+    from ddlib.metrics import paired_stats
 
     rows = [r for r in (record.rows if record is not None else []) if "set" in r and isinstance(
         r.get("per_seed"), list) and isinstance(r.get("seeds"), list) and len(r["per_seed"]) == len(r["seeds"])]
@@ -509,10 +509,8 @@ def synthesis_versus(record: Record | None, method: str = "sfm",
                 common = sorted(set(mine) & set(theirs))
                 if not common:
                     continue
-                d = paired_difference([mine[k] for k in common], [theirs[k] for k in common])
                 out.append({"method": method, "baseline": base, "ipc": ipc, "protocol": protocol, "rule": "final",
-                            "n_seeds": d["n"], "diff_mean": d["diff_mean"], "ci95": list(d["ci"]),
-                            "excludes_zero": d["excludes_zero"], "verdict": verdict(method, base, d)})
+                            **paired_stats([mine[k] for k in common], [theirs[k] for k in common], method, base)})
     return pd.DataFrame(out, columns=VERSUS_COLUMNS)
 
 

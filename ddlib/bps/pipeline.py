@@ -340,7 +340,7 @@ def paired_table(rows: list[dict], baseline: str = "random", confidence: float =
     Rows: ``method``, ``baseline`` (a method, or ``"<method> / <protocol>"``), ``ipc``, ``protocol``,
     ``rule``, ``n_seeds``, ``diff_mean``, ``ci95`` (low, high), ``excludes_zero``, ``verdict``.
     """
-    from ddlib.metrics import paired_difference, verdict
+    from ddlib.metrics import paired_stats
 
     by: dict[tuple, dict[int, dict]] = {}
     for r in rows:
@@ -353,10 +353,9 @@ def paired_table(rows: list[dict], baseline: str = "random", confidence: float =
         if len(common) < 1:
             return
         for rule in RULES:
-            d = paired_difference([a[s][rule] for s in common], [b[s][rule] for s in common], confidence)
             out.append({"method": method, "baseline": base_label, "ipc": ipc, "protocol": protocol, "rule": rule,
-                        "n_seeds": d["n"], "diff_mean": d["diff_mean"], "ci95": list(d["ci"]),
-                        "excludes_zero": d["excludes_zero"], "verdict": verdict(method, base_label, d)})
+                        **paired_stats([a[s][rule] for s in common], [b[s][rule] for s in common], method,
+                                       base_label, confidence)})
 
     keys = sorted(by)
     for (m, k, st) in keys:
