@@ -315,8 +315,9 @@ def main(argv: list[str] | None = None) -> int:
     cfgs = {p: run_config(size, ds, phi_d, p[2], p[0], p[1]) for p in todo}
     existed = {p for p in todo if artifacts.exists(synth.images_key(ds, cfgs[p], key_d, size["checkpoints"][:-1]))}
 
-    def record(ipc: int, seed: int, method: str, t0: float, concurrent: int) -> None:
+    def record(ipc: int, seed: int, method: str, concurrent: int) -> None:
         """Score one finished run (from the cache when it ran in a child) and rewrite the record."""
+        t0 = time.perf_counter()
         res = synth.distill_cached(phi_d, ds, cfgs[(ipc, seed, method)], key_d, device=device, progress=False,
                                    snapshots=size["checkpoints"][:-1])
         fresh = (ipc, seed, method) not in existed
@@ -347,10 +348,10 @@ def main(argv: list[str] | None = None) -> int:
 
     if not isolate:  # in this process, one after another
         for p in todo:
-            record(*p, t0=time.perf_counter(), concurrent=1)
+            record(*p, concurrent=1)
     else:  # each run not in the cache in a child process, --jobs at a time, the longest (LGM) first
         for p in [p for p in todo if p in existed]:
-            record(*p, t0=time.perf_counter(), concurrent=1)
+            record(*p, concurrent=1)
         queue = sorted((p for p in todo if p not in existed), key=lambda p: p[2] != "lgm")
         running: dict[tuple[int, int, str], subprocess.Popen] = {}
         together: dict[tuple[int, int, str], int] = {}  # the most runs at once during each run (shared cores)
@@ -373,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
                         other.terminate()
                     raise RuntimeError(f"the {p[2]} run at IPC {p[0]}, seed {p[1]} failed "
                                        f"(exit code {child.returncode})")
-                record(*p, t0=time.perf_counter(), concurrent=together[p])
+                record(*p, concurrent=together[p])
             time.sleep(0.2 if running else 0)
     write(complete=True)
     say(f"wrote {out}")
