@@ -24,6 +24,16 @@ checkout for long runs), so a second call trains only what is missing; the recor
 were trained and how many loaded (``timings``), and the teacher's and encoder's original training times.
 Nothing here is tuned on test accuracy: the settings are the preset's, the rules are fixed in advance.
 
+Re-recording some methods of an earlier record (``--join RECORD --methods forgetting``): Stage 1 and the
+teacher are trained (or loaded) again with the record's settings, and the run goes on only if they are the
+record's own bits: the teacher's test accuracy and the patterns per class must equal the record's, and one of
+its students (BPS, KD, seed 0, its first IPC) is trained again and must reach exactly the recorded accuracy at
+every evaluated epoch. Then only the named methods' students are trained; every other row (the other methods,
+the ablation, the weak-teacher control, the epoch curve) is the record's, and the paired tables are computed
+again over the joined grid. The record names what was joined (``joined``). ``--forgetting-rules toneva`` adds
+the forgetting baseline read by Toneva's rule for never-learned images as rows of its own,
+``forgetting (toneva)``, beside the preset's rule (DeepCore's by default).
+
 On a multi-GPU node: ``torchrun --nproc_per_node N benchmarks/bps_evidence.py …`` (the same options): Stage 1
 and the teacher train data-parallel, the students of each (IPC, protocol) are split over the GPUs, and
 rank 0 writes the record and the cache (:mod:`ddlib.distributed`).
@@ -77,6 +87,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--epoch-curve", default="", help="student epochs to sweep, e.g. 25,50,100,200 (KD)")
     ap.add_argument("--curve-methods", default="bps,random")
     ap.add_argument("--curve-ipcs", default=None, help="default: the run's IPCs")
+    ap.add_argument("--forgetting-rules", default="",
+                    help="also record forgetting read by these other rules for never-learned images, as rows "
+                         "'forgetting (RULE)' (e.g. toneva)")
+    ap.add_argument("--join", default=None, metavar="RECORD",
+                    help="re-record only --methods (and --forgetting-rules) of RECORD, reusing its other rows once "
+                         "this machine has reproduced its modelling, teacher and one of its students bit for bit")
     ap.add_argument("--modelling-only", action="store_true",
                     help="train (or load) Stage 1, the teacher and the scores into the cache, and stop (no record)")
     ap.add_argument("--device", default=None)
@@ -114,10 +130,15 @@ def _run(a: argparse.Namespace) -> int:
     progress = not a.quiet
     start = time.perf_counter()
 
+    from ddlib.baselines import NEVER_LEARNED
+
+    rules = [check_choice("forgetting_rules", r, NEVER_LEARNED) for r in a.forgetting_rules.split(",") if r.strip()]
+    base = _load_join(a.join) if a.join else None
     d = p.datasets()
     pool, ev = d["pool"], d["eval"]
-    mod = P.modelling(pool, p.pipeline, p.methods, device=a.device, progress=progress, teacher_ds=d["teacher"],
-                      encoder_ds=d["encoder"], teacher=True)
+    needs = list(p.methods) + (["forgetting"] if rules else []) + (["bps"] if base else [])
+    mod = P.modelling(pool, p.pipeline, list(dict.fromkeys(needs)), device=a.device, progress=progress,
+                      teacher_ds=d["teacher"], encoder_ds=d["encoder"], teacher=True)
     teacher = mod["teacher"]
     if a.modelling_only:
         if distributed.is_main():
@@ -125,10 +146,24 @@ def _run(a: argparse.Namespace) -> int:
                   f"{sum(mod['info']['num_patterns'].values())} patterns, {time.perf_counter() - start:.0f} s")
         return 0
     students = {name: dataclasses.replace(p.student, loss=name) for name in protocols}
+    joined = None
+    if base is not None:
+        joined = _verify_join(base, a.join, mod, ev, students, p, device=a.device, progress=progress)
     grid = P.evaluate_grid(ev, mod["inputs"], p.methods, p.ipcs, seeds, students, teacher=teacher,
                            select_cfg=p.select, device=a.device, progress=progress)
     for r in grid:
         r["setting"] = "main"
+    for rule in rules:
+        scores = mod["inputs"].scores
+        mod["inputs"].scores = {**scores, "never_learned": rule}
+        try:
+            rows = P.evaluate_grid(ev, mod["inputs"], ["forgetting"], p.ipcs, seeds, students, teacher=teacher,
+                                   select_cfg=p.select, device=a.device, progress=progress)
+        finally:
+            mod["inputs"].scores = scores
+        for r in rows:
+            r.update(method=f"forgetting ({rule})", setting="main")
+        grid += rows
 
     extra_rows: list[dict] = []
     if fracs and "kd" in students:
@@ -167,6 +202,26 @@ def _run(a: argparse.Namespace) -> int:
                 r.update(epochs=e, setting="epoch curve")
             curve_rows += rows
 
+    weak_teacher_record = None
+    if base is not None:  # the record's rows for everything this run did not train again
+        done = {(r["method"], r["setting"]) for r in grid + extra_rows + curve_rows}
+        kept = [dict(r) for r in base["grid"]]
+        old_rule = ((base.get("config") or {}).get("pipeline") or {}).get("forgetting", {}).get("never_learned", "toneva")
+        if ("forgetting", "main") in done and old_rule != p.forgetting.never_learned \
+                and (f"forgetting ({old_rule})", "main") not in done:
+            for r in kept:  # the record's forgetting rows, read by its own rule, stay as a named row
+                if r["method"] == "forgetting":
+                    r["method"] = f"forgetting ({old_rule})"
+            rules.append(old_rule)
+        kept = [{**r, "joined": True} for r in kept if (r["method"], r.get("setting", "main")) not in done]
+        grid += [r for r in kept if r.get("setting", "main") == "main"]
+        curve_rows += [r for r in kept if r.get("setting") == "epoch curve"]
+        extra_rows += [r for r in kept if r.get("setting", "main") not in ("main", "epoch curve")]
+        weak_teacher_record = base.get("weak_teacher")
+        if not curve and curve_rows:
+            curve = sorted({int(r["epochs"]) for r in curve_rows})
+        if not fracs:
+            fracs = list((base.get("config") or {}).get("centre_frac_ablation") or [])
     label = results.dataset_label(p.dataset)
     everything = grid + extra_rows + curve_rows
     acc = [{**r, "dataset": label, "setting": _setting(everything, r)} for r in P.accuracy_rows(everything)]
@@ -177,7 +232,7 @@ def _run(a: argparse.Namespace) -> int:
     hlr = []
     if "ce" in students and teacher is not None and students["ce"].model == p.teacher.model \
             and students["ce"].width == p.teacher.width and students["ce"].depth == p.teacher.depth:
-        for m in p.methods:
+        for m in dict.fromkeys(r["method"] for r in grid):
             for k in p.ipcs:
                 for rule in P.RULES:
                     v = [r[rule] for r in sorted(grid, key=lambda r: r["seed"])
@@ -185,7 +240,7 @@ def _run(a: argparse.Namespace) -> int:
                     h = metrics.hard_label_recovery(mod["teacher_acc"], v)
                     hlr.append({"method": m, "ipc": k, "rule": rule, "n_seeds": h["n"], "hlr_mean": h["diff_mean"],
                                 "ci95": list(h["ci"])})
-    trained = sum(not r["cached"] for r in everything)
+    trained = sum(not r["cached"] and not r.get("joined") for r in everything)
     enc_hist_seconds = (mod["info"].get("stage1_seconds") or {})
     record = results.write(
         a.out, what=f"BPS vs coreset baselines on {label}, students paired over {len(seeds)} seeds "
@@ -193,21 +248,73 @@ def _run(a: argparse.Namespace) -> int:
         config={"scale": a.scale, "overrides": sets, "dataset": pool.spec, "teacher_dataset": d["teacher"].spec,
                 "encoder_dataset": d["encoder"].spec, "students_test_per_class": p.test_per_class,
                 "pipeline": p.pipeline.as_dict(), "students": {k: dataclasses.asdict(v) for k, v in students.items()},
-                "seeds": seeds, "centre_frac_ablation": fracs, "weak_teacher_per_class": a.weak_teacher_per_class,
+                "seeds": seeds, "centre_frac_ablation": fracs, "forgetting_rules": rules,
+                "weak_teacher_per_class": a.weak_teacher_per_class if weak_teacher_record is None
+                else weak_teacher_record.get("per_class"),
                 "epoch_curve": curve, "rules": {"best_last": f"best of the last {p.student.last_epochs} epochs",
                                                 "final": "the final epoch"}},
         rows=acc, paired=paired, hlr=hlr, grid=everything,
         teacher={"test_acc": mod["teacher_acc"], "train_size": len(d["teacher"].train_y),
                  "original_train_seconds": getattr(teacher, "train_seconds", None)},
-        weak_teacher=weak, modelling=mod["info"],
+        weak_teacher=weak if weak is not None else weak_teacher_record, modelling=mod["info"], joined=joined,
         timings={"wall_s": time.perf_counter() - start, "shared": mod["seconds"],
-                 "students_trained": trained, "students_loaded": len(everything) - trained,
+                 "students_trained": trained,
+                 "students_loaded": sum(r["cached"] and not r.get("joined") for r in everything),
+                 "students_joined": sum(bool(r.get("joined")) for r in everything),
                  "cached": trained == 0, "student_seconds_trained": sum(r["student_seconds"] for r in everything
                                                                        if not r["cached"]),
                  "original_stage1_seconds": enc_hist_seconds})
     if distributed.is_main():
         _print(record)
     return 0
+
+
+def _load_join(path: str) -> dict:
+    """The record to join (one record with a ``grid``), read by the project's reader."""
+    from ddlib import results
+    from ddlib.utils import ParamError
+
+    recs = results.load_file(path)
+    if len(recs) != 1 or not recs[0].data.get("grid"):
+        raise ParamError(f"join={path!r} is not one evidence record with a grid (bps_evidence.py's)")
+    return dict(recs[0].data)
+
+
+def _verify_join(base: dict, path: str, mod: dict, ev, students: dict, p, device, progress: bool) -> dict:
+    """Check that this machine computed the record's own modelling and teacher: the teacher's test accuracy and
+    the patterns per class equal the record's, and one recorded student (BPS, KD, seed 0, the first IPC)
+    trained again reaches exactly its recorded accuracies. Returns what the record says about the join."""
+    from ddlib.bps import pipeline as P
+    from ddlib.utils import ParamError
+
+    want_t, got_t = (base.get("teacher") or {}).get("test_acc"), mod["teacher_acc"]
+    want_p = {str(k): int(v) for k, v in ((base.get("modelling") or {}).get("num_patterns") or {}).items()}
+    got_p = {str(k): int(v) for k, v in (mod["info"].get("num_patterns") or {}).items()}
+    problems = []
+    if want_t != got_t:
+        problems.append(f"teacher test accuracy {got_t!r} here, {want_t!r} in the record")
+    if want_p != got_p:
+        problems.append(f"patterns per class {got_p} here, {want_p} in the record")
+    check = [r for r in base["grid"] if r["method"] == "bps" and r.get("setting", "main") == "main"
+             and r["student"] == "kd" and r["seed"] == 0]
+    if not check or "accs" not in check[0] or "kd" not in students:
+        problems.append("the record has no BPS KD student of seed 0 with its accuracies to train again")
+    if problems:
+        raise ParamError(f"join={path!r}: this machine does not reproduce the record ({'; '.join(problems)}); "
+                         "re-record every method instead (run without --join)")
+    row = min(check, key=lambda r: r["ipc"])
+    again = P.evaluate_grid(ev, mod["inputs"], ["bps"], [row["ipc"]], [0], {"kd": students["kd"]},
+                            teacher=mod["teacher"], select_cfg=p.select, device=device, progress=progress)[0]
+    if again["accs"] != row["accs"]:
+        raise ParamError(f"join={path!r}: the modelling and teacher match, but BPS's KD student of seed 0 at IPC "
+                         f"{row['ipc']} reaches {again['accs'][-3:]} here against {row['accs'][-3:]} recorded "
+                         "(last 3 evaluations); re-record every method instead (run without --join)")
+    prov = base.get("provenance") or {}
+    return {"record": Path(path).name, "commit": prov.get("commit"), "date": prov.get("date"),
+            "command": prov.get("command"), "verified": {"teacher_acc": got_t, "num_patterns": got_p,
+                                                         "student": {"method": "bps", "ipc": row["ipc"],
+                                                                     "protocol": "kd", "seed": 0,
+                                                                     "accs_equal": True}}}
 
 
 def _setting(rows: list[dict], summary: dict) -> str:

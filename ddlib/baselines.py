@@ -17,13 +17,25 @@ Every selector needs at least 2 classes and at least ``ipc`` images in each: a s
 and ``config`` records ``"cap": True`` and ``"capped": {label: size}``).
 
 Forgetting (Toneva et al. 2019): a model is trained on the full data; a *forgetting event* is a
-sample that was classified correctly when last seen in a minibatch and is misclassified now;
-never-learned samples count as forgotten infinitely often; per class the most-forgotten samples
-are picked. When events are too few to rank (fewer than ``ipc`` samples with a non-zero score in
-some class — typical of short CPU runs), the score falls back to EL2N (Paul et al. 2021):
-``||softmax(f(x)) - onehot(y)||₂`` at an early epoch, highest first. The result says which
-(``config["score"]``). The model is trained by the one loop of :mod:`ddlib.train`; the forgetting
-counter (each step's indices and logits) and the EL2N read-out are its hooks.
+sample that was classified correctly when last seen in a minibatch and is misclassified now; per
+class the most-forgotten samples are picked. Samples the model never classified correctly have no
+event, and the two codes differ on them (``ForgettingConfig.never_learned``):
+
+- ``"deepcore"`` (the default): they keep 0 events and so sort last, as DeepCore
+  (``deepcore/methods/forgetting.py``), the library the coreset literature's baseline tables come from;
+- ``"toneva"``: they count as forgotten infinitely often and are taken first, as Toneva et al.'s own
+  code (``example_forgetting``); on a short run these are mostly images whose label the model rejects.
+
+When events are too few to rank (fewer than ``ipc`` samples with a non-zero score in some class —
+typical of short CPU runs), the score falls back to EL2N (Paul et al. 2021):
+``||softmax(f(x)) - onehot(y)||₂`` at an early epoch, highest first (a ddlib addition; the result says
+which, ``config["score"]``). The model is trained by the one loop of :mod:`ddlib.train`; the forgetting
+counter (each step's indices and logits) and the EL2N read-out are its hooks. Ties are broken by a
+seeded random order (DeepCore: by index).
+
+Herding follows Welling (2009) and iCaRL: each step takes the *argmin* of ``‖(t+1)μ − Σ − f‖`` (the
+image that brings the running mean closest to the class mean). DeepCore's ``herding.py`` takes the
+argmax (the farthest image) instead; ddlib keeps the published rule.
 
 BPS joins these selectors in the registry of :mod:`ddlib.bps.pipeline` (``SELECTORS`` there), which
 sits above this module.
@@ -118,7 +130,8 @@ def select_random(inp: SelectionInputs, ipc: int, seed: int = 0, cap: bool = Fal
 
 def herding_order(feats: np.ndarray, n: int) -> np.ndarray:
     """Greedy feature-moment matching (Welling 2009; iCaRL): each step adds the sample that brings the
-    running mean of the selection closest to the class mean."""
+    running mean of the selection closest to the class mean, the argmin of ``‖(t+1)μ − Σ − f‖``.
+    DeepCore's ``herding.py`` takes the argmax there (the farthest sample); this is the published rule."""
     f = torch.as_tensor(feats, dtype=torch.float64)
     mu = f.mean(0)
     chosen: list[int] = []
@@ -198,25 +211,43 @@ def select_by_score(inp: SelectionInputs, ipc: int, score: np.ndarray, name: str
     return _result(inp, idx, {"method": name, "ipc": ipc, "seed": seed, **budget, **(extra or {})})
 
 
+def forgetting_counts(scores: dict, never_learned: str = "deepcore") -> np.ndarray:
+    """Each sample's forgetting score under a rule for never-learned samples (see the module docstring):
+    ``"deepcore"`` gives them 0 events (they sort last), ``"toneva"`` infinitely many (they sort first).
+
+    ``scores`` is :func:`forgetting_scores`'s result: ``forgetting`` holds the events, ``learned`` whether
+    each sample was ever classified correctly (artifacts written before ``learned`` existed marked
+    never-learned samples with ``inf``, which is read the same way)."""
+    check_choice("never_learned", never_learned, NEVER_LEARNED)
+    forg = np.asarray(scores["forgetting"], dtype=np.float64)
+    learned = np.asarray(scores["learned"], dtype=bool) if "learned" in scores else np.isfinite(forg)
+    out = np.where(np.isfinite(forg), forg, 0.0)
+    out[~learned] = float("inf") if never_learned == "toneva" else 0.0
+    return out
+
+
 def select_forgetting(inp: SelectionInputs, ipc: int, seed: int = 0, cap: bool = False) -> dict:
     """Most-forgotten samples per class; EL2N when forgetting events are too few (see the module docstring).
 
-    Needs ``inp.scores`` from :func:`forgetting_scores` (keys ``forgetting``, ``el2n``).
+    Needs ``inp.scores`` from :func:`forgetting_scores` (keys ``forgetting``, ``el2n``; ``never_learned``,
+    the rule for samples never classified correctly, default ``"deepcore"``).
     """
     if "forgetting" not in inp.scores or "el2n" not in inp.scores:
         raise ParamError("method='forgetting' needs scores from ddlib.baselines.forgetting_scores(ds, cfg) "
                          "in SelectionInputs.scores")
-    forg = np.asarray(inp.scores["forgetting"], dtype=np.float64)
+    rule = inp.scores.get("never_learned", "deepcore")
+    forg = forgetting_counts(inp.scores, rule)
     y = _np(inp.labels)
     check_ipc(ipc, y, inp.classes, cap)  # before the counts below: a clear error, not a min() of nothing
     nonzero = min(int(((y == c) & (forg > 0)).sum()) for c in np.unique(y))
     need = min(ipc, min(int((y == c).sum()) for c in np.unique(y)))
+    never = int((~np.asarray(inp.scores["learned"], dtype=bool)).sum()) if "learned" in inp.scores \
+        else int((~np.isfinite(np.asarray(inp.scores["forgetting"], dtype=np.float64))).sum())
+    extra = {"never_learned": rule, "never_learned_samples": never, "min_class_nonzero": nonzero}
     if nonzero >= need:
-        return select_by_score(inp, ipc, forg, "forgetting", seed,
-                               {"score": "forgetting", "min_class_nonzero": nonzero}, cap=cap)
+        return select_by_score(inp, ipc, forg, "forgetting", seed, {"score": "forgetting", **extra}, cap=cap)
     return select_by_score(inp, ipc, np.asarray(inp.scores["el2n"]), "forgetting", seed,
-                           {"score": "el2n", "min_class_nonzero": nonzero,
-                            "el2n_epoch": inp.scores.get("el2n_epoch")}, cap=cap)
+                           {"score": "el2n", **extra, "el2n_epoch": inp.scores.get("el2n_epoch")}, cap=cap)
 
 
 # ----------------------------------------------------------------------------- real-image sets
@@ -274,33 +305,51 @@ SELECTORS: dict[str, Callable[[SelectionInputs, int, int], dict]] = {
 # ----------------------------------------------------------------------------- forgetting scores
 #: where forgetting events are counted: a run of their own (DeepCore) or the full-data teacher's run
 FORGETTING_SOURCES = ("separate", "teacher")
+#: the rule for samples never classified correctly: 0 events (DeepCore, the default) or infinitely many (Toneva)
+NEVER_LEARNED = ("deepcore", "toneva")
+#: the scoring run's learning-rate schedules
+FORGETTING_SCHEDULES = ("cosine", "constant")
 
 
 @dataclass(frozen=True)
 class ForgettingConfig:
-    """The model trained to count forgetting events (DeepCore: the same architecture, SGD, crop+flip).
+    """The run that counts forgetting events, and how its counts are read.
 
-    ``source="teacher"`` counts them on the full-data teacher's own training run instead of a run of its
-    own (the teacher records the events and EL2N as it trains: :func:`ddlib.bps.distill.train_teacher`),
-    saving one full-data training; the other fields then describe the teacher's recipe. A departure from
-    DeepCore (a separate model of the same recipe), made for CPU budgets: the scores are read from a run of
-    the same architecture and data, trained the teacher's way.
+    Two recipes (presets ``forgetting_recipe`` of :func:`ddlib.presets.bps`):
+
+    - ``source="teacher"`` (the chapters' default on a CPU): the events are counted on the full-data
+      teacher's own training run (:func:`ddlib.bps.distill.train_teacher` records them as it trains),
+      saving one full-data training; the other training fields then describe the teacher's recipe.
+    - ``source="separate"``: a run of its own with these fields. :data:`DEEPCORE_FORGETTING` is DeepCore's
+      selection run (``main.py`` defaults): 40 epochs, SGD lr 0.1 held constant, momentum 0.9 with
+      Nesterov, weight decay 5e-4, batch 256, no augmentation.
+
+    ``never_learned``: the rule for samples never classified correctly (module docstring): ``"deepcore"``
+    (0 events, the default) or ``"toneva"`` (infinitely many). ``el2n_epoch``: the epoch after which the
+    EL2N fallback is read, no later than the run's last (Paul et al.: early in training).
     """
 
     model: str = "resnet18"
     width: int | None = None       # ConvNet width (None: the model's default)
     depth: int | None = None
-    epochs: int = 200              # DeepCore default for CIFAR
-    batch_size: int = 128
+    epochs: int = 40               # DeepCore's selection epochs
+    batch_size: int = 256
     lr: float = 0.1
     momentum: float = 0.9
     weight_decay: float = 5e-4
-    augment: str = "crop_flip"
-    el2n_epoch: int = 20           # EL2N is read after this epoch (Paul et al.: early in training)
+    augment: str = "none"
+    el2n_epoch: int = 20           # EL2N is read after this epoch
     source: str = "separate"       # "separate": a run of its own (DeepCore) | "teacher": the teacher's run
+    never_learned: str = "deepcore"
+    schedule: str = "constant"     # "constant" (DeepCore) | "cosine"
+    nesterov: bool = True
 
     def __post_init__(self) -> None:
         check_choice("source", self.source, FORGETTING_SOURCES)
+        check_choice("never_learned", self.never_learned, NEVER_LEARNED)
+        check_choice("forgetting schedule", self.schedule, FORGETTING_SCHEDULES)
+        if not isinstance(self.nesterov, bool):
+            raise ParamError(f"nesterov={self.nesterov!r} must be True or False")
         check_int("epochs", self.epochs, 1)
         check_int("batch_size", self.batch_size, 1)
         check_float("lr", self.lr, 0.0)
@@ -315,17 +364,27 @@ class ForgettingConfig:
         check_choice("augment", self.augment, list(AUGMENTS))
 
 
+#: DeepCore's selection run for forgetting (``main.py``: ``--selection_epochs 40``, SGD lr 0.1, momentum 0.9,
+#: Nesterov, wd 5e-4, batch 256; no augmentation during selection), on the reference's ResNet-18
+DEEPCORE_FORGETTING = ForgettingConfig()
+
+
 def forgetting_scores(ds, cfg: ForgettingConfig = ForgettingConfig(), seed: int = 0, device=None,
                       progress: bool = True, cache: bool = True) -> dict:
     """Forgetting counts and EL2N scores of every training sample (a cached artifact).
 
-    Returns ``{"forgetting": (N,), "el2n": (N,), "el2n_epoch": int, "events": int}``; never-learned
-    samples have forgetting ``inf``.
+    Returns ``{"forgetting": (N,) events, "learned": (N,) bool, "el2n": (N,), "el2n_epoch": int, "events": int,
+    "never_learned": cfg.never_learned}``; the rule for never-learned samples is applied at selection
+    (:func:`forgetting_counts`), so it does not enter the cache key.
     """
+    import dataclasses
+
     from ddlib import artifacts
 
-    key = artifacts.make_key("forgetting", ds.key(), cfg, [f"seed={seed}"])
-    return artifacts.cached(key, lambda: _forgetting(ds, cfg, seed, device, progress), enabled=cache)
+    run = dataclasses.replace(cfg, never_learned="deepcore")  # the run does not depend on the reading rule
+    key = artifacts.make_key("forgetting", ds.key(), run, [f"seed={seed}"])
+    scores = artifacts.cached(key, lambda: _forgetting(ds, run, seed, device, progress), enabled=cache)
+    return {**scores, "never_learned": cfg.never_learned}
 
 
 def _model_kw(cfg) -> dict:
@@ -339,12 +398,11 @@ def scoring_hooks(x: torch.Tensor, y: torch.Tensor, num_classes: int, el2n_epoch
 
 
 def scores_from_hooks(hooks: list[Hook], el2n_epoch: int) -> dict:
-    """``{"forgetting", "el2n", "el2n_epoch", "events"}`` from :func:`scoring_hooks` after training."""
+    """``{"forgetting", "learned", "el2n", "el2n_epoch", "events"}`` from :func:`scoring_hooks` after training:
+    the raw event counts (0 for a never-learned sample) and whether each sample was ever correct."""
     counter, el2n = hooks
-    forg = counter.events.clone()
-    forg[~counter.learned] = float("inf")
-    return {"forgetting": forg.numpy(), "el2n": el2n.scores.numpy(), "el2n_epoch": el2n_epoch,
-            "events": int(counter.events.sum())}
+    return {"forgetting": counter.events.clone().numpy(), "learned": counter.learned.clone().numpy(),
+            "el2n": el2n.scores.numpy(), "el2n_epoch": el2n_epoch, "events": int(counter.events.sum())}
 
 
 class _ForgettingCounter(Hook):
@@ -393,12 +451,15 @@ def _forgetting(ds, cfg: ForgettingConfig, seed: int, device, progress: bool) ->
     g = seed_everything(seed)
     model = models.create(cfg.model, ds.num_classes, ds.image_shape[0], ds.image_shape[1],
                           ds.mean.tolist(), ds.std.tolist(), **_model_kw(cfg)).to(dev)
-    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.epochs)
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+                          nesterov=cfg.nesterov and cfg.momentum > 0)
     x, y = ds.train_x, ds.train_y
     el2n_epoch = min(cfg.el2n_epoch, cfg.epochs)
     counter, el2n = scoring_hooks(x, y, ds.num_classes, el2n_epoch, dev)
-    source = image_batches(x, y, cfg.batch_size, dev, augment=cfg.augment, global_rng_augment_on_gpu=True)
-    loop(model, opt, source, ce_step(), cfg.epochs, g, hooks=[counter, LrScheduler(sched), el2n],
-         progress=progress, desc="forgetting")
+    hooks: list[Hook] = [counter]
+    if cfg.schedule == "cosine":
+        hooks.append(LrScheduler(torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.epochs)))
+    augment = None if cfg.augment == "none" else cfg.augment
+    source = image_batches(x, y, cfg.batch_size, dev, augment=augment, global_rng_augment_on_gpu=True)
+    loop(model, opt, source, ce_step(), cfg.epochs, g, hooks=[*hooks, el2n], progress=progress, desc="forgetting")
     return {**scores_from_hooks([counter, el2n], el2n_epoch), "config": config_dict(cfg)}

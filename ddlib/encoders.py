@@ -8,9 +8,9 @@ feature: the class head Linear(D→C) and a projector D→512→ReLU→128. It i
 - InfoNCE (:func:`ddlib.losses.info_nce`): MoCo v2. Two MoCo-v2 views of each image; the query view
   through the encoder, the key view through a momentum copy (m = 0.999); logits [q·k⁺, q·queue] / τ1
   (τ1 = 0.5), target 0; a queue of 65,536 keys (with their labels).
-- L_clu (:func:`ddlib.losses.clustering_loss`), BPS's clustering term: per class, the queued keys are
-  partitioned into patterns (re-partitioned at every queue wrap, the reference's snapshot); each query
-  goes to the nearest pattern centroid of any class (the reference; ``clu_assign="own_class"``: of its own).
+- L_clu (:func:`ddlib.losses.clustering_loss`), BPS's clustering term: per class, a snapshot of the queued
+  keys is partitioned into patterns (taken at every queue wrap, as the reference); each query goes to the
+  nearest pattern centroid of any class (the reference; ``clu_assign="own_class"``: of its own).
 - r(e) = 0 for the first 5 epochs, then a linear ramp to 1 (:func:`clu_ramp`).
 - SGD (momentum 0.9, wd 1e-4), lr 0.02, 5-epoch linear warm-up then cosine to 0.01·lr, 30 epochs.
 
@@ -35,9 +35,11 @@ enqueue after the optimiser step, partition refresh at epoch start, the ramp per
 
 Choices where METHODS.md is silent or the reference cannot be followed (each a config field):
 
-- The partitions are refreshed at the start of every epoch in which L_clu is active (the reference
-  does it when the queue wraps, ≈ once an epoch); keys enqueued between two refreshes join the
-  nearest centroid of their class, so every queued key always has a pattern.
+- The partition is of a snapshot of the queued keys, taken each time the queue wraps (the reference's
+  ``_info_cluster``, ≈ once an epoch; ``clu_refresh="epoch"``: at every epoch start instead) and when the
+  term first turns on; keys enqueued after a snapshot are not assigned to its patterns. Each query is
+  assigned to the nearest pattern centroid over the patterns of *every* class (``clu_assign="all"``, the
+  reference; ``"own_class"`` restricts it to the query's class).
 - The ramp reaches 1 at the last epoch (``clu_ramp_epochs=None``); give a number to reach 1 sooner.
 - The learning rate is updated every step (warm-up linear in fractional epochs), equal to the
   per-epoch schedule at epoch ends.

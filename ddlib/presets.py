@@ -113,8 +113,12 @@ TABLES: dict[str, dict[str, tuple[str, ...]]] = {
         "teacher_epochs": ("teacher.epochs",),
         "teacher_batch": ("teacher.batch_size",),
         "teacher_lr": ("teacher.lr",),
+        # the forgetting baseline's scoring run: "teacher" (its events counted on the teacher's own run) or
+        # "deepcore" (a run of its own, DeepCore's selection recipe: ddlib.baselines.DEEPCORE_FORGETTING)
+        "forgetting_recipe": ("recipes.forgetting",),
         "forgetting_epochs": ("forgetting.epochs",),
         "forgetting_source": ("forgetting.source",),      # "teacher": count on the teacher's own run
+        "never_learned": ("forgetting.never_learned",),   # "deepcore" (0 events, the default) | "toneva" (infinite)
         "el2n_epoch": ("forgetting.el2n_epoch",),
         # Stage 2
         "k_ratio": ("select.k_ratio",),
@@ -181,7 +185,7 @@ VALUES: dict[str, dict[str | None, dict[str, Any]]] = {
         "test": dict(dataset="fashion-mnist", per_class=24, test_per_class=4, modelling_test_per_class=4,
                      ipcs=[1, 2], methods=ALL_METHODS, backbone="convnet", width=8, depth=2, encoder_epochs=2,
                      encoder_batch=32, queue_size=128, warmup_epochs=0, clu_warmup_epochs=1, k=10, min_sim=0.5,
-                     hard_label_methods=["bps", "random"],
+                     hard_label_methods=["bps", "random"], forgetting_recipe="teacher",
                      teacher_epochs=1, student_epochs=2, last_epochs=1, seeds=1, k_ratio=0.1, show_class=0,
                      projection="pca", seed=0),
         # issue 9's regime: a full-data teacher (>= 90 % on Fashion-MNIST), every image in the selection pool,
@@ -190,7 +194,7 @@ VALUES: dict[str, dict[str | None, dict[str, Any]]] = {
                     test_per_class=200, modelling_test_per_class=None, ipcs=[1, 10, 50], methods=ALL_METHODS,
                     backbone="convnet", width=32, depth=3, encoder_width=64, encoder_epochs=10, encoder_batch=128,
                     queue_size=4096, warmup_epochs=1, clu_warmup_epochs=3, k=30, min_sim=0.5, teacher_epochs=12,
-                    forgetting_source="teacher", student_epochs=100, last_epochs=21, seeds=1, k_ratio=0.1,
+                    forgetting_recipe="teacher", student_epochs=100, last_epochs=21, seeds=1, k_ratio=0.1,
                     hard_label_methods=["bps", "random"],
                     show_class=6, projection="umap", seed=0),
         "gpu": dict(dataset="fashion-mnist", per_class=None, test_per_class=None, modelling_test_per_class=None,
@@ -632,15 +636,33 @@ def _bps_configs(parts: _Parts) -> dict[str, Any]:
             if k not in t and k in models:
                 t[k] = models[k]
     teacher = parts.build(TeacherConfig, "teacher", t)
-    f = {"model": teacher.model, "width": teacher.width, "depth": teacher.depth, "epochs": teacher.epochs,
-         "batch_size": teacher.batch_size, "lr": teacher.lr, **parts.get("forgetting")}
-    f["el2n_epoch"] = min(f.get("el2n_epoch", ForgettingConfig.el2n_epoch), f["epochs"])
+    f = {**_forgetting_recipe(parts, teacher), **parts.get("forgetting")}
+    f["el2n_epoch"] = min(f.get("el2n_epoch", ForgettingConfig.el2n_epoch), f.get("epochs", ForgettingConfig.epochs))
     s = parts.get("student")
     if "model" not in s:
         s = {"model": teacher.model, "width": teacher.width, "depth": teacher.depth, **s}
     return dict(encoder=encoder, pattern=parts.build(PatternConfig, "pattern"), teacher=teacher,
                 forgetting=parts.build(ForgettingConfig, "forgetting", f), select=parts.build(SelectConfig, "select"),
                 student=parts.build(StudentConfig, "student", s))
+
+
+#: the forgetting baseline's scoring runs (``forgetting_recipe``): the teacher's own run, or DeepCore's recipe
+FORGETTING_RECIPES = ("teacher", "deepcore")
+
+
+def _forgetting_recipe(parts: _Parts, teacher: TeacherConfig) -> dict[str, Any]:
+    """The forgetting run's fields before its own names: the teacher's architecture, and either the teacher's
+    recipe (``"teacher"``: the events are counted on its run) or DeepCore's (``"deepcore"``, a run of its own:
+    :data:`ddlib.baselines.DEEPCORE_FORGETTING`). Without a recipe, ``forgetting_source`` decides."""
+    given = parts.get("forgetting")
+    recipe = parts.get("recipes").get("forgetting") or ("teacher" if given.get("source") == "teacher" else "deepcore")
+    check_choice("forgetting_recipe", recipe, FORGETTING_RECIPES)
+    arch = {"model": teacher.model, "width": teacher.width, "depth": teacher.depth}
+    if recipe == "deepcore":
+        return {**arch, "source": "separate"}
+    return {**arch, "source": "teacher", "epochs": teacher.epochs, "batch_size": teacher.batch_size, "lr": teacher.lr,
+            "momentum": teacher.momentum, "weight_decay": teacher.weight_decay, "augment": teacher.augment,
+            "schedule": "cosine", "nesterov": False}
 
 
 #: what a per-class budget may say for "every image" when None already means "the preset's value"

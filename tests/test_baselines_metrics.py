@@ -1,6 +1,8 @@
 """Baselines under the selection API, and the selection metrics, on hand-made embeddings."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -74,6 +76,67 @@ def test_forgetting_falls_back_to_el2n_when_events_are_few():
     assert sorted(s["indices"]) == list(range(95, 100)) + list(range(155, 160))
     with pytest.raises(ParamError, match="forgetting"):
         select_forgetting(SelectionInputs(inp.embeddings, inp.labels), 5)
+
+
+def test_never_learned_images_sort_last_under_deepcore_and_first_under_toneva():
+    """A hand-built class of 6: events 3, 2, 1, 0 and two never-learned images (0 events, never correct)."""
+    from ddlib.baselines import forgetting_counts
+
+    y = np.array([0] * 6 + [1] * 6)
+    events = np.array([3, 2, 1, 0, 0, 0] * 2, dtype=float)
+    learned = np.array([True, True, True, True, False, False] * 2)
+    scores = {"forgetting": events, "learned": learned, "el2n": np.zeros(12)}
+    assert forgetting_counts(scores, "deepcore").tolist() == events.tolist()
+    assert forgetting_counts(scores, "toneva")[[4, 5]].tolist() == [np.inf, np.inf]
+    inp = SelectionInputs(np.eye(12), y, scores=scores)
+    deepcore = select_forgetting(inp, 2)  # the two most-forgotten learned images of each class
+    assert sorted(deepcore["indices"]) == [0, 1, 6, 7]
+    assert deepcore["config"]["never_learned"] == "deepcore" and deepcore["config"]["never_learned_samples"] == 4
+    inp.scores = {**scores, "never_learned": "toneva"}
+    toneva = select_forgetting(inp, 2)  # the never-learned images first
+    assert sorted(toneva["indices"]) == [4, 5, 10, 11] and toneva["config"]["never_learned"] == "toneva"
+    # an artifact written before "learned" existed marked never-learned images with inf: read the same way
+    old = {"forgetting": np.where(learned, events, np.inf), "el2n": np.zeros(12)}
+    assert forgetting_counts(old, "deepcore").tolist() == events.tolist()
+    with pytest.raises(ParamError, match="never_learned"):
+        forgetting_counts(scores, "sometimes")
+    with pytest.raises(ParamError, match="never_learned"):
+        ForgettingConfig(never_learned="both")
+
+
+def test_deepcore_recipe_is_the_forgetting_default_and_a_preset_beside_the_teacher_run():
+    from ddlib import presets
+    from ddlib.baselines import DEEPCORE_FORGETTING
+
+    d = DEEPCORE_FORGETTING  # DeepCore main.py: 40 selection epochs, SGD 0.1 constant, Nesterov, batch 256, no aug
+    assert (d.epochs, d.lr, d.schedule, d.nesterov, d.batch_size, d.augment, d.source, d.never_learned) == \
+        (40, 0.1, "constant", True, 256, "none", "separate", "deepcore")
+    ref = presets.bps(None).forgetting  # the reference (and the gpu scale) count events DeepCore's way
+    assert ref == dataclasses.replace(d, model=ref.model, width=ref.width, depth=ref.depth)
+    assert presets.bps("gpu").forgetting.source == "separate"
+    cpu = presets.bps("cpu")  # the book's default: the teacher's own run, described by the teacher's recipe
+    f, t = cpu.forgetting, cpu.teacher
+    assert (f.source, f.epochs, f.lr, f.augment, f.schedule, f.nesterov) == \
+        ("teacher", t.epochs, t.lr, t.augment, "cosine", False)
+    dc = presets.bps("cpu", forgetting_recipe="deepcore").forgetting
+    assert (dc.source, dc.epochs, dc.schedule, dc.nesterov, dc.model, dc.width) == \
+        ("separate", 40, "constant", True, t.model, t.width)
+    assert presets.bps("cpu", never_learned="toneva").forgetting.never_learned == "toneva"
+    with pytest.raises(ParamError, match="forgetting_recipe"):
+        presets.bps("cpu", forgetting_recipe="toneva")
+
+
+def test_the_deepcore_scoring_run_trains_without_augmentation_at_a_constant_rate():
+    from ddlib import data
+
+    ds = data.load("digits", per_class=20, test_per_class=5)
+    cfg = ForgettingConfig(model="convnet", width=8, depth=1, epochs=2, batch_size=64, el2n_epoch=1)
+    sc = forgetting_scores(ds, cfg, progress=False)
+    assert sc["config"]["schedule"] == "constant" and sc["config"]["nesterov"] and sc["config"]["augment"] == "none"
+    assert sc["learned"].dtype == bool and np.isfinite(sc["forgetting"]).all()
+    # the reading rule is applied at selection: it does not re-train the scoring run
+    toneva = forgetting_scores(ds, dataclasses.replace(cfg, never_learned="toneva"), progress=False)
+    assert toneva["never_learned"] == "toneva" and np.array_equal(toneva["forgetting"], sc["forgetting"])
 
 
 def test_forgetting_scores_from_a_tiny_training_run():

@@ -198,3 +198,29 @@ def test_errors_name_the_option_typed(tmp_path: Path, capsys: pytest.CaptureFixt
     rc = main(["select", *SYN, "--method", "bps", "--ipc", "1", *argv, "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err
     assert rc == 2 and option in err and not (tmp_path / "o").exists()
+
+
+def test_select_refuses_an_ipc_no_class_can_give_before_any_work(tmp_path: Path, capsys, monkeypatch):
+    """Issue 22: ``select --ipc 500`` on 20 images a class wrote a file named ipc500 holding 200 images."""
+    from ddlib.bps import pipeline
+
+    def no_modelling(*a, **k):  # noqa: ANN002, ANN003, ANN202
+        raise AssertionError("Stage 1 started although the IPC could not be met")
+
+    monkeypatch.setattr(pipeline, "modelling", no_modelling)
+    out = tmp_path / "sel"
+    rc = main(["select", *SYN, "--per-class", "20", "--method", "bps,random", "--ipc", "500", "--out", str(out), *TINY])
+    err = capsys.readouterr().err
+    assert rc == 2 and "ipc=500 exceeds class" in err and "(20 images)" in err and "--allow-fewer" in err
+    assert not out.exists()
+
+
+def test_select_allow_fewer_records_what_each_class_holds(tmp_path: Path):
+    out = tmp_path / "sel"
+    assert main(["select", *SYN, "--per-class", "20", "--method", "bps,random", "--ipc", "25", "--allow-fewer",
+                 "--out", str(out), *TINY]) == 0
+    for m in ("bps", "random"):
+        d = json.loads((out / f"{m}_ipc25_seed0.json").read_text())
+        assert d["ipc"] == 25 and len(d["indices"]) == 4 * 20  # every class taken whole, and the record says so
+        assert set(d["per_class_selected"].values()) == {20} and len(d["per_class_selected"]) == 4
+        assert d["capped"] == {str(c): 20 for c in range(4)} and d["config"]["selection"]["cap"] is True

@@ -161,3 +161,42 @@ def test_teacher_text_names_each_sessions_teacher() -> None:
     assert results.teacher_text(both) == ("90.4 % for IPC 50; 90.7 % for IPC 10 on 60,000 images: the same settings "
                                           "trained in 2 sessions")
     assert results.teacher_text(None) == "not recorded yet"
+
+
+def test_join_rerecords_forgetting_only_after_reproducing_the_record(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 22: the forgetting rows of a record re-recorded under DeepCore's rule, the rest reused only once
+    this machine has reproduced the record's teacher, patterns and one of its students; the record's own
+    forgetting rows (Toneva's rule) stay as a named row."""
+    monkeypatch.setenv("DDLIB_CACHE", str(tmp_path / "cache"))
+    old, new = tmp_path / "old.json", tmp_path / "new.json"
+    base = ["--scale", "test", "--ipc", "2", "--seeds", "2", "--students", "kd,ce", "--quiet"]
+    assert _script().main([*base, "--methods", "bps,random,forgetting", "--set", "never_learned=toneva",
+                           "--centre-frac", "0", "--out", str(old)]) == 0
+    rec_old = json.loads(old.read_text())
+    monkeypatch.setenv("DDLIB_CACHE", str(tmp_path / "fresh"))  # nothing cached: everything trained again
+    assert _script().main([*base, "--methods", "forgetting", "--join", str(old), "--out", str(new)]) == 0
+    rec = json.loads(new.read_text())
+    assert rec["joined"]["record"] == "old.json" and rec["joined"]["verified"]["student"]["accs_equal"]
+    by = lambda r: {(g["method"], g["student"], g["seed"], g.get("setting")): g["accs"] for g in r["grid"]}  # noqa: E731
+    o, n = by(rec_old), by(rec)
+    for k, accs in o.items():  # bps, random and the ablation: the record's rows; forgetting kept under its rule
+        key = (("forgetting (toneva)",) + k[1:]) if k[0] == "forgetting" else k
+        assert n[key] == accs
+    assert {k[0] for k in n} == {"bps", "random", "forgetting", "forgetting (toneva)", "bps (centre share 0)"}
+    assert rec["config"]["pipeline"]["forgetting"]["never_learned"] == "deepcore"
+    assert rec["config"]["forgetting_rules"] == ["toneva"] and rec["config"]["centre_frac_ablation"] == [0.0]
+    kinds = {(t["method"], t["baseline"], t["protocol"]) for t in rec["paired"]}
+    assert ("forgetting", "random", "kd") in kinds and ("forgetting (toneva)", "random", "ce") in kinds
+    assert ("bps (centre share 0)", "bps", "kd") in kinds
+    t = rec["timings"]
+    assert t["students_joined"] == len(rec_old["grid"]) and t["students_trained"] == 2 * 2
+    # a record this machine does not reproduce is refused, naming what differs, with nothing written
+    rec_old["teacher"]["test_acc"] = 0.5
+    old.write_text(json.dumps(rec_old))
+    bad = tmp_path / "bad.json"
+    from ddlib.utils import ParamError
+
+    with pytest.raises(ParamError, match="does not reproduce the record.*teacher test accuracy"):
+        _script().main([*base, "--methods", "forgetting", "--join", str(old), "--out", str(bad)])
+    assert not bad.exists()

@@ -170,7 +170,11 @@ def test_forgetting_from_the_teachers_run(full: data.Dataset, pool: data.Dataset
     assert teacher.scores is not None and len(teacher.scores["el2n"]) == 400
     pos = data.positions_in(pool, full).numpy()
     assert np.array_equal(mod["inputs"].scores["el2n"], teacher.scores["el2n"][pos])
-    assert teacher.scores["events"] >= 0 and teacher.scores["el2n_epoch"] == 2
+    # EL2N is read at the run's own el2n_epoch (1 here), not the class default capped by the teacher's epochs
+    assert teacher.scores["events"] >= 0 and teacher.scores["el2n_epoch"] == cfg.forgetting.el2n_epoch == 1
+    later = dataclasses.replace(cfg, forgetting=dataclasses.replace(cfg.forgetting, el2n_epoch=2))
+    assert P.modelling(pool, later, ["forgetting"], progress=False, teacher_ds=full)["teacher"].scores["el2n_epoch"] == 2
+    assert mod["inputs"].scores["never_learned"] == "deepcore"
     with pytest.raises(ParamError, match="source"):
         ForgettingConfig(source="elsewhere")
 

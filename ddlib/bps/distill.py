@@ -111,24 +111,37 @@ def _check_model(name: str, width: int | None, depth: int | None) -> None:
         check_int("depth", depth, 1, 8)
 
 
-def teacher_key(ds, cfg: TeacherConfig) -> str:
-    return artifacts.make_key("teacher", ds.key(), cfg)
+def _el2n_epoch(cfg: TeacherConfig, el2n_epoch: int | None) -> int:
+    from ddlib.baselines import ForgettingConfig
+
+    e = ForgettingConfig.el2n_epoch if el2n_epoch is None else check_int("el2n_epoch", el2n_epoch, 1)
+    return min(e, cfg.epochs)
+
+
+def teacher_key(ds, cfg: TeacherConfig, el2n_epoch: int | None = None) -> str:
+    """The teacher's artifact key: its data and config, and the epoch its stored EL2N scores were read at."""
+    return artifacts.make_key("teacher", ds.key(), cfg, [f"el2n_epoch={_el2n_epoch(cfg, el2n_epoch)}"])
 
 
 def train_teacher(ds, cfg: TeacherConfig = TeacherConfig(), device=None, progress: bool = True,
-                  cache: bool = True) -> nn.Module:
+                  cache: bool = True, el2n_epoch: int | None = None) -> nn.Module:
     """The teacher trained on all of ``ds``'s training images (cached), in eval mode on ``device``. Under
-    torchrun every rank trains it together (``fit(data_parallel=True)``), rank 0 stores it."""
+    torchrun every rank trains it together (``fit(data_parallel=True)``), rank 0 stores it.
+
+    As it trains it scores every image for the forgetting baseline (``ForgettingConfig(source="teacher")``):
+    forgetting events, and EL2N read after ``el2n_epoch`` (the run's ``ForgettingConfig.el2n_epoch``; None:
+    that config's default), no later than the last epoch; ``model.scores`` holds them."""
     dev = get_device(device)
+    el2n_at = _el2n_epoch(cfg, el2n_epoch)
 
     def compute() -> dict:
-        from ddlib.baselines import ForgettingConfig, scores_from_hooks, scoring_hooks
+        from ddlib.baselines import scores_from_hooks, scoring_hooks
 
         seed_everything(cfg.seed)  # the initial weights follow cfg.seed, not the caller's RNG state
         model = build_model(ds, cfg.model, cfg.width, cfg.depth)
         # the teacher's own forgetting events and EL2N, for ForgettingConfig(source="teacher"); the hooks draw
         # nothing from any generator, so the teacher is the one trained without them
-        el2n_epoch = min(ForgettingConfig.el2n_epoch, cfg.epochs)
+        el2n_epoch = el2n_at
         scoring = scoring_hooks(ds.train_x, ds.train_y, ds.num_classes, el2n_epoch, dev)
         hist = fit(model, ds.train_x, ds.train_y, cfg.train_config(), device=dev, seed=cfg.seed, progress=progress,
                    hooks=scoring, data_parallel=True)
@@ -137,7 +150,7 @@ def train_teacher(ds, cfg: TeacherConfig = TeacherConfig(), device=None, progres
                 "seconds": hist["seconds"], "config": config_dict(cfg),
                 "scores": scores_from_hooks(scoring, el2n_epoch)}
 
-    key = teacher_key(ds, cfg)
+    key = teacher_key(ds, cfg, el2n_at)
     obj = artifacts.cached(key, compute, meta={"dataset": ds.spec}, enabled=cache, collective=True)
     model = build_model(ds, cfg.model, cfg.width, cfg.depth)
     model.load_state_dict(obj["state_dict"])

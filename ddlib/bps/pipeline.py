@@ -25,20 +25,30 @@ from ddlib.bps.select import SelectConfig, select_bps
 from ddlib.utils import ParamError, check_choice, config_dict
 
 
-def select_bps_inputs(inputs: SelectionInputs, ipc: int, seed: int = 0, cfg: SelectConfig = SelectConfig()) -> dict:
+def select_bps_inputs(inputs: SelectionInputs, ipc: int, seed: int = 0, cfg: SelectConfig = SelectConfig(),
+                      cap: bool = False) -> dict:
     """BPS Stage 2 under the selectors' signature: :func:`~ddlib.bps.select.select_bps` on the shared
     inputs (embeddings, labels, patterns, teacher entropies) at ``ipc``, with ``cfg``'s other settings.
-    ``seed`` is recorded only (Stage 2 is deterministic)."""
+    ``seed`` is recorded only (Stage 2 is deterministic). A class smaller than ``ipc`` is an error naming it,
+    unless ``cap=True`` (taken whole, recorded as ``config["capped"]``), as for every selector."""
+    from ddlib.utils import check_ipc
+
     if inputs.entropies is None or inputs.patterns is None:
         raise ParamError("method='bps' needs patterns and teacher entropies (run modelling with 'bps')")
+    capped = check_ipc(ipc, inputs.labels, inputs.classes, cap)
     sel = select_bps(inputs.embeddings, inputs.labels, inputs.patterns, inputs.entropies, replace(cfg, ipc=ipc))
-    sel["config"] = {"method": "bps", "seed": seed, **sel["config"]}
+    budget = {"cap": True, "capped": {str(c): n for c, n in capped.items()}} if cap else {}
+    sel["config"] = {"method": "bps", "seed": seed, **sel["config"], **budget}
     return sel
 
 
-def selectors(select_cfg: SelectConfig = SelectConfig()) -> dict[str, Callable[[SelectionInputs, int, int], dict]]:
-    """The registry with BPS's Stage-2 config bound: ``{"bps": ..., "random": ..., ...}``, BPS first."""
-    return {"bps": lambda inputs, ipc, seed=0: select_bps_inputs(inputs, ipc, seed, select_cfg), **baselines.SELECTORS}
+def selectors(select_cfg: SelectConfig = SelectConfig()) -> dict[str, Callable[..., dict]]:
+    """The registry with BPS's Stage-2 config bound: ``{"bps": ..., "random": ..., ...}``, BPS first; each
+    ``(inputs, ipc, seed=0, cap=False) -> selection``."""
+    def bps(inputs: SelectionInputs, ipc: int, seed: int = 0, cap: bool = False) -> dict:
+        return select_bps_inputs(inputs, ipc, seed, select_cfg, cap)
+
+    return {"bps": bps, **baselines.SELECTORS}
 
 
 #: Every selection method, ``(inputs, ipc, seed) -> selection``: BPS (default Stage-2 config) and the baselines.
@@ -133,7 +143,8 @@ def modelling(ds, cfg: PipelineConfig, methods=METHODS, device=None, progress: b
     wants_teacher_scores = "forgetting" in methods and cfg.forgetting.source == "teacher"
     if "bps" in methods or teacher or wants_teacher_scores:
         t = time.perf_counter()
-        model = train_teacher(teacher_ds, cfg.teacher, device=device, progress=progress)
+        model = train_teacher(teacher_ds, cfg.teacher, device=device, progress=progress,
+                              el2n_epoch=cfg.forgetting.el2n_epoch if wants_teacher_scores else None)
         sec["teacher"] = time.perf_counter() - t
         t = time.perf_counter()
         inputs.entropies = teacher_entropies(model, ds.train_x, device=device)
@@ -146,31 +157,38 @@ def modelling(ds, cfg: PipelineConfig, methods=METHODS, device=None, progress: b
         if scores is None:  # a run of its own (or a teacher cached before teachers recorded their scores)
             scores = forgetting_scores(teacher_ds, cfg.forgetting, seed=cfg.teacher.seed, device=device,
                                        progress=progress)
+        scores = {**scores, "never_learned": cfg.forgetting.never_learned}
         if teacher_ds is not ds:
             pos = positions_in(ds, teacher_ds).numpy()
-            scores = {**scores, "forgetting": scores["forgetting"][pos], "el2n": scores["el2n"][pos]}
+            scores.update({k: scores[k][pos] for k in ("forgetting", "learned", "el2n") if k in scores})
         inputs.scores = scores
         sec["forgetting"] = time.perf_counter() - t
     return out
 
 
 def select(method: str, inputs: SelectionInputs, ipc: int, seed: int = 0,
-           select_cfg: SelectConfig = SelectConfig()) -> dict:
-    """One method at one IPC; the result carries ``"seconds"`` (the selection's own wall time)."""
+           select_cfg: SelectConfig = SelectConfig(), cap: bool = False) -> dict:
+    """One method at one IPC; the result carries ``"seconds"`` (the selection's own wall time). ``cap``: take a
+    class smaller than ``ipc`` whole (recorded in the selection's config) instead of refusing it."""
     check_choice("method", method, METHODS)
     t = time.perf_counter()
-    sel = selectors(select_cfg)[method](inputs, ipc, seed)
+    sel = selectors(select_cfg)[method](inputs, ipc, seed, cap)
     sel["seconds"] = time.perf_counter() - t
     return sel
 
 
 def run_selection(ds, methods, ipcs, seed: int = 0, cfg: PipelineConfig = PipelineConfig(), device=None,
-                  progress: bool = True, *, teacher_ds=None, encoder_ds=None) -> dict:
+                  progress: bool = True, *, teacher_ds=None, encoder_ds=None, cap: bool = False) -> dict:
     """Every method at every IPC from one modelling: ``{"selections": {method: {ipc: sel}}, "modelling": ...}``
-    (``teacher_ds``, ``encoder_ds``: see :func:`modelling`)."""
+    (``teacher_ds``, ``encoder_ds``: see :func:`modelling`). An IPC larger than a class of ``ds`` is refused
+    before any modelling, unless ``cap`` (see :func:`select`)."""
+    from ddlib.utils import check_ipc
+
     methods = check_methods(methods)
+    for k in ipcs:
+        check_ipc(k, ds.train_y, list(ds.classes), cap)
     mod = modelling(ds, cfg, methods, device=device, progress=progress, teacher_ds=teacher_ds, encoder_ds=encoder_ds)
-    sels = {m: {int(k): select(m, mod["inputs"], int(k), seed, cfg.select) for k in ipcs} for m in methods}
+    sels = {m: {int(k): select(m, mod["inputs"], int(k), seed, cfg.select, cap) for k in ipcs} for m in methods}
     return {"selections": sels, "modelling": mod}
 
 

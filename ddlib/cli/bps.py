@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ddlib import distributed
 from ddlib.cli import common
-from ddlib.utils import ParamError, check_int
+from ddlib.utils import ParamError, check_int, check_ipc
 
 
 def _load_dataset(args: argparse.Namespace, name, per_class, test_per_class, seed, image_size=None):  # noqa: ANN001, ANN202
@@ -81,9 +81,14 @@ def _select(args: argparse.Namespace) -> int:
                       encoder_per_class=p.encoder_per_class, test_per_class=p.test_per_class,
                       modelling_test_per_class=p.test_per_class, seed=p.data_seed, **kw)
     ds = d["pool"]
+    for k in p.ipcs:  # before Stage 1: an IPC no class can give stops here, naming the class
+        try:
+            check_ipc(k, ds.train_y, list(ds.classes), args.allow_fewer)
+        except ParamError as e:
+            raise ParamError(f"{str(e).replace('pass cap=True', 'pass --allow-fewer')}") from None
     seed_everything(p.seed)
     res = run_selection(ds, p.methods, p.ipcs, p.seed, cfg, device=args.device, progress=not args.quiet,
-                        teacher_ds=d["teacher"], encoder_ds=d["encoder"])
+                        teacher_ds=d["teacher"], encoder_ds=d["encoder"], cap=args.allow_fewer)
     mod = res["modelling"]
     wall = time.perf_counter() - start
     files = {}
@@ -97,6 +102,7 @@ def _select(args: argparse.Namespace) -> int:
                          **{f"shared_{a}": b for a, b in mod["seconds"].items()}},
                 method=m, ipc=k, seed=p.seed, dataset=ds.spec, dataset_name=ds.name, indices=sel["indices"],
                 pattern=sel["pattern"], role=sel["role"], teacher_acc=mod["teacher_acc"], modelling=mod["info"],
+                per_class_selected=_per_class_counts(ds, sel["indices"]), capped=sel["config"].get("capped", {}),
                 teacher_dataset=d["teacher"].spec, encoder_dataset=d["encoder"].spec)
     command = common.command(args)
     for path, rec in files.items():
@@ -104,6 +110,14 @@ def _select(args: argparse.Namespace) -> int:
     for path, rec in files.items() if distributed.is_main() else ():
         print(f"{path}  {len(rec['indices'])} images  selection {rec['timings']['selection'] * 1000:.1f} ms")
     return 0
+
+
+def _per_class_counts(ds, indices: list[int]) -> dict[str, int]:
+    """How many images the selection holds of each class, by class name (what a capped selection really holds)."""
+    import numpy as np
+
+    counts = np.bincount(ds.train_y[indices].numpy(), minlength=ds.num_classes) if indices else np.zeros(ds.num_classes, int)
+    return {name: int(n) for name, n in zip(ds.classes, counts)}
 
 
 # ----------------------------------------------------------------------------- evaluate
@@ -155,7 +169,9 @@ def _evaluate(args: argparse.Namespace) -> int:
         tspec = sel.get("teacher_dataset") or spec
         tds = ds if tspec == ds.spec else _load_dataset(
             args, name, tspec.get("per_class"), tspec.get("test_per_class"), tspec.get("seed", 0), spec.get("image_size"))
-        teacher = train_teacher(tds, tcfg, device=args.device, progress=not args.quiet)
+        forg = (sel.get("config") or {}).get("forgetting") or {}
+        el2n = forg.get("el2n_epoch") if forg.get("source") == "teacher" else None  # the selection's own teacher
+        teacher = train_teacher(tds, tcfg, device=args.device, progress=not args.quiet, el2n_epoch=el2n)
     res = evaluate_selection(ds, indices, scfg, list(range(p.seeds)), teacher=teacher, teacher_cfg=tcfg,
                              ipc=sel.get("ipc"), device=args.device, progress=not args.quiet)
     sel_timings = sel.get("timings") or sel.get("seconds") or {}
@@ -190,6 +206,9 @@ def add_commands(sub: argparse._SubParsersAction) -> dict:
     p.add_argument("--seed", metavar="SEED", dest="selection_seed", type=int, default=None,
                    help=f"selection seed (random, k-center, ties; default {ref.seed})")
     p.add_argument("--out", required=True, help="folder for <method>_ipc<k>_seed<s>.json")
+    p.add_argument("--allow-fewer", action="store_true",
+                   help="take a class smaller than the IPC whole instead of stopping (the record's per_class_selected "
+                        "and capped say what it holds)")
     p.add_argument("--teacher-per-class", type=int, default=None,
                    help="training images per class the teacher and the forgetting run learn from (default: the "
                         "preset's; all of them at the reference)")
@@ -222,6 +241,13 @@ def add_commands(sub: argparse._SubParsersAction) -> dict:
     _add_teacher_args(p)
     g.add_argument("--forgetting-epochs", type=int, default=None, help="default: the teacher's epochs")
     g.add_argument("--el2n-epoch", type=int, default=None, help=f"EL2N fallback read after this epoch ({ref.forgetting.el2n_epoch})")
+    g.add_argument("--forgetting-recipe", default=None,
+                   help="the forgetting baseline's scoring run: deepcore (a run of its own, DeepCore's recipe: 40 "
+                        "epochs, constant lr 0.1, Nesterov, batch 256, no augmentation; the reference's) | teacher "
+                        "(its events counted on the teacher's own run)")
+    g.add_argument("--never-learned", default=None,
+                   help="forgetting score of images never classified correctly: deepcore (0 events, sorted last; "
+                        "the default) | toneva (infinitely many, taken first)")
 
     e = sub.add_parser("evaluate", help="train students on a selection; test accuracy over seeds")
     _add_data_args(e, ref)
