@@ -37,21 +37,23 @@ Herding follows Welling (2009) and iCaRL: each step takes the *argmin* of ``‖(
 image that brings the running mean closest to the class mean). DeepCore's ``herding.py`` takes the
 argmax (the farthest image) instead; ddlib keeps the published rule.
 
-BPS joins these selectors in the registry of :mod:`ddlib.bps.pipeline` (``SELECTORS`` there), which
-sits above this module.
+Each selector registers itself in the one registry, :mod:`ddlib.selectors`, with what it needs (the
+Stage-1 features, a scoring run); BPS registers there from :mod:`ddlib.bps.pipeline`, above this module.
 """
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ddlib import distributed
-from ddlib.train import Batch, Hook, LoopState, LrScheduler, ce_step, image_batches, loop
-from ddlib.utils import (ParamError, check_choice, check_float, check_int, check_ipc, config_dict, get_device,
+from ddlib.selectors import register
+from ddlib.train import Batch, Hook, LoopState, LrScheduler, Recipe, ce_step, image_batches, loop
+from ddlib.utils import (ParamError, check_choice, check_int, check_ipc, config_dict, get_device,
                          seed_everything, to_unit)
 
 
@@ -121,6 +123,7 @@ def _per_class(labels, ipc: int, pick: Callable[[np.ndarray, int], np.ndarray], 
 
 
 # ----------------------------------------------------------------------------- selectors
+@register("random", needs=("features",), summary="uniformly at random")
 def select_random(inp: SelectionInputs, ipc: int, seed: int = 0, cap: bool = False) -> dict:
     """``ipc`` samples per class uniformly at random (NumPy generator seeded with ``seed``)."""
     rng = np.random.default_rng(seed)
@@ -148,6 +151,7 @@ def herding_order(feats: np.ndarray, n: int) -> np.ndarray:
     return np.asarray(chosen, dtype=np.int64)
 
 
+@register("herding", needs=("features",), summary="greedily, the images whose running mean tracks the class mean (moment matching)")
 def select_herding(inp: SelectionInputs, ipc: int, seed: int = 0, cap: bool = False) -> dict:
     """Herding per class in the Stage-1 embedding space (deterministic; ``seed`` unused)."""
     f = _feats(inp)
@@ -167,6 +171,7 @@ def kcenter_order(feats: np.ndarray, n: int, first: int) -> np.ndarray:
     return np.asarray(chosen, dtype=np.int64)
 
 
+@register("kcenter", needs=("features",), summary="greedily, the image farthest from those already picked (covering)")
 def select_kcenter(inp: SelectionInputs, ipc: int, seed: int = 0, cap: bool = False) -> dict:
     """k-center greedy per class in the Stage-1 embedding space; the first centre drawn with ``seed`` (as DeepCore)."""
     f = _feats(inp)
@@ -174,31 +179,6 @@ def select_kcenter(inp: SelectionInputs, ipc: int, seed: int = 0, cap: bool = Fa
     idx, budget = _per_class(inp.labels, ipc, lambda members, n: kcenter_order(f[members], n, int(rng.integers(len(members)))),
                              cap=cap, names=inp.classes)
     return _result(inp, idx, {"method": "kcenter", "ipc": ipc, "seed": seed, **budget})
-
-
-def select_centroids(inp: SelectionInputs, ipc: int, seed: int = 0, cap: bool = False) -> dict:
-    """Class-centroid nearest real images: per class, k-means with ``ipc`` clusters (k-means++ seeded,
-    scikit-learn) in the embedding space, then the real sample nearest each centroid (distinct).
-
-    For ``ipc = 1`` this is the sample nearest the class mean (LGM's "class centroids (real)").
-    """
-    from sklearn.cluster import KMeans
-
-    f = _feats(inp)
-
-    def pick(members: np.ndarray, n: int) -> np.ndarray:
-        x = f[members]
-        centres = x.mean(0, keepdims=True) if n == 1 else KMeans(n, n_init=3, random_state=seed).fit(x).cluster_centers_
-        d = ((x[:, None, :] - centres[None]) ** 2).sum(-1) if len(x) * n < 5e7 else None
-        chosen: list[int] = []
-        for j in range(n):
-            dj = d[:, j].copy() if d is not None else ((x - centres[j]) ** 2).sum(1)
-            dj[chosen] = np.inf
-            chosen.append(int(dj.argmin()))
-        return np.asarray(chosen, dtype=np.int64)
-
-    idx, budget = _per_class(inp.labels, ipc, pick, cap=cap, names=inp.classes)
-    return _result(inp, idx, {"method": "centroids", "ipc": ipc, "seed": seed, **budget})
 
 
 def select_by_score(inp: SelectionInputs, ipc: int, score: np.ndarray, name: str, seed: int = 0,
@@ -226,6 +206,7 @@ def forgetting_counts(scores: dict, never_learned: str = "deepcore") -> np.ndarr
     return out
 
 
+@register("forgetting", needs=("forgetting",), summary="the images a model forgets most often while training (EL2N when events are too few)")
 def select_forgetting(inp: SelectionInputs, ipc: int, seed: int = 0, cap: bool = False) -> dict:
     """Most-forgotten samples per class; EL2N when forgetting events are too few (see the module docstring).
 
@@ -248,6 +229,32 @@ def select_forgetting(inp: SelectionInputs, ipc: int, seed: int = 0, cap: bool =
         return select_by_score(inp, ipc, forg, "forgetting", seed, {"score": "forgetting", **extra}, cap=cap)
     return select_by_score(inp, ipc, np.asarray(inp.scores["el2n"]), "forgetting", seed,
                            {"score": "el2n", **extra, "el2n_epoch": inp.scores.get("el2n_epoch")}, cap=cap)
+
+
+@register("centroids", needs=("features",), summary="the real image nearest each of IPC k-means centroids")
+def select_centroids(inp: SelectionInputs, ipc: int, seed: int = 0, cap: bool = False) -> dict:
+    """Class-centroid nearest real images: per class, k-means with ``ipc`` clusters (k-means++ seeded,
+    scikit-learn) in the embedding space, then the real sample nearest each centroid (distinct).
+
+    For ``ipc = 1`` this is the sample nearest the class mean (LGM's "class centroids (real)").
+    """
+    from sklearn.cluster import KMeans
+
+    f = _feats(inp)
+
+    def pick(members: np.ndarray, n: int) -> np.ndarray:
+        x = f[members]
+        centres = x.mean(0, keepdims=True) if n == 1 else KMeans(n, n_init=3, random_state=seed).fit(x).cluster_centers_
+        d = ((x[:, None, :] - centres[None]) ** 2).sum(-1) if len(x) * n < 5e7 else None
+        chosen: list[int] = []
+        for j in range(n):
+            dj = d[:, j].copy() if d is not None else ((x - centres[j]) ** 2).sum(1)
+            dj[chosen] = np.inf
+            chosen.append(int(dj.argmin()))
+        return np.asarray(chosen, dtype=np.int64)
+
+    idx, budget = _per_class(inp.labels, ipc, pick, cap=cap, names=inp.classes)
+    return _result(inp, idx, {"method": "centroids", "ipc": ipc, "seed": seed, **budget})
 
 
 # ----------------------------------------------------------------------------- real-image sets
@@ -293,13 +300,8 @@ def centroid_real_from_features(ds, features: torch.Tensor, ipc: int, config: di
     return _real_set(ds, idx, {"method": "centroid-real", "ipc": ipc, **(config or {})})
 
 
-SELECTORS: dict[str, Callable[[SelectionInputs, int, int], dict]] = {
-    "random": select_random,
-    "herding": select_herding,
-    "kcenter": select_kcenter,
-    "forgetting": select_forgetting,
-    "centroids": select_centroids,
-}
+#: The baselines of the one selector registry (:mod:`ddlib.selectors`; BPS registers in :mod:`ddlib.bps.pipeline`).
+BASELINES = ("random", "herding", "kcenter", "forgetting", "centroids")
 
 
 # ----------------------------------------------------------------------------- forgetting scores
@@ -312,56 +314,49 @@ FORGETTING_SCHEDULES = ("cosine", "constant")
 
 
 @dataclass(frozen=True)
-class ForgettingConfig:
-    """The run that counts forgetting events, and how its counts are read.
+class ForgettingConfig(Recipe):
+    """The run that counts forgetting events (a :class:`~ddlib.train.Recipe` and its architecture), and how
+    its counts are read.
 
     Two recipes (presets ``forgetting_recipe`` of :func:`ddlib.presets.bps`):
 
+    - ``source="separate"`` (the defaults, :data:`DEEPCORE_FORGETTING`): a run of its own, DeepCore's
+      selection run (``main.py``): 40 epochs, SGD lr 0.1 held constant, momentum 0.9 with Nesterov, weight
+      decay 5e-4, batch 256, no augmentation.
     - ``source="teacher"`` (the chapters' default on a CPU): the events are counted on the full-data
       teacher's own training run (:func:`ddlib.bps.distill.train_teacher` records them as it trains),
-      saving one full-data training; the other training fields then describe the teacher's recipe.
-    - ``source="separate"``: a run of its own with these fields. :data:`DEEPCORE_FORGETTING` is DeepCore's
-      selection run (``main.py`` defaults): 40 epochs, SGD lr 0.1 held constant, momentum 0.9 with
-      Nesterov, weight decay 5e-4, batch 256, no augmentation.
+      saving one full-data training; the training fields then describe the teacher's recipe.
 
     ``never_learned``: the rule for samples never classified correctly (module docstring): ``"deepcore"``
     (0 events, the default) or ``"toneva"`` (infinitely many). ``el2n_epoch``: the epoch after which the
     EL2N fallback is read, no later than the run's last (Paul et al.: early in training).
     """
 
+    _label: ClassVar[str] = "forgetting"
+
+    epochs: int = 40
+    batch_size: int = 256
+    lr: float = 0.1
+    nesterov: bool = True
+    schedule: str = "constant"
+    augment: str = "none"
     model: str = "resnet18"
     width: int | None = None       # ConvNet width (None: the model's default)
     depth: int | None = None
-    epochs: int = 40               # DeepCore's selection epochs
-    batch_size: int = 256
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    augment: str = "none"
     el2n_epoch: int = 20           # EL2N is read after this epoch
     source: str = "separate"       # "separate": a run of its own (DeepCore) | "teacher": the teacher's run
     never_learned: str = "deepcore"
-    schedule: str = "constant"     # "constant" (DeepCore) | "cosine"
-    nesterov: bool = True
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         check_choice("source", self.source, FORGETTING_SOURCES)
         check_choice("never_learned", self.never_learned, NEVER_LEARNED)
         check_choice("forgetting schedule", self.schedule, FORGETTING_SCHEDULES)
-        if not isinstance(self.nesterov, bool):
-            raise ParamError(f"nesterov={self.nesterov!r} must be True or False")
-        check_int("epochs", self.epochs, 1)
-        check_int("batch_size", self.batch_size, 1)
-        check_float("lr", self.lr, 0.0)
-        check_float("momentum", self.momentum, 0.0, 1.0)
-        check_float("weight_decay", self.weight_decay, 0.0)
         check_int("el2n_epoch", self.el2n_epoch, 1)
         if self.width is not None:
             check_int("width", self.width, 1)
         if self.depth is not None:
             check_int("depth", self.depth, 1)
-        from ddlib.kernels.augment import AUGMENTS
-        check_choice("augment", self.augment, list(AUGMENTS))
 
 
 #: DeepCore's selection run for forgetting (``main.py``: ``--selection_epochs 40``, SGD lr 0.1, momentum 0.9,

@@ -37,7 +37,7 @@ from ddlib.baselines import ForgettingConfig
 from ddlib.bps.distill import StudentConfig, TeacherConfig
 from ddlib.bps.encoder import EncoderConfig
 from ddlib.bps.patterns import PatternConfig
-from ddlib.bps.pipeline import METHODS, PipelineConfig, check_methods, load_datasets
+from ddlib.bps.pipeline import PipelineConfig, check_methods, load_datasets
 from ddlib.bps.select import SelectConfig
 from ddlib.sfm import backbones
 from ddlib.sfm.inherit import GoldenConfig, ProbeConfig
@@ -46,19 +46,41 @@ from ddlib.utils import ParamError, check_choice, check_int
 
 #: the scales of the chapters and of ``--scale``; ``None`` is the reference (the configs' defaults)
 SCALES = ("test", "cpu", "gpu")
-ALL_METHODS = list(METHODS)
+#: ``methods`` (and ``hard_label_methods``) "all": every registered selector (:func:`ddlib.selectors.names`) when
+#: the preset is built, so a selector registered by a user joins the chapters' runs
+ALL_METHODS = "all"
 PROJECTIONS = ("umap", "pca")
 
 # ----------------------------------------------------------------------------- where each name goes
-#: Per workflow: flat name -> the fields it sets, ``"part.field"`` (a config of the preset) or ``"field"``
-#: (the preset's own). Names are applied in this order, so a specific name (``teacher_width``) listed after a
-#: general one (``width``) wins. Two derived rules complete the BPS configs (:func:`_bps_configs`): the
-#: pseudo-part ``models`` is the classifiers' architecture of the chapters (``backbone`` "convnet" gives
-#: ConvNet classifiers with ``width``/``depth``, anything else ResNet-18), which the teacher takes unless a
-#: ``teacher_*`` name says otherwise; the forgetting run and the students follow the teacher (model, width,
-#: depth; the forgetting run also its epochs, batch and lr, with EL2N read no later than its last epoch)
-#: unless a ``forgetting_*``/``student_*`` name says otherwise.
-TABLES: dict[str, dict[str, tuple[str, ...]]] = {
+#: Each workflow's configs: part -> class (``"encoder.pattern"``: the config held in a field of another).
+#: Every field of every part is reachable by the derived flat name ``<part>_<field>`` (dots become
+#: underscores: ``teacher_epochs`` -> ``teacher.epochs``, ``encoder_pattern_k`` -> ``encoder.pattern.k``),
+#: except the fields of :data:`SET_BY_THE_PRESET`.
+PARTS: dict[str, dict[str, type]] = {
+    "data": {},
+    "bps": {"encoder": EncoderConfig, "encoder.pattern": PatternConfig, "pattern": PatternConfig,
+            "teacher": TeacherConfig, "forgetting": ForgettingConfig, "select": SelectConfig, "student": StudentConfig},
+    "synth": {"synth": SynthConfig, "probe": ProbeConfig, "golden": GoldenConfig},
+}
+
+#: Fields no flat name sets, because the workflow sets them itself (with the reason).
+SET_BY_THE_PRESET: dict[str, str] = {
+    "encoder.pattern": "a config of its own, part encoder.pattern",
+    "select.ipc": "each IPC of ipcs in turn",
+    "synth.image_size": "from the backbone (ddlib.sfm.synth.default_image_sizes) or the name image_size",
+    "synth.crop": "from the backbone (ddlib.sfm.synth.default_image_sizes)",
+    "synth.channels": "from the backbone (ddlib.sfm.synth.default_image_sizes)",
+}
+
+#: The names written by hand, per workflow: the preset's own fields (``"field"``), names that set several
+#: fields, and the chapters' short names. They are applied first, in this order, then the derived names, so
+#: a specific name (``teacher_width``, derived) wins over a general one (``width``). Two derived rules complete
+#: the BPS configs (:func:`_bps_configs`): the pseudo-part ``models`` is the classifiers' architecture of the
+#: chapters (``backbone`` "convnet" gives ConvNet classifiers with ``width``/``depth``, anything else
+#: ResNet-18), which the teacher takes unless a ``teacher_*`` name says otherwise; the forgetting run
+#: (``recipes.forgetting``: the teacher's run or DeepCore's) and the students follow the teacher's
+#: architecture unless a ``forgetting_*``/``student_*`` name says otherwise.
+NAMED: dict[str, dict[str, tuple[str, ...]]] = {
     "data": {
         "dataset": ("dataset",), "per_class": ("per_class",), "test_per_class": ("test_per_class",),
         "seed": ("seed",), "ipc": ("ipc",),
@@ -84,13 +106,9 @@ TABLES: dict[str, dict[str, tuple[str, ...]]] = {
         "backbone": ("encoder.backbone", "models.backbone"),
         "width": ("encoder.convnet_width", "models.width"),
         "depth": ("encoder.convnet_depth", "models.depth"),
-        "encoder_backbone": ("encoder.backbone",),
         "encoder_width": ("encoder.convnet_width",),
         "encoder_depth": ("encoder.convnet_depth",),
-        "encoder_epochs": ("encoder.epochs",),
         "encoder_batch": ("encoder.batch_size",),
-        "encoder_lr": ("encoder.lr",),
-        "encoder_weights": ("encoder.weights",),
         "input_size": ("encoder.input_size",),
         "freeze_backbone": ("encoder.freeze_backbone",),
         "neck_dim": ("encoder.neck_dim",),
@@ -101,23 +119,15 @@ TABLES: dict[str, dict[str, tuple[str, ...]]] = {
         "warmup_epochs": ("encoder.warmup_epochs",),
         "clu_warmup_epochs": ("encoder.clu_warmup_epochs",),
         # the kNN + Infomap recipe: the chapters' names also set the encoder's L_clu partitions, the CLI's
-        # --knn-k / --min-sim only the patterns Stage 2 selects from (as before this table)
+        # --knn-k / --min-sim only the patterns Stage 2 selects from
         "k": ("pattern.k", "encoder.pattern.k"),
         "min_sim": ("pattern.min_sim", "encoder.pattern.min_sim"),
         "knn_k": ("pattern.k",),
         "knn_min_sim": ("pattern.min_sim",),
-        # the full-data teacher, and the forgetting run that follows it
-        "teacher_model": ("teacher.model",),
-        "teacher_width": ("teacher.width",),
-        "teacher_depth": ("teacher.depth",),
-        "teacher_epochs": ("teacher.epochs",),
         "teacher_batch": ("teacher.batch_size",),
-        "teacher_lr": ("teacher.lr",),
         # the forgetting baseline's scoring run: "teacher" (its events counted on the teacher's own run) or
         # "deepcore" (a run of its own, DeepCore's selection recipe: ddlib.baselines.DEEPCORE_FORGETTING)
         "forgetting_recipe": ("recipes.forgetting",),
-        "forgetting_epochs": ("forgetting.epochs",),
-        "forgetting_source": ("forgetting.source",),      # "teacher": count on the teacher's own run
         "never_learned": ("forgetting.never_learned",),   # "deepcore" (0 events, the default) | "toneva" (infinite)
         "el2n_epoch": ("forgetting.el2n_epoch",),
         # Stage 2
@@ -125,13 +135,8 @@ TABLES: dict[str, dict[str, tuple[str, ...]]] = {
         "centre_frac": ("select.centre_frac",),
         "gmm_backend": ("select.gmm_backend",),
         # Stage 3: the students
-        "student_model": ("student.model",),
-        "student_width": ("student.width",),
-        "student_depth": ("student.depth",),
         "loss": ("student.loss",),
-        "student_epochs": ("student.epochs",),
         "last_epochs": ("student.last_epochs",),
-        "student_lr": ("student.lr",),
         "temperature": ("student.temperature",),
         "min_crop": ("student.min_crop",),
         "student_batch": ("student.batch_size",),
@@ -142,7 +147,6 @@ TABLES: dict[str, dict[str, tuple[str, ...]]] = {
         "test_per_class": ("test_per_class",),
         "seed": ("data_seed", "seed", "synth.seed", "probe.seed", "golden.seed"),
         "data_seed": ("data_seed",),
-        "synth_seed": ("synth.seed",),
         "probe_seed": ("probe.seed", "seed"),     # the CLI's evaluate-synthetic --seed (probe and real baselines)
         "backbone": ("backbone",),                # the distillation backbone (chapter 3's name)
         "distill_backbone": ("backbone",),        # the same (chapter 4's name)
@@ -159,15 +163,32 @@ TABLES: dict[str, dict[str, tuple[str, ...]]] = {
         "init": ("synth.init",),
         "augs_per_batch": ("augs_per_batch",),    # LGM's views per step (the LGM run only; SFM keeps SFM-1)
         "chunk_size": ("chunk_size",),            # SFM's two-pass step (the chunked run only)
-        "probe_epochs": ("probe.epochs",),
-        "probe_lr": ("probe.lr",),
         "projector_lr": ("probe.projector_lr",),  # CI's projector (reference: 10 × the probe's)
         "probe_batch": ("probe.batch_size",),
         "views": ("probe.views",),
         "runs": ("probe.runs",),
-        "golden_epochs": ("golden.epochs",),
-        "golden_views": ("golden.views",),        # None: fresh augmented views every epoch (the reference)
     },
+}
+
+
+def derived_names(workflow: str) -> dict[str, tuple[str, ...]]:
+    """``<part>_<field>`` -> ``("<part>.<field>",)`` for every field of every config of ``workflow``
+    (:data:`PARTS`), except :data:`SET_BY_THE_PRESET`."""
+    import dataclasses
+
+    out = {}
+    for part, cls in PARTS[workflow].items():
+        for f in dataclasses.fields(cls):
+            target = f"{part}.{f.name}"
+            if target not in SET_BY_THE_PRESET:
+                out[f"{part.replace('.', '_')}_{f.name}"] = (target,)
+    return out
+
+
+#: Per workflow: flat name -> the fields it sets, ``"part.field"`` (a config of the preset) or ``"field"``
+#: (the preset's own): :data:`NAMED` first, then :func:`derived_names`. Names are applied in this order.
+TABLES: dict[str, dict[str, tuple[str, ...]]] = {
+    wf: {**named, **{k: v for k, v in derived_names(wf).items() if k not in named}} for wf, named in NAMED.items()
 }
 
 # ----------------------------------------------------------------------------- the values of each scale
@@ -467,22 +488,29 @@ def bps(scale: str | None = "cpu", **overrides: Any) -> BPSPreset:
     if not isinstance(ipcs, (list, tuple)) or not ipcs:
         raise ParamError(f"ipcs={ipcs!r} must be a non-empty list of positive integers, e.g. [1, 10, 50]")
     ipcs = tuple(sorted({check_int("ipcs", k, 1) for k in ipcs}))
-    methods = plain.get("methods")
-    methods = tuple(check_methods(methods)) if methods is not None else None
+    methods = _methods(plain.get("methods"))
     projection = plain.get("projection")
     if projection is not None:
         check_choice("projection", projection, PROJECTIONS)
     configs = _bps_configs(parts)
     return BPSPreset(dataset=plain.get("dataset"), per_class=plain.get("per_class"),
                      teacher_per_class=plain.get("teacher_per_class"), encoder_per_class=plain.get("encoder_per_class"),
-                     hard_label_methods=tuple(check_methods(plain["hard_label_methods"]))
-                     if plain.get("hard_label_methods") else (),
+                     hard_label_methods=_methods(plain.get("hard_label_methods")) or (),
                      test_per_class=plain.get("test_per_class"),
                      modelling_test_per_class=plain.get("modelling_test_per_class"),
                      data_seed=check_int("data_seed", plain.get("data_seed", 0), 0, 2**32 - 1),
                      seed=check_int("seed", plain.get("seed", 0), 0, 2**32 - 1), ipcs=ipcs, methods=methods,
                      seeds=check_int("seeds", plain["seeds"], 1, 1000), show_class=plain.get("show_class"),
                      projection=projection, **configs)
+
+
+def _methods(methods: Any) -> tuple[str, ...] | None:
+    """Method names checked against the selector registry; :data:`ALL_METHODS` is every registered one."""
+    from ddlib.selectors import names
+
+    if methods is None:
+        return None
+    return tuple(names()) if methods == ALL_METHODS else tuple(check_methods(methods))
 
 
 def sfm(scale: str | None = "cpu", **overrides: Any) -> SynthPreset:
@@ -555,6 +583,19 @@ def student_for(teacher: TeacherConfig, student: StudentConfig, overrides: Mappi
 
 
 # ----------------------------------------------------------------------------- the machinery
+def unknown_name(name: str, workflow: str) -> str:
+    """The message for a name no preset of ``workflow`` takes: the closest accepted names, the hand-written
+    ones, and the rule that reaches every config field."""
+    import difflib
+
+    wf = "synth" if workflow in ("sfm", "ci") else workflow
+    close = difflib.get_close_matches(str(name), list(TABLES[wf]), n=3)
+    hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
+    parts = ", ".join(p.replace(".", "_") for p in PARTS[wf]) or "none"
+    return (f"{name!r} is not a parameter of the {workflow} preset; {hint}accepted: {', '.join(NAMED[wf])}, "
+            f"or <part>_<field> for any field of the configs ({parts}; ddlib.presets.TABLES lists all)")
+
+
 def _given(**kw: Any) -> dict[str, Any]:
     return {k: v for k, v in kw.items() if v is not None}
 
@@ -566,7 +607,7 @@ def _resolve(workflow: str, scale: str | None, overrides: Mapping[str, Any]) -> 
     table = TABLES["synth" if workflow in ("sfm", "ci") else workflow]
     for name in overrides:
         if name not in table:
-            raise ParamError(f"{name!r} is not a parameter of the {workflow} preset; accepted: {sorted(table)}")
+            raise ParamError(unknown_name(name, workflow))
     plain: dict[str, Any] = {}
     parts = _Parts()
     # the scale's values first, then the caller's: a name the caller gives wins over any value of the scale,

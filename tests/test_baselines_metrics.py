@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from ddlib import metrics
-from ddlib.baselines import (SELECTORS, ForgettingConfig, SelectionInputs, forgetting_scores, herding_order,
+from ddlib.baselines import (ForgettingConfig, SelectionInputs, forgetting_scores, herding_order,
                              kcenter_order, select_forgetting)
+from ddlib.selectors import SELECTORS
 from ddlib.utils import ParamError
 
 

@@ -224,3 +224,31 @@ def test_select_allow_fewer_records_what_each_class_holds(tmp_path: Path):
         assert d["ipc"] == 25 and len(d["indices"]) == 4 * 20  # every class taken whole, and the record says so
         assert set(d["per_class_selected"].values()) == {20} and len(d["per_class_selected"]) == 4
         assert d["capped"] == {str(c): 20 for c in range(4)} and d["config"]["selection"]["cap"] is True
+
+
+def test_a_selector_registered_in_one_place_runs_through_the_cli(tmp_path: Path):
+    """Issue 23: a new selector is one decorated function; the pipeline provides what it declares it needs
+    (here the Stage-1 features only: no teacher is trained) and the CLI takes its name."""
+    from ddlib import selectors
+    from ddlib.bps import pipeline
+
+    @selectors.register("first-images", needs=("features",), summary="the first ipc images of each class")
+    def select_first(inputs, ipc, seed=0, cap=False):  # noqa: ANN001, ANN202
+        y = np.asarray(inputs.labels)
+        idx = [int(i) for c in np.unique(y) for i in np.nonzero(y == c)[0][:ipc]]
+        return {"indices": idx, "pattern": [-1] * len(idx), "role": ["centre"] * len(idx),
+                "config": {"method": "first-images", "ipc": ipc, "seed": seed}}
+
+    try:
+        trained = []
+        real = pipeline.train_teacher
+        pipeline.train_teacher = lambda *a, **k: trained.append(1) or real(*a, **k)
+        out = tmp_path / "sel"
+        assert main(["select", *SYN, "--method", "first-images", "--ipc", "2", "--out", str(out), *TINY]) == 0
+        d = json.loads((out / "first-images_ipc2_seed0.json").read_text())
+        assert d["method"] == "first-images" and len(d["indices"]) == 4 * 2 and trained == []
+    finally:
+        pipeline.train_teacher = real
+        selectors.SELECTORS.pop("first-images", None)
+    with pytest.raises(Exception, match="needs"):
+        selectors.register("bad", needs=("telepathy",))

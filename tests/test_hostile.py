@@ -16,7 +16,8 @@ import pytest
 import torch
 
 from ddlib import utils
-from ddlib.baselines import SELECTORS, SelectionInputs
+from ddlib.baselines import BASELINES, SelectionInputs
+from ddlib.selectors import SELECTORS
 from ddlib.utils import ParamError, check_float, check_int, check_ipc, dumps_strict, get_device, validate_indices
 from tests._configs import config_classes, default_value, numeric_fields, required_kwargs
 
@@ -157,7 +158,7 @@ def _inputs(sizes: dict[int, int], classes: list[str] | None = None) -> Selectio
     return SelectionInputs(emb, y, classes=classes)
 
 
-@pytest.mark.parametrize("method", sorted(SELECTORS))
+@pytest.mark.parametrize("method", sorted(BASELINES))
 def test_ipc_above_a_class_is_an_error_naming_the_class(method: str) -> None:
     """Issue 14: ``--ipc 50`` on 12 images a class was capped silently while the output said ``"ipc": 50``."""
     inp = _inputs({0: 30, 1: 12, 2: 40}, classes=["T-shirt", "Trouser", "Bag"])
@@ -171,7 +172,7 @@ def test_ipc_above_a_class_is_an_error_naming_the_class(method: str) -> None:
     assert "cap" not in SELECTORS[method](inp, 12, 0)["config"]  # a class of exactly ipc images is fine
 
 
-@pytest.mark.parametrize("method", sorted(SELECTORS))
+@pytest.mark.parametrize("method", sorted(BASELINES))
 def test_a_single_class_is_refused_by_every_selector(method: str) -> None:
     inp = _inputs({0: 30}, classes=["only"])
     inp.scores = {"forgetting": np.ones(30), "el2n": np.ones(30)}

@@ -3,6 +3,7 @@ itself, and chapters that share work share its configs (so their cached artifact
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import pytest
 
@@ -187,3 +188,45 @@ def test_chapter_5_routes_its_parameters() -> None:
     assert r.students["KD"].epochs == 7 and r.seed == 2 and r.ci.synth.seed == 2
     # at cpu, chapter 5's selection part is chapter 2's own (its students come from the cache)
     assert r.ipcs == presets.bps("cpu").ipcs and presets.results("cpu").bps == presets.bps("cpu")
+
+
+def _field_paths(cls: type, prefix: str) -> set[str]:
+    out = set()
+    for f in dataclasses.fields(cls):
+        out.add(f"{prefix}.{f.name}")
+    return out
+
+
+@pytest.mark.parametrize("workflow, fn", [("bps", presets.bps), ("synth", presets.ci)])
+def test_every_config_field_is_reachable_by_a_flat_name(workflow: str, fn) -> None:  # noqa: ANN001
+    """Issue 23: a setting is written once, as its config's field; the flat name ``<part>_<field>`` reaches it
+    (only the fields the preset sets itself are left out, each with its reason)."""
+    fields = set().union(*(_field_paths(cls, part) for part, cls in presets.PARTS[workflow].items()))
+    reached = {t for targets in presets.TABLES[workflow].values() for t in targets}
+    missing = fields - reached - set(presets.SET_BY_THE_PRESET)
+    assert not missing, f"fields no flat name reaches: {sorted(missing)}"
+    assert all(presets.SET_BY_THE_PRESET[f] for f in presets.SET_BY_THE_PRESET)
+    # a derived name sets exactly its field (the preset's derived rules aside)
+    base = fn("cpu")
+    for name, (target,) in presets.derived_names(workflow).items():
+        if name in presets.NAMED[workflow]:
+            continue
+        part, _, field = target.rpartition(".")
+        value = getattr(functools.reduce(getattr, part.split("."), base), field)
+        if isinstance(value, bool):
+            new = not value
+        elif isinstance(value, (int, float)) and not isinstance(value, bool) and field not in ("ipc",):
+            new = (value - 1 if value > 1 else value + 1) if isinstance(value, int) else value * 0.5 if value else 0.5
+        else:
+            continue  # strings and None need a valid value of their own; covered by the routes below
+        try:
+            after = fn("cpu", **{name: new})
+        except presets.ParamError:
+            continue  # a value the config refuses (e.g. beyond a range) still shows the route reached it
+        assert target in _changed(base, after), (name, target)
+
+
+def test_an_unknown_name_is_named_with_the_closest_accepted_ones() -> None:
+    with pytest.raises(ParamError, match=r"'teacher_epoch' is not a parameter of the bps preset; did you mean "
+                                         r"'teacher_epochs'"):
+        presets.bps("cpu", teacher_epoch=3)

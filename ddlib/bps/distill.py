@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, replace
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -33,7 +34,7 @@ from torch import nn
 from ddlib import artifacts, distributed, models
 from ddlib.kernels.augment import AUGMENTS
 from ddlib.losses import softmax_entropy
-from ddlib.train import (Batches, Evaluate, LrPerEpoch, TrainConfig, cutmix_ce_step, evaluate, fit, image_batches,
+from ddlib.train import (Batches, Evaluate, LrPerEpoch, Recipe, TrainConfig, cutmix_ce_step, evaluate, fit, image_batches,
                          kd_step, loop, make_optimizer, predict)
 from ddlib.utils import (ParamError, check_choice, check_float, check_int, config_dict, get_device,
                          seed_everything)
@@ -72,34 +73,26 @@ def build_model(ds, name: str, width: int | None = None, depth: int | None = Non
 
 # ----------------------------------------------------------------------------- teacher
 @dataclass(frozen=True)
-class TeacherConfig:
-    """The full-data teacher; defaults are the reference CIFAR ResNet-18 recipe."""
+class TeacherConfig(Recipe):
+    """The full-data teacher: a :class:`~ddlib.train.Recipe` (SGD, cosine) and its architecture; defaults are
+    the reference CIFAR ResNet-18 recipe (200 epochs, lr 0.1, momentum 0.9, wd 5e-4, batch 128, crop + flip)."""
 
+    _label: ClassVar[str] = "teacher"
+
+    epochs: int = 200
+    lr: float = 0.1
     model: str = "resnet18"
     width: int | None = None
     depth: int | None = None
-    epochs: int = 200
-    batch_size: int = 128
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    augment: str = "crop_flip"
     seed: int = 0
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         _check_model(self.model, self.width, self.depth)
-        check_int("teacher epochs", self.epochs, 1, 100_000)
-        check_int("teacher batch_size", self.batch_size, 1)
-        check_float("teacher lr", self.lr, 1e-12)
-        check_float("teacher momentum", self.momentum, 0.0, 0.999999)
-        check_float("teacher weight_decay", self.weight_decay, 0.0)
-        check_choice("teacher augment", self.augment, list(AUGMENTS))
         check_int("teacher seed", self.seed, 0, 2**32 - 1)
 
     def train_config(self) -> TrainConfig:
-        return TrainConfig(epochs=self.epochs, batch_size=self.batch_size, optimizer="sgd", lr=self.lr,
-                           momentum=self.momentum, weight_decay=self.weight_decay, schedule="cosine",
-                           augment=self.augment)
+        return TrainConfig(**self.recipe(), optimizer="sgd")
 
 
 def _check_model(name: str, width: int | None, depth: int | None) -> None:

@@ -5,30 +5,34 @@ teacher (cached) -> entropies / forgetting scores (cached) -> selections for eve
 selector draws on the same :class:`~ddlib.baselines.SelectionInputs`, so the methods differ only
 in their selection rule; the student protocol of :mod:`ddlib.bps.distill` is then the same for all.
 
-:data:`SELECTORS` is the one registry of methods: BPS (through the adapter :func:`select_bps_inputs`,
-which takes the same ``(inputs, ipc, seed)`` as every baseline) first, then the baselines of
-:data:`ddlib.baselines.SELECTORS`. It lives here because BPS sits above the baselines module;
-:func:`selectors` binds BPS's own Stage-2 config.
+The methods are the one registry of :mod:`ddlib.selectors`: the baselines register in
+:mod:`ddlib.baselines`, BPS here (the adapter :func:`select_bps_inputs`, which takes the same
+``(inputs, ipc, seed, cap)`` as every baseline and its Stage-2 config), and :func:`modelling` computes what
+the chosen ones need.
 """
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from ddlib import baselines
+from ddlib import baselines  # noqa: F401 - registers the baselines in ddlib.selectors
+from ddlib import selectors as registry
 from ddlib.baselines import ForgettingConfig, SelectionInputs, forgetting_scores
 from ddlib.bps.distill import TeacherConfig, teacher_entropies, train_teacher
 from ddlib.bps.encoder import EncoderConfig, model_patterns
 from ddlib.bps.patterns import PatternConfig
 from ddlib.bps.select import SelectConfig, select_bps
-from ddlib.utils import ParamError, check_choice, config_dict
+from ddlib.selectors import names, register
+from ddlib.utils import ParamError, config_dict
 
 
-def select_bps_inputs(inputs: SelectionInputs, ipc: int, seed: int = 0, cfg: SelectConfig = SelectConfig(),
-                      cap: bool = False) -> dict:
+@register("bps", needs=("patterns", "teacher"), takes_config=True, first=True,
+          summary="per pattern: centres (highest cosine to the pattern mean) + margins (teacher entropy, "
+                  "GMM-filtered)")
+def select_bps_inputs(inputs: SelectionInputs, ipc: int, seed: int = 0, cap: bool = False,
+                      config: SelectConfig = SelectConfig()) -> dict:
     """BPS Stage 2 under the selectors' signature: :func:`~ddlib.bps.select.select_bps` on the shared
-    inputs (embeddings, labels, patterns, teacher entropies) at ``ipc``, with ``cfg``'s other settings.
+    inputs (embeddings, labels, patterns, teacher entropies) at ``ipc``, with ``config``'s other settings.
     ``seed`` is recorded only (Stage 2 is deterministic). A class smaller than ``ipc`` is an error naming it,
     unless ``cap=True`` (taken whole, recorded as ``config["capped"]``), as for every selector."""
     from ddlib.utils import check_ipc
@@ -36,24 +40,16 @@ def select_bps_inputs(inputs: SelectionInputs, ipc: int, seed: int = 0, cfg: Sel
     if inputs.entropies is None or inputs.patterns is None:
         raise ParamError("method='bps' needs patterns and teacher entropies (run modelling with 'bps')")
     capped = check_ipc(ipc, inputs.labels, inputs.classes, cap)
-    sel = select_bps(inputs.embeddings, inputs.labels, inputs.patterns, inputs.entropies, replace(cfg, ipc=ipc))
+    sel = select_bps(inputs.embeddings, inputs.labels, inputs.patterns, inputs.entropies, replace(config, ipc=ipc))
     budget = {"cap": True, "capped": {str(c): n for c, n in capped.items()}} if cap else {}
     sel["config"] = {"method": "bps", "seed": seed, **sel["config"], **budget}
     return sel
 
 
-def selectors(select_cfg: SelectConfig = SelectConfig()) -> dict[str, Callable[..., dict]]:
-    """The registry with BPS's Stage-2 config bound: ``{"bps": ..., "random": ..., ...}``, BPS first; each
-    ``(inputs, ipc, seed=0, cap=False) -> selection``."""
-    def bps(inputs: SelectionInputs, ipc: int, seed: int = 0, cap: bool = False) -> dict:
-        return select_bps_inputs(inputs, ipc, seed, select_cfg, cap)
-
-    return {"bps": bps, **baselines.SELECTORS}
-
-
-#: Every selection method, ``(inputs, ipc, seed) -> selection``: BPS (default Stage-2 config) and the baselines.
-SELECTORS = selectors()
-METHODS = tuple(SELECTORS)
+#: The registered methods when this module was imported (BPS first); :func:`ddlib.selectors.names` is the
+#: live list, which a selector registered later (a user's own) joins.
+METHODS = names()
+SELECTORS = registry.SELECTORS
 
 
 @dataclass(frozen=True)
@@ -104,12 +100,12 @@ def load_datasets(dataset: str, *, per_class: int | None = None, teacher_per_cla
 
 
 def check_methods(methods) -> list[str]:
-    """The method names, each checked against :data:`METHODS`."""
+    """The method names, each checked against the registry (:func:`ddlib.selectors.names`)."""
     if isinstance(methods, str):
         methods = [m.strip() for m in methods.split(",") if m.strip()]
     if not methods:
-        raise ParamError(f"methods is empty; choose from {list(METHODS)}")
-    return [check_choice("method", m, METHODS) for m in methods]
+        raise ParamError(f"methods is empty; choose from {list(names())}")
+    return [registry.get(m).name for m in methods]
 
 
 def modelling(ds, cfg: PipelineConfig, methods=METHODS, device=None, progress: bool = True, *,
@@ -122,13 +118,15 @@ def modelling(ds, cfg: PipelineConfig, methods=METHODS, device=None, progress: b
     entropies and the forgetting scores are then read for the pool's images. ``encoder_ds``: the
     images Stage 1 learns from (default ``ds``); the embeddings are always of the whole pool.
 
-    The teacher (and its entropies) is computed when BPS is among the methods or ``teacher=True`` (KD
-    students need it), the forgetting run only when forgetting is. Times are wall seconds, near 0 when
-    the artifact was cached.
+    What is computed follows what the methods' selectors need (:mod:`ddlib.selectors`): Stage 1 always (the
+    features and patterns); the teacher and its entropies for ``"teacher"`` or ``teacher=True`` (KD students
+    need it); a forgetting run for ``"forgetting"`` (on the teacher's own run when the config says so). Times
+    are wall seconds, near 0 when the artifact was cached.
     """
     from ddlib.data import positions_in
 
     methods = check_methods(methods)
+    needs = set().union(*(registry.get(m).needs for m in methods))
     teacher_ds = ds if teacher_ds is None else teacher_ds
     sec: dict[str, float] = {}
     t = time.perf_counter()
@@ -140,8 +138,8 @@ def modelling(ds, cfg: PipelineConfig, methods=METHODS, device=None, progress: b
                     "stage1_seconds": mp.get("seconds"), "pool_size": len(ds.train_y),
                     "teacher_train_size": len(teacher_ds.train_y),
                     "encoder_train_size": len((encoder_ds or ds).train_y)}}
-    wants_teacher_scores = "forgetting" in methods and cfg.forgetting.source == "teacher"
-    if "bps" in methods or teacher or wants_teacher_scores:
+    wants_teacher_scores = "forgetting" in needs and cfg.forgetting.source == "teacher"
+    if "teacher" in needs or teacher or wants_teacher_scores:
         t = time.perf_counter()
         model = train_teacher(teacher_ds, cfg.teacher, device=device, progress=progress,
                               el2n_epoch=cfg.forgetting.el2n_epoch if wants_teacher_scores else None)
@@ -151,7 +149,7 @@ def modelling(ds, cfg: PipelineConfig, methods=METHODS, device=None, progress: b
         sec["entropies"] = time.perf_counter() - t
         out["teacher_acc"] = getattr(model, "test_acc", None)
         out["teacher"] = model
-    if "forgetting" in methods:
+    if "forgetting" in needs:
         t = time.perf_counter()
         scores = getattr(out.get("teacher"), "scores", None) if wants_teacher_scores else None
         if scores is None:  # a run of its own (or a teacher cached before teachers recorded their scores)
@@ -170,9 +168,8 @@ def select(method: str, inputs: SelectionInputs, ipc: int, seed: int = 0,
            select_cfg: SelectConfig = SelectConfig(), cap: bool = False) -> dict:
     """One method at one IPC; the result carries ``"seconds"`` (the selection's own wall time). ``cap``: take a
     class smaller than ``ipc`` whole (recorded in the selection's config) instead of refusing it."""
-    check_choice("method", method, METHODS)
     t = time.perf_counter()
-    sel = selectors(select_cfg)[method](inputs, ipc, seed, cap)
+    sel = registry.get(method)(inputs, ipc, seed, cap, config=select_cfg)
     sel["seconds"] = time.perf_counter() - t
     return sel
 
