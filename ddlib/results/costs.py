@@ -14,7 +14,7 @@ import pandas as pd
 
 from ddlib.results.records import Record, _is_number, _prov, load
 
-__all__ = ["COST_COLUMNS", "cost_table"]
+__all__ = ["COST_COLUMNS", "cost_appendix", "cost_table"]
 
 COST_COLUMNS = ["source", "case", "metric", "value", "unit", "device", "date", "commit", "command"]
 # parts of a record that describe settings or identity, not measurements
@@ -82,3 +82,32 @@ def cost_table(records: Iterable[Record] | None = None) -> pd.DataFrame:
                          "unit": _unit(metric), **prov})
     return pd.DataFrame(rows, columns=COST_COLUMNS)
 
+
+#: how the appendix shows each unit: (order, divisor, unit shown, decimals)
+_SHOWN = {"s": (0, 1.0, "s", 3), "bytes": (1, 2.0**20, "MiB", 1), "1/s": (2, 1.0, "/s", 1)}
+
+
+def cost_appendix(records: Iterable[Record] | None = None, *,
+                  key: str = "cost") -> tuple[pd.DataFrame, dict[str, str | float]]:
+    """Every recorded time, memory and throughput number (:func:`cost_table`) as the book's appendix shows
+    them: seconds first, then memory (MiB), then throughput; one row per number with its record, case,
+    metric, value with its unit ("12.345 s", "45.6 MiB"), device and date (the commit of each record is in
+    :func:`~ddlib.results.records_overview`'s table). The table is whole (hundreds of rows, never cut).
+
+    Glue: ``<key>_n_rows`` (every number), ``<key>_n_rows_duration``, ``<key>_n_rows_memory``,
+    ``<key>_n_rows_throughput``, ``<key>_n_records`` (the records they come from). Chapter 5 ("Every recorded
+    time and memory number") uses it.
+    """
+    from ddlib.plots.tables import whole_table
+
+    t = cost_table(records)
+    order = t.unit.map(lambda u: _SHOWN[u][0])
+    t = t.assign(_order=order).sort_values(["_order", "source"], kind="stable")
+    value = [f"{v / _SHOWN[u][1]:,.{_SHOWN[u][3]}f} {_SHOWN[u][2]}" for v, u in zip(t.value, t.unit, strict=True)]
+    table = pd.DataFrame({"record": t.source.values, "case": t.case.values, "metric": t.metric.values,
+                          "value": value, "device": t.device.values, "date": t.date.values})
+    glue: dict[str, str | float] = {f"{key}_n_rows": len(t), f"{key}_n_rows_duration": int((t.unit == "s").sum()),
+                                    f"{key}_n_rows_memory": int((t.unit == "bytes").sum()),
+                                    f"{key}_n_rows_throughput": int((t.unit == "1/s").sum()),
+                                    f"{key}_n_records": int(t.source.nunique())}
+    return whole_table(table), glue

@@ -37,7 +37,7 @@ import pandas as pd
 
 __all__ = ["ACCURACY_COLUMNS", "CLAIM_SEEDS", "KEYS", "PROVENANCE_KEYS", "RESULT_DIRS", "ROOT", "RULES",
            "VERSUS_COLUMNS", "Record", "ResultsError", "accuracy_rows", "accuracy_table", "dataset_label", "load",
-           "load_file", "provenance", "records_table", "result_files", "strict", "write"]
+           "load_file", "provenance", "records_overview", "records_table", "result_files", "strict", "write"]
 
 ROOT = Path(__file__).resolve().parents[2]
 #: where recorded results live, relative to the repository root
@@ -301,3 +301,21 @@ def accuracy_table(records: Iterable[Record] | None = None) -> pd.DataFrame:
     df["seeds"] = pd.to_numeric(df["seeds"], errors="coerce").astype("Int64")
     return df
 
+
+def records_overview(records: Iterable[Record] | None = None, *,
+                     key: str = "records") -> tuple[pd.DataFrame, dict[str, str | float]]:
+    """Every record in one table the page holds whole: its file, what it measured, device, date, commit and
+    wall time (:func:`records_table` without the command, which is in each file).
+
+    Glue: ``<key>_n`` (records), ``<key>_n_gpu`` (those whose device is not a CPU), ``<key>_n_accuracy_rows``
+    (:func:`accuracy_table`'s rows). Chapter 5 ("Recorded results") uses it.
+    """
+    from ddlib.plots.tables import whole_table
+
+    records = load() if records is None else list(records)
+    t = records_table(records)
+    wall = [f"{v:,.1f}" if _is_number(v) else "not recorded" for v in t.wall_s]
+    table = t[["source", "what", "device", "date", "commit"]].assign(**{"wall time (s)": wall})
+    glue: dict[str, str | float] = {f"{key}_n": len(t), f"{key}_n_gpu": int((~t.device.str.startswith("CPU")).sum()),
+                                    f"{key}_n_accuracy_rows": len(accuracy_table(records))}
+    return whole_table(table), glue
