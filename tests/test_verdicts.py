@@ -84,6 +84,9 @@ def test_a_missing_comparison_reads_not_run_and_a_single_seed_has_no_verdict() -
     assert "2 not run" in glue["m_verdict"] and "1 from a single seed" in glue["m_verdict"]
     assert "m_herding_vs_random_kd_ipc10_final_lo" not in glue  # no interval, none invented
     _narrow(table)
+    frame = pd.DataFrame([{"method": "bps", "baseline": "random", "ipc": 10, "protocol": "kd", "n_seeds": None,
+                           "diff_mean": float("nan"), "ci95": float("nan")}])  # a row a reader left empty
+    assert results.verdict_table(frame)[0]["verdict"].tolist() == ["not run"]
     empty, g = results.verdict_table([], expected=[("bps", "random", 10, "kd")], key="e")
     assert empty["verdict"].tolist() == ["not run"] and g["e_verdict"].endswith("not run.")
 

@@ -132,7 +132,7 @@ def _rows(rows: Any) -> list[dict[str, Any]]:
 def _state(row: Mapping[str, Any]) -> str:
     """``method`` / ``baseline`` (that side ahead: the interval excludes 0), ``none``, ``single`` (no interval)."""
     ci = row.get("ci95")
-    lo, hi = (ci if isinstance(ci, (list, tuple)) and len(ci) == 2 else (None, None))
+    lo, hi = list(ci) if hasattr(ci, "__len__") and not isinstance(ci, str) and len(ci) == 2 else (None, None)
     if not (_is_number(lo) and _is_number(hi)):
         return "single"
     return "method" if lo > 0 else "baseline" if hi < 0 else "none"
