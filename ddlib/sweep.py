@@ -86,24 +86,38 @@ def run_name(stem: str, params: dict[str, Scalar]) -> str:
     return "__".join([stem, *(f"{k}={safe(v)}" for k, v in params.items())])
 
 
-def read_results(path: str | os.PathLike) -> dict[str, Scalar]:
-    """The scalars an executed notebook glued (``myst_nb.glue``), by name; other glued objects are left out."""
+# numpy 2's reprs of its scalars: np.float64(1.5), np.int64(3), np.True_
+_NUMPY_SCALAR = re.compile(r"^np\.(?:(?:float|int|uint|bool)\w*\((.*)\)|(True|False)_)$")
+
+
+def read_results(path: str | os.PathLike, scalars_only: bool = True) -> dict[str, Any]:
+    """The values an executed notebook glued (``myst_nb.glue``), by name, from each glue output's
+    ``text/plain`` (under ``application/papermill.record/`` for ``display=False``, plain for ``display=True``;
+    a numpy scalar's ``np.float64(1.5)`` reads as ``1.5``). Scalars (int, float, str, bool, None) only; with
+    ``scalars_only=False`` any other glued object is kept as its ``text/plain`` text (a table's rows)."""
     import nbformat
 
     nb = nbformat.read(os.fspath(path), as_version=4)
-    out: dict[str, Scalar] = {}
+    out: dict[str, Any] = {}
     for cell in nb.cells:
         for o in cell.get("outputs", []):
-            name = o.get("metadata", {}).get("scrapbook", {}).get("name")
-            text = o.get("data", {}).get(GLUE_PREFIX + "text/plain")
+            scrap = o.get("metadata", {}).get("scrapbook", {})
+            name, prefix = scrap.get("name"), scrap.get("mime_prefix", GLUE_PREFIX)
+            text = o.get("data", {}).get(f"{prefix or ''}text/plain")
             if name is None or text is None:
                 continue
+            if isinstance(text, list):  # nbformat may keep multi-line text as a list of lines
+                text = "".join(text)
+            numpy = _NUMPY_SCALAR.match(text.strip())
             try:
-                value = ast.literal_eval(text)
-            except (ValueError, SyntaxError):
-                continue
-            if isinstance(value, (int, float, str, bool)) or value is None:
+                value = ast.literal_eval(numpy.group(1) or numpy.group(2) if numpy else text)
+                scalar = isinstance(value, (int, float, str, bool)) or value is None
+            except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+                scalar = False  # not a literal: another glued object (a table, a figure)
+            if scalar:
                 out[name] = value
+            elif not scalars_only:
+                out[name] = text
     return out
 
 

@@ -116,3 +116,20 @@ def test_umap_projection_leaves_no_tqdm_warning_on_the_page() -> None:
     assert bare.returncode == 0 and ours.returncode == 0, ours.stderr
     assert "IProgress not found" in bare.stderr  # the test can see the warning
     assert "IProgress not found" not in ours.stderr
+
+
+def test_a_whole_table_shows_every_row_and_cell() -> None:
+    """pandas cuts a frame of more than 60 rows to its first and last five, and long cells to 50 characters;
+    a WholeTable (what the chapters' long tables are) shows all of it, without row numbers unless the index
+    names something, and stays one when filtered."""
+    import pandas as pd
+
+    long = pd.DataFrame({"n": range(73), "text": ["x" * 80] * 73})
+    assert long._repr_html_().count("<tr") < 74  # the plain frame is cut: the reason for the class
+    t = plots.whole_table(long)
+    html = t._repr_html_()
+    assert html.count("<tr") == 74 and "x" * 80 in html and "<th>72</th>" not in html  # 73 rows + header, no numbers
+    assert len(repr(t).splitlines()) == 74 and "..." not in repr(t)
+    assert isinstance(t[t.n > 3], plots.WholeTable) and plots.whole_table(t) is t
+    named = plots.whole_table(long.set_index("n"))
+    assert "<th>72</th>" in named._repr_html_()  # an index that names something is shown

@@ -4,7 +4,8 @@
 - :mod:`~ddlib.plots.embeddings`: points in 2-D (UMAP/PCA projections with thumbnails, flows in a PCA);
 - :mod:`~ddlib.plots.curves`: values over steps or epochs;
 - :mod:`~ddlib.plots.bars`: bar charts (patterns per class, accuracy per backbone and mode, bytes stored);
-- :mod:`~ddlib.plots.tables`: DataFrames (class balance, the cost of distillation runs);
+- :mod:`~ddlib.plots.tables`: DataFrames (class balance, the cost of distillation runs, :class:`WholeTable`:
+  a frame never cut short on the page);
 - :mod:`~ddlib.plots.style`: the book's renderer (set on import, see there) and the palette.
 
 Chapters call ``plots.NAME`` (every public name is re-exported here). The package sits low: it imports
@@ -18,9 +19,9 @@ from ddlib.plots.curves import curves_figure
 from ddlib.plots.embeddings import HOVER_THUMBNAIL_JS, embedding_scatter, flow_pca_figure, pca_basis, project_2d
 from ddlib.plots.images import centre_margin_grid, class_samples, image_grid, pattern_grid, png_data_uri, to_uint8
 from ddlib.plots.style import PALETTE, BookRenderer
-from ddlib.plots.tables import class_balance, cost_table
+from ddlib.plots.tables import WholeTable, class_balance, cost_table, whole_table
 
 __all__ = ["MODE_LABELS", "PALETTE", "HOVER_THUMBNAIL_JS", "BookRenderer", "accuracy_figure", "bytes_figure",
            "centre_margin_grid", "class_balance", "class_samples", "cost_table", "curves_figure",
            "embedding_scatter", "flow_pca_figure", "image_grid", "pattern_counts", "pattern_grid", "pca_basis",
-           "png_data_uri", "project_2d", "to_uint8"]
+           "png_data_uri", "project_2d", "to_uint8", "WholeTable", "whole_table"]
