@@ -145,7 +145,7 @@ def check_output(out: Output, value: Any) -> Path | None:
 def settings_of(options: Mapping[str, Any], out: Output) -> dict[str, Any]:
     """The settings a run records with its results: its options but the housekeeping (:data:`HOUSEKEEPING`)
     and those that name their own files (``out.varies``), as JSON values."""
-    skip = HOUSEKEEPING | set(out.varies)
+    skip = HOUSEKEEPING | set(out.varies) | {out.option}
     return json_safe({k: v for k, v in sorted(options.items()) if k not in skip})
 
 
