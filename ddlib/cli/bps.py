@@ -20,7 +20,14 @@ from pathlib import Path
 
 from ddlib import distributed
 from ddlib.cli import common
+from ddlib.preflight import Output
 from ddlib.utils import ParamError, check_int, check_ipc
+
+#: the output options (:data:`ddlib.cli.OUTPUTS`): a folder of selections, one file per method, IPC and seed (so
+#: those three may differ between runs into one folder, nothing else may), and a result file
+OUTPUTS = {"select": (Output("out", "folder", results=("*_ipc*_seed*.json",),
+                             varies=("methods", "ipcs", "selection_seed")),),
+           "evaluate": (Output("out", "file"),)}
 
 
 def _load_dataset(args: argparse.Namespace, name, per_class, test_per_class, seed, image_size=None):  # noqa: ANN001, ANN202
@@ -58,7 +65,7 @@ def _add_teacher_args(p: argparse.ArgumentParser) -> None:
 
 # ----------------------------------------------------------------------------- select
 def _select(args: argparse.Namespace) -> int:
-    from ddlib import presets, results
+    from ddlib import identity, presets, results
     from ddlib.bps.pipeline import METHODS, load_datasets, run_selection
     from ddlib.utils import get_device, seed_everything
 
@@ -72,9 +79,7 @@ def _select(args: argparse.Namespace) -> int:
         raise ParamError(f"method is not given; name one or more (comma-separated) of {list(METHODS)}")
     cfg = p.pipeline
     get_device(args.device)  # before any work, also when every artifact would come from the cache
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise ParamError(f"out={str(out)!r} exists and is not a folder")
+    out = Path(args.out)  # checked and claimed by the pre-flight (ddlib.cli.main)
     start = time.perf_counter()
     kw = {"image_size": check_int("image_size", args.image_size, 1, 4096)} if args.image_size is not None else {}
     d = load_datasets(name, per_class=p.per_class, teacher_per_class=p.teacher_per_class,
@@ -91,6 +96,7 @@ def _select(args: argparse.Namespace) -> int:
                         teacher_ds=d["teacher"], encoder_ds=d["encoder"], cap=args.allow_fewer)
     mod = res["modelling"]
     wall = time.perf_counter() - start
+    ident = identity.of_dataset(ds)  # what evaluate checks the selection against
     files = {}
     for m, per_ipc in res["selections"].items():
         for k, sel in per_ipc.items():
@@ -103,10 +109,10 @@ def _select(args: argparse.Namespace) -> int:
                 method=m, ipc=k, seed=p.seed, dataset=ds.spec, dataset_name=ds.name, indices=sel["indices"],
                 pattern=sel["pattern"], role=sel["role"], teacher_acc=mod["teacher_acc"], modelling=mod["info"],
                 per_class_selected=_per_class_counts(ds, sel["indices"]), capped=sel["config"].get("capped", {}),
-                teacher_dataset=d["teacher"].spec, encoder_dataset=d["encoder"].spec)
+                teacher_dataset=d["teacher"].spec, encoder_dataset=d["encoder"].spec, identity=ident)
     command = common.command(args)
     for path, rec in files.items():
-        results.write(path, command=command, **rec)
+        results.write(path, command=command, settings=common.settings(args), **rec)
     for path, rec in files.items() if distributed.is_main() else ():
         print(f"{path}  {len(rec['indices'])} images  selection {rec['timings']['selection'] * 1000:.1f} ms")
     return 0
@@ -121,22 +127,48 @@ def _per_class_counts(ds, indices: list[int]) -> dict[str, int]:
 
 
 # ----------------------------------------------------------------------------- evaluate
+#: the fields of a selection record ``evaluate`` reads, and the JSON types each may have (None: absent)
+SELECT = "'python -m ddlib select'"
+SELECTION_FIELDS = {"indices": (list,), "dataset": (dict, type(None)), "config": (dict, type(None)),
+                    "teacher_dataset": (dict, type(None)), "identity": (dict, type(None)), "ipc": (int, type(None)),
+                    "method": (str, type(None)), "timings": (dict, type(None)), "per_class_selected": (dict, type(None))}
+
+
+def read_selection(path: Path) -> dict:
+    """The selection record at ``path`` (written by ``select``); a missing, unreadable or malformed file is
+    named in one line (FileNotFoundError or ParamError), never a JSON traceback."""
+    if not path.is_file():
+        raise FileNotFoundError(f"selection={str(path)!r} is not a file; give a JSON written by {SELECT}")
+    try:
+        sel = json.loads(path.read_text())
+    except (OSError, ValueError) as e:  # unreadable, not UTF-8, not JSON
+        first = (str(e).splitlines() or [""])[0]
+        raise ParamError(f"selection={str(path)!r} cannot be read as JSON ({type(e).__name__}: {first}); give a JSON "
+                         f"written by {SELECT}") from None
+    if not isinstance(sel, dict) or "indices" not in sel:
+        raise ParamError(f"selection={str(path)!r} is not a selection JSON with 'indices'; give a JSON written by "
+                         f"{SELECT}")
+    for key, kinds in SELECTION_FIELDS.items():
+        if not isinstance(sel.get(key), kinds) or isinstance(sel.get(key), bool):
+            raise ParamError(f"selection={str(path)!r}: its {key!r} is {type(sel.get(key)).__name__}, not "
+                             f"{' or '.join(k.__name__ for k in kinds if k is not type(None))}; give a JSON written "
+                             f"by {SELECT}")
+    for key in ("teacher", "forgetting"):
+        if not isinstance((sel.get("config") or {}).get(key), (dict, type(None))):
+            raise ParamError(f"selection={str(path)!r}: its config's {key!r} is not an object")
+    return sel
+
+
 def _evaluate(args: argparse.Namespace) -> int:
-    from ddlib import data, presets, results
+    from ddlib import data, identity, presets, results
     from ddlib.bps.distill import TeacherConfig, evaluate_selection, train_teacher
     from ddlib.utils import get_device, validate_indices
 
     if args.dataset is not None:
         data.validate_name(args.dataset)
     sel_path = Path(args.selection)
-    if not sel_path.is_file():
-        raise FileNotFoundError(f"selection={str(sel_path)!r} is not a file; give a JSON written by "
-                                "'python -m ddlib select'")
-    try:
-        sel = json.loads(sel_path.read_text())
-        raw = sel["indices"]
-    except (ValueError, KeyError, TypeError) as e:
-        raise ParamError(f"selection={str(sel_path)!r} is not a selection JSON with 'indices' ({e})") from None
+    sel = read_selection(sel_path)
+    raw = sel["indices"]
     get_device(args.device)  # before any work
     spec = sel.get("dataset") or {}
     if args.dataset is not None and spec.get("name") not in (None, args.dataset):
@@ -151,15 +183,22 @@ def _evaluate(args: argparse.Namespace) -> int:
     ov.pop("dataset", None)  # the selection's
     p = presets.bps(args.scale, **ov)
     base_t = (sel.get("config") or {}).get("teacher")  # the teacher the selection used, unless told otherwise
-    tcfg = p.teacher if base_t is None else TeacherConfig(**{**base_t, **presets.fields("bps", "teacher", ov)})
+    try:
+        tcfg = p.teacher if base_t is None else TeacherConfig(**{**base_t, **presets.fields("bps", "teacher", ov)})
+    except TypeError as e:  # a teacher config of fields this version does not know
+        raise ParamError(f"selection={str(sel_path)!r}: its teacher config cannot be read ({e})") from None
     scfg = presets.student_for(tcfg, p.student, ov)
-    out = Path(args.out)
-    if out.is_dir():
-        raise ParamError(f"out={str(out)!r} is a folder; give a file name such as result.json")
+    out = Path(args.out)  # checked and claimed by the pre-flight (ddlib.cli.main)
     start = time.perf_counter()
     ds = _load_dataset(args, name, spec.get("per_class") if args.per_class is None else args.per_class,
                        spec.get("test_per_class") if args.test_per_class is None else args.test_per_class,
                        spec.get("seed", 0) if args.data_seed is None else args.data_seed, spec.get("image_size"))
+    recorded = sel.get("identity") or {"dataset": identity.dataset_name(spec),
+                                        "classes": list(sel.get("per_class_selected") or {}) or None}
+    identity.check(f"selection={str(sel_path)!r}", recorded, identity.of_dataset(ds),
+                   "evaluate it on the data it was selected from (its dataset, --per-class and --data-seed)",
+                   fields=("dataset", "classes", "channels", "n_train")
+                   + (("image_size",) if args.image_size is None else ()))
     try:
         indices = validate_indices(raw, len(ds.train_y), name="selection indices")
     except ParamError as e:
@@ -184,7 +223,7 @@ def _evaluate(args: argparse.Namespace) -> int:
                             "(python -m ddlib evaluate)",
                   config={"student": res["config"], "teacher": tcfg if scfg.loss == "kd" else None}, rows=[row],
                   timings={"wall_s": time.perf_counter() - start}, command=common.command(args),
-                  selection=str(sel_path), dataset=ds.spec, teacher=res["teacher"])
+                  selection=str(sel_path), dataset=ds.spec, teacher=res["teacher"], settings=common.settings(args))
     if distributed.is_main():
         print(f"{out}  accuracy {res['mean'] * 100:.2f} ± {res['std'] * 100:.2f} % over {p.seeds} seed(s)")
     return 0
@@ -206,6 +245,7 @@ def add_commands(sub: argparse._SubParsersAction) -> dict:
     p.add_argument("--seed", metavar="SEED", dest="selection_seed", type=int, default=None,
                    help=f"selection seed (random, k-center, ties; default {ref.seed})")
     p.add_argument("--out", required=True, help="folder for <method>_ipc<k>_seed<s>.json")
+    common.add_overwrite(p)
     p.add_argument("--allow-fewer", action="store_true",
                    help="take a class smaller than the IPC whole instead of stopping (the record's per_class_selected "
                         "and capped say what it holds)")
@@ -255,6 +295,7 @@ def add_commands(sub: argparse._SubParsersAction) -> dict:
     e.add_argument("--seeds", type=int, default=None,
                    help=f"number of student runs (seeds 0..N-1; default: the preset's, {ref.seeds} at the reference)")
     e.add_argument("--out", required=True, help="result JSON file")
+    common.add_overwrite(e)
     g = e.add_argument_group("student (defaults: the preset's, at the reference the KD protocol)")
     g.add_argument("--student-model", default=None, help="default: the teacher's architecture")
     g.add_argument("--width", metavar="WIDTH", dest="student_width", type=int, default=None)

@@ -14,6 +14,18 @@ def add_scale(p: argparse.ArgumentParser) -> None:
                         "settings, the configs' own defaults on every image; see ddlib.presets)")
 
 
+def add_overwrite(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace results of other settings found at --out (without it the command stops before any "
+                        "work, naming the file and the first setting that differs)")
+
+
+def settings(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The settings :func:`ddlib.cli.main` claimed the outputs with, recorded with the results (``settings``)
+    so that the next run into the same ``--out`` can tell whether it would replace results of other settings."""
+    return getattr(args, "settings", None)
+
+
 def overrides(args: argparse.Namespace, workflow: str) -> dict[str, Any]:
     """The options given (not None) whose names are the preset's flat names (``ddlib.presets.TABLES``)."""
     from ddlib import presets

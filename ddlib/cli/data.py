@@ -5,6 +5,9 @@ import argparse
 
 from ddlib import data
 
+#: its output options (:data:`ddlib.cli.OUTPUTS`): none, it prints
+OUTPUTS: dict = {"datasets": ()}
+
 
 def _datasets(args: argparse.Namespace) -> int:
     rows = data.sources()
