@@ -181,7 +181,7 @@ def test_cifar_wrong_class_count(tmp_path: Path) -> None:
 
 def test_offline_errors_say_how_to_get_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DDLIB_DATA", str(tmp_path))
-    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", tmp_path / "absent")
+    monkeypatch.setattr(data.idx, "DEBIAN_FASHION_MNIST", tmp_path / "absent")
     with pytest.raises(data.DataNotFoundError, match="dataset-fashion-mnist"):
         data.load("fashion-mnist")
     with pytest.raises(data.DataNotFoundError, match="cifar10:PATH"):
@@ -232,7 +232,8 @@ def test_bad_parameters(kwargs: dict, match: str) -> None:
 
 def test_sources_lists_every_dataset() -> None:
     names = [n for n, _ in data.sources()]
-    assert set(data.DATASETS) <= set(names) and "imagefolder:PATH" in names
+    assert names == [e.usage for e in data.DATASETS.values()]
+    assert {"digits", "imagefolder:PATH", "cifar10[:PATH]", "tiny-imagenet[:PATH]", "imagenet[:PATH]"} <= set(names)
 
 
 def test_cli_datasets(capsys: pytest.CaptureFixture) -> None:
