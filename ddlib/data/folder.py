@@ -176,10 +176,14 @@ def _classes(w: _Walk, p: Path, label: str) -> list[str]:
     return classes
 
 
-def _report(w: _Walk, out: dict, channels: int, converted: int, streamed: bool) -> dict:
-    loaded = {s: len(out[s + "_y"]) for s in ("train", "test")}
-    return {"loaded": loaded, "skipped": dict(w.skipped), "skipped_examples": list(w.examples),
-            "ignored": dict(w.ignored), "channels": channels, "converted": converted, "streamed": streamed}
+def _report(w: _Walk, out: dict, counts: Counter, channels: int | None, streamed: bool) -> dict:
+    """The load's account: images loaded per split, files skipped (warned about) and ignored (the layout's own,
+    hidden), by reason, and how many images were converted to the channel count ``out["channels"]``."""
+    c = out["channels"]
+    return {"loaded": {s: len(out[s + "_y"]) for s in ("train", "test")}, "skipped": dict(w.skipped),
+            "skipped_examples": list(w.examples), "ignored": dict(w.ignored), "channels": c,
+            "channels_given": channels is not None, "converted": sum(n for k, n in counts.items() if k != c),
+            "streamed": streamed}
 
 
 def _warn(label: str, p: Path, report: dict) -> None:
@@ -191,8 +195,9 @@ def _warn(label: str, p: Path, report: dict) -> None:
                      f"{', '.join(report['skipped_examples'])}")
     if report["converted"]:
         to = "RGB" if report["channels"] == 3 else "greyscale"
-        words.append(f"converted {report['converted']} image(s) to {to}, the channels most images have "
-                     f"(channels={4 - report['channels']} converts the others instead)")
+        why = (f"(channels={report['channels']})" if report["channels_given"] else
+               f"the channels most images have (channels={4 - report['channels']} converts the others instead)")
+        words.append(f"converted {report['converted']} image(s) to {to}, {why}")
     if words:
         warnings.warn(f"{label}: {p}: " + "; ".join(words) + " (see ds.report)", DataLoadWarning, stacklevel=3)
 
@@ -315,15 +320,15 @@ class _Decoding:
         c = self.channels or majority_channels(counts)
         shapes = {img[3].shape[1:] for img in w.images}
         if len(shapes) > 1:
-            raise DataNotFoundError(f"{self.label}: {self.p} holds images of several sizes {sorted(shapes)[:4]}; "
-                                    "pass image_size=N to resize them to N x N")
+            raise DataNotFoundError(f"{self.label}: {self.p} holds images of several sizes {sorted(shapes)[:4]} (height, "
+                                    "width); pass image_size=N to resize them to N x N")
         index = {name: i for i, name in enumerate(classes)}
-        out: dict[str, Any] = {"classes": classes, "side": w.side}
+        out: dict[str, Any] = {"classes": classes, "side": w.side, "channels": c}
         for split in ("train", "test"):
             imgs = sorted((img for img in w.images if img[0] == split), key=lambda img: index[img[1]])  # stable
             out[split + "_x"] = torch.from_numpy(np.stack([to_channels(img[3], c) for img in imgs]))
             out[split + "_y"] = torch.tensor([index[img[1]] for img in imgs], dtype=torch.int64)
-        out["report"] = _report(w, out, c, sum(n for k, n in counts.items() if k != c), False)
+        out["report"] = _report(w, out, counts, self.channels, False)
         return out
 
     def index(self, listing: _Walk, key: str) -> dict:
@@ -345,8 +350,8 @@ class _Decoding:
         c = self.channels or majority_channels(counts)
         sizes = {(h[1][1], h[1][0]) for h in heads}
         if self.image_size is None and len(sizes) > 1:
-            raise DataNotFoundError(f"{self.label}: {self.p} holds images of several sizes "
-                                    f"{sorted((1, *s) for s in sizes)[:4]}; pass image_size=N to resize them to N x N")
+            raise DataNotFoundError(f"{self.label}: {self.p} holds images of several sizes {sorted(sizes)[:4]} (height, "
+                                    "width); pass image_size=N to resize them to N x N")
         hw = (self.image_size, self.image_size) if self.image_size is not None else sizes.pop()
         index = {name: i for i, name in enumerate(classes)}
         out: dict[str, Any] = {"classes": classes, "side": w.side, "channels": c, "hw": hw,
@@ -355,7 +360,7 @@ class _Decoding:
             imgs = sorted((img for img in w.images if img[0] == split), key=lambda img: index[img[1]])
             out[split + "_names"] = [img[2] for img in imgs]
             out[split + "_y"] = torch.tensor([index[img[1]] for img in imgs], dtype=torch.int64)
-        out["report"] = _report(w, out, c, sum(n for k, n in counts.items() if k != c), True)
+        out["report"] = _report(w, out, counts, self.channels, True)
         return out
 
 
