@@ -63,6 +63,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ddlib import distributed
+from ddlib.data.stream import ImageStore
 from ddlib.kernels.augment import AUGMENTS, AugmentConfig, augment as apply_augment, cutmix
 from ddlib.losses import cutmix_cross_entropy, kd_kl_loss
 from ddlib.utils import (ParamError, check_choice, check_float, check_int, get_device, progress as progress_bar,
@@ -284,7 +285,9 @@ class Batches:
 def image_batches(x: Tensor, y: Tensor, batch_size: int, device: torch.device, *,
                   augment: str | AugmentConfig | None = None, views: int = 1, cutmix_alpha: float | None = None,
                   drop_last: bool = False, global_rng_augment_on_gpu: bool = False) -> Batches:
-    """Shuffled batches of images held in memory (uint8 or float [0, 1]), on ``device`` as float [0, 1].
+    """Shuffled batches of images (a uint8 or float [0, 1] tensor, or a streamed data set's
+    :class:`~ddlib.data.ImageStore`, whose batches are decoded from disk as they are drawn), on ``device``
+    as float [0, 1].
 
     ``augment`` (a preset or config) is drawn from the loop's generator; ``views=2`` gives the batch as
     two independently augmented views (MoCo's query and key) instead of one; ``cutmix_alpha`` mixes
@@ -537,8 +540,13 @@ def loop(model: nn.Module, opt: torch.optim.Optimizer, source: BatchSource, step
 
 
 # ----------------------------------------------------------------------------- fit
+def _images(x: Any) -> bool:
+    """A tensor of images, or a streamed data set's ImageStore (indexed in batches, decoded from disk)."""
+    return isinstance(x, (Tensor, ImageStore))
+
+
 def _check_xy(x: Tensor, y: Tensor | None = None) -> None:
-    if not isinstance(x, Tensor) or x.dim() < 2:
+    if not _images(x) or x.dim() < 2:
         raise ParamError(f"x must be a tensor of images (N, C, H, W); got {type(x).__name__}")
     if y is not None and (y.dim() != 1 or len(y) != len(x)):
         raise ParamError(f"y must be a 1-d tensor with one label per image ({len(x)}); got shape {tuple(y.shape)}")
@@ -549,7 +557,8 @@ def fit(model: nn.Module, x: Tensor, y: Tensor, cfg: TrainConfig, *,
         eval_data: tuple[Tensor, Tensor] | None = None, device: str | torch.device | None = None,
         seed: int = 0, progress: bool = True, eval_every: int = 1, hooks: Sequence[Hook] = (),
         data_parallel: bool = False, accel: Accel | None = None) -> dict:
-    """Train ``model`` in place on (x, y) with ``cfg``; returns the history.
+    """Train ``model`` in place on (x, y) with ``cfg``; returns the history. ``x`` may be a streamed
+    data set's :class:`~ddlib.data.ImageStore` (batches decoded as drawn).
 
     ``batch_loss(model, xb_augmented, yb) -> scalar`` replaces cross-entropy. ``eval_data=(x, y)``
     is evaluated every ``eval_every`` epochs (and after the last). ``y`` may be any tensor indexed
@@ -562,8 +571,8 @@ def fit(model: nn.Module, x: Tensor, y: Tensor, cfg: TrainConfig, *,
     """
     if not isinstance(cfg, TrainConfig):
         raise ParamError(f"cfg must be a TrainConfig, got {type(cfg).__name__}")
-    if not isinstance(x, Tensor) or not isinstance(y, Tensor) or len(x) != len(y) or len(x) == 0:
-        raise ParamError("x and y must be non-empty tensors with the same first dimension")
+    if not _images(x) or not isinstance(y, Tensor) or len(x) != len(y) or len(x) == 0:
+        raise ParamError("x and y must be non-empty tensors (x: or a streamed ImageStore) with the same first dimension")
     check_int("eval_every", eval_every, 1, None)
     gen = seed_everything(seed)
     dev = get_device(device)
@@ -611,7 +620,7 @@ def embed(fn: Callable[[Tensor], Tensor], x: Tensor, batch_size: int = 512,
     world = distributed.world_size()
     if shard and 1 < world <= len(x):
         lo, hi = distributed.bounds(len(x))
-        mine = embed(fn, x[lo:hi], batch_size, device, autocast=autocast, normalize=normalize, progress=progress,
+        mine = embed(fn, x[lo:hi] if isinstance(x, Tensor) else x.subset(slice(lo, hi)), batch_size, device, autocast=autocast, normalize=normalize, progress=progress,
                      desc=desc)
         return distributed.gather_rows(mine, distributed.share_sizes(len(x)))
     dev = get_device(device)
