@@ -572,7 +572,8 @@ def fit(model: nn.Module, x: Tensor, y: Tensor, cfg: TrainConfig, *,
     if not isinstance(cfg, TrainConfig):
         raise ParamError(f"cfg must be a TrainConfig, got {type(cfg).__name__}")
     if not _images(x) or not isinstance(y, Tensor) or len(x) != len(y) or len(x) == 0:
-        raise ParamError("x and y must be non-empty tensors (x: or a streamed ImageStore) with the same first dimension")
+        raise ParamError("x and y must be non-empty tensors (x may be a streamed ImageStore) with the same first "
+                         "dimension")
     check_int("eval_every", eval_every, 1, None)
     gen = seed_everything(seed)
     dev = get_device(device)
@@ -620,7 +621,8 @@ def embed(fn: Callable[[Tensor], Tensor], x: Tensor, batch_size: int = 512,
     world = distributed.world_size()
     if shard and 1 < world <= len(x):
         lo, hi = distributed.bounds(len(x))
-        mine = embed(fn, x[lo:hi] if isinstance(x, Tensor) else x.subset(slice(lo, hi)), batch_size, device, autocast=autocast, normalize=normalize, progress=progress,
+        share = x[lo:hi] if isinstance(x, Tensor) else x.subset(slice(lo, hi))  # a streamed set stays streamed
+        mine = embed(fn, share, batch_size, device, autocast=autocast, normalize=normalize, progress=progress,
                      desc=desc)
         return distributed.gather_rows(mine, distributed.share_sizes(len(x)))
     dev = get_device(device)

@@ -68,7 +68,8 @@ def load_cifar(name: str, path: str | None = None, download: bool | None = None,
 
 
 ENTRIES = tuple(
-    DatasetEntry(n, lambda n=n, **kw: load_cifar(n, **kw), needs=f"torchvision's files (downloaded when online), a JPEG "
-                 f"copy {n}-jpeg[.tar.xz] in $DDLIB_DATA, or {n}:PATH (an ImageFolder or archive)",
+    DatasetEntry(n, lambda n=n, **kw: load_cifar(n, **kw),
+                 needs=f"torchvision's files (downloaded when online), a JPEG copy {n}-jpeg[.tar.xz] in $DDLIB_DATA, "
+                       f"or {n}:PATH (an ImageFolder or archive)",
                  where=lambda n=n: cifar_where(n), path="optional", options=("download", *TREE_OPTIONS))
     for n in ("cifar10", "cifar100"))

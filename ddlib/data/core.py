@@ -13,8 +13,8 @@ import torch
 
 from ddlib.utils import ParamError, to_unit
 
-__all__ = ["Dataset", "DatasetEntry", "TREE_OPTIONS", "DataNotFoundError", "UnreadableDataError", "DataLoadWarning", "data_root", "offline",
-           "subsample", "positions_in", "to_float"]
+__all__ = ["Dataset", "DatasetEntry", "TREE_OPTIONS", "DataNotFoundError", "UnreadableDataError", "DataLoadWarning",
+           "data_root", "offline", "subsample", "positions_in", "to_float"]
 
 
 class DataNotFoundError(FileNotFoundError):
@@ -138,8 +138,8 @@ def data_root() -> Path:
     return Path(os.environ.get("DDLIB_DATA") or Path.home() / ".cache" / "ddlib" / "data")
 
 
-def subsample(x: torch.Tensor, y: torch.Tensor, per_class: int, seed: int,
-              extra: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor]:
+def subsample(x: torch.Tensor, y: torch.Tensor, per_class: int, seed: int, extra: torch.Tensor | None = None
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor]:
     """At most ``per_class`` samples of each class, drawn with ``seed``; returns (x, y, extra, kept indices).
 
     A streamed ``x`` (an ImageStore) stays streamed: its subset is taken, nothing is decoded."""

@@ -58,9 +58,9 @@ def download_and_extract(archive: Archive, root: Path, label: str, download: boo
     if not target.exists():
         download = (not offline()) if download is None else download
         if not download:
-            raise DataNotFoundError(f"{label}: not found, and downloads are off (DDLIB_OFFLINE or download=False); put "
-                                    f"{archive.filename} (from {archive.url}) or its unpacked folder in {root}, or give "
-                                    f"{label}:PATH")
+            raise DataNotFoundError(f"{label}: not found, and downloads are off (DDLIB_OFFLINE or download=False); "
+                                    f"put {archive.filename} (from {archive.url}) or its unpacked folder in {root}, "
+                                    f"or give {label}:PATH")
         root.mkdir(parents=True, exist_ok=True)
         part = target.with_name(target.name + ".part")
         try:

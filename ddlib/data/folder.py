@@ -29,7 +29,8 @@ from ddlib.data.images import decode, header, is_image_name, majority_channels, 
 from ddlib.data.stream import ImageStore
 from ddlib.utils import ParamError, check_choice, check_int
 
-__all__ = ["ENTRIES", "Layout", "IMAGEFOLDER", "STREAM_ABOVE_BYTES", "load_tree", "load_imagefolder", "check_tree_options"]
+__all__ = ["ENTRIES", "Layout", "IMAGEFOLDER", "STREAM_ABOVE_BYTES", "load_tree", "load_imagefolder",
+           "check_tree_options"]
 
 #: a folder whose decoded images would take more than this many bytes is streamed unless ``stream=False``
 STREAM_ABOVE_BYTES = 2 * 1024**3
@@ -159,9 +160,9 @@ def _classes(w: _Walk, p: Path, label: str) -> list[str]:
     have = {s: {img[1] for img in w.images if img[0] == s} for s in ("train", "test")}
     empty = [f"{s}/{c}" for s in ("train", "test") for c in sorted(w.folders[s] - have[s])]
     if empty:
-        raise DataNotFoundError(f"{label}: {p} has class folder(s) without images: {', '.join(empty)} (images end "
-                                f"in .jpg, .png, ...){_summary(w)}; add images to them or remove them, so that no class "
-                                "is dropped without a word")
+        raise DataNotFoundError(f"{label}: {p} has class folder(s) without images: {', '.join(empty)} (images "
+                                f"end in .jpg, .png, ...){_summary(w)}; add images to them or remove them, so that no "
+                                "class is dropped without a word")
     missing = [s for s in ("train", "test") if not have[s]]
     if missing:
         raise DataNotFoundError(f"{label}: {p} has no images under {' or '.join(missing)}/<class>/{_summary(w)}; "
@@ -229,7 +230,8 @@ def load_tree(path: str | Path, *, layout: Layout = IMAGEFOLDER, label: str = "i
                                 "archive holding train/<class>/* and test/<class>/*")
     is_archive = p.is_file()
     if is_archive and not p.name.endswith(ARCHIVE_SUFFIXES):
-        raise DataNotFoundError(f"{label}: {p} is a file but not an archive of a known kind ({', '.join(ARCHIVE_SUFFIXES)})")
+        raise DataNotFoundError(f"{label}: {p} is a file but not an archive of a known kind "
+                                f"({', '.join(ARCHIVE_SUFFIXES)})")
     stat = p.stat()
     if is_archive and stat.st_size == 0:
         raise UnreadableDataError(f"{label}: {p} is an empty file (0 bytes), not an archive; an interrupted "
@@ -249,12 +251,13 @@ def load_tree(path: str | Path, *, layout: Layout = IMAGEFOLDER, label: str = "i
         listing = decoding.walk(lambda name, read: name)
         stream = stream or _decoded_bytes(p, listing, image_size) > STREAM_ABOVE_BYTES
     key = artifacts.make_key("imagefolder-index" if stream else "imagefolder", spec, opts)
-    d = artifacts.cached(key, (lambda: decoding.index(listing, key)) if stream else (lambda: decoding.in_memory(listing)))
+    build = (lambda: decoding.index(listing, key)) if stream else (lambda: decoding.in_memory(listing))
+    d = artifacts.cached(key, build)
     return _dataset(label, p, d, layout)
 
 
 def load_imagefolder(path: str, **options: Any) -> Dataset:
-    """``imagefolder:PATH``: a folder or archive of ``train/<class>/**`` and ``test/<class>/**`` (see :func:`load_tree`)."""
+    """``imagefolder:PATH``: a folder or archive of ``train/<class>/**`` and ``test/<class>/**`` (:func:`load_tree`)."""
     return load_tree(path, **options)
 
 
@@ -320,8 +323,8 @@ class _Decoding:
         c = self.channels or majority_channels(counts)
         shapes = {img[3].shape[1:] for img in w.images}
         if len(shapes) > 1:
-            raise DataNotFoundError(f"{self.label}: {self.p} holds images of several sizes {sorted(shapes)[:4]} (height, "
-                                    "width); pass image_size=N to resize them to N x N")
+            raise DataNotFoundError(f"{self.label}: {self.p} holds images of several sizes {sorted(shapes)[:4]} "
+                                    "(height, width); pass image_size=N to resize them to N x N")
         index = {name: i for i, name in enumerate(classes)}
         out: dict[str, Any] = {"classes": classes, "side": w.side, "channels": c}
         for split in ("train", "test"):
@@ -350,8 +353,8 @@ class _Decoding:
         c = self.channels or majority_channels(counts)
         sizes = {(h[1][1], h[1][0]) for h in heads}
         if self.image_size is None and len(sizes) > 1:
-            raise DataNotFoundError(f"{self.label}: {self.p} holds images of several sizes {sorted(sizes)[:4]} (height, "
-                                    "width); pass image_size=N to resize them to N x N")
+            raise DataNotFoundError(f"{self.label}: {self.p} holds images of several sizes {sorted(sizes)[:4]} "
+                                    "(height, width); pass image_size=N to resize them to N x N")
         hw = (self.image_size, self.image_size) if self.image_size is not None else sizes.pop()
         index = {name: i for i, name in enumerate(classes)}
         out: dict[str, Any] = {"classes": classes, "side": w.side, "channels": c, "hw": hw,
@@ -380,7 +383,8 @@ def _decoded_bytes(p: Path, w: _Walk, image_size: int | None) -> int:
 def _dataset(label: str, p: Path, d: dict, layout: Layout) -> Dataset:
     _warn(label, p, d["report"])
     if "train_names" in d:
-        xs = [ImageStore(p, d[s + "_names"], d["channels"], d["hw"], d["image_size"], d["tag"]) for s in ("train", "test")]
+        xs = [ImageStore(p, d[s + "_names"], d["channels"], d["hw"], d["image_size"], d["tag"])
+              for s in ("train", "test")]
     else:
         xs = [d["train_x"], d["test_x"]]
     classes = layout.class_names(list(d["classes"]), d["side"]) if layout.class_names else list(d["classes"])

@@ -91,7 +91,8 @@ def load_fashion_mnist(download: bool | None = None) -> Dataset:
 
 
 ENTRIES = (
-    DatasetEntry("fashion-mnist", load_fashion_mnist, needs="the four IDX files: the Debian package dataset-fashion-mnist "
-                 "or $DDLIB_DATA, else torchvision's download when online", where=fashion_mnist_where,
+    DatasetEntry("fashion-mnist", load_fashion_mnist,
+                 needs="the four IDX files: the Debian package dataset-fashion-mnist or $DDLIB_DATA, else "
+                       "torchvision's download when online", where=fashion_mnist_where,
                  options=("download",)),
 )

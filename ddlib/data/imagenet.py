@@ -15,12 +15,14 @@ from ddlib.data.download import Archive, download_and_extract
 from ddlib.data.folder import IMAGEFOLDER, Layout, load_tree
 from ddlib.utils import check_choice
 
-__all__ = ["ENTRIES", "TINY_IMAGENET", "IMAGENETTE", "IMAGEWOOF", "IMAGENETTE_CLASSES", "IMAGEWOOF_CLASSES", "FASTAI_SIZES",
-           "SUBSET_IMAGE_SIZE", "IMAGENET_IMAGE_SIZE", "load_tiny_imagenet", "load_imagenette", "load_imagewoof",
-           "load_imagenet", "tiny_imagenet_where", "imagenette_where", "imagewoof_where", "imagenet_where"]
+__all__ = ["ENTRIES", "TINY_IMAGENET", "IMAGENETTE", "IMAGEWOOF", "IMAGENETTE_CLASSES", "IMAGEWOOF_CLASSES",
+           "FASTAI_SIZES", "SUBSET_IMAGE_SIZE", "IMAGENET_IMAGE_SIZE", "load_tiny_imagenet", "load_imagenette",
+           "load_imagewoof", "load_imagenet", "tiny_imagenet_where", "imagenette_where", "imagewoof_where", "imagenet_where"]
 
-# the MD5s of Tiny-ImageNet and ImageNette are those torchvision and many loaders check (ImageNette's: torchvision's
-# datasets.Imagenette); ImageWoof's are from a secondary source, to be confirmed (fast.ai re-uploads its archives)
+# Checksums. Tiny-ImageNet's MD5 is the one every loader of it checks (and a recorded download of 248,100,043 bytes
+# matched); ImageNette's are torchvision's (datasets.Imagenette._ARCHIVES in torchvision 0.29). ImageWoof's are TO BE
+# CONFIRMED (confirmed=False): torchvision has no ImageWoof, and fast.ai has re-uploaded these archives (its own
+# checks.txt and other loaders list other MD5s for the same URLs); these are catalyst's. A mismatch says so.
 TINY_IMAGENET = Archive("http://cs231n.stanford.edu/tiny-imagenet-200.zip", "90528d7ca1a48142e341f4ef8d21d0de")
 _S3 = "https://s3.amazonaws.com/fast-ai-imageclas"
 IMAGENETTE = {"160px": Archive(f"{_S3}/imagenette2-160.tgz", "e793b78cc4c9e9a4ccc0c1155377a412"),
@@ -45,7 +47,8 @@ _WNID = re.compile(r"n\d{8}")
 
 
 def _first_names(text: bytes) -> dict[str, str]:
-    """wnid -> its first name, from lines 'n01440764<TAB or space>tench, Tinca tinca' (words.txt, LOC_synset_mapping.txt)."""
+    """wnid -> its first name, from lines 'n01440764<TAB or space>tench, Tinca tinca' (words.txt,
+    LOC_synset_mapping.txt)."""
     out = {}
     for line in text.decode("utf-8", "replace").splitlines():
         wnid, _, names = line.strip().replace("\t", " ").partition(" ")
@@ -80,11 +83,12 @@ IMAGENET_LAYOUT = dataclasses.replace(IMAGEFOLDER, name="imagenet", side_files=(
 
 
 def _fixed_names(name: str, classes: dict[str, str]) -> Layout:
-    return dataclasses.replace(IMAGEFOLDER, name=name, class_names=lambda wnids, side: [classes.get(w, w) for w in wnids])
+    return dataclasses.replace(IMAGEFOLDER, name=name,
+                               class_names=lambda wnids, side: [classes.get(w, w) for w in wnids])
 
 
 def _tree_options(options: dict[str, Any]) -> dict[str, Any]:
-    return {k: options[k] for k in ("image_size", "channels", "stream", "skip_unreadable") if options.get(k) is not None}
+    return {k: options[k] for k in TREE_OPTIONS if options.get(k) is not None}
 
 
 def _named(ds: Dataset, name: str) -> Dataset:
@@ -129,9 +133,9 @@ def _load_fastai(name: str, archives: dict[str, Archive], classes: dict[str, str
     ds = load_tree(path, layout=_fixed_names(name, classes), label=name, **opts)
     found = ds.report["class_folders"]
     if found != sorted(classes):
-        raise DataNotFoundError(f"{name}: {path} has the classes {found[:12]} under train/, expected the {len(classes)} "
-                                f"WordNet ids of {name} ({', '.join(sorted(classes))}); for another subset use "
-                                "imagefolder:PATH")
+        raise DataNotFoundError(f"{name}: {path} has the classes {found[:12]} under train/, expected the "
+                                f"{len(classes)} WordNet ids of {name} ({', '.join(sorted(classes))}); for another "
+                                "subset use imagefolder:PATH")
     return _named(ds, name)
 
 
@@ -167,7 +171,8 @@ def imagenet_where() -> Path:
 def load_imagenet(path: str | None = None, download: bool | None = None, **options: Any) -> Dataset:
     """ImageNet-1K (ILSVRC 2012) from its folder layout ``train/<wnid>/*.JPEG`` and ``val/<wnid>/*.JPEG`` (the
     validation images sorted into class folders, as torchvision's ImageFolder expects), resized to
-    ``image_size`` (default 224) px and streamed from disk (its decoded images far exceed memory). Class names
+    ``image_size`` (default 224) px; streamed from disk when its decoded images exceed
+    :data:`~ddlib.data.folder.STREAM_ABOVE_BYTES` (the whole set at 224 px: about 190 GB). Class names
     from ``LOC_synset_mapping.txt``, ``words.txt`` or torchvision's ``meta.bin`` when the folder holds one.
     Never downloaded (its licence asks each user to sign up at image-net.org)."""
     if download:

@@ -161,8 +161,8 @@ class ImageStore:
         return arr
 
     def _whole(self, op: str) -> Any:
-        raise ParamError(f"{op}() would decode all {len(self)} images of a streamed data set ({self.root}) into memory; "
-                         "index it in batches instead (x[idx], x[i:j]), or load it with stream=False")
+        raise ParamError(f"{op}() would decode all {len(self)} images of a streamed data set ({self.root}) into "
+                         "memory; index it in batches instead (x[idx], x[i:j]), or load it with stream=False")
 
     def float(self, *_: Any, **__: Any) -> Any:
         return self._whole("float")
