@@ -557,3 +557,13 @@ def test_options_a_data_set_does_not_take_are_refused() -> None:
     with pytest.raises(ParamError, match=r"image_size=16 is not an option of dataset 'digits'; it takes no options"):
         data.load("digits", image_size=16)
     assert data.load("digits", image_size=None).spec["image_size"] is None  # None counts as not given
+
+
+def test_a_symlinked_class_folder_is_followed(tmp_path: Path) -> None:
+    """As torchvision's ImageFolder (os.walk(followlinks=True)); pathlib's rglob left its images out."""
+    path = _write_folder(tmp_path / "a", _full_layout())
+    (path / "train" / "eel").rename(tmp_path / "eels")
+    (path / "train" / "eel").symlink_to(tmp_path / "eels", target_is_directory=True)
+    ds = data.load(f"imagefolder:{path}")
+    assert torch.bincount(ds.train_y).tolist() == [12, 12, 12]
+    assert torch.equal(data.load(f"imagefolder:{path}", stream=True).train_x[:], ds.train_x)

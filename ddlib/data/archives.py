@@ -64,18 +64,27 @@ def archive_members(path: Path) -> Iterator[Member]:
 
 
 def folder_members(path: Path) -> Iterator[Member]:
-    """Every file and folder under ``path`` (recursively, sorted), names relative to it."""
-    for p in sorted(path.rglob("*")):
-        if p.is_file():
-            yield p.relative_to(path).as_posix(), p.read_bytes
-        elif p.is_dir():
-            yield p.relative_to(path).as_posix(), None
+    """Every file and folder under ``path``, names relative to it, in sorted path order (each folder's entries
+    by name, a sub-folder's contents right after it); symbolic links to folders are followed, as torchvision's
+    ImageFolder does."""
+    def walk(folder: str, rel: str) -> Iterator[Member]:
+        with os.scandir(folder) as it:
+            entries = sorted(it, key=lambda e: e.name)
+        for e in entries:
+            name = rel + e.name
+            if e.is_dir():
+                yield name, None
+                yield from walk(e.path, name + "/")
+            elif e.is_file():
+                yield name, Path(e.path).read_bytes
+
+    yield from walk(str(path), "")
 
 
 def tree_fingerprint(root: Path) -> str:
     """SHA-256 (16 hex) of every file's and folder's relative path, size and mtime under ``root``."""
     h = hashlib.sha256()
-    for folder, dirs, files in os.walk(root):
+    for folder, dirs, files in os.walk(root, followlinks=True):
         dirs.sort()
         for name in [*dirs, *sorted(files)]:
             full = os.path.join(folder, name)

@@ -246,13 +246,25 @@ def load_tree(path: str | Path, *, layout: Layout = IMAGEFOLDER, label: str = "i
         d = artifacts.cached(artifacts.make_key("imagefolder", spec, opts), decoding.in_memory)
         return _dataset(label, p, d, layout)
     spec["tree"] = tree_fingerprint(p)  # a folder's own mtime misses files changed, added or removed further down
-    listing = None
-    if stream is not False:  # the listing (no image read) tells the size of the decoded set
-        listing = decoding.walk(lambda name, read: name)
-        stream = stream or _decoded_bytes(p, listing, image_size) > STREAM_ABOVE_BYTES
-    key = artifacts.make_key("imagefolder-index" if stream else "imagefolder", spec, opts)
-    build = (lambda: decoding.index(listing, key)) if stream else (lambda: decoding.in_memory(listing))
-    d = artifacts.cached(key, build)
+    keys = {s: artifacts.make_key("imagefolder-index" if s else "imagefolder", spec, opts) for s in (True, False)}
+    listing: list[_Walk] = []
+
+    def listed() -> _Walk:  # the folder's files, sorted by split and class, none read yet (once)
+        if not listing:
+            listing.append(decoding.walk(lambda name, read: name))
+        return listing[0]
+
+    size_key, size = artifacts.make_key("imagefolder-bytes", spec, opts), None
+    if stream is None:  # the decoded images' size decides (stored after a good load: the next one lists no files)
+        size = artifacts.load(size_key) if artifacts.exists(size_key) else None
+        size = _decoded_bytes(p, listed(), image_size) if size is None else size
+        stream = size > STREAM_ABOVE_BYTES
+    if stream:
+        d = artifacts.cached(keys[True], lambda: decoding.index(listed(), keys[True]))
+    else:
+        d = artifacts.cached(keys[False], lambda: decoding.in_memory(listing[0] if listing else None))
+    if size is not None:
+        artifacts.cached(size_key, lambda: size)
     return _dataset(label, p, d, layout)
 
 
