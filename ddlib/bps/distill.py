@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ddlib import artifacts, distributed, models
+from ddlib import artifacts, data, distributed, models
 from ddlib.kernels.augment import AUGMENTS
 from ddlib.losses import softmax_entropy
 from ddlib.train import (Batches, Evaluate, LrPerEpoch, Recipe, TrainConfig, cutmix_ce_step, evaluate, fit, image_batches,
@@ -56,7 +56,7 @@ LOSSES = ("kd", "ce")
 
 def kd_setting(dataset: str, num_classes: int, ipc: int) -> tuple[float, int]:
     """(min_crop, batch size) for a dataset name and IPC (see :data:`KD_TABLE`)."""
-    name = dataset.split(":")[0].lower().replace("-", "")
+    name = data.split_name(dataset)[0].lower().replace("-", "")
     table = KD_TABLE.get(name) or KD_TABLE.get(_BY_CLASSES.get(num_classes, ""), {})
     return table.get(ipc, KD_DEFAULT)
 

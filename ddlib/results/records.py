@@ -81,7 +81,10 @@ def dataset_label(name: Any) -> str:
         name = name.get("name")
     if not isinstance(name, str) or not name:
         return ""
-    return name.split(":")[0] if ":" in name else name.split("/")[-1]
+    from ddlib.data import split_name
+
+    head, path = split_name(name)
+    return head if path is not None else head.split("/")[-1]
 
 
 def strict(obj: Any) -> Any:
