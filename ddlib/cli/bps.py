@@ -30,15 +30,29 @@ OUTPUTS = {"select": (Output("out", "folder", results=("*_ipc*_seed*.json",),
            "evaluate": (Output("out", "file"),)}
 
 
-def _load_dataset(args: argparse.Namespace, name, per_class, test_per_class, seed, image_size=None):  # noqa: ANN001, ANN202
+def _load_dataset(args: argparse.Namespace, name, per_class, test_per_class, seed, image_size=None,
+                  recorded: dict | None = None):  # noqa: ANN001, ANN202
     from ddlib import data
 
+    return data.load(name, per_class=per_class, seed=seed, test_per_class=test_per_class,
+                     **_folder_options(args, image_size, recorded))
+
+
+def _folder_options(args: argparse.Namespace, image_size=None, recorded: dict | None = None) -> dict:  # noqa: ANN001
+    """The folder loaders' options the command was given (else as recorded with the selection): ``image_size``,
+    ``channels`` (1 or 3: convert mixed grey/RGB folders that way) and ``stream`` (decode from disk as drawn)."""
+    recorded = recorded or {}
     kw = {}
     if args.image_size is not None:
         kw["image_size"] = check_int("image_size", args.image_size, 1, 4096)
     elif image_size is not None:  # as recorded with the selection
         kw["image_size"] = image_size
-    return data.load(name, per_class=per_class, seed=seed, test_per_class=test_per_class, **kw)
+    channels = args.channels if args.channels is not None else recorded.get("channels")
+    if channels is not None:
+        kw["channels"] = channels
+    if args.stream or recorded.get("stream"):
+        kw["stream"] = True
+    return kw
 
 
 def _add_data_args(p: argparse.ArgumentParser, ref) -> None:  # noqa: ANN001
@@ -49,6 +63,12 @@ def _add_data_args(p: argparse.ArgumentParser, ref) -> None:  # noqa: ANN001
     p.add_argument("--test-per-class", type=int, default=None, help="test images per class (subsample)")
     p.add_argument("--data-seed", type=int, default=None, help=f"seed of the subsampling (default {ref.data_seed})")
     p.add_argument("--image-size", type=int, default=None, help="resize folder images to N x N")
+    p.add_argument("--channels", type=int, choices=(1, 3), default=None,
+                   help="folder images: convert every image to 1 (grey) or 3 (RGB) channels (default: the channel "
+                        "count most images have)")
+    p.add_argument("--stream", action="store_true",
+                   help="folder images: decode from disk as batches are drawn instead of holding every image in "
+                        "memory (automatic above ddlib.data.folder.STREAM_ABOVE_BYTES)")
     p.add_argument("--device", default=None, help="cpu | cuda (default: CUDA when present)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -81,7 +101,7 @@ def _select(args: argparse.Namespace) -> int:
     get_device(args.device)  # before any work, also when every artifact would come from the cache
     out = Path(args.out)  # checked and claimed by the pre-flight (ddlib.cli.main)
     start = time.perf_counter()
-    kw = {"image_size": check_int("image_size", args.image_size, 1, 4096)} if args.image_size is not None else {}
+    kw = _folder_options(args)
     d = load_datasets(name, per_class=p.per_class, teacher_per_class=p.teacher_per_class,
                       encoder_per_class=p.encoder_per_class, test_per_class=p.test_per_class,
                       modelling_test_per_class=p.test_per_class, seed=p.data_seed, **kw)
@@ -192,7 +212,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     ds = _load_dataset(args, name, spec.get("per_class") if args.per_class is None else args.per_class,
                        spec.get("test_per_class") if args.test_per_class is None else args.test_per_class,
-                       spec.get("seed", 0) if args.data_seed is None else args.data_seed, spec.get("image_size"))
+                       spec.get("seed", 0) if args.data_seed is None else args.data_seed, spec.get("image_size"),
+                       recorded=spec)
     recorded = sel.get("identity") or {"dataset": identity.dataset_name(spec),
                                         "classes": list(sel.get("per_class_selected") or {}) or None}
     identity.check(f"selection={str(sel_path)!r}", recorded, identity.of_dataset(ds),
@@ -207,7 +228,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     if scfg.loss == "kd":  # the teacher learns from its own data, as at selection time
         tspec = sel.get("teacher_dataset") or spec
         tds = ds if tspec == ds.spec else _load_dataset(
-            args, name, tspec.get("per_class"), tspec.get("test_per_class"), tspec.get("seed", 0), spec.get("image_size"))
+            args, name, tspec.get("per_class"), tspec.get("test_per_class"), tspec.get("seed", 0), spec.get("image_size"),
+            recorded=spec)
         forg = (sel.get("config") or {}).get("forgetting") or {}
         el2n = forg.get("el2n_epoch") if forg.get("source") == "teacher" else None  # the selection's own teacher
         teacher = train_teacher(tds, tcfg, device=args.device, progress=not args.quiet, el2n_epoch=el2n)
