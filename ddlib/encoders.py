@@ -1,7 +1,8 @@
 """The in-house MoCo v2 encoder that both methods use: BPS Stage 1 and SFM's ``"inhouse"`` backbone.
 
-The encoder is a backbone (CIFAR ResNet-18 by default, or the DD ConvNet) with two heads on its
-feature: the class head Linear(D→C) and a projector D→512→ReLU→128. It is trained with
+The encoder is a backbone (any network of :data:`ddlib.models.BACKBONES`: the CIFAR ResNet-18 by default, the
+DD ConvNet, the reference's ImageNet ResNet-18, ...) with two heads on its pooled feature: the class head
+Linear(D→C) and a projector D→512→ReLU→128. It is trained with
 
     L = ce_weight·CE + con_weight·InfoNCE + r(e)·clu_weight·L_clu      (BPS: 0.5, 0.5, 1.0)
 
@@ -55,6 +56,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -68,16 +70,16 @@ from ddlib import artifacts, distributed, models
 from ddlib.kernels.augment import AUGMENTS, AugmentConfig
 from ddlib.kernels.knn import BACKENDS
 from ddlib.losses import CLU_ASSIGN, info_nce
+from ddlib.nets.layers import resize
 from ddlib.train import Accel, Batch, Batches, Hook, LoopState, LrPerStep, cosine_factor, image_batches, loop
 from ddlib.utils import (ParamError, check_choice, check_float, check_int, config_dict, get_device,
                          seed_everything)
 
-__all__ = ["PatternConfig", "EncoderConfig", "BACKBONES", "CLU_REFRESH", "lr_factor", "clu_ramp", "views_augment",
+__all__ = ["PatternConfig", "EncoderConfig", "CLU_REFRESH", "lr_factor", "clu_ramp", "views_augment",
            "make_trunk", "Encoder", "NeckEncoder", "FrozenEncoder", "build_encoder", "frozen_backbone", "KeyQueue",
            "ClusteringTerm", "MoCoStep", "bank_pairs", "fit_encoder", "fit_neck", "encoder_key", "view_banks",
            "train_encoder", "train_embeddings"]
 
-BACKBONES = ("resnet18", "convnet", *models.LITE_VARIANTS)
 #: When the clustering term re-partitions the queued keys: "wrap" (every time the queue wraps, as the
 #: reference's ``_info_cluster``) or "epoch" (at the start of every epoch; cheaper with a small queue).
 CLU_REFRESH = ("wrap", "epoch")
@@ -118,10 +120,18 @@ class PatternConfig:
 
 @dataclass(frozen=True)
 class EncoderConfig:
-    """Every Stage-1 hyperparameter; the defaults are the reference's (METHODS.md §1)."""
+    """Every Stage-1 hyperparameter. The defaults are the reference's (METHODS.md §1) except the backbone's.
 
-    backbone: str = "resnet18"          # "resnet18" (CIFAR) | "convnet" (DD-standard) | "efficientnet-lite0/1/2" | "timm:<name>"
-    weights: str | None = None          # None: random init | "imagenet": pretrained (Lite offline, timm hub) | a file
+    The reference fine-tunes torchvision's ImageNet ResNet-18 (7x7 stride-2 stem, max-pool) from its ImageNet
+    weights on images upsampled to 224 px (CIFAR, Tiny-ImageNet; from scratch on ImageNet). The default here is
+    the CIFAR ResNet-18 (3x3 stride-1 stem, no max-pool; :class:`ddlib.nets.cifar.ResNet18`) from random
+    weights at the data's own size (``input_size=None``): it differs in the stem, the weights and the input
+    size. The reference's setting is ``backbone="resnet18-imagenet", weights="imagenet", input_size=224``
+    (the weights from a local file when offline: :data:`ddlib.models.BACKBONES`).
+    """
+
+    backbone: str = "resnet18"          # a name of ddlib.models.BACKBONES (select --help) | "timm:<name>"
+    weights: str | None = None          # None: random init | "imagenet": the spec's pretrained weights | a file
     input_size: int | None = None       # resize the (augmented) images to this size before the backbone (ref.: 224)
     freeze_backbone: bool = False       # a frozen pretrained backbone; train a neck + the heads on cached features
     neck_dim: int = 512                 # frozen backbone only: Linear(D -> neck_dim) + BN + ReLU, the embedding
@@ -153,16 +163,14 @@ class EncoderConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if not isinstance(self.backbone, str) or not (self.backbone in BACKBONES or
-                                                      (self.backbone.startswith("timm:") and len(self.backbone) > 5)):
-            raise ParamError(f"backbone={self.backbone!r} is not accepted; choose one of {list(BACKBONES)} or 'timm:<name>'")
+        spec = models.get(self.backbone)  # a ParamError naming "backbone" and every name
         if self.weights is not None:
             if not isinstance(self.weights, str) or not self.weights:
                 raise ParamError(f"weights={self.weights!r} must be None, 'imagenet' or the path of a weights file")
-            if self.weights == "imagenet" and self.backbone in ("resnet18", "convnet"):
-                raise ParamError(f"weights='imagenet' is not available for backbone={self.backbone!r} (the CIFAR/DD "
-                                 "nets); use 'timm:resnet18.tv_in1k' (the reference's ImageNet ResNet-18) or "
-                                 "an EfficientNet-Lite, or give a weights file")
+            if self.weights == "imagenet" and spec.weights is None:
+                raise ParamError(f"weights='imagenet' is not available for backbone={self.backbone!r} (trained from "
+                                 f"scratch only); use one of {models.pretrained_names()} ('resnet18-imagenet' is the "
+                                 "reference's) or timm:<name>, or give a weights file")
         if self.input_size is not None:
             check_int("input_size", self.input_size, 8, 4096)
         if not isinstance(self.freeze_backbone, bool):
@@ -234,40 +242,28 @@ def views_augment(cfg: EncoderConfig, image_size: int) -> AugmentConfig:
     return aug
 
 
-def _pretrained_kw(cfg: EncoderConfig) -> dict:
-    """What :func:`ddlib.models.create` needs for the config's weights."""
-    if cfg.backbone in models.LITE_VARIANTS:
-        kw: dict = {"pretrained": cfg.weights is not None,
-                    "weights": None if cfg.weights in (None, "imagenet") else cfg.weights}
-        if cfg.input_size is not None:
-            kw["input_size"] = cfg.input_size
-        return kw
-    if cfg.backbone.startswith("timm:"):
-        return {"pretrained": cfg.weights == "imagenet",
-                "weights": None if cfg.weights in (None, "imagenet") else cfg.weights}
-    if cfg.backbone == "convnet":
-        return {"width": cfg.convnet_width, "depth": cfg.convnet_depth}
-    return {}
-
-
 def make_trunk(cfg: EncoderConfig, num_classes: int, in_channels: int, image_size: int, mean=None,
                std=None) -> nn.Module:  # noqa: ANN001
-    """The backbone a :class:`Encoder` is built on (a :mod:`ddlib.models` classifier whose own head is
-    replaced by ``nn.Identity``: the encoder's heads read its pooled :meth:`embedding`). Pretrained
-    backbones take their own normalisation statistics (``mean``/``std`` are ignored for them); gray
-    images are repeated to 3 channels in front of them (:meth:`Encoder.features`). The CIFAR ResNet-18
-    and the ConvNet with ``weights`` a file load it after construction."""
-    pretrained = cfg.backbone in models.LITE_VARIANTS or cfg.backbone.startswith("timm:")
+    """The backbone a :class:`Encoder` is built on: the :func:`ddlib.models.create` classifier of
+    ``cfg.backbone`` whose own head is replaced by ``nn.Identity`` (the encoder's heads read its pooled
+    :meth:`embedding`). A network with pretrained weights is built for RGB (gray images are repeated to 3
+    channels inside it) and normalises with its own statistics (``mean``/``std`` are ignored for it); with
+    ``cfg.weights`` it loads them ("imagenet": the registry's source; else a file). A network trained from
+    scratch loads a ``cfg.weights`` file after construction (``strict=False``: a classifier's head may differ).
+    The ConvNet takes ``cfg.convnet_width`` and ``cfg.convnet_depth``."""
+    spec = models.get(cfg.backbone)
     size = cfg.input_size or image_size
-    if pretrained:
-        trunk = models.create(cfg.backbone, num_classes, in_channels=3, image_size=size, **_pretrained_kw(cfg))
+    options = {"width": cfg.convnet_width, "depth": cfg.convnet_depth} if cfg.backbone == "convnet" else {}
+    if spec.weights is not None:
+        trunk = models.create(cfg.backbone, num_classes, in_channels=3, image_size=size,
+                              pretrained=cfg.weights is not None,
+                              weights=None if cfg.weights in (None, "imagenet") else cfg.weights,
+                              input_size=cfg.input_size, **options)
     else:
         trunk = models.create(cfg.backbone, num_classes, in_channels=in_channels, image_size=size, mean=mean, std=std,
-                              **_pretrained_kw(cfg))
+                              **options)
         if cfg.weights is not None:
-            import os
-
-            if not os.path.exists(cfg.weights):
+            if not os.path.isfile(cfg.weights):
                 raise ParamError(f"weights={cfg.weights!r} does not exist; give a state_dict file of the backbone")
             trunk.load_state_dict(torch.load(cfg.weights, map_location="cpu", weights_only=True), strict=False)
     trunk.head = nn.Identity()
@@ -290,7 +286,6 @@ class Encoder(nn.Module):
                  mean=None, std=None) -> None:  # noqa: ANN001
         super().__init__()
         self.backbone = make_trunk(cfg, num_classes, in_channels, image_size, mean, std)
-        self.gray_to_rgb = in_channels == 1 and (cfg.backbone in models.LITE_VARIANTS or cfg.backbone.startswith("timm:"))
         self.input_size = cfg.input_size
         self.feature_dim = int(self.backbone.embedding_dim)
         self.image_size = image_size
@@ -298,10 +293,8 @@ class Encoder(nn.Module):
 
     def features(self, x: Tensor) -> Tensor:
         """The pooled backbone feature (N, D) of images in [0, 1] (the Stage-2 embedding before L2)."""
-        if self.gray_to_rgb and x.shape[1] == 1:
-            x = x.expand(-1, 3, -1, -1)
         if self.input_size is not None:
-            x = models.resize(x, self.input_size)
+            x = resize(x, self.input_size)
         return self.backbone.embedding(x)
 
     def project(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -380,17 +373,16 @@ def _build_for(ds, cfg: EncoderConfig) -> Encoder:  # noqa: ANN001
 
 def frozen_backbone(cfg: EncoderConfig, in_channels: int) -> nn.Module:
     """The frozen pretrained backbone of ``cfg`` (features at ``cfg.input_size`` or its native size), tagged
-    with a stable ``ddlib_key`` for the feature banks' cache keys."""
-    if cfg.backbone in ("resnet18", "convnet"):
-        raise ParamError(f"freeze_backbone=True needs a pretrained backbone (an EfficientNet-Lite or a timm model), "
-                         f"not {cfg.backbone!r}")
-    name = cfg.backbone
+    with a stable ``ddlib_key`` for the feature banks' cache keys (``+gray`` for 1-channel data, which the
+    network repeats to RGB)."""
+    if models.get(cfg.backbone).weights is None:
+        raise ParamError(f"freeze_backbone=True needs a pretrained backbone ({models.pretrained_names()} or "
+                         f"timm:<name>), not {cfg.backbone!r}")
     weights = None if cfg.weights == "imagenet" else cfg.weights
-    bb = models.backbone(name, pretrained=True, weights=weights, image_size=cfg.input_size, in_channels=3)
-    tag = f"{name}-{'imagenet' if weights is None else 'file:' + str(weights)}"
-    bb.ddlib_key = tag if cfg.input_size is None else f"{tag}@{cfg.input_size}px"
-    if in_channels == 1:
-        bb = models.GrayToRGB(bb)
+    bb = models.backbone(cfg.backbone, pretrained=True, weights=weights, image_size=cfg.input_size, in_channels=3)
+    tag = models.weights_key(cfg.backbone, weights)
+    tag = tag if cfg.input_size is None else f"{tag}@{cfg.input_size}px"
+    bb.ddlib_key = tag + ("+gray" if in_channels == 1 else "")
     return bb
 
 

@@ -1,5 +1,5 @@
-"""ddlib.encoders and ddlib.bps.encoder: the queue, schedules, a tiny run, and the artifact cache (the losses:
-test_losses)."""
+"""ddlib.encoders and ddlib.bps.encoder: the queue, schedules, the networks Stage 1 starts from, a tiny run, and
+the artifact cache (the losses: test_losses)."""
 from __future__ import annotations
 
 import math
@@ -12,6 +12,7 @@ from ddlib import data, encoders, models, train
 from ddlib.bps import encoder as enc
 from ddlib.bps.encoder import EncoderConfig, KeyQueue, clu_ramp, lr_factor, model_patterns, train_encoder
 from ddlib.bps.patterns import PatternConfig
+from ddlib.nets.layers import resize
 from ddlib.utils import ParamError
 
 TINY = dict(backbone="convnet", convnet_width=8, convnet_depth=2, proj_hidden=16, proj_dim=8, epochs=1,
@@ -19,8 +20,9 @@ TINY = dict(backbone="convnet", convnet_width=8, convnet_depth=2, proj_hidden=16
 
 
 def test_defaults_are_the_reference() -> None:
-    c = EncoderConfig()
-    assert (c.backbone, c.momentum, c.queue_size, c.temperature) == ("resnet18", 0.999, 65536, 0.5)
+    c = EncoderConfig()  # but the backbone: the CIFAR ResNet-18 from scratch at the data's size (the docstring says so)
+    assert (c.backbone, c.weights, c.input_size) == ("resnet18", None, None)
+    assert (c.momentum, c.queue_size, c.temperature) == (0.999, 65536, 0.5)
     # engine_pretrain.py: alpha·CE + (1 - alpha)·InfoNCE + r(e)·L_clu with alpha = 0.5
     assert (c.proj_hidden, c.proj_dim, c.ce_weight, c.con_weight, c.clu_weight) == (512, 128, 0.5, 0.5, 1.0)
     assert (c.clu_assign, c.clu_refresh, c.blur_relative) == ("all", "wrap", True)
@@ -99,7 +101,7 @@ def test_pretrained_backbone_at_an_input_size() -> None:
     x = torch.rand(2, 1, 28, 28)
     f = m.features(x)
     assert f.shape == (2, 1280)
-    x3 = models.resize(x.expand(-1, 3, -1, -1), 64)
+    x3 = resize(x.expand(-1, 3, -1, -1), 64)
     assert torch.allclose(f, m.backbone.embedding(x3), atol=1e-5)
 
 
@@ -110,6 +112,32 @@ def test_pretrained_backbone_at_an_input_size() -> None:
 def test_fidelity_options_refuse_bad_values(kw: dict, match: str) -> None:
     with pytest.raises(ParamError, match=match):
         EncoderConfig(**kw)
+
+
+def test_stage1_from_the_references_imagenet_resnet18_file(tmp_path) -> None:  # noqa: ANN001
+    """The reference's Stage 1 starts from torchvision's ImageNet ResNet-18 at 224 px: the registry's
+    ``resnet18-imagenet`` with ``weights`` a local file (here random weights saved as torchvision's), gray data
+    repeated to RGB; a tiny run at a small input size trains."""
+    import torchvision
+
+    tv = torchvision.models.resnet18().eval()
+    path = tmp_path / "resnet18-f37072fd.pth"
+    torch.save(tv.state_dict(), path)
+    cfg = EncoderConfig(backbone="resnet18-imagenet", weights=str(path), input_size=224, proj_hidden=16, proj_dim=8)
+    m = enc.build_encoder(cfg, 10, 1, 28).eval()
+    assert torch.equal(m.backbone.body.conv1.weight, tv.conv1.weight) and m.feature_dim == 512
+    x = torch.rand(2, 1, 28, 28)
+    tv.fc = torch.nn.Identity()
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    with torch.no_grad():
+        assert torch.allclose(m.features(x), tv((resize(x, 224).expand(-1, 3, -1, -1) - mean) / std), atol=1e-4)
+    ds = data.load("synthetic-patterns", per_class=8, n_train=32, n_test=8)
+    small = EncoderConfig(**{**TINY, "backbone": "resnet18-imagenet", "weights": str(path), "input_size": 32})
+    model, hist = train_encoder(ds, small, progress=False)
+    assert model.feature_dim == 512 and all(math.isfinite(v) for v in hist["loss"])
+    with pytest.raises(ParamError, match="backbone"):
+        EncoderConfig(backbone="resnet18-imagenet@64")  # the input size is a field of its own
 
 
 def test_frozen_backbone_trains_a_neck_on_cached_views(monkeypatch: pytest.MonkeyPatch) -> None:
