@@ -10,8 +10,10 @@ import torch.nn.functional as F
 
 from ddlib import data, encoders, models, train
 from ddlib.bps import encoder as enc
-from ddlib.bps.encoder import EncoderConfig, KeyQueue, clu_ramp, lr_factor, model_patterns, train_encoder
+from ddlib.bps.encoder import EncoderConfig, clu_ramp, lr_factor, model_patterns, refresh_patterns, train_encoder
 from ddlib.bps.patterns import PatternConfig
+from ddlib.encoders import KeyQueue
+from ddlib.encoders import training as encoder_training
 from ddlib.nets.layers import resize
 from ddlib.utils import ParamError
 
@@ -51,7 +53,7 @@ def test_queue_refresh_partitions_a_snapshot() -> None:
                        dim=1)
     qu = KeyQueue(20, 4, torch.device("cpu"))
     qu.enqueue(keys, torch.zeros(16, dtype=torch.long))
-    found = qu.refresh_patterns(PatternConfig(k=7))
+    found = refresh_patterns(qu, PatternConfig(k=7))
     assert found == {0: 2} and qu.pattern_class.tolist() == [0, 0]
     assert len(qu.snapshot) == 16 and torch.equal(qu.snapshot, keys)  # only the filled part
     p = qu.snapshot_pattern.tolist()
@@ -157,7 +159,7 @@ def test_frozen_backbone_trains_a_neck_on_cached_views(monkeypatch: pytest.Monke
     def boom(*a: object, **k: object) -> None:
         raise AssertionError("the backbone ran again instead of the cached bank")
 
-    monkeypatch.setattr(encoders, "fit_neck", boom)
+    monkeypatch.setattr(encoder_training, "fit_neck", boom)
     model2, hist2 = train_encoder(ds, cfg, progress=False)  # neck and banks from the cache
     assert hist2 == hist
 
@@ -194,7 +196,7 @@ def test_tiny_run_then_cache_hit(monkeypatch: pytest.MonkeyPatch) -> None:
     def boom(*a: object, **k: object) -> None:
         raise AssertionError("trained again instead of loading the cached encoder")
 
-    monkeypatch.setattr(encoders, "fit_encoder", boom)  # where the training happens
+    monkeypatch.setattr(encoder_training, "fit_moco", boom)  # where the training happens
     model2, hist2 = train_encoder(ds, cfg, progress=False)
     assert hist2 == hist
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), model2.state_dict().values()))
@@ -218,13 +220,13 @@ def test_the_shared_encoder_needs_the_clustering_term_only_when_it_acts() -> Non
     ds = data.load("synthetic-patterns", per_class=8, n_train=32, n_test=8)
     cfg = EncoderConfig(**TINY)  # clu_weight 1 with r(0) > 0
     with pytest.raises(ParamError, match="clustering term"):
-        encoders.fit_encoder(encoders.build_encoder(cfg, ds.num_classes, 3, 16), ds.train_x, ds.train_y, cfg,
-                             progress=False)
+        encoders.fit_moco(encoders.build_encoder(cfg, ds.num_classes, 3, 16), ds.train_x, ds.train_y, cfg,
+                          progress=False)
     with pytest.raises(ParamError, match="clustering term"):
-        encoders.train_encoder(ds, cfg, progress=False)
+        encoders.train_moco(ds, cfg, progress=False)
     late = EncoderConfig(**{**TINY, "clu_warmup_epochs": 5})  # the term never acts in 1 epoch
-    hist = encoders.fit_encoder(encoders.build_encoder(late, ds.num_classes, 3, 16), ds.train_x, ds.train_y, late,
-                                progress=False)
+    hist = encoders.fit_moco(encoders.build_encoder(late, ds.num_classes, 3, 16), ds.train_x, ds.train_y, late,
+                             progress=False)
     assert hist["clu"] == [0.0] and hist["patterns"] == [{}]
 
 
@@ -246,7 +248,7 @@ def test_the_prepared_clustering_term_trains_the_same_bits(refresh: str) -> None
     for term in (enc.PATTERN_CLUSTERING, _UnpreparedClustering()):
         torch.manual_seed(0)
         model = enc.build_encoder(cfg, ds.num_classes, 3, 16)
-        hist = encoders.fit_encoder(model, ds.train_x, ds.train_y, cfg, progress=False, clustering=term)
+        hist = encoders.fit_moco(model, ds.train_x, ds.train_y, cfg, progress=False, clustering=term)
         runs.append((hist, model.state_dict()))
     (h1, w1), (h2, w2) = runs
     assert sum(h1["refreshes"]) >= 2 and h1["clu"][-1] > 0

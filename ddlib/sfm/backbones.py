@@ -102,11 +102,11 @@ def inhouse_encoder(ds: Any, epochs: int = INHOUSE_EPOCHS, seed: int = 0, progre
     """A small self-supervised encoder trained on ``ds``: plain MoCo v2 (the shared encoder of
     :mod:`ddlib.encoders` with ce=0, clu=0), frozen. Labels are never used (both label-dependent terms are off).
 
-    Trained through :func:`ddlib.encoders.train_encoder` (which caches the weights), so a second call
+    Trained through :func:`ddlib.encoders.train_moco` (which caches the weights), so a second call
     with the same dataset and settings loads it. ``encoder_options`` go to ``EncoderConfig`` (e.g. the
     architecture, width, queue size). The backbone sees images at the dataset's own resolution.
     """
-    from ddlib.encoders import EncoderConfig, train_encoder
+    from ddlib.encoders import EncoderConfig, train_moco
 
     if ds is None:
         raise ParamError("backbone='inhouse' is trained on a dataset: pass ds (the dataset it learns from)")
@@ -121,7 +121,7 @@ def inhouse_encoder(ds: Any, epochs: int = INHOUSE_EPOCHS, seed: int = 0, progre
     # runs differing only in their test subsample share one encoder
     train_only = dataclasses.replace(ds, test_x=ds.test_x[:0], test_y=ds.test_y[:0], test_patterns=None,
                                      spec={k: v for k, v in dict(ds.spec).items() if k != "test_per_class"})
-    model, _history = train_encoder(train_only, cfg, progress=progress)
+    model, _history = train_moco(train_only, cfg, progress=progress)
     bb = as_backbone(model, image_size=int(ds.image_shape[-1]))
     key = artifacts.make_key("inhouse-backbone", train_only.key(), cfg)
     return _tag(bb, key, INHOUSE)
