@@ -224,6 +224,15 @@ def test_frozen_pretrained_student_trains_its_head_only() -> None:
     with torch.no_grad():
         want = ref.net.extract_features(ref.normalize(resize(x.expand(-1, 3, -1, -1), 64))).mean(dim=(2, 3))
         assert torch.allclose(m.features(x), want, atol=1e-5)
+    # evaluated every epoch on the same test images, the fixed trunk runs on them once
+    from ddlib.train import predict
+
+    runs, features = [], m.features
+    m.features = lambda t: runs.append(len(t)) or features(t)
+    first = predict(m, x, batch_size=3)
+    m.head.weight.data.add_(1.0)  # a training step later: the head moved, the trunk did not
+    second = predict(m, x, batch_size=3)
+    assert runs == [3, 1] and torch.allclose(second, m.head(want)) and not torch.allclose(first, second)
 
 
 def _torchvision_resnet18_file(tmp_path: Path, name: str = "resnet18-f37072fd.pth") -> tuple[Path, torch.nn.Module]:
