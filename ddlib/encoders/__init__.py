@@ -1,4 +1,5 @@
-"""The in-house MoCo v2 encoder that both methods use: BPS Stage 1 and SFM's ``"inhouse"`` backbone.
+"""The in-house MoCo v2 encoder that both methods use: BPS Stage 1 (chapter 1) and SFM's ``"inhouse"`` backbone
+(chapters 3 and 4).
 
 The encoder is a backbone (any network of :data:`ddlib.models.BACKBONES`: the CIFAR ResNet-18 by default, the
 DD ConvNet, the reference's ImageNet ResNet-18, ...) with two heads on its pooled feature: the class head
