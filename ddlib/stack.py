@@ -52,7 +52,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
 
-from ddlib.models import ConvNet
+from ddlib.nets.cifar import ConvNet
 from ddlib.utils import ParamError, check_choice, check_int
 
 __all__ = ["BACKENDS", "ModelStack", "grouped_supported", "avg_pool_2x2"]
@@ -95,7 +95,7 @@ def avg_pool_2x2(x: Tensor) -> Tensor:
 
 
 def grouped_supported(model: nn.Module) -> bool:
-    """True for a :class:`~ddlib.models.ConvNet` made of conv (ungrouped), GroupNorm, ReLU, avg-pool."""
+    """True for a :class:`~ddlib.nets.cifar.ConvNet` made of conv (ungrouped), GroupNorm, ReLU, avg-pool."""
     return (isinstance(model, ConvNet) and isinstance(model.head, nn.Linear)
             and all(isinstance(m, _GROUPED_LAYERS) for m in model.body)
             and all(m.groups == 1 for m in model.body if isinstance(m, nn.Conv2d)))

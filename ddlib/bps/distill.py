@@ -96,8 +96,7 @@ class TeacherConfig(Recipe):
 
 
 def _check_model(name: str, width: int | None, depth: int | None) -> None:
-    if not isinstance(name, str) or not (name in models.MODELS or name.startswith("timm:")):
-        raise ParamError(f"model={name!r} is not known; choose one of {list(models.MODELS) + ['timm:<name>']}")
+    models.check_model(name)  # a ParamError naming "model" and the registry's names
     if width is not None:
         check_int("width", width, 1, 4096)
     if depth is not None:

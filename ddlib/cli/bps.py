@@ -18,7 +18,7 @@ import json
 import time
 from pathlib import Path
 
-from ddlib import distributed
+from ddlib import distributed, models
 from ddlib.cli import common
 from ddlib.preflight import Output
 from ddlib.utils import ParamError, check_int, check_ipc
@@ -75,7 +75,7 @@ def _add_data_args(p: argparse.ArgumentParser, ref) -> None:  # noqa: ANN001
 
 def _add_teacher_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("teacher (full data; defaults: the preset's, at the reference the ResNet-18 recipe)")
-    g.add_argument("--teacher-model", default=None, help="resnet18 | convnet | timm:<name>")
+    g.add_argument("--teacher-model", default=None, help=" | ".join(models.model_names()))
     g.add_argument("--teacher-width", type=int, default=None)
     g.add_argument("--teacher-depth", type=int, default=None)
     g.add_argument("--teacher-epochs", type=int, default=None)
@@ -279,7 +279,8 @@ def add_commands(sub: argparse._SubParsersAction) -> dict:
     g = p.add_argument_group("Stage 1 encoder (defaults: the preset's, at the reference METHODS.md's: ResNet-18, "
                              "30 epochs)")
     g.add_argument("--encoder-backbone", default=None,
-                   help="resnet18 | convnet | efficientnet-lite0/1/2 | timm:<name> (e.g. timm:resnet18.tv_in1k)")
+                   help=f"{' | '.join(models.names())} (resnet18-imagenet with --encoder-weights imagenet "
+                        "--input-size 224: the reference's)")
     g.add_argument("--encoder-weights", default=None, help="imagenet (pretrained) | a weights file (default: none)")
     g.add_argument("--input-size", type=int, default=None, help="resize images to N px before the encoder (ref.: 224)")
     g.add_argument("--freeze-backbone", action="store_const", const=True, default=None,
@@ -319,7 +320,8 @@ def add_commands(sub: argparse._SubParsersAction) -> dict:
     e.add_argument("--out", required=True, help="result JSON file")
     common.add_overwrite(e)
     g = e.add_argument_group("student (defaults: the preset's, at the reference the KD protocol)")
-    g.add_argument("--student-model", default=None, help="default: the teacher's architecture")
+    g.add_argument("--student-model", default=None,
+                   help=f"{' | '.join(models.model_names())} (default: the teacher's architecture)")
     g.add_argument("--width", metavar="WIDTH", dest="student_width", type=int, default=None)
     g.add_argument("--depth", metavar="DEPTH", dest="student_depth", type=int, default=None)
     g.add_argument("--loss", default=None, help="kd | ce")

@@ -152,7 +152,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def add_commands(sub: argparse._SubParsersAction) -> dict:
     from ddlib import presets
-    from ddlib.sfm.backbones import INHOUSE_EPOCHS
+    from ddlib.sfm.backbones import INHOUSE_EPOCHS, backbone_names
 
     ref = presets.ci(None)  # the defaults below, named in the help from their one home
     pr = ref.probe
@@ -163,7 +163,7 @@ def add_commands(sub: argparse._SubParsersAction) -> dict:
     p.add_argument("--images", required=True,
                    help="folder (or images.pt) from `python -m ddlib distill`, or random-real | centroid-real")
     p.add_argument("--backbone", required=True,
-                   help="evaluation backbone: inhouse | efficientnet-lite0 | timm:<name> | convnet-random")
+                   help=f"evaluation backbone: {' | '.join(backbone_names())}")
     p.add_argument("--distill-backbone", default=None,
                    help="backbone of the golden head (ci/kd) and class centres (default: the images' backbone)")
     p.add_argument("--dataset", default=None,

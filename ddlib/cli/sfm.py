@@ -72,7 +72,7 @@ def _distill(args: argparse.Namespace) -> int:
 
 def add_commands(sub: argparse._SubParsersAction) -> dict:
     from ddlib import presets
-    from ddlib.sfm.backbones import INHOUSE_EPOCHS
+    from ddlib.sfm.backbones import INHOUSE_EPOCHS, backbone_names
 
     ref = presets.ci(None)  # the defaults below, named in the help from their one home
     s = ref.synth
@@ -84,7 +84,7 @@ def add_commands(sub: argparse._SubParsersAction) -> dict:
                        "augs_per_batch 10).")
     p.add_argument("--method", choices=["sfm", "lgm"], default=None, help=f"default {s.method}")
     p.add_argument("--backbone", required=True,
-                   help="inhouse | efficientnet-lite0 | timm:<name> | convnet-random (see ddlib.sfm.backbones)")
+                   help=f"{' | '.join(backbone_names())} (see ddlib.sfm.backbones)")
     p.add_argument("--dataset", default=None,
                    help="a ddlib dataset name (python -m ddlib datasets; default: the preset's)")
     common.add_scale(p)

@@ -12,6 +12,7 @@ from ddlib.bps.encoder import EncoderConfig
 from ddlib.bps.patterns import PatternConfig
 from ddlib.bps.pipeline import check_methods
 from ddlib.bps.select import SelectConfig
+from ddlib.models import BACKBONES
 from ddlib.presets.kinds import SynthPreset, given
 from ddlib.presets.names import TABLES, unknown_name
 from ddlib.presets.values import ALL_METHODS, SCALES, VALUES
@@ -82,10 +83,12 @@ class _Parts:
 
 
 def _classifier(backbone: str | None) -> str | None:
-    """The chapters' classifiers for a Stage-1 backbone: the DD ConvNet for "convnet", else ResNet-18."""
+    """The chapters' classifiers for a Stage-1 backbone: the backbone itself when it is a network trained from
+    scratch (the DD ConvNet, ResNet-18, any such one of ddlib.models.BACKBONES), else ResNet-18."""
     if backbone is None:
         return None
-    return "convnet" if backbone == "convnet" else "resnet18"
+    spec = BACKBONES.get(backbone)
+    return backbone if spec is not None and spec.weights is None else "resnet18"
 
 
 def _bps_configs(parts: _Parts) -> dict[str, Any]:
@@ -155,7 +158,7 @@ def _synth_preset(workflow: str, scale: str | None, overrides: Mapping[str, Any]
     evals = plain.get("eval_backbones", [])
     if isinstance(evals, str) or not isinstance(evals, (list, tuple)) or (not evals and "eval_backbones" in plain):
         raise ParamError(f"eval_backbones={evals!r} must be a non-empty list of backbone names, "
-                         f"e.g. {list(backbones.NAMES[:2])}")
+                         f"e.g. {backbones.backbone_names()[:2]}")
     for name in evals:
         backbones.check_name(name)
     for name, hi in (("encoder_epochs", None), ("encoder_width", 1024), ("augs_per_batch", None),
