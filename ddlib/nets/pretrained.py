@@ -24,11 +24,13 @@ from torch import Tensor
 from ddlib.nets.layers import IMAGENET_MEAN, IMAGENET_STD, Classifier, Normalize, norm_stats, resize
 from ddlib.utils import ParamError, check_int
 
-__all__ = ["HUB", "Weights", "weights_dir", "offline", "resolve", "missing_weights", "TimmClassifier",
-           "EfficientNetLite"]
+__all__ = ["HUB", "RANDOM", "Weights", "weights_dir", "offline", "random_weights_allowed", "resolve",
+           "missing_weights", "TimmClassifier", "EfficientNetLite"]
 
 #: :func:`resolve`'s answer when timm is to fetch the weights from the Hugging Face hub (online).
 HUB = "hub"
+#: :func:`resolve`'s answer in a dry run (``$DDLIB_RANDOM_WEIGHTS``) when no weights can be had: random init.
+RANDOM = "random (dry run)"
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,14 @@ def weights_dir() -> Path:
 def offline() -> bool:
     """True when ``DDLIB_OFFLINE`` (or ``HF_HUB_OFFLINE``) is set: no hub download is tried."""
     return any(os.environ.get(v, "") not in ("", "0") for v in ("DDLIB_OFFLINE", "HF_HUB_OFFLINE"))
+
+
+def random_weights_allowed() -> bool:
+    """True in a dry run (``DDLIB_RANDOM_WEIGHTS`` set, e.g. ``tests/test_gpu_dry_run.py``): a network whose
+    pretrained weights cannot be had starts from random weights instead of stopping, with a warning, so the
+    ``gpu`` preset's exact code path runs on a machine without its weights. Every artifact key then says so
+    (:func:`ddlib.artifacts.make_key`), so a dry run never fills a real cache. Never set it for a real run."""
+    return os.environ.get("DDLIB_RANDOM_WEIGHTS", "") not in ("", "0")
 
 
 def missing_weights(name: str, w: Weights, why: str = "") -> ParamError:
@@ -92,6 +102,12 @@ def resolve(name: str, w: Weights | None, path: str | os.PathLike | None = None)
                 return os.fspath(folder / f)
     if w.timm and not offline():
         return HUB
+    if random_weights_allowed():
+        import warnings
+
+        warnings.warn(f"{name}: no pretrained weights here; DDLIB_RANDOM_WEIGHTS is set, so it starts from random "
+                      "weights (a dry run, never a real one)", stacklevel=2)
+        return RANDOM
     raise missing_weights(name, w)
 
 
@@ -115,7 +131,7 @@ class TimmClassifier(Classifier):
                                                                               "vit_small_patch16_224"]
             raise ParamError(f"timm model {name!r} is unknown; choose a timm name (timm.list_models()), e.g. {close}")
         args = dict(num_classes=0, in_chans=in_channels, **kw)
-        if weights is None:
+        if weights is None or weights == RANDOM:
             self.body = timm.create_model(name, pretrained=False, **args)
         elif weights == HUB:
             try:
@@ -164,7 +180,7 @@ class EfficientNetLite(Classifier):
         from efficientnet_lite_pytorch import EfficientNet
 
         net = EfficientNet.from_name(variant)
-        if weights is not None:
+        if weights is not None and weights != RANDOM:
             net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
         self.normalize = Normalize(*norm_stats(mean, std, 3, ((127.0 / 255,) * 3, (128.0 / 255,) * 3)))
         self.net = net
@@ -175,7 +191,7 @@ class EfficientNetLite(Classifier):
         self.resize = resize
         self.feature_dim = dim
         self.head = nn.Linear(dim, num_classes)
-        if num_classes == 1000 and weights is not None:
+        if num_classes == 1000 and weights is not None and weights != RANDOM:
             self.head.load_state_dict(net._fc.state_dict())
         net._fc = nn.Identity()  # the head lives in self.head
 

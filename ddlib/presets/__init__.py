@@ -10,10 +10,13 @@ One function per workflow returns a frozen preset holding the data settings and 
 
 Each takes a scale of :data:`SCALES` (``test``: seconds, what the test-suite runs; ``cpu``: the book's
 default, minutes on 2 CPU cores; ``gpu``: the full-scale runs) or ``None``, the *reference*: the
-configs' own defaults on every image, which is what the CLI runs without ``--scale``. In every BPS
-config (encoder, patterns, teacher, forgetting run, Stage 2, students) the ``gpu`` scale equals the
-reference; it adds the chapters' dataset and IPCs. The ``gpu`` synthesis presets differ from the
-reference in the IPC (10, not 1) and name EfficientNet-Lite0 as the distillation backbone.
+configs' own defaults on every image, which is what the CLI runs without ``--scale``. The ``gpu`` scale is
+the papers' setting: for BPS the CIFAR-10 one (Stage 1 fine-tuning torchvision's ImageNet ResNet-18 at
+224 px, the reference's queue, epochs and k, ResNet-18 teacher and students, DeepCore's forgetting run); it
+differs from the reference configs only in Stage 1's backbone (the configs default to the CIFAR ResNet-18
+from scratch, which runs offline). The ``gpu`` synthesis presets are the SFM/LGM protocol on ImageNette
+with ViT-B backbones (:data:`VALUES` says in one line each where they depart). ``tests/test_gpu_dry_run.py``
+runs the ``gpu`` code path on a CPU with only the sizes cut.
 
 Overrides are flat names, as the chapters' parameter cells and the CLI's options call them
 (``encoder_epochs``, ``teacher_epochs``, ``width``, ...); ``None`` means "the preset's value". Where each
