@@ -11,9 +11,10 @@ lacks start from random weights (``DDLIB_RANDOM_WEIGHTS=1``, ``DDLIB_OFFLINE=1``
 so the first GPU run cannot fail on code that never ran. ``tests/test_gpu_dry_run.py`` runs the same at the
 smallest sizes.
 
-The record holds each stage's wall time and, per stage, the cost of one step or image at the full input size,
-scaled to the preset's full sizes (CIFAR-10's 50,000 training images, its epochs and IPCs): what each stage of
-the ``gpu`` scale would take on this machine. A GPU is much faster; no GPU has run it here.
+The record holds each stage's wall time in the dry run and, per stage, the steady-state cost of one image's
+step at the full input size (:func:`step_costs`), scaled to the preset's full sizes (:func:`full_scale_estimate`:
+CIFAR-10's 50,000 training images, its epochs and IPCs; ImageNette for SFM): what each stage of the ``gpu``
+scale would take on this machine's one thread. A GPU is much faster; no GPU has run it here.
 """
 from __future__ import annotations
 
@@ -107,38 +108,72 @@ def run_chapter(name: str, dataset: str, out_dir: Path, cwd: Path) -> float:
     return time.perf_counter() - start
 
 
-def full_scale_estimate(sel: dict, ev: dict) -> dict:
-    """Each BPS stage's cost per image (or step) in the dry run, scaled to the gpu preset's full sizes."""
+def _fwd_bwd_seconds(model, x, backward: bool = True, repeats: int = 3) -> float:
+    """Seconds per image of one forward (and backward) pass of ``model`` on ``x``, the best of ``repeats`` after a
+    warm-up (steady state: no first-call costs)."""
+    import torch
+
+    def once() -> float:
+        t = time.perf_counter()
+        if backward:
+            model.zero_grad(set_to_none=True)
+            model(x).float().sum().backward()
+        else:
+            with torch.no_grad():
+                model(x)
+        return time.perf_counter() - t
+
+    once()
+    return min(once() for _ in range(repeats)) / len(x)
+
+
+def step_costs(batch: int = 4) -> dict:
+    """Each gpu stage's steady-state cost per image on this machine: forward + backward of its network at its
+    input size (Stage 1's MoCo step: the query's forward and backward plus the key's forward; the teacher, the
+    forgetting run and the students: the CIFAR ResNet-18 at 32 px; the embeddings: a forward at 224 px; SFM: a
+    forward and backward of the ViT-B/16 at 224 px per synthetic view), random weights, ``batch`` images."""
+    import torch
+
+    from ddlib import models, presets
+
+    torch.manual_seed(0)
+    g = presets.bps("gpu")
+    trunk = models.create(g.encoder.backbone, 10, 3, 32, weights=None, pretrained=False,
+                          input_size=g.encoder.input_size)
+    cifar = models.create(g.teacher.model, 10, 3, 32)
+    vit = models.create(presets.ci("gpu").distill_backbone, 10, 3, 224, pretrained=False)
+    x32, x224 = torch.rand(batch, 3, 32, 32), torch.rand(batch, 3, 224, 224)
+    enc_fb, enc_f = _fwd_bwd_seconds(trunk, x32), _fwd_bwd_seconds(trunk, x32, backward=False)
+    return {"stage1_step_per_image": enc_fb + enc_f, "embed_per_image": enc_f,
+            "cifar_resnet18_step_per_image": _fwd_bwd_seconds(cifar, x32),
+            "vit_step_per_view": _fwd_bwd_seconds(vit, x224), "batch": batch, "threads": torch.get_num_threads()}
+
+
+def full_scale_estimate(costs: dict) -> dict:
+    """The gpu preset's stages on this machine: the steady-state per-image costs scaled to its full sizes."""
     from ddlib import presets
     from ddlib.selectors import names
 
-    g = presets.bps("gpu")
+    g, c = presets.bps("gpu"), presets.ci("gpu")
     n_train = 50_000
-    cfg = sel["config"]
-    enc, teacher = cfg["encoder"], cfg["teacher"]
-    stage1 = (sel.get("modelling") or {}).get("stage1_seconds") or {}
-    pool = int((sel.get("modelling") or {}).get("pool_size") or 1)
-    per_img_enc = stage1.get("encoder", 0.0) / max(1, enc["epochs"] * pool)
-    per_img_embed = stage1.get("embed", 0.0) / pool
-    t_sec = sel["timings"].get("shared_teacher", 0.0)
-    per_img_teacher = t_sec / max(1, teacher["epochs"] * pool)
-    s_sec = ev["rows"][0]["student_seconds"]
-    s_sec = sum(s_sec) if isinstance(s_sec, list) else s_sec
-    n_sel = ev["rows"][0]["n_images"]
-    per_img_student = s_sec / max(1, int(EVALUATE_CUTS["--epochs"]) * n_sel)
-    students = len(names()) * g.seeds * 2
+    students = len(names()) * g.seeds * 2  # every method, its seeds, KD and hard labels
+    imagenette = 9_469  # ImageNette's training images
     return {
-        "stage1_encoder_h": per_img_enc * g.encoder.epochs * n_train / 3600,
-        "stage1_embed_h": per_img_embed * n_train / 3600,
-        "teacher_h": per_img_teacher * g.teacher.epochs * n_train / 3600,
-        "forgetting_h": per_img_teacher * g.forgetting.epochs * n_train / 3600,
-        "students_h": sum(per_img_student * g.student.epochs * k * 10 for k in g.ipcs) * students / 3600,
-        "per_image_seconds": {"stage1_encoder": per_img_enc, "stage1_embed": per_img_embed,
-                              "teacher": per_img_teacher, "student": per_img_student},
-        "assumptions": f"CIFAR-10 {n_train} training images; Stage 1 {g.encoder.epochs} epochs at "
-                       f"{g.encoder.input_size} px; teacher {g.teacher.epochs} and forgetting run {g.forgetting.epochs} "
-                       f"epochs (the forgetting run costs what a teacher epoch costs); {students} students per IPC "
-                       f"({g.seeds} seeds, KD and hard labels) of {g.student.epochs} epochs at IPC {list(g.ipcs)}",
+        "stage1_encoder_h": costs["stage1_step_per_image"] * g.encoder.epochs * n_train / 3600,
+        "stage1_embed_h": costs["embed_per_image"] * n_train / 3600,
+        "teacher_h": costs["cifar_resnet18_step_per_image"] * g.teacher.epochs * n_train / 3600,
+        "forgetting_h": costs["cifar_resnet18_step_per_image"] * g.forgetting.epochs * n_train / 3600,
+        "students_h": sum(costs["cifar_resnet18_step_per_image"] * g.student.epochs * k * 10 for k in g.ipcs)
+        * students / 3600,
+        "sfm_h": costs["vit_step_per_view"] * c.steps * c.ipc * 10 / 3600,
+        "sfm_statistics_h": costs["vit_step_per_view"] / 3 * imagenette / 3600,
+        "assumptions": f"CIFAR-10's {n_train} training images: Stage 1 {g.encoder.epochs} epochs at "
+                       f"{g.encoder.input_size} px, teacher {g.teacher.epochs} and forgetting run "
+                       f"{g.forgetting.epochs} epochs, {students} students per IPC ({g.seeds} seeds, KD and hard "
+                       f"labels) of {g.student.epochs} epochs at IPC {list(g.ipcs)} (a KD step's teacher forward "
+                       f"left out); SFM {c.steps} steps of {c.ipc} image per class x 10 classes, its statistics pass "
+                       f"a forward (1/3 of a step) over ImageNette's {imagenette} training images; one thread's "
+                       "steady-state steps, no data loading",
     }
 
 
@@ -158,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     cifar = f"cifar10:{write_cifar10(work / 'cifar10')}"
     nette = f"imagenette:{write_imagenette(work / 'imagenette')}"
     seconds: dict[str, float] = {}
+    costs = step_costs()
     t = time.perf_counter()
     if cli(select_argv(cifar, work / "sel")) != 0:
         raise SystemExit("select failed")
@@ -166,8 +202,6 @@ def main(argv: list[str] | None = None) -> int:
     if cli(evaluate_argv(work / "sel" / "bps_ipc2_seed0.json", work / "eval.json")) != 0:
         raise SystemExit("evaluate failed")
     seconds["evaluate"] = time.perf_counter() - t
-    sel = json.loads((work / "sel" / "bps_ipc2_seed0.json").read_text())
-    ev = json.loads((work / "eval.json").read_text())
     if a.chapters:
         for name in CHAPTER_CUTS:
             seconds[name] = run_chapter(name, nette if name.startswith("04") else cifar, work, ROOT / "notebooks")
@@ -176,7 +210,8 @@ def main(argv: list[str] | None = None) -> int:
                   config={"select_cuts": SELECT_CUTS, "evaluate_cuts": EVALUATE_CUTS,
                           "chapter_cuts": CHAPTER_CUTS if a.chapters else {}, "environment": environment(Path("CACHE"))},
                   rows=[{"stage": k, "wall_s": v} for k, v in seconds.items()],
-                  timings={"wall_s": sum(seconds.values())}, full_scale_estimate=full_scale_estimate(sel, ev))
+                  timings={"wall_s": sum(seconds.values())}, step_costs=costs,
+                  full_scale_estimate=full_scale_estimate(costs))
     print(json.dumps({k: round(v, 1) for k, v in seconds.items()}))
     return 0
 
