@@ -19,9 +19,8 @@ from pathlib import Path
 import yaml
 
 from ddlib.presets import SCALES
-from ddlib.utils import check_choice, progress_env
+from ddlib.utils import ROOT, check_choice, progress_env
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def toc_files(toc: dict) -> list[str]:

@@ -55,10 +55,10 @@ from torch.func import functional_call, stack_module_state, vmap
 from ddlib.nets.cifar import ConvNet
 from ddlib.utils import ParamError, check_choice, check_int
 
-__all__ = ["BACKENDS", "ModelStack", "grouped_supported", "avg_pool_2x2"]
+__all__ = ["STACK_BACKENDS", "ModelStack", "grouped_supported", "avg_pool_2x2"]
 
 #: ``auto`` = ``grouped`` where :func:`grouped_supported`, else ``vmap``.
-BACKENDS = ("auto", "grouped", "vmap")
+STACK_BACKENDS = ("auto", "grouped", "vmap")
 _GROUPED_LAYERS = (nn.Conv2d, nn.GroupNorm, nn.ReLU, nn.AvgPool2d)
 
 
@@ -124,7 +124,7 @@ class ModelStack(nn.Module):
         models = list(models)
         if not models:
             raise ParamError("models must name at least one model to stack")
-        check_choice("backend", backend, BACKENDS)
+        check_choice("backend", backend, STACK_BACKENDS)
         _check_same_architecture(models)
         ok = grouped_supported(models[0])
         if backend == "grouped" and not ok:

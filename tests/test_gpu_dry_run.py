@@ -66,7 +66,7 @@ def test_random_weights_only_in_a_dry_run(monkeypatch: pytest.MonkeyPatch) -> No
     """Without DDLIB_RANDOM_WEIGHTS a network whose weights are absent stops with one line saying where to put them;
     with it, it starts from random weights and every artifact key says so."""
     from ddlib import artifacts, models
-    from ddlib.nets.pretrained import RANDOM, resolve
+    from ddlib.nets.pretrained import RANDOM_WEIGHTS, resolve
     from ddlib.utils import ParamError
 
     monkeypatch.setenv("DDLIB_OFFLINE", "1")
@@ -78,5 +78,5 @@ def test_random_weights_only_in_a_dry_run(monkeypatch: pytest.MonkeyPatch) -> No
         resolve(spec.name, spec.weights)
     monkeypatch.setenv("DDLIB_RANDOM_WEIGHTS", "1")
     with pytest.warns(UserWarning, match="random weights"):
-        assert resolve(spec.name, spec.weights) == RANDOM
+        assert resolve(spec.name, spec.weights) == RANDOM_WEIGHTS
     assert artifacts.make_key("x", None, {"a": 1}) != key

@@ -66,4 +66,4 @@ def test_one_training_loop() -> None:
     """``opt.step()`` appears in the one loop of ddlib.train and in SFM/LGM's image optimiser only."""
     hits = sorted(str(p.relative_to(PKG)) for p in PKG.rglob("*.py")
                   if re.search(r"\b\w*opt\w*\.step\(\)", p.read_text()))
-    assert hits == ["sfm/synth.py", "train.py"]
+    assert hits == ["sfm/synth.py", "train/loop.py"]

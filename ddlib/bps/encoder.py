@@ -30,7 +30,8 @@ from torch import Tensor
 from ddlib import artifacts, distributed, encoders
 from ddlib.bps.patterns import PatternConfig, partition_info
 # re-exported for chapter 1 and the scripts that import them from here (their home is ddlib.encoders / ddlib.losses)
-from ddlib.encoders import Encoder, EncoderConfig, build_encoder, clu_ramp, encoder_key, lr_factor  # noqa: F401
+from ddlib.encoders import Encoder, EncoderConfig, build_encoder, clu_ramp, encoder_key  # noqa: F401
+from ddlib.train import lr_factor  # noqa: F401
 from ddlib.losses import (ClusteringSnapshot, clustering_loss, clustering_loss_prepared,  # noqa: F401
                           clustering_snapshot, info_nce)
 from ddlib.train import Accel

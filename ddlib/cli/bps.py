@@ -86,7 +86,8 @@ def _add_teacher_args(p: argparse.ArgumentParser) -> None:
 # ----------------------------------------------------------------------------- select
 def _select(args: argparse.Namespace) -> int:
     from ddlib import identity, presets, results
-    from ddlib.bps.pipeline import METHODS, load_datasets, run_selection
+    from ddlib.bps.pipeline import load_datasets, run_selection
+    from ddlib.selectors import names
     from ddlib.utils import get_device, seed_everything
 
     # every check before any work
@@ -96,7 +97,7 @@ def _select(args: argparse.Namespace) -> int:
     p = presets.bps(args.scale, **ov)
     name = common.dataset(p.dataset)
     if p.methods is None:
-        raise ParamError(f"method is not given; name one or more (comma-separated) of {list(METHODS)}")
+        raise ParamError(f"method is not given; name one or more (comma-separated) of {list(names())}")
     cfg = p.pipeline
     get_device(args.device)  # before any work, also when every artifact would come from the cache
     out = Path(args.out)  # checked and claimed by the pre-flight (ddlib.cli.main)
@@ -254,13 +255,13 @@ def _evaluate(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------- parsers
 def add_commands(sub: argparse._SubParsersAction) -> dict:
     from ddlib import presets
-    from ddlib.bps.pipeline import METHODS
+    from ddlib.selectors import names
 
     ref = presets.bps(None)  # the defaults below, named in the help from their one home
     p = sub.add_parser("select", help="BPS or a baseline coreset for every IPC, from one modelling")
     _add_data_args(p, ref)
     p.add_argument("--method", metavar="METHOD", dest="methods", default=None,
-                   help=f"one or more (comma-separated) of {', '.join(METHODS)} (default: the preset's)")
+                   help=f"one or more (comma-separated) of {', '.join(names())} (default: the preset's)")
     p.add_argument("--ipc", metavar="IPC", dest="ipcs", default=None,
                    help="images per class, comma-separated (e.g. 1,10,50; default: the preset's, "
                         f"{','.join(map(str, ref.ipcs))} at the reference)")

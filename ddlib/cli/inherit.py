@@ -28,7 +28,7 @@ from ddlib.cli import common
 from ddlib.preflight import Output
 from ddlib.utils import ParamError, check_choice
 
-BASELINES = ("random-real", "centroid-real")
+REAL_BASELINES = ("random-real", "centroid-real")
 #: its output options (:data:`ddlib.cli.OUTPUTS`): one result file
 OUTPUTS = {"evaluate-synthetic": (Output("out", "file"),)}
 
@@ -46,7 +46,7 @@ def load_images(path: str) -> dict[str, Any]:
     p = Path(path)
     if not (p / "images.pt" if p.is_dir() else p).exists():
         raise FileNotFoundError(f"no synthetic images at {p / 'images.pt' if p.is_dir() else p} (expected images.pt "
-                                f"written by `python -m ddlib distill`, or --images {' | '.join(BASELINES)})")
+                                f"written by `python -m ddlib distill`, or --images {' | '.join(REAL_BASELINES)})")
     return load_synthetic(path, name="images")
 
 
@@ -92,7 +92,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     cfg = dataclasses.replace(p.probe, progress=not args.quiet)
     gcfg = p.golden
     device = get_device(args.device)
-    baseline = args.images if args.images in BASELINES else None
+    baseline = args.images if args.images in REAL_BASELINES else None
     syn: dict[str, Any] = {} if baseline else load_images(args.images)
     if baseline and args.ipc is None:
         raise ParamError(f"images={args.images!r} needs --ipc (images per class)")

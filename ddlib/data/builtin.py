@@ -10,7 +10,7 @@ import torch
 from ddlib.data.core import Dataset, DatasetEntry
 from ddlib.utils import ParamError, check_float, check_int
 
-__all__ = ["ENTRIES", "SYNTHETIC_OPTIONS", "load_digits", "make_synthetic_patterns", "load_synthetic"]
+__all__ = ["ENTRIES", "SYNTHETIC_OPTIONS", "load_digits", "make_synthetic_patterns", "load_synthetic_patterns"]
 
 SYNTHETIC_OPTIONS = ("num_classes", "patterns_per_class", "n_train", "n_test", "image_size", "noise")
 
@@ -106,7 +106,7 @@ def make_synthetic_patterns(num_classes: int = 4, patterns_per_class: tuple[int,
                    test_patterns=torch.from_numpy(vp).long())
 
 
-def load_synthetic(seed: int = 0, **options: Any) -> Dataset:
+def load_synthetic_patterns(seed: int = 0, **options: Any) -> Dataset:
     """``synthetic-patterns``: :func:`make_synthetic_patterns` with the load's seed and the generator settings."""
     return make_synthetic_patterns(seed=seed, **{k: v for k, v in options.items() if k in SYNTHETIC_OPTIONS})
 
@@ -114,7 +114,7 @@ def load_synthetic(seed: int = 0, **options: Any) -> Dataset:
 ENTRIES = (
     DatasetEntry("digits", lambda: load_digits(), needs="nothing: scikit-learn's bundled copy (1,797 images, 8 x 8)",
                  where=lambda: "scikit-learn (bundled)"),
-    DatasetEntry("synthetic-patterns", load_synthetic, needs="nothing: generated from the seed (options "
+    DatasetEntry("synthetic-patterns", load_synthetic_patterns, needs="nothing: generated from the seed (options "
                  + ", ".join(SYNTHETIC_OPTIONS) + ")", where=lambda: "generated in memory", options=SYNTHETIC_OPTIONS,
                  seeded=True),
 )

@@ -9,7 +9,8 @@ import numpy as np
 import torch
 
 from ddlib.data.archives import ARCHIVE_SUFFIXES
-from ddlib.data.core import TREE_OPTIONS, DataNotFoundError, Dataset, DatasetEntry, data_root, offline
+from ddlib.data.core import TREE_OPTIONS, DataNotFoundError, Dataset, DatasetEntry, data_root
+from ddlib.utils import offline
 from ddlib.data.folder import load_tree
 
 __all__ = ["ENTRIES", "CIFAR10_CLASSES", "load_cifar", "cifar_where"]

@@ -14,7 +14,7 @@ import torch
 from ddlib.utils import ParamError, to_unit
 
 __all__ = ["Dataset", "DatasetEntry", "TREE_OPTIONS", "DataNotFoundError", "UnreadableDataError", "DataLoadWarning",
-           "data_root", "offline", "subsample", "positions_in", "to_float"]
+           "data_root", "subsample", "positions_in", "to_float"]
 
 
 class DataNotFoundError(FileNotFoundError):
@@ -126,11 +126,6 @@ class DatasetEntry:
     def usage(self) -> str:
         """How the name is written: ``digits``, ``imagefolder:PATH``, ``cifar10[:PATH]``."""
         return {"none": self.name, "optional": f"{self.name}[:PATH]", "required": f"{self.name}:PATH"}[self.path]
-
-
-def offline() -> bool:
-    """Whether downloads are forbidden (``DDLIB_OFFLINE`` set to anything but '', '0', 'false')."""
-    return os.environ.get("DDLIB_OFFLINE", "") not in ("", "0", "false", "False")
 
 
 def data_root() -> Path:

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ddlib.data.archives import extract
-from ddlib.data.core import DataNotFoundError, UnreadableDataError, offline
+from ddlib.data.core import DataNotFoundError, UnreadableDataError
+from ddlib.utils import offline
 
 __all__ = ["Archive", "fetch", "md5sum", "download_and_extract"]
 

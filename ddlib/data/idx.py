@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ddlib.data.core import DataNotFoundError, Dataset, DatasetEntry, UnreadableDataError, data_root, offline
+from ddlib.data.core import DataNotFoundError, Dataset, DatasetEntry, UnreadableDataError, data_root
+from ddlib.utils import offline
 
 __all__ = ["ENTRIES", "DEBIAN_FASHION_MNIST", "FASHION_CLASSES", "IDX_STEMS", "read_idx", "fashion_mnist_locations",
            "find_idx", "load_fashion_mnist", "fashion_mnist_where"]

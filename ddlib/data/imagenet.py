@@ -10,7 +10,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from ddlib.data.core import TREE_OPTIONS, DataLoadWarning, DataNotFoundError, Dataset, DatasetEntry, data_root, offline
+from ddlib.data.core import TREE_OPTIONS, DataLoadWarning, DataNotFoundError, Dataset, DatasetEntry, data_root
+from ddlib.utils import offline
 from ddlib.data.download import Archive, download_and_extract
 from ddlib.data.folder import IMAGEFOLDER, Layout, load_tree
 from ddlib.utils import check_choice

@@ -59,11 +59,11 @@ Choices where METHODS.md is silent or the reference cannot be followed (each a c
 
 from ddlib.encoders.build import (Encoder, FrozenEncoder, NeckEncoder, build_encoder, build_for, frozen_backbone,
                                   make_trunk)
-from ddlib.encoders.config import CLU_REFRESH, EncoderConfig, PatternConfig, clu_ramp, lr_factor, views_augment
+from ddlib.encoders.config import CLU_REFRESH, EncoderConfig, PatternConfig, clu_ramp, views_augment
 from ddlib.encoders.moco import ClusteringTerm, KeyQueue, MoCoStep, bank_pairs, check_clustering
 from ddlib.encoders.training import encoder_key, fit_moco, fit_neck, train_embeddings, train_moco, view_banks
 
-__all__ = ["PatternConfig", "EncoderConfig", "CLU_REFRESH", "lr_factor", "clu_ramp", "views_augment",
+__all__ = ["PatternConfig", "EncoderConfig", "CLU_REFRESH", "clu_ramp", "views_augment",
            "make_trunk", "Encoder", "NeckEncoder", "FrozenEncoder", "build_encoder", "build_for", "frozen_backbone",
            "KeyQueue", "ClusteringTerm", "MoCoStep", "check_clustering", "bank_pairs",
            "fit_moco", "fit_neck", "encoder_key", "view_banks", "train_moco", "train_embeddings"]

@@ -13,12 +13,11 @@ from dataclasses import dataclass, field
 
 from ddlib import models
 from ddlib.kernels.augment import AUGMENTS, AugmentConfig
-from ddlib.kernels.knn import BACKENDS
+from ddlib.kernels.knn import KNN_BACKENDS
 from ddlib.losses import CLU_ASSIGN
-from ddlib.train import cosine_factor
 from ddlib.utils import ParamError, check_choice, check_float, check_int
 
-__all__ = ["PatternConfig", "EncoderConfig", "CLU_REFRESH", "lr_factor", "clu_ramp", "views_augment"]
+__all__ = ["PatternConfig", "EncoderConfig", "CLU_REFRESH", "clu_ramp", "views_augment"]
 
 #: When the clustering term re-partitions the queued keys: "wrap" (every time the queue wraps, as the
 #: reference's ``_info_cluster``) or "epoch" (at the start of every epoch; cheaper with a small queue).
@@ -47,7 +46,7 @@ class PatternConfig:
             if not isinstance(getattr(self, name), bool):
                 raise ParamError(f"{name}={getattr(self, name)!r} must be True or False")
         check_int("seed", self.seed, 0, 2**31 - 1)
-        check_choice("knn_backend", self.knn_backend, BACKENDS)
+        check_choice("knn_backend", self.knn_backend, KNN_BACKENDS)
         check_int("block_size", self.block_size, 1)
 
     def infomap_flags(self) -> str:
@@ -150,17 +149,6 @@ class EncoderConfig:
 
 
 # ----------------------------------------------------------------------------- schedules
-def lr_factor(cfg: EncoderConfig, epoch_float: float) -> float:
-    """Multiplier of ``cfg.lr`` at a fractional epoch: linear warm-up ``min(e / w, 1)``, then cosine to
-    ``final_lr_fraction`` (the warm-up differs from :func:`ddlib.train.lr_factor`'s by its 1e-8 offset)."""
-    w = cfg.warmup_epochs
-    if w > 0 and epoch_float < w:
-        return min(epoch_float / w, 1.0)
-    span = max(cfg.epochs - w, 1e-8)
-    t = min(max((epoch_float - w) / span, 0.0), 1.0)
-    return cosine_factor(t, cfg.final_lr_fraction)
-
-
 def clu_ramp(cfg: EncoderConfig, epoch: int) -> float:
     """r(e): 0 for ``clu_warmup_epochs`` epochs, then linear up to 1 (epochs count from 0)."""
     w = cfg.clu_warmup_epochs

@@ -13,9 +13,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ddlib import distributed
-from ddlib.encoders.config import EncoderConfig, PatternConfig, clu_ramp, lr_factor
+from ddlib.encoders.config import EncoderConfig, PatternConfig, clu_ramp
 from ddlib.losses import info_nce
-from ddlib.train import Batch, Batches, Hook, LoopState
+from ddlib.train import Batch, Batches, Hook, LoopState, lr_factor
 from ddlib.utils import ParamError
 
 __all__ = ["KeyQueue", "ClusteringTerm", "MoCoStep", "check_clustering", "bank_pairs"]
@@ -169,7 +169,7 @@ class MoCoStep(Hook):
         for name, v in self.sums.items():
             self.history[name].append(v / max(state.steps_per_epoch, 1))
         self.history["r"].append(self.r)
-        self.history["lr"].append(self.cfg.lr * lr_factor(self.cfg, state.epoch + 1))
+        self.history["lr"].append(self.cfg.lr * lr_factor(self.cfg, state.epoch + 1, warmup_offset=0.0))
         self.history["patterns"].append(dict(self.found) if self.use_clu else {})
         self.history["refreshes"].append(self.refreshes)
         self.history["epoch_seconds"].append(time.perf_counter() - self.t0)

@@ -14,9 +14,9 @@ from torch import Tensor
 
 from ddlib import artifacts, distributed
 from ddlib.encoders.build import Encoder, FrozenEncoder, NeckEncoder, build_for, frozen_backbone
-from ddlib.encoders.config import EncoderConfig, lr_factor, views_augment
+from ddlib.encoders.config import EncoderConfig, views_augment
 from ddlib.encoders.moco import ClusteringTerm, KeyQueue, MoCoStep, bank_pairs, check_clustering
-from ddlib.train import Accel, LrPerStep, image_batches, loop
+from ddlib.train import Accel, LrPerStep, image_batches, loop, lr_factor
 from ddlib.utils import ParamError, config_dict, get_device, seed_everything
 
 __all__ = ["fit_moco", "fit_neck", "encoder_key", "view_banks", "train_moco", "train_embeddings"]
@@ -32,7 +32,7 @@ def _fit(model: nn.Module, source: Any, n: int, cfg: EncoderConfig, dev: torch.d
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, momentum=cfg.sgd_momentum,
                           weight_decay=cfg.weight_decay)
     moco = MoCoStep(model, key_model, queue, cfg, clustering)
-    lr = LrPerStep(lambda epoch, step, steps: cfg.lr * lr_factor(cfg, epoch + (step + 1) / steps))
+    lr = LrPerStep(lambda epoch, step, steps: cfg.lr * lr_factor(cfg, epoch + (step + 1) / steps, warmup_offset=0.0))
     # under torchrun every rank trains the query encoder together (the classifier idles when ce_weight = 0)
     par = distributed.data_parallel(model, dev, find_unused_parameters=cfg.ce_weight == 0)
     run = loop(model, opt, source, moco, cfg.epochs, gen, hooks=[lr, moco], progress=progress, desc="stage 1",

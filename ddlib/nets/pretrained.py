@@ -22,15 +22,15 @@ import torch.nn as nn
 from torch import Tensor
 
 from ddlib.nets.layers import IMAGENET_MEAN, IMAGENET_STD, Classifier, Normalize, norm_stats, resize
-from ddlib.utils import ParamError, check_int
+from ddlib.utils import ParamError, check_int, offline
 
-__all__ = ["HUB", "RANDOM", "Weights", "weights_dir", "offline", "random_weights_allowed", "resolve",
+__all__ = ["HUB", "RANDOM_WEIGHTS", "Weights", "weights_dir", "random_weights_allowed", "resolve",
            "missing_weights", "TimmClassifier", "EfficientNetLite"]
 
 #: :func:`resolve`'s answer when timm is to fetch the weights from the Hugging Face hub (online).
 HUB = "hub"
 #: :func:`resolve`'s answer in a dry run (``$DDLIB_RANDOM_WEIGHTS``) when no weights can be had: random init.
-RANDOM = "random (dry run)"
+RANDOM_WEIGHTS = "random (dry run)"
 
 
 @dataclass(frozen=True)
@@ -54,11 +54,6 @@ class Weights:
 def weights_dir() -> Path:
     """Where local weight files are looked for: ``$DDLIB_WEIGHTS``, else ``~/.cache/ddlib/weights``."""
     return Path(os.environ.get("DDLIB_WEIGHTS") or Path.home() / ".cache" / "ddlib" / "weights")
-
-
-def offline() -> bool:
-    """True when ``DDLIB_OFFLINE`` (or ``HF_HUB_OFFLINE``) is set: no hub download is tried."""
-    return any(os.environ.get(v, "") not in ("", "0") for v in ("DDLIB_OFFLINE", "HF_HUB_OFFLINE"))
 
 
 def random_weights_allowed() -> bool:
@@ -107,7 +102,7 @@ def resolve(name: str, w: Weights | None, path: str | os.PathLike | None = None)
 
         warnings.warn(f"{name}: no pretrained weights here; DDLIB_RANDOM_WEIGHTS is set, so it starts from random "
                       "weights (a dry run, never a real one)", stacklevel=2)
-        return RANDOM
+        return RANDOM_WEIGHTS
     raise missing_weights(name, w)
 
 
@@ -131,7 +126,7 @@ class TimmClassifier(Classifier):
                                                                               "vit_small_patch16_224"]
             raise ParamError(f"timm model {name!r} is unknown; choose a timm name (timm.list_models()), e.g. {close}")
         args = dict(num_classes=0, in_chans=in_channels, **kw)
-        if weights is None or weights == RANDOM:
+        if weights is None or weights == RANDOM_WEIGHTS:
             self.body = timm.create_model(name, pretrained=False, **args)
         elif weights == HUB:
             try:
@@ -180,7 +175,7 @@ class EfficientNetLite(Classifier):
         from efficientnet_lite_pytorch import EfficientNet
 
         net = EfficientNet.from_name(variant)
-        if weights is not None and weights != RANDOM:
+        if weights is not None and weights != RANDOM_WEIGHTS:
             net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
         self.normalize = Normalize(*norm_stats(mean, std, 3, ((127.0 / 255,) * 3, (128.0 / 255,) * 3)))
         self.net = net
@@ -191,7 +186,7 @@ class EfficientNetLite(Classifier):
         self.resize = resize
         self.feature_dim = dim
         self.head = nn.Linear(dim, num_classes)
-        if num_classes == 1000 and weights is not None and weights != RANDOM:
+        if num_classes == 1000 and weights is not None and weights != RANDOM_WEIGHTS:
             self.head.load_state_dict(net._fc.state_dict())
         net._fc = nn.Identity()  # the head lives in self.head
 

@@ -35,11 +35,13 @@ from typing import Any
 
 import pandas as pd
 
+from ddlib.metrics import RULES
+from ddlib.utils import ROOT, provenance
+
 __all__ = ["ACCURACY_COLUMNS", "CLAIM_SEEDS", "KEYS", "PROVENANCE_KEYS", "RESULT_DIRS", "ROOT", "RULES",
            "VERSUS_COLUMNS", "Record", "ResultsError", "accuracy_rows", "accuracy_table", "dataset_label", "load",
            "load_file", "provenance", "records_overview", "records_table", "result_files", "strict", "write"]
 
-ROOT = Path(__file__).resolve().parents[2]
 #: where recorded results live, relative to the repository root
 RESULT_DIRS = ("results", "benchmarks/results")
 KEYS = ("what", "provenance", "config", "rows", "timings")
@@ -48,7 +50,6 @@ PROVENANCE_KEYS = ("command", "commit", "device", "date")
 ACCURACY_COLUMNS = ["source", "method", "dataset", "ipc", "protocol", "rule", "accuracy_mean", "accuracy_std", "seeds",
                     "device", "date", "commit", "command", "wall_s"]
 #: how a student's accuracy was read: the reference's best over its last epochs, or the final epoch's
-RULES = {"best_last": "best of the last epochs", "final": "final epoch"}
 #: the columns of a paired comparison's rows (selection evidence and synthesis alike)
 VERSUS_COLUMNS = ["method", "baseline", "ipc", "protocol", "rule", "n_seeds", "diff_mean", "ci95", "excludes_zero",
                   "verdict"]
@@ -60,21 +61,6 @@ class ResultsError(ValueError):
 
 
 # ----------------------------------------------------------------------------- writing
-def provenance(command: str | None = None) -> dict[str, Any]:
-    """Command, commit, device, date (:func:`ddlib.utils.provenance`), torch's threads, the load average,
-    the CPU count and the versions (:func:`ddlib.utils.environment_info`); under torchrun also the processes
-    (:func:`ddlib.distributed.describe`)."""
-    import torch
-
-    from ddlib import distributed
-    from ddlib.utils import environment_info
-    from ddlib.utils import provenance as base
-
-    return {**base(command), "threads": torch.get_num_threads(),
-            "load_average": [round(x, 2) for x in os.getloadavg()], "cpu_count": os.cpu_count(),
-            "environment": environment_info(), **distributed.describe()}
-
-
 def dataset_label(name: Any) -> str:
     """A dataset's short name for tables: ``cifar10:/a/b.tar.xz`` -> ``cifar10``, ``a/b`` -> ``b``."""
     if isinstance(name, Mapping):
