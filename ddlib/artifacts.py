@@ -47,6 +47,10 @@ import ddlib
 from ddlib import distributed, preflight
 from ddlib.utils import ParamError, config_fields, dumps_strict, json_safe
 
+__all__ = ["STALE_TMP_SECONDS", "DEAD_WRITER_GRACE_SECONDS", "QUARANTINE", "CorruptArtifactWarning",
+           "MismatchedArtifactWarning", "cache_dir", "sweep_stale_tmp", "make_key", "write_bytes_atomic",
+           "write_json_atomic", "save", "exists", "remove", "quarantine", "load", "cached"]
+
 T = TypeVar("T")
 
 STALE_TMP_SECONDS = 3600      # a temporary file this old is no live write (writes take seconds)

@@ -56,6 +56,11 @@ from ddlib.train import Batch, Hook, LoopState, LrScheduler, Recipe, ce_step, im
 from ddlib.utils import (ParamError, check_choice, check_int, check_ipc, config_dict, get_device,
                          seed_everything, to_unit)
 
+__all__ = ["SelectionInputs", "select_random", "herding_order", "select_herding", "kcenter_order", "select_kcenter",
+           "select_by_score", "forgetting_counts", "select_forgetting", "select_centroids", "random_real",
+           "centroid_real_from_features", "BASELINES", "FORGETTING_SOURCES", "NEVER_LEARNED", "FORGETTING_SCHEDULES",
+           "ForgettingConfig", "DEEPCORE_FORGETTING", "forgetting_scores", "scoring_hooks", "scores_from_hooks"]
+
 
 @dataclass
 class SelectionInputs:

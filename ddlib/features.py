@@ -25,6 +25,8 @@ from ddlib import artifacts
 from ddlib.kernels.augment import AugmentConfig, augment, get_augment
 from ddlib.utils import ParamError, check_int, config_dict, get_device
 
+__all__ = ["BANK_VERSION", "module_key", "view_bank"]
+
 
 #: The banks' own version in their cache keys (not ddlib's): a bank depends on the backbone, the data, the
 #: augmentation and the seed, not on the rest of the package; bump it when the bank computation changes.

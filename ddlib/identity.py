@@ -14,6 +14,8 @@ from typing import Any
 
 from ddlib.utils import ParamError
 
+__all__ = ["FIELDS", "dataset_name", "of_dataset", "mismatch", "check"]
+
 #: the fields compared, in this order, and how a message names them
 FIELDS = {"dataset": "dataset", "classes": "classes", "channels": "channels", "image_size": "image size",
           "n_train": "training images", "backbone": "backbone"}

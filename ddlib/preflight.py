@@ -32,6 +32,9 @@ from typing import Any
 
 from ddlib.utils import ParamError, json_safe
 
+__all__ = ["CACHE_ENV", "LOCK_NAME", "HOUSEKEEPING", "check_folder", "check_file", "cache_root", "check_cache",
+           "Output", "check_output", "settings_of", "conflicts", "locked", "claim", "claims"]
+
 CACHE_ENV = "DDLIB_CACHE"
 LOCK_NAME = ".ddlib.lock"
 #: what a command's settings never include: where it writes, how it reports, where it computes

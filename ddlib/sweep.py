@@ -47,6 +47,9 @@ from ddlib import preflight
 from ddlib.artifacts import write_bytes_atomic, write_json_atomic
 from ddlib.utils import ParamError, check_int, json_safe, progress_env, provenance
 
+__all__ = ["GLUE_PREFIX", "Scalar", "parse_value", "parse_grid", "expand", "digest", "run_name", "check_names",
+           "read_results", "SweepConfig", "run_one", "sweep", "write_table"]
+
 GLUE_PREFIX = "application/papermill.record/"
 Scalar = int | float | str | bool | None
 

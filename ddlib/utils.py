@@ -23,6 +23,11 @@ from typing import Any
 import numpy as np
 import torch
 
+__all__ = ["ROOT", "offline", "ParamError", "check_choice", "check_int", "check_float", "seed_everything", "in_test",
+           "PROGRESS_ENV", "progress_shown", "progress_env", "progress", "to_unit", "DEVICE_CHOICES", "get_device",
+           "ADDED_FIELD", "config_fields", "config_dict", "json_safe", "dumps_strict", "validate_indices",
+           "check_ipc", "cpu_name", "environment_info", "provenance", "PeakMemory"]
+
 #: the project's root: the checkout holding ddlib/, notebooks/ and results/
 ROOT = Path(__file__).resolve().parents[1]
 

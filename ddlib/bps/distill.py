@@ -39,6 +39,10 @@ from ddlib.train import (Batches, Evaluate, LrPerEpoch, Recipe, TrainConfig, cut
 from ddlib.utils import (ParamError, check_choice, check_float, check_int, config_dict, get_device,
                          seed_everything)
 
+__all__ = ["KD_TABLE", "KD_DEFAULT", "LOSSES", "kd_setting", "build_model", "TeacherConfig", "teacher_key",
+           "train_teacher", "teacher_entropies", "StudentConfig", "student_batches", "student_lr", "train_student",
+           "evaluate_selection"]
+
 #: (min_crop, batch size) per IPC, from the reference's ``get_training_config``; IPCs not listed
 #: use the reference's defaults (0.2, 128). Datasets other than these use the table of the same
 #: class count (10 classes -> CIFAR-10's: our choice for Fashion-MNIST and digits).

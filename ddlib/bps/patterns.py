@@ -36,6 +36,9 @@ from ddlib.encoders import PatternConfig  # defined beside EncoderConfig, which 
 from ddlib.kernels.knn import knn, l2_normalize
 from ddlib.utils import ParamError, check_int
 
+__all__ = ["ClassPartition", "knn_links", "partition_class_info", "partition_class", "AHEAD_LINKS", "POOL_MIN_ROWS",
+           "infomap_workers", "partition_info", "partition", "pattern_entropy"]
+
 
 @dataclass(frozen=True)
 class ClassPartition:

@@ -26,6 +26,10 @@ from ddlib.metrics import RULES
 from ddlib.selectors import names, register
 from ddlib.utils import ParamError, config_dict
 
+__all__ = ["select_bps_inputs", "PipelineConfig", "load_datasets", "check_methods", "modelling", "select",
+           "run_selection", "selection_table", "evaluate_all", "evaluate_grid", "student_key", "STUDENT_FIELDS",
+           "paired_table", "accuracy_rows"]
+
 
 @register("bps", needs=("patterns", "teacher"), takes_config=True, first=True,
           summary="per pattern: centres (highest cosine to the pattern mean) + margins (teacher entropy, "

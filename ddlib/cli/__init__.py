@@ -31,6 +31,9 @@ from ddlib.cli import bps, common, data, inherit, sfm, sweep
 from ddlib.preflight import Output
 from ddlib.utils import ParamError
 
+__all__ = ["Handler", "FAMILIES", "DISTRIBUTED", "OUTPUTS", "NO_CACHE", "build_parser", "argv_for", "in_options",
+           "main"]
+
 Handler = Callable[[argparse.Namespace], int]
 #: the command families, in the order ``--help`` lists them
 FAMILIES = (data, sfm, inherit, bps, sweep)

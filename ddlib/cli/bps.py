@@ -23,6 +23,8 @@ from ddlib.cli import common
 from ddlib.preflight import Output
 from ddlib.utils import ParamError, check_int, check_ipc
 
+__all__ = ["OUTPUTS", "SELECT", "SELECTION_FIELDS", "read_selection", "add_commands"]
+
 #: the output options (:data:`ddlib.cli.OUTPUTS`): a folder of selections, one file per method, IPC and seed (so
 #: those three may differ between runs into one folder, nothing else may), and a result file
 OUTPUTS = {"select": (Output("out", "folder", results=("*_ipc*_seed*.json",),

@@ -7,6 +7,9 @@ from typing import Any
 
 from ddlib.utils import ParamError, check_int
 
+__all__ = ["add_scale", "add_overwrite", "settings", "overrides", "dataset", "command", "parse_ints",
+           "backbone_options"]
+
 
 def add_scale(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scale", choices=["test", "cpu", "gpu"], default=None,

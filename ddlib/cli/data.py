@@ -5,6 +5,8 @@ import argparse
 
 from ddlib import data
 
+__all__ = ["OUTPUTS", "add_commands"]
+
 #: its output options (:data:`ddlib.cli.OUTPUTS`): none, it prints
 OUTPUTS: dict = {"datasets": ()}
 

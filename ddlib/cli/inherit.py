@@ -28,6 +28,8 @@ from ddlib.cli import common
 from ddlib.preflight import Output
 from ddlib.utils import ParamError, check_choice
 
+__all__ = ["REAL_BASELINES", "OUTPUTS", "load_images", "add_commands"]
+
 REAL_BASELINES = ("random-real", "centroid-real")
 #: its output options (:data:`ddlib.cli.OUTPUTS`): one result file
 OUTPUTS = {"evaluate-synthetic": (Output("out", "file"),)}

@@ -16,6 +16,8 @@ import time
 from ddlib.cli import common
 from ddlib.preflight import Output
 
+__all__ = ["OUTPUTS", "add_commands"]
+
 #: its output options (:data:`ddlib.cli.OUTPUTS`): one distillation per folder
 OUTPUTS = {"distill": (Output("out", "folder", results=("distill.json", "images.pt", "grid.png")),)}
 

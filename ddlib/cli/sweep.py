@@ -7,6 +7,8 @@ from ddlib import bookbuild
 from ddlib.preflight import Output
 from ddlib.sweep import SweepConfig, parse_grid, sweep
 
+__all__ = ["OUTPUTS", "add_commands"]
+
 #: the output options (:data:`ddlib.cli.OUTPUTS`): a sweep merges its grid into the folder and resumes (its runs have
 #: unique names and each locks its own files, ddlib.sweep), a book build rebuilds its folder (locked for the build);
 #: both are checked, neither is guarded against other settings

@@ -33,6 +33,9 @@ from functools import lru_cache
 
 import numpy as np
 
+__all__ = ["REG_COVAR", "EM_TOL", "EM_MAX_ITER", "KM_TOL", "KM_MAX_ITER", "DELICATE", "fit_sklearn", "gaussian_cut",
+           "cut_sklearn", "fit_batched", "cuts"]
+
 REG_COVAR = 1e-6   # GaussianMixture's default
 EM_TOL = 1e-3      # GaussianMixture's default tol
 EM_MAX_ITER = 100  # GaussianMixture's default max_iter

@@ -23,6 +23,9 @@ import torch.nn.functional as F
 
 from ddlib.utils import ParamError, check_choice, check_int
 
+__all__ = ["KNN_BACKENDS", "l2_normalize", "faiss_available", "resolve_backend", "knn", "TILE_ELEMS", "MIN_ROWS",
+           "row_block", "knn_reference"]
+
 KNN_BACKENDS = ("auto", "torch", "faiss")
 
 
