@@ -200,3 +200,36 @@ def test_join_rerecords_forgetting_only_after_reproducing_the_record(tmp_path: P
     with pytest.raises(ParamError, match="does not reproduce the record.*teacher test accuracy"):
         _script().main([*base, "--methods", "forgetting", "--join", str(old), "--out", str(bad)])
     assert not bad.exists()
+
+
+def test_cross_architecture_record_reuses_the_convnet_students_it_reproduces(tmp_path: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 25: the same selections train KD students of several architectures from one shared teacher; the
+    ConvNet column comes from an evidence record once this machine reproduces its teacher, patterns and a student;
+    chapter 5's table has methods as rows and architectures as columns."""
+    from ddlib import results
+
+    spec = importlib.util.spec_from_file_location("cross_arch", ROOT / "benchmarks" / "cross_arch.py")
+    xa = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(xa)
+    monkeypatch.setenv("DDLIB_CACHE", str(tmp_path / "cache"))
+    ev, out = tmp_path / "ev.json", tmp_path / "cross_arch.json"
+    assert _script().main(["--scale", "test", "--methods", "bps,random,herding,centroids", "--ipc", "2", "--seeds",
+                           "2", "--students", "kd", "--quiet", "--out", str(ev)]) == 0
+    monkeypatch.setenv("DDLIB_CACHE", str(tmp_path / "fresh"))
+    assert xa.main(["--scale", "test", "--ipc", "2", "--seeds", "2", "--students", "convnet,resnet18:8", "--reuse",
+                    str(ev), "--quiet", "--out", str(out)]) == 0
+    rec = results.load_file(out)[0]
+    archs = {r["student"] for r in rec.data["grid"]}
+    assert archs == {"ConvNet", "ResNet-18 (width 8)"}
+    t = rec.timings
+    assert t["students_joined"] == 4 * 2 and t["students_trained"] == 4 * 2  # the ConvNet column reused
+    conv = {(r["method"], r["seed"]): r["accs"] for r in rec.data["grid"] if r["student"] == "ConvNet"}
+    old = {(r["method"], r["seed"]): r["accs"] for r in json.loads(ev.read_text())["grid"] if r["student"] == "kd"}
+    assert conv == old
+    table, glue = results.cross_arch_verdicts(rec)
+    assert list(table.columns)[-2:] == ["ConvNet", "ResNet-18 (width 8)"] or set(table.columns) >= {"ConvNet"}
+    assert glue["cross_arch_n_architectures"] == 2 and "BPS against random" in glue["cross_arch_holds"]
+    assert results.latest_cross_arch("fashion-mnist", [rec]) is rec
+    with pytest.raises(Exception, match="students"):
+        xa.parse_students("")

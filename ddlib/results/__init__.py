@@ -29,8 +29,8 @@ from ddlib.results.records import (ACCURACY_COLUMNS, CLAIM_SEEDS, KEYS, PROVENAN
                                    VERSUS_COLUMNS, Record, ResultsError, accuracy_rows, accuracy_table, dataset_label,
                                    load, load_file, provenance, records_overview, records_table, result_files, strict,
                                    write)
-from ddlib.results.selection_verdicts import (SELECTION_FAMILIES, selection_accuracy, selection_costs,
-                                              selection_gains, selection_verdicts)
+from ddlib.results.selection_verdicts import (SELECTION_FAMILIES, cross_arch_verdicts, latest_cross_arch,
+                                              selection_accuracy, selection_costs, selection_gains, selection_verdicts)
 from ddlib.results.synthesis import (COST_CURVE_COLUMNS, latest_synthesis, synthesis_by_steps, synthesis_cost_curve,
                                      synthesis_versus)
 from ddlib.results.synthesis_verdicts import (inheritance_summary, inheritance_verdicts, synthesis_cost_summary,
@@ -41,9 +41,9 @@ from ddlib.results.verdicts import (DISPLAY_NAMES, MINUS, VERDICT_COLUMNS, compa
 __all__ = ["ACCURACY_COLUMNS", "CLAIM_SEEDS", "COST_COLUMNS", "COST_CURVE_COLUMNS", "DISPLAY_NAMES", "KEYS", "MINUS",
            "PAIRED_COLUMNS", "PROVENANCE_KEYS", "RESULT_DIRS", "ROOT", "RULES", "SELECTION_FAMILIES",
            "VERDICT_COLUMNS", "VERSUS_COLUMNS", "Record", "ResultsError", "accuracy_rows", "accuracy_table",
-           "bps_split_ablation", "comparison_name", "cost_appendix", "cost_table", "dataset_label", "display_name",
+           "bps_split_ablation", "comparison_name", "cost_appendix", "cross_arch_verdicts", "cost_table", "dataset_label", "display_name",
            "epoch_curve", "evidence_summary", "hlr_table", "inheritance_summary", "inheritance_verdicts",
-           "latest_evidence", "latest_synthesis", "load", "load_file", "paired_table", "points", "provenance",
+           "latest_cross_arch", "latest_evidence", "latest_synthesis", "load", "load_file", "paired_table", "points", "provenance",
            "records_overview", "records_table", "result_files", "selection_accuracy", "selection_costs",
            "selection_gains", "selection_verdicts", "slug", "split_columns", "strict", "synthesis_by_steps",
            "synthesis_cost_curve", "synthesis_cost_summary", "synthesis_costs", "synthesis_steps",

@@ -9,7 +9,7 @@ the students train?", "Does BPS beat random?") and chapter 5 ("The paired eviden
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +20,8 @@ from ddlib.results.records import RULES, Record, _is_number, dataset_label
 from ddlib.results.verdicts import MINUS, display_name, points, slug, verdict_table
 from ddlib.utils import ParamError
 
-__all__ = ["SELECTION_FAMILIES", "selection_accuracy", "selection_costs", "selection_gains", "selection_verdicts"]
+__all__ = ["SELECTION_FAMILIES", "cross_arch_verdicts", "latest_cross_arch", "selection_accuracy", "selection_costs",
+           "selection_gains", "selection_verdicts"]
 
 
 @dataclass(frozen=True)
@@ -298,3 +299,45 @@ def selection_costs(rows: Sequence[Mapping[str, Any]], modelling_seconds: Mappin
             f"{key}_students_s": round(sum(float(r.get("student_seconds") or 0.0) for r in main), 2)}
     return whole_table(pd.DataFrame(out, columns=["method", "selection (s)",
                                                   *(f"{display_name(p)} students (s)" for p in protocols)])), glue
+
+
+def latest_cross_arch(dataset: str, records: Iterable[Record] | None = None) -> Record | None:
+    """The newest cross-architecture record (``benchmarks/cross_arch.py``: a ``grid`` whose students are
+    architectures) of ``dataset``, or None when none is recorded."""
+    from ddlib.results.records import load
+
+    records = load() if records is None else list(records)
+    label = dataset_label(dataset)
+    found = [r for r in records if "cross-architecture" in str(r.what) and dataset_label(r.config.get("dataset")) == label]
+    return max(found, key=lambda r: r.provenance.get("date", "")) if found else None
+
+
+def cross_arch_verdicts(record: Record | None, *, rule: str = "final", key: str = "cross_arch",
+                        method: str = "bps") -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Chapter 5's cross-architecture table: rows are methods (one IPC after another), columns the student
+    architectures, each cell the difference to random with its 95 % interval and the side ahead; the glue adds
+    one sentence per architecture for ``method`` and says whether its verdict is the same on every one
+    (``_holds``). ``record``: :func:`latest_cross_arch`'s; None gives an empty table and glue saying it has not
+    been recorded."""
+    from ddlib.results.verdicts import display_name, verdict_table
+
+    if record is None:
+        from ddlib.plots.tables import whole_table
+
+        return whole_table(pd.DataFrame({"cross-architecture record": ["not recorded yet"]})), {
+            f"{key}_holds": "not recorded yet (benchmarks/cross_arch.py has not been run for this dataset)",
+            f"{key}_n_architectures": 0}
+    rows = [r for r in record.data.get("paired", []) if r.get("baseline") == "random"]
+    table, glue = verdict_table(rows, rule=rule, columns="protocol", key=key, axis="student",
+                                title="Each method against random, per student architecture (KD)",
+                                dataset=record.config.get("dataset"))
+    mine = [r for r in rows if r["method"] == method and r.get("rule", "final") == rule]
+    sides = {("ahead" if r["ci95"][0] > 0 else "behind" if r["ci95"][1] < 0 else "level") for r in mine}
+    archs = sorted({r["protocol"] for r in mine})
+    glue[f"{key}_n_architectures"] = len(archs)
+    glue[f"{key}_holds"] = (
+        f"{display_name(method)} against random is {'the same' if len(sides) == 1 else 'not the same'} on every "
+        f"student architecture ({', '.join(archs)}): " + "; ".join(
+            f"{r['protocol']} at IPC {r['ipc']}: {100 * r['diff_mean']:+.1f} points "
+            f"[{100 * r['ci95'][0]:.1f}, {100 * r['ci95'][1]:.1f}]" for r in sorted(mine, key=lambda r: (r['ipc'], r['protocol']))))
+    return table, glue
