@@ -134,6 +134,12 @@ def test_latest_evidence_joins_the_ipcs_of_one_run_split_over_invocations() -> N
     again = rec("results/d.json", "2026-12-03 10:00", [10, 50])
     assert results.latest_evidence("fashion-mnist", [ipc10, ipc50, again]) is again
     assert results.latest_evidence("fashion-mnist", [ipc10]) is ipc10
+    # a side study (bps_evidence.py --study) is read by its name only, and never lends the main run its IPCs
+    study = rec("results/e.json", "2026-12-04 10:00", [100])
+    study.config["study"] = "slots"
+    assert results.latest_evidence("fashion-mnist", [ipc10, study]) is ipc10
+    assert results.latest_evidence("fashion-mnist", [ipc10, study], study="slots") is study
+    assert results.latest_evidence("fashion-mnist", [ipc10], study="slots") is None
 
 
 def test_epoch_curve_orders_budgets_by_number() -> None:

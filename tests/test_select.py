@@ -292,3 +292,56 @@ def test_non_finite_candidates_skip_the_filter_as_sklearn():
         assert np.isnan(lo).all() and np.isnan(cut).all()
     h = np.array([0.1] * 10 + [1.0, 1.01, np.nan, 1.03, 1.04] + [3.0, 3.01, 3.02, 3.03, 3.04])
     assert margin_picks(h, 4, backend="numpy").tolist() == margin_picks(h, 4, backend="sklearn").tolist()
+
+
+def test_slots_per_pattern_on_a_hand_computed_case():
+    from ddlib.bps.select import slots_per_pattern, slots_summary
+
+    # class 0: patterns of 6, 3, 1 images; class 1: one pattern of 4
+    labels = np.array([0] * 10 + [1] * 4)
+    patterns = np.array([0] * 6 + [1] * 3 + [2] + [0] * 4)
+    t = slots_per_pattern(labels, patterns, [1, 3, 10]).set_index(["ipc", "class"])
+    # IPC 1: round(.6, .3, .1) = 1, 0, 0: one slot, all centre; class 1: one slot, a centre
+    assert t.loc[(1, 0)].tolist() == [3, 1, 0, 1, 0, 1] and t.loc[(1, 1)].tolist() == [1, 1, 0, 1, 0, 1]
+    # IPC 3: round(1.8, .9, .3) = 2, 1, 0: the largest gets a centre and a margin, the second a centre
+    assert t.loc[(3, 0)].tolist() == [3, 2, 1, 2, 1, 2]
+    assert t.loc[(3, 1)].tolist() == [1, 1, 1, 2, 1, 3]  # int(0.5*3 + 0.5) = 2 centres, 1 margin
+    # IPC 10 >= the class: taken whole, 6 -> 3 + 3, 3 -> 2 + 1, 1 -> 1 + 0; class 1: 4 -> 2 + 2
+    assert t.loc[(10, 0)].tolist() == [3, 3, 2, 6, 4, 6] and t.loc[(10, 1)].tolist() == [1, 1, 1, 2, 2, 4]
+    s = slots_summary(t.reset_index()).set_index("IPC")
+    assert s.loc[1, "patterns per class"] == "2.0 (1–3)" and s.loc[3, "with a centre and a margin"] == "1"
+    assert s.loc[1, "centres among BPS's picks (%)"] == 100.0 and s.loc[10, "centres among BPS's picks (%)"] == 57.1
+
+
+def test_slots_per_pattern_counts_the_roles_select_bps_gives():
+    from ddlib.bps.select import slots_per_pattern
+
+    rng = np.random.default_rng(3)
+    labels = np.repeat(np.arange(3), 60)
+    patterns = np.concatenate([rng.integers(0, m, 60) for m in (2, 7, 15)])
+    emb, h = rng.normal(size=(180, 8)), rng.random(180)
+    t = slots_per_pattern(labels, patterns, [1, 5, 20])
+    for k, sel in select_all(emb, labels, patterns, h, [1, 5, 20]).items():
+        roles = np.array(sel["role"])
+        assert t[t.ipc == k].centres.sum() == (roles == "centre").sum()
+        assert t[t.ipc == k].margins.sum() == (roles == "margin").sum()
+        assert t[t.ipc == k].with_slot.sum() == len({(labels[i], p) for i, p in zip(sel["indices"], sel["pattern"])})
+
+
+def test_merge_patterns_merges_the_smallest_into_the_nearest_until_each_gets_its_slots():
+    from ddlib.bps.select import merge_patterns
+
+    a, b, c, d = [1.0, 0.0], [0.0, 1.0], [0.9, 0.1], [0.1, 0.9]
+    emb = np.array([a] * 5 + [b] * 3 + [c] + [d] + [a] * 3, dtype=np.float32)
+    labels = np.array([0] * 10 + [1] * 3)
+    patterns = np.array([0] * 5 + [1] * 3 + [2] + [3] + [0] * 3)
+    # IPC 4: slots of (5, 3, 1, 1) are 3, 1, 0, 0; d (the smallest, last id) joins b (cosine .99): (5, 4, 1) gets
+    # 2, 2, 0; c joins a: (6, 4) gets 2, 2, and every pattern has two slots
+    out = merge_patterns(emb, labels, patterns, ipc=4, min_slots=2).numpy()
+    assert out.tolist() == [0] * 5 + [1] * 3 + [0] + [1] + [0] * 3
+    # at IPC 10 every pattern already has a slot: nothing merges with min_slots=1
+    assert merge_patterns(emb, labels, patterns, ipc=10, min_slots=1).numpy().tolist() == patterns.tolist()
+    # one slot in all: everything merges into one pattern (nothing can give two)
+    assert set(merge_patterns(emb, labels, patterns, ipc=1).numpy().tolist()) == {0}
+    with pytest.raises(ParamError):
+        merge_patterns(emb, labels[:-1], patterns, ipc=4)

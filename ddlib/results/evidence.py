@@ -86,9 +86,13 @@ def _modelling_of(rec: Record) -> Any:
                        (rec.data.get("modelling") or {}).get("modelling_key")], sort_keys=True)
 
 
-def latest_evidence(dataset: str, records: Iterable[Record] | None = None) -> Record | None:
+def latest_evidence(dataset: str, records: Iterable[Record] | None = None, study: str | None = None) -> Record | None:
     """The newest record (by date) of a paired BPS evidence run (``bps_evidence.py``: it has ``paired``
     and ``grid``) on ``dataset`` (a name or its short label), or None when none is recorded.
+
+    ``study``: None reads the main evidence (records without a ``study`` in their config); a name reads the
+    side study of that name (``bps_evidence.py --study NAME``, e.g. ``"slots"``: BPS where its patterns get
+    a centre and a margin), so that a study's few methods never stand in for the main grid's IPCs.
 
     A long run may be split by IPC over several invocations (sessions): the IPCs the newest record lacks
     are taken from older records of the same modelling, teacher, students and seeds (newest first), and
@@ -100,7 +104,8 @@ def latest_evidence(dataset: str, records: Iterable[Record] | None = None) -> Re
     records = load() if records is None else list(records)
     label = dataset_label(dataset)
     found = sorted((r for r in records if isinstance(r.data.get("paired"), list)
-                    and isinstance(r.data.get("grid"), list) and dataset_label(r.config.get("dataset")) == label),
+                    and isinstance(r.data.get("grid"), list) and dataset_label(r.config.get("dataset")) == label
+                    and r.config.get("study") == study),
                    key=lambda r: str(r.provenance.get("date")), reverse=True)
     if not found:
         return None
