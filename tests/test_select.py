@@ -345,3 +345,34 @@ def test_merge_patterns_merges_the_smallest_into_the_nearest_until_each_gets_its
     assert set(merge_patterns(emb, labels, patterns, ipc=1).numpy().tolist()) == {0}
     with pytest.raises(ParamError):
         merge_patterns(emb, labels[:-1], patterns, ipc=4)
+
+
+def test_slots_report_glue_and_balance_words():
+    from ddlib.bps.select import balance_words, slots_report
+
+    labels = np.array([0] * 10 + [1] * 4)
+    patterns = np.array([0] * 6 + [1] * 3 + [2] + [0] * 4)
+    table, g = slots_report(labels, {"reference": patterns, "one pattern": np.zeros(14, int)}, [1, 3])
+    assert table.columns[0] == "partition" and table.partition.tolist() == ["reference"] * 2 + ["one pattern"] * 2
+    assert (g["slots_reference_ipc3_with_slot"], g["slots_reference_ipc3_with_slot_min"]) == (1.5, 1)
+    assert (g["slots_reference_ipc3_centre_pct"], g["slots_reference_ipc3_balance"]) == (66.67, "acts in part")
+    assert g["slots_one_pattern_ipc1_balance"] == "barely acts" and g["slots_one_pattern_ipc3_with_margin"] == 1.0
+    assert [balance_words(v) for v in (100, 75, 74.9, 60, 50)] == ["barely acts", "barely acts", "acts in part",
+                                                                    "acts in part", "acts"]
+
+
+def test_pattern_picks_take_centres_then_margins_from_the_largest_patterns():
+    from ddlib.bps.select import pattern_picks
+
+    rng = np.random.default_rng(0)
+    labels = np.array([0] * 30 + [1] * 5)
+    patterns = np.array([0] * 20 + [1] * 7 + [2] * 3 + [0] * 5)
+    emb, h = rng.normal(size=(35, 4)), rng.random(35)
+    out = pattern_picks(emb, labels, patterns, h, cls=0, n_patterns=2, budget=4)
+    assert out["sizes"] == {0: 20, 1: 7} and out["pattern"] == [0] * 4 + [1] * 4
+    assert out["role"] == ["centre", "centre", "margin", "margin"] * 2
+    assert all(labels[i] == 0 for i in out["indices"])
+    local = select_bps(emb[:20], labels[:20], patterns[:20], h[:20], 4)["indices"]  # one pattern, its own run
+    assert out["indices"][:4] == local
+    with pytest.raises(ParamError):
+        pattern_picks(emb, labels, patterns, h, cls=5)

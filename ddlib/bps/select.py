@@ -153,6 +153,43 @@ def slots_summary(table: pd.DataFrame) -> pd.DataFrame:
                                       "centres among BPS's picks (%)"])
 
 
+def balance_words(centre_pct: float) -> str:
+    """How much of BPS's centre/margin split acts, read from the share of its picks that are centres (%):
+    "barely acts" from 75 %, "acts in part" from 60 %, else "acts" (a half split gives 50 %, a budget of
+    one slot per pattern 100 %)."""
+    return "barely acts" if centre_pct >= 75 else "acts in part" if centre_pct >= 60 else "acts"
+
+
+def slots_report(labels: torch.Tensor | np.ndarray, partitions: dict[str, torch.Tensor | np.ndarray],
+                 ipcs: list[int], centre_frac: float = 0.5) -> tuple[pd.DataFrame, dict[str, str | float]]:
+    """:func:`slots_summary` of several partitions of the same images (name -> per-class pattern ids) in one
+    table with a ``partition`` column first, and the glue a chapter cites: per partition ``name`` (its
+    :func:`~ddlib.results.slug`-like key: lower case, ``_`` for other characters) and IPC ``k``,
+    ``slots_<name>_ipc<k>_patterns`` / ``_with_slot`` / ``_with_margin`` (means over classes),
+    ``_with_slot_min`` / ``_with_slot_max``, ``_centre_pct`` (BPS's picks that are centres, %) and ``_balance``
+    (:func:`balance_words`)."""
+    import re
+
+    import pandas as pd
+
+    tables, glue = [], {}
+    for name, pat in partitions.items():
+        t = slots_per_pattern(labels, pat, ipcs, centre_frac)
+        tables.append(slots_summary(t).assign(partition=name))
+        key = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+        for k, g in t.groupby("ipc"):
+            stem = f"slots_{key}_ipc{int(k)}"
+            glue.update({f"{stem}_patterns": round(float(g.patterns.mean()), 2),
+                         f"{stem}_with_slot": round(float(g.with_slot.mean()), 2),
+                         f"{stem}_with_slot_min": int(g.with_slot.min()), f"{stem}_with_slot_max": int(g.with_slot.max()),
+                         f"{stem}_with_margin": round(float(g.with_margin.mean()), 2),
+                         f"{stem}_centre_pct": round(100 * float(g.centres.sum()) /
+                                                     max(float(g.centres.sum() + g.margins.sum()), 1.0), 2)})
+            glue[f"{stem}_balance"] = balance_words(glue[f"{stem}_centre_pct"])
+    table = pd.concat(tables, ignore_index=True)
+    return table[["partition", *[c for c in table.columns if c != "partition"]]], glue
+
+
 def merge_patterns(embeddings: torch.Tensor | np.ndarray, labels: torch.Tensor | np.ndarray,
                    patterns: torch.Tensor | np.ndarray, ipc: int, min_slots: int = 2) -> torch.Tensor:
     """A coarser partition, chosen on the training data alone: per class, the smallest pattern is merged into
@@ -468,6 +505,31 @@ def select_pattern(emb: np.ndarray, entropies: np.ndarray, budget: int,
     model = prepare(np.asarray(emb), np.zeros(n, np.int64), np.zeros(n, np.int64), np.asarray(entropies))
     s = select_ipcs(model, [budget], cfg)[budget]  # one class of one pattern: its budget is the IPC
     return np.asarray(s["indices"], dtype=np.int64), s["role"]
+
+
+def pattern_picks(embeddings: torch.Tensor | np.ndarray, labels: torch.Tensor | np.ndarray,
+                  patterns: torch.Tensor | np.ndarray, entropies: torch.Tensor | np.ndarray, cls: int,
+                  n_patterns: int = 4, budget: int = 8, cfg: SelectConfig | None = None) -> dict:
+    """What Stage 2 takes from each of the ``n_patterns`` largest patterns of class ``cls`` when it gives each
+    ``budget`` slots (:func:`select_pattern`: centres first, then margins): ``{"indices" (rows of
+    ``embeddings``), "pattern", "role", "sizes" (pattern -> images)}``. At a small IPC a pattern gets fewer
+    slots (:func:`slots_per_pattern`); its picks are then the first of these. Chapter 2's centre/margin grid."""
+    cfg = cfg or SelectConfig()
+    e, y, pat, h = _np(embeddings), _np(labels).astype(np.int64), _np(patterns).astype(np.int64), _np(entropies)
+    members = np.nonzero(y == check_int("cls", cls, 0))[0]
+    if not len(members):
+        raise ParamError(f"cls={cls}: no image of that class")
+    ids, counts = np.unique(pat[members], return_counts=True)
+    top = ids[np.lexsort((ids, -counts))][: check_int("n_patterns", n_patterns, 1)]
+    out: dict = {"indices": [], "pattern": [], "role": [], "sizes": {}}
+    for p in top.tolist():
+        idx = members[pat[members] == p]
+        local, roles = select_pattern(e[idx], h[idx], check_int("budget", budget, 1), cfg)
+        out["indices"] += idx[local].tolist()
+        out["pattern"] += [int(p)] * len(local)
+        out["role"] += list(roles)
+        out["sizes"][int(p)] = len(idx)
+    return out
 
 
 def select_bps(embeddings: torch.Tensor | np.ndarray, labels: torch.Tensor | np.ndarray,

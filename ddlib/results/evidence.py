@@ -17,7 +17,7 @@ import pandas as pd
 from ddlib.results.records import (RULES, VERSUS_COLUMNS, Record, _is_number, _spread, dataset_label, load)
 
 __all__ = ["PAIRED_COLUMNS", "bps_split_ablation", "epoch_curve", "evidence_summary", "hlr_table", "latest_evidence",
-           "paired_table", "teacher_text", "verdict_of", "versus_table"]
+           "paired_table", "recorded_patterns", "teacher_text", "verdict_of", "versus_table"]
 
 PAIRED_COLUMNS = ["method", "baseline", "ipc", "protocol", "rule", "n_seeds", "diff_mean", "ci95", "excludes_zero",
                   "verdict", "dataset", "device", "date", "commit", "source"]
@@ -244,3 +244,29 @@ def hlr_table(records: Iterable[Record] | None = None) -> pd.DataFrame:
             ds = dataset_label(rec.config.get("dataset"))
             out += [{"dataset": ds, **h, "source": rec.source} for h in hlr if isinstance(h, dict)]
     return pd.DataFrame(out, columns=["dataset", "method", "ipc", "rule", "n_seeds", "hlr_mean", "ci95", "source"])
+
+
+def recorded_patterns(dataset: str, records: Iterable[Record] | None = None, *,
+                      key: str = "recorded") -> dict[str, str | float]:
+    """The patterns per class of every recorded modelling of ``dataset`` (the evidence records keep
+    ``modelling.num_patterns``), so a chapter can say whether its own partition is typical.
+
+    Glue: ``<key>_n`` (distinct modellings, told apart by their counts: one recipe trained again in another
+    session may split a class differently), ``<key>_min`` / ``<key>_max`` (patterns per class over all of
+    them; 0 when none), ``<key>_sources`` (their files)."""
+    records = load() if records is None else list(records)
+    label = dataset_label(dataset)
+    seen: dict[str, list[int]] = {}
+    sources = []
+    for rec in records:
+        counts = (rec.data.get("modelling") or {}).get("num_patterns") if isinstance(rec.data.get("modelling"),
+                                                                                   dict) else None
+        if not isinstance(counts, dict) or dataset_label(rec.config.get("dataset")) != label:
+            continue
+        values = [int(v) for v in counts.values() if _is_number(v)]
+        if values:
+            seen.setdefault(json.dumps(sorted(counts.items())), values)
+            sources.append(rec.source)
+    every = [v for vs in seen.values() for v in vs]
+    return {f"{key}_n": len(seen), f"{key}_min": min(every, default=0), f"{key}_max": max(every, default=0),
+            f"{key}_sources": ", ".join(sources) or "none yet"}

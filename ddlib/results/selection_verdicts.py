@@ -20,7 +20,8 @@ from ddlib.results.records import RULES, Record, _is_number, dataset_label
 from ddlib.results.verdicts import MINUS, display_name, points, slug, verdict_table
 from ddlib.utils import ParamError
 
-__all__ = ["SELECTION_FAMILIES", "selection_accuracy", "selection_costs", "selection_gains", "selection_verdicts"]
+__all__ = ["COARSER", "CROSS_ARCH_PREFIX", "SELECTION_FAMILIES", "cross_arch_verdicts", "selection_accuracy",
+           "selection_balance", "selection_costs", "selection_gains", "selection_hlr", "selection_verdicts"]
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,18 @@ def _curve(g: _Grid, m: str) -> list[tuple]:
     return [(m, "random", k, p) for k, p in budgets]
 
 
+#: the method label of BPS on the coarser partition (``bps_evidence.py --merged-patterns``)
+COARSER = "bps (coarser patterns)"
+
+
+def _slots(g: _Grid, m: str) -> list[tuple]:
+    """The study's comparisons; without a record, the ones it is meant to hold (IPC 10, 50, 100; the coarser
+    partition at 10 and 50), each "not run"."""
+    coarse = sorted({k for x, k, p in g.ran if x == COARSER and p == "kd"}) if g.ran else [10, 50]
+    ipcs = [k for k in g.ipcs if g.has(m, "kd", k) and g.has("random", "kd", k)] if g.ran else [10, 50, 100]
+    return [(m, "random", k, "kd") for k in ipcs] + [(COARSER, b, k, "kd") for b in ("random", m) for k in coarse]
+
+
 #: the comparison families of the selection evidence, by name (a chapter passes the name)
 SELECTION_FAMILIES: dict[str, _Family] = {
     "versus_random": _Family(
@@ -98,6 +111,10 @@ SELECTION_FAMILIES: dict[str, _Family] = {
     "weak_teacher": _Family(
         "{m} against random under a weak teacher", lambda t, m: (t.method == m) & (t.protocol == "kd-weak-teacher"),
         lambda g, m: [(m, "random", k, "kd-weak-teacher") for k in g.ipcs]),
+    "slots": _Family(
+        "{m} where its patterns get a centre and a margin",
+        lambda t, m: (t.protocol == "kd") & (((t.method == m) & (t.baseline == "random"))
+                                             | ((t.method == COARSER) & t.baseline.isin(["random", m]))), _slots),
     "epoch_curve": _Family(
         "{m} against random per student budget",
         lambda t, m: (t.method == m) & (t.baseline == "random") & t.protocol.str.startswith("kd@"), _curve),
@@ -131,7 +148,10 @@ def selection_verdicts(source: Record | Sequence[Mapping[str, Any]] | None, fami
     other selector), ``kd_versus_hard_labels`` (each method's KD students against their hard-label twins),
     ``centre_share`` (``method``'s centres only and margins only against ``method`` and random),
     ``weak_teacher`` (``method`` against random under a teacher that learned from a subsample),
-    ``epoch_curve`` (``method`` against random per student budget). ``rule``: the reading shown (the glue
+    ``epoch_curve`` (``method`` against random per student budget), ``slots`` (a side study,
+    ``latest_evidence(dataset, study="slots")``: ``method`` against random at IPCs where its patterns get a
+    centre and a margin, and ``method`` on the coarser partition of :func:`ddlib.bps.select.merge_patterns`
+    against ``method`` and random). ``rule``: the reading shown (the glue
     holds both). ``key``: the glue's prefix (default ``family``); ``dataset`` names a build's data.
 
     Returns ``(table, glue)``: the verdict table and its glue, plus ``<key>_source`` (the record's files or
@@ -298,3 +318,137 @@ def selection_costs(rows: Sequence[Mapping[str, Any]], modelling_seconds: Mappin
             f"{key}_students_s": round(sum(float(r.get("student_seconds") or 0.0) for r in main), 2)}
     return whole_table(pd.DataFrame(out, columns=["method", "selection (s)",
                                                   *(f"{display_name(p)} students (s)" for p in protocols)])), glue
+
+
+def selection_hlr(record: Record | None, *, rule: str = "final", method: str = "bps",
+                  key: str = "hlr") -> tuple[pd.DataFrame, dict[str, str | float]]:
+    """DD-Ranking's hard-label recovery of an evidence record as a table: per method and IPC, the hard-label
+    students' accuracy, the teacher's minus theirs (points: how much of what the teacher learned from all the
+    data the selection recovers without soft labels; lower is better) and its 95 % interval over paired seeds.
+
+    Glue: ``<key>_teacher`` (:func:`~ddlib.results.teacher_text`), ``<key>_<method>_ipc<k>`` (points) for every
+    row, ``<key>_best`` / ``<key>_best_method`` / ``<key>_best_ipc`` (the lowest), ``<key>_<method>`` (a
+    sentence on ``method``'s rows), ``<key>_n`` (rows). Chapter 2 shows it where it defines HLR."""
+    from ddlib.plots.tables import whole_table
+    from ddlib.results.evidence import hlr_table
+
+    if rule not in RULES:
+        raise ParamError(f"rule={rule!r}: choose one of {list(RULES)}")
+    h = hlr_table([record]) if record is not None else hlr_table([])
+    h = h[(h.rule == rule) & h.hlr_mean.map(_is_number)].copy() if len(h) else h
+    acc = {(r.get("method"), r.get("ipc")): r.get("mean") for r in (record.rows if record is not None else [])
+           if isinstance(r, dict) and r.get("protocol") == "ce" and r.get("rule") == rule}
+    order = sorted(range(len(h)), key=lambda i: (h.method.iloc[i] != method, h.method.iloc[i] != "random",
+                                                  str(h.method.iloc[i]), h.ipc.iloc[i]))
+    out, glue = [], {f"{key}_teacher": teacher_text(record), f"{key}_n": len(h)}
+    for i in order:
+        r = h.iloc[i]
+        lo, hi = (100 * float(x) for x in r.ci95) if hasattr(r.ci95, "__len__") and len(r.ci95) == 2 else (None, None)
+        a = acc.get((r.method, r.ipc))
+        out.append({"method": display_name(r.method), "IPC": int(r.ipc),
+                    "hard-label students (%)": f"{100 * a:.1f}" if _is_number(a) else "not recorded",
+                    "HLR (points)": points(100 * float(r.hlr_mean), False),
+                    "95 % interval": f"[{points(lo, False)}, {points(hi, False)}]" if _is_number(lo) else "one seed"})
+        glue[f"{key}_{slug(r.method)}_ipc{int(r.ipc)}"] = round(100 * float(r.hlr_mean), 4)
+    if len(h):
+        best = h.loc[h.hlr_mean.astype(float).idxmin()]
+        glue.update({f"{key}_best": round(100 * float(best.hlr_mean), 4),
+                     f"{key}_best_method": display_name(best.method), f"{key}_best_ipc": int(best.ipc)})
+    else:
+        glue.update({f"{key}_best": 0.0, f"{key}_best_method": "none", f"{key}_best_ipc": 0})
+    mine = [o for o in out if o["method"] == display_name(method)]
+    glue[f"{key}_{slug(method)}"] = ("; ".join(f"{o['HLR (points)']} points at IPC {o['IPC']}" for o in mine)
+                                     if mine else "not recorded yet")
+    cols = ["method", "IPC", "hard-label students (%)", "HLR (points)", "95 % interval"]
+    return whole_table(pd.DataFrame(out, columns=cols)), glue
+
+
+def selection_balance(rows: Sequence[Mapping[str, Any]], *, ipc: int | None = None,
+                      methods: Sequence[str] | None = None, method: str = "bps", reference: str = "random",
+                      tolerance: float = 5.0, key: str = "balance") -> tuple[pd.DataFrame, dict[str, str | float]]:
+    """The centre share of this build's selections (:func:`ddlib.bps.pipeline.selection_table`'s rows): per
+    method and IPC the share of its picks that the common rule calls centres (%), and ``method``'s own roles as
+    a row of their own, with words for each method against ``reference`` at ``ipc`` (more or fewer centres
+    than it, or about as many: within ``tolerance`` points).
+
+    Glue, at ``ipc`` (default: the middle IPC of the rows), under fixed names so that prose can cite them
+    whatever the IPCs: ``<key>_ipc``, ``<key>_<m>`` ("80 %", or "not run") and ``<key>_<m>_words`` ("more
+    centres than random") for every ``m`` of ``methods`` (default: the rows'), and ``<key>_own`` (``method``'s
+    own roles). Chapter 2 ("Balance: centres against margins")."""
+    from ddlib.plots.tables import whole_table
+
+    rows = [dict(r) for r in rows]
+    ipcs = sorted({int(r["ipc"]) for r in rows})
+    at = int(ipc) if ipc is not None else (ipcs[len(ipcs) // 2] if ipcs else 0)
+    share = {(r["method"], int(r["ipc"])): 100 * float(r["centre_share"]) for r in rows
+             if _is_number(r.get("centre_share"))}
+    own = {int(r["ipc"]): 100 * float(r["own_centre_share"]) for r in rows
+           if r["method"] == method and _is_number(r.get("own_centre_share"))}
+    shown = sorted(dict.fromkeys(r["method"] for r in rows), key=lambda m: (m != method, m == reference))
+    table = [{"selection": display_name(m), **{f"IPC {k}": f"{share[(m, k)]:.0f}" if (m, k) in share else "not run"
+                                               for k in ipcs}} for m in shown]
+    if own:
+        table.insert(1, {"selection": f"{display_name(method)}, by its own roles",
+                         **{f"IPC {k}": f"{own[k]:.0f}" if k in own else "not run" for k in ipcs}})
+    glue: dict[str, str | float] = {f"{key}_ipc": at, f"{key}_own": f"{own[at]:.0f} %" if at in own else "not run"}
+    ref = share.get((reference, at))
+    for m in methods if methods is not None else shown:
+        v = share.get((m, at))
+        glue[f"{key}_{slug(m)}"] = f"{v:.0f} %" if v is not None else "not run"
+        glue[f"{key}_{slug(m)}_words"] = (
+            "not run" if v is None else "the reference" if m == reference else "not compared" if ref is None else
+            f"about as many centres as {display_name(reference)}" if abs(v - ref) <= tolerance else
+            f"{'more' if v > ref else 'fewer'} centres than {display_name(reference)}")
+    cols = ["selection", *(f"IPC {k}" for k in ipcs)]
+    return whole_table(pd.DataFrame(table, columns=cols)), glue
+
+
+#: where cross-architecture records live: ``results/cross_arch_<anything>.json``, each with ``paired`` rows
+#: that name their student architecture (``arch``), beside the usual ``method``, ``baseline``, ``ipc``,
+#: ``protocol``, ``rule``, ``n_seeds``, ``diff_mean``, ``ci95``
+CROSS_ARCH_PREFIX = "cross_arch_"
+
+
+def cross_arch_verdicts(dataset: str, records: Sequence[Record] | None = None, *, method: str = "bps",
+                        baseline: str = "random", protocol: str = "kd", rule: str = "final",
+                        key: str = "cross_arch") -> tuple[pd.DataFrame, dict[str, str | float]]:
+    """``method`` against ``baseline`` for each student architecture of the cross-architecture records
+    (``results/cross_arch_*.json``: paired rows with an ``arch`` field) on ``dataset``, as a verdict table with
+    the architectures in the third column, and its glue.
+
+    ``<key>_sentence`` says in one sentence whether the comparison holds across architectures, or that it has
+    not been recorded yet (no such record: the table is empty); plus :func:`verdict_table`'s glue under
+    ``key`` and ``<key>_archs`` (the architectures, joined). Chapter 2 cites the sentence."""
+    from pathlib import Path
+
+    from ddlib.results.records import load
+
+    records = load() if records is None else list(records)
+    label = dataset_label(dataset)
+    rows = []
+    for rec in records:
+        if not Path(rec.source).name.startswith(CROSS_ARCH_PREFIX) or dataset_label(rec.config.get("dataset")) != label:
+            continue
+        for p in rec.data.get("paired") or []:
+            if (isinstance(p, dict) and p.get("arch") and p.get("method") == method and p.get("baseline") == baseline
+                    and p.get("protocol") == protocol):
+                rows.append({**p, "protocol": str(p["arch"])})
+    table, glue = verdict_table(rows, rule=rule, key=key, axis="student", title=f"{display_name(method)} {MINUS} "
+                                f"{display_name(baseline)} by student architecture", dataset=label)
+    archs = list(dict.fromkeys(r["protocol"] for r in rows))
+    glue[f"{key}_archs"] = ", ".join(archs) or "none"
+    shown = [r for r in rows if (r.get("rule") or rule) == rule and _is_number(r.get("diff_mean"))]
+    if not shown:
+        glue[f"{key}_sentence"] = ("Whether this holds for other student architectures has not been recorded yet "
+                                   f"(no cross-architecture record of {display_name(label) or 'this dataset'}).")
+        return table, glue
+    ahead, behind = glue[f"{key}_n_method_ahead"], glue[f"{key}_n_baseline_ahead"]
+    n = len(shown)
+    a, b = display_name(method), display_name(baseline)
+    words = (f"{a} ahead in all {n}" if ahead == n else f"{b} ahead in all {n}" if behind == n else
+             f"no detectable difference in any of the {n}" if ahead == behind == 0 else
+             f"{a} ahead in {ahead}, {b} in {behind}, neither in {n - ahead - behind} of the {n}")
+    glue[f"{key}_sentence"] = (f"Across {len(archs)} student architectures ({', '.join(archs)}), {a} {MINUS} {b} "
+                               f"under {display_name(protocol)} shows {words} comparisons by architecture and IPC "
+                               f"({RULES[rule]}, 95 % intervals over paired seeds).")
+    return table, glue
