@@ -128,6 +128,7 @@ def test_latest_evidence_joins_the_ipcs_of_one_run_split_over_invocations() -> N
     assert [(m["source"], m["ipcs"], m["teacher_acc"]) for m in both.data["merged_from"]] == [
         ("results/b.json", [50], 0.92), ("results/a.json", [10], 0.91)]
     assert both.data["teacher"]["test_acc"] == 0.92  # the newest record's
+    assert results.teacher_text(both, ipc=10) == "91.0 %" and results.teacher_text(both, ipc=50) == "92.0 %"
     summary = results.evidence_summary(both)
     assert set(summary["ior"].ipc) == {10, 50} and set(results.versus_table(both).ipc) == {10, 50}
     # an IPC the newer record has is never taken from the older one; a lone record is returned as it is

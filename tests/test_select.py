@@ -309,8 +309,8 @@ def test_slots_per_pattern_on_a_hand_computed_case():
     # IPC 10 >= the class: taken whole, 6 -> 3 + 3, 3 -> 2 + 1, 1 -> 1 + 0; class 1: 4 -> 2 + 2
     assert t.loc[(10, 0)].tolist() == [3, 3, 2, 6, 4, 6] and t.loc[(10, 1)].tolist() == [1, 1, 1, 2, 2, 4]
     s = slots_summary(t.reset_index()).set_index("IPC")
-    assert s.loc[1, "patterns per class"] == "2.0 (1–3)" and s.loc[3, "with a centre and a margin"] == "1"
-    assert s.loc[1, "centres among BPS's picks (%)"] == 100.0 and s.loc[10, "centres among BPS's picks (%)"] == 57.1
+    assert s.loc[1, "patterns"] == "2.0 (1–3)" and s.loc[3, "with both"] == "1"
+    assert s.loc[1, "centres (%)"] == 100.0 and s.loc[10, "centres (%)"] == 57.1
 
 
 def test_slots_per_pattern_counts_the_roles_select_bps_gives():

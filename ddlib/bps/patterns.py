@@ -317,10 +317,10 @@ def pattern_entropy(ids: torch.Tensor) -> float:
 
 def patterns_table(labels: torch.Tensor, patterns: torch.Tensor, info: dict, classes: list[str]):  # noqa: ANN201
     """One row per class of a partition (:func:`ddlib.bps.encoder.model_patterns`'s ``patterns`` and ``info``):
-    its images, patterns, singletons, the largest pattern's share of the class (%), the median pattern size,
-    how many of the largest patterns hold half the class, and the map equation's bits per step of the walk for
-    the partition against one module ("3.12 / 10.41"; "no links" when no image kept a neighbour). A
-    ``pandas.DataFrame`` indexed by class name; chapter 1 shows it."""
+    its patterns, singletons, the largest pattern's share of the class (``largest (%)``), the median pattern
+    size, how many of the largest patterns hold half the class (``half in``), and the map equation's bits per
+    step of the walk for the partition, against one module in brackets ("3.12 (10.41)"; "no links" when no
+    image kept a neighbour). A ``pandas.DataFrame`` indexed by class name; chapter 1 shows it."""
     import math
 
     import pandas as pd
@@ -333,12 +333,12 @@ def patterns_table(labels: torch.Tensor, patterns: torch.Tensor, info: dict, cla
         half = int((sizes.cumsum(0) < sizes.sum() / 2).sum()) + 1
         i = info.get(c) or info.get(str(c)) or {}
         code, one = float(i.get("codelength", math.nan)), float(i.get("one_level_codelength", math.nan))
-        rows.append({"class": name, "images": int(sizes.sum()), "patterns": int(len(sizes)),
+        rows.append({"class": name, "patterns": int(len(sizes)),
                      "singletons": int(i.get("num_singletons", int((sizes == 1).sum()))),
-                     "largest pattern (%)": round(100 * float(sizes[0]) / float(sizes.sum()), 1),
-                     "median pattern": float(sizes.double().quantile(0.5)),
-                     "patterns holding half": half,
-                     "bits per step (one module)": f"{code:.2f} ({one:.2f})" if math.isfinite(code) else "no links"})
+                     "largest (%)": round(100 * float(sizes[0]) / float(sizes.sum()), 1),
+                     "median size": float(sizes.double().quantile(0.5)),
+                     "half in": half,
+                     "bits/step (1 module)": f"{code:.2f} ({one:.2f})" if math.isfinite(code) else "no links"})
     return pd.DataFrame(rows).set_index("class")
 
 
@@ -361,13 +361,12 @@ def describe_partition(table, slots=None, recorded: dict | None = None, ipc: int
     with ``slots`` ``slots_min``, ``slots_max``, ``slots_margin_max``, ``slots_centre_pct``, ``balance``."""
     from ddlib.bps.select import balance_words
 
-    pats, largest = table["patterns"], table["largest pattern (%)"]
+    pats, largest = table["patterns"], table["largest (%)"]
     out: dict = {"min_patterns": int(pats.min()), "max_patterns": int(pats.max()), "total_patterns": int(pats.sum()),
                  "n_singletons": int(table["singletons"].sum()), "largest_min": float(largest.min()),
-                 "largest_max": float(largest.max()), "median_min": float(table["median pattern"].min()),
-                 "median_max": float(table["median pattern"].max()),
-                 "half_min": int(table["patterns holding half"].min()),
-                 "half_max": int(table["patterns holding half"].max())}
+                 "largest_max": float(largest.max()), "median_min": float(table["median size"].min()),
+                 "median_max": float(table["median size"].max()), "half_min": int(table["half in"].min()),
+                 "half_max": int(table["half in"].max())}
     out["shape"] = ("many small patterns rather than a few large ones" if out["largest_max"] < 25 else
                     "one large pattern per class with small ones beside it" if out["largest_min"] >= 50 else
                     "a few patterns of unequal sizes")

@@ -136,7 +136,8 @@ def slots_per_pattern(labels: torch.Tensor | np.ndarray, patterns: torch.Tensor 
 
 def slots_summary(table: pd.DataFrame) -> pd.DataFrame:
     """:func:`slots_per_pattern`'s rows per IPC, as the chapter shows them: the mean over classes of each
-    count with its range in brackets ("44.4 (40–48)"), and the share of BPS's picks that are centres (%)."""
+    count with its range in brackets ("44.4 (40–48)"): ``patterns`` per class, those ``with a slot``, those
+    ``with both`` a centre and a margin; and ``centres (%)``, the share of BPS's picks that are centres."""
     import pandas as pd
 
     def cell(v: pd.Series) -> str:
@@ -146,11 +147,10 @@ def slots_summary(table: pd.DataFrame) -> pd.DataFrame:
     out = []
     for k, g in table.groupby("ipc", sort=True):
         picks = int(g.centres.sum() + g.margins.sum())
-        out.append({"IPC": int(k), "patterns per class": cell(g.patterns), "with a slot": cell(g.with_slot),
-                    "with a centre and a margin": cell(g.with_margin),
-                    "centres among BPS's picks (%)": round(100 * float(g.centres.sum()) / max(picks, 1), 1)})
-    return pd.DataFrame(out, columns=["IPC", "patterns per class", "with a slot", "with a centre and a margin",
-                                      "centres among BPS's picks (%)"])
+        out.append({"IPC": int(k), "patterns": cell(g.patterns), "with a slot": cell(g.with_slot),
+                    "with both": cell(g.with_margin),
+                    "centres (%)": round(100 * float(g.centres.sum()) / max(picks, 1), 1)})
+    return pd.DataFrame(out, columns=["IPC", "patterns", "with a slot", "with both", "centres (%)"])
 
 
 def balance_words(centre_pct: float) -> str:

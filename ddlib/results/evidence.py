@@ -133,14 +133,18 @@ def latest_evidence(dataset: str, records: Iterable[Record] | None = None, study
     return Record(" + ".join(p["source"] for p in parts), {**data, "merged_from": parts})
 
 
-def teacher_text(record: Record | None, missing: str = "not recorded yet") -> str:
+def teacher_text(record: Record | None, missing: str = "not recorded yet", ipc: int | None = None) -> str:
     """The teacher of an evidence record in words: "90.7 % on 60,000 images", or per IPC when the record
-    joins invocations that each trained it (:func:`latest_evidence`)."""
+    joins invocations that each trained it (:func:`latest_evidence`); ``ipc``: the teacher of the part that
+    holds that IPC alone."""
     t = (record.data.get("teacher") or {}) if record is not None else {}
     if not _is_number(t.get("test_acc")):
         return missing
     size = f" on {int(t['train_size']):,} images" if _is_number(t.get("train_size")) else ""
     parts = [m for m in (record.data.get("merged_from") or []) if _is_number(m.get("teacher_acc"))]
+    if ipc is not None:
+        mine = [m for m in parts if ipc in (m.get("ipcs") or [])]
+        return f"{100 * (mine[0]['teacher_acc'] if mine else t['test_acc']):.1f} %{size}"
     if len(parts) < 2:
         return f"{100 * t['test_acc']:.1f} %{size}"
     each = "; ".join(f"{100 * m['teacher_acc']:.1f} % for IPC {', '.join(map(str, m['ipcs']))}" for m in parts)
