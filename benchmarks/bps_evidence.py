@@ -87,6 +87,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--epoch-curve", default="", help="student epochs to sweep, e.g. 25,50,100,200 (KD)")
     ap.add_argument("--curve-methods", default="bps,random")
     ap.add_argument("--curve-ipcs", default=None, help="default: the run's IPCs")
+    ap.add_argument("--merged-patterns", default=None, metavar="IPC[:MIN_SLOTS]",
+                    help="also BPS (KD) on the partition merged until every pattern gets MIN_SLOTS (default 2) slots "
+                         "at IPC (ddlib.bps.select.merge_patterns: training data only), as rows 'bps (coarser "
+                         "patterns)' paired against BPS and random")
+    ap.add_argument("--study", default=None,
+                    help="name a side study (e.g. slots): the record is then read as that study "
+                         "(results.latest_evidence(dataset, study=NAME)), never merged into the main evidence")
     ap.add_argument("--forgetting-rules", default="",
                     help="also record forgetting read by these other rules for never-learned images, as rows "
                          "'forgetting (RULE)' (e.g. toneva)")
@@ -166,6 +173,22 @@ def _run(a: argparse.Namespace) -> int:
         grid += rows
 
     extra_rows: list[dict] = []
+    merged = _merged_spec(a.merged_patterns)
+    if merged is not None and "kd" in students:
+        from ddlib.bps.select import merge_patterns
+
+        inputs = mod["inputs"]
+        coarse = merge_patterns(inputs.embeddings, inputs.labels, inputs.patterns, *merged)
+        counts = {int(c): int(coarse[inputs.labels == c].max()) + 1 for c in inputs.labels.unique().tolist()}
+        merged_info = {"ipc": merged[0], "min_slots": merged[1], "num_patterns": counts}
+        rows = P.evaluate_grid(ev, dataclasses.replace(inputs, patterns=coarse), ["bps"], p.ipcs, seeds,
+                               {"kd": students["kd"]}, teacher=teacher, select_cfg=p.select, device=a.device,
+                               progress=progress)
+        for r in rows:
+            r.update(method=MERGED, setting="coarser patterns")
+        extra_rows += rows
+    else:
+        merged_info = None
     if fracs and "kd" in students:
         for f in fracs:
             rows = P.evaluate_grid(ev, mod["inputs"], ["bps"], p.ipcs, seeds, {"kd": students["kd"]},
@@ -249,6 +272,8 @@ def _run(a: argparse.Namespace) -> int:
                 "encoder_dataset": d["encoder"].spec, "students_test_per_class": p.test_per_class,
                 "pipeline": p.pipeline.as_dict(), "students": {k: dataclasses.asdict(v) for k, v in students.items()},
                 "seeds": seeds, "centre_frac_ablation": fracs, "forgetting_rules": rules,
+                **({"study": a.study} if a.study else {}),
+                **({"merged_patterns": merged_info} if merged_info else {}),
                 "weak_teacher_per_class": a.weak_teacher_per_class if weak_teacher_record is None
                 else weak_teacher_record.get("per_class"),
                 "epoch_curve": curve, "rules": {"best_last": f"best of the last {p.student.last_epochs} epochs",
@@ -324,12 +349,30 @@ def _setting(rows: list[dict], summary: dict) -> str:
     return "main"
 
 
+#: the method label of BPS on the merged partition (``--merged-patterns``)
+MERGED = "bps (coarser patterns)"
+
+
+def _merged_spec(text: str | None) -> tuple[int, int] | None:
+    """``"10"`` -> (10, 2); ``"10:3"`` -> (10, 3); None -> None."""
+    from ddlib.utils import ParamError, check_int
+
+    if not text:
+        return None
+    ipc, _, slots = str(text).partition(":")
+    try:
+        return check_int("merged_patterns", int(ipc), 1), check_int("merged_patterns", int(slots or 2), 1)
+    except ValueError:
+        raise ParamError(f"merged_patterns={text!r}: write IPC or IPC:MIN_SLOTS, e.g. 10 or 10:2") from None
+
+
 def _ablation_pairs(grid: list[dict], extra: list[dict]) -> list[dict]:
-    """Each centre-share variant against BPS (share 0.5) and against random, KD, paired over seeds."""
+    """Each centre-share variant, and BPS on the coarser partition, against BPS and against random, KD, paired
+    over seeds."""
     from ddlib.bps import pipeline as P
 
     out = []
-    abl = [r for r in extra if r["method"].startswith("bps (centre share")]
+    abl = [r for r in extra if r["method"].startswith("bps (centre share") or r["method"] == MERGED]
     base = [r for r in grid if r["student"] == "kd" and r["method"] in ("bps", "random")]
     for name in sorted({r["method"] for r in abl}):
         for against in ("bps", "random"):

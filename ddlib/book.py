@@ -17,7 +17,7 @@ from typing import Any
 
 from ddlib.utils import ParamError, environment_info, in_test
 
-__all__ = ["in_test", "check_parameters", "list_parameters", "parse_list", "environment_report"]
+__all__ = ["in_test", "check_parameters", "class_index", "list_parameters", "parse_list", "environment_report"]
 
 #: how papermill's injected cell begins (its ``PythonTranslator`` comments it so)
 INJECTED = "# Parameters"
@@ -110,6 +110,16 @@ def check_parameters(namespace: MutableMapping[str, Any], accepted: Iterable[str
         if name in namespace and (accepted is None or name in names):
             namespace[name] = parse_list(name, namespace[name])
     preflight.check_cache()
+
+
+def class_index(name: str, value: Any, classes: Sequence[str]) -> int:
+    """A class a chapter's parameter names, by index or by name (``show_class=6`` or ``"Shirt"``), as its
+    index; anything else raises a :class:`ParamError` naming the parameter and the accepted values."""
+    from ddlib.utils import check_choice, check_int
+
+    if isinstance(value, str):
+        return list(classes).index(check_choice(name, value, list(classes)))
+    return check_int(name, value, 0, len(classes) - 1)
 
 
 def environment_report() -> str:

@@ -128,12 +128,19 @@ def test_latest_evidence_joins_the_ipcs_of_one_run_split_over_invocations() -> N
     assert [(m["source"], m["ipcs"], m["teacher_acc"]) for m in both.data["merged_from"]] == [
         ("results/b.json", [50], 0.92), ("results/a.json", [10], 0.91)]
     assert both.data["teacher"]["test_acc"] == 0.92  # the newest record's
+    assert results.teacher_text(both, ipc=10) == "91.0 %" and results.teacher_text(both, ipc=50) == "92.0 %"
     summary = results.evidence_summary(both)
     assert set(summary["ior"].ipc) == {10, 50} and set(results.versus_table(both).ipc) == {10, 50}
     # an IPC the newer record has is never taken from the older one; a lone record is returned as it is
     again = rec("results/d.json", "2026-12-03 10:00", [10, 50])
     assert results.latest_evidence("fashion-mnist", [ipc10, ipc50, again]) is again
     assert results.latest_evidence("fashion-mnist", [ipc10]) is ipc10
+    # a side study (bps_evidence.py --study) is read by its name only, and never lends the main run its IPCs
+    study = rec("results/e.json", "2026-12-04 10:00", [100])
+    study.config["study"] = "slots"
+    assert results.latest_evidence("fashion-mnist", [ipc10, study]) is ipc10
+    assert results.latest_evidence("fashion-mnist", [ipc10, study], study="slots") is study
+    assert results.latest_evidence("fashion-mnist", [ipc10], study="slots") is None
 
 
 def test_epoch_curve_orders_budgets_by_number() -> None:

@@ -11,7 +11,7 @@ import papermill as pm
 import pytest
 from PIL import Image
 
-from ddlib.sweep import read_results
+from tests._chapters import check_page
 
 pytestmark = pytest.mark.notebook
 CIFAR_ARCHIVE = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpeg.tar.xz"  # ../shared/data
@@ -28,7 +28,7 @@ def check_executed(path: Path, n_classes: int) -> dict[str, object]:
     assert "<table" in html, "the class-balance table is missing"
     text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
     assert "torch:" in text and "device:" in text, "the environment report is missing"
-    g = read_results(path)
+    g = check_page(path)  # the "What we found" box, every cited value set, no NaN on the page
     assert g["n_classes"] == n_classes
     assert g["n_distilled"] == g["ipc"] * n_classes
     return g
@@ -37,6 +37,14 @@ def check_executed(path: Path, n_classes: int) -> dict[str, object]:
 def test_default_dataset_at_test_scale(run_notebook) -> None:
     g = check_executed(run_notebook("00_data", scale="test"), 10)
     assert g["max_per_class"] == 30  # the test preset: Fashion-MNIST, 30 per class
+    assert g["chapter_time"] != "not recorded yet"  # the opening's cost, from the book-build record
+    assert g["balance_words"] == "the same number of images"
+
+
+def test_the_finding_cites_the_recorded_random_baseline(run_notebook) -> None:
+    """At IPC 10 the box reads random selection's five-seed accuracy from chapter 2's record."""
+    g = check_executed(run_notebook("00_data", scale="test", ipc=10), 10)
+    assert g["rec_random_kd"].endswith(" %") and g["rec_random_ce"].endswith(" %"), g["rec_random_kd"]
 
 
 def test_digits_with_explicit_parameters(run_notebook) -> None:

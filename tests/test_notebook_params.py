@@ -89,3 +89,15 @@ def test_a_list_that_cannot_be_read_says_how_to_pass_one(tmp_path: Path) -> None
                             progress_bar=False)
     assert err.value.evalue == ("ipcs='[1, 2' is not a list; pass a list as -p ipcs 1,10 or -p ipcs \"[1, 10]\" "
                                 "(or papermill's -y \"ipcs: [1, 10]\"; from Python, a list)")
+
+
+def test_class_index_takes_an_index_or_a_name() -> None:
+    from ddlib import book
+    from ddlib.utils import ParamError
+
+    classes = ["T-shirt/top", "Trouser", "Shirt"]
+    assert book.class_index("show_class", 2, classes) == 2
+    assert book.class_index("show_class", "Trouser", classes) == 1
+    for bad in (3, -1, "Sock"):
+        with pytest.raises(ParamError, match="show_class"):
+            book.class_index("show_class", bad, classes)

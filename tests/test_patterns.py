@@ -124,3 +124,32 @@ def test_infomap_workers() -> None:
     assert infomap_workers(10) == min(10, torch.get_num_threads())  # any device: the default rows
     with pytest.raises(ParamError, match="workers"):
         infomap_workers(10, 0)
+
+
+def test_patterns_table_and_what_a_partition_found() -> None:
+    """Per class: sizes, the largest's share, the median, how many patterns hold half; words read from them."""
+    import pandas as pd
+
+    from ddlib.bps.patterns import describe_partition, patterns_table
+    from ddlib.bps.select import slots_per_pattern
+
+    labels = torch.tensor([0] * 10 + [1] * 4)
+    pats = torch.tensor([0] * 6 + [1] * 3 + [2] + [0] * 4)
+    info = {0: {"num_singletons": 1, "codelength": 1.234, "one_level_codelength": 2.5},
+            1: {"num_singletons": 0, "codelength": float("nan"), "one_level_codelength": float("nan")}}
+    t = patterns_table(labels, pats, info, ["a", "b"])
+    assert t.loc["a"].tolist() == [3, 1, 60.0, 3.0, 1, "1.23 (2.50)"]
+    assert t.loc["b"].tolist() == [1, 0, 100.0, 4.0, 1, "no links"]
+    slots = slots_per_pattern(labels, pats, [3])
+    f = describe_partition(t, slots, {"recorded_n": 2, "recorded_min": 1, "recorded_max": 3}, ipc=3)
+    assert (f["min_patterns"], f["max_patterns"], f["largest_min"], f["half_max"]) == (1, 3, 60.0, 1)
+    assert f["shape"] == "one large pattern per class with small ones beside it"
+    assert f["typical"].startswith("the recorded modellings of the same recipe (2, other sessions) found 1 to 3")
+    # IPC 3: class a's slots 2, 1 (one margin), class b's 3 (2 centres, 1 margin): 4 centres of 6 picks
+    assert (f["slots_centre_pct"], f["balance"]) == (66.67, "acts in part")
+    many = pd.DataFrame({"patterns": [45, 40], "singletons": [1, 0], "largest (%)": [6.1, 7.3],
+                         "median size": [120.0, 130.0], "half in": [14, 12]})
+    g = describe_partition(many, None, {"recorded_n": 1, "recorded_min": 10, "recorded_max": 12})
+    assert g["shape"] == "many small patterns rather than a few large ones" and "balance" not in g
+    assert g["typical"].endswith("this run's settings or data differ, and so does its count")
+    assert describe_partition(many)["typical"] == "no modelling of this dataset is recorded yet to compare it with"

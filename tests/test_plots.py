@@ -40,6 +40,16 @@ def every_figure() -> dict[str, go.Figure]:
         "bytes_figure": plots.bytes_figure({"p": {"head": 10, "images": 100}}),
         "curves_figure (epochs, log)": plots.curves_figure({"p": [1.0, 0.5]}, title="t", yaxis="MSE",
                                                             xaxis="epoch", first=1, log_y=True),
+        "embedding_scatter (largest coloured)": plots.embedding_scatter(plots.project_2d(emb, "pca"),
+                                                                        [0] * 6 + [1] * 4 + [2, 3], x, largest=2),
+        "centre_margin_grid (sizes)": plots.centre_margin_grid(x, list(range(6)), [0, 0, 1, 1, 0, 1],
+                                                               ["centre", "margin"] * 3, sizes={0: 40, 1: 9}),
+        "grouped_bars (facets)": plots.grouped_bars(
+            [{"m": m, "v": v, "k": k, "f": f} for m in ("a", "b") for k in (1, 10) for f in ("x", "y")
+             for v in (0.5,)], x="m", y="v", group="k", facet="f", hline=0.5),
+        "lines_figure (two facets, errors)": plots.lines_figure(
+            [{"e": e, "a": 50 + e / 10, "m": m, "h": 1.0, "k": k} for e in (50, 100) for m in ("p", "q")
+             for k in (10, 50)], x="e", y="a", group="m", error="h", facet="k", log_x=True),
     }
 
 
@@ -133,3 +143,26 @@ def test_a_whole_table_shows_every_row_and_cell() -> None:
     assert isinstance(t[t.n > 3], plots.WholeTable) and plots.whole_table(t) is t
     named = plots.whole_table(long.set_index("n"))
     assert "<th>72</th>" in named._repr_html_()  # an index that names something is shown
+
+
+def test_embedding_scatter_colours_the_largest_and_greys_the_rest() -> None:
+    """Chapter 1's 45 patterns: the ``largest`` biggest get distinct colours, every other point one grey trace."""
+    x, _ = _images(12)
+    emb = torch.randn(12, 5, generator=torch.Generator().manual_seed(1))
+    groups = [3] * 5 + [1] * 4 + [0, 2, 4]  # sizes: 3 -> 5, 1 -> 4, then three singletons
+    fig = plots.embedding_scatter(plots.project_2d(emb, "pca"), groups, x, largest=2)
+    grey, first, second = fig.data
+    assert grey.name == "3 other patterns (3)" and grey.marker.color == plots.OTHER and len(grey.x) == 3
+    assert (first.name, second.name) == ("pattern 3 (5)", "pattern 1 (4)")  # largest first, not by id
+    assert (first.marker.color, second.marker.color) == plots.LARGEST_COLOURS[:2]
+    assert [t.name for t in plots.embedding_scatter(plots.project_2d(emb, "pca"), groups, x).data] == [
+        "pattern 0 (1)", "pattern 1 (4)", "pattern 2 (1)", "pattern 3 (5)", "pattern 4 (1)"]  # largest=None
+
+
+def test_centre_margin_grid_labels_rows_with_sizes_and_counts() -> None:
+    x, _ = _images(6)
+    fig = plots.centre_margin_grid(x, list(range(5)), [7, 7, 7, 2, 2], ["centre", "centre", "margin", "centre",
+                                                                        "margin"], sizes={7: 300})
+    assert list(fig.layout.yaxis.ticktext) == ["pattern 7 (300 images): 2 centres (2)",
+                                               "pattern 7 (300 images): 1 margin (1)", "pattern 2: 1 centre (1)",
+                                               "pattern 2: 1 margin (1)"]

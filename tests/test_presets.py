@@ -63,6 +63,7 @@ def test_every_name_of_the_table_is_accepted_and_none_means_the_preset() -> None
     ("student_epochs", 3, {"student.epochs"}),
     ("student_width", 64, {"student.width"}),
     ("loss", "ce", {"student.loss"}),
+    ("clu_weight", 0.0, {"encoder.clu_weight"}),
     ("k_ratio", 0.2, {"select.k_ratio"}),
     ("centre_frac", 1.0, {"select.centre_frac"}),
     ("seed", 3, {"data_seed", "seed", "encoder.seed", "teacher.seed"}),
@@ -241,3 +242,9 @@ def test_an_unknown_name_is_named_with_the_closest_accepted_ones() -> None:
     with pytest.raises(ParamError, match=r"'teacher_epoch' is not a parameter of the bps preset; did you mean "
                                          r"'teacher_epochs'"):
         presets.bps("cpu", teacher_epoch=3)
+
+
+def test_all_as_the_one_item_of_a_list_is_every_method() -> None:
+    """``-p hard_label_methods all`` reaches a chapter as ["all"] (a list parameter given as text)."""
+    assert presets.bps("test", hard_label_methods=["all"]).hard_label_methods == presets.bps(
+        "test", hard_label_methods="all").hard_label_methods

@@ -292,3 +292,87 @@ def test_non_finite_candidates_skip_the_filter_as_sklearn():
         assert np.isnan(lo).all() and np.isnan(cut).all()
     h = np.array([0.1] * 10 + [1.0, 1.01, np.nan, 1.03, 1.04] + [3.0, 3.01, 3.02, 3.03, 3.04])
     assert margin_picks(h, 4, backend="numpy").tolist() == margin_picks(h, 4, backend="sklearn").tolist()
+
+
+def test_slots_per_pattern_on_a_hand_computed_case():
+    from ddlib.bps.select import slots_per_pattern, slots_summary
+
+    # class 0: patterns of 6, 3, 1 images; class 1: one pattern of 4
+    labels = np.array([0] * 10 + [1] * 4)
+    patterns = np.array([0] * 6 + [1] * 3 + [2] + [0] * 4)
+    t = slots_per_pattern(labels, patterns, [1, 3, 10]).set_index(["ipc", "class"])
+    # IPC 1: round(.6, .3, .1) = 1, 0, 0: one slot, all centre; class 1: one slot, a centre
+    assert t.loc[(1, 0)].tolist() == [3, 1, 0, 1, 0, 1] and t.loc[(1, 1)].tolist() == [1, 1, 0, 1, 0, 1]
+    # IPC 3: round(1.8, .9, .3) = 2, 1, 0: the largest gets a centre and a margin, the second a centre
+    assert t.loc[(3, 0)].tolist() == [3, 2, 1, 2, 1, 2]
+    assert t.loc[(3, 1)].tolist() == [1, 1, 1, 2, 1, 3]  # int(0.5*3 + 0.5) = 2 centres, 1 margin
+    # IPC 10 >= the class: taken whole, 6 -> 3 + 3, 3 -> 2 + 1, 1 -> 1 + 0; class 1: 4 -> 2 + 2
+    assert t.loc[(10, 0)].tolist() == [3, 3, 2, 6, 4, 6] and t.loc[(10, 1)].tolist() == [1, 1, 1, 2, 2, 4]
+    s = slots_summary(t.reset_index()).set_index("IPC")
+    assert s.loc[1, "patterns"] == "2.0 (1–3)" and s.loc[3, "with both"] == "1"
+    assert s.loc[1, "centres (%)"] == 100.0 and s.loc[10, "centres (%)"] == 57.1
+
+
+def test_slots_per_pattern_counts_the_roles_select_bps_gives():
+    from ddlib.bps.select import slots_per_pattern
+
+    rng = np.random.default_rng(3)
+    labels = np.repeat(np.arange(3), 60)
+    patterns = np.concatenate([rng.integers(0, m, 60) for m in (2, 7, 15)])
+    emb, h = rng.normal(size=(180, 8)), rng.random(180)
+    t = slots_per_pattern(labels, patterns, [1, 5, 20])
+    for k, sel in select_all(emb, labels, patterns, h, [1, 5, 20]).items():
+        roles = np.array(sel["role"])
+        assert t[t.ipc == k].centres.sum() == (roles == "centre").sum()
+        assert t[t.ipc == k].margins.sum() == (roles == "margin").sum()
+        assert t[t.ipc == k].with_slot.sum() == len({(labels[i], p) for i, p in zip(sel["indices"], sel["pattern"])})
+
+
+def test_merge_patterns_merges_the_smallest_into_the_nearest_until_each_gets_its_slots():
+    from ddlib.bps.select import merge_patterns
+
+    a, b, c, d = [1.0, 0.0], [0.0, 1.0], [0.9, 0.1], [0.1, 0.9]
+    emb = np.array([a] * 5 + [b] * 3 + [c] + [d] + [a] * 3, dtype=np.float32)
+    labels = np.array([0] * 10 + [1] * 3)
+    patterns = np.array([0] * 5 + [1] * 3 + [2] + [3] + [0] * 3)
+    # IPC 4: slots of (5, 3, 1, 1) are 3, 1, 0, 0; d (the smallest, last id) joins b (cosine .99): (5, 4, 1) gets
+    # 2, 2, 0; c joins a: (6, 4) gets 2, 2, and every pattern has two slots
+    out = merge_patterns(emb, labels, patterns, ipc=4, min_slots=2).numpy()
+    assert out.tolist() == [0] * 5 + [1] * 3 + [0] + [1] + [0] * 3
+    # at IPC 10 every pattern already has a slot: nothing merges with min_slots=1
+    assert merge_patterns(emb, labels, patterns, ipc=10, min_slots=1).numpy().tolist() == patterns.tolist()
+    # one slot in all: everything merges into one pattern (nothing can give two)
+    assert set(merge_patterns(emb, labels, patterns, ipc=1).numpy().tolist()) == {0}
+    with pytest.raises(ParamError):
+        merge_patterns(emb, labels[:-1], patterns, ipc=4)
+
+
+def test_slots_report_glue_and_balance_words():
+    from ddlib.bps.select import balance_words, slots_report
+
+    labels = np.array([0] * 10 + [1] * 4)
+    patterns = np.array([0] * 6 + [1] * 3 + [2] + [0] * 4)
+    table, g = slots_report(labels, {"reference": patterns, "one pattern": np.zeros(14, int)}, [1, 3])
+    assert table.columns[0] == "partition" and table.partition.tolist() == ["reference"] * 2 + ["one pattern"] * 2
+    assert (g["slots_reference_ipc3_with_slot"], g["slots_reference_ipc3_with_slot_min"]) == (1.5, 1)
+    assert (g["slots_reference_ipc3_centre_pct"], g["slots_reference_ipc3_balance"]) == (66.67, "acts in part")
+    assert g["slots_one_pattern_ipc1_balance"] == "barely acts" and g["slots_one_pattern_ipc3_with_margin"] == 1.0
+    assert [balance_words(v) for v in (100, 75, 74.9, 60, 50)] == ["barely acts", "barely acts", "acts in part",
+                                                                    "acts in part", "acts"]
+
+
+def test_pattern_picks_take_centres_then_margins_from_the_largest_patterns():
+    from ddlib.bps.select import pattern_picks
+
+    rng = np.random.default_rng(0)
+    labels = np.array([0] * 30 + [1] * 5)
+    patterns = np.array([0] * 20 + [1] * 7 + [2] * 3 + [0] * 5)
+    emb, h = rng.normal(size=(35, 4)), rng.random(35)
+    out = pattern_picks(emb, labels, patterns, h, cls=0, n_patterns=2, budget=4)
+    assert out["sizes"] == {0: 20, 1: 7} and out["pattern"] == [0] * 4 + [1] * 4
+    assert out["role"] == ["centre", "centre", "margin", "margin"] * 2
+    assert all(labels[i] == 0 for i in out["indices"])
+    local = select_bps(emb[:20], labels[:20], patterns[:20], h[:20], 4)["indices"]  # one pattern, its own run
+    assert out["indices"][:4] == local
+    with pytest.raises(ParamError):
+        pattern_picks(emb, labels, patterns, h, cls=5)

@@ -349,3 +349,84 @@ def test_modules_import_only_downwards() -> None:
             if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("ddlib.results."):
                 other = node.module.split(".")[-1]
                 assert level[other] < level[mod], f"{mod} imports {other}: sideways or upwards"
+
+
+# ----------------------------------------------------------------------------- chapters 0-2's readers
+def _record(source: str, data: dict) -> results.Record:
+    base = {"what": "w", "provenance": {"command": "c", "commit": "abc", "device": "CPU (2 threads)",
+                                        "date": "2026-12-05 10:00:00 UTC"},
+            "config": {"dataset": {"name": "fashion-mnist"}}, "rows": [], "timings": {"wall_s": 1.0}}
+    return results.Record(source, {**base, **data})
+
+
+def test_headline_and_phrase_read_a_familys_glue() -> None:
+    rows = [_row("bps", "random", 10, "kd", [0.50, 0.52, 0.49], [0.50, 0.51, 0.50]),
+            _row("bps", "random", 50, "kd", [0.60, 0.62, 0.61], [0.50, 0.51, 0.52])]
+    _, g = results.verdict_table(rows, key="v")
+    assert results.headline(g, "v", "bps", "random", "kd", [10, 50]) == (
+        "no detectable difference at IPC 10; BPS ahead of random at IPC 50")
+    assert results.headline(g, "v", "bps", "random", "kd", [10]) == "BPS and random cannot be told apart at IPC 10"
+    assert results.headline(g, "v", "bps", "random", "kd", [100]) == "BPS against random: not run"
+    assert results.phrase(g, "v", "bps", "random", "kd", 50).startswith("BPS ahead (+10.0 points, 95 % interval ")
+    assert results.phrase(g, "v", "bps", "random", "kd", 100) == "not recorded yet"
+    kd = [_row("bps / kd", "bps / ce", 10, "kd - ce", [0.6, 0.62, 0.61], [0.5, 0.5, 0.52])]
+    _, g = results.verdict_table(kd, key="k")
+    assert results.headline(g, "k", "bps / kd", "bps / ce", "kd - ce", [10]) == "KD ahead of hard labels at IPC 10"
+
+
+def test_chapter_time_reads_the_newest_record_that_timed_the_chapter() -> None:
+    build = _record("results/book.json", {"rows": [{"chapter_seconds": {"01_x": 258.2, "02_y": 30.0}}]})
+    alone = _record("results/ch.json", {"rows": [{"chapter": "02_y", "wall_s": 4000.0, "status": "ok",
+                                                  "provenance": {"date": "2026-11-01 10:00:00 UTC"}}]})
+    g = results.chapter_time("01_x", [build, alone])
+    assert (g["chapter_seconds"], g["chapter_time"]) == (258.2, "about 4 minutes")
+    assert g["chapter_time_where"] == "on two CPU threads in the book build of 2026-12-05, from an empty cache"
+    assert results.chapter_time("02_y", [build, alone])["chapter_seconds"] == 30.0  # the newer record
+    assert results.chapter_time("02_y", [alone], key="c")["c_time"] == "about 67 minutes"  # under 90: minutes
+    assert results.chapter_time("03_z", [build])["chapter_time"] == "not recorded yet"
+
+
+def test_hlr_balance_and_recorded_patterns_by_hand() -> None:
+    ev = _record("results/e.json", {
+        "hlr": [{"method": "bps", "ipc": 10, "rule": "final", "n_seeds": 5, "hlr_mean": 0.255, "ci95": [0.237, 0.273]},
+                {"method": "random", "ipc": 10, "rule": "final", "n_seeds": 5, "hlr_mean": 0.2, "ci95": [0.1, 0.3]}],
+        "rows": [{"method": "bps", "ipc": 10, "protocol": "ce", "rule": "final", "mean": 0.652}],
+        "teacher": {"test_acc": 0.904, "train_size": 60000},
+        "modelling": {"num_patterns": {"0": 45, "1": 48}}})
+    table, g = results.selection_hlr(ev)
+    _narrow(table)
+    assert table.iloc[0].tolist() == ["BPS", 10, "65.2", "25.5", "[23.7, 27.3]"]
+    assert table.iloc[1]["hard-label students (%)"] == "not recorded"
+    assert (g["hlr_best_method"], g["hlr_bps"], g["hlr_teacher"]) == ("random", "25.5 points at IPC 10",
+                                                                      "90.4 % on 60,000 images")
+    assert results.selection_hlr(None)[1]["hlr_n"] == 0
+    rows = [{"method": m, "ipc": k, "centre_share": s, "own_centre_share": o} for m, k, s, o in
+            [("bps", 10, 0.89, 0.8), ("random", 10, 0.5, None), ("herding", 10, 0.41, None), ("bps", 50, 0.8, 0.75),
+             ("random", 50, 0.52, None), ("herding", 50, 0.53, None)]]
+    table, g = results.selection_balance(rows, ipc=10, methods=["bps", "herding", "forgetting"])
+    assert table["selection"].tolist() == ["BPS", "BPS, by its own roles", "herding", "random"]
+    assert (g["balance_bps"], g["balance_bps_words"], g["balance_own"]) == ("89 %", "more centres than random",
+                                                                            "80 %")
+    assert (g["balance_herding_words"], g["balance_forgetting"]) == ("fewer centres than random", "not run")
+    assert results.selection_balance(rows, ipc=50)[1]["balance_herding_words"] == "about as many centres as random"
+    assert results.recorded_patterns("fashion-mnist", [ev]) == {
+        "recorded_n": 1, "recorded_min": 45, "recorded_max": 48, "recorded_sources": "results/e.json"}
+    assert results.recorded_patterns("cifar10", [ev])["recorded_n"] == 0
+
+
+def test_cross_arch_verdicts_say_not_recorded_until_a_record_exists() -> None:
+    table, g = results.cross_arch_verdicts("fashion-mnist", [])
+    assert len(table) == 0 and g["cross_arch_sentence"].startswith("Whether this holds for other student "
+                                                                   "architectures has not been recorded yet")
+    paired = [{**_row("bps", "random", 10, "kd", a, b), "arch": arch} for arch, a, b in
+              [("convnet-w32", [0.5, 0.52, 0.51], [0.5, 0.51, 0.52]), ("resnet18-w16", [0.6, 0.61, 0.62],
+                                                                        [0.5, 0.5, 0.51])]]
+    rec = _record("results/cross_arch_fashion-mnist_cpu.json", {"paired": paired})
+    other = _record("results/bps_evidence_x.json", {"paired": paired})  # not a cross-architecture record
+    table, g = results.cross_arch_verdicts("fashion-mnist", [rec, other], methods=["bps"], columns=None)
+    _narrow(table)
+    assert table["student"].tolist() == ["convnet-w32", "resnet18-w16"]
+    assert g["cross_arch_sentence"] == (
+        "Across 2 student architectures (convnet-w32, resnet18-w16), BPS − random under KD shows BPS ahead in 1, "
+        "random in 0, neither in 1 of the 2 comparisons by architecture and IPC (final epoch, 95 % intervals over "
+        "paired seeds).")

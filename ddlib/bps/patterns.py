@@ -316,3 +316,78 @@ def pattern_entropy(ids: torch.Tensor) -> float:
     _, counts = torch.unique(torch.as_tensor(ids), return_counts=True)
     p = counts.double() / counts.sum()
     return float(-(p * torch.log2(p)).sum())
+
+
+def patterns_table(labels: torch.Tensor, patterns: torch.Tensor, info: dict, classes: list[str]):  # noqa: ANN201
+    """One row per class of a partition (:func:`ddlib.bps.encoder.model_patterns`'s ``patterns`` and ``info``):
+    its patterns, singletons, the largest pattern's share of the class (``largest (%)``), the median pattern
+    size, how many of the largest patterns hold half the class (``half in``), and the map equation's bits per
+    step of the walk for the partition, against one module in brackets ("3.12 (10.41)"; "no links" when no
+    image kept a neighbour). A ``pandas.DataFrame`` indexed by class name; chapter 1 shows it."""
+    import math
+
+    import pandas as pd
+
+    y, pat = torch.as_tensor(labels).cpu(), torch.as_tensor(patterns).cpu()
+    rows = []
+    for c, name in enumerate(classes):
+        sizes = torch.bincount(pat[y == c]).sort(descending=True).values
+        sizes = sizes[sizes > 0]
+        half = int((sizes.cumsum(0) < sizes.sum() / 2).sum()) + 1
+        i = info.get(c) or info.get(str(c)) or {}
+        code, one = float(i.get("codelength", math.nan)), float(i.get("one_level_codelength", math.nan))
+        rows.append({"class": name, "patterns": int(len(sizes)),
+                     "singletons": int(i.get("num_singletons", int((sizes == 1).sum()))),
+                     "largest (%)": round(100 * float(sizes[0]) / float(sizes.sum()), 1),
+                     "median size": float(sizes.double().quantile(0.5)),
+                     "half in": half,
+                     "bits/step (1 module)": f"{code:.2f} ({one:.2f})" if math.isfinite(code) else "no links"})
+    return pd.DataFrame(rows).set_index("class")
+
+
+def describe_partition(table, slots=None, recorded: dict | None = None, ipc: int = 10) -> dict:  # noqa: ANN001
+    """What a partition found, in numbers and in words a chapter can cite (chapter 1's "What we found").
+
+    ``table``: :func:`patterns_table`'s; ``slots``: :func:`ddlib.bps.select.slots_per_pattern`'s rows at
+    ``ipc`` (None: no Stage-2 reading); ``recorded``: :func:`ddlib.results.recorded_patterns`'s glue (the
+    patterns per class of recorded modellings of the same dataset). Every word is read from the numbers:
+
+    - ``shape``: "many small patterns rather than a few large ones" when no pattern holds a quarter of its
+      class, "one large pattern per class with small ones beside it" when every class's largest holds half or
+      more, else "a few patterns of unequal sizes";
+    - ``typical``: whether this run's counts lie within the recorded ones (within 20 % of their range);
+    - ``balance``: how much of BPS's centre/margin split acts at ``ipc``
+      (:func:`ddlib.bps.select.balance_words`).
+
+    Returns glue: ``min_patterns``, ``max_patterns``, ``total_patterns``, ``n_singletons``, ``largest_min``,
+    ``largest_max``, ``median_min``, ``median_max``, ``half_min``, ``half_max``, ``shape``, ``typical``, and
+    with ``slots`` ``slots_min``, ``slots_max``, ``slots_margin_max``, ``slots_centre_pct``, ``balance``."""
+    from ddlib.bps.select import balance_words
+
+    pats, largest = table["patterns"], table["largest (%)"]
+    out: dict = {"min_patterns": int(pats.min()), "max_patterns": int(pats.max()), "total_patterns": int(pats.sum()),
+                 "n_singletons": int(table["singletons"].sum()), "largest_min": float(largest.min()),
+                 "largest_max": float(largest.max()), "median_min": float(table["median size"].min()),
+                 "median_max": float(table["median size"].max()), "half_min": int(table["half in"].min()),
+                 "half_max": int(table["half in"].max())}
+    out["shape"] = ("many small patterns rather than a few large ones" if out["largest_max"] < 25 else
+                    "one large pattern per class with small ones beside it" if out["largest_min"] >= 50 else
+                    "a few patterns of unequal sizes")
+    lo, hi, n = (recorded or {}).get("recorded_min", 0), (recorded or {}).get("recorded_max", 0), \
+        (recorded or {}).get("recorded_n", 0)
+    slack = 0.2 * max(hi - lo, 1)
+    if not n:
+        out["typical"] = "no modelling of this dataset is recorded yet to compare it with"
+    elif lo - slack <= out["min_patterns"] and out["max_patterns"] <= hi + slack:
+        out["typical"] = (f"the recorded modellings of the same recipe ({n}, other sessions) found {lo} to {hi} per "
+                          "class: the count is the recipe's, not this run's luck")
+    else:
+        out["typical"] = (f"the recorded modellings of the book's default settings ({n}) found {lo} to {hi} per "
+                          "class; this run's settings or data differ, and so does its count")
+    if slots is not None and len(slots):
+        picks = float(slots.centres.sum() + slots.margins.sum())
+        pct = 100 * float(slots.centres.sum()) / max(picks, 1.0)
+        out.update({"slots_min": int(slots.with_slot.min()), "slots_max": int(slots.with_slot.max()),
+                    "slots_margin_max": int(slots.with_margin.max()), "slots_centre_pct": round(pct, 2),
+                    "balance": balance_words(pct)})
+    return out

@@ -14,14 +14,16 @@ method (e.g. the flows of :func:`flow_pca_figure`) is passed in.
 """
 from __future__ import annotations
 
-from ddlib.plots.bars import MODE_LABELS, accuracy_figure, bytes_figure, pattern_counts
-from ddlib.plots.curves import curves_figure
-from ddlib.plots.embeddings import HOVER_THUMBNAIL_JS, embedding_scatter, flow_pca_figure, pca_basis, project_2d
+from ddlib.plots.bars import MODE_LABELS, accuracy_figure, bytes_figure, grouped_bars, pattern_counts
+from ddlib.plots.curves import curves_figure, lines_figure
+from ddlib.plots.embeddings import (HOVER_THUMBNAIL_JS, LARGEST_COLOURS, OTHER, embedding_scatter, flow_pca_figure,
+                                    pca_basis, project_2d)
 from ddlib.plots.images import centre_margin_grid, class_samples, image_grid, pattern_grid, png_data_uri, to_uint8
 from ddlib.plots.style import PALETTE, BookRenderer
 from ddlib.plots.tables import WholeTable, class_balance, cost_table, whole_table
 
-__all__ = ["MODE_LABELS", "PALETTE", "HOVER_THUMBNAIL_JS", "BookRenderer", "accuracy_figure", "bytes_figure",
-           "centre_margin_grid", "class_balance", "class_samples", "cost_table", "curves_figure",
-           "embedding_scatter", "flow_pca_figure", "image_grid", "pattern_counts", "pattern_grid", "pca_basis",
-           "png_data_uri", "project_2d", "to_uint8", "WholeTable", "whole_table"]
+__all__ = ["MODE_LABELS", "PALETTE", "HOVER_THUMBNAIL_JS", "LARGEST_COLOURS", "OTHER", "BookRenderer",
+           "accuracy_figure", "bytes_figure", "centre_margin_grid", "class_balance", "class_samples", "cost_table",
+           "curves_figure", "embedding_scatter", "flow_pca_figure", "grouped_bars", "image_grid", "lines_figure",
+           "pattern_counts", "pattern_grid", "pca_basis", "png_data_uri", "project_2d", "to_uint8", "WholeTable",
+           "whole_table"]

@@ -1,10 +1,13 @@
-"""Bar charts: patterns found per class (stacked), accuracy per evaluation backbone and mode, bytes stored."""
+"""Bar charts: patterns found per class (stacked), grouped bars of a table (a value per category and group, in
+facets), accuracy per evaluation backbone and mode, bytes stored."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import plotly.graph_objects as go
+
+from ddlib.plots.style import PALETTE
 
 #: Legend names of classifier inheritance's evaluation modes (``ddlib.sfm.inherit.MODES``).
 MODE_LABELS = {"probe": "new head (probe)", "ci": "classifier inheritance", "kd": "KD from inherited head"}
@@ -57,4 +60,36 @@ def bytes_figure(sizes: Mapping[str, Mapping[str, int | None]],
         fig.add_bar(name=part, x=list(sizes), y=[sizes[b].get(part) for b in sizes],
                     hovertemplate="%{x}: %{y:,} bytes<extra>" + part + "</extra>")
     fig.update_layout(barmode="group", title=title, yaxis_type="log", yaxis_title="bytes", height=420)
+    return fig
+
+
+def grouped_bars(rows: Sequence[Mapping[str, Any]], x: str, y: str, group: str, *, title: str | None = None,
+                 yaxis: str = "", facet: str | None = None, facet_titles: Mapping[Any, str] | None = None,
+                 y_range: tuple[float, float] | None = None, hline: float | None = None, group_title: str = "",
+                 height: int = 400) -> go.Figure:
+    """Grouped bars of a long table: one bar per ``group`` value at each ``x`` category, height ``y``.
+
+    ``rows``: mappings (or a DataFrame's records) with the ``x``, ``y`` and ``group`` fields (and ``facet``);
+    categories and groups keep their first-seen order. ``facet``: one panel per value, stacked (each its own
+    y axis; ``facet_titles`` names them), so the figure stays as wide as the column. ``hline``: a dotted line
+    at that height. Chapter 2's centre shares (x = method, group = IPC) and coverage (facet = metric)."""
+    from plotly.subplots import make_subplots
+
+    rows = [dict(r) for r in (rows.to_dict("records") if hasattr(rows, "to_dict") else rows)]
+    facets = list(dict.fromkeys(r[facet] for r in rows)) if facet else [None]
+    titles = [str((facet_titles or {}).get(f, f)) for f in facets] if facet else None
+    fig = make_subplots(rows=len(facets), cols=1, subplot_titles=titles, vertical_spacing=0.12 if facet else 0.0)
+    groups = list(dict.fromkeys(r[group] for r in rows))
+    for i, f in enumerate(facets):
+        for j, g in enumerate(groups):
+            sel = [r for r in rows if r[group] == g and (facet is None or r[facet] == f)]
+            fig.add_trace(go.Bar(x=[r[x] for r in sel], y=[r[y] for r in sel], name=str(g), legendgroup=str(g),
+                                 showlegend=i == 0, marker_color=PALETTE[j % len(PALETTE)],
+                                 hovertemplate="%{x}: %{y:.3g}<extra>" + f"{group_title} {g}".strip() + "</extra>"),
+                          row=i + 1, col=1)
+        fig.update_yaxes(title_text=yaxis, range=list(y_range) if y_range else None, row=i + 1, col=1)
+        if hline is not None:
+            fig.add_hline(y=hline, line_dash="dot", line_color="#555", row=i + 1, col=1)
+    fig.update_layout(barmode="group", title=title, height=height * len(facets) if facet else height,
+                      legend_title_text=group_title, margin=dict(l=60, r=10, t=60 if title else 30, b=40))
     return fig

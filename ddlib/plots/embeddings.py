@@ -50,24 +50,46 @@ def project_2d(emb: torch.Tensor, method: str = "umap", seed: int = 0, n_neighbo
     return u[:, :2] * s[:2]
 
 
+#: colours of the largest groups of :func:`embedding_scatter` (ten that stay apart; the rest are :data:`OTHER`)
+LARGEST_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2",
+                   "#bcbd22", "#393b79")
+#: the grey of the groups :func:`embedding_scatter` does not colour
+OTHER = "#c7c7c7"
+
+
 def embedding_scatter(xy: np.ndarray, groups: Sequence[int], images: torch.Tensor, title: str | None = None,
-                      index: Sequence[int] | None = None, thumb_px: int = 112) -> go.Figure:
+                      index: Sequence[int] | None = None, thumb_px: int = 112, largest: int | None = None) -> go.Figure:
     """A scatter of 2-D points coloured by group (pattern), each carrying its image thumbnail.
 
-    The thumbnails ride in ``customdata``; show the figure with ``post_script=HOVER_THUMBNAIL_JS`` to
-    see the hovered image in the right margin, above the legend (the first image is shown until then).
+    ``largest``: colour only the ``largest`` biggest groups (ten colours that stay apart, :data:`LARGEST_COLOURS`)
+    and draw every other point in one grey trace beneath them (:data:`OTHER`, "other patterns"): with dozens of
+    patterns, one colour each would repeat colours. None: one trace per group. The thumbnails ride in
+    ``customdata``; show the figure with ``post_script=HOVER_THUMBNAIL_JS`` to see the hovered image in the
+    right margin, above the legend (the first image is shown until then).
     """
     x = to_uint8(images)
     groups = np.asarray(groups)
     index = np.arange(len(x)) if index is None else np.asarray(index)
     scale = max(1, round(thumb_px / max(x.shape[1:3])))
     uris = np.array([png_data_uri(img, scale) for img in x])
+    ids, counts = np.unique(groups, return_counts=True)
+    by_size = [int(g) for g in ids[np.lexsort((ids, -counts))]]  # largest first, ties by id
+    shown = by_size if largest is None else by_size[:largest]
     fig = go.Figure()
-    for g in sorted(set(groups.tolist())):
+    rest = ~np.isin(groups, shown)
+    if rest.any():
+        fig.add_trace(go.Scattergl(
+            x=xy[rest, 0], y=xy[rest, 1], mode="markers",
+            name=f"{len(by_size) - len(shown)} other patterns ({int(rest.sum())})",
+            marker=dict(size=5, color=OTHER), customdata=np.stack([uris[rest], index[rest].astype(str),
+                                                                  groups[rest].astype(str)], axis=1),
+            hovertemplate="pattern %{customdata[2]}<br>image #%{customdata[1]}<extra></extra>"))
+    for i, g in enumerate(shown if largest is not None else sorted(shown)):
         m = groups == g
+        colour = dict(color=LARGEST_COLOURS[i % len(LARGEST_COLOURS)]) if largest is not None else {}
         fig.add_trace(go.Scattergl(
             x=xy[m, 0], y=xy[m, 1], mode="markers", name=f"pattern {g} ({int(m.sum())})",
-            marker=dict(size=7, line=dict(width=0.5, color="white")),
+            marker=dict(size=7, line=dict(width=0.5, color="white"), **colour),
             customdata=np.stack([uris[m], index[m].astype(str)], axis=1),
             hovertemplate=f"pattern {g}<br>image #%{{customdata[1]}}<extra></extra>"))
     fig.update_layout(

@@ -103,9 +103,11 @@ def pattern_grid(images: torch.Tensor, emb: torch.Tensor, groups: torch.Tensor, 
 
 def centre_margin_grid(images: torch.Tensor, picks: Sequence[int], pattern: Sequence[int], role: Sequence[str],
                        max_patterns: int = 6, per_row: int = 10, title: str | None = None,
-                       thumb_px: int = 56) -> go.Figure:
+                       thumb_px: int = 56, sizes: dict[int, int] | None = None) -> go.Figure:
     """Two rows per pattern of one class's selection (patterns in the order of first appearance, at
-    most ``max_patterns``): its centre picks, then its margin picks. ``picks`` index ``images``."""
+    most ``max_patterns``): its centre picks, then its margin picks. ``picks`` index ``images``; ``sizes``
+    (pattern -> images) puts each pattern's size in its row labels. Chapter 2 draws what BPS takes from
+    each of a class's largest patterns (:func:`ddlib.bps.select.pattern_picks`)."""
     order: list[int] = []
     for p in pattern:
         if p not in order:
@@ -115,7 +117,8 @@ def centre_margin_grid(images: torch.Tensor, picks: Sequence[int], pattern: Sequ
     for p in order:
         for r in ("centre", "margin"):
             members = [i for i, pp, rr in zip(picks, pattern, role) if int(pp) == p and rr == r]
-            names.append(f"pattern {p}: {r}s")
+            size = f" ({sizes[p]:,} images)" if sizes and p in sizes else ""
+            names.append(f"pattern {p}{size}: {len(members)} {r}{'s' if len(members) != 1 else ''}")
             sel += members[:per_row]
             rows += [len(names) - 1] * len(members[:per_row])
     idx = torch.as_tensor(sel, dtype=torch.long)

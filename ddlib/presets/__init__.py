@@ -61,8 +61,8 @@ def data(scale: str | None = "cpu", **overrides: Any) -> DataPreset:
 #: the names :func:`stage1` takes (the rest of :func:`bps`'s are about teacher, selection and students)
 STAGE1_NAMES = ("dataset", "per_class", "encoder_per_class", "modelling_test_per_class", "seed", "data_seed", "backbone", "width",
                 "depth", "encoder_backbone", "encoder_width", "encoder_depth", "encoder_epochs", "encoder_batch",
-                "queue_size", "warmup_epochs", "clu_warmup_epochs", "k", "min_sim", "knn_k", "knn_min_sim",
-                "show_class", "projection")
+                "queue_size", "warmup_epochs", "clu_warmup_epochs", "clu_weight", "k", "min_sim", "knn_k",
+                "knn_min_sim", "show_class", "projection")
 
 
 def stage1(scale: str | None = "cpu", **overrides: Any) -> Stage1Preset:

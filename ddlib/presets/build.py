@@ -181,11 +181,13 @@ def _synth_preset(workflow: str, scale: str | None, overrides: Mapping[str, Any]
 
 
 def _methods(methods: Any) -> tuple[str, ...] | None:
-    """Method names checked against the selector registry; :data:`ALL_METHODS` is every registered one."""
+    """Method names checked against the selector registry; :data:`ALL_METHODS` is every registered one, also as
+    the one item of a list (``-p hard_label_methods all`` reaches a chapter as ``["all"]``)."""
     from ddlib.selectors import names
 
     if methods is None:
         return None
-    return tuple(names()) if methods == ALL_METHODS else tuple(check_methods(methods))
+    every = methods == ALL_METHODS or (isinstance(methods, (list, tuple)) and list(methods) == [ALL_METHODS])
+    return tuple(names()) if every else tuple(check_methods(methods))
 
 

@@ -74,6 +74,7 @@ NAMED: dict[str, dict[str, tuple[str, ...]]] = {
         "freeze_backbone": ("encoder.freeze_backbone",),
         "neck_dim": ("encoder.neck_dim",),
         "frozen_views": ("encoder.frozen_views",),
+        "clu_weight": ("encoder.clu_weight",),
         "clu_assign": ("encoder.clu_assign",),
         "clu_refresh": ("encoder.clu_refresh",),
         "queue_size": ("encoder.queue_size",),

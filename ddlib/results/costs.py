@@ -14,7 +14,7 @@ import pandas as pd
 
 from ddlib.results.records import Record, _is_number, _prov, load
 
-__all__ = ["COST_COLUMNS", "cost_appendix", "cost_table"]
+__all__ = ["COST_COLUMNS", "chapter_time", "cost_appendix", "cost_table"]
 
 COST_COLUMNS = ["source", "case", "metric", "value", "unit", "device", "date", "commit", "command"]
 # parts of a record that describe settings or identity, not measurements
@@ -111,3 +111,48 @@ def cost_appendix(records: Iterable[Record] | None = None, *,
                                     f"{key}_n_rows_throughput": int((t.unit == "1/s").sum()),
                                     f"{key}_n_records": int(t.source.nunique())}
     return whole_table(table), glue
+
+
+def _minutes(seconds: float) -> str:
+    """A duration as a reader says it: "under a minute", "about 4 minutes", "about 1.5 hours"."""
+    if seconds < 60:
+        return "under a minute"
+    if seconds < 90 * 60:
+        m = round(seconds / 60)
+        return f"about {m} minute{'s' if m != 1 else ''}"
+    return f"about {seconds / 3600:.1f} hours"
+
+
+def chapter_time(chapter: str, records: Iterable[Record] | None = None, *,
+                 key: str = "chapter") -> dict[str, str | float]:
+    """What a chapter cost at the book's default scale, from the newest record that timed it: a whole book
+    build (``benchmarks/book_build_time.py``: ``chapter_seconds``), else ``benchmarks/chapter_times.py``'s
+    rows (``chapter``, ``wall_s``). ``chapter`` is the notebook's name, e.g. ``"02_balanced_selection"``.
+
+    Returns glue: ``<key>_seconds`` (0.0 when none recorded), ``<key>_time`` ("about 8 minutes", or "not
+    recorded yet"), ``<key>_time_where`` ("on 2 CPU threads in the book build of 2026-12-01"; the
+    record's device and date) and ``<key>_time_source`` (the record's file). A rerun with a filled cache takes
+    less. Every chapter's opening cites it."""
+    records = load() if records is None else list(records)
+    found: list[tuple[str, float, str, Record]] = []
+    for rec in records:
+        for row in rec.rows if isinstance(rec.rows, list) else []:
+            if not isinstance(row, dict):
+                continue
+            secs = (row.get("chapter_seconds") or {}).get(chapter) if isinstance(row.get("chapter_seconds"),
+                                                                                 dict) else None
+            if _is_number(secs):
+                found.append((str(rec.provenance.get("date")), float(secs), "the book build of {date}, from an "
+                              "empty cache", rec))
+            elif row.get("chapter") == chapter and _is_number(row.get("wall_s")) and row.get("status", "ok") == "ok":
+                date = str((row.get("provenance") or {}).get("date") or rec.provenance.get("date"))
+                found.append((date, float(row["wall_s"]), "a run of the chapter of {date}", rec))
+    if not found:
+        return {f"{key}_seconds": 0.0, f"{key}_time": "not recorded yet", f"{key}_time_where": "",
+                f"{key}_time_source": "none yet"}
+    date, secs, what, rec = max(found, key=lambda f: f[0])
+    device = str(rec.provenance.get("device", "")).replace("CPU (2 threads)", "two CPU threads").replace(
+        "CPU (1 threads)", "one CPU thread")
+    return {f"{key}_seconds": round(secs, 1), f"{key}_time": _minutes(secs),
+            f"{key}_time_where": f"on {device} in {what.format(date=date[:10])}",
+            f"{key}_time_source": rec.source}

@@ -17,7 +17,7 @@ import pandas as pd
 from ddlib.results.records import (RULES, VERSUS_COLUMNS, Record, _is_number, _spread, dataset_label, load)
 
 __all__ = ["PAIRED_COLUMNS", "bps_split_ablation", "epoch_curve", "evidence_summary", "hlr_table", "latest_evidence",
-           "paired_table", "teacher_text", "verdict_of", "versus_table"]
+           "paired_table", "recorded_patterns", "teacher_text", "verdict_of", "versus_table"]
 
 PAIRED_COLUMNS = ["method", "baseline", "ipc", "protocol", "rule", "n_seeds", "diff_mean", "ci95", "excludes_zero",
                   "verdict", "dataset", "device", "date", "commit", "source"]
@@ -86,9 +86,13 @@ def _modelling_of(rec: Record) -> Any:
                        (rec.data.get("modelling") or {}).get("modelling_key")], sort_keys=True)
 
 
-def latest_evidence(dataset: str, records: Iterable[Record] | None = None) -> Record | None:
+def latest_evidence(dataset: str, records: Iterable[Record] | None = None, study: str | None = None) -> Record | None:
     """The newest record (by date) of a paired BPS evidence run (``bps_evidence.py``: it has ``paired``
     and ``grid``) on ``dataset`` (a name or its short label), or None when none is recorded.
+
+    ``study``: None reads the main evidence (records without a ``study`` in their config); a name reads the
+    side study of that name (``bps_evidence.py --study NAME``, e.g. ``"slots"``: BPS where its patterns get
+    a centre and a margin), so that a study's few methods never stand in for the main grid's IPCs.
 
     A long run may be split by IPC over several invocations (sessions): the IPCs the newest record lacks
     are taken from older records of the same modelling, teacher, students and seeds (newest first), and
@@ -100,7 +104,8 @@ def latest_evidence(dataset: str, records: Iterable[Record] | None = None) -> Re
     records = load() if records is None else list(records)
     label = dataset_label(dataset)
     found = sorted((r for r in records if isinstance(r.data.get("paired"), list)
-                    and isinstance(r.data.get("grid"), list) and dataset_label(r.config.get("dataset")) == label),
+                    and isinstance(r.data.get("grid"), list) and dataset_label(r.config.get("dataset")) == label
+                    and r.config.get("study") == study),
                    key=lambda r: str(r.provenance.get("date")), reverse=True)
     if not found:
         return None
@@ -128,14 +133,18 @@ def latest_evidence(dataset: str, records: Iterable[Record] | None = None) -> Re
     return Record(" + ".join(p["source"] for p in parts), {**data, "merged_from": parts})
 
 
-def teacher_text(record: Record | None, missing: str = "not recorded yet") -> str:
+def teacher_text(record: Record | None, missing: str = "not recorded yet", ipc: int | None = None) -> str:
     """The teacher of an evidence record in words: "90.7 % on 60,000 images", or per IPC when the record
-    joins invocations that each trained it (:func:`latest_evidence`)."""
+    joins invocations that each trained it (:func:`latest_evidence`); ``ipc``: the teacher of the part that
+    holds that IPC alone."""
     t = (record.data.get("teacher") or {}) if record is not None else {}
     if not _is_number(t.get("test_acc")):
         return missing
     size = f" on {int(t['train_size']):,} images" if _is_number(t.get("train_size")) else ""
     parts = [m for m in (record.data.get("merged_from") or []) if _is_number(m.get("teacher_acc"))]
+    if ipc is not None:
+        mine = [m for m in parts if ipc in (m.get("ipcs") or [])]
+        return f"{100 * (mine[0]['teacher_acc'] if mine else t['test_acc']):.1f} %{size}"
     if len(parts) < 2:
         return f"{100 * t['test_acc']:.1f} %{size}"
     each = "; ".join(f"{100 * m['teacher_acc']:.1f} % for IPC {', '.join(map(str, m['ipcs']))}" for m in parts)
@@ -239,3 +248,29 @@ def hlr_table(records: Iterable[Record] | None = None) -> pd.DataFrame:
             ds = dataset_label(rec.config.get("dataset"))
             out += [{"dataset": ds, **h, "source": rec.source} for h in hlr if isinstance(h, dict)]
     return pd.DataFrame(out, columns=["dataset", "method", "ipc", "rule", "n_seeds", "hlr_mean", "ci95", "source"])
+
+
+def recorded_patterns(dataset: str, records: Iterable[Record] | None = None, *,
+                      key: str = "recorded") -> dict[str, str | float]:
+    """The patterns per class of every recorded modelling of ``dataset`` (the evidence records keep
+    ``modelling.num_patterns``), so a chapter can say whether its own partition is typical.
+
+    Glue: ``<key>_n`` (distinct modellings, told apart by their counts: one recipe trained again in another
+    session may split a class differently), ``<key>_min`` / ``<key>_max`` (patterns per class over all of
+    them; 0 when none), ``<key>_sources`` (their files)."""
+    records = load() if records is None else list(records)
+    label = dataset_label(dataset)
+    seen: dict[str, list[int]] = {}
+    sources = []
+    for rec in records:
+        counts = (rec.data.get("modelling") or {}).get("num_patterns") if isinstance(rec.data.get("modelling"),
+                                                                                   dict) else None
+        if not isinstance(counts, dict) or dataset_label(rec.config.get("dataset")) != label:
+            continue
+        values = [int(v) for v in counts.values() if _is_number(v)]
+        if values:
+            seen.setdefault(json.dumps(sorted(counts.items())), values)
+            sources.append(rec.source)
+    every = [v for vs in seen.values() for v in vs]
+    return {f"{key}_n": len(seen), f"{key}_min": min(every, default=0), f"{key}_max": max(every, default=0),
+            f"{key}_sources": ", ".join(sources) or "none yet"}

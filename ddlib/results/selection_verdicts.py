@@ -20,8 +20,8 @@ from ddlib.results.records import RULES, Record, _is_number, dataset_label
 from ddlib.results.verdicts import MINUS, display_name, points, slug, verdict_table
 from ddlib.utils import ParamError
 
-__all__ = ["SELECTION_FAMILIES", "cross_arch_verdicts", "latest_cross_arch", "selection_accuracy", "selection_costs",
-           "selection_gains", "selection_verdicts"]
+__all__ = ["COARSER", "CROSS_ARCH_PREFIX", "SELECTION_FAMILIES", "cross_arch_verdicts", "latest_cross_arch", "selection_accuracy",
+           "selection_balance", "selection_costs", "selection_gains", "selection_hlr", "selection_verdicts"]
 
 
 @dataclass(frozen=True)
@@ -81,6 +81,18 @@ def _curve(g: _Grid, m: str) -> list[tuple]:
     return [(m, "random", k, p) for k, p in budgets]
 
 
+#: the method label of BPS on the coarser partition (``bps_evidence.py --merged-patterns``)
+COARSER = "bps (coarser patterns)"
+
+
+def _slots(g: _Grid, m: str) -> list[tuple]:
+    """The study's comparisons; without a record, the ones it is meant to hold (IPC 10, 50, 100; the coarser
+    partition at 10 and 50), each "not run"."""
+    coarse = sorted({k for x, k, p in g.ran if x == COARSER and p == "kd"}) if g.ran else [10, 50]
+    ipcs = [k for k in g.ipcs if g.has(m, "kd", k) and g.has("random", "kd", k)] if g.ran else [10, 50, 100]
+    return [(m, "random", k, "kd") for k in ipcs] + [(COARSER, b, k, "kd") for b in ("random", m) for k in coarse]
+
+
 #: the comparison families of the selection evidence, by name (a chapter passes the name)
 SELECTION_FAMILIES: dict[str, _Family] = {
     "versus_random": _Family(
@@ -99,6 +111,10 @@ SELECTION_FAMILIES: dict[str, _Family] = {
     "weak_teacher": _Family(
         "{m} against random under a weak teacher", lambda t, m: (t.method == m) & (t.protocol == "kd-weak-teacher"),
         lambda g, m: [(m, "random", k, "kd-weak-teacher") for k in g.ipcs]),
+    "slots": _Family(
+        "{m} where its patterns get a centre and a margin",
+        lambda t, m: (t.protocol == "kd") & (((t.method == m) & (t.baseline == "random"))
+                                             | ((t.method == COARSER) & t.baseline.isin(["random", m]))), _slots),
     "epoch_curve": _Family(
         "{m} against random per student budget",
         lambda t, m: (t.method == m) & (t.baseline == "random") & t.protocol.str.startswith("kd@"), _curve),
@@ -132,7 +148,10 @@ def selection_verdicts(source: Record | Sequence[Mapping[str, Any]] | None, fami
     other selector), ``kd_versus_hard_labels`` (each method's KD students against their hard-label twins),
     ``centre_share`` (``method``'s centres only and margins only against ``method`` and random),
     ``weak_teacher`` (``method`` against random under a teacher that learned from a subsample),
-    ``epoch_curve`` (``method`` against random per student budget). ``rule``: the reading shown (the glue
+    ``epoch_curve`` (``method`` against random per student budget), ``slots`` (a side study,
+    ``latest_evidence(dataset, study="slots")``: ``method`` against random at IPCs where its patterns get a
+    centre and a margin, and ``method`` on the coarser partition of :func:`ddlib.bps.select.merge_patterns`
+    against ``method`` and random). ``rule``: the reading shown (the glue
     holds both). ``key``: the glue's prefix (default ``family``); ``dataset`` names a build's data.
 
     Returns ``(table, glue)``: the verdict table and its glue, plus ``<key>_source`` (the record's files or
@@ -301,43 +320,173 @@ def selection_costs(rows: Sequence[Mapping[str, Any]], modelling_seconds: Mappin
                                                   *(f"{display_name(p)} students (s)" for p in protocols)])), glue
 
 
+def selection_hlr(record: Record | None, *, rule: str = "final", method: str = "bps",
+                  key: str = "hlr") -> tuple[pd.DataFrame, dict[str, str | float]]:
+    """DD-Ranking's hard-label recovery of an evidence record as a table: per method and IPC, the hard-label
+    students' accuracy, the teacher's minus theirs (points: how much of what the teacher learned from all the
+    data the selection recovers without soft labels; lower is better) and its 95 % interval over paired seeds.
+
+    Glue: ``<key>_teacher`` (:func:`~ddlib.results.teacher_text`), ``<key>_<method>_ipc<k>`` (points) for every
+    row, ``<key>_best`` / ``<key>_best_method`` / ``<key>_best_ipc`` (the lowest), ``<key>_<method>`` (a
+    sentence on ``method``'s rows), ``<key>_n`` (rows). Chapter 2 shows it where it defines HLR."""
+    from ddlib.plots.tables import whole_table
+    from ddlib.results.evidence import hlr_table
+
+    if rule not in RULES:
+        raise ParamError(f"rule={rule!r}: choose one of {list(RULES)}")
+    h = hlr_table([record]) if record is not None else hlr_table([])
+    h = h[(h.rule == rule) & h.hlr_mean.map(_is_number)].copy() if len(h) else h
+    acc = {(r.get("method"), r.get("ipc")): r.get("mean") for r in (record.rows if record is not None else [])
+           if isinstance(r, dict) and r.get("protocol") == "ce" and r.get("rule") == rule}
+    order = sorted(range(len(h)), key=lambda i: (h.method.iloc[i] != method, h.method.iloc[i] != "random",
+                                                  str(h.method.iloc[i]), h.ipc.iloc[i]))
+    out, glue = [], {f"{key}_teacher": teacher_text(record), f"{key}_n": len(h)}
+    for i in order:
+        r = h.iloc[i]
+        lo, hi = (100 * float(x) for x in r.ci95) if hasattr(r.ci95, "__len__") and len(r.ci95) == 2 else (None, None)
+        a = acc.get((r.method, r.ipc))
+        out.append({"method": display_name(r.method), "IPC": int(r.ipc),
+                    "hard-label students (%)": f"{100 * a:.1f}" if _is_number(a) else "not recorded",
+                    "HLR (points)": points(100 * float(r.hlr_mean), False),
+                    "95 % interval": f"[{points(lo, False)}, {points(hi, False)}]" if _is_number(lo) else "one seed"})
+        glue[f"{key}_{slug(r.method)}_ipc{int(r.ipc)}"] = round(100 * float(r.hlr_mean), 4)
+    if len(h):
+        best = h.loc[h.hlr_mean.astype(float).idxmin()]
+        glue.update({f"{key}_best": round(100 * float(best.hlr_mean), 4),
+                     f"{key}_best_method": display_name(best.method), f"{key}_best_ipc": int(best.ipc)})
+    else:
+        glue.update({f"{key}_best": 0.0, f"{key}_best_method": "none", f"{key}_best_ipc": 0})
+    mine = [o for o in out if o["method"] == display_name(method)]
+    glue[f"{key}_{slug(method)}"] = ("; ".join(f"{o['HLR (points)']} points at IPC {o['IPC']}" for o in mine)
+                                     if mine else "not recorded yet")
+    cols = ["method", "IPC", "hard-label students (%)", "HLR (points)", "95 % interval"]
+    return whole_table(pd.DataFrame(out, columns=cols)), glue
+
+
+def selection_balance(rows: Sequence[Mapping[str, Any]], *, ipc: int | None = None,
+                      methods: Sequence[str] | None = None, method: str = "bps", reference: str = "random",
+                      tolerance: float = 5.0, key: str = "balance") -> tuple[pd.DataFrame, dict[str, str | float]]:
+    """The centre share of this build's selections (:func:`ddlib.bps.pipeline.selection_table`'s rows): per
+    method and IPC the share of its picks that the common rule calls centres (%), and ``method``'s own roles as
+    a row of their own, with words for each method against ``reference`` at ``ipc`` (more or fewer centres
+    than it, or about as many: within ``tolerance`` points).
+
+    Glue, at ``ipc`` (default: the middle IPC of the rows), under fixed names so that prose can cite them
+    whatever the IPCs: ``<key>_ipc``, ``<key>_<m>`` ("80 %", or "not run") and ``<key>_<m>_words`` ("more
+    centres than random") for every ``m`` of ``methods`` (default: the rows'), and ``<key>_own`` (``method``'s
+    own roles). Chapter 2 ("Balance: centres against margins")."""
+    from ddlib.plots.tables import whole_table
+
+    rows = [dict(r) for r in rows]
+    ipcs = sorted({int(r["ipc"]) for r in rows})
+    at = int(ipc) if ipc is not None else (ipcs[len(ipcs) // 2] if ipcs else 0)
+    share = {(r["method"], int(r["ipc"])): 100 * float(r["centre_share"]) for r in rows
+             if _is_number(r.get("centre_share"))}
+    own = {int(r["ipc"]): 100 * float(r["own_centre_share"]) for r in rows
+           if r["method"] == method and _is_number(r.get("own_centre_share"))}
+    shown = sorted(dict.fromkeys(r["method"] for r in rows), key=lambda m: (m != method, m == reference))
+    table = [{"selection": display_name(m), **{f"IPC {k}": f"{share[(m, k)]:.0f}" if (m, k) in share else "not run"
+                                               for k in ipcs}} for m in shown]
+    if own:
+        table.insert(1, {"selection": f"{display_name(method)}, by its own roles",
+                         **{f"IPC {k}": f"{own[k]:.0f}" if k in own else "not run" for k in ipcs}})
+    glue: dict[str, str | float] = {f"{key}_ipc": at, f"{key}_own": f"{own[at]:.0f} %" if at in own else "not run"}
+    ref = share.get((reference, at))
+    for m in methods if methods is not None else shown:
+        v = share.get((m, at))
+        glue[f"{key}_{slug(m)}"] = f"{v:.0f} %" if v is not None else "not run"
+        glue[f"{key}_{slug(m)}_words"] = (
+            "not run" if v is None else "the reference" if m == reference else "not compared" if ref is None else
+            f"about as many centres as {display_name(reference)}" if abs(v - ref) <= tolerance else
+            f"{'more' if v > ref else 'fewer'} centres than {display_name(reference)}")
+    cols = ["selection", *(f"IPC {k}" for k in ipcs)]
+    return whole_table(pd.DataFrame(table, columns=cols)), glue
+
+
+#: where cross-architecture records live: ``results/cross_arch_<anything>.json``, each with ``paired`` rows
+#: that name their student architecture (``arch``), beside the usual ``method``, ``baseline``, ``ipc``,
+#: ``protocol``, ``rule``, ``n_seeds``, ``diff_mean``, ``ci95``
+CROSS_ARCH_PREFIX = "cross_arch_"
+
+
 def latest_cross_arch(dataset: str, records: Iterable[Record] | None = None) -> Record | None:
-    """The newest cross-architecture record (``benchmarks/cross_arch.py``: a ``grid`` whose students are
-    architectures) of ``dataset``, or None when none is recorded."""
+    """The newest cross-architecture record of ``dataset`` (``benchmarks/cross_arch.py``'s
+    ``results/cross_arch_*.json``: paired rows whose students are architectures), or None when none is
+    recorded."""
+    from pathlib import Path
+
     from ddlib.results.records import load
 
-    records = load() if records is None else list(records)
     label = dataset_label(dataset)
-    found = [r for r in records if "cross-architecture" in str(r.what) and dataset_label(r.config.get("dataset")) == label]
-    return max(found, key=lambda r: r.provenance.get("date", "")) if found else None
+    found = [r for r in (load() if records is None else list(records))
+             if (Path(r.source).name.startswith(CROSS_ARCH_PREFIX) or "cross-architecture" in str(r.what))
+             and dataset_label(r.config.get("dataset")) == label]
+    return max(found, key=lambda r: str(r.provenance.get("date", ""))) if found else None
 
 
-def cross_arch_verdicts(record: Record | None, *, rule: str = "final", key: str = "cross_arch",
-                        method: str = "bps") -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Chapter 5's cross-architecture table: rows are methods (one IPC after another), columns the student
-    architectures, each cell the difference to random with its 95 % interval and the side ahead; the glue adds
-    one sentence per architecture for ``method`` and says whether its verdict is the same on every one
-    (``_holds``). ``record``: :func:`latest_cross_arch`'s; None gives an empty table and glue saying it has not
-    been recorded."""
-    from ddlib.results.verdicts import display_name, verdict_table
+def _arch_rows(record: Record | None, baseline: str, protocol: str) -> list[dict]:
+    """A cross-architecture record's paired rows against ``baseline``, each with its architecture as
+    ``protocol``: rows that name it (``arch``) keep only ``protocol``'s students; rows of
+    ``benchmarks/cross_arch.py`` name it as their protocol (every student there is a KD student)."""
+    out = []
+    for p in (record.data.get("paired") or []) if record is not None else []:
+        if not isinstance(p, dict) or p.get("baseline") != baseline:
+            continue
+        if p.get("arch"):
+            if p.get("protocol") == protocol:
+                out.append({**p, "protocol": str(p["arch"])})
+        else:
+            out.append(dict(p))
+    return out
 
-    if record is None:
-        from ddlib.plots.tables import whole_table
 
-        return whole_table(pd.DataFrame({"cross-architecture record": ["not recorded yet"]})), {
-            f"{key}_holds": "not recorded yet (benchmarks/cross_arch.py has not been run for this dataset)",
-            f"{key}_n_architectures": 0}
-    rows = [r for r in record.data.get("paired", []) if r.get("baseline") == "random"]
-    table, glue = verdict_table(rows, rule=rule, columns="protocol", key=key, axis="student",
-                                title="Each method against random, per student architecture (KD)",
-                                dataset=record.config.get("dataset"))
-    mine = [r for r in rows if r["method"] == method and r.get("rule", "final") == rule]
-    sides = {("ahead" if r["ci95"][0] > 0 else "behind" if r["ci95"][1] < 0 else "level") for r in mine}
-    archs = sorted({r["protocol"] for r in mine})
-    glue[f"{key}_n_architectures"] = len(archs)
+def cross_arch_verdicts(source: str | Record | None, records: Iterable[Record] | None = None, *,
+                        methods: Sequence[str] | None = None, method: str = "bps", baseline: str = "random",
+                        protocol: str = "kd", rule: str = "final", key: str = "cross_arch",
+                        columns: str | None = "protocol") -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Each method against ``baseline`` for every student architecture of a cross-architecture record: chapter
+    5's table (``columns="protocol"``: rows methods and IPCs, columns architectures, cells the difference with
+    its 95 % interval and the side ahead) or the long form (``columns=None``, the architecture in the third
+    column). ``source``: a dataset (its :func:`latest_cross_arch` among ``records``), a record, or None.
+    ``methods``: the rows (default: every method of the record).
+
+    Glue, beside :func:`verdict_table`'s under ``key``: ``<key>_sentence``, one sentence on ``method`` across
+    the architectures (chapters 2 and 4 cite it; it says "not recorded yet" until a record exists),
+    ``<key>_holds`` (whether ``method``'s verdict is the same on every architecture, with the numbers),
+    ``<key>_archs`` and ``<key>_n_architectures``."""
+    from ddlib.plots.tables import whole_table
+
+    record = latest_cross_arch(source, records) if isinstance(source, str) else source
+    label = dataset_label(source) if isinstance(source, str) else (
+        dataset_label(record.config.get("dataset")) if record is not None else "")
+    rows = [r for r in _arch_rows(record, baseline, protocol) if methods is None or r.get("method") in methods]
+    if not rows:
+        none = f"no cross-architecture record of {display_name(label) or 'this dataset'}"
+        return whole_table(pd.DataFrame(columns=["cross-architecture record"])), {
+            f"{key}_sentence": f"Whether this holds for other student architectures has not been recorded yet ({none}).",
+            f"{key}_holds": f"not recorded yet ({none}; benchmarks/cross_arch.py makes one)",
+            f"{key}_archs": "none", f"{key}_n_architectures": 0}
+    table, glue = verdict_table(rows, rule=rule, columns=columns, key=key, axis="student", dataset=label or None,
+                                title=f"Each method {MINUS} {display_name(baseline)} by student architecture "
+                                      f"({display_name(protocol)})")
+    mine = [r for r in rows if r.get("method") == method and (r.get("rule") or rule) == rule
+            and _is_number(r.get("diff_mean")) and r.get("ci95") is not None]
+    archs = list(dict.fromkeys(r["protocol"] for r in rows))
+    glue[f"{key}_archs"], glue[f"{key}_n_architectures"] = ", ".join(archs), len(archs)
+    a, b = display_name(method), display_name(baseline)
+    ahead = sum(r["ci95"][0] > 0 for r in mine)
+    behind = sum(r["ci95"][1] < 0 for r in mine)
+    n = len(mine)
+    words = (f"{a} ahead in all {n}" if n and ahead == n else f"{b} ahead in all {n}" if n and behind == n else
+             f"no detectable difference in any of the {n}" if ahead == behind == 0 else
+             f"{a} ahead in {ahead}, {b} in {behind}, neither in {n - ahead - behind} of the {n}")
+    glue[f"{key}_sentence"] = (f"Across {len(archs)} student architectures ({', '.join(archs)}), {a} {MINUS} {b} "
+                               f"under {display_name(protocol)} shows {words} comparisons by architecture and IPC "
+                               f"({RULES[rule]}, 95 % intervals over paired seeds).")
+    sides = {"ahead" if r["ci95"][0] > 0 else "behind" if r["ci95"][1] < 0 else "level" for r in mine}
     glue[f"{key}_holds"] = (
-        f"{display_name(method)} against random is {'the same' if len(sides) == 1 else 'not the same'} on every "
-        f"student architecture ({', '.join(archs)}): " + "; ".join(
-            f"{r['protocol']} at IPC {r['ipc']}: {100 * r['diff_mean']:+.1f} points "
-            f"[{100 * r['ci95'][0]:.1f}, {100 * r['ci95'][1]:.1f}]" for r in sorted(mine, key=lambda r: (r['ipc'], r['protocol']))))
+        f"{a} against {b} is {'the same' if len(sides) == 1 else 'not the same'} on every student architecture: "
+        + "; ".join(f"{r['protocol']} at IPC {r['ipc']}: {points(100 * r['diff_mean'])} points "
+                    f"[{points(100 * r['ci95'][0], False)}, {points(100 * r['ci95'][1], False)}]"
+                    for r in sorted(mine, key=lambda r: (r["ipc"], r["protocol"]))))
     return table, glue

@@ -21,8 +21,8 @@ import pandas as pd
 from ddlib.results.records import CLAIM_SEEDS, RULES, _is_number, dataset_label
 from ddlib.utils import ParamError
 
-__all__ = ["DISPLAY_NAMES", "MINUS", "VERDICT_COLUMNS", "comparison_name", "display_name", "points", "slug",
-           "split_columns", "verdict_table"]
+__all__ = ["DISPLAY_NAMES", "MINUS", "VERDICT_COLUMNS", "comparison_name", "display_name", "headline", "phrase",
+           "points", "slug", "split_columns", "verdict_table"]
 
 MINUS = "\u2212"  # the minus sign of the tables and sentences (a hyphen reads as a dash)
 #: the columns of a verdict table in its long form; the third is named by the family ("protocol", "evaluation")
@@ -32,6 +32,7 @@ DISPLAY_NAMES = {
     # coreset selectors (ddlib.baselines.SELECTORS) and BPS
     "bps": "BPS", "random": "random", "herding": "herding", "kcenter": "k-center", "forgetting": "forgetting",
     "centroids": "class centroids", "el2n": "EL2N", "toneva": "Toneva's rule",
+    "bps (coarser patterns)": "BPS, coarser patterns",
     # synthetic and real sets (sfm_vs_lgm's set names, chapters 4 and 5's)
     "sfm": "SFM", "lgm": "LGM", "random-real": "random real images", "random real": "random real images",
     "centroid-real": "centre-nearest real images", "centroid real": "centre-nearest real images",
@@ -285,7 +286,51 @@ def _glue(key: str, order: list[tuple], by_rule: dict[str, dict[tuple, dict]], r
             glue[f"{stem}_verdict"] = {"method": f"{_sides(k[0], k[1])[0]} ahead",
                                        "baseline": f"{_sides(k[0], k[1])[1]} ahead",
                                        "none": "no detectable difference", "single": "one seed, no interval"}[_state(r)]
+            d = points(unit * float(r["diff_mean"]))
+            glue[f"{stem}_phrase"] = (f"{glue[f'{stem}_verdict']} ({d} points, 95 % interval "
+                                      f"{points(glue[f'{stem}_lo'], False)} to {points(glue[f'{stem}_hi'], False)})"
+                                      if _state(r) != "single" else f"{d} points from one seed, no interval")
     return glue
+
+
+def phrase(glue: Mapping[str, Any], key: str, method: str, baseline: str, protocol: str, ipc: Any,
+           rule: str = "final", missing: str = "not recorded yet") -> str:
+    """The phrase of one comparison from a :func:`verdict_table`'s glue (``key``): "no detectable difference
+    (−0.6 points, 95 % interval −3.3 to 2.1)", or ``missing`` when the family has no such row, so that prose
+    can cite a fixed glue name whatever was run."""
+    stem = f"{key}_{slug(method)}_vs_{slug(baseline)}_{slug(protocol)}_ipc{slug(_ipc(ipc))}_{rule}"
+    return str(glue.get(f"{stem}_phrase", missing))
+
+
+def headline(glue: Mapping[str, Any], key: str, method: str, baseline: str, protocol: str, ipcs: Iterable[Any],
+             rule: str = "final") -> str:
+    """One plain sentence on ``method`` against ``baseline`` under ``protocol`` over ``ipcs``, read from a
+    :func:`verdict_table`'s glue (``key``): "BPS and random cannot be told apart at IPC 10 and 50", "BPS ahead
+    of random at IPC 50; no detectable difference at IPC 10", "KD ahead of hard labels at IPC 10" (one method
+    under two protocols), "BPS against random: not run"."""
+    stem = lambda k: f"{key}_{slug(method)}_vs_{slug(baseline)}_{slug(protocol)}_ipc{slug(_ipc(k))}_{rule}"  # noqa: E731
+    a, b = _sides(method, baseline)
+    by: dict[str, list[str]] = {}
+    for k in ipcs:
+        v = glue.get(f"{stem(k)}_verdict")
+        if v is not None:
+            by.setdefault(str(v), []).append(str(_ipc(k)))
+    if not by:
+        return f"{a} against {b}: not run"
+
+    def at(ks: list[str]) -> str:
+        return "IPC " + (ks[0] if len(ks) == 1 else ", ".join(ks[:-1]) + " and " + ks[-1])
+
+    parts = []
+    for v, ks in by.items():
+        if v == "no detectable difference":
+            parts.append(f"{a} and {b} cannot be told apart at {at(ks)}" if len(by) == 1
+                         else f"no detectable difference at {at(ks)}")
+        elif v.endswith(" ahead"):
+            parts.append(f"{v[:-6]} ahead of {b if v[:-6] == a else a} at {at(ks)}")
+        else:
+            parts.append(f"{v} at {at(ks)}")
+    return "; ".join(parts)
 
 
 def _sentence(name: str, order: list[tuple], found: Mapping[tuple, dict], rule: str, unit: float) -> str:
