@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -83,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
               "image_size": image_size, "crop": crop}
     results.write(out, what="chapter 3's flow cosine (SFM, chunked SFM, LGM at presets.sfm) as the chapter prints it "
                             "(the last step's history) and on the same fixed augmented evaluation views",
+                  command="python " + " ".join(["benchmarks/sfm_flow_cosine.py", *(argv if argv is not None else sys.argv[1:])]),
                   config=config, rows=rows, cosine_differences=summary, timings={"wall_s": round(time.perf_counter() - t_start, 1)})
     print(f"wrote {out}")
     return 0
