@@ -107,12 +107,24 @@ def test_pyramid_growth_keeps_decoded_image() -> None:
 
 
 def test_real_init_inverts_the_decode(tiny_ds) -> None:
-    real = synth.real_init_images(tiny_ds.train_x, tiny_ds.train_y, 4, 2, 8, 3, torch.Generator().manual_seed(0))
+    real = synth.real_init_images(tiny_ds, 2, 8, 3, seed=0)
     for par in ("pyramid", "pixels"):
         p = synth.ImageParams.create(8, 3, 8, par, init="real", real=real)
         assert torch.allclose(p.decode(), real.clamp(1e-4, 1 - 1e-4), atol=1e-4)
     assert torch.equal(torch.arange(4).repeat_interleave(2), tiny_ds.train_y[
         synth.balanced_indices(tiny_ds.train_y, 4, 2, torch.Generator().manual_seed(0))])
+
+
+def test_real_init_starts_from_the_random_real_set_of_its_seed(tiny_backbone, tiny_ds) -> None:
+    """init="real" starts from baselines.random_real's draw of the seed, so SFM − random real over paired seeds
+    measures what distillation adds to the images it started from."""
+    from ddlib.baselines import random_real
+
+    start = synth.distill(tiny_backbone, tiny_ds, tiny_cfg(init="real", steps=1, lr=1e-9, seed=3), progress=False)
+    drawn = random_real(tiny_ds, 2, seed=3)
+    assert torch.allclose(start["images"], synth.resize_images(drawn["images"], 8).clamp(1e-4, 1 - 1e-4), atol=1e-4)
+    assert torch.equal(start["labels"], drawn["labels"])
+    assert synth.images_key(tiny_ds, tiny_cfg(init="real"), "tiny") != synth.images_key(tiny_ds, tiny_cfg(), "tiny")
 
 
 # ----------------------------------------------------------------------------- the losses

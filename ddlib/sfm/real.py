@@ -1,7 +1,7 @@
 """Real images in SFM's and LGM's loops: LGM's class-balanced real batches, and the real initialisation.
 
 SFM never loads a real image while distilling; LGM draws a class-balanced real batch every step
-(:class:`BalancedSampler`), and ``init="real"`` starts either method from random real images
+(:class:`BalancedSampler`), and ``init="real"`` starts either method from the random real images of its seed
 (:func:`real_init_images`). :mod:`ddlib.sfm.synth` uses them (each name is also importable from there).
 """
 from __future__ import annotations
@@ -75,8 +75,11 @@ def resize_images(x: Tensor, size: int) -> Tensor:
                             antialias=size < x.shape[-1]).clamp(0, 1)
 
 
-def real_init_images(x: Tensor, y: Tensor, num_classes: int, ipc: int, image_size: int, channels: int,
-                     generator: torch.Generator) -> Tensor:
-    """IPC random real images per class (class-major order), float [0, 1] at ``image_size``, ``channels``."""
-    idx = balanced_indices(y, num_classes, ipc, generator)
-    return match_channels(resize_images(x[idx], image_size), channels).contiguous()
+def real_init_images(ds, ipc: int, image_size: int, channels: int, seed: int) -> Tensor:  # noqa: ANN001
+    """The images ``init="real"`` starts from: the random real set of ``seed`` (:func:`ddlib.baselines.random_real`,
+    IPC training images per class, class-major), float [0, 1] at ``image_size`` with ``channels``. A paired
+    comparison of the distilled set with the random real images of the same seed thus measures what the
+    distillation added to the very images it started from."""
+    from ddlib.baselines import random_real
+
+    return match_channels(resize_images(random_real(ds, ipc, seed)["images"], image_size), channels).contiguous()

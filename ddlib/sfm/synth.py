@@ -100,7 +100,8 @@ class SynthConfig:
     and cache key uses);
     parameterisation: "pyramid" | "pixels"; grow_every: steps between pyramid levels (200);
     start_res: the coarsest level's resolution (1); decorrelate: colour decorrelation (3
-    channels only); init: "noise" | "zero" | "real" (real images, decode inverted);
+    channels only); init: "noise" | "zero" | "real" (the random real images of ``seed``,
+    :func:`ddlib.sfm.real.real_init_images`, decode inverted);
     chunk_size: SFM's two-pass chunked step with this many images per chunk (None = direct);
     head_std: LGM's random head scale (0.01); channels: 3 (or 1 for grey backbones);
     seed; feature_batch: batch size of the statistics pass.
@@ -347,8 +348,7 @@ def distill(backbone: Callable[[Tensor], Tensor], ds_or_stats: Any, cfg: SynthCo
     labels = torch.arange(num_classes).repeat_interleave(cfg.ipc).to(dev)
     real = None
     if cfg.init == "real":
-        real = real_init_images(ds_or_stats.train_x, ds_or_stats.train_y, num_classes, cfg.ipc, cfg.image_size,
-                                cfg.channels, gen)
+        real = real_init_images(ds_or_stats, cfg.ipc, cfg.image_size, cfg.channels, cfg.seed)
     params = ImageParams.create(n, cfg.channels, cfg.image_size, cfg.parameterisation, cfg.init, cfg.start_res,
                                 cfg.decorrelate, generator=gen, device=dev, real=real)
     opt = torch.optim.Adam(params.parameters(), lr=cfg.lr)
@@ -412,6 +412,8 @@ def images_key(ds: Any, cfg: SynthConfig, backbone_name: str, snapshots: Sequenc
 
     cfg = cfg.resolved()
     spec: dict[str, Any] = {"config": cfg, "augment": config_dict(AUGMENTS[cfg.augment])}
+    if cfg.init == "real":  # the starting images are baselines.random_real's draw of the seed (since 2026-12)
+        spec["real_init"] = "random_real"
     if snapshots:
         spec["snapshots"] = sorted(set(int(s) for s in snapshots))
     return artifacts.make_key("sfm-images", ds.key(), spec, [backbone_name])
