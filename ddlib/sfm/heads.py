@@ -112,7 +112,8 @@ class ProbeConfig:
         if self.projector_ridge is not None:
             check_float("projector_ridge", self.projector_ridge, 0.0, 1e6)
         if self.views is None and (self.projector_fit == "ridge" or self.projector_holdout > 0):
-            name = "projector_fit='ridge'" if self.projector_fit == "ridge" else f"projector_holdout={self.projector_holdout}"
+            name = ("projector_fit='ridge'" if self.projector_fit == "ridge"
+                    else f"projector_holdout={self.projector_holdout}")
             raise ParamError(f"{name} fits on a bank of augmented views: set views (e.g. 10), not None")
         if self.projector_holdout > 0 and round(self.projector_holdout * self.views) < 1:  # type: ignore[operator]
             raise ParamError(f"projector_holdout={self.projector_holdout} holds out no view of views={self.views}; "
@@ -314,8 +315,8 @@ def fit_ridge(z: Tensor, g: Tensor, alphas: Sequence[float], z_out: Tensor | Non
     For each relative penalty α, with λ = α·‖Z − z̄‖²_F / d_in, (W, b) minimises
     Σ_i ‖W z_i + b − g_i‖² + λ‖W‖²_F: from the thin SVD Z − z̄ = U S Vᵀ, Wᵀ = V diag(s/(s² + λ)) Uᵀ (G − ḡ) and
     b = ḡ − W z̄ (as λ → 0 the least-squares map of least norm; weights outside the span of the centred
-    features are 0; singular values below 1e-6 of the largest count as 0). Computed in float64. Returns ([(W, b) per α], [predictions on ``z_out`` per α] — empty
-    when ``z_out`` is None).
+    features are 0; singular values below 1e-6 of the largest count as 0). Computed in float64. Returns
+    ([(W, b) per α], [predictions on ``z_out`` per α] — empty when ``z_out`` is None).
     """
     if z.dim() != 2 or g.dim() != 2 or len(z) != len(g) or len(z) < 2:
         raise ParamError(f"z and g must be (n, d) with the same n >= 2; got {tuple(z.shape)} and {tuple(g.shape)}")
