@@ -1,6 +1,7 @@
 """Evaluation of synthetic sets: probe, Classifier Inheritance, KD, baselines, backbone registry."""
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -8,9 +9,10 @@ import torch
 from torch import nn
 
 from ddlib import artifacts, data
+from ddlib.sfm import heads as H
 from ddlib.sfm import inherit as I
 from ddlib.sfm.backbones import backbone_key, get_backbone
-from ddlib.utils import ParamError
+from ddlib.utils import ParamError, config_dict
 
 
 class LinearBackbone(nn.Module):
@@ -163,7 +165,7 @@ def test_heads_start_from_the_reference_init(monkeypatch: pytest.MonkeyPatch) ->
         return real_adam(params, lr=lr, **kw)
 
     monkeypatch.setattr(torch.optim, "Adam", spy)
-    monkeypatch.setattr(I, "loop", lambda *a, **k: {"loss": [0.0]})  # no training: the heads as initialised
+    monkeypatch.setattr(H, "loop", lambda *a, **k: {"loss": [0.0]})  # no training: the heads as initialised
     distill, evaluate = LinearBackbone(torch.randn(400, 192), 8), LinearBackbone(torch.randn(300, 192), 8)
     ds = colour_dataset()
     s = I.random_real(ds, 2, seed=0)
@@ -226,6 +228,12 @@ def test_real_baselines(digits: data.Dataset) -> None:
     lambda: I.GoldenConfig(views=0),
     lambda: I.GoldenConfig(augment="nope"),
     lambda: I.ProbeConfig(projector_lr=0.0),
+    lambda: I.ProbeConfig(projector_fit="sgd"),
+    lambda: I.ProbeConfig(projector_fit="ridge"),            # ridge fits a bank of views: views=None refused
+    lambda: I.ProbeConfig(projector_holdout=0.2),            # so does early stopping
+    lambda: I.ProbeConfig(projector_holdout=0.05, views=4),  # holds out no view
+    lambda: I.ProbeConfig(projector_weight_decay=-1.0, views=4),
+    lambda: I.validation_split(colour_dataset(n_train=3), 3),
     lambda: I.random_real(colour_dataset(), 0),
     lambda: I.random_real(colour_dataset(n_train=2), 3),
     lambda: get_backbone("resnet-9000"),
@@ -324,3 +332,82 @@ def test_from_preset_builds_what_the_chapters_build() -> None:
     assert backbone_key(from_preset("convnet-random", ds, p, seed=3)) == "convnet-random-seed3-1x8"
     assert preset_options("efficientnet-lite2", p) == {"image_size": p.image_size}
     assert preset_options("efficientnet-lite2", p, image_size=48) == {"image_size": 48}
+
+
+# ----------------------------------------------------------------------------- CI's projector fits
+def test_fit_ridge_recovers_a_map_and_interpolates_below_the_dimension() -> None:
+    g = torch.Generator().manual_seed(0)
+    w, b = torch.randn(5, 8, generator=g), torch.randn(5, generator=g)
+    z = torch.randn(40, 8, generator=g)
+    (fit,), (pred,) = H.fit_ridge(z, z @ w.T + b, [1e-9], z_out=z[:3])
+    assert torch.allclose(fit[0], w, atol=1e-4) and torch.allclose(fit[1], b, atol=1e-4)
+    assert torch.allclose(pred, z[:3] @ w.T + b, atol=1e-4)
+    few = torch.randn(4, 8, generator=g)  # fewer pairs than dimensions: the least-norm interpolant
+    target = torch.randn(4, 5, generator=g)
+    (wl, bl), = H.fit_ridge(few, target, [0.0])[0]
+    assert torch.allclose(few @ wl.T + bl, target, atol=1e-4)
+    centred = few - few.mean(0)
+    inside = wl @ torch.linalg.pinv(centred) @ centred  # its rows lie in the span of the centred inputs
+    assert torch.allclose(inside, wl, atol=1e-4)
+    (heavy, _), = H.fit_ridge(few, target, [1e6])[0]
+    assert float(heavy.abs().max()) < 1e-3  # a large penalty shrinks the map towards the mean
+
+
+def test_ridge_projector_chooses_its_penalty_on_held_out_views(digits: data.Dataset) -> None:
+    distill, evaluate, m = _toy_pair(64, 16)
+    s = I.random_real(digits, 3, seed=0)
+    cfg = I.ProbeConfig(views=5, projector_fit="ridge", projector_holdout=0.2)
+    proj = I.train_projector(evaluate, distill, s["images"], cfg)
+    assert len(proj.holdout_mse) == len(H.RIDGE_GRID) and proj.ridge_alpha in H.RIDGE_GRID
+    assert proj.holdout_mse[H.RIDGE_GRID.index(proj.ridge_alpha)] == min(proj.holdout_mse)
+    # the exact map is linear (φ_distill = M⁻¹ φ_eval): the fit reproduces it on the test images
+    test_e, test_d = evaluate(digits.test_x.float() / 255), distill(digits.test_x.float() / 255)
+    with torch.no_grad():
+        assert float(((proj(test_e) - test_d) ** 2).mean()) < 1e-2 * float(test_d.var())
+    fixed = I.train_projector(evaluate, distill, s["images"], I.ProbeConfig(views=5, projector_fit="ridge",
+                                                                            projector_ridge=10.0))
+    assert fixed.ridge_alpha == 10.0 and fixed.holdout_mse == []
+
+
+def test_projector_early_stopping_keeps_the_best_held_out_epoch(digits: data.Dataset) -> None:
+    distill, evaluate, _ = _toy_pair(64, 16)
+    s = I.random_real(digits, 2, seed=1)
+    cfg = I.ProbeConfig(epochs=40, projector_lr=5.0, views=4, projector_holdout=0.25, runs=1)
+    views = H._Views([evaluate, distill], s["images"], cfg, torch.device("cpu"))
+    proj = I.train_projector(evaluate, distill, s["images"], cfg, views=views)
+    assert len(proj.holdout_mse) == 40 and 1 <= proj.best_epoch <= 40
+    _, (z_out, g_out) = views.split(1)
+    with torch.no_grad():
+        assert float(((proj(z_out) - g_out) ** 2).mean()) == pytest.approx(min(proj.holdout_mse), rel=1e-5)
+    plain = I.train_projector(evaluate, distill, s["images"], dataclasses.replace(cfg, projector_holdout=0.0))
+    assert not hasattr(plain, "best_epoch")
+
+
+def test_projector_weight_decay_is_the_projectors_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    decays = []
+    real_adam = torch.optim.Adam
+
+    def spy(params, lr, weight_decay=0.0):  # noqa: ANN001
+        decays.append(weight_decay)
+        return real_adam(params, lr=lr, weight_decay=weight_decay)
+
+    monkeypatch.setattr(torch.optim, "Adam", spy)
+    ds = colour_dataset()
+    s = I.random_real(ds, 2, seed=0)
+    cfg = I.ProbeConfig(epochs=2, views=2, runs=1, projector_weight_decay=0.1)
+    I.train_probe(MeanColour(), s["images"], s["labels"], cfg)
+    I.train_projector(MeanColour(), MeanColour(), s["images"], cfg)
+    assert decays == [0.0, 0.1]
+    assert "projector_fit" not in config_dict(I.ProbeConfig())  # the new options keep old cache keys
+
+
+def test_validation_split_holds_out_training_images() -> None:
+    ds = colour_dataset(n_train=10, n_test=4)
+    val = I.validation_split(ds, 3, seed=1)
+    assert torch.bincount(val.test_y).tolist() == [3, 3, 3] and torch.bincount(val.train_y).tolist() == [7, 7, 7]
+    rows = {tuple(x.flatten().tolist()) for x in ds.train_x}
+    held = {tuple(x.flatten().tolist()) for x in val.test_x}
+    kept = {tuple(x.flatten().tolist()) for x in val.train_x}
+    assert held <= rows and kept <= rows and not held & kept
+    assert val.spec["validation_per_class"] == 3 and val.key() != ds.key()
+    assert torch.equal(I.validation_split(ds, 3, seed=1).test_x, val.test_x)

@@ -107,12 +107,24 @@ def test_pyramid_growth_keeps_decoded_image() -> None:
 
 
 def test_real_init_inverts_the_decode(tiny_ds) -> None:
-    real = synth.real_init_images(tiny_ds.train_x, tiny_ds.train_y, 4, 2, 8, 3, torch.Generator().manual_seed(0))
+    real = synth.real_init_images(tiny_ds, 2, 8, 3, seed=0)
     for par in ("pyramid", "pixels"):
         p = synth.ImageParams.create(8, 3, 8, par, init="real", real=real)
         assert torch.allclose(p.decode(), real.clamp(1e-4, 1 - 1e-4), atol=1e-4)
     assert torch.equal(torch.arange(4).repeat_interleave(2), tiny_ds.train_y[
         synth.balanced_indices(tiny_ds.train_y, 4, 2, torch.Generator().manual_seed(0))])
+
+
+def test_real_init_starts_from_the_random_real_set_of_its_seed(tiny_backbone, tiny_ds) -> None:
+    """init="real" starts from baselines.random_real's draw of the seed, so SFM − random real over paired seeds
+    measures what distillation adds to the images it started from."""
+    from ddlib.baselines import random_real
+
+    start = synth.distill(tiny_backbone, tiny_ds, tiny_cfg(init="real", steps=1, lr=1e-9, seed=3), progress=False)
+    drawn = random_real(tiny_ds, 2, seed=3)
+    assert torch.allclose(start["images"], synth.resize_images(drawn["images"], 8).clamp(1e-4, 1 - 1e-4), atol=1e-4)
+    assert torch.equal(start["labels"], drawn["labels"])
+    assert synth.images_key(tiny_ds, tiny_cfg(init="real"), "tiny") != synth.images_key(tiny_ds, tiny_cfg(), "tiny")
 
 
 # ----------------------------------------------------------------------------- the losses
@@ -147,6 +159,44 @@ def test_chunked_sfm_gives_the_direct_gradient(tiny_backbone, tiny_ds) -> None:
     for a, b in zip(g0, g1):
         assert torch.allclose(a, b, atol=1e-6, rtol=1e-4)
     assert any(float(a.abs().max()) > 0 for a in g0)
+
+
+def test_chunked_distillation_follows_the_direct_run_on_the_same_views(tiny_backbone, tiny_ds, monkeypatch) -> None:
+    """Chunking changes how the gradient is computed, not the loss nor the run: with the same chunks (so the same
+    augmentation draws) the two-pass step and one graph over all chunks give the same images after many
+    steps. A chunked run draws its views per chunk, so it sees other views than the direct run (one chunk):
+    their runs differ as two augmentation streams do, not by a different gradient."""
+    cfg = tiny_cfg(steps=15, chunk_size=3)
+    two_pass = synth.distill(tiny_backbone, tiny_ds, cfg, progress=False)
+    original = synth.sfm_backward
+    monkeypatch.setattr(synth, "sfm_backward", lambda *a, **k: original(*a, **{**k, "two_pass": False}))
+    one_graph = synth.distill(tiny_backbone, tiny_ds, cfg, progress=False)
+    assert torch.allclose(two_pass["images"], one_graph["images"], atol=1e-5)
+    assert two_pass["history"]["loss"] == pytest.approx(one_graph["history"]["loss"], abs=1e-5)
+    monkeypatch.setattr(synth, "sfm_backward", original)
+    direct = synth.distill(tiny_backbone, tiny_ds, tiny_cfg(steps=15), progress=False)
+    assert not torch.allclose(direct["images"], two_pass["images"], atol=1e-3)  # other draws, another run
+
+
+def test_view_flow_cosines_score_every_set_on_the_same_views(tiny_backbone, tiny_ds) -> None:
+    from ddlib.kernels.augment import augment
+
+    st = stats.dataset_stats(tiny_backbone, tiny_ds, "tiny")
+    aug = synth._aug_config(tiny_cfg())
+    labels = torch.arange(4).repeat_interleave(2)
+    a, b = torch.rand(8, 3, 8, 8, generator=torch.Generator().manual_seed(1)), torch.rand(8, 3, 8, 8)
+    ev = stats.view_flow_cosines(tiny_backbone, a, labels, st["flows"], aug, views=3, seed=5)
+    assert ev == stats.view_flow_cosines(tiny_backbone, a, labels, st["flows"], aug, views=3, seed=5)
+    with torch.no_grad():
+        feats = [tiny_backbone(augment(a, aug, generator=torch.Generator().manual_seed(5 + v))) for v in range(3)]
+        one = [float(stats.flow_cosine(st["flows"], stats.flows(stats.class_means(f, labels, 4)))) for f in feats]
+        mean = stats.flows(stats.class_means(sum(feats) / 3, labels, 4))
+        clean = stats.flows(stats.class_means(tiny_backbone(a), labels, 4))
+    assert ev["per_view"] == pytest.approx(one, abs=1e-6)
+    assert ev["mean_view"] == pytest.approx(float(stats.flow_cosine(st["flows"], mean)), abs=1e-6)
+    assert ev["clean"] == pytest.approx(float(stats.flow_cosine(st["flows"], clean)), abs=1e-6)
+    assert ev["per_view_mean"] == pytest.approx(sum(one) / 3, abs=1e-6)
+    assert stats.view_flow_cosines(tiny_backbone, b, labels, st["flows"], aug, views=3, seed=5)["per_view"] != ev["per_view"]
 
 
 def test_sfm_k_averages_k_views_per_image(tiny_backbone, tiny_ds) -> None:

@@ -112,7 +112,7 @@ def test_display_names_and_a_readable_fallback() -> None:
     assert name("bps (centre share 0.25)") == "BPS, centre share 0.25"
     assert name("ci on efficientnet-lite2") == "CI on EfficientNet-Lite2"
     assert name("random-real") == "random real images"
-    assert name("forgetting (toneva)") == "forgetting (Toneva's rule)" and name("fashion-mnist") == "Fashion-MNIST"
+    assert name("forgetting (toneva)") == "forgetting (Toneva)" and name("fashion-mnist") == "Fashion-MNIST"
     assert name("my_new_selector") == "my new selector" and name("timm:vit_small") == "vit_small (timm)"
     assert name(None) == "" and name(float("nan")) == ""
     assert results.comparison_name("bps / kd", "bps / ce") == "BPS: KD − hard labels"

@@ -31,7 +31,7 @@ VERDICT_COLUMNS = ["comparison", "IPC", "protocol", "difference", "95 % interval
 DISPLAY_NAMES = {
     # coreset selectors (ddlib.baselines.SELECTORS) and BPS
     "bps": "BPS", "random": "random", "herding": "herding", "kcenter": "k-center", "forgetting": "forgetting",
-    "centroids": "class centroids", "el2n": "EL2N", "toneva": "Toneva's rule",
+    "centroids": "class centroids", "el2n": "EL2N", "toneva": "Toneva",
     "bps (coarser patterns)": "BPS, coarser patterns",
     # synthetic and real sets (sfm_vs_lgm's set names, chapters 4 and 5's)
     "sfm": "SFM", "lgm": "LGM", "random-real": "random real images", "random real": "random real images",

@@ -19,7 +19,13 @@ and returns the test accuracy, the bytes each part takes and the configuration.
 
 Every head, projector and the golden head is trained by the one loop of :mod:`ddlib.train`: its
 inputs are feature banks (several tensors per batch: φ_eval and φ_distill of the same view), its
-step one of the losses of :mod:`ddlib.losses`, its lr a ``CosineAnnealingLR`` stepped per epoch.
+step one of the losses of :mod:`ddlib.losses`, its lr a ``CosineAnnealingLR`` stepped per epoch. The heads,
+the projector (and its closed-form ridge fit) and their config :class:`ProbeConfig` live in
+:mod:`ddlib.sfm.heads` (importable from here); the golden head and the evaluation here.
+
+Choosing settings (steps, rates, a projector option) on test accuracy would select on the test set:
+:func:`validation_split` moves some training images to the test split, so that every function here,
+unchanged, scores on held-out training images instead.
 
 Views of the synthetic images. The reference augments every batch afresh and passes it through the
 frozen backbone at every step (``views=None`` here). On a CPU that costs a backbone forward per
@@ -41,82 +47,20 @@ from torch import Tensor, nn
 
 from ddlib import artifacts
 from ddlib.baselines import centroid_real_from_features, random_real
-from ddlib.losses import kd_kl_ce_loss, projector_loss
 from ddlib.sfm.backbones import backbone_key
-from ddlib.train import Batch, Batches, LrScheduler, Step, loop
-from ddlib.utils import ParamError, check_choice, check_float, check_int, config_dict, get_device, progress, to_unit
+from ddlib.sfm.heads import (HEAD_STD, PROJECTOR_FITS, ProbeConfig, _check_set, _linear, _threads, _Views, ci_predict,
+                             train_kd, train_probe, train_projector)
+from ddlib.train import Batch, Batches, LrScheduler, loop
+from ddlib.utils import ParamError, check_choice, check_float, check_int, config_dict, get_device, to_unit
 
-__all__ = ["MODES", "HEAD_STD", "ProbeConfig", "GoldenConfig", "dataset_features", "train_probe", "train_projector", "train_kd",
-           "ci_predict", "golden_head", "random_real", "centroid_real", "linear_bytes", "evaluate_synthetic",
-           "evaluate_modes"]
+__all__ = ["MODES", "HEAD_STD", "PROJECTOR_FITS", "ProbeConfig", "GoldenConfig", "dataset_features", "train_probe",
+           "train_projector", "train_kd", "ci_predict", "golden_head", "random_real", "centroid_real", "linear_bytes",
+           "validation_split", "evaluate_synthetic", "evaluate_modes"]
 
 MODES = ("probe", "ci", "kd")
-#: the standard deviation new heads' weights are drawn with (the reference's ``LinearClassifier``; bias 0)
-HEAD_STD = 0.01
 
 
 # --------------------------------------------------------------------------------------- configs
-@dataclass(frozen=True)
-class ProbeConfig:
-    """How a head (probe, KD student) or a CI projector is trained on augmented synthetic images.
-
-    Defaults are the LGM reference evaluation (``distillation/eval.py``): Adam with no weight decay
-    at lr = 1e-3 · B / 256 (the linear scaling rule, B = min(batch_size, N)), batches of at most 100
-    synthetic images, cosine annealing to 0 over 1,000 epochs, augmentation = RandomResizedCrop
-    (0.08–1) + horizontal flip, and the mean of 5 runs (seeds ``seed + r``), each scored at its last
-    epoch (the reference keeps the best test accuracy of periodic evaluations; we do not select on the
-    test set). Heads start from W ~ N(0, 0.01²), b = 0 (the reference's ``LinearClassifier``).
-    ``views=None`` draws fresh augmentations at every step as the reference does; ``views=K``
-    embeds K augmented views once (CPU budgets; see the module docstring). The CI projector (an
-    ``nn.Linear`` with PyTorch's default init, as the reference's) uses the same schedule with Adam at
-    ``projector_lr``·B/256, ten times the head's rate (``distillation/eval_syn.py`` of the SFM code:
-    0.01·B/256); KD uses ``temperature`` T = 4 and ``kd_weight`` 0.5 (loss = w·KL·T² + (1 − w)·CE).
-    """
-
-    epochs: int = 1000
-    batch_size: int = 100
-    lr: float = 1e-3
-    projector_lr: float = 1e-2
-    weight_decay: float = 0.0
-    crop_scale: tuple[float, float] | None = (0.08, 1.0)
-    flip_p: float = 0.5
-    noise_std: float = 0.0
-    views: int | None = None
-    runs: int = 5
-    temperature: float = 4.0
-    kd_weight: float = 0.5
-    seed: int = 0
-    eval_batch: int = 256
-    progress: bool = False
-
-    def __post_init__(self) -> None:
-        check_int("epochs", self.epochs, 1, 10**6)
-        check_int("batch_size", self.batch_size, 1, 10**6)
-        check_float("lr", self.lr, 1e-9, 10.0)
-        check_float("projector_lr", self.projector_lr, 1e-9, 100.0)
-        check_float("weight_decay", self.weight_decay, 0.0, 1.0)
-        if self.crop_scale is not None:
-            if not isinstance(self.crop_scale, (tuple, list)) or len(self.crop_scale) != 2:
-                raise ParamError(f"crop_scale={self.crop_scale!r} must be a pair (low, high) in (0, 1] or None")
-            check_float("crop_scale[0]", self.crop_scale[0], 1e-6, 1.0)
-            check_float("crop_scale[1]", self.crop_scale[1], self.crop_scale[0], 1.0)
-        check_float("flip_p", self.flip_p, 0.0, 1.0)
-        check_float("noise_std", self.noise_std, 0.0, 10.0)
-        if self.views is not None:
-            check_int("views", self.views, 1, 10**5)
-        check_int("runs", self.runs, 1, 100)
-        check_float("temperature", self.temperature, 1e-3, 1e3)
-        check_float("kd_weight", self.kd_weight, 0.0, 1.0)
-        check_int("seed", self.seed, 0, 2**32 - 1)
-        check_int("eval_batch", self.eval_batch, 1, 10**6)
-
-    def augment_config(self) -> Any:
-        from ddlib.kernels.augment import AugmentConfig
-
-        return AugmentConfig(crop_scale=None if self.crop_scale is None else tuple(self.crop_scale),
-                             flip_p=self.flip_p, noise_std=self.noise_std)
-
-
 @dataclass(frozen=True)
 class GoldenConfig:
     """The golden head: the linear classifier on φ_distill trained on the full training set.
@@ -167,172 +111,7 @@ def dataset_features(backbone: nn.Module, ds: Any, split: str = "train", batch_s
     return view_bank(backbone, ds, split=split, batch_size=batch_size, device=device)[0]
 
 
-class _Views:
-    """Features of augmented synthetic views through one or more frozen backbones, one draw shared by all.
 
-    ``views=None``: a fresh augmentation at every call (the reference); ``views=K``: a bank of K views
-    per image embedded once, a random one per image at every call.
-    """
-
-    def __init__(self, backbones: Sequence[nn.Module], images: Tensor, cfg: ProbeConfig,
-                 device: torch.device) -> None:
-        from ddlib.kernels.augment import augment
-
-        self.backbones = [b.to(device).eval() for b in backbones]
-        self.images = to_unit(images).to(device)
-        self.aug = cfg.augment_config()
-        self.augment = augment
-        self.device = device
-        self.eval_batch = cfg.eval_batch
-        self.bank: list[Tensor] | None = None
-        if cfg.views is not None:
-            g = torch.Generator().manual_seed(cfg.seed + 7919)
-            banks: list[list[Tensor]] = [[] for _ in self.backbones]
-            for _ in progress(range(cfg.views), desc="embed views", enabled=cfg.progress):
-                feats = self._embed_views(torch.arange(len(self.images)), g)
-                for b, f in zip(banks, feats):
-                    b.append(f)
-            self.bank = [torch.stack(b) for b in banks]  # (V, N, D) each
-
-    @torch.no_grad()
-    def _embed_views(self, idx: Tensor, g: torch.Generator) -> list[Tensor]:
-        outs: list[list[Tensor]] = [[] for _ in self.backbones]
-        for i in range(0, len(idx), self.eval_batch):
-            x = self.augment(self.images[idx[i:i + self.eval_batch]], self.aug, g)
-            for o, bb in zip(outs, self.backbones):
-                o.append(bb(x).float())
-        return [torch.cat(o) for o in outs]
-
-    def batch(self, idx: Tensor, g: torch.Generator) -> list[Tensor]:
-        if self.bank is None:
-            return self._embed_views(idx, g)
-        v = torch.randint(self.bank[0].shape[0], (len(idx),), generator=g)
-        return [b[v.to(b.device), idx.to(b.device)] for b in self.bank]
-
-
-# --------------------------------------------------------------------------------------- training
-def _train_linear(module: nn.Module, views: _Views, labels: Tensor, cfg: ProbeConfig, seed: int, step: Step,
-                  desc: str, lr: float | None = None) -> list[float]:
-    """The reference loop on :func:`ddlib.train.loop`: Adam (lr·B/256, ``lr`` default ``cfg.lr``), cosine over
-    epochs (stepped per epoch), shuffled batches of B = min(batch_size, N) of view features
-    ``[φ_eval, φ_distill, ...]``; returns the mean loss per epoch."""
-    n = len(labels)
-    bs = min(cfg.batch_size, n)
-    opt = torch.optim.Adam(module.parameters(), lr=(cfg.lr if lr is None else lr) * bs / 256,
-                           weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.epochs, eta_min=0.0)
-    g = torch.Generator().manual_seed(seed)
-    labels = labels.to(views.device)
-    source = Batches(n, bs, lambda idx, gen: Batch(idx, views.batch(idx, gen), labels[idx.to(labels.device)]))
-    # tiny linear steps on precomputed features: thread start-up dominates, one CPU thread is fastest
-    with _threads(1 if views.bank is not None and views.device.type == "cpu" else None):
-        hist = loop(module, opt, source, step, cfg.epochs, g, hooks=[LrScheduler(sched)], progress=cfg.progress,
-                    desc=desc)
-    return hist["loss"]
-
-
-class _threads:
-    """Temporarily run PyTorch's CPU ops on ``n`` threads (None: leave as is)."""
-
-    def __init__(self, n: int | None) -> None:
-        self.n, self.old = n, torch.get_num_threads()
-
-    def __enter__(self) -> None:
-        if self.n is not None:
-            torch.set_num_threads(self.n)
-
-    def __exit__(self, *exc: object) -> None:
-        torch.set_num_threads(self.old)
-
-
-def _linear(d_in: int, d_out: int, seed: int, device: torch.device, head: bool = True) -> nn.Linear:
-    """A linear layer drawn from ``seed`` (the global RNG left as it was): a classifier head (``head``) from
-    W ~ N(0, 0.01²), b = 0 as the reference's ``LinearClassifier``; else PyTorch's default init (the
-    reference's CI projector)."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        layer = nn.Linear(d_in, d_out)
-        if head:
-            with torch.no_grad():
-                layer.weight.normal_(0.0, HEAD_STD)
-                layer.bias.zero_()
-        return layer.to(device)
-
-
-def _check_set(images: Tensor, labels: Tensor) -> None:
-    if not isinstance(images, Tensor) or images.dim() != 4:
-        raise ParamError(f"images must be a tensor (N, C, H, W); got {getattr(images, 'shape', type(images))}")
-    if not isinstance(labels, Tensor) or labels.dim() != 1 or len(labels) != len(images) or len(labels) == 0:
-        raise ParamError(f"labels must be a non-empty 1-D tensor with one label per image; got "
-                         f"{getattr(labels, 'shape', type(labels))} for {len(images)} images")
-
-
-def train_probe(backbone: nn.Module, images: Tensor, labels: Tensor, cfg: ProbeConfig | None = None,
-                num_classes: int | None = None, seed: int | None = None, device: torch.device | None = None,
-                views: _Views | None = None) -> nn.Linear:
-    """A new linear head on φ(backbone) trained with CE on augmented synthetic images; returns it (on CPU)."""
-    cfg = cfg or ProbeConfig()
-    _check_set(images, labels)
-    device = get_device(device)
-    views = views or _Views([backbone], images, cfg, device)
-    c = int(num_classes or int(labels.max()) + 1)
-    head = _linear(backbone.feature_dim, c, cfg.seed if seed is None else seed, device)
-    head.history = _train_linear(head, views, labels, cfg, cfg.seed if seed is None else seed,  # type: ignore[attr-defined]
-                                 lambda m, b: (F.cross_entropy(m(b.x[0]), b.y), None), "probe")
-    return head.cpu()
-
-
-def train_projector(eval_backbone: nn.Module, distill_backbone: nn.Module, images: Tensor,
-                    cfg: ProbeConfig | None = None, seed: int | None = None,
-                    device: torch.device | None = None, views: _Views | None = None) -> nn.Linear:
-    """CI's projector P: d_eval → d_distill fit by MSE(P(φ_eval(x)), φ_distill(x)) on augmented synthetic views.
-
-    Each step both backbones see the same augmented view; Adam at ``cfg.projector_lr``·B/256 (the reference's
-    0.01·B/256, ten times the probe's). ``P.history`` holds the per-epoch MSE.
-    """
-    cfg = cfg or ProbeConfig()
-    if not isinstance(images, Tensor) or images.dim() != 4 or len(images) == 0:
-        raise ParamError(f"images must be a non-empty tensor (N, C, H, W); got {getattr(images, 'shape', None)}")
-    device = get_device(device)
-    views = views or _Views([eval_backbone, distill_backbone], images, cfg, device)
-    s = cfg.seed if seed is None else seed
-    proj = _linear(eval_backbone.feature_dim, distill_backbone.feature_dim, s, device, head=False)
-    dummy = torch.zeros(len(images), dtype=torch.long)
-    proj.history = _train_linear(proj, views, dummy, cfg, s,  # type: ignore[attr-defined]
-                                 lambda m, b: (projector_loss(m(b.x[0]), b.x[1]), None), "projector",
-                                 lr=cfg.projector_lr)
-    return proj.cpu()
-
-
-def train_kd(eval_backbone: nn.Module, golden: nn.Linear, distill_backbone: nn.Module, images: Tensor,
-             labels: Tensor, cfg: ProbeConfig | None = None, seed: int | None = None,
-             device: torch.device | None = None, views: _Views | None = None) -> nn.Linear:
-    """A new head on φ_eval taught by the inherited head: loss 0.5·KL·T² + 0.5·CE with T = 4 (``cfg``),
-    the teacher's logits = golden(φ_distill(view)) on the same augmented view as the student's."""
-    cfg = cfg or ProbeConfig()
-    _check_set(images, labels)
-    device = get_device(device)
-    views = views or _Views([eval_backbone, distill_backbone], images, cfg, device)
-    s = cfg.seed if seed is None else seed
-    teacher = golden.to(device).eval()
-    for p in teacher.parameters():
-        p.requires_grad_(False)
-    head = _linear(eval_backbone.feature_dim, golden.out_features, s, device)
-
-    def loss(m: nn.Module, b: Batch) -> tuple[Tensor, None]:
-        with torch.no_grad():
-            t = teacher(b.x[1])
-        return kd_kl_ce_loss(m(b.x[0]), t, b.y, cfg.temperature, cfg.kd_weight), None
-
-    head.history = _train_linear(head, views, labels, cfg, s, loss, "kd")  # type: ignore[attr-defined]
-    golden.cpu()
-    return head.cpu()
-
-
-def ci_predict(golden: nn.Linear, projector: nn.Linear, eval_features: Tensor) -> Tensor:
-    """Logits of Classifier Inheritance: golden(P(φ_eval(x))), from precomputed φ_eval features."""
-    with torch.no_grad():
-        return golden.cpu()(projector.cpu()(eval_features.float()))
 
 
 def _golden_source(backbone: nn.Module, ds: Any, cfg: GoldenConfig, device: torch.device) -> Batches:
@@ -426,6 +205,34 @@ def centroid_real(backbone: nn.Module, ds: Any, ipc: int, device: torch.device |
 
 
 # --------------------------------------------------------------------------------------- evaluation
+def validation_split(ds: Any, per_class: int, seed: int = 0) -> Any:
+    """``ds`` with ``per_class`` random training images of every class as its test split (its own test images
+    dropped) and only the others as its training split: the held-out split to choose settings on.
+
+    Everything downstream (statistics, golden head, real baselines, evaluation) then sees the reduced training
+    split, and "test" accuracy is validation accuracy; ``spec`` gains ``validation_per_class`` and
+    ``validation_seed``, so its cache keys differ from ``ds``'s.
+    """
+    import dataclasses
+
+    per_class = check_int("per_class", per_class, 1)
+    counts = torch.bincount(ds.train_y, minlength=ds.num_classes)
+    if int(counts.min()) <= per_class:
+        raise ParamError(f"per_class={per_class} leaves no training image in a class of {int(counts.min())}; "
+                         "hold out fewer or load more")
+    g = torch.Generator().manual_seed(check_int("seed", seed, 0, 2**32 - 1))
+    held = torch.cat([torch.nonzero(ds.train_y == c).flatten()[torch.randperm(int(counts[c]), generator=g)[:per_class]]
+                      for c in range(ds.num_classes)]).sort().values
+    keep = torch.ones(len(ds.train_y), dtype=torch.bool)
+    keep[held] = False
+    pick = (lambda t, m: None if t is None else t[m])
+    return dataclasses.replace(
+        ds, train_x=ds.train_x[keep], train_y=ds.train_y[keep], test_x=ds.train_x[held], test_y=ds.train_y[held],
+        train_patterns=pick(ds.train_patterns, keep), test_patterns=pick(ds.train_patterns, held),
+        train_index=pick(ds.train_index if ds.train_index is not None else torch.arange(len(keep)), keep),
+        spec={**dict(ds.spec), "validation_per_class": per_class, "validation_seed": seed})
+
+
 def linear_bytes(layer: nn.Linear, bytes_per_value: int = 4) -> int:
     """Storage of a linear layer's weight and bias (float32 by default)."""
     return sum(p.numel() for p in layer.parameters()) * bytes_per_value

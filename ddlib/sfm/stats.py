@@ -128,6 +128,47 @@ def flow_cosine(f: Tensor, f_hat: Tensor) -> Tensor:
     return flat_cosine(f, f_hat)
 
 
+@torch.no_grad()
+def view_flow_cosines(backbone: Callable[[Tensor], Tensor], images: Tensor, labels: Tensor, f_real: Tensor,
+                      aug_cfg: Any, views: int = 32, seed: int = 0, batch_size: int = 256,
+                      device: str | torch.device | None = None) -> dict[str, Any]:
+    """The flow cosine of a synthetic set measured on fixed evaluation views, the same for every set of its size.
+
+    View v of every image is drawn by ``augment(images, aug_cfg)`` with a generator seeded ``seed + v`` (so two
+    sets of C·IPC images get the same crop boxes, flips and noise). Returns ``per_view`` (the cosine of
+    ``flows`` of one view per image, for each of the ``views`` views: what an SFM-1 step sees, as a list),
+    ``per_view_mean`` and ``per_view_std`` over views, ``mean_view`` (the cosine of the flows of each image's
+    feature averaged over all views: what SFM-k sees as k grows) and ``clean`` (the un-augmented images).
+    """
+    from ddlib.kernels.augment import augment
+
+    views = check_int("views", views, 1)
+    dev = get_device(device)
+    images, labels = to_unit(images).to(dev), labels.long().to(dev)
+    num_classes, channels = int(f_real.shape[0]), backbone_channels(backbone)
+    f_real = f_real.float().to(dev)
+
+    def feats(x: Tensor) -> Tensor:
+        out = []
+        for s in range(0, len(x), batch_size):
+            with autocast_context(dev):
+                out.append(backbone(match_channels(x[s:s + batch_size], channels)).float())
+        return torch.cat(out)
+
+    def cos(f: Tensor) -> float:
+        return float(flow_cosine(f_real, flows(class_means(f, labels, num_classes))))
+
+    per_view, total = [], None
+    for v in range(views):
+        f = feats(augment(images, aug_cfg, generator=torch.Generator().manual_seed(seed + v)))
+        per_view.append(cos(f))
+        total = f if total is None else total + f
+    pv = torch.tensor(per_view, dtype=torch.float64)
+    return {"per_view": per_view, "per_view_mean": float(pv.mean()),
+            "per_view_std": float(pv.std()) if views > 1 else 0.0, "mean_view": cos(total / views),
+            "clean": cos(feats(images)), "views": views, "seed": seed}
+
+
 def dataset_stats(backbone: Callable[[Tensor], Tensor], ds: Any, backbone_name: str, batch_size: int = 256,
                   device: str | torch.device | None = None, progress: bool = False,
                   use_cache: bool = True) -> dict[str, Any]:

@@ -29,7 +29,10 @@ SFM (``method="sfm"``)
     the images' own state (pyramid levels, their gradients and Adam's two moments:
     :func:`ddlib.sfm.params.pyramid_state_bytes`, about 4 MiB per 256-px RGB image) still grows
     with C·IPC whatever the chunking. The augmentation is always drawn chunk by chunk (one chunk when
-    ``chunk_size`` is None).
+    ``chunk_size`` is None), so a chunked run sees other views than the direct run: the two follow the same
+    loss on two augmentation streams, and their images differ as runs of two seeds do (with the same chunks,
+    one graph and the two passes give the same run: ``tests/test_sfm.py``; on chapter 3's settings the two
+    final sets cannot be told apart on fixed evaluation views: ``results/sfm_flow_cosine_cpu.json``).
 
 LGM (``method="lgm"``)
     Per step: a fresh head W ~ N(0, 0.01²), b = 0; a class-balanced real batch of IPC·C·augs
@@ -45,7 +48,8 @@ means it is (C−1)/C² · F: SFM is LGM without the real images and the random 
 This module holds the configuration, the two steps (:func:`sfm_backward`, :func:`lgm_backward`) and
 the optimisation loop over the images (:func:`distill`: Adam on the pyramid levels, reset when the
 pyramid grows; not :func:`ddlib.train.loop`, which trains models). Elsewhere: the image
-parameterisation in :mod:`ddlib.sfm.params`, the losses (:func:`~ddlib.losses.sfm_loss`,
+parameterisation in :mod:`ddlib.sfm.params`, LGM's balanced real batches and the real initialisation in
+:mod:`ddlib.sfm.real`, the losses (:func:`~ddlib.losses.sfm_loss`,
 :func:`~ddlib.losses.lgm_loss`, :func:`~ddlib.losses.linear_ce_grad`) in :mod:`ddlib.losses`, saving
 and loading a synthetic set in :mod:`ddlib.sfm.sets`, the peak-memory meter in
 :class:`ddlib.utils.PeakMemory` (each name is also importable from here).
@@ -59,22 +63,22 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F_nn
 from torch import Tensor
 
 from ddlib.losses import lgm_loss, linear_ce_grad, sfm_loss
 from ddlib.sfm.params import INITS, PARAMETERISATIONS, ImageParams, pyramid_resolutions, pyramid_state_bytes
+from ddlib.sfm.real import BalancedSampler, balanced_indices, real_init_images, resize_images
 from ddlib.sfm.sets import load_synthetic, save_synthetic
 from ddlib.sfm.stats import (autocast_context, backbone_channels, class_means, dataset_stats, flow_cosine,
                              flows, match_channels)
 from ddlib.utils import (ParamError, PeakMemory, check_choice, check_float, check_int, config_dict, get_device,
-                         progress as progress_bar, seed_everything, to_unit)
+                         progress as progress_bar, seed_everything)
 
-__all__ = ["METHODS", "DEFAULT_AUGS", "SynthConfig", "sfm_backward", "lgm_backward", "BalancedSampler",
-           "balanced_indices", "resize_images",
-           "default_image_sizes", "real_init_images", "distill", "distill_cached", "images_key", "run_times",
+__all__ = ["METHODS", "DEFAULT_AUGS", "SynthConfig", "sfm_backward", "lgm_backward",
+           "default_image_sizes", "distill", "distill_cached", "images_key", "run_times",
            # defined elsewhere (see the module docstring), importable from here
-           "ImageParams", "pyramid_resolutions", "pyramid_state_bytes", "PARAMETERISATIONS", "INITS", "save_synthetic", "load_synthetic",
+           "ImageParams", "pyramid_resolutions", "pyramid_state_bytes", "PARAMETERISATIONS", "INITS", "save_synthetic",
+           "load_synthetic", "BalancedSampler", "balanced_indices", "resize_images", "real_init_images",
            "PeakMemory", "sfm_loss", "lgm_loss", "linear_ce_grad"]
 
 METHODS = ("sfm", "lgm")
@@ -96,7 +100,8 @@ class SynthConfig:
     and cache key uses);
     parameterisation: "pyramid" | "pixels"; grow_every: steps between pyramid levels (200);
     start_res: the coarsest level's resolution (1); decorrelate: colour decorrelation (3
-    channels only); init: "noise" | "zero" | "real" (real images, decode inverted);
+    channels only); init: "noise" | "zero" | "real" (the random real images of ``seed``,
+    :func:`ddlib.sfm.real.real_init_images`, decode inverted);
     chunk_size: SFM's two-pass chunked step with this many images per chunk (None = direct);
     head_std: LGM's random head scale (0.01); channels: 3 (or 1 for grey backbones);
     seed; feature_batch: batch size of the statistics pass.
@@ -239,64 +244,6 @@ def sfm_backward(params: ImageParams, backbone: Callable[[Tensor], Tensor], f_re
     return float(loss.detach()), s_hat.detach()
 
 
-class BalancedSampler:
-    """Class-balanced batches: ``per_class`` indices of every class per :meth:`draw`, class-major.
-
-    Each class's indices are walked in a random order without replacement, and reshuffled when fewer
-    than ``per_class`` are left (what a shuffled loader does per epoch, per class); a class with fewer
-    than ``per_class`` images is drawn with replacement. The labels are sorted once; a draw is one
-    gather of C·``per_class`` indices plus a reshuffle of the classes that ran out (amortised
-    ``per_class`` per class), so its cost does not grow with the number of labels or scan them per class.
-    """
-
-    def __init__(self, y: Tensor, num_classes: int, per_class: int, generator: torch.Generator) -> None:
-        y = y.detach().long().cpu()
-        self.num_classes = check_int("num_classes", num_classes, 1)
-        self.per_class = check_int("per_class", per_class, 1)
-        self.generator = generator
-        self.counts = torch.bincount(y, minlength=num_classes)[:num_classes]
-        if bool((self.counts == 0).any()):
-            missing = torch.nonzero(self.counts == 0).flatten().tolist()
-            raise ParamError(f"classes {missing} have no training images; LGM needs real images of every class")
-        self.order = torch.argsort(y, stable=True)  # class-major: class c at starts[c] : starts[c] + counts[c]
-        self.starts = torch.cumsum(self.counts, 0) - self.counts
-        self.cursor = self.counts.clone()  # every class "ran out": the first draw shuffles each once
-        self.small = torch.nonzero(self.counts < per_class).flatten().tolist()
-        self._steps = torch.arange(per_class)
-
-    def _reshuffle(self, c: int) -> None:
-        s, n = int(self.starts[c]), int(self.counts[c])
-        seg = self.order[s:s + n]
-        self.order[s:s + n] = seg[torch.randperm(n, generator=self.generator)]
-        self.cursor[c] = 0
-
-    def draw(self) -> Tensor:
-        """``per_class`` indices of each class, class 0 first: (C·per_class,)."""
-        k = self.per_class
-        for c in torch.nonzero(self.cursor + k > self.counts).flatten().tolist():
-            if self.counts[c] >= k:
-                self._reshuffle(c)
-        pos = self.starts[:, None] + torch.minimum(self.cursor[:, None] + self._steps, self.counts[:, None] - 1)
-        for c in self.small:  # fewer images than per_class: with replacement
-            pos[c] = self.starts[c] + torch.randint(int(self.counts[c]), (k,), generator=self.generator)
-        self.cursor += k
-        return self.order[pos.flatten()]
-
-
-def balanced_indices(y: Tensor, num_classes: int, per_class: int, generator: torch.Generator) -> Tensor:
-    """``per_class`` random indices of each class, class-major (without replacement when the class is large
-    enough): one :meth:`BalancedSampler.draw`."""
-    return BalancedSampler(y, num_classes, per_class, generator).draw()
-
-
-def resize_images(x: Tensor, size: int) -> Tensor:
-    """uint8 or float images -> float [0, 1] at ``size``×``size`` (bilinear, antialiased when shrinking)."""
-    x = to_unit(x)
-    if x.shape[-1] == size and x.shape[-2] == size:
-        return x
-    return F_nn.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
-                            antialias=size < x.shape[-1]).clamp(0, 1)
-
 
 def lgm_backward(params: ImageParams, backbone: Callable[[Tensor], Tensor], real_x: Tensor, real_y: Tensor,
                  labels: Tensor, num_classes: int, feature_dim: int, cfg: SynthConfig, aug_cfg: Any,
@@ -342,12 +289,6 @@ def _is_dataset(obj: Any) -> bool:
     return hasattr(obj, "train_x") and hasattr(obj, "train_y")
 
 
-def real_init_images(x: Tensor, y: Tensor, num_classes: int, ipc: int, image_size: int, channels: int,
-                     generator: torch.Generator) -> Tensor:
-    """IPC random real images per class (class-major order), float [0, 1] at ``image_size``, ``channels``."""
-    idx = balanced_indices(y, num_classes, ipc, generator)
-    return match_channels(resize_images(x[idx], image_size), channels).contiguous()
-
 
 def distill(backbone: Callable[[Tensor], Tensor], ds_or_stats: Any, cfg: SynthConfig, *,
             backbone_name: str | None = None, device: str | torch.device | None = None,
@@ -363,6 +304,13 @@ def distill(backbone: Callable[[Tensor], Tensor], ds_or_stats: Any, cfg: SynthCo
     "stats_time" (class centres, s; 0 when given or cached), "peak_mem" (bytes, see
     :class:`PeakMemory`), "peak_mem_kind", "config", "levels"}; with ``snapshots`` (step counts in
     1..steps) also "snapshots" {s: the images after s steps} (the last step's are "images").
+
+    ``history["flow_cos"]`` is each step's own estimate, taken before the step's update and on that step's
+    views: for SFM-k one minus its loss (the flows of k views per image averaged), for LGM the flows of the
+    class means of its ``augs_per_batch`` views per image. The two are different estimators on different
+    views (a mean over 10 views has a far higher cosine than one view), so neither a last value nor the
+    curves compare SFM with LGM: score final sets on the same fixed views with
+    :func:`ddlib.sfm.stats.view_flow_cosines` (``results/sfm_flow_cosine_cpu.json``).
     """
     if not isinstance(cfg, SynthConfig):
         raise ParamError(f"cfg must be a SynthConfig, got {type(cfg).__name__}")
@@ -400,8 +348,7 @@ def distill(backbone: Callable[[Tensor], Tensor], ds_or_stats: Any, cfg: SynthCo
     labels = torch.arange(num_classes).repeat_interleave(cfg.ipc).to(dev)
     real = None
     if cfg.init == "real":
-        real = real_init_images(ds_or_stats.train_x, ds_or_stats.train_y, num_classes, cfg.ipc, cfg.image_size,
-                                cfg.channels, gen)
+        real = real_init_images(ds_or_stats, cfg.ipc, cfg.image_size, cfg.channels, cfg.seed)
     params = ImageParams.create(n, cfg.channels, cfg.image_size, cfg.parameterisation, cfg.init, cfg.start_res,
                                 cfg.decorrelate, generator=gen, device=dev, real=real)
     opt = torch.optim.Adam(params.parameters(), lr=cfg.lr)
@@ -465,6 +412,8 @@ def images_key(ds: Any, cfg: SynthConfig, backbone_name: str, snapshots: Sequenc
 
     cfg = cfg.resolved()
     spec: dict[str, Any] = {"config": cfg, "augment": config_dict(AUGMENTS[cfg.augment])}
+    if cfg.init == "real":  # the starting images are baselines.random_real's draw of the seed (since 2026-12)
+        spec["real_init"] = "random_real"
     if snapshots:
         spec["snapshots"] = sorted(set(int(s) for s in snapshots))
     return artifacts.make_key("sfm-images", ds.key(), spec, [backbone_name])
