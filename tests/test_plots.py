@@ -116,3 +116,91 @@ def test_umap_projection_leaves_no_tqdm_warning_on_the_page() -> None:
     assert bare.returncode == 0 and ours.returncode == 0, ours.stderr
     assert "IProgress not found" in bare.stderr  # the test can see the warning
     assert "IProgress not found" not in ours.stderr
+
+
+# ----------------------------------------------------------------------------- one palette for the book
+def _colour(trace) -> str:  # noqa: ANN001
+    return trace.marker.color if isinstance(trace.marker.color, str) else trace.line.color
+
+
+def test_a_method_has_one_colour_in_figures_of_different_chapters() -> None:
+    """Chapter 2 draws selectors with plotly express (px.line, color="method"), chapter 5 with other labels and
+    in another order (px.bar), chapters 3 and 4 with ddlib.plots: each method gets the book's colour in all."""
+    import pandas as pd
+    import plotly.express as px
+
+    ch2 = px.line(pd.DataFrame({"ipc": [1, 10] * 3, "acc": range(6), "method": ["herding"] * 2 + ["bps"] * 2
+                                + ["random"] * 2}), x="ipc", y="acc", color="method")
+    ch5 = px.bar(pd.DataFrame({"x": range(4), "y": range(4), "method": ["random", "k-center", "bps (hard labels)",
+                                                                       "Forgetting"]}), x="x", y="y", color="method")
+    ch3 = plots.curves_figure({"SFM": [1.0, 0.5], "LGM": [1.0, 0.7], "SFM (chunked)": [1.0, 0.6]})
+    ch4 = plots.accuracy_figure([{"eval_backbone": "b", "mode": m, "acc": 0.5, "acc_std": 0.0}
+                                 for m in ("probe", "ci", "kd")])
+    colours: dict[str, set[str]] = {}
+    for fig in (ch2, ch5, ch3, ch4):
+        for t in fig.data:
+            colours.setdefault(plots.canonical(t.name), set()).add(_colour(t))
+    for method, seen in colours.items():
+        assert seen == {plots.METHOD_COLOURS[method]}, (method, seen)
+    assert {"bps", "random", "herding", "kcenter", "forgetting", "sfm", "lgm", "probe", "ci", "kd"} <= set(colours)
+
+
+def test_the_palette_gives_every_method_its_own_colour() -> None:
+    assert len(set(plots.METHOD_COLOURS.values())) == len(plots.METHOD_COLOURS)
+    assert not set(plots.METHOD_COLOURS.values()) & set(plots.PALETTE)  # other series never read as a method
+    assert plots.canonical("K-Center") == "kcenter" and plots.canonical("random real") == "random-real"
+    assert plots.canonical("new head (probe)") == "probe" and plots.canonical("KD from inherited head") == "kd"
+    assert plots.canonical("IPC 10") is None and plots.colour_of("IPC 10", 1) == plots.PALETTE[1]
+
+
+def test_flow_figure_draws_each_synthetic_set_in_its_methods_colour() -> None:
+    centres = torch.randn(3, 5, generator=torch.Generator().manual_seed(4))
+    fig = plots.flow_pca_figure(centres, {"SFM": centres + 0.1, "LGM": centres - 0.1}, CLASSES, flows=flows)
+    arrows = {t.name: t.line.color for t in fig.data if t.mode == "lines+markers"}
+    assert arrows["SFM"] == plots.METHOD_COLOURS["sfm"] and arrows["LGM"] == plots.METHOD_COLOURS["lgm"]
+
+
+# ----------------------------------------------------------------------------- what the eye can see
+def test_thin_keeps_each_groups_share_reproducibly() -> None:
+    import numpy as np
+
+    groups = np.repeat([0, 1, 2], [900, 90, 10])
+    keep = plots.thin(groups, 100, seed=3)
+    assert len(keep) <= 100 and np.all(np.diff(keep) > 0)
+    assert np.array_equal(keep, plots.thin(groups, 100, seed=3))  # reproducible
+    assert not np.array_equal(keep, plots.thin(groups, 100, seed=4))
+    counts = np.bincount(groups[keep], minlength=3)
+    assert counts[0] == 90 and counts[1] == 9 and counts[2] == 1  # each group its share, at least one
+    assert np.array_equal(plots.thin(groups[:50], 100), np.arange(50))  # fewer points than the cap: all
+
+
+def test_the_pattern_scatter_colours_the_largest_patterns_and_greys_the_rest() -> None:
+    import numpy as np
+
+    x, _ = _images(60)
+    groups = np.repeat([5, 3, 9, 1, 7], [25, 15, 10, 6, 4])  # sizes 25, 15, 10, 6, 4
+    xy = np.random.default_rng(0).normal(size=(60, 2))
+    fig = plots.embedding_scatter(xy, groups, x, top_k=3, max_points=30)
+    shown = [t for t in fig.data if t.showlegend is not False]
+    assert [t.name for t in shown] == ["pattern 5 (25)", "pattern 3 (15)", "pattern 9 (10)"]  # sizes: all points
+    assert len({t.marker.color for t in shown}) == 3
+    grey = [t for t in fig.data if t.showlegend is False]
+    assert len(grey) == 1 and grey[0].marker.color == plots.CONTEXT_GREY
+    assert sum(len(t.x) for t in fig.data) <= 30  # thinned
+    assert fig.layout.legend.orientation == "h" and fig.layout.legend.y < 0  # below the plot, clear of the points
+
+
+def test_pandas_prints_tables_in_full() -> None:
+    import pandas as pd
+
+    table = pd.DataFrame({"a": range(73), "b": range(73)})
+    assert pd.get_option("display.max_rows") is None
+    html = table._repr_html_()
+    assert html.split("<tbody>")[1].count("<tr>") == 73 and "..." not in html  # all 73 rows
+
+
+def test_the_book_renderer_leaves_plotly_js_out_and_keeps_plotlys_mime_type() -> None:
+    bundle = plots.BookRenderer().to_mimebundle(every_figure()["curves_figure (steps, smoothed)"].to_dict())
+    assert len(bundle["text/html"]) < 50_000 and "Plotly.newPlot" in bundle["text/html"]
+    assert "* plotly.js v" not in bundle["text/html"] and "cdn" not in bundle["text/html"].lower()
+    assert bundle["application/vnd.plotly.v1+json"]["data"][0]["name"] == "a"
