@@ -20,12 +20,12 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ddlib import distributed
-from ddlib.cli import bps, data, inherit, sfm, sweep
+from ddlib.cli import bps, cache, data, inherit, sfm, sweep
 from ddlib.utils import ParamError
 
 Handler = Callable[[argparse.Namespace], int]
 #: the command families, in the order ``--help`` lists them
-FAMILIES = (data, sfm, inherit, bps, sweep)
+FAMILIES = (data, sfm, inherit, bps, sweep, cache)
 #: the commands that split their work over torchrun's processes
 DISTRIBUTED = ("select", "evaluate")
 
