@@ -200,7 +200,22 @@ def test_pandas_prints_tables_in_full() -> None:
 
 
 def test_the_book_renderer_leaves_plotly_js_out_and_keeps_plotlys_mime_type() -> None:
-    bundle = plots.BookRenderer().to_mimebundle(every_figure()["curves_figure (steps, smoothed)"].to_dict())
+    fig = every_figure()["curves_figure (steps, smoothed)"].to_dict()
+    bundle = plots.BookRenderer().to_mimebundle(fig)
     assert len(bundle["text/html"]) < 50_000 and "Plotly.newPlot" in bundle["text/html"]
     assert "* plotly.js v" not in bundle["text/html"] and "cdn" not in bundle["text/html"].lower()
-    assert bundle["application/vnd.plotly.v1+json"]["data"][0]["name"] == "a"
+    assert bundle["application/vnd.plotly.v1+json"]["data"][0]["name"] == "a"  # JupyterLab draws this one
+    assert set(plots.BookRenderer(plotly_mime=False).to_mimebundle(fig)) == {"text/html"}  # the builds'
+
+
+def test_the_renderer_follows_plotly_renderer() -> None:
+    """Unset: "book" (both mime types); "notebook" (the builds and tests): "book_page" (the page's html only)."""
+    import subprocess
+    import sys
+
+    code = "import ddlib.plots, plotly.io as pio; print(pio.renderers.default)"
+    env = {k: v for k, v in __import__("os").environ.items() if k != "PLOTLY_RENDERER"}
+    seen = [subprocess.run([sys.executable, "-c", code], env={**env, **extra}, capture_output=True, text=True,
+                           timeout=300).stdout.strip() for extra in ({}, {"PLOTLY_RENDERER": "notebook"},
+                                                                     {"PLOTLY_RENDERER": "json"})]
+    assert seen == ["book", "book_page", "json"]

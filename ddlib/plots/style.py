@@ -1,13 +1,16 @@
 """What every figure shares: the book's plotly renderer, the palette, and how tables print.
 
-**The renderer.** Importing :mod:`ddlib.plots` (which imports this module) sets plotly's renderer to
-``"book"`` (:class:`BookRenderer`): each figure's ``text/html`` is a ``<div>`` and the script that draws
-it, *without* plotly.js, which the book serves once for the whole site (``_static/plotly.min.js``, copied
-from the installed plotly package at build time by ``book/_ext/plotly_static.py`` and loaded by the pages
-that hold a figure); the output also keeps plotly's own mime type (``application/vnd.plotly.v1+json``),
-which JupyterLab, VS Code and nteract draw themselves. ``$PLOTLY_RENDERER`` naming any renderer other
-than ``"notebook"`` wins (``"notebook"``, which the Makefile and the tests set, means the book's).
-Chapters just call ``fig.show()``.
+**The renderer.** Importing :mod:`ddlib.plots` (which imports this module) sets plotly's renderer
+(:class:`BookRenderer`): each figure's ``text/html`` is a ``<div>`` and the script that draws it, *without*
+plotly.js, which the book serves once for the whole site (``_static/plotly.min.js``, copied from the
+installed plotly package at build time by ``book/_ext/plotly_static.py`` and loaded by the pages that hold
+a figure). In an interactive session (``$PLOTLY_RENDERER`` unset) the renderer is ``"book"``, whose output
+also keeps plotly's own mime type (``application/vnd.plotly.v1+json``), which JupyterLab, VS Code and
+nteract draw themselves. Where ``$PLOTLY_RENDERER`` is ``"notebook"`` (the Makefile, ``python -m ddlib
+book`` and the tests set it: the book's builds and the tests' executions) it is ``"book_page"``, the
+``text/html`` alone: what the page shows, and nothing that differs between two runs of the same figure
+(the plotly JSON holds every float of the figure, e.g. a timing in its hover data, which the outputs' checks
+mask only in text). Any other ``$PLOTLY_RENDERER`` is used as it is. Chapters just call ``fig.show()``.
 
 **The palette.** One colour per method across the whole book (:data:`METHOD_COLOURS`): the coreset
 selectors and BPS, the synthesis methods and their real-image baselines, and the ways of evaluating a
@@ -144,15 +147,16 @@ PLOTLY_JS_NAME = "plotly.min.js"
 
 
 class BookRenderer(MimetypeRenderer):
-    """A figure as ``text/html`` without plotly.js (the page loads the site's one copy) plus plotly's own
-    mime type (JupyterLab, VS Code). ``post_script`` (JavaScript run after the figure is drawn, ``{plot_id}``
-    its div's id) and ``config`` are plotly's ``fig.show(post_script=…, config=…)``."""
+    """A figure as ``text/html`` without plotly.js (the page loads the site's one copy), plus plotly's own
+    mime type (JupyterLab, VS Code) when ``plotly_mime``. ``post_script`` (JavaScript run after the figure is
+    drawn, ``{plot_id}`` its div's id) and ``config`` are plotly's ``fig.show(post_script=…, config=…)``."""
 
     def __init__(self, config: Mapping[str, Any] | None = None, post_script: str | list[str] | None = None,
-                 default_height: int = 525) -> None:
+                 default_height: int = 525, plotly_mime: bool = True) -> None:
         self.config = dict(config) if config else {}
         self.post_script = post_script
         self.default_height = default_height
+        self.plotly_mime = plotly_mime
 
     def to_mimebundle(self, fig_dict: dict) -> dict:
         from plotly.io import to_html, to_json
@@ -162,6 +166,8 @@ class BookRenderer(MimetypeRenderer):
         html = to_html(fig_dict, config={"responsive": True, **self.config}, include_plotlyjs=False,
                        include_mathjax=False, post_script=list(post) if post else None, full_html=False,
                        default_width="100%", default_height=self.default_height, validate=False)
+        if not self.plotly_mime:
+            return {"text/html": html}
         mime = json.loads(to_json(fig_dict, validate=False, remove_uids=False))
         if self.config:
             mime["config"] = self.config
@@ -169,8 +175,9 @@ class BookRenderer(MimetypeRenderer):
 
 
 pio.renderers["book"] = BookRenderer()
-pio.renderers.default = ("book" if os.environ.get("PLOTLY_RENDERER", "notebook") == "notebook"
-                         else os.environ["PLOTLY_RENDERER"])
+pio.renderers["book_page"] = BookRenderer(plotly_mime=False)
+_asked = os.environ.get("PLOTLY_RENDERER")
+pio.renderers.default = "book" if _asked is None else "book_page" if _asked == "notebook" else _asked
 
 # plotly express: every method its colour, other categories the palette
 px.defaults.color_discrete_map = MethodColourMap()
