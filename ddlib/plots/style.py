@@ -17,8 +17,8 @@ selectors and BPS, the synthesis methods and their real-image baselines, and the
 synthetic set. Every figure function of :mod:`ddlib.plots` colours a series with :func:`colour_of`, and
 plotly express figures the chapters draw (``px.line(..., color="method")``) get the same colours through
 ``px.defaults.color_discrete_map`` (:class:`MethodColourMap`, which also knows the labels the chapters
-use: ``"k-center"``, ``"random real"``, ``"bps (hard labels)"``, ...). Other categories (an IPC, a
-metric) take :data:`PALETTE`, in order.
+use: ``"k-center"``, ``"random real"``, ``"new head (probe)"``, ...). Other categories (an IPC, a metric, a
+method's variant such as ``"bps (centre share 0)"``) take :data:`PALETTE`, in order.
 
 **Tables.** pandas prints every row and column of a DataFrame (no ``...`` truncation): a table in the
 book is read in full or folded by the chapter, never cut by pandas. Wide tables wrap their headers and
@@ -70,28 +70,25 @@ ALIASES: dict[str, str] = {
     "statistical-flow-matching": "sfm",
     "real-random": "random-real", "random-real-images": "random-real",
     "centroids-real": "centroid-real", "real-centroids": "centroid-real", "centroid-real-images": "centroid-real",
-    "new-head": "probe", "new-head-probe": "probe", "linear-probe": "probe",
+    "new-head": "probe", "new-head-(probe)": "probe", "linear-probe": "probe",
     "classifier-inheritance": "ci", "inherited-head": "ci",
     "kd-from-inherited-head": "kd", "knowledge-distillation": "kd",
 }
 
 #: Colours of series that are not methods (an IPC, a metric, a loss), in order: a family of its own
 #: (blue-green to yellow) so that they do not read as a method.
-PALETTE = ("#3b528b", "#21918c", "#5ec962", "#fde725", "#440154", "#31688e", "#35b779", "#90d743")
+PALETTE = ("#21918c", "#440154", "#3b528b", "#5ec962", "#31688e", "#35b779", "#90d743", "#fde725")
 
 #: The colour of points or series shown for context only (the patterns beyond the largest ones).
 CONTEXT_GREY = "#c8c8c8"
 
-_SUFFIX = re.compile(r"\s*[\(\[].*$")  # "bps (hard labels)", "sfm [seed 3]" -> the method
-
-
 def canonical(name: object) -> str | None:
-    """The key of :data:`METHOD_COLOURS` that ``name`` names (``"K-Center"``, ``"random real"``,
-    ``"bps (hard labels)"``, ``"bps, hard labels"``), or None when it names no method."""
+    """The key of :data:`METHOD_COLOURS` that ``name`` names (``"K-Center"``, ``"random real"``, ``"new head
+    (probe)"``), or None when it names no method. A variant (``"bps (centre share 0)"``, ``"SFM (chunked)"``)
+    names no method: it is drawn beside its method, so it must not take the method's colour."""
     if not isinstance(name, str):
         return None
-    text = _SUFFIX.sub("", name).split(",")[0].strip().lower()
-    text = re.sub(r"[\s_]+", "-", text)
+    text = re.sub(r"[\s_]+", "-", name.strip().lower())
     if text in METHOD_COLOURS:
         return text
     return ALIASES.get(text)
