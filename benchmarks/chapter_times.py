@@ -11,13 +11,16 @@ merges one entry per chapter into ``results/chapter_times_<scale>.json`` with pr
 ``--bundle FILE`` imports a cache exported by ``python -m ddlib cache export`` into the fresh cache first:
 the chapters then run as a workshop attendee runs them after the set-up. ``--exercises`` then runs every
 papermill command of ``book/workshop.md`` (the exercises, in the page's order, in the same cache) and
-records each one's time as a row too (``exercise``: the command as the page shows it).
+records each one's time as a row too (``exercise``: the command as the page shows it). Each row holds the
+wall time and the kernel's CPU time (``cpu_s``): on a machine shared with other jobs the wall time includes
+waiting for a core, so the two together say how loaded the measurement was.
 """
 from __future__ import annotations
 
 import argparse
 import hashlib
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -26,9 +29,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _run(notebook: Path, out: Path, parameters: dict, cwd: Path) -> tuple[str, str | None, float]:
+def _children_cpu_s() -> float:
+    """CPU seconds (user + system) of this process's finished children: the kernels papermill started."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def _run(notebook: Path, out: Path, parameters: dict, cwd: Path) -> tuple[str, str | None, float, float]:
+    """(status, error, wall seconds, the kernel's CPU seconds) of one papermill run."""
     import papermill as pm
 
+    cpu = _children_cpu_s()
     start = time.perf_counter()
     status, error = "ok", None
     try:
@@ -36,7 +47,7 @@ def _run(notebook: Path, out: Path, parameters: dict, cwd: Path) -> tuple[str, s
                             progress_bar=False)
     except Exception as e:  # noqa: BLE001 - recorded, the next run still goes
         status, error = "failed", f"{type(e).__name__}: {str(e).splitlines()[-1] if str(e) else ''}"
-    return status, error, time.perf_counter() - start
+    return status, error, time.perf_counter() - start, _children_cpu_s() - cpu
 
 
 def exercise_runs(page: Path) -> list[tuple[str, str, dict]]:
@@ -107,10 +118,13 @@ def main(argv: list[str] | None = None) -> int:
                       rows=list(rows.values()), timings={"wall_s": None}, command=command)
 
     for name, shown, tag, params in jobs:
-        status, error, wall = _run(ROOT / "notebooks" / f"{name}.ipynb", work / f"{tag}.ipynb", params,
-                                   ROOT / "notebooks")
+        status, error, wall, cpu = _run(ROOT / "notebooks" / f"{name}.ipynb", work / f"{tag}.ipynb", params,
+                                        ROOT / "notebooks")
         load = os.getloadavg()
+        # cpu_s: the kernel's CPU time; on a shared machine (load above the cores) it says what the run needs,
+        # where wall_s also holds the time it waited for a core
         row = {"chapter": name, "scale": a.scale, "status": status, "error": error, "wall_s": round(wall, 1),
+               "cpu_s": round(cpu, 1),
                "load_average_after": [round(x, 2) for x in load], "cache": described, "run_order": [t for _, _, t, _ in jobs],
                "provenance": results.provenance(command)}
         if imported:
@@ -118,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         if shown:
             row["exercise"], row["parameters"] = shown, params
         rows[shown or name] = row
-        print(f"{shown or name}: {status} in {wall:.1f} s (load {load[0]:.1f})", flush=True)
+        print(f"{shown or name}: {status} in {wall:.1f} s, {cpu:.1f} s of CPU (load {load[0]:.1f})", flush=True)
         record()
     print(out)
     return 0
