@@ -13,7 +13,8 @@ the chapters then run as a workshop attendee runs them after the set-up. ``--exe
 papermill command of ``book/workshop.md`` (the exercises, in the page's order, in the same cache) and
 records each one's time as a row too (``exercise``: the command as the page shows it). Each row holds the
 wall time and the kernel's CPU time (``cpu_s``): on a machine shared with other jobs the wall time includes
-waiting for a core, so the two together say how loaded the measurement was.
+waiting for a core, so the two together say how loaded the measurement was. ``new_cache_entries`` names the
+artifacts the run computed and stored (none, after an import, for a chapter run as exported).
 """
 from __future__ import annotations
 
@@ -117,14 +118,18 @@ def main(argv: list[str] | None = None) -> int:
                                 "a time), and of the workshop page's exercises when run", config={"scale": a.scale},
                       rows=list(rows.values()), timings={"wall_s": None}, command=command)
 
+    def entries() -> set[str]:
+        return {f.stem for f in Path(cache).glob("*.json")}
+
     for name, shown, tag, params in jobs:
+        before = entries()
         status, error, wall, cpu = _run(ROOT / "notebooks" / f"{name}.ipynb", work / f"{tag}.ipynb", params,
                                         ROOT / "notebooks")
         load = os.getloadavg()
         # cpu_s: the kernel's CPU time; on a shared machine (load above the cores) it says what the run needs,
         # where wall_s also holds the time it waited for a core
         row = {"chapter": name, "scale": a.scale, "status": status, "error": error, "wall_s": round(wall, 1),
-               "cpu_s": round(cpu, 1),
+               "cpu_s": round(cpu, 1), "new_cache_entries": sorted(entries() - before),
                "load_average_after": [round(x, 2) for x in load], "cache": described, "run_order": [t for _, _, t, _ in jobs],
                "provenance": results.provenance(command)}
         if imported:

@@ -244,8 +244,9 @@ VALUES: dict[str, dict[str | None, dict[str, Any]]] = {
         "gpu": dict(dataset="fashion-mnist", per_class=None, backbone="efficientnet-lite0", encoder_epochs=20,
                     encoder_width=64, ipc=10, steps=5000, lr=2e-3, grow_every=200, augs_per_batch=10, chunk_size=50,
                     seed=0),
+        # chapter 3 distils SFM, chunked SFM and LGM again at every run (it measures their cost): 100 steps
         "workshop": dict(dataset="fashion-mnist", per_class=100, backbone="inhouse", encoder_epochs=5, encoder_width=32,
-                         ipc=1, steps=150, lr=0.01, grow_every=25, augs_per_batch=10, chunk_size=5, seed=0),
+                         ipc=1, steps=100, lr=0.01, grow_every=15, augs_per_batch=10, chunk_size=5, seed=0),
         None: dict(seed=0),
     },
     # chapter 4 (augs_per_batch: chapter 5's LGM run); the CLI's distill and evaluate-synthetic. cpu: distilled
@@ -267,8 +268,8 @@ VALUES: dict[str, dict[str | None, dict[str, Any]]] = {
                     golden_views=None, seed=0),
         "workshop": dict(dataset="fashion-mnist", per_class=100, test_per_class=100, distill_backbone="efficientnet-lite0",
                          eval_backbones=["efficientnet-lite2", "inhouse"], encoder_epochs=5, encoder_width=32,
-                         image_size=64, ipc=1, steps=200, lr=0.05, grow_every=15, augs_per_batch=10, probe_epochs=300,
-                         probe_lr=0.1, projector_lr=1.0, views=10, runs=2, golden_epochs=100, golden_views=2, seed=0),
+                         image_size=64, ipc=1, steps=200, lr=0.05, grow_every=15, augs_per_batch=10, probe_epochs=200,
+                         probe_lr=0.1, projector_lr=1.0, views=10, runs=1, golden_epochs=100, golden_views=2, seed=0),
         None: dict(seed=0),
     },
 }
