@@ -9,7 +9,7 @@ the machine's load falls on both):
 
 - **supervised**: :func:`ddlib.train.fit` of the same encoder (backbone + class head) at the same
   batch: one view (``crop_flip``, the teachers' recipe), cross-entropy;
-- **Stage 1**: :func:`ddlib.encoders.fit_encoder` with BPS's clustering term: two MoCo-v2 views
+- **Stage 1**: :func:`ddlib.encoders.fit_moco` with BPS's clustering term: two MoCo-v2 views
   augmented on the fly, query forward + backward, momentum update and key forward, InfoNCE over the
   queue of 65,536 keys, L_clu over the snapshot of the ``n`` keys of the first epoch, enqueue.
 
@@ -43,8 +43,9 @@ import torch
 import torch.nn.functional as F
 
 from ddlib import encoders, results, train
-from ddlib.bps.encoder import (PATTERN_CLUSTERING, EncoderConfig, KeyQueue, build_encoder, clustering_loss_prepared,
-                               clustering_snapshot)
+from ddlib.bps.encoder import (PATTERN_CLUSTERING, EncoderConfig, build_encoder, clustering_loss_prepared,
+                               clustering_snapshot, refresh_patterns)
+from ddlib.encoders import KeyQueue
 from ddlib.bps.patterns import PatternConfig
 from ddlib.utils import get_device
 
@@ -126,7 +127,7 @@ def stage1_seconds(cfg: EncoderConfig, x: torch.Tensor, y: torch.Tensor, device:
     epoch's seconds)."""
     model = build_encoder(cfg, CLASSES, x.shape[1], x.shape[-1])
     term = _TimedRefresh()
-    hist = encoders.fit_encoder(model, x, y, cfg, device=device, progress=False, clustering=term, accel=accel)
+    hist = encoders.fit_moco(model, x, y, cfg, device=device, progress=False, clustering=term, accel=accel)
     refresh = sum(term.seconds[len(term.seconds) - hist["refreshes"][1]:]) if hist["refreshes"][1] else 0.0
     return hist["epoch_seconds"][1] - refresh, refresh, hist["epoch_seconds"][0]
 
@@ -174,7 +175,7 @@ def bench_refresh(device: torch.device, repeats: int = 2) -> list[float]:
     out = []
     for _ in range(repeats):
         t = time.perf_counter()
-        q.refresh_patterns(PatternConfig())
+        refresh_patterns(q, PatternConfig())
         out.append(time.perf_counter() - t)
     return out
 

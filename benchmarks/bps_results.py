@@ -97,7 +97,7 @@ def main() -> int:
     p = presets.bps(a.scale, **budget)  # every check before any work
     methods, ipcs = list(p.methods), list(p.ipcs)
     work = Path(a.work)
-    tag = p.dataset.split(":")[0].split("/")[-1]
+    tag = data.split_name(p.dataset)[0].split("/")[-1]
     marked = "GPU" if torch.cuda.is_available() else "CPU"
     out = Path(a.out) if a.out else ROOT / "results" / f"bps_{tag}_{marked.lower()}.json"
     data_opts = argv_for("select", dataset=p.dataset, per_class=budget.get("per_class"),

@@ -12,6 +12,16 @@ or swapped onto another key by hand is moved aside into ``quarantine/`` with a w
 recomputed, never served. Temporary files left by a writer killed mid-write (``.<name>.<host>.<pid>.…tmp``)
 are removed on the first use of the cache in a process, once their writer is gone or they are an hour old.
 
+An entry carries the identity of what made it in its key: the dataset's spec and a digest of its images
+and labels (:meth:`ddlib.data.Dataset.key`: name, subsample, image size and so channels), the config, and the
+upstream keys (a backbone's key names it and its input size, ``…@64px``); features, golden heads and synthetic
+images of another dataset or backbone therefore live under other keys and are never served for this one.
+
+Corrupt entries are recomputed with a warning (:class:`CorruptArtifactWarning`), never refused: an artifact
+is a function of its key, so recomputing costs time but cannot change a result, while refusing would stop a
+run for a file the user never asked for. A cache folder that cannot be used at all (a file, not writable) is
+refused before any work (:func:`cache_dir`).
+
 The cache lives in ``$DDLIB_CACHE`` (default ``~/.cache/ddlib``). Under torchrun every rank uses the same
 folder (on a cluster: a filesystem every node sees); :func:`cached` lets only rank 0 write to it.
 """
@@ -34,8 +44,8 @@ from typing import Any, TypeVar
 import torch
 
 import ddlib
-from ddlib import distributed
-from ddlib.utils import config_fields, dumps_strict, json_safe
+from ddlib import distributed, preflight
+from ddlib.utils import ParamError, config_fields, dumps_strict, json_safe
 
 T = TypeVar("T")
 
@@ -55,9 +65,20 @@ class MismatchedArtifactWarning(CorruptArtifactWarning):
 
 
 def cache_dir() -> Path:
-    """The cache folder: ``$DDLIB_CACHE`` or ``~/.cache/ddlib`` (created on first use, stale temporaries swept)."""
-    root = Path(os.environ.get("DDLIB_CACHE") or Path.home() / ".cache" / "ddlib")
-    root.mkdir(parents=True, exist_ok=True)
+    """The cache folder: ``$DDLIB_CACHE`` or ``~/.cache/ddlib`` (created on first use, stale temporaries swept).
+
+    On first use in a process the folder is checked (:func:`ddlib.preflight.check_cache`): a ``$DDLIB_CACHE``
+    that is a file or cannot be written raises a one-line :class:`~ddlib.utils.ParamError` naming it, before
+    the first artifact is computed rather than when it is saved.
+    """
+    root = preflight.cache_root()
+    if root not in _SWEPT:
+        preflight.check_cache()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # removed, or replaced by a file, since the check
+        raise ParamError(f"{preflight.CACHE_ENV}={str(root)!r} cannot be used ({e.strerror}); set "
+                         f"{preflight.CACHE_ENV} to a folder this user can write") from None
     if root not in _SWEPT:
         _SWEPT.add(root)
         sweep_stale_tmp(root)
@@ -113,6 +134,8 @@ def make_key(stage: str, dataset: Any = None, config: Any = None, upstream: Sequ
         "upstream": list(upstream),
         "version": ddlib.__version__ if version is None else version,
     }
+    if os.environ.get("DDLIB_RANDOM_WEIGHTS", "") not in ("", "0"):  # a dry run's artifacts never meet real ones
+        record["random_weights"] = True
     blob = json.dumps(record, sort_keys=True, default=str).encode()
     return f"{stage}-{hashlib.sha256(blob).hexdigest()[:32]}"
 

@@ -19,9 +19,9 @@ from pathlib import Path
 import yaml
 
 from ddlib.presets import SCALES
-from ddlib.utils import check_choice, progress_env
+from ddlib.utils import ROOT, check_choice, progress_env
 
-ROOT = Path(__file__).resolve().parents[1]
+__all__ = ["toc_files", "chapters", "fold_injected_parameters", "build", "papermill_commands"]
 
 
 def toc_files(toc: dict) -> list[str]:

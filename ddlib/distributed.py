@@ -47,14 +47,14 @@ from torch import Tensor, nn
 
 from ddlib.utils import ParamError, check_choice, get_device
 
-__all__ = ["BACKENDS", "env_rank", "env_world_size", "local_rank", "init", "teardown", "session", "world_size",
+__all__ = ["DIST_BACKENDS", "env_rank", "env_world_size", "local_rank", "init", "teardown", "session", "world_size",
            "rank", "is_main", "alone", "barrier", "broadcast_object", "all_gather_objects", "on_main", "bounds",
            "check_split", "share_sizes", "split_map", "gather_rows", "all_reduce_sum", "DataParallel", "data_parallel",
            "shuffled_forward", "rows_of", "describe"]
 
 T = TypeVar("T")
 #: The process-group backends :func:`init` accepts.
-BACKENDS = ("gloo", "nccl")
+DIST_BACKENDS = ("gloo", "nccl")
 #: How long a rank waits in a collective (e.g. for rank 0 computing an artifact alone) before the group
 #: gives up; ``$DDLIB_DIST_TIMEOUT_S`` overrides it.
 TIMEOUT_S = 12 * 3600
@@ -109,7 +109,7 @@ def init(device: str | torch.device | None = None, timeout_s: float | None = Non
     """Join the process group torchrun described, if it started several processes; return this rank's device.
 
     ``backend`` (default ``$DDLIB_DIST_BACKEND``, else NCCL when ``device`` (:func:`ddlib.utils.get_device`)
-    is CUDA, gloo on the CPU): one of :data:`BACKENDS`; NCCL needs CUDA. On CUDA each rank computes on GPU
+    is CUDA, gloo on the CPU): one of :data:`DIST_BACKENDS`; NCCL needs CUDA. On CUDA each rank computes on GPU
     ``LOCAL_RANK`` (give ``cuda`` or nothing, not ``cuda:N``), so a node runs at most one rank per GPU.
     Without torchrun (or with ``WORLD_SIZE=1``) nothing is initialised and ``get_device(device)`` is returned.
     """
@@ -121,7 +121,7 @@ def init(device: str | torch.device | None = None, timeout_s: float | None = Non
     name = "backend"
     if backend is None and os.environ.get("DDLIB_DIST_BACKEND", "").strip():
         name, backend = "DDLIB_DIST_BACKEND", os.environ["DDLIB_DIST_BACKEND"].strip()
-    backend = check_choice(name, backend or ("nccl" if dev.type == "cuda" else "gloo"), BACKENDS)
+    backend = check_choice(name, backend or ("nccl" if dev.type == "cuda" else "gloo"), DIST_BACKENDS)
     if backend == "nccl" and dev.type != "cuda":
         raise ParamError(f"{name}='nccl' needs CUDA, but device={str(dev)!r}; use 'gloo' on the CPU")
     if dev.type == "cuda":

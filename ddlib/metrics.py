@@ -16,6 +16,10 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+#: The two ways a student's accuracy is read: ``best_last``, the reference's best test accuracy over its last
+#: evaluated epochs (it looks at the test set that many times), and ``final``, the last epoch's.
+RULES = {"best_last": "best of the last epochs", "final": "final epoch"}
+
 
 def accuracy(logits_or_pred: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray) -> float:
     """Top-1 accuracy as a fraction in [0, 1]; accepts logits (N, C) or predicted labels (N,)."""

@@ -52,13 +52,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
 
-from ddlib.models import ConvNet
+from ddlib.nets.cifar import ConvNet
 from ddlib.utils import ParamError, check_choice, check_int
 
-__all__ = ["BACKENDS", "ModelStack", "grouped_supported", "avg_pool_2x2"]
+__all__ = ["STACK_BACKENDS", "ModelStack", "grouped_supported", "avg_pool_2x2"]
 
 #: ``auto`` = ``grouped`` where :func:`grouped_supported`, else ``vmap``.
-BACKENDS = ("auto", "grouped", "vmap")
+STACK_BACKENDS = ("auto", "grouped", "vmap")
 _GROUPED_LAYERS = (nn.Conv2d, nn.GroupNorm, nn.ReLU, nn.AvgPool2d)
 
 
@@ -95,7 +95,7 @@ def avg_pool_2x2(x: Tensor) -> Tensor:
 
 
 def grouped_supported(model: nn.Module) -> bool:
-    """True for a :class:`~ddlib.models.ConvNet` made of conv (ungrouped), GroupNorm, ReLU, avg-pool."""
+    """True for a :class:`~ddlib.nets.cifar.ConvNet` made of conv (ungrouped), GroupNorm, ReLU, avg-pool."""
     return (isinstance(model, ConvNet) and isinstance(model.head, nn.Linear)
             and all(isinstance(m, _GROUPED_LAYERS) for m in model.body)
             and all(m.groups == 1 for m in model.body if isinstance(m, nn.Conv2d)))
@@ -124,7 +124,7 @@ class ModelStack(nn.Module):
         models = list(models)
         if not models:
             raise ParamError("models must name at least one model to stack")
-        check_choice("backend", backend, BACKENDS)
+        check_choice("backend", backend, STACK_BACKENDS)
         _check_same_architecture(models)
         ok = grouped_supported(models[0])
         if backend == "grouped" and not ok:

@@ -9,6 +9,13 @@ of the grid, ``DIR/<stem>__<name>=<value>__….ipynb`` and, once the run succeed
 ``….json`` beside it (parameters, status, results, wall time, provenance). A point whose
 record says ``ok`` is skipped on the next call, so an interrupted sweep resumes where it
 stopped. A run that fails is recorded with its parameters and error and the others go on.
+
+Run names are unique by construction (:func:`run_name`): where the readable part does not say the values
+exactly (characters a file name cannot hold, a value cut at 60 characters, ``"1"`` beside ``1``) a digest of
+the full values is added (``…__h-3f2a1c9b0e``), and a grid that would still give two runs one name (a value
+listed twice) is refused before any run starts. Each run holds a lock (``DIR/.<name>.lock``) while it
+executes, so two sweeps into one folder never run the same point at once; the second reports it as busy
+and leaves the first's files and row alone.
 ``DIR/results.csv`` and ``DIR/results.json`` hold one row per point: a later sweep into the same
 ``DIR`` merges its rows with the earlier ones (a row per notebook and parameter combination; a re-run
 of a point replaces its row).
@@ -23,6 +30,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import hashlib
 import itertools
 import json
 import multiprocessing
@@ -35,6 +43,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from ddlib import preflight
 from ddlib.artifacts import write_bytes_atomic, write_json_atomic
 from ddlib.utils import ParamError, check_int, json_safe, progress_env, provenance
 
@@ -68,6 +77,9 @@ def parse_grid(specs: Sequence[tuple[str, str]]) -> dict[str, list[Scalar]]:
         vals = [parse_value(v) for v in values.split(",") if v.strip() != ""]
         if not vals:
             raise ParamError(f"-p {name}: no values given; write -p {name} v1,v2,…")
+        twice = [v for i, v in enumerate(vals) if _same_value(v, vals[:i])]
+        if twice:
+            raise ParamError(f"-p {name}: the value {twice[0]!r} is given twice; list every value once")
         grid[name] = vals
     return grid
 
@@ -78,32 +90,103 @@ def expand(grid: dict[str, list[Scalar]]) -> list[dict[str, Scalar]]:
     return [dict(zip(names, combo)) for combo in itertools.product(*(grid[n] for n in names))]
 
 
+def _same_value(v: Scalar, earlier: Sequence[Scalar]) -> bool:
+    return any(type(v) is type(e) and v == e for e in earlier)
+
+
+#: the readable part of a run's name keeps at most this many characters per value and in all
+VALUE_CHARS, NAME_CHARS = 60, 160
+
+
+def _safe(v: Scalar) -> str:
+    return re.sub(r"[^A-Za-z0-9._=+-]+", "-", str(v)).strip("-")[:VALUE_CHARS] or "empty"
+
+
+def _exact(text: str) -> bool:
+    """Whether ``text`` can sit between the ``__`` separators of a name without making them ambiguous."""
+    return "__" not in text and not text.startswith("_") and not text.endswith("_")
+
+
+def _readable_is_exact(stem: str, params: dict[str, Scalar]) -> bool:
+    """Whether ``stem__k=v__…`` says the values exactly: each value survives :func:`_safe` unchanged and reads back
+    as itself, type included (:func:`parse_value`), and no part blurs the ``__`` separators."""
+    if "__" in stem or stem.endswith("_"):
+        return False
+    for k, v in params.items():
+        text = str(v)
+        back = parse_value(text)
+        if not (_exact(k) and _exact(text) and _safe(v) == text and type(back) is type(v) and back == v):
+            return False
+    return True
+
+
+def digest(params: dict[str, Scalar]) -> str:
+    """A short digest of the full values (and their types) of one run: ``h-`` and 10 hex digits."""
+    text = json.dumps([[k, type(v).__name__, repr(v)] for k, v in params.items()])
+    return "h-" + hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
 def run_name(stem: str, params: dict[str, Scalar]) -> str:
-    """A file-name-safe name of one run: ``00_data__dataset=digits__ipc=10``."""
-    def safe(v: Scalar) -> str:
-        return re.sub(r"[^A-Za-z0-9._=+-]+", "-", str(v)).strip("-")[:60] or "empty"
+    """A file-name-safe name of one run, unique per (stem, parameters): ``00_data__dataset=digits__ipc=10``.
 
-    return "__".join([stem, *(f"{k}={safe(v)}" for k, v in params.items())])
+    Where that readable part is not exact (:func:`_readable_is_exact`: a character a file name cannot hold, a
+    value over 60 characters, a name over 160, ``"1"`` beside ``1``) the :func:`digest` of the full values is
+    added as a last part, ``00_data__dataset=cifar10-data-c.tar__h-3f2a1c9b0e``; an exact name's last part
+    always holds ``=``, a digest never, so the two kinds never meet.
+    """
+    readable = "__".join([stem, *(f"{k}={_safe(v)}" for k, v in params.items())])
+    if _readable_is_exact(stem, params) and len(readable) <= NAME_CHARS:
+        return readable
+    return f"{readable[:NAME_CHARS].rstrip('_')}__{digest(params)}"
 
 
-def read_results(path: str | os.PathLike) -> dict[str, Scalar]:
-    """The scalars an executed notebook glued (``myst_nb.glue``), by name; other glued objects are left out."""
+def check_names(stem: str, points: Sequence[dict[str, Scalar]]) -> list[str]:
+    """The run names of ``points``; a ParamError naming both points when two would share one (a point listed
+    twice, or a digest collision), before any run starts."""
+    seen: dict[str, dict[str, Scalar]] = {}
+    names = []
+    for p in points:
+        name = run_name(stem, p)
+        if name in seen:
+            raise ParamError(f"the grid gives two runs the name {name!r} ({seen[name]} and {p}); list every value of "
+                             "a parameter once")
+        seen[name] = p
+        names.append(name)
+    return names
+
+
+# numpy 2's reprs of its scalars: np.float64(1.5), np.int64(3), np.True_
+_NUMPY_SCALAR = re.compile(r"^np\.(?:(?:float|int|uint|bool)\w*\((.*)\)|(True|False)_)$")
+
+
+def read_results(path: str | os.PathLike, scalars_only: bool = True) -> dict[str, Any]:
+    """The values an executed notebook glued (``myst_nb.glue``), by name, from each glue output's
+    ``text/plain`` (under ``application/papermill.record/`` for ``display=False``, plain for ``display=True``;
+    a numpy scalar's ``np.float64(1.5)`` reads as ``1.5``). Scalars (int, float, str, bool, None) only; with
+    ``scalars_only=False`` any other glued object is kept as its ``text/plain`` text (a table's rows)."""
     import nbformat
 
     nb = nbformat.read(os.fspath(path), as_version=4)
-    out: dict[str, Scalar] = {}
+    out: dict[str, Any] = {}
     for cell in nb.cells:
         for o in cell.get("outputs", []):
-            name = o.get("metadata", {}).get("scrapbook", {}).get("name")
-            text = o.get("data", {}).get(GLUE_PREFIX + "text/plain")
+            scrap = o.get("metadata", {}).get("scrapbook", {})
+            name, prefix = scrap.get("name"), scrap.get("mime_prefix", GLUE_PREFIX)
+            text = o.get("data", {}).get(f"{prefix or ''}text/plain")
             if name is None or text is None:
                 continue
+            if isinstance(text, list):  # nbformat may keep multi-line text as a list of lines
+                text = "".join(text)
+            numpy = _NUMPY_SCALAR.match(text.strip())
             try:
-                value = ast.literal_eval(text)
-            except (ValueError, SyntaxError):
-                continue
-            if isinstance(value, (int, float, str, bool)) or value is None:
+                value = ast.literal_eval(numpy.group(1) or numpy.group(2) if numpy else text)
+                scalar = isinstance(value, (int, float, str, bool)) or value is None
+            except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+                scalar = False  # not a literal: another glued object (a table, a figure)
+            if scalar:
                 out[name] = value
+            elif not scalars_only:
+                out[name] = text
     return out
 
 
@@ -135,13 +218,30 @@ def _record_path(out: Path, name: str) -> Path:
 def run_one(cfg: SweepConfig, params: dict[str, Scalar], log: Callable[[str], None] | None = print) -> dict[str, Any]:
     """Execute one point of the grid (or reuse its record when it already succeeded); return its record.
 
-    ``log`` (None: quiet) gets a line when the run starts, is skipped or fails.
+    ``log`` (None: quiet) gets a line when the run starts, is skipped or fails. The run holds its lock file
+    while it executes; when another sweep holds it, the point is reported busy (``"busy": True``, failed) and
+    nothing of the other sweep's is touched.
     """
-    import papermill as pm
-
     say = log or (lambda _: None)
     out = Path(cfg.out)
     name = run_name(Path(cfg.notebook).stem, params)
+    held = contextlib.ExitStack()
+    try:
+        held.enter_context(preflight.locked("run", out / name, out / f".{name}.lock",
+                                            command=f"sweep {cfg.notebook} {params}"))
+    except ParamError as e:
+        say(f"busy  {name}")
+        return {"run": name, "notebook": cfg.notebook, "parameters": json_safe(params),
+                "output": str(out / f"{name}.ipynb"), "status": "failed", "error": f"ParamError: {e}",
+                "results": {}, "wall_s": None, "skipped": False, "busy": True}
+    with held:
+        return _run_locked(cfg, params, name, say)
+
+
+def _run_locked(cfg: SweepConfig, params: dict[str, Scalar], name: str, say: Callable[[str], None]) -> dict[str, Any]:
+    import papermill as pm
+
+    out = Path(cfg.out)
     rec_path, nb_path = _record_path(out, name), out / f"{name}.ipynb"
     if rec_path.is_file():
         try:
@@ -184,10 +284,13 @@ def sweep(cfg: SweepConfig, log: Callable[[str], None] = print) -> list[dict[str
     """Run every point of ``cfg.grid`` (``cfg.jobs`` at a time, each in its own process when more than
     one), then merge ``results.csv`` and ``results.json`` in ``cfg.out`` with earlier rows; returns
     one record per point of this grid, in grid order."""
+    preflight.check_folder("out", cfg.out)  # before any kernel starts: the folder and the cache its runs fill
+    preflight.check_cache()
     cfg = replace(cfg, notebook=str(Path(cfg.notebook).resolve()), out=str(Path(cfg.out).resolve()))
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
     points = expand(cfg.grid)
+    check_names(Path(cfg.notebook).stem, points)
+    out.mkdir(parents=True, exist_ok=True)
     with progress_env(False):  # the kernels (and worker processes) inherit DDLIB_PROGRESS=0: no bars in the outputs
         records = _run_points(cfg, points, log)
     write_table(records, out)
@@ -208,7 +311,8 @@ def _run_points(cfg: SweepConfig, points: list[dict[str, Scalar]], log: Callable
                 except Exception as e:  # noqa: BLE001 - a worker that died: record it, keep the others
                     rec = _crashed(cfg, p, e)
                 first = (rec["error"] or "").splitlines()[:1]
-                log(("skip  " if rec["skipped"] else "done  " if rec["status"] == "ok" else "FAIL  ") + rec["run"]
+                log(("skip  " if rec["skipped"] else "done  " if rec["status"] == "ok" else "busy  " if rec.get("busy")
+                     else "FAIL  ") + rec["run"]
                     + ("" if rec["status"] == "ok" else f": {first[0] if first else ''}"))
                 records.append(rec)
     return records
@@ -268,6 +372,7 @@ def write_table(records: list[dict[str, Any]], out: Path) -> None:
     with _locked(out / ".results.lock"):
         merged: dict[str, dict[str, Any]] = {}
         earlier, from_table = _earlier_records(out)
+        records = [r for r in records if not r.get("busy")]  # another sweep's run: its row is that sweep's to write
         ours = {_row_key(r) for r in records}
         for r in earlier:
             if from_table or _row_key(r) not in ours:  # rows found only as records go before this grid's

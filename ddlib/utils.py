@@ -17,10 +17,20 @@ import random
 import re
 import threading
 from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+#: the project's root: the checkout holding ddlib/, notebooks/ and results/
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def offline() -> bool:
+    """True when nothing may be downloaded: ``DDLIB_OFFLINE`` (or ``HF_HUB_OFFLINE``) set to anything but '', '0'
+    or 'false' (data sets are then read from disk only, timm fetches no weights)."""
+    return any(os.environ.get(v, "") not in ("", "0", "false", "False") for v in ("DDLIB_OFFLINE", "HF_HUB_OFFLINE"))
 
 
 class ParamError(ValueError):
@@ -364,11 +374,15 @@ def environment_info() -> dict[str, str]:
     return info
 
 
-def provenance(command: str | None = None) -> dict[str, str]:
-    """Where a figure came from: command, git commit, device, date; recorded with every result."""
+def provenance(command: str | None = None) -> dict[str, Any]:
+    """Where a result came from, recorded with every one: command, git commit, device, date, torch's threads, the
+    load average, the CPU count and the versions (:func:`environment_info`); under torchrun also the processes
+    (:func:`ddlib.distributed.describe`)."""
     import subprocess
     import sys
     import time
+
+    from ddlib import distributed
 
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
@@ -378,7 +392,9 @@ def provenance(command: str | None = None) -> dict[str, str]:
     dev = get_device()
     device = torch.cuda.get_device_name(0) if dev.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
     return {"command": command if command is not None else " ".join(sys.argv), "commit": commit,
-            "device": device, "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+            "device": device, "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "threads": torch.get_num_threads(),
+            "load_average": [round(x, 2) for x in os.getloadavg()], "cpu_count": os.cpu_count(),
+            "environment": environment_info(), **distributed.describe()}
 
 
 def _rss_bytes() -> int:

@@ -181,7 +181,7 @@ def test_cifar_wrong_class_count(tmp_path: Path) -> None:
 
 def test_offline_errors_say_how_to_get_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DDLIB_DATA", str(tmp_path))
-    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", tmp_path / "absent")
+    monkeypatch.setattr(data.idx, "DEBIAN_FASHION_MNIST", tmp_path / "absent")
     with pytest.raises(data.DataNotFoundError, match="dataset-fashion-mnist"):
         data.load("fashion-mnist")
     with pytest.raises(data.DataNotFoundError, match="cifar10:PATH"):
@@ -232,7 +232,8 @@ def test_bad_parameters(kwargs: dict, match: str) -> None:
 
 def test_sources_lists_every_dataset() -> None:
     names = [n for n, _ in data.sources()]
-    assert set(data.DATASETS) <= set(names) and "imagefolder:PATH" in names
+    assert names == [e.usage for e in data.DATASETS.values()]
+    assert {"digits", "imagefolder:PATH", "cifar10[:PATH]", "tiny-imagenet[:PATH]", "imagenet[:PATH]"} <= set(names)
 
 
 def test_cli_datasets(capsys: pytest.CaptureFixture) -> None:
@@ -429,3 +430,140 @@ def test_folder_changes_below_the_top_are_seen(tmp_path: Path) -> None:
     (path / "train" / "frog").mkdir()
     with pytest.raises(data.DataNotFoundError, match="train/frog"):
         data.load(f"imagefolder:{path}")
+
+
+# ---- issue 24 item 2: loaders never drop data without a word --------------------------------------
+
+def _write(form: str, tmp_path: Path, files: dict[str, bytes]) -> Path:
+    if form == "folder":
+        return _write_folder(tmp_path, files)
+    if form == "zip":
+        return _write_zip(tmp_path / "toy.zip", files)
+    return _write_tar(tmp_path / "toy.tar.gz", files, "w:gz")
+
+
+@pytest.mark.parametrize("form", ["folder", "tar.gz", "zip"])
+def test_images_in_sub_folders_of_a_class_are_loaded(tmp_path: Path, form: str) -> None:
+    """As torchvision's ImageFolder: train/a/extra/x.png is an image of class a (it was dropped silently)."""
+    files = _full_layout()
+    files["toy/train/cat/extra/deeper/x.png"] = _png((200, 10, 10))
+    files["toy/test/eel/more/y.png"] = _png((10, 10, 200))
+    ds = data.load(f"imagefolder:{_write(form, tmp_path, files)}")
+    assert ds.classes == ["cat", "dog", "eel"]  # extra/ and deeper/ are no classes
+    assert torch.bincount(ds.train_y).tolist() == [13, 12, 12]
+    assert torch.bincount(ds.test_y).tolist() == [6, 6, 7]
+    assert ds.report["loaded"] == {"train": 37, "test": 19} and ds.report["skipped"] == {}
+
+
+@pytest.mark.parametrize("form", ["folder", "zip"])
+def test_every_skipped_file_is_counted_and_named(tmp_path: Path, form: str) -> None:
+    files = _full_layout()
+    files["toy/train/cat/notes.txt"] = b"not an image"
+    files["toy/train/stray.png"] = _png((1, 2, 3))             # an image outside any class folder
+    files["toy/test/dog/._001.png"] = b"\x00\x05\x16\x07AppleDouble"  # hidden: counted, not warned about
+    files["toy/README.md"] = b"outside the splits: not part of the data set"
+    with pytest.warns(data.DataLoadWarning, match=r"skipped 2 file\(s\) \(1 not an image file, 1 not in a class "
+                                                  r"folder of train/\), e.g. (toy/)?train/.*(notes\.txt|stray\.png)"):
+        ds = data.load(f"imagefolder:{_write(form, tmp_path, files)}")
+    assert ds.report["skipped"] == {"not an image file": 1, "not in a class folder of train/": 1}
+    assert {n.removeprefix("toy/") for n in ds.report["skipped_examples"]} == {"train/cat/notes.txt", "train/stray.png"}
+    assert ds.report["ignored"] == {"hidden files": 1}
+    assert ds.report["loaded"] == {"train": 36, "test": 18}
+
+
+def test_nothing_loadable_names_what_was_skipped(tmp_path: Path) -> None:
+    files = {k: v for k, v in _full_layout().items() if "/train/" in k}
+    files.update({f"toy/test/{c}/{i}.txt": b"x" for c in ("cat", "dog") for i in range(3)})
+    files["toy/test/loose.png"] = _png((1, 2, 3))
+    with pytest.raises(data.DataNotFoundError, match=r"class folder\(s\) without images: test/cat, test/dog .*; skipped 7 "
+                                                     r"file\(s\) \(6 not an image file, 1 not in a class folder of test/\)"
+                                                     r", e\.g\. test/cat/0\.txt") as e:
+        data.load(f"imagefolder:{_write_folder(tmp_path, files)}")
+    assert "\n" not in str(e.value)
+    only_loose = {**{k: v for k, v in _full_layout().items() if "/train/" in k}, "toy/test/loose.png": _png((1, 2, 3))}
+    with pytest.raises(data.DataNotFoundError, match=r"no images under test/<class>/; skipped 1 file\(s\) .*loose\.png"):
+        data.load(f"imagefolder:{_write_folder(tmp_path / 'b', only_loose)}")
+
+
+@pytest.mark.parametrize("form", ["folder", "zip"])
+def test_skip_unreadable_skips_and_counts_corrupt_images(tmp_path: Path, form: str) -> None:
+    files = _full_layout()
+    files["toy/train/dog/001.png"] = b"\x89PNG not really"
+    path = _write(form, tmp_path, files)
+    with pytest.raises(data.UnreadableDataError, match=r"001\.png.*skip_unreadable=True"):
+        data.load(f"imagefolder:{path}")
+    with pytest.warns(data.DataLoadWarning, match=r"1 unreadable\), e\.g\. (toy/)?train/dog/001\.png"):
+        ds = data.load(f"imagefolder:{path}", skip_unreadable=True)
+    assert torch.bincount(ds.train_y).tolist() == [12, 11, 12] and ds.report["skipped"] == {"unreadable": 1}
+
+
+@pytest.mark.parametrize("majority", ["RGB", "L"])
+def test_mixed_greyscale_and_rgb_load_as_the_majority(tmp_path: Path, majority: str) -> None:
+    """Issue 24: a mixed folder failed with 'several sizes ... pass image_size', which failed the same way."""
+    minority = "L" if majority == "RGB" else "RGB"
+    files = {f"m/{s}/{c}/{i}.png": _png((30 + 50 * k, 90, 150 + 20 * i), 6, mode=majority)
+             for s in ("train", "test") for k, c in enumerate("ab") for i in range(3)}
+    odd = _png((200, 100, 50), 6, mode=minority)
+    files["m/train/a/odd.png"] = odd
+    path = _write_folder(tmp_path, files)
+    c = 3 if majority == "RGB" else 1
+    with pytest.warns(data.DataLoadWarning, match=rf"converted 1 image\(s\) to {'RGB' if c == 3 else 'greyscale'}, "
+                                                  rf"the channels most images have \(channels={4 - c} converts"):
+        ds = data.load(f"imagefolder:{path}")
+    _check(ds, c, 6, 2)
+    want = np.asarray(Image.open(io.BytesIO(odd)).convert("RGB" if c == 3 else "L"))
+    got = ds.train_x[3].numpy()  # class a: 0.png, 1.png, 2.png, odd.png
+    assert np.array_equal(got.transpose(1, 2, 0) if c == 3 else got[0], want)  # as PIL converts it
+    assert ds.report["converted"] == 1 and ds.report["channels"] == c
+    with pytest.warns(data.DataLoadWarning, match=rf"converted 12 image\(s\) to .* \(channels={4 - c}\)"):
+        forced = data.load(f"imagefolder:{path}", channels=4 - c)  # the option the warning names works
+    _check(forced, 4 - c, 6, 2)
+
+
+def test_a_tie_of_channels_keeps_colour(tmp_path: Path) -> None:
+    files = {f"t/{s}/{c}/{i}.png": _png((30, 90, 150), 4, mode=("L" if c == "a" else "RGB"))
+             for s in ("train", "test") for c in "ab" for i in range(2)}
+    with pytest.warns(data.DataLoadWarning, match="to RGB"):
+        ds = data.load(f"imagefolder:{_write_folder(tmp_path, files)}")
+    _check(ds, 3, 4, 2)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"channels": 2}, r"channels=2 is not accepted; choose one of \[1, 3\]"),
+    ({"stream": "yes"}, "stream='yes'"),
+    ({"skip_unreadable": "no"}, "skip_unreadable"),
+    ({"colour": True}, r"colour=True is not an option of dataset 'imagefolder'; it takes \['image_size'"),
+])
+def test_folder_options_are_checked_before_any_work(tmp_path: Path, kwargs: dict, match: str) -> None:
+    with pytest.raises(ParamError, match=match):
+        data.load(f"imagefolder:{tmp_path / 'absent'}", **kwargs)  # the path is not even looked at
+
+
+@pytest.mark.parametrize("name, match", [
+    ("imagefolder", r"dataset='imagefolder' needs a path: imagefolder:PATH"),
+    ("cifar10:", "needs a path"),
+    ("digits:/x", "digits takes no path"),
+])
+def test_the_one_name_parser(name: str, match: str) -> None:
+    with pytest.raises(ParamError, match=match):
+        data.validate_name(name)
+    assert data.split_name("cifar10:/d/c.tar.xz") == ("cifar10", "/d/c.tar.xz")
+    assert data.split_name("imagefolder:/a:b") == ("imagefolder", "/a:b")
+    assert data.split_name("fashion-mnist") == ("fashion-mnist", None)
+    assert data.split_name("x/y") == ("x/y", None)
+
+
+def test_options_a_data_set_does_not_take_are_refused() -> None:
+    with pytest.raises(ParamError, match=r"image_size=16 is not an option of dataset 'digits'; it takes no options"):
+        data.load("digits", image_size=16)
+    assert data.load("digits", image_size=None).spec["image_size"] is None  # None counts as not given
+
+
+def test_a_symlinked_class_folder_is_followed(tmp_path: Path) -> None:
+    """As torchvision's ImageFolder (os.walk(followlinks=True)); pathlib's rglob left its images out."""
+    path = _write_folder(tmp_path / "a", _full_layout())
+    (path / "train" / "eel").rename(tmp_path / "eels")
+    (path / "train" / "eel").symlink_to(tmp_path / "eels", target_is_directory=True)
+    ds = data.load(f"imagefolder:{path}")
+    assert torch.bincount(ds.train_y).tolist() == [12, 12, 12]
+    assert torch.equal(data.load(f"imagefolder:{path}", stream=True).train_x[:], ds.train_x)

@@ -1,5 +1,5 @@
-"""ddlib.encoders and ddlib.bps.encoder: the queue, schedules, a tiny run, and the artifact cache (the losses:
-test_losses)."""
+"""ddlib.encoders and ddlib.bps.encoder: the queue, schedules, the networks Stage 1 starts from, a tiny run, and
+the artifact cache (the losses: test_losses)."""
 from __future__ import annotations
 
 import math
@@ -10,8 +10,11 @@ import torch.nn.functional as F
 
 from ddlib import data, encoders, models, train
 from ddlib.bps import encoder as enc
-from ddlib.bps.encoder import EncoderConfig, KeyQueue, clu_ramp, lr_factor, model_patterns, train_encoder
+from ddlib.bps.encoder import EncoderConfig, clu_ramp, lr_factor, model_patterns, refresh_patterns, train_encoder
 from ddlib.bps.patterns import PatternConfig
+from ddlib.encoders import KeyQueue
+from ddlib.encoders import training as encoder_training
+from ddlib.nets.layers import resize
 from ddlib.utils import ParamError
 
 TINY = dict(backbone="convnet", convnet_width=8, convnet_depth=2, proj_hidden=16, proj_dim=8, epochs=1,
@@ -19,8 +22,9 @@ TINY = dict(backbone="convnet", convnet_width=8, convnet_depth=2, proj_hidden=16
 
 
 def test_defaults_are_the_reference() -> None:
-    c = EncoderConfig()
-    assert (c.backbone, c.momentum, c.queue_size, c.temperature) == ("resnet18", 0.999, 65536, 0.5)
+    c = EncoderConfig()  # but the backbone: the CIFAR ResNet-18 from scratch at the data's size (the docstring says so)
+    assert (c.backbone, c.weights, c.input_size) == ("resnet18", None, None)
+    assert (c.momentum, c.queue_size, c.temperature) == (0.999, 65536, 0.5)
     # engine_pretrain.py: alpha·CE + (1 - alpha)·InfoNCE + r(e)·L_clu with alpha = 0.5
     assert (c.proj_hidden, c.proj_dim, c.ce_weight, c.con_weight, c.clu_weight) == (512, 128, 0.5, 0.5, 1.0)
     assert (c.clu_assign, c.clu_refresh, c.blur_relative) == ("all", "wrap", True)
@@ -49,7 +53,7 @@ def test_queue_refresh_partitions_a_snapshot() -> None:
                        dim=1)
     qu = KeyQueue(20, 4, torch.device("cpu"))
     qu.enqueue(keys, torch.zeros(16, dtype=torch.long))
-    found = qu.refresh_patterns(PatternConfig(k=7))
+    found = refresh_patterns(qu, PatternConfig(k=7))
     assert found == {0: 2} and qu.pattern_class.tolist() == [0, 0]
     assert len(qu.snapshot) == 16 and torch.equal(qu.snapshot, keys)  # only the filled part
     p = qu.snapshot_pattern.tolist()
@@ -99,7 +103,7 @@ def test_pretrained_backbone_at_an_input_size() -> None:
     x = torch.rand(2, 1, 28, 28)
     f = m.features(x)
     assert f.shape == (2, 1280)
-    x3 = models.resize(x.expand(-1, 3, -1, -1), 64)
+    x3 = resize(x.expand(-1, 3, -1, -1), 64)
     assert torch.allclose(f, m.backbone.embedding(x3), atol=1e-5)
 
 
@@ -110,6 +114,32 @@ def test_pretrained_backbone_at_an_input_size() -> None:
 def test_fidelity_options_refuse_bad_values(kw: dict, match: str) -> None:
     with pytest.raises(ParamError, match=match):
         EncoderConfig(**kw)
+
+
+def test_stage1_from_the_references_imagenet_resnet18_file(tmp_path) -> None:  # noqa: ANN001
+    """The reference's Stage 1 starts from torchvision's ImageNet ResNet-18 at 224 px: the registry's
+    ``resnet18-imagenet`` with ``weights`` a local file (here random weights saved as torchvision's), gray data
+    repeated to RGB; a tiny run at a small input size trains."""
+    import torchvision
+
+    tv = torchvision.models.resnet18().eval()
+    path = tmp_path / "resnet18-f37072fd.pth"
+    torch.save(tv.state_dict(), path)
+    cfg = EncoderConfig(backbone="resnet18-imagenet", weights=str(path), input_size=224, proj_hidden=16, proj_dim=8)
+    m = enc.build_encoder(cfg, 10, 1, 28).eval()
+    assert torch.equal(m.backbone.body.conv1.weight, tv.conv1.weight) and m.feature_dim == 512
+    x = torch.rand(2, 1, 28, 28)
+    tv.fc = torch.nn.Identity()
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    with torch.no_grad():
+        assert torch.allclose(m.features(x), tv((resize(x, 224).expand(-1, 3, -1, -1) - mean) / std), atol=1e-4)
+    ds = data.load("synthetic-patterns", per_class=8, n_train=32, n_test=8)
+    small = EncoderConfig(**{**TINY, "backbone": "resnet18-imagenet", "weights": str(path), "input_size": 32})
+    model, hist = train_encoder(ds, small, progress=False)
+    assert model.feature_dim == 512 and all(math.isfinite(v) for v in hist["loss"])
+    with pytest.raises(ParamError, match="backbone"):
+        EncoderConfig(backbone="resnet18-imagenet@64")  # the input size is a field of its own
 
 
 def test_frozen_backbone_trains_a_neck_on_cached_views(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -129,7 +159,7 @@ def test_frozen_backbone_trains_a_neck_on_cached_views(monkeypatch: pytest.Monke
     def boom(*a: object, **k: object) -> None:
         raise AssertionError("the backbone ran again instead of the cached bank")
 
-    monkeypatch.setattr(encoders, "fit_neck", boom)
+    monkeypatch.setattr(encoder_training, "fit_neck", boom)
     model2, hist2 = train_encoder(ds, cfg, progress=False)  # neck and banks from the cache
     assert hist2 == hist
 
@@ -166,7 +196,7 @@ def test_tiny_run_then_cache_hit(monkeypatch: pytest.MonkeyPatch) -> None:
     def boom(*a: object, **k: object) -> None:
         raise AssertionError("trained again instead of loading the cached encoder")
 
-    monkeypatch.setattr(encoders, "fit_encoder", boom)  # where the training happens
+    monkeypatch.setattr(encoder_training, "fit_moco", boom)  # where the training happens
     model2, hist2 = train_encoder(ds, cfg, progress=False)
     assert hist2 == hist
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), model2.state_dict().values()))
@@ -190,13 +220,13 @@ def test_the_shared_encoder_needs_the_clustering_term_only_when_it_acts() -> Non
     ds = data.load("synthetic-patterns", per_class=8, n_train=32, n_test=8)
     cfg = EncoderConfig(**TINY)  # clu_weight 1 with r(0) > 0
     with pytest.raises(ParamError, match="clustering term"):
-        encoders.fit_encoder(encoders.build_encoder(cfg, ds.num_classes, 3, 16), ds.train_x, ds.train_y, cfg,
-                             progress=False)
+        encoders.fit_moco(encoders.build_encoder(cfg, ds.num_classes, 3, 16), ds.train_x, ds.train_y, cfg,
+                          progress=False)
     with pytest.raises(ParamError, match="clustering term"):
-        encoders.train_encoder(ds, cfg, progress=False)
+        encoders.train_moco(ds, cfg, progress=False)
     late = EncoderConfig(**{**TINY, "clu_warmup_epochs": 5})  # the term never acts in 1 epoch
-    hist = encoders.fit_encoder(encoders.build_encoder(late, ds.num_classes, 3, 16), ds.train_x, ds.train_y, late,
-                                progress=False)
+    hist = encoders.fit_moco(encoders.build_encoder(late, ds.num_classes, 3, 16), ds.train_x, ds.train_y, late,
+                             progress=False)
     assert hist["clu"] == [0.0] and hist["patterns"] == [{}]
 
 
@@ -218,7 +248,7 @@ def test_the_prepared_clustering_term_trains_the_same_bits(refresh: str) -> None
     for term in (enc.PATTERN_CLUSTERING, _UnpreparedClustering()):
         torch.manual_seed(0)
         model = enc.build_encoder(cfg, ds.num_classes, 3, 16)
-        hist = encoders.fit_encoder(model, ds.train_x, ds.train_y, cfg, progress=False, clustering=term)
+        hist = encoders.fit_moco(model, ds.train_x, ds.train_y, cfg, progress=False, clustering=term)
         runs.append((hist, model.state_dict()))
     (h1, w1), (h2, w2) = runs
     assert sum(h1["refreshes"]) >= 2 and h1["clu"][-1] > 0

@@ -284,3 +284,43 @@ def test_inhouse_encoder_ignores_the_test_split() -> None:
     a = get_backbone("inhouse", data.load("digits", per_class=12), **kw)
     b = get_backbone("inhouse", data.load("digits", per_class=12, test_per_class=3), **kw)
     assert a.ddlib_key == b.ddlib_key
+
+
+def test_backbone_names_come_from_the_registry(tmp_path) -> None:  # noqa: ANN001
+    """Every registry network with weights by its name, every one's random init as ``<name>-random``; a
+    pretrained one from a local file (gray data repeated to RGB, ``+gray`` and the size in the key)."""
+    import torchvision
+
+    from ddlib.sfm.backbones import backbone_names
+
+    ds = colour_dataset()
+    assert {"inhouse", "efficientnet-lite0", "resnet18-imagenet", "convnet-random", "resnet18-random",
+            "timm:<name>"} <= set(backbone_names())
+    r = get_backbone("resnet18-random", ds, seed=1)
+    assert r(torch.rand(2, 3, 8, 8)).shape == (2, 512) and backbone_key(r) == "resnet18-random-seed1-3x8"
+    with pytest.raises(ParamError, match="takes no option"):
+        get_backbone("convnet-random", ds, epochs=3)
+    with pytest.raises(ParamError, match="not known"):
+        get_backbone("convnet", ds)  # trained from scratch only: its random init is "convnet-random"
+    path = tmp_path / "resnet18-f37072fd.pth"
+    torch.save(torchvision.models.resnet18().state_dict(), path)
+    gray = data.load("digits", per_class=2)
+    bb = get_backbone("resnet18-imagenet", gray, image_size=32, weights=str(path))
+    assert backbone_key(bb) == f"resnet18-imagenet-file:{path}+gray@32px"
+    assert bb(torch.rand(2, 1, 8, 8)).shape == (2, 512) and not any(p.requires_grad for p in bb.parameters())
+
+
+def test_from_preset_builds_what_the_chapters_build() -> None:
+    """``from_preset``: the in-house encoder with the preset's epochs and width, a random one with a seed, a
+    pretrained one at the preset's input size (what chapter 4's ``make_backbone`` does)."""
+    from ddlib import presets
+    from ddlib.sfm.backbones import from_preset, preset_options
+
+    p = presets.ci("test", dataset="digits", per_class=12)
+    ds = data.load(p.dataset, per_class=p.per_class, seed=p.seed, test_per_class=p.test_per_class)
+    a = from_preset("inhouse", ds, p, progress=False)
+    b = get_backbone("inhouse", ds, epochs=p.encoder_epochs, convnet_width=p.encoder_width, progress=False)
+    assert a.ddlib_key == b.ddlib_key
+    assert backbone_key(from_preset("convnet-random", ds, p, seed=3)) == "convnet-random-seed3-1x8"
+    assert preset_options("efficientnet-lite2", p) == {"image_size": p.image_size}
+    assert preset_options("efficientnet-lite2", p, image_size=48) == {"image_size": 48}

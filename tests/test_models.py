@@ -1,4 +1,6 @@
-"""Model registry: shapes for every name, frozen backbones, errors, and the offline ImageNet check."""
+"""The registry of networks (ddlib.models): shapes for every name, the students, pretrained weights and where
+they come from, frozen backbones, errors, the offline ImageNet check, and a toy backbone registered in one place
+and used by every consumer (the CLI's select, evaluate, distill and evaluate-synthetic)."""
 from __future__ import annotations
 
 import importlib.util
@@ -7,8 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from ddlib import models
+from ddlib.nets.layers import Classifier, Normalize, as_backbone, norm_stats, resize
 from ddlib.utils import ParamError
 
 TIMM_NAME = "resnet10t"  # a small timm model (random weights in tests: nothing is downloaded)
@@ -19,6 +23,7 @@ TIMM_NAME = "resnet10t"  # a small timm model (random weights in tests: nothing 
     ("convnet", {"width": 16, "depth": 2}, 1, 28, 16 * 7 * 7),
     ("resnet18", {}, 3, 32, 512),
     ("resnet18", {}, 1, 16, 512),
+    ("resnet18", {"width": 16}, 1, 28, 128),
     (f"timm:{TIMM_NAME}", {}, 3, 32, 512),
 ])
 def test_create_shapes(name: str, kw: dict, in_ch: int, size: int, dim: int) -> None:
@@ -71,7 +76,9 @@ def test_bad_names_and_params_raise() -> None:
     with pytest.raises(ParamError, match="mean/std"):
         models.create("convnet", 3, 3, mean=[0.1, 0.2])
     with pytest.raises(ParamError, match="unexpected keyword"):
-        models.create("resnet18", 3, width=8)
+        models.create("resnet18", 3, depth=8)
+    with pytest.raises(ParamError, match="pretrained=True"):
+        models.create("convnet", 3, pretrained=True)
 
 
 def test_timm_local_weights_file(tmp_path: Path) -> None:
@@ -106,11 +113,11 @@ def test_backbone_frozen_resizing_and_differentiable_in_input(name: str) -> None
 
 def test_as_backbone_wraps_an_in_house_encoder() -> None:
     enc = models.create("convnet", 5, 1, 16, width=8, depth=2)
-    b = models.as_backbone(enc, 16)
+    b = as_backbone(enc, 16)
     assert b(torch.rand(2, 1, 28, 28)).shape == (2, enc.feature_dim)
     assert b.feature_dim == enc.feature_dim and b.image_size == 16
     with pytest.raises(ParamError):
-        models.as_backbone(torch.nn.Linear(3, 3), 16)
+        as_backbone(torch.nn.Linear(3, 3), 16)
 
 
 # ----------------------------------------------------------------------------- EfficientNet-Lite0
@@ -158,3 +165,225 @@ def test_efficientnet_lite0_backbone_small_input() -> None:
     assert x.grad.abs().sum() > 0
     m = models.create("efficientnet-lite0", 10, pretrained=False)  # a new 10-class head
     assert m(torch.rand(1, 3, 32, 32)).shape == (1, 10)
+
+
+# ----------------------------------------------------------------------------- the registry
+def test_every_declared_network_builds_as_declared() -> None:
+    """Each spec of the registry builds (random weights) with the declared pooled feature size, input size and
+    channels; gray 1-channel images reach an RGB network repeated to 3 channels."""
+    x = torch.rand(2, 1, 12, 12)
+    for name, spec in models.BACKBONES.items():
+        m = models.create(name, 5, 1, 12, pretrained=False if spec.weights else None).eval()
+        assert m.embedding_dim == spec.feature_dim, name
+        assert m(x).shape == (2, 5), name
+        if spec.input_size is not None:
+            assert m.image_size == spec.input_size, name
+        if spec.channels == 3:
+            assert m.normalize.mean.shape[1] == 3, name
+    assert models.names()[-1] == "timm:<name>" and set(models.pretrained_names()) == {
+        "resnet18-imagenet", "efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2"}
+
+
+def test_resnet18_width_is_a_parameter() -> None:
+    """The CIFAR ResNet-18 of base width w: channels w, 2w, 4w, 8w; width 64 is the usual net, key for key."""
+    narrow, usual = models.create("resnet18", 10, 3, 32, width=16), models.create("resnet18", 10)
+    assert narrow.stem[0].out_channels == 16 and narrow.feature_dim == 128 and narrow.head.in_features == 128
+    assert list(narrow.state_dict()) == list(usual.state_dict())
+    assert 600_000 < sum(p.numel() for p in narrow.parameters()) < 800_000  # 11.2 M / 16
+    with pytest.raises(ParamError, match="width"):
+        models.create("resnet18", 10, width=0)
+
+
+def test_name_modifiers_are_checked() -> None:
+    assert models.parse("efficientnet-lite0-frozen@64") == (models.BACKBONES["efficientnet-lite0"], True, 64)
+    assert models.parse("resnet18") == (models.BACKBONES["resnet18"], False, None)
+    assert models.check_model(f"timm:{TIMM_NAME}@48") == f"timm:{TIMM_NAME}@48"
+    for bad, word in [("convnet-frozen", "no pretrained weights"), ("convnet@64", "own size"),
+                      ("efficientnet-lite0@big", "pixels"), ("efficientnet-lite0@4", "input size"),
+                      ("vgg11-frozen", "not known"), ("", "name")]:
+        with pytest.raises(ParamError, match=word):
+            models.check_model(bad)
+    with pytest.raises(ParamError, match="pretrained"):
+        models.create("efficientnet-lite0-frozen", 3, pretrained=False)
+
+
+def test_frozen_pretrained_student_trains_its_head_only() -> None:
+    """``efficientnet-lite0-frozen@64``: the ImageNet trunk at 64 px, gray images repeated, the weights' own
+    normalisation (not the data's), only the head trainable, batch norm kept in eval mode by train()."""
+    m = models.create("efficientnet-lite0-frozen@64", 10, 1, 28, mean=[0.3], std=[0.2])
+    ref = models.create("efficientnet-lite0", 1000).eval()
+    assert [n for n, p in m.named_parameters() if p.requires_grad] == ["head.weight", "head.bias"]
+    assert torch.equal(m.net._conv_stem.weight, ref.net._conv_stem.weight) and m.image_size == 64
+    m.train()
+    assert m.head.training and not m.net.training and not any(mod.training for mod in m.net.modules())
+    bn = m.net._bn0.running_mean.clone()
+    x = torch.rand(4, 1, 28, 28)
+    loss = F.cross_entropy(m(x), torch.arange(4))
+    loss.backward()
+    assert torch.equal(m.net._bn0.running_mean, bn) and m.head.weight.grad is not None
+    with torch.no_grad():
+        want = ref.net.extract_features(ref.normalize(resize(x.expand(-1, 3, -1, -1), 64))).mean(dim=(2, 3))
+        assert torch.allclose(m.features(x), want, atol=1e-5)
+    # evaluated every epoch on the same test images, the fixed trunk runs on them once
+    from ddlib.train import predict
+
+    runs, features = [], m.features
+    m.features = lambda t: runs.append(len(t)) or features(t)
+    first = predict(m, x, batch_size=3)
+    m.head.weight.data.add_(1.0)  # a training step later: the head moved, the trunk did not
+    second = predict(m, x, batch_size=3)
+    assert runs == [3, 1] and torch.allclose(second, m.head(want)) and not torch.allclose(first, second)
+
+
+def _torchvision_resnet18_file(tmp_path: Path, name: str = "resnet18-f37072fd.pth") -> tuple[Path, torch.nn.Module]:
+    import torchvision
+
+    tv = torchvision.models.resnet18().eval()  # random weights standing in for ImageNet's
+    path = tmp_path / name
+    torch.save(tv.state_dict(), path)
+    return path, tv
+
+
+def test_imagenet_resnet18_from_a_local_file(tmp_path: Path) -> None:
+    """The reference's Stage-1 network (torchvision's ImageNet ResNet-18 at 224 px) from a weights file: a
+    torchvision state_dict or a timm one; gray images repeated; ImageNet normalisation; resized to 224 inside."""
+    import timm
+
+    path, tv = _torchvision_resnet18_file(tmp_path)
+    m = models.create("resnet18-imagenet", 10, 1, 28, weights=path).eval()
+    assert m.image_size == 224 and m.feature_dim == 512
+    x = torch.rand(2, 1, 28, 28)
+    tv.fc = torch.nn.Identity()
+    norm = Normalize(*norm_stats(None, None, 3, ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))))
+    with torch.no_grad():
+        assert torch.allclose(m.features(x), tv(norm(resize(x, 224))), atol=1e-4)
+    src = timm.create_model("resnet18", pretrained=False)
+    torch.save(src.state_dict(), tmp_path / "timm.pth")
+    b = models.backbone("resnet18-imagenet", weights=tmp_path / "timm.pth", image_size=64)
+    assert torch.equal(b.module.body.conv1.weight, src.conv1.weight) and b.image_size == 64
+
+
+def test_pretrained_weights_are_found_in_the_weights_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path, tv = _torchvision_resnet18_file(tmp_path)
+    monkeypatch.setenv("DDLIB_WEIGHTS", str(tmp_path))
+    m = models.create("resnet18-imagenet", 3)  # pretrained by default: the file put in the folder
+    assert torch.equal(m.body.layer4[1].conv2.weight, tv.layer4[1].conv2.weight)
+    assert models.weights_key("resnet18-imagenet") == "resnet18-imagenet-imagenet"
+
+
+def test_missing_weights_say_in_one_line_where_to_put_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DDLIB_WEIGHTS", str(tmp_path / "weights"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("DDLIB_OFFLINE", "1")
+    with pytest.raises(ParamError) as e:
+        models.create("resnet18-imagenet", 10)
+    msg = str(e.value)
+    assert "\n" not in msg and msg.startswith("weights:")
+    assert "resnet18-f37072fd.pth" in msg and str(tmp_path / "weights") in msg and "weights=PATH" in msg
+    from ddlib.encoders import EncoderConfig, build_encoder
+
+    cfg = EncoderConfig(backbone="resnet18-imagenet", weights="imagenet", input_size=224)
+    with pytest.raises(ParamError, match="resnet18-f37072fd.pth"):
+        build_encoder(cfg, 10, 1, 28)
+
+
+# ----------------------------------------------------------------------------- students
+STUDENTS = {"convnet": dict(model="convnet", width=8, depth=2), "resnet18": dict(model="resnet18", width=8),
+            "lite0": dict(model="efficientnet-lite0-frozen@32")}
+
+
+@pytest.fixture(scope="module")
+def tiny_kd() -> tuple:
+    from ddlib import data
+    from ddlib.bps.distill import TeacherConfig, train_teacher
+
+    ds = data.load("digits", per_class=10, test_per_class=4)
+    teacher = train_teacher(ds, TeacherConfig(model="convnet", width=8, depth=2, epochs=1, batch_size=32),
+                            progress=False)
+    return ds, teacher
+
+
+@pytest.mark.parametrize("kind", list(STUDENTS))
+def test_students_of_every_architecture_train_end_to_end(kind: str, tiny_kd: tuple) -> None:
+    """KD from a tiny teacher, a few images, 1 epoch, through train_student; the grid stacks the ConvNet only."""
+    from ddlib.bps import grid
+    from ddlib.bps.distill import StudentConfig, train_student
+
+    ds, teacher = tiny_kd
+    cfg = StudentConfig(**STUDENTS[kind], epochs=1, last_epochs=1).resolved(ds.name, ds.num_classes, 1)
+    idx = [int(torch.nonzero(ds.train_y == c)[0]) for c in range(ds.num_classes)]
+    r = train_student(ds, idx, cfg, teacher, seed=0, progress=False)
+    assert 0.0 <= r["best_acc"] <= 1.0 and len(r["accs"]) == 1 and r["seconds"] > 0
+    assert grid.supports(cfg, "cpu") is (kind == "convnet")
+
+
+def test_the_grid_trains_unstackable_students_one_by_one(tiny_kd: tuple, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ddlib.baselines import SelectionInputs
+    from ddlib.bps import grid
+    from ddlib.bps import pipeline as P
+    from ddlib.bps.distill import StudentConfig
+
+    ds, teacher = tiny_kd
+    stacked = []
+    real = grid.train_students
+
+    def spy(ds_, jobs, cfg, *a, **k):  # noqa: ANN001, ANN002, ANN003, ANN202
+        stacked.append(cfg.model)
+        return real(ds_, jobs, cfg, *a, **k)
+
+    monkeypatch.setattr(grid, "train_students", spy)
+    inputs = SelectionInputs(embeddings=torch.randn(len(ds.train_y), 4), labels=ds.train_y)
+    students = {k: StudentConfig(**v, epochs=1, last_epochs=1) for k, v in STUDENTS.items()}
+    rows = P.evaluate_grid(ds, inputs, ["random"], [1], [0], students, teacher=teacher, progress=False)
+    assert sorted(r["student"] for r in rows) == sorted(STUDENTS) and stacked == ["convnet"]
+
+
+# ----------------------------------------------------------------------------- adding a network
+class Toy(Classifier):
+    """A network added by a user: one conv, average-pooled (``width``-d)."""
+
+    def __init__(self, num_classes: int, in_channels: int, image_size: int, mean=None, std=None,  # noqa: ANN001
+                 width: int = 4) -> None:
+        super().__init__()
+        self.normalize = Normalize(*norm_stats(mean, std, in_channels))
+        self.conv = torch.nn.Conv2d(in_channels, width, 3, padding=1)
+        self.image_size, self.feature_dim = image_size, width
+        self.head = torch.nn.Linear(width, num_classes)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.conv(self.normalize(x))).mean(dim=(2, 3))
+
+
+def test_a_registered_network_reaches_every_consumer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One Spec registered: a classifier, a Stage-1 encoder, a frozen SFM backbone (``toy-random``) and a name in
+    the CLI's help, run through ``python -m ddlib select / evaluate / distill / evaluate-synthetic``."""
+    import json
+
+    from ddlib.cli import main
+    from ddlib.encoders import EncoderConfig
+    from ddlib.sfm import backbones
+
+    monkeypatch.setitem(models.BACKBONES, "toy", models.Spec("toy", Toy, 4, "a toy", options=("width",)))
+    assert models.create("toy", 3, 1, 8, width=6).feature_dim == 6 and "toy" in models.names()
+    assert EncoderConfig(backbone="toy").backbone == "toy" and "toy-random" in backbones.backbone_names()
+    with pytest.raises(ParamError, match="taken"):
+        models.register(models.BACKBONES["toy"])
+    data = ["--dataset", "digits", "--per-class", "10", "--test-per-class", "3", "--quiet"]
+    sel = tmp_path / "sel"
+    assert main(["select", *data, "--method", "random", "--ipc", "1", "--out", str(sel), "--encoder-backbone", "toy",
+                 "--encoder-epochs", "1", "--encoder-batch", "32", "--encoder-warmup", "0", "--clu-warmup", "0",
+                 "--queue-size", "64", "--knn-k", "3", "--teacher-model", "toy", "--teacher-epochs", "1"]) == 0
+    rec = json.loads((sel / "random_ipc1_seed0.json").read_text())
+    assert rec["config"]["encoder"]["backbone"] == "toy" and rec["config"]["teacher"]["model"] == "toy"
+    out = tmp_path / "students.json"
+    assert main(["evaluate", *data, "--selection", str(sel / "random_ipc1_seed0.json"), "--seeds", "1",
+                 "--epochs", "1", "--last-epochs", "1", "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["rows"][0]["protocol"] == "kd student (toy)"
+    syn = tmp_path / "syn"
+    assert main(["distill", "--backbone", "toy-random", *data[:4], "--ipc", "1", "--steps", "2", "--out", str(syn),
+                 "--quiet"]) == 0
+    assert json.loads((syn / "distill.json").read_text())["backbone_key"].startswith("toy-random-seed0-1x8")
+    out = tmp_path / "probe.json"
+    assert main(["evaluate-synthetic", "--images", str(syn), "--backbone", "toy-random", "--mode", "ci", *data,
+                 "--epochs", "2", "--views", "2", "--runs", "1", "--golden-epochs", "2", "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["rows"][0]["protocol"] == "ci on toy-random"

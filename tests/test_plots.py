@@ -118,6 +118,24 @@ def test_umap_projection_leaves_no_tqdm_warning_on_the_page() -> None:
     assert "IProgress not found" not in ours.stderr
 
 
+def test_a_whole_table_shows_every_row_and_cell() -> None:
+    """pandas cuts a frame of more than 60 rows to its first and last five, and long cells to 50 characters;
+    a WholeTable (what the chapters' long tables are) shows all of it, without row numbers unless the index
+    names something, and stays one when filtered."""
+    import pandas as pd
+
+    long = pd.DataFrame({"n": range(73), "text": ["x" * 80] * 73})
+    with pd.option_context("display.max_rows", 60, "display.min_rows", 10, "display.max_colwidth", 50):
+        assert long._repr_html_().count("<tr") < 74  # pandas' defaults cut a plain frame (ddlib.plots lifts them)
+    t = plots.whole_table(long)
+    html = t._repr_html_()
+    assert html.count("<tr") == 74 and "x" * 80 in html and "<th>72</th>" not in html  # 73 rows + header, no numbers
+    assert len(repr(t).splitlines()) == 74 and "..." not in repr(t)
+    assert isinstance(t[t.n > 3], plots.WholeTable) and plots.whole_table(t) is t
+    named = plots.whole_table(long.set_index("n"))
+    assert "<th>72</th>" in named._repr_html_()  # an index that names something is shown
+
+
 # ----------------------------------------------------------------------------- one palette for the book
 def _colour(trace) -> str:  # noqa: ANN001
     return trace.marker.color if isinstance(trace.marker.color, str) else trace.line.color

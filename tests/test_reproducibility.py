@@ -32,14 +32,15 @@ def _selections(ds) -> dict:  # noqa: ANN001
     from ddlib.bps.distill import TeacherConfig
     from ddlib.bps.encoder import EncoderConfig
     from ddlib.bps.patterns import PatternConfig
-    from ddlib.bps.pipeline import METHODS, PipelineConfig, run_selection
+    from ddlib.bps.pipeline import PipelineConfig, run_selection
+    from ddlib.selectors import names
 
     small = dict(model="convnet", width=8, depth=2, epochs=1)
     cfg = PipelineConfig(
         encoder=EncoderConfig(backbone="convnet", convnet_width=8, convnet_depth=2, epochs=1, batch_size=32,
                               queue_size=64, warmup_epochs=0, clu_warmup_epochs=1, pattern=PatternConfig(k=5)),
         pattern=PatternConfig(k=5), teacher=TeacherConfig(**small), forgetting=ForgettingConfig(**small, el2n_epoch=1))
-    run = run_selection(ds, METHODS, [1, 3], seed=0, cfg=cfg, progress=False)
+    run = run_selection(ds, names(), [1, 3], seed=0, cfg=cfg, progress=False)
     return {(m, k): list(map(int, s["indices"])) for m, per in run["selections"].items() for k, s in per.items()}
 
 

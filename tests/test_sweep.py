@@ -35,7 +35,10 @@ def test_values_and_grid() -> None:
     assert [parse_value(v) for v in ("3", "0.5", "true", "None", "cifar10:/a/b")] == [3, 0.5, True, None, "cifar10:/a/b"]
     grid = parse_grid([("a", "1,2"), ("tag", "x,y")])
     assert expand(grid) == [{"a": 1, "tag": "x"}, {"a": 1, "tag": "y"}, {"a": 2, "tag": "x"}, {"a": 2, "tag": "y"}]
-    assert run_name("00_data", {"dataset": "cifar10:/data/c.tar", "ipc": 10}) == "00_data__dataset=cifar10-data-c.tar__ipc=10"
+    assert run_name("00_data", {"dataset": "digits", "ipc": 10}) == "00_data__dataset=digits__ipc=10"
+    # a value a file name cannot hold exactly keeps its readable part and gains a digest of the full values
+    assert run_name("00_data", {"dataset": "cifar10:/data/c.tar", "ipc": 10}).startswith(
+        "00_data__dataset=cifar10-data-c.tar__ipc=10__h-")
     for bad in ([("a", "")], [("a", "1"), ("a", "2")], [("1a", "1")]):
         with pytest.raises(ParamError):
             parse_grid(bad)
@@ -151,3 +154,48 @@ def test_sweep_json_is_strict(tmp_path: Path) -> None:
     assert [r["parameters"]["x"] for r in rows] == [None, None, 1.5]
     for f in out.glob("f__*.json"):
         strict(f.read_text())
+
+
+# ----------------------------------------------------------------------------- issue 24: every run keeps its name
+def test_values_a_file_name_cannot_tell_apart_are_two_runs(tmp_path: Path) -> None:
+    """Issue 24: values differing only in characters a file name cannot hold (or after the 60 characters a run
+    name keeps) gave two runs one name: the second overwrote the first's notebook and record, results.csv kept
+    one row, "2 ok", exit 0."""
+    nb = tiny_notebook(tmp_path)
+    out = tmp_path / "runs"
+    tags = ["a b", "a/b", "x" * 60 + "1", "x" * 60 + "2"]
+    records = sweep(SweepConfig(notebook=str(nb), grid={"tag": tags}, out=str(out)), log=lambda s: None)
+    assert len({r["run"] for r in records}) == 4 and all(r["status"] == "ok" for r in records)
+    table = pd.read_csv(out / "results.csv")
+    assert sorted(table["label"]) == sorted(f"{t}-1" for t in tags)
+    assert len(list(out.glob("tiny__*.ipynb"))) == 4 and len(list(out.glob("tiny__*.json"))) == 4
+    assert [r["run"] for r in records] == [run_name("tiny", {"tag": t}) for t in tags]
+    assert all("__h-" in r["run"] for r in records)  # none of them can be said exactly in a file name
+
+
+def test_a_grid_that_would_give_two_runs_one_name_is_refused(tmp_path: Path, capsys) -> None:
+    nb = tiny_notebook(tmp_path)
+    assert cli.main(["sweep", str(nb), "-p", "a", "1,2,1", "--out", str(tmp_path / "runs")]) == 2
+    assert "error: -p a: the value 1 is given twice" in capsys.readouterr().err
+    with pytest.raises(ParamError, match=r"the grid gives two runs the name 'tiny__a=nan__h-"):
+        sweep(SweepConfig(notebook=str(nb), grid={"a": [float("nan"), float("nan")]}, out=str(tmp_path / "runs")))
+    assert not (tmp_path / "runs").exists()  # refused before any run, nothing written
+
+
+def test_a_point_another_sweep_is_running_is_left_to_it(tmp_path: Path, capsys) -> None:
+    """Two sweeps into one folder never run the same point at once: the second reports it busy, writes neither
+    its notebook, its record nor its row, and the other points run."""
+    import os
+    import socket
+
+    nb = tiny_notebook(tmp_path)
+    out = tmp_path / "runs"
+    out.mkdir()
+    (out / ".tiny__a=1.lock").write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
+    assert cli.main(["sweep", str(nb), "-p", "a", "1,2", "--out", str(out)]) == 1
+    printed = capsys.readouterr().out
+    assert "busy  tiny__a=1" in printed and "is in use by another run" in printed
+    rows = json.loads((out / "results.json").read_text())
+    assert [r["parameters"] for r in rows] == [{"a": 2}]
+    assert not (out / "tiny__a=1.json").exists() and not (out / "tiny__a=1.ipynb").exists()
+    assert (out / ".tiny__a=1.lock").exists() and not (out / ".tiny__a=2.lock").exists()

@@ -104,7 +104,9 @@ def test_encoder(ds: data.Dataset, kw: dict, loss: list, clu: list, fp: float) -
 
 
 def test_forgetting(ds: data.Dataset) -> None:
-    cfg = baselines.ForgettingConfig(model="convnet", width=8, depth=1, epochs=3, batch_size=24, el2n_epoch=2)
+    # the recipe the port was pinned with (crop + flip, cosine, plain momentum); DeepCore's is the default now
+    cfg = baselines.ForgettingConfig(model="convnet", width=8, depth=1, epochs=3, batch_size=24, el2n_epoch=2, lr=0.1,
+                                     augment="crop_flip", schedule="cosine", nesterov=False)
     s = baselines.forgetting_scores(ds, cfg, seed=4, progress=False, cache=False)
     assert s["events"] == 26 and s["el2n_epoch"] == 2
     assert float(s["el2n"].sum()) == pytest.approx(21.228179931640625, rel=REL)

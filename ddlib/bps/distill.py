@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ddlib import artifacts, distributed, models
+from ddlib import artifacts, data, distributed, models
 from ddlib.kernels.augment import AUGMENTS
 from ddlib.losses import softmax_entropy
 from ddlib.train import (Batches, Evaluate, LrPerEpoch, Recipe, TrainConfig, cutmix_ce_step, evaluate, fit, image_batches,
@@ -56,7 +56,7 @@ LOSSES = ("kd", "ce")
 
 def kd_setting(dataset: str, num_classes: int, ipc: int) -> tuple[float, int]:
     """(min_crop, batch size) for a dataset name and IPC (see :data:`KD_TABLE`)."""
-    name = dataset.split(":")[0].lower().replace("-", "")
+    name = data.split_name(dataset)[0].lower().replace("-", "")
     table = KD_TABLE.get(name) or KD_TABLE.get(_BY_CLASSES.get(num_classes, ""), {})
     return table.get(ipc, KD_DEFAULT)
 
@@ -96,8 +96,7 @@ class TeacherConfig(Recipe):
 
 
 def _check_model(name: str, width: int | None, depth: int | None) -> None:
-    if not isinstance(name, str) or not (name in models.MODELS or name.startswith("timm:")):
-        raise ParamError(f"model={name!r} is not known; choose one of {list(models.MODELS) + ['timm:<name>']}")
+    models.check_model(name)  # a ParamError naming "model" and the registry's names
     if width is not None:
         check_int("width", width, 1, 4096)
     if depth is not None:

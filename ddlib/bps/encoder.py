@@ -1,7 +1,8 @@
 """BPS Stage 1: the multi-visual-pattern encoder (METHODS.md §1), then embeddings and partitions.
 
 The encoder, its config, the MoCo queue and its training on the one loop are shared with SFM and
-live in :mod:`ddlib.encoders` (its docstring states the loss, the schedule and the choices made).
+live in :mod:`ddlib.encoders` (its docstring states the loss, the schedule and the choices made; chapter 1
+runs them).
 This module plugs in what only BPS has, the clustering term L_clu:
 
 - :func:`refresh_patterns`: a snapshot of the queued keys is partitioned per class into patterns with
@@ -13,7 +14,8 @@ This module plugs in what only BPS has, the clustering term L_clu:
   d = sqrt(2 − 2·q·k + 1e-6), L_clu = mean d to the keys of that pattern + (2 − mean d to every other key).
 
 :data:`PATTERN_CLUSTERING` bundles the three as the :class:`~ddlib.encoders.ClusteringTerm` that
-:func:`fit_encoder` and :func:`train_encoder` (the shared ones with it plugged in) pass on.
+:func:`fit_encoder` and :func:`train_encoder` (:func:`ddlib.encoders.fit_moco` and
+:func:`~ddlib.encoders.train_moco` with it plugged in) pass on.
 :func:`model_patterns` is Stage 1 end to end: the encoder, the L2-normalised embeddings of the
 training set, and their per-class partition, cached.
 """
@@ -27,15 +29,16 @@ from torch import Tensor
 
 from ddlib import artifacts, distributed, encoders
 from ddlib.bps.patterns import PatternConfig, partition_info
-from ddlib.encoders import Encoder, EncoderConfig, build_encoder, clu_ramp, encoder_key, lr_factor  # noqa: F401
+# re-exported for chapter 1 and the scripts that import them from here (their home is ddlib.encoders / ddlib.losses)
+from ddlib.encoders import Encoder, EncoderConfig, build_encoder, clu_ramp, encoder_key  # noqa: F401
+from ddlib.train import lr_factor  # noqa: F401
 from ddlib.losses import (ClusteringSnapshot, clustering_loss, clustering_loss_prepared,  # noqa: F401
                           clustering_snapshot, info_nce)
 from ddlib.train import Accel
 from ddlib.utils import ParamError, get_device
 
-__all__ = ["EncoderConfig", "Encoder", "build_encoder", "KeyQueue", "refresh_patterns",
-           "PATTERN_CLUSTERING", "fit_encoder", "train_encoder", "encoder_key", "model_patterns", "lr_factor",
-           "clu_ramp", "info_nce", "clustering_loss"]
+__all__ = ["refresh_patterns", "PatternClustering", "PATTERN_CLUSTERING", "fit_encoder", "train_encoder",
+           "model_patterns"]
 
 
 # ----------------------------------------------------------------------------- the clustering term
@@ -91,26 +94,18 @@ class PatternClustering:
 PATTERN_CLUSTERING = PatternClustering()
 
 
-class KeyQueue(encoders.KeyQueue):
-    """The MoCo queue with BPS's pattern bookkeeping as a method (for direct use and benchmarks)."""
-
-    def refresh_patterns(self, cfg: PatternConfig) -> dict[int, int]:
-        """:func:`refresh_patterns` on this queue."""
-        return refresh_patterns(self, cfg)
-
-
 # ----------------------------------------------------------------------------- training with the term
 def fit_encoder(model: Encoder, x: Tensor, y: Tensor, cfg: EncoderConfig, device: str | torch.device | None = None,
                 progress: bool = True, accel: Accel | None = None) -> dict:
-    """:func:`ddlib.encoders.fit_encoder` with BPS's clustering term plugged in."""
-    return encoders.fit_encoder(model, x, y, cfg, device=device, progress=progress, clustering=PATTERN_CLUSTERING,
+    """:func:`ddlib.encoders.fit_moco` with BPS's clustering term plugged in."""
+    return encoders.fit_moco(model, x, y, cfg, device=device, progress=progress, clustering=PATTERN_CLUSTERING,
                                 accel=accel)
 
 
 def train_encoder(ds, cfg: EncoderConfig | None = None, device: str | torch.device | None = None,
                   progress: bool = True) -> tuple[Encoder, dict]:
-    """Stage 1's encoder on ``ds`` (cached): :func:`ddlib.encoders.train_encoder` with BPS's clustering term."""
-    return encoders.train_encoder(ds, cfg, device=device, progress=progress, clustering=PATTERN_CLUSTERING)
+    """Stage 1's encoder on ``ds`` (cached): :func:`ddlib.encoders.train_moco` with BPS's clustering term."""
+    return encoders.train_moco(ds, cfg, device=device, progress=progress, clustering=PATTERN_CLUSTERING)
 
 
 def model_patterns(ds, enc_cfg: EncoderConfig | None = None, pat_cfg: PatternConfig | None = None,

@@ -68,7 +68,7 @@ from torch import Tensor, nn
 
 from ddlib.bps.distill import StudentConfig, build_model, student_batches, student_lr
 from ddlib.losses import cutmix_cross_entropy, kd_kl_loss
-from ddlib.stack import BACKENDS, ModelStack
+from ddlib.stack import STACK_BACKENDS, ModelStack
 from ddlib.train import (Accel, Batch, Hook, LoopState, LrPerEpoch, StackedBatches, Step, TrainConfig, loop,
                          make_optimizer)
 from ddlib.utils import ParamError, check_choice, check_int, get_device, seed_everything
@@ -269,7 +269,7 @@ def train_students(ds, jobs: Sequence[StudentJob | tuple], cfg: StudentConfig | 
     jobs = [_as_job(j) for j in jobs]
     if not jobs:
         raise ParamError("jobs must name at least one student")
-    check_choice("backend", backend, BACKENDS)
+    check_choice("backend", backend, STACK_BACKENDS)
     dev = get_device(device)
     if workers is None:
         workers = torch.get_num_threads() if dev.type == "cpu" else 1

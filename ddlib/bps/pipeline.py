@@ -22,6 +22,7 @@ from ddlib.bps.distill import TeacherConfig, teacher_entropies, train_teacher
 from ddlib.bps.encoder import EncoderConfig, model_patterns
 from ddlib.bps.patterns import PatternConfig
 from ddlib.bps.select import SelectConfig, select_bps
+from ddlib.metrics import RULES
 from ddlib.selectors import names, register
 from ddlib.utils import ParamError, config_dict
 
@@ -44,12 +45,6 @@ def select_bps_inputs(inputs: SelectionInputs, ipc: int, seed: int = 0, cap: boo
     budget = {"cap": True, "capped": {str(c): n for c, n in capped.items()}} if cap else {}
     sel["config"] = {"method": "bps", "seed": seed, **sel["config"], **budget}
     return sel
-
-
-#: The registered methods when this module was imported (BPS first); :func:`ddlib.selectors.names` is the
-#: live list, which a selector registered later (a user's own) joins.
-METHODS = names()
-SELECTORS = registry.SELECTORS
 
 
 @dataclass(frozen=True)
@@ -108,7 +103,7 @@ def check_methods(methods) -> list[str]:
     return [registry.get(m).name for m in methods]
 
 
-def modelling(ds, cfg: PipelineConfig, methods=METHODS, device=None, progress: bool = True, *,
+def modelling(ds, cfg: PipelineConfig, methods=None, device=None, progress: bool = True, *,
               teacher_ds=None, encoder_ds=None, teacher: bool | None = None) -> dict:
     """The shared inputs for ``methods``: ``{"inputs": SelectionInputs, "seconds": {...}, "teacher_acc", "info"}``.
 
@@ -125,7 +120,7 @@ def modelling(ds, cfg: PipelineConfig, methods=METHODS, device=None, progress: b
     """
     from ddlib.data import positions_in
 
-    methods = check_methods(methods)
+    methods = check_methods(names() if methods is None else methods)
     needs = set().union(*(registry.get(m).needs for m in methods))
     teacher_ds = ds if teacher_ds is None else teacher_ds
     sec: dict[str, float] = {}
@@ -225,9 +220,6 @@ def evaluate_all(ds, selections: dict, student, seeds, teacher=None, teacher_cfg
 
 
 # ----------------------------------------------------------------------------- paired evaluation over seeds
-#: The two ways a student's accuracy is read: ``best_last`` = the reference's best test accuracy over the
-#: last ``last_epochs`` epochs (it looks at the test set that many times), ``final`` = the last epoch's.
-RULES = ("best_last", "final")
 
 
 def evaluate_grid(ds, inputs: SelectionInputs, methods, ipcs, seeds, students: dict, teacher=None,

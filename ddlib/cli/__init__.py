@@ -7,6 +7,12 @@ it, the reference settings) and its other options override that preset; no optio
 own. Handlers turn the parsed arguments into the library's frozen configs; no argparse object travels
 further. Results are written by :func:`ddlib.results.write`.
 
+Before a handler runs, :func:`main` runs the pre-flight of :mod:`ddlib.preflight` for the command: every output
+option it declares in :data:`OUTPUTS` must be usable (a folder where a folder is needed, writable, not an existing
+file), the artifact cache (``$DDLIB_CACHE``) too, and the outputs are claimed: locked for this run, and refused
+when they hold results of other settings unless ``--overwrite`` is given. Errors are one line, ``error: …`` on
+stderr and exit status 2, for bad parameters and for files that cannot be read or written.
+
 Under ``torchrun --nproc_per_node N -m ddlib …`` the commands of :data:`DISTRIBUTED` run in a process group
 (:func:`ddlib.distributed.session`): ``select`` trains Stage 1 and the teacher data-parallel, ``evaluate``
 splits its students over the ranks (and trains a missing teacher data-parallel), and only rank 0 writes (see
@@ -15,12 +21,14 @@ splits its students over the ranks (and trains a missing teacher data-parallel),
 from __future__ import annotations
 
 import argparse
+import pickle
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ddlib import distributed
-from ddlib.cli import bps, cache, data, inherit, sfm, sweep
+from ddlib import distributed, preflight
+from ddlib.cli import bps, cache, common, data, inherit, sfm, sweep
+from ddlib.preflight import Output
 from ddlib.utils import ParamError
 
 Handler = Callable[[argparse.Namespace], int]
@@ -28,6 +36,18 @@ Handler = Callable[[argparse.Namespace], int]
 FAMILIES = (data, sfm, inherit, bps, sweep, cache)
 #: the commands that split their work over torchrun's processes
 DISTRIBUTED = ("select", "evaluate")
+#: every command's output options (each family's ``OUTPUTS``), checked and claimed before its handler runs
+OUTPUTS: dict[str, tuple[Output, ...]] = {name: outs for family in FAMILIES for name, outs in family.OUTPUTS.items()}
+#: the commands that compute nothing, so need no artifact cache
+NO_CACHE = ("datasets",)
+
+
+def _one_line_errors() -> tuple[type[BaseException], ...]:
+    """What the CLI prints as one line (``error: …``, exit 2) rather than a traceback: bad parameters, and
+    files that cannot be read, parsed or written (the message names the file)."""
+    from ddlib.results import ResultsError
+
+    return ParamError, OSError, pickle.UnpicklingError, ResultsError
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
@@ -85,10 +105,27 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ParamError(f"{args.command} does not run under torchrun (WORLD_SIZE={distributed.env_world_size()}): "
                              f"its work is not split over processes; the commands that are: {list(DISTRIBUTED)}")
         with distributed.session(getattr(args, "device", None)):
-            return handlers[args.command](args) or 0
-    except (ParamError, FileNotFoundError) as e:
-        print(f"error: {in_options(str(e), parser, args.command)}", file=sys.stderr)
+            outputs = OUTPUTS[args.command]
+            for out in outputs:  # every path first, then the cache: all before any work
+                preflight.check_output(out, getattr(args, out.option))
+            if args.command not in NO_CACHE:
+                preflight.check_cache()
+            with preflight.claims(outputs, vars(args), overwrite=bool(getattr(args, "overwrite", False)),
+                                  lock=distributed.is_main(), command=common.command(args)) as settings:
+                args.settings = settings  # recorded with the results, compared by the next run into the same output
+                return handlers[args.command](args) or 0
+    except Exception as e:  # noqa: BLE001 - only the kinds below become one line; anything else is a bug to show
+        if not isinstance(e, _one_line_errors()):
+            raise
+        print(f"error: {in_options(_first_line(e), parser, args.command)}", file=sys.stderr)
         return 2
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e) or type(e).__name__
+    if isinstance(e, pickle.UnpicklingError):
+        text = f"{type(e).__name__}: {text}"
+    return text.splitlines()[0] if text.strip() else type(e).__name__
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -18,20 +18,41 @@ import json
 import time
 from pathlib import Path
 
-from ddlib import distributed
+from ddlib import distributed, models
 from ddlib.cli import common
+from ddlib.preflight import Output
 from ddlib.utils import ParamError, check_int, check_ipc
 
+#: the output options (:data:`ddlib.cli.OUTPUTS`): a folder of selections, one file per method, IPC and seed (so
+#: those three may differ between runs into one folder, nothing else may), and a result file
+OUTPUTS = {"select": (Output("out", "folder", results=("*_ipc*_seed*.json",),
+                             varies=("methods", "ipcs", "selection_seed")),),
+           "evaluate": (Output("out", "file"),)}
 
-def _load_dataset(args: argparse.Namespace, name, per_class, test_per_class, seed, image_size=None):  # noqa: ANN001, ANN202
+
+def _load_dataset(args: argparse.Namespace, name, per_class, test_per_class, seed, image_size=None,
+                  recorded: dict | None = None):  # noqa: ANN001, ANN202
     from ddlib import data
 
+    return data.load(name, per_class=per_class, seed=seed, test_per_class=test_per_class,
+                     **_folder_options(args, image_size, recorded))
+
+
+def _folder_options(args: argparse.Namespace, image_size=None, recorded: dict | None = None) -> dict:  # noqa: ANN001
+    """The folder loaders' options the command was given (else as recorded with the selection): ``image_size``,
+    ``channels`` (1 or 3: convert mixed grey/RGB folders that way) and ``stream`` (decode from disk as drawn)."""
+    recorded = recorded or {}
     kw = {}
     if args.image_size is not None:
         kw["image_size"] = check_int("image_size", args.image_size, 1, 4096)
     elif image_size is not None:  # as recorded with the selection
         kw["image_size"] = image_size
-    return data.load(name, per_class=per_class, seed=seed, test_per_class=test_per_class, **kw)
+    channels = args.channels if args.channels is not None else recorded.get("channels")
+    if channels is not None:
+        kw["channels"] = channels
+    if args.stream or recorded.get("stream"):
+        kw["stream"] = True
+    return kw
 
 
 def _add_data_args(p: argparse.ArgumentParser, ref) -> None:  # noqa: ANN001
@@ -42,13 +63,19 @@ def _add_data_args(p: argparse.ArgumentParser, ref) -> None:  # noqa: ANN001
     p.add_argument("--test-per-class", type=int, default=None, help="test images per class (subsample)")
     p.add_argument("--data-seed", type=int, default=None, help=f"seed of the subsampling (default {ref.data_seed})")
     p.add_argument("--image-size", type=int, default=None, help="resize folder images to N x N")
+    p.add_argument("--channels", type=int, choices=(1, 3), default=None,
+                   help="folder images: convert every image to 1 (grey) or 3 (RGB) channels (default: the channel "
+                        "count most images have)")
+    p.add_argument("--stream", action="store_true",
+                   help="folder images: decode from disk as batches are drawn instead of holding every image in "
+                        "memory (automatic above ddlib.data.folder.STREAM_ABOVE_BYTES)")
     p.add_argument("--device", default=None, help="cpu | cuda (default: CUDA when present)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def _add_teacher_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("teacher (full data; defaults: the preset's, at the reference the ResNet-18 recipe)")
-    g.add_argument("--teacher-model", default=None, help="resnet18 | convnet | timm:<name>")
+    g.add_argument("--teacher-model", default=None, help=" | ".join(models.model_names()))
     g.add_argument("--teacher-width", type=int, default=None)
     g.add_argument("--teacher-depth", type=int, default=None)
     g.add_argument("--teacher-epochs", type=int, default=None)
@@ -58,8 +85,9 @@ def _add_teacher_args(p: argparse.ArgumentParser) -> None:
 
 # ----------------------------------------------------------------------------- select
 def _select(args: argparse.Namespace) -> int:
-    from ddlib import presets, results
-    from ddlib.bps.pipeline import METHODS, load_datasets, run_selection
+    from ddlib import identity, presets, results
+    from ddlib.bps.pipeline import load_datasets, run_selection
+    from ddlib.selectors import names
     from ddlib.utils import get_device, seed_everything
 
     # every check before any work
@@ -69,14 +97,12 @@ def _select(args: argparse.Namespace) -> int:
     p = presets.bps(args.scale, **ov)
     name = common.dataset(p.dataset)
     if p.methods is None:
-        raise ParamError(f"method is not given; name one or more (comma-separated) of {list(METHODS)}")
+        raise ParamError(f"method is not given; name one or more (comma-separated) of {list(names())}")
     cfg = p.pipeline
     get_device(args.device)  # before any work, also when every artifact would come from the cache
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise ParamError(f"out={str(out)!r} exists and is not a folder")
+    out = Path(args.out)  # checked and claimed by the pre-flight (ddlib.cli.main)
     start = time.perf_counter()
-    kw = {"image_size": check_int("image_size", args.image_size, 1, 4096)} if args.image_size is not None else {}
+    kw = _folder_options(args)
     d = load_datasets(name, per_class=p.per_class, teacher_per_class=p.teacher_per_class,
                       encoder_per_class=p.encoder_per_class, test_per_class=p.test_per_class,
                       modelling_test_per_class=p.test_per_class, seed=p.data_seed, **kw)
@@ -91,6 +117,7 @@ def _select(args: argparse.Namespace) -> int:
                         teacher_ds=d["teacher"], encoder_ds=d["encoder"], cap=args.allow_fewer)
     mod = res["modelling"]
     wall = time.perf_counter() - start
+    ident = identity.of_dataset(ds)  # what evaluate checks the selection against
     files = {}
     for m, per_ipc in res["selections"].items():
         for k, sel in per_ipc.items():
@@ -103,10 +130,10 @@ def _select(args: argparse.Namespace) -> int:
                 method=m, ipc=k, seed=p.seed, dataset=ds.spec, dataset_name=ds.name, indices=sel["indices"],
                 pattern=sel["pattern"], role=sel["role"], teacher_acc=mod["teacher_acc"], modelling=mod["info"],
                 per_class_selected=_per_class_counts(ds, sel["indices"]), capped=sel["config"].get("capped", {}),
-                teacher_dataset=d["teacher"].spec, encoder_dataset=d["encoder"].spec)
+                teacher_dataset=d["teacher"].spec, encoder_dataset=d["encoder"].spec, identity=ident)
     command = common.command(args)
     for path, rec in files.items():
-        results.write(path, command=command, **rec)
+        results.write(path, command=command, settings=common.settings(args), **rec)
     for path, rec in files.items() if distributed.is_main() else ():
         print(f"{path}  {len(rec['indices'])} images  selection {rec['timings']['selection'] * 1000:.1f} ms")
     return 0
@@ -121,22 +148,48 @@ def _per_class_counts(ds, indices: list[int]) -> dict[str, int]:
 
 
 # ----------------------------------------------------------------------------- evaluate
+#: the fields of a selection record ``evaluate`` reads, and the JSON types each may have (None: absent)
+SELECT = "'python -m ddlib select'"
+SELECTION_FIELDS = {"indices": (list,), "dataset": (dict, type(None)), "config": (dict, type(None)),
+                    "teacher_dataset": (dict, type(None)), "identity": (dict, type(None)), "ipc": (int, type(None)),
+                    "method": (str, type(None)), "timings": (dict, type(None)), "per_class_selected": (dict, type(None))}
+
+
+def read_selection(path: Path) -> dict:
+    """The selection record at ``path`` (written by ``select``); a missing, unreadable or malformed file is
+    named in one line (FileNotFoundError or ParamError), never a JSON traceback."""
+    if not path.is_file():
+        raise FileNotFoundError(f"selection={str(path)!r} is not a file; give a JSON written by {SELECT}")
+    try:
+        sel = json.loads(path.read_text())
+    except (OSError, ValueError) as e:  # unreadable, not UTF-8, not JSON
+        first = (str(e).splitlines() or [""])[0]
+        raise ParamError(f"selection={str(path)!r} cannot be read as JSON ({type(e).__name__}: {first}); give a JSON "
+                         f"written by {SELECT}") from None
+    if not isinstance(sel, dict) or "indices" not in sel:
+        raise ParamError(f"selection={str(path)!r} is not a selection JSON with 'indices'; give a JSON written by "
+                         f"{SELECT}")
+    for key, kinds in SELECTION_FIELDS.items():
+        if not isinstance(sel.get(key), kinds) or isinstance(sel.get(key), bool):
+            raise ParamError(f"selection={str(path)!r}: its {key!r} is {type(sel.get(key)).__name__}, not "
+                             f"{' or '.join(k.__name__ for k in kinds if k is not type(None))}; give a JSON written "
+                             f"by {SELECT}")
+    for key in ("teacher", "forgetting"):
+        if not isinstance((sel.get("config") or {}).get(key), (dict, type(None))):
+            raise ParamError(f"selection={str(path)!r}: its config's {key!r} is not an object")
+    return sel
+
+
 def _evaluate(args: argparse.Namespace) -> int:
-    from ddlib import data, presets, results
+    from ddlib import data, identity, presets, results
     from ddlib.bps.distill import TeacherConfig, evaluate_selection, train_teacher
     from ddlib.utils import get_device, validate_indices
 
     if args.dataset is not None:
         data.validate_name(args.dataset)
     sel_path = Path(args.selection)
-    if not sel_path.is_file():
-        raise FileNotFoundError(f"selection={str(sel_path)!r} is not a file; give a JSON written by "
-                                "'python -m ddlib select'")
-    try:
-        sel = json.loads(sel_path.read_text())
-        raw = sel["indices"]
-    except (ValueError, KeyError, TypeError) as e:
-        raise ParamError(f"selection={str(sel_path)!r} is not a selection JSON with 'indices' ({e})") from None
+    sel = read_selection(sel_path)
+    raw = sel["indices"]
     get_device(args.device)  # before any work
     spec = sel.get("dataset") or {}
     if args.dataset is not None and spec.get("name") not in (None, args.dataset):
@@ -151,15 +204,23 @@ def _evaluate(args: argparse.Namespace) -> int:
     ov.pop("dataset", None)  # the selection's
     p = presets.bps(args.scale, **ov)
     base_t = (sel.get("config") or {}).get("teacher")  # the teacher the selection used, unless told otherwise
-    tcfg = p.teacher if base_t is None else TeacherConfig(**{**base_t, **presets.fields("bps", "teacher", ov)})
+    try:
+        tcfg = p.teacher if base_t is None else TeacherConfig(**{**base_t, **presets.fields("bps", "teacher", ov)})
+    except TypeError as e:  # a teacher config of fields this version does not know
+        raise ParamError(f"selection={str(sel_path)!r}: its teacher config cannot be read ({e})") from None
     scfg = presets.student_for(tcfg, p.student, ov)
-    out = Path(args.out)
-    if out.is_dir():
-        raise ParamError(f"out={str(out)!r} is a folder; give a file name such as result.json")
+    out = Path(args.out)  # checked and claimed by the pre-flight (ddlib.cli.main)
     start = time.perf_counter()
     ds = _load_dataset(args, name, spec.get("per_class") if args.per_class is None else args.per_class,
                        spec.get("test_per_class") if args.test_per_class is None else args.test_per_class,
-                       spec.get("seed", 0) if args.data_seed is None else args.data_seed, spec.get("image_size"))
+                       spec.get("seed", 0) if args.data_seed is None else args.data_seed, spec.get("image_size"),
+                       recorded=spec)
+    recorded = sel.get("identity") or {"dataset": identity.dataset_name(spec),
+                                        "classes": list(sel.get("per_class_selected") or {}) or None}
+    identity.check(f"selection={str(sel_path)!r}", recorded, identity.of_dataset(ds),
+                   "evaluate it on the data it was selected from (its dataset, --per-class and --data-seed)",
+                   fields=("dataset", "classes", "channels", "n_train")
+                   + (("image_size",) if args.image_size is None else ()))
     try:
         indices = validate_indices(raw, len(ds.train_y), name="selection indices")
     except ParamError as e:
@@ -168,7 +229,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     if scfg.loss == "kd":  # the teacher learns from its own data, as at selection time
         tspec = sel.get("teacher_dataset") or spec
         tds = ds if tspec == ds.spec else _load_dataset(
-            args, name, tspec.get("per_class"), tspec.get("test_per_class"), tspec.get("seed", 0), spec.get("image_size"))
+            args, name, tspec.get("per_class"), tspec.get("test_per_class"), tspec.get("seed", 0), spec.get("image_size"),
+            recorded=spec)
         forg = (sel.get("config") or {}).get("forgetting") or {}
         el2n = forg.get("el2n_epoch") if forg.get("source") == "teacher" else None  # the selection's own teacher
         teacher = train_teacher(tds, tcfg, device=args.device, progress=not args.quiet, el2n_epoch=el2n)
@@ -184,7 +246,7 @@ def _evaluate(args: argparse.Namespace) -> int:
                             "(python -m ddlib evaluate)",
                   config={"student": res["config"], "teacher": tcfg if scfg.loss == "kd" else None}, rows=[row],
                   timings={"wall_s": time.perf_counter() - start}, command=common.command(args),
-                  selection=str(sel_path), dataset=ds.spec, teacher=res["teacher"])
+                  selection=str(sel_path), dataset=ds.spec, teacher=res["teacher"], settings=common.settings(args))
     if distributed.is_main():
         print(f"{out}  accuracy {res['mean'] * 100:.2f} ± {res['std'] * 100:.2f} % over {p.seeds} seed(s)")
     return 0
@@ -193,19 +255,20 @@ def _evaluate(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------- parsers
 def add_commands(sub: argparse._SubParsersAction) -> dict:
     from ddlib import presets
-    from ddlib.bps.pipeline import METHODS
+    from ddlib.selectors import names
 
     ref = presets.bps(None)  # the defaults below, named in the help from their one home
     p = sub.add_parser("select", help="BPS or a baseline coreset for every IPC, from one modelling")
     _add_data_args(p, ref)
     p.add_argument("--method", metavar="METHOD", dest="methods", default=None,
-                   help=f"one or more (comma-separated) of {', '.join(METHODS)} (default: the preset's)")
+                   help=f"one or more (comma-separated) of {', '.join(names())} (default: the preset's)")
     p.add_argument("--ipc", metavar="IPC", dest="ipcs", default=None,
                    help="images per class, comma-separated (e.g. 1,10,50; default: the preset's, "
                         f"{','.join(map(str, ref.ipcs))} at the reference)")
     p.add_argument("--seed", metavar="SEED", dest="selection_seed", type=int, default=None,
                    help=f"selection seed (random, k-center, ties; default {ref.seed})")
     p.add_argument("--out", required=True, help="folder for <method>_ipc<k>_seed<s>.json")
+    common.add_overwrite(p)
     p.add_argument("--allow-fewer", action="store_true",
                    help="take a class smaller than the IPC whole instead of stopping (the record's per_class_selected "
                         "and capped say what it holds)")
@@ -217,7 +280,8 @@ def add_commands(sub: argparse._SubParsersAction) -> dict:
     g = p.add_argument_group("Stage 1 encoder (defaults: the preset's, at the reference METHODS.md's: ResNet-18, "
                              "30 epochs)")
     g.add_argument("--encoder-backbone", default=None,
-                   help="resnet18 | convnet | efficientnet-lite0/1/2 | timm:<name> (e.g. timm:resnet18.tv_in1k)")
+                   help=f"{' | '.join(models.names())} (resnet18-imagenet with --encoder-weights imagenet "
+                        "--input-size 224: the reference's)")
     g.add_argument("--encoder-weights", default=None, help="imagenet (pretrained) | a weights file (default: none)")
     g.add_argument("--input-size", type=int, default=None, help="resize images to N px before the encoder (ref.: 224)")
     g.add_argument("--freeze-backbone", action="store_const", const=True, default=None,
@@ -255,8 +319,10 @@ def add_commands(sub: argparse._SubParsersAction) -> dict:
     e.add_argument("--seeds", type=int, default=None,
                    help=f"number of student runs (seeds 0..N-1; default: the preset's, {ref.seeds} at the reference)")
     e.add_argument("--out", required=True, help="result JSON file")
+    common.add_overwrite(e)
     g = e.add_argument_group("student (defaults: the preset's, at the reference the KD protocol)")
-    g.add_argument("--student-model", default=None, help="default: the teacher's architecture")
+    g.add_argument("--student-model", default=None,
+                   help=f"{' | '.join(models.model_names())} (default: the teacher's architecture)")
     g.add_argument("--width", metavar="WIDTH", dest="student_width", type=int, default=None)
     g.add_argument("--depth", metavar="DEPTH", dest="student_depth", type=int, default=None)
     g.add_argument("--loss", default=None, help="kd | ce")

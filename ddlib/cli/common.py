@@ -14,6 +14,18 @@ def add_scale(p: argparse.ArgumentParser) -> None:
                         "settings, the configs' own defaults on every image; see ddlib.presets)")
 
 
+def add_overwrite(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace results of other settings found at --out (without it the command stops before any "
+                        "work, naming the file and the first setting that differs)")
+
+
+def settings(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The settings :func:`ddlib.cli.main` claimed the outputs with, recorded with the results (``settings``)
+    so that the next run into the same ``--out`` can tell whether it would replace results of other settings."""
+    return getattr(args, "settings", None)
+
+
 def overrides(args: argparse.Namespace, workflow: str) -> dict[str, Any]:
     """The options given (not None) whose names are the preset's flat names (``ddlib.presets.TABLES``)."""
     from ddlib import presets
@@ -46,16 +58,8 @@ def parse_ints(name: str, text: str) -> list[int]:
 
 
 def backbone_options(name: str, preset: Any, given: dict[str, Any], progress: bool) -> dict[str, Any]:
-    """``get_backbone``'s options for ``name`` from a synthesis preset, as chapter 4 passes them: the
-    in-house encoder's epochs and width, and for pretrained backbones the preset's input size (an
-    explicit size option applies to any backbone)."""
-    kw: dict[str, Any] = {}
-    if name == "inhouse":
-        kw["progress"] = progress
-        kw.update({k: v for k, v in (("epochs", preset.encoder_epochs), ("convnet_width", preset.encoder_width))
-                   if v is not None})
-    if "image_size" in given:
-        kw["image_size"] = given["image_size"]
-    elif name not in ("inhouse", "convnet-random"):
-        kw["image_size"] = preset.image_size
-    return kw
+    """``get_backbone``'s options for ``name`` from a synthesis preset, as the chapters pass them
+    (:func:`ddlib.sfm.backbones.preset_options`; an explicit size option applies to any backbone)."""
+    from ddlib.sfm.backbones import preset_options
+
+    return preset_options(name, preset, progress, given.get("image_size"))

@@ -10,6 +10,10 @@ reference probe), which the options override.
 
 ``--images random-real`` or ``--images centroid-real`` (with ``--ipc``) evaluate the real-image
 baselines instead: random training images, or those nearest their class centre in φ_distill.
+
+A synthetic set is scored on the dataset it was distilled on: without ``--dataset`` the one its file names,
+and a ``--dataset`` of other classes or channels (or a ``--distill-backbone`` / ``--distill-image-size`` other
+than the recorded ones) stops before any work, naming both (:mod:`ddlib.identity`).
 """
 from __future__ import annotations
 
@@ -21,9 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from ddlib.cli import common
+from ddlib.preflight import Output
 from ddlib.utils import ParamError, check_choice
 
-BASELINES = ("random-real", "centroid-real")
+REAL_BASELINES = ("random-real", "centroid-real")
+#: its output options (:data:`ddlib.cli.OUTPUTS`): one result file
+OUTPUTS = {"evaluate-synthetic": (Output("out", "file"),)}
 
 
 def _size_from_key(key: Any) -> int | None:
@@ -32,22 +39,48 @@ def _size_from_key(key: Any) -> int | None:
 
 
 def load_images(path: str) -> dict[str, Any]:
-    """The synthetic set in DIR (or the file DIR/images.pt) written by ``python -m ddlib distill``."""
-    import torch
+    """The synthetic set in DIR (or the file DIR/images.pt) written by ``python -m ddlib distill``; a missing,
+    unreadable or malformed file is named in one line (:func:`ddlib.sfm.sets.load_synthetic`)."""
+    from ddlib.sfm.sets import load_synthetic
 
     p = Path(path)
-    p = p / "images.pt" if p.is_dir() else p
-    if not p.exists():
-        raise FileNotFoundError(f"no synthetic images at {p} (expected images.pt written by `python -m ddlib distill`, "
-                                f"or --images {' | '.join(BASELINES)})")
-    obj = torch.load(p, map_location="cpu", weights_only=False)
-    if not isinstance(obj, dict) or "images" not in obj or "labels" not in obj:
-        raise ParamError(f"images={path!r}: {p} must hold a dict with 'images' and 'labels'")
-    return obj
+    if not (p / "images.pt" if p.is_dir() else p).exists():
+        raise FileNotFoundError(f"no synthetic images at {p / 'images.pt' if p.is_dir() else p} (expected images.pt "
+                                f"written by `python -m ddlib distill`, or --images {' | '.join(REAL_BASELINES)})")
+    return load_synthetic(path, name="images")
+
+
+def _recorded(syn: dict[str, Any]) -> dict[str, Any]:
+    """What a synthetic set records of what made it: its ``identity``, or what older files held beside it."""
+    from ddlib.identity import dataset_name
+
+    ident = dict(syn.get("identity") or {})
+    ident.setdefault("dataset", dataset_name(syn.get("dataset")))
+    ident.setdefault("classes", syn.get("classes"))
+    ident.setdefault("backbone", syn.get("backbone"))
+    return ident
+
+
+def _check_identity(args: argparse.Namespace, syn: dict[str, Any], ds: Any, distill_name: str | None) -> None:
+    """Refuse a synthetic set made for another dataset (name, classes, channels) or another distillation backbone."""
+    from ddlib import identity
+
+    rec = _recorded(syn)
+    here = identity.of_dataset(ds)
+    identity.check(f"images={args.images!r}", rec, here, f"score it on the dataset it was distilled on "
+                   f"(--dataset {rec.get('dataset')}), or distil a set for {here['dataset']}",
+                   fields=("dataset", "classes", "channels"))
+    identity.check(f"images={args.images!r}", rec, {"backbone": distill_name},
+                   "leave --distill-backbone out (the golden head and class centres live on the images' backbone)",
+                   fields=("backbone",))
+    recorded_size = _size_from_key((syn.get("provenance") or {}).get("backbone_key"))
+    if args.distill_image_size is not None and recorded_size is not None and args.distill_image_size != recorded_size:
+        raise ParamError(f"images={args.images!r} was made for another run (distillation backbone at {recorded_size} px "
+                         f"there, --distill-image-size {args.distill_image_size} here); leave --distill-image-size out")
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from ddlib import data, presets, results
+    from ddlib import data, identity, presets, results
     from ddlib.sfm import inherit
     from ddlib.sfm.backbones import backbone_key, get_backbone
     from ddlib.utils import get_device
@@ -59,7 +92,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     cfg = dataclasses.replace(p.probe, progress=not args.quiet)
     gcfg = p.golden
     device = get_device(args.device)
-    baseline = args.images if args.images in BASELINES else None
+    baseline = args.images if args.images in REAL_BASELINES else None
     syn: dict[str, Any] = {} if baseline else load_images(args.images)
     if baseline and args.ipc is None:
         raise ParamError(f"images={args.images!r} needs --ipc (images per class)")
@@ -67,8 +100,18 @@ def _evaluate(args: argparse.Namespace) -> int:
     if (args.mode != "probe" or baseline == "centroid-real") and not distill_name:
         raise ParamError(f"mode={args.mode!r} / images={args.images!r} needs --distill-backbone (the backbone the "
                          "golden head and class centres live on); the images file names none")
-    ds = data.load(common.dataset(p.dataset), per_class=p.per_class, seed=p.data_seed, test_per_class=p.test_per_class)
+    recorded = _recorded(syn)
+    if args.dataset is not None and recorded.get("dataset") is not None:  # before loading anything
+        identity.check(f"images={args.images!r}", recorded, {"dataset": identity.dataset_name(args.dataset)},
+                       f"score it on the dataset it was distilled on (--dataset {recorded['dataset']})",
+                       fields=("dataset",))
+    spec = syn.get("dataset")  # without --dataset, the images' own dataset
+    name = args.dataset or (spec.get("name") if isinstance(spec, dict) else None) or p.dataset
+    ds = data.load(common.dataset(name, "the images' record or the preset"), per_class=p.per_class,
+                   seed=p.data_seed, test_per_class=p.test_per_class)
     distill_size = args.distill_image_size or _size_from_key((syn.get("provenance") or {}).get("backbone_key"))
+    if syn:
+        _check_identity(args, syn, ds, distill_name)
     eval_kw = common.backbone_options(args.backbone, p, given, not args.quiet)
     eval_bb = get_backbone(args.backbone, ds, **eval_kw)
     distill_bb = None
@@ -100,7 +143,7 @@ def _evaluate(args: argparse.Namespace) -> int:
                             "(python -m ddlib evaluate-synthetic)",
                   config=config, rows=[row], timings={"wall_s": time.perf_counter() - t0},
                   command=common.command(args), dataset=ds.spec, result=res,
-                  synthetic_provenance=syn.get("provenance"))
+                  synthetic_provenance=syn.get("provenance"), settings=common.settings(args))
     extra = f", golden head {res['golden_acc']:.4f}" if "golden_acc" in res else ""
     print(f"{args.mode} on {args.backbone} ({method}, {len(labels)} images): test accuracy "
           f"{res['acc']:.4f} ± {res['acc_std']:.4f} over {cfg.runs} run(s){extra}; wrote {out}")
@@ -109,7 +152,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def add_commands(sub: argparse._SubParsersAction) -> dict:
     from ddlib import presets
-    from ddlib.sfm.backbones import INHOUSE_EPOCHS
+    from ddlib.sfm.backbones import INHOUSE_EPOCHS, backbone_names
 
     ref = presets.ci(None)  # the defaults below, named in the help from their one home
     pr = ref.probe
@@ -120,7 +163,7 @@ def add_commands(sub: argparse._SubParsersAction) -> dict:
     p.add_argument("--images", required=True,
                    help="folder (or images.pt) from `python -m ddlib distill`, or random-real | centroid-real")
     p.add_argument("--backbone", required=True,
-                   help="evaluation backbone: inhouse | efficientnet-lite0 | timm:<name> | convnet-random")
+                   help=f"evaluation backbone: {' | '.join(backbone_names())}")
     p.add_argument("--distill-backbone", default=None,
                    help="backbone of the golden head (ci/kd) and class centres (default: the images' backbone)")
     p.add_argument("--dataset", default=None,
@@ -128,6 +171,7 @@ def add_commands(sub: argparse._SubParsersAction) -> dict:
     common.add_scale(p)
     p.add_argument("--mode", default="probe", help="probe | ci | kd (default probe)")
     p.add_argument("--out", required=True, help="the result JSON")
+    common.add_overwrite(p)
     p.add_argument("--ipc", type=int, default=None, help="images per class for the real baselines")
     p.add_argument("--epochs", metavar="EPOCHS", dest="probe_epochs", type=int, default=None,
                    help=f"probe/projector/KD epochs (default {pr.epochs})")

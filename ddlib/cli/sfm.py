@@ -14,6 +14,10 @@ import dataclasses
 import time
 
 from ddlib.cli import common
+from ddlib.preflight import Output
+
+#: its output options (:data:`ddlib.cli.OUTPUTS`): one distillation per folder
+OUTPUTS = {"distill": (Output("out", "folder", results=("distill.json", "images.pt", "grid.png")),)}
 
 
 def _distill(args: argparse.Namespace) -> int:
@@ -56,7 +60,7 @@ def _distill(args: argparse.Namespace) -> int:
                                       "(python -m ddlib distill)",
                   config=cfg, rows=[row], timings=timings, command=command, backbone=args.backbone, backbone_key=name,
                   artifact=res.get("key"), dataset=ds.spec, classes=ds.classes, image_shape=list(res["images"].shape[1:]),
-                  **meta)
+                  settings=common.settings(args), **meta)
     when = f" (cached: {res['wall_time']:.1f} s when computed)" if cached else f" in {res['wall_time']:.1f} s"
     print(f"{cfg.method.upper()} {args.backbone} on {ds.name}: {len(res['images'])} images "
           f"({cfg.ipc}/class, {image_size}px){when}, peak memory "
@@ -68,7 +72,7 @@ def _distill(args: argparse.Namespace) -> int:
 
 def add_commands(sub: argparse._SubParsersAction) -> dict:
     from ddlib import presets
-    from ddlib.sfm.backbones import INHOUSE_EPOCHS
+    from ddlib.sfm.backbones import INHOUSE_EPOCHS, backbone_names
 
     ref = presets.ci(None)  # the defaults below, named in the help from their one home
     s = ref.synth
@@ -80,13 +84,14 @@ def add_commands(sub: argparse._SubParsersAction) -> dict:
                        "augs_per_batch 10).")
     p.add_argument("--method", choices=["sfm", "lgm"], default=None, help=f"default {s.method}")
     p.add_argument("--backbone", required=True,
-                   help="inhouse | efficientnet-lite0 | timm:<name> | convnet-random (see ddlib.sfm.backbones)")
+                   help=f"{' | '.join(backbone_names())} (see ddlib.sfm.backbones)")
     p.add_argument("--dataset", default=None,
                    help="a ddlib dataset name (python -m ddlib datasets; default: the preset's)")
     common.add_scale(p)
     p.add_argument("--ipc", type=int, default=None, help=f"images per class (default {s.ipc})")
     p.add_argument("--steps", type=int, default=None, help=f"optimisation steps (default {s.steps})")
     p.add_argument("--out", required=True, help="output folder")
+    common.add_overwrite(p)
     p.add_argument("--lr", type=float, default=None, help=f"default {s.lr:g}")
     p.add_argument("--image-size", metavar="IMAGE_SIZE", dest="synthetic_size", type=int, default=None,
                    help="synthetic resolution (default: 8/7 of the backbone's input size, 256 for 224 px; "

@@ -4,7 +4,13 @@ from __future__ import annotations
 import argparse
 
 from ddlib import bookbuild
+from ddlib.preflight import Output
 from ddlib.sweep import SweepConfig, parse_grid, sweep
+
+#: the output options (:data:`ddlib.cli.OUTPUTS`): a sweep merges its grid into the folder and resumes (its runs have
+#: unique names and each locks its own files, ddlib.sweep), a book build rebuilds its folder (locked for the build);
+#: both are checked, neither is guarded against other settings
+OUTPUTS = {"sweep": (Output("out", "folder", guard=False, lock=False),), "book": (Output("out", "folder", guard=False),)}
 
 
 def _sweep(args: argparse.Namespace) -> int:

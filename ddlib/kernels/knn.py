@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from ddlib.utils import ParamError, check_choice, check_int
 
-BACKENDS = ("auto", "torch", "faiss")
+KNN_BACKENDS = ("auto", "torch", "faiss")
 
 
 def l2_normalize(x: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
@@ -50,7 +50,7 @@ def _faiss_gpus() -> int:
 
 def resolve_backend(backend: str, device: torch.device) -> str:
     """The concrete backend ("torch" | "faiss") that ``backend`` means for tensors on ``device``."""
-    check_choice("backend", backend, BACKENDS)
+    check_choice("backend", backend, KNN_BACKENDS)
     if backend == "faiss":
         if not faiss_available():
             raise ParamError("backend='faiss' needs the faiss package (pip install faiss-cpu); "

@@ -8,6 +8,8 @@ import plotly.graph_objects as go
 
 from ddlib.plots.style import CONTEXT_GREY, PALETTE, colour_of, colours_for
 
+__all__ = ["MODE_LABELS", "pattern_counts", "accuracy_figure", "bytes_figure"]
+
 #: Legend names of classifier inheritance's evaluation modes (``ddlib.sfm.inherit.MODES``).
 MODE_LABELS = {"probe": "new head (probe)", "ci": "classifier inheritance", "kd": "KD from inherited head"}
 

@@ -8,6 +8,8 @@ import plotly.graph_objects as go
 
 from ddlib.plots.style import colours_for
 
+__all__ = ["curves_figure"]
+
 
 def curves_figure(series: Mapping[str, Sequence[float]], title: str | None = None, yaxis: str = "",
                   xaxis: str = "step", smooth: int = 1, log_y: bool = False, first: int = 0) -> go.Figure:

@@ -13,6 +13,9 @@ import torch
 from ddlib.plots.images import png_data_uri, to_uint8
 from ddlib.plots.style import CONTEXT_GREY, colour_of
 
+__all__ = ["REAL_COLOUR", "PATTERN_COLOURS", "HOVER_THUMBNAIL_JS", "project_2d", "thin", "largest_groups",
+           "embedding_scatter", "pca_basis", "flow_pca_figure"]
+
 #: The real data's centres in :func:`flow_pca_figure` (the reference every set is compared with)
 REAL_COLOUR = "#000000"
 

@@ -41,6 +41,9 @@ import plotly.express as px
 import plotly.io as pio
 from plotly.io._base_renderers import MimetypeRenderer
 
+__all__ = ["METHOD_COLOURS", "ALIASES", "PALETTE", "CONTEXT_GREY", "canonical", "colour_of", "colours_for",
+           "MethodColourMap", "PLOTLY_JS_NAME", "BookRenderer", "show_tables_in_full"]
+
 #: One colour per method, for every figure of the book (keys: :func:`canonical` names).
 METHOD_COLOURS: dict[str, str] = {
     # Balanced Pattern Selection and the coreset baselines (chapters 2 and 5)

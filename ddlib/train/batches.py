@@ -76,7 +76,9 @@ class Batches:
 def image_batches(x: Tensor, y: Tensor, batch_size: int, device: torch.device, *,
                   augment: str | AugmentConfig | None = None, views: int = 1, cutmix_alpha: float | None = None,
                   drop_last: bool = False, global_rng_augment_on_gpu: bool = False) -> Batches:
-    """Shuffled batches of images held in memory (uint8 or float [0, 1]), on ``device`` as float [0, 1].
+    """Shuffled batches of images (a uint8 or float [0, 1] tensor, or a streamed data set's
+    :class:`~ddlib.data.ImageStore`, whose batches are decoded from disk as they are drawn), on ``device``
+    as float [0, 1].
 
     ``augment`` (a preset or config) is drawn from the loop's generator; ``views=2`` gives the batch as
     two independently augmented views (MoCo's query and key) instead of one; ``cutmix_alpha`` mixes

@@ -146,15 +146,19 @@ def cosine_factor(t: float, final_fraction: float = 0.0) -> float:
     return f + (1 - f) * 0.5 * (1 + math.cos(math.pi * t))
 
 
-def lr_factor(cfg: TrainConfig, epoch_float: float) -> float:
-    """The multiplier of ``cfg.lr`` at a (fractional) epoch: linear warm-up, then the schedule."""
-    if cfg.warmup_epochs > 0 and epoch_float < cfg.warmup_epochs:
-        return (epoch_float + 1e-8) / cfg.warmup_epochs
-    span = max(cfg.epochs - cfg.warmup_epochs, 1e-8)
-    t = min(max((epoch_float - cfg.warmup_epochs) / span, 0.0), 1.0)
-    if cfg.schedule == "cosine":
+def lr_factor(cfg: Any, epoch_float: float, *, warmup_offset: float = 1e-8) -> float:
+    """The multiplier of ``cfg.lr`` at a (fractional) epoch: a linear warm-up over ``cfg.warmup_epochs``
+    (``(e + warmup_offset) / w``), then ``cfg.schedule`` (cosine to ``cfg.final_lr_fraction`` when the config has
+    no schedule, as BPS's Stage 1: :class:`ddlib.encoders.EncoderConfig`, whose warm-up has no offset)."""
+    w = cfg.warmup_epochs
+    if w > 0 and epoch_float < w:
+        return (epoch_float + warmup_offset) / w
+    span = max(cfg.epochs - w, 1e-8)
+    t = min(max((epoch_float - w) / span, 0.0), 1.0)
+    schedule = getattr(cfg, "schedule", "cosine")
+    if schedule == "cosine":
         return cosine_factor(t, cfg.final_lr_fraction)
-    if cfg.schedule == "half_cosine":
+    if schedule == "half_cosine":
         return 0.5 * (1 + math.cos(math.pi * t / 2))
     return 1.0
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -11,6 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ddlib import distributed
+from ddlib.data.stream import ImageStore
 from ddlib.train.batches import image_batches
 from ddlib.train.config import Accel, TrainConfig, lr_factor, make_optimizer
 from ddlib.train.loop import Evaluate, Hook, LrPerStep, ce_step, loop, loss_step
@@ -19,8 +21,13 @@ from ddlib.utils import ParamError, check_int, get_device, progress as progress_
 __all__ = ["fit", "embed", "predict", "evaluate"]
 
 
+def _images(x: Any) -> bool:
+    """A tensor of images, or a streamed data set's ImageStore (indexed in batches, decoded from disk)."""
+    return isinstance(x, (Tensor, ImageStore))
+
+
 def _check_xy(x: Tensor, y: Tensor | None = None) -> None:
-    if not isinstance(x, Tensor) or x.dim() < 2:
+    if not _images(x) or x.dim() < 2:
         raise ParamError(f"x must be a tensor of images (N, C, H, W); got {type(x).__name__}")
     if y is not None and (y.dim() != 1 or len(y) != len(x)):
         raise ParamError(f"y must be a 1-d tensor with one label per image ({len(x)}); got shape {tuple(y.shape)}")
@@ -31,7 +38,8 @@ def fit(model: nn.Module, x: Tensor, y: Tensor, cfg: TrainConfig, *,
         eval_data: tuple[Tensor, Tensor] | None = None, device: str | torch.device | None = None,
         seed: int = 0, progress: bool = True, eval_every: int = 1, hooks: Sequence[Hook] = (),
         data_parallel: bool = False, accel: Accel | None = None) -> dict:
-    """Train ``model`` in place on (x, y) with ``cfg``; returns the history.
+    """Train ``model`` in place on (x, y) with ``cfg``; returns the history. ``x`` may be a streamed
+    data set's :class:`~ddlib.data.ImageStore` (batches decoded as drawn).
 
     ``batch_loss(model, xb_augmented, yb) -> scalar`` replaces cross-entropy. ``eval_data=(x, y)``
     is evaluated every ``eval_every`` epochs (and after the last). ``y`` may be any tensor indexed
@@ -44,8 +52,9 @@ def fit(model: nn.Module, x: Tensor, y: Tensor, cfg: TrainConfig, *,
     """
     if not isinstance(cfg, TrainConfig):
         raise ParamError(f"cfg must be a TrainConfig, got {type(cfg).__name__}")
-    if not isinstance(x, Tensor) or not isinstance(y, Tensor) or len(x) != len(y) or len(x) == 0:
-        raise ParamError("x and y must be non-empty tensors with the same first dimension")
+    if not _images(x) or not isinstance(y, Tensor) or len(x) != len(y) or len(x) == 0:
+        raise ParamError("x and y must be non-empty tensors (x may be a streamed ImageStore) with the same first "
+                         "dimension")
     check_int("eval_every", eval_every, 1, None)
     gen = seed_everything(seed)
     dev = get_device(device)
@@ -93,7 +102,8 @@ def embed(fn: Callable[[Tensor], Tensor], x: Tensor, batch_size: int = 512,
     world = distributed.world_size()
     if shard and 1 < world <= len(x):
         lo, hi = distributed.bounds(len(x))
-        mine = embed(fn, x[lo:hi], batch_size, device, autocast=autocast, normalize=normalize, progress=progress,
+        share = x[lo:hi] if isinstance(x, Tensor) else x.subset(slice(lo, hi))  # a streamed set stays streamed
+        mine = embed(fn, share, batch_size, device, autocast=autocast, normalize=normalize, progress=progress,
                      desc=desc)
         return distributed.gather_rows(mine, distributed.share_sizes(len(x)))
     dev = get_device(device)

@@ -34,7 +34,7 @@ from torch import Tensor
 from ddlib.kernels.augment.colour import (_blur_step, _gray_step, _jitter_step, _noise_step, color_jitter,
                                           gaussian_blur, gaussian_noise, grayscale)
 from ddlib.kernels.augment.config import AUGMENTS, BLUR_REF_SIDE, AugmentConfig, get_augment
-from ddlib.kernels.augment.engine import CHUNK_ELEMS, CHUNKED_DEVICES, Step, _as_float, _run
+from ddlib.kernels.augment.engine import CHUNK_ELEMS, CHUNKED_DEVICES, Op, _as_float, _run
 from ddlib.kernels.augment.geometry import (_crop_step, _flip_step, _pad_crop_step, cutmix, hflip, random_pad_crop,
                                             random_resized_crop)
 from ddlib.utils import ParamError
@@ -57,7 +57,7 @@ def augment(x: Tensor, cfg: AugmentConfig | str, generator: torch.Generator | No
         raise ParamError(f"augment=None: give an AugmentConfig or one of {list(AUGMENTS)}")
     x = _as_float(x)
     n, c, h, w = x.shape
-    steps: list[Step] = []
+    steps: list[Op] = []
     if cfg.crop_scale is not None:
         h, w = (h, w) if cfg.size is None else (cfg.size, cfg.size)
         steps.append(_crop_step(x, h, w, cfg.crop_scale, cfg.crop_ratio, generator))

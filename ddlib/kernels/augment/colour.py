@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ddlib.kernels.augment.config import BLUR_REF_SIDE
-from ddlib.kernels.augment.engine import Step, _as_float, _coin, _gen_device, _masked, _run, _uniform
+from ddlib.kernels.augment.engine import Op, _as_float, _coin, _gen_device, _masked, _run, _uniform
 
 __all__ = ["color_jitter", "grayscale", "gaussian_blur", "gaussian_noise"]
 
@@ -66,7 +66,7 @@ def _hue_shift(x: Tensor, shift: Tensor, eps: float = 1e-8) -> Tensor:
 
 
 def _jitter_step(x: Tensor, brightness: float, contrast: float, saturation: float, hue: float, p: float,
-                 generator: torch.Generator | None) -> Step:
+                 generator: torch.Generator | None) -> Op:
     n = x.shape[0]
     apply = _coin(p, n, x, generator)
     fb = _uniform(max(0.0, 1 - brightness), 1 + brightness, n, x, generator)
@@ -100,7 +100,7 @@ def color_jitter(x: Tensor, brightness: float = 0.0, contrast: float = 0.0, satu
     return _run(x, [_jitter_step(x, brightness, contrast, saturation, hue, p, generator)])
 
 
-def _gray_step(x: Tensor, p: float, generator: torch.Generator | None) -> Step:
+def _gray_step(x: Tensor, p: float, generator: torch.Generator | None) -> Op:
     apply = _coin(p, x.shape[0], x, generator)
     return lambda y, sl: _masked(y, apply[sl], lambda z, _: _gray(z).expand_as(z), cheap=True)
 
@@ -112,7 +112,7 @@ def grayscale(x: Tensor, p: float = 0.2, generator: torch.Generator | None = Non
 
 
 def _blur_step(x: Tensor, h: int, w: int, sigma: tuple[float, float], p: float, scale_with_size: bool,
-               generator: torch.Generator | None) -> Step:
+               generator: torch.Generator | None) -> Op:
     n = x.shape[0]
     apply = _coin(p, n, x, generator)
     sig = _uniform(sigma[0], sigma[1], n, x, generator)
@@ -150,7 +150,7 @@ def gaussian_blur(x: Tensor, sigma: tuple[float, float] = (0.1, 2.0), p: float =
 
 
 def _noise_step(shape: tuple[int, ...], std: float, x: Tensor, generator: torch.Generator | None,
-                mean: float = 0.0, p: float = 1.0) -> Step:
+                mean: float = 0.0, p: float = 1.0) -> Op:
     # the coin first, then the noise of every image (the reference's order); no coin when p = 1
     apply = _coin(p, shape[0], x, generator) if p < 1 else None
     noise = torch.randn(shape, generator=generator, device=_gen_device(generator), dtype=torch.float32)

@@ -9,7 +9,7 @@ from torch import Tensor
 
 from ddlib.utils import ParamError
 
-__all__ = ["CHUNK_ELEMS", "CHUNKED_DEVICES", "Step"]
+__all__ = ["CHUNK_ELEMS", "CHUNKED_DEVICES", "Op"]
 
 
 def _gen_device(generator: torch.Generator | None) -> torch.device:
@@ -50,10 +50,10 @@ CHUNK_ELEMS = 2 ** 19
 #: index_copy); elsewhere (CUDA) one launch per op over the whole batch and ``torch.where``, no host sync.
 CHUNKED_DEVICES = ("cpu",)
 
-Step = Callable[[Tensor, slice], Tensor]  # applies one drawn op to the images of batch slice ``sl``
+Op = Callable[[Tensor, slice], Tensor]  # applies one drawn op to the images of batch slice ``sl``
 
 
-def _run(x: Tensor, steps: list[Step], out_per_image: int | None = None) -> Tensor:
+def _run(x: Tensor, steps: list[Op], out_per_image: int | None = None) -> Tensor:
     """Apply ``steps`` to ``x``: chunk by chunk on one CPU thread, else the whole batch at once."""
     n = x.shape[0]
     per = max(x[0].numel() if n else 1, out_per_image or 0, 1)

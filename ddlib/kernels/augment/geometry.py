@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ddlib.kernels.augment.engine import Step, _as_float, _coin, _gen_device, _masked, _run
+from ddlib.kernels.augment.engine import Op, _as_float, _coin, _gen_device, _masked, _run
 from ddlib.utils import check_float
 
 __all__ = ["random_resized_crop", "random_pad_crop", "hflip", "cutmix"]
@@ -66,7 +66,7 @@ def _crop_resample(x: Tensor, top: Tensor, left: Tensor, bh: Tensor, bw: Tensor,
 
 
 def _crop_step(x: Tensor, out_h: int, out_w: int, scale: tuple[float, float], ratio: tuple[float, float],
-               generator: torch.Generator | None) -> Step:
+               generator: torch.Generator | None) -> Op:
     n, _, h, w = x.shape
     top, left, bh, bw = (torch.as_tensor(a, device=x.device, dtype=x.dtype)
                          for a in _sample_boxes(n, h, w, scale, ratio, generator))
@@ -83,9 +83,9 @@ def random_resized_crop(x: Tensor, size: int | None = None, scale: tuple[float, 
     return _run(x, [_crop_step(x, out_h, out_w, scale, ratio, generator)], x.shape[1] * out_h * out_w)
 
 
-def _pad_crop_step(x: Tensor, pad: int, size: int | None, generator: torch.Generator | None) -> Step:
+def _pad_crop_step(x: Tensor, pad: int, size: int | None, generator: torch.Generator | None) -> Op:
     n, _, h, w = x.shape
-    steps: list[Step] = []
+    steps: list[Op] = []
     if pad > 0:
         off = torch.randint(0, 2 * pad + 1, (2, n), generator=generator, device=_gen_device(generator))
         off = (off - pad).to(device=x.device, dtype=x.dtype)
@@ -113,7 +113,7 @@ def random_pad_crop(x: Tensor, pad: int, size: int | None = None, generator: tor
     return _run(x, [_pad_crop_step(x, pad, size, generator)], out)
 
 
-def _flip_step(x: Tensor, p: float, generator: torch.Generator | None) -> Step:
+def _flip_step(x: Tensor, p: float, generator: torch.Generator | None) -> Op:
     mask = _coin(p, x.shape[0], x, generator)
     return lambda y, sl: _masked(y, mask[sl], lambda z, _: z.flip(-1), cheap=True)
 

@@ -1,0 +1,51 @@
+"""Result records and the tables the book shows of them: ``from ddlib import results``.
+
+One package, one module per job; every public name is re-exported here, so ``results.write(...)``,
+``results.load()`` and every reader keep their one name:
+
+- :mod:`~ddlib.results.records`: the one writer (:func:`write`), the schema, the reader (:func:`load`,
+  :class:`Record`, :class:`ResultsError`), :func:`accuracy_table`, :func:`records_table`;
+- :mod:`~ddlib.results.evidence`: BPS's paired evidence (:func:`latest_evidence`, :func:`paired_table`,
+  :func:`versus_table`, :func:`epoch_curve`, :func:`hlr_table`, :func:`teacher_text`...);
+- :mod:`~ddlib.results.synthesis`: SFM, LGM and real sets (:func:`latest_synthesis`, :func:`synthesis_versus`,
+  :func:`synthesis_cost_curve`, :func:`synthesis_by_steps`);
+- :mod:`~ddlib.results.costs`: every time and memory number (:func:`cost_table`, :func:`cost_appendix`);
+- :mod:`~ddlib.results.verdicts`: a family of paired comparisons as one table in plain words
+  (:func:`verdict_table`, :func:`display_name`), the same in chapters 2, 4 and 5;
+- :mod:`~ddlib.results.selection_verdicts` and :mod:`~ddlib.results.synthesis_verdicts`: what the chapters
+  show, each a function returning ``(table, glue)`` (:func:`selection_verdicts`, :func:`synthesis_verdicts`,
+  :func:`inheritance_verdicts`, :func:`selection_gains`, ...).
+
+Inside the package imports point down (``records`` <- ``evidence``, ``synthesis``, ``costs`` <- ``verdicts``
+<- the two ``*_verdicts``); nothing in a lower layer of ddlib imports it (CONTRIBUTING.md, "The layers").
+The tables the book shows are :class:`ddlib.plots.WholeTable`: never cut short on the page.
+"""
+from __future__ import annotations
+
+from ddlib.results.costs import COST_COLUMNS, cost_appendix, cost_table
+from ddlib.results.evidence import (PAIRED_COLUMNS, bps_split_ablation, epoch_curve, evidence_summary, hlr_table,
+                                    latest_evidence, paired_table, teacher_text, verdict_of, versus_table)
+from ddlib.results.records import (ACCURACY_COLUMNS, CLAIM_SEEDS, KEYS, PROVENANCE_KEYS, RESULT_DIRS, ROOT, RULES,
+                                   VERSUS_COLUMNS, Record, ResultsError, accuracy_rows, accuracy_table, dataset_label,
+                                   load, load_file, provenance, records_overview, records_table, result_files, strict,
+                                   write)
+from ddlib.results.selection_verdicts import (SELECTION_FAMILIES, selection_accuracy, selection_costs,
+                                              selection_gains, selection_verdicts)
+from ddlib.results.synthesis import (COST_CURVE_COLUMNS, latest_synthesis, synthesis_by_steps, synthesis_cost_curve,
+                                     synthesis_versus)
+from ddlib.results.synthesis_verdicts import (inheritance_summary, inheritance_verdicts, synthesis_cost_summary,
+                                              synthesis_costs, synthesis_steps, synthesis_verdicts)
+from ddlib.results.verdicts import (DISPLAY_NAMES, MINUS, VERDICT_COLUMNS, comparison_name, display_name, points,
+                                    slug, split_columns, verdict_table)
+
+__all__ = ["ACCURACY_COLUMNS", "CLAIM_SEEDS", "COST_COLUMNS", "COST_CURVE_COLUMNS", "DISPLAY_NAMES", "KEYS", "MINUS",
+           "PAIRED_COLUMNS", "PROVENANCE_KEYS", "RESULT_DIRS", "ROOT", "RULES", "SELECTION_FAMILIES",
+           "VERDICT_COLUMNS", "VERSUS_COLUMNS", "Record", "ResultsError", "accuracy_rows", "accuracy_table",
+           "bps_split_ablation", "comparison_name", "cost_appendix", "cost_table", "dataset_label", "display_name",
+           "epoch_curve", "evidence_summary", "hlr_table", "inheritance_summary", "inheritance_verdicts",
+           "latest_evidence", "latest_synthesis", "load", "load_file", "paired_table", "points", "provenance",
+           "records_overview", "records_table", "result_files", "selection_accuracy", "selection_costs",
+           "selection_gains", "selection_verdicts", "slug", "split_columns", "strict", "synthesis_by_steps",
+           "synthesis_cost_curve", "synthesis_cost_summary", "synthesis_costs", "synthesis_steps",
+           "synthesis_verdicts", "synthesis_versus", "teacher_text", "verdict_of", "verdict_table", "versus_table",
+           "write"]

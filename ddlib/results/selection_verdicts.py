@@ -1,0 +1,300 @@
+"""The selection evidence as the book shows it: BPS's comparison families as verdict tables, and the views
+chapters 2 and 5 compute from their own students (accuracy per IPC, gains over random, what it cost).
+
+A *family* (:data:`SELECTION_FAMILIES`) picks its paired rows from an evidence record
+(:func:`~ddlib.results.latest_evidence`) or from this build's students (the rows of
+:func:`ddlib.bps.pipeline.evaluate_grid`), and names the comparisons it should hold, so that a comparison
+without a result reads "not run". Chapter 2 ("Does distillation beat hard labels here?", "How long must
+the students train?", "Does BPS beat random?") and chapter 5 ("The paired evidence") tell the story.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from ddlib.results.evidence import paired_table, teacher_text, versus_table
+from ddlib.results.records import RULES, Record, _is_number, dataset_label
+from ddlib.results.verdicts import MINUS, display_name, points, slug, verdict_table
+from ddlib.utils import ParamError
+
+__all__ = ["SELECTION_FAMILIES", "selection_accuracy", "selection_costs", "selection_gains", "selection_verdicts"]
+
+
+@dataclass(frozen=True)
+class _Grid:
+    """What a record's (or a build's) students cover: every (method, IPC, protocol) trained, and the main
+    grid's methods, IPCs and protocols in the order to show them."""
+
+    ran: frozenset
+    methods: tuple
+    ipcs: tuple
+    protocols: tuple
+
+    @classmethod
+    def of(cls, rows: Sequence[Mapping[str, Any]], method: str) -> _Grid:
+        main = [r for r in rows if r.get("setting", "main") == "main"]
+        methods = list(dict.fromkeys(r["method"] for r in main))
+        protocols = list(dict.fromkeys(r["student"] for r in main))
+        return cls(frozenset((r["method"], r["ipc"], r["student"]) for r in rows),
+                   tuple(sorted(methods, key=lambda m: m != method)),  # the method under study first
+                   tuple(sorted({r["ipc"] for r in main})), tuple(sorted(protocols, key=lambda p: p != "kd")))
+
+    def has(self, method: str, protocol: str, ipc: Any = None) -> bool:
+        return any(m == method and p == protocol and (ipc is None or k == ipc) for m, k, p in self.ran)
+
+
+@dataclass(frozen=True)
+class _Family:
+    title: str  # "{m}" is the method under study, as shown
+    pick: Callable[[pd.DataFrame, str], Any]  # (paired rows, method) -> the family's rows (a boolean mask)
+    expected: Callable[[_Grid, str], list[tuple]]  # (students, method) -> (method, baseline, ipc, protocol)
+    versus: bool = False  # its rows are method-vs-every-selector pairs (versus_table), not the record's own
+
+
+def _versus_random(g: _Grid, m: str) -> list[tuple]:
+    return [(x, "random", k, p) for x in g.methods if x != "random" for k in g.ipcs for p in g.protocols
+            if g.has(x, p) and g.has("random", p, k)]
+
+
+def _versus_selectors(g: _Grid, m: str) -> list[tuple]:
+    return [(m, x, k, p) for x in g.methods if x not in (m, "random") for k in g.ipcs for p in g.protocols
+            if g.has(x, p) and g.has(m, p, k)]
+
+
+def _kd_ce(g: _Grid, m: str) -> list[tuple]:
+    return [(f"{x} / kd", f"{x} / ce", k, "kd - ce") for x in g.methods for k in g.ipcs
+            if g.has(x, "kd") and g.has(x, "ce") and any(g.has(y, "ce", k) for y in g.methods)]
+
+
+def _shares(g: _Grid, m: str) -> list[str]:
+    found = sorted({x for x, _, _ in g.ran if x.startswith(f"{m} (centre share ")})
+    return found or [f"{m} (centre share {s:g})" for s in (0.0, 1.0)]  # the two ends of the split, when not run
+
+
+def _curve(g: _Grid, m: str) -> list[tuple]:
+    budgets = sorted({(k, p) for x, k, p in g.ran if x == m and str(p).startswith("kd@")},
+                     key=lambda kp: (kp[0], int(str(kp[1])[3:])))
+    return [(m, "random", k, p) for k, p in budgets]
+
+
+#: the comparison families of the selection evidence, by name (a chapter passes the name)
+SELECTION_FAMILIES: dict[str, _Family] = {
+    "versus_random": _Family(
+        "Every selector against random selection",
+        lambda t, m: (t.baseline == "random") & ~t.method.str.contains(r" \(centre share | / ", regex=True)
+        & ~t.protocol.str.contains("@|weak| - ", regex=True), _versus_random),
+    "versus_selectors": _Family(
+        "{m} against every other selector", lambda t, m: (t.method == m) & (t.baseline != "random"),
+        _versus_selectors, versus=True),
+    "kd_versus_hard_labels": _Family(
+        "Distillation (KD) against hard labels", lambda t, m: t.protocol == "kd - ce", _kd_ce),
+    "centre_share": _Family(
+        "{m}'s split ablated: centres only and margins only",
+        lambda t, m: t.method.str.startswith(f"{m} (centre share "),
+        lambda g, m: [(s, b, k, "kd") for s in _shares(g, m) for b in (m, "random") for k in g.ipcs]),
+    "weak_teacher": _Family(
+        "{m} against random under a weak teacher", lambda t, m: (t.method == m) & (t.protocol == "kd-weak-teacher"),
+        lambda g, m: [(m, "random", k, "kd-weak-teacher") for k in g.ipcs]),
+    "epoch_curve": _Family(
+        "{m} against random per student budget",
+        lambda t, m: (t.method == m) & (t.baseline == "random") & t.protocol.str.startswith("kd@"), _curve),
+}
+
+
+def _paired(source: Record | Sequence[Mapping[str, Any]], method: str, versus: bool) -> pd.DataFrame:
+    """Paired rows of an evidence record (its own table, or ``method`` against every selector), or computed
+    here from a build's students (:func:`ddlib.bps.pipeline.paired_table`)."""
+    from ddlib.bps.pipeline import paired_table as pairs
+
+    if isinstance(source, Record):
+        return versus_table(source, method) if versus else paired_table([source])
+    rows = list(source)
+    if versus:
+        return versus_table(Record("this build", {"grid": rows}), method)
+    ablated = [p for p in pairs(rows, baseline=method) if " (centre share " in str(p["method"])]
+    return pd.DataFrame([*pairs(rows), *ablated])
+
+
+def selection_verdicts(source: Record | Sequence[Mapping[str, Any]] | None, family: str, *, method: str = "bps",
+                       rule: str = "final", key: str | None = None, dataset: str | None = None,
+                       columns: str | None = None) -> tuple[pd.DataFrame, dict[str, str | float]]:
+    """One comparison family of the selection evidence as a verdict table
+    (:func:`~ddlib.results.verdicts.verdict_table`), with its glue.
+
+    ``source``: an evidence record (:func:`~ddlib.results.latest_evidence`), this build's students (the rows
+    of :func:`ddlib.bps.pipeline.evaluate_grid`), or None (every expected comparison "not run", none here).
+    ``family``: a name of :data:`SELECTION_FAMILIES`: ``versus_random`` (every selector against random, KD
+    and hard labels: DD-Ranking's improvement over random), ``versus_selectors`` (``method`` against every
+    other selector), ``kd_versus_hard_labels`` (each method's KD students against their hard-label twins),
+    ``centre_share`` (``method``'s centres only and margins only against ``method`` and random),
+    ``weak_teacher`` (``method`` against random under a teacher that learned from a subsample),
+    ``epoch_curve`` (``method`` against random per student budget). ``rule``: the reading shown (the glue
+    holds both). ``key``: the glue's prefix (default ``family``); ``dataset`` names a build's data.
+
+    Returns ``(table, glue)``: the verdict table and its glue, plus ``<key>_source`` (the record's files or
+    "this build's run"), ``<key>_teacher`` (:func:`~ddlib.results.teacher_text`, records only);
+    ``weak_teacher`` adds ``<key>_weak_teacher`` (its accuracy and data size); ``epoch_curve`` adds
+    ``<key>_budgets`` ("50, 100, 200"), ``<key>_longest_epochs`` and ``<key>_sign`` (whether the sign of the
+    difference is the same at every budget). Chapter 2 uses ``versus_random``, ``versus_selectors``,
+    ``kd_versus_hard_labels`` and ``epoch_curve``; chapter 5 every family, per dataset.
+    """
+    if family not in SELECTION_FAMILIES:
+        raise ParamError(f"family={family!r}: choose one of {sorted(SELECTION_FAMILIES)}")
+    fam, key = SELECTION_FAMILIES[family], key or family
+    record = source if isinstance(source, Record) else None
+    grid = (record.data.get("grid") or []) if record is not None else list(source or [])
+    paired = _paired(source, method, fam.versus) if source is not None else pd.DataFrame()
+    rows = paired[fam.pick(paired.astype({c: str for c in ("method", "baseline", "protocol")}), method)
+                  ] if len(paired) else paired
+    label = dataset_label(record.config.get("dataset")) if record is not None else (dataset or "")
+    table, glue = verdict_table(rows, rule=rule, columns=columns, expected=fam.expected(_Grid.of(grid, method), method),
+                                key=key, title=fam.title.format(m=display_name(method)), dataset=label)
+    glue[f"{key}_source"] = record.source if record is not None else ("this build's run" if grid else "none yet")
+    if record is not None:
+        glue[f"{key}_teacher"] = teacher_text(record)
+    if family == "weak_teacher":
+        w = (record.data.get("weak_teacher") or {}) if record is not None else {}
+        glue[f"{key}_weak_teacher"] = (f"{100 * w['test_acc']:.1f} % on {int(w['train_size']):,} images"
+                                       if _is_number(w.get("test_acc")) and _is_number(w.get("train_size"))
+                                       else "not recorded")
+    if family == "epoch_curve":
+        curve = rows[(rows.rule == rule) & rows.diff_mean.map(_is_number)] if len(rows) else rows
+        budgets = sorted({int(str(p)[3:]) for p in curve.protocol}) if len(curve) else []
+        glue[f"{key}_budgets"] = ", ".join(map(str, budgets)) or "none recorded"
+        glue[f"{key}_longest_epochs"] = max(budgets, default=0)
+        same = [len({d > 0 for d in g.diff_mean}) == 1 for _, g in curve.groupby("ipc")] if len(curve) else []
+        glue[f"{key}_sign"] = ("not recorded" if not same else "the same at every budget" if all(same)
+                               else "not the same at every budget")
+    return table, glue
+
+
+def _means(rows: Sequence[Mapping[str, Any]], rule: str) -> pd.DataFrame:
+    """Mean accuracy (fraction) and seeds per (method, ipc, student) of a build's main students."""
+    if rule not in RULES:
+        raise ParamError(f"rule={rule!r}: choose one of {list(RULES)}")
+    main = pd.DataFrame([r for r in rows if r.get("setting", "main") == "main"])
+    if not len(main):
+        return pd.DataFrame(columns=["method", "ipc", "student", "acc", "seeds"])
+    return main.groupby(["method", "ipc", "student"], sort=False).agg(acc=(rule, "mean"), seeds=("seed", "nunique")
+                                                                      ).reset_index()
+
+
+def _pct(v: Any, signed: bool = False) -> str:
+    return points(float(v), signed) if _is_number(v) else "not run"
+
+
+def selection_accuracy(rows: Sequence[Mapping[str, Any]], *, protocol: str = "kd", rule: str = "final",
+                       method: str = "bps", key: str = "accuracy") -> tuple[pd.DataFrame, dict[str, str | float]]:
+    """This build's students under one protocol: a table of methods by IPC (test accuracy in %, mean over
+    seeds, ``rule``'s reading; "not run" where a method has no students at an IPC), and its glue.
+
+    ``rows``: :func:`ddlib.bps.pipeline.evaluate_grid`'s. Glue: ``<key>_max_ipc``, ``<key>_n_methods``,
+    ``<key>_n_seeds``, ``<key>_top_method`` and ``<key>_top_acc`` (the best at the largest IPC),
+    ``<key>_<method>_rank`` (``method``'s place there, 0 when absent), and every mean as
+    ``<key>_<method>_ipc<k>`` (%). Chapter 2 ("Students trained on each selection") and chapter 5 use it.
+    """
+    means = _means(rows, rule)
+    means = means[means.student == protocol]
+    ipcs = sorted(means.ipc.unique())
+    methods = sorted(means.method.unique(), key=lambda m: (m != method, list(means.method).index(m)))
+    acc = {(m, k): 100 * a for m, k, a in zip(means.method, means.ipc, means.acc, strict=True)}
+    table = pd.DataFrame([{"method": display_name(m), **{f"IPC {k} (%)": _pct(acc.get((m, k)), False) for k in ipcs}}
+                          for m in methods], columns=["method", *(f"IPC {k} (%)" for k in ipcs)])
+    top_k = max(ipcs, default=0)
+    ranked = sorted((m for m in methods if (m, top_k) in acc), key=lambda m: -acc[(m, top_k)])
+    glue: dict[str, str | float] = {
+        f"{key}_max_ipc": int(top_k), f"{key}_n_methods": len(ranked),
+        f"{key}_n_seeds": int(means.seeds.max()) if len(means) else 0,
+        f"{key}_top_method": display_name(ranked[0]) if ranked else "none",
+        f"{key}_top_acc": round(acc[(ranked[0], top_k)], 4) if ranked else 0.0,
+        f"{key}_{slug(method)}_rank": ranked.index(method) + 1 if method in ranked else 0,
+        **{f"{key}_{slug(m)}_ipc{k}": round(a, 4) for (m, k), a in acc.items()}}
+    from ddlib.plots.tables import whole_table
+
+    return whole_table(table), glue
+
+
+def selection_gains(rows: Sequence[Mapping[str, Any]], *, baseline: str = "random", rule: str = "final",
+                    method: str = "bps", key: str = "gains") -> tuple[pd.DataFrame, dict[str, str | float]]:
+    """What a selection contributes beyond the teacher's soft labels: per method and IPC, the accuracy under
+    each protocol, its gain over ``baseline`` under the identical protocol, and KD minus hard labels (points,
+    means over this build's seeds; "not run" where a side is missing), and its glue.
+
+    ``rows``: :func:`ddlib.bps.pipeline.evaluate_grid`'s (both protocols); ``baseline``'s own row reads
+    "baseline" in the gain columns. Glue, at the largest IPC
+    (``<key>_ipc``), per protocol ``p`` (``kd``, ``ce``): ``<key>_best_gain_<p>`` (points) and
+    ``<key>_best_gain_<p>_method``, ``<key>_<method>_gain_<p>``; over every method and IPC
+    ``<key>_kd_minus_ce_mean`` / ``_min`` / ``_max``. Chapter 5 ("What the selection contributes") uses it;
+    the paired intervals of the same comparisons are :func:`selection_verdicts`'s ``versus_random``.
+    """
+    from ddlib.plots.tables import whole_table
+
+    means = _means(rows, rule)
+    acc = {(m, k, p): 100 * a for m, k, p, a in zip(means.method, means.ipc, means.student, means.acc, strict=True)}
+    protocols = sorted(means.student.unique(), key=lambda p: p != "kd")
+    cells = [(m, k) for m, k in dict.fromkeys(zip(means.method, means.ipc, strict=True))]
+    cells.sort(key=lambda mk: (mk[0] != method, mk[0] == baseline, mk[1]))
+
+    def gain(m: str, k: Any, p: str) -> float | None:
+        a, b = acc.get((m, k, p)), acc.get((baseline, k, p))
+        return a - b if a is not None and b is not None else None
+
+    both = {"kd", "ce"} <= set(protocols)
+    out = []
+    for m, k in cells:
+        row = {"method, IPC": f"{display_name(m)}, IPC {k}"}
+        row.update({f"{display_name(p)} (%)": _pct(acc.get((m, k, p))) for p in protocols})
+        row.update({f"{display_name(p)}: gain over {display_name(baseline)}":
+                    "baseline" if m == baseline else _pct(gain(m, k, p), True) for p in protocols})
+        if both:
+            kd, ce = acc.get((m, k, "kd")), acc.get((m, k, "ce"))
+            row[f"KD {MINUS} hard labels"] = _pct(kd - ce if kd is not None and ce is not None else None, True)
+        out.append(row)
+    table = pd.DataFrame(out).fillna("not run") if out else pd.DataFrame(columns=["method, IPC"])
+    top = max((k for _, k in cells), default=0)
+    glue: dict[str, str | float] = {f"{key}_ipc": int(top), f"{key}_baseline": display_name(baseline)}
+    for p in protocols:
+        g = {m: gain(m, top, p) for m, k in cells if k == top and m != baseline}
+        g = {m: v for m, v in g.items() if v is not None}
+        best = max(g, key=g.get) if g else None
+        glue[f"{key}_best_gain_{slug(p)}"] = round(g[best], 4) if best else 0.0
+        glue[f"{key}_best_gain_{slug(p)}_method"] = display_name(best) if best else "none"
+        glue.update({f"{key}_{slug(m)}_gain_{slug(p)}": round(v, 4) for m, v in g.items()})
+    diffs = [acc[(m, k, "kd")] - acc[(m, k, "ce")] for m, k in cells if (m, k, "kd") in acc and (m, k, "ce") in acc]
+    for name, f in (("mean", lambda v: sum(v) / len(v)), ("min", min), ("max", max)):
+        glue[f"{key}_kd_minus_ce_{name}"] = round(f(diffs), 4) if diffs else 0.0
+    return whole_table(table), glue
+
+
+def selection_costs(rows: Sequence[Mapping[str, Any]], modelling_seconds: Mapping[str, float], *,
+                    key: str = "costs") -> tuple[pd.DataFrame, dict[str, str | float]]:
+    """What this build's selection part cost (wall seconds): per method, its selections (each counted once,
+    however many protocols train on it) and its students per protocol; the shared modelling (Stage 1, the
+    teacher, the forgetting run: ``modelling_seconds``, :func:`ddlib.bps.pipeline.run_selection`'s
+    ``modelling["seconds"]``; ~0 when cached) is in the glue.
+
+    Glue: ``<key>_shared_s`` (the modelling, all stages), ``<key>_selection_s``, ``<key>_students_s``.
+    Chapter 5 ("Cost: time and memory") uses it; its cell is left out of output comparisons (times vary).
+    """
+    from ddlib.plots.tables import whole_table
+
+    main = [r for r in rows if r.get("setting", "main") == "main"]
+    picks: dict[tuple, float] = {}
+    for r in main:
+        picks.setdefault((r["method"], r["ipc"], r["seed"]), float(r.get("selection_seconds") or 0.0))
+    protocols = sorted({r["student"] for r in main}, key=lambda p: p != "kd")
+    out = []
+    for m in dict.fromkeys(r["method"] for r in main):
+        row = {"method": display_name(m), "selection (s)": f"{sum(v for k, v in picks.items() if k[0] == m):.3f}"}
+        for p in protocols:
+            mine = [float(r.get("student_seconds") or 0.0) for r in main if r["method"] == m and r["student"] == p]
+            row[f"{display_name(p)} students (s)"] = f"{sum(mine):.1f}" if mine else "not run"
+        out.append(row)
+    shared = sum(float(v) for v in modelling_seconds.values() if _is_number(v))
+    glue = {f"{key}_shared_s": round(shared, 2), f"{key}_selection_s": round(sum(picks.values()), 3),
+            f"{key}_students_s": round(sum(float(r.get("student_seconds") or 0.0) for r in main), 2)}
+    return whole_table(pd.DataFrame(out, columns=["method", "selection (s)",
+                                                  *(f"{display_name(p)} students (s)" for p in protocols)])), glue

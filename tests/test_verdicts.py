@@ -1,0 +1,351 @@
+"""Verdict tables and the chapters' views of the records (ddlib.results.verdicts, selection_verdicts,
+synthesis_verdicts, costs.cost_appendix, records.records_overview): hand-computed cases, the repository's
+records, and the package's shape (one home per public name, imports pointing down)."""
+from __future__ import annotations
+
+import ast
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from ddlib import metrics, results
+from ddlib.plots import WholeTable
+from ddlib.utils import ParamError
+
+PKG = Path(__file__).resolve().parents[1] / "ddlib" / "results"
+T975_2 = 4.302652729911275  # Student t, 97.5 %, 2 degrees of freedom
+
+
+def _row(method: str, baseline: str, ipc: int, protocol: str, a: list[float], b: list[float],
+         rule: str = "final") -> dict:
+    return {"method": method, "baseline": baseline, "ipc": ipc, "protocol": protocol, "rule": rule,
+            **metrics.paired_stats(a, b, method, baseline)}
+
+
+def _narrow(table: pd.DataFrame) -> None:
+    """What a 688-px book column holds: at most 6 columns, no cell or header over 40 characters, no NaN."""
+    assert table.shape[1] <= 6, list(table.columns)
+    assert not table.isna().any().any()
+    cells = [str(c) for c in table.columns] + [str(v) for v in table.to_numpy().ravel()]
+    assert max(map(len, cells), default=0) <= 40, max(cells, key=len)
+    assert "nan" not in repr(table).lower().replace("nan ", "")
+
+
+# ----------------------------------------------------------------------------- the verdict table, by hand
+def test_a_paired_difference_and_its_t_interval_in_words() -> None:
+    """BPS − random = 0.02, 0.03, 0.04: mean 3.0 points, sd 1.0, half-width t(0.975, 2) · 1.0 / sqrt(3) = 2.484:
+    [0.5, 5.5], clear of 0: "BPS ahead". The reverse reads "random ahead"; a difference whose interval holds 0
+    (0.02, 0.05, 0.01 -> [−2.5, 7.8]) reads "no detectable difference"."""
+    half = T975_2 * 1.0 / math.sqrt(3)
+    assert half == pytest.approx(2.4841, abs=1e-4)
+    rows = [_row("bps", "random", 10, "kd", [0.52, 0.53, 0.54], [0.50, 0.50, 0.50]),
+            _row("bps", "random", 50, "kd", [0.50, 0.50, 0.50], [0.52, 0.53, 0.54]),
+            _row("bps", "random", 10, "ce", [0.52, 0.55, 0.51], [0.50, 0.50, 0.50])]
+    table, glue = results.verdict_table(rows, key="t")
+    assert isinstance(table, WholeTable) and list(table.columns) == results.VERDICT_COLUMNS
+    assert table.to_dict("records") == [  # by comparison, IPC, then protocol in the order given
+        {"comparison": "BPS − random", "IPC": 10, "protocol": "KD", "difference": "+3.0 points",
+         "95 % interval": "[0.5, 5.5]", "verdict": "BPS ahead"},
+        {"comparison": "BPS − random", "IPC": 10, "protocol": "hard labels", "difference": "+2.7 points",
+         "95 % interval": "[−2.5, 7.8]", "verdict": "no detectable difference"},
+        {"comparison": "BPS − random", "IPC": 50, "protocol": "KD", "difference": "−3.0 points",
+         "95 % interval": "[−5.5, −0.5]", "verdict": "random ahead"}]
+    assert glue["t_bps_vs_random_kd_ipc10_final_diff"] == pytest.approx(3.0)
+    assert glue["t_bps_vs_random_kd_ipc10_final_lo"] == pytest.approx(3.0 - half, abs=1e-4)
+    assert glue["t_bps_vs_random_kd_ipc10_final_hi"] == pytest.approx(3.0 + half, abs=1e-4)
+    assert glue["t_bps_vs_random_kd_ipc50_final_verdict"] == "random ahead"
+    assert (glue["t_n_comparisons"], glue["t_n_method_ahead"], glue["t_n_baseline_ahead"],
+            glue["t_n_no_difference"], glue["t_n_not_run"]) == (3, 1, 1, 1, 0)
+    assert glue["t_verdict"] == (
+        "BPS − random (final epoch): BPS ahead of random by 3.0 points (0.5 to 5.5) at IPC 10, KD; random ahead "
+        "of BPS by 3.0 points (0.5 to 5.5) at IPC 50, KD; no detectable difference in the other 1; 3 rest on "
+        "fewer than the 5 paired seeds a claim needs.")
+    assert glue["t_caption"] == ("BPS − random: differences in points of test accuracy (final epoch), 95 % "
+                                 "intervals over 3 paired seeds")
+    assert all(isinstance(v, (str, int, float)) for v in glue.values())
+    _narrow(table)
+
+
+def test_a_missing_comparison_reads_not_run_and_a_single_seed_has_no_verdict() -> None:
+    rows = [_row("bps", "random", 10, "kd", [0.52, 0.53, 0.54], [0.50, 0.50, 0.50]),
+            {**_row("herding", "random", 10, "kd", [0.6], [0.5])}]
+    table, glue = results.verdict_table(rows, expected=[("bps", "random", 10, "kd"), ("el2n", "random", 10, "kd"),
+                                                        {"method": "bps", "baseline": "random", "ipc": 50,
+                                                         "protocol": "kd"}], key="m")
+    by = table.set_index(["comparison", "IPC"])
+    assert by.loc[("EL2N − random", 10)].tolist() == ["KD", "not run", "not run", "not run"]
+    assert by.loc[("BPS − random", 50), "verdict"] == "not run"
+    single = by.loc[("herding − random", 10)]
+    assert (single["difference"], single["95 % interval"], single["verdict"]) == (
+        "+10.0 points", "none (one seed)", "one seed, no interval")
+    assert glue["m_n_not_run"] == 2 and glue["m_n_single_seed"] == 1
+    assert "2 not run" in glue["m_verdict"] and "1 from a single seed" in glue["m_verdict"]
+    assert "m_herding_vs_random_kd_ipc10_final_lo" not in glue  # no interval, none invented
+    _narrow(table)
+    frame = pd.DataFrame([{"method": "bps", "baseline": "random", "ipc": 10, "protocol": "kd", "n_seeds": None,
+                           "diff_mean": float("nan"), "ci95": float("nan")}])  # a row a reader left empty
+    assert results.verdict_table(frame)[0]["verdict"].tolist() == ["not run"]
+    empty, g = results.verdict_table([], expected=[("bps", "random", 10, "kd")], key="e")
+    assert empty["verdict"].tolist() == ["not run"] and g["e_verdict"].endswith("not run.")
+
+
+def test_both_rules_the_final_epoch_shown_by_default() -> None:
+    final = _row("bps", "random", 10, "kd", [0.52, 0.53, 0.54], [0.50, 0.50, 0.50])
+    best = _row("bps", "random", 10, "kd", [0.50, 0.51, 0.49], [0.50, 0.50, 0.50], rule="best_last")
+    shown, glue = results.verdict_table([best, final], key="r")
+    assert shown["verdict"].tolist() == ["BPS ahead"] and glue["r_rule"] == "final epoch"
+    assert "no detectable difference" in glue["r_verdict_best_last"] and "r_verdict_final" not in glue
+    assert glue["r_bps_vs_random_kd_ipc10_best_last_diff"] == pytest.approx(0.0)
+    other, glue = results.verdict_table([best, final], rule="best_last", key="r")
+    assert other["verdict"].tolist() == ["no detectable difference"] and "r_verdict_final" in glue
+    with pytest.raises(ParamError, match="rule"):
+        results.verdict_table([final], rule="best")
+
+
+def test_display_names_and_a_readable_fallback() -> None:
+    name = results.display_name
+    assert name("bps / kd") == "BPS with KD" and name("kd@50") == "KD, 50 student epochs"
+    assert name("kd-weak-teacher") == "KD, weak teacher" and name("kd - ce") == "KD − hard labels"
+    assert name("bps (centre share 0)") == "BPS, margins only" and name("bps (centre share 1)") == "BPS, centres only"
+    assert name("bps (centre share 0.25)") == "BPS, centre share 0.25"
+    assert name("ci on efficientnet-lite2") == "CI on EfficientNet-Lite2"
+    assert name("random-real") == "random real images"
+    assert name("forgetting (toneva)") == "forgetting (Toneva's rule)" and name("fashion-mnist") == "Fashion-MNIST"
+    assert name("my_new_selector") == "my new selector" and name("timm:vit_small") == "vit_small (timm)"
+    assert name(None) == "" and name(float("nan")) == ""
+    assert results.comparison_name("bps / kd", "bps / ce") == "BPS: KD − hard labels"
+    assert results.comparison_name("bps (centre share 1)", "random") == "BPS, centres only − random"
+    assert results.points(-0.04) == "0.0" and results.points(-1.25) == "−1.2" and results.points(2, False) == "2.0"
+    # a family of labels a user brings: every internal label reads as a name
+    rows = [_row("my_selector", "random", 5, "kd@7", [0.6, 0.7], [0.5, 0.55])]
+    table, _ = results.verdict_table(rows)
+    assert table.iloc[0][["comparison", "protocol"]].tolist() == ["my selector − random", "KD, 7 student epochs"]
+
+
+def test_a_wide_family_methods_by_architecture_and_its_split() -> None:
+    """The cross-architecture family: rows = methods, columns = student architectures, a cell the difference to
+    random with its interval; cut to the column with split_columns."""
+    archs = ["convnet", "resnet18", "vit_tiny", "timm:mixer", "efficientnet-lite0", "convnet-random"]
+    rows = [_row(m, "random", 10, f"kd on {a}", [0.52 + d, 0.53 + d, 0.54 + d], [0.50, 0.50, 0.50])
+            for m, d in (("bps", 0.0), ("herding", -0.03)) for a in archs[:-1]]
+    table, glue = results.verdict_table(rows, columns="protocol", key="x")
+    assert list(table.columns) == ["comparison", *(f"KD on {n}" for n in ("ConvNet", "ResNet-18", "vit tiny",
+                                                                            "mixer (timm)", "EfficientNet-Lite0"))]
+    assert table.iloc[0].tolist()[:2] == ["BPS − random", "+3.0 [0.5, 5.5] ahead"]
+    assert table.iloc[1, 1] == "0.0 [−2.5, 2.5]"  # herding: no detectable difference, no word
+    _narrow(table)
+    assert glue["x_n_comparisons"] == 10 and glue["x_n_method_ahead"] == 5
+    parts = results.split_columns(table, max_columns=3)
+    assert [p.shape[1] for p in parts] == [3, 3, 2] and all(list(p.columns)[0] == "comparison" for p in parts)
+    by_ipc, _ = results.verdict_table(rows[:1], columns="ipc")
+    assert list(by_ipc.columns) == ["comparison", "IPC 10"]
+    with pytest.raises(ParamError, match="columns"):
+        results.verdict_table(rows, columns="rule")
+
+
+def test_one_dataset_per_table_and_seventy_three_rows_shown_whole() -> None:
+    row = _row("bps", "random", 10, "kd", [0.52, 0.53, 0.54], [0.50, 0.50, 0.50])
+    with pytest.raises(ParamError, match="datasets"):
+        results.verdict_table([{**row, "dataset": "cifar10"}, {**row, "ipc": 50, "dataset": "fashion-mnist"}])
+    many = [{**row, "ipc": k} for k in range(1, 74)]
+    table, glue = results.verdict_table(many)
+    assert len(table) == 73 and glue["verdicts_n_comparisons"] == 73
+    with pd.option_context("display.max_rows", 10):
+        assert table._repr_html_().count("<tr") == 74 and len(repr(table).splitlines()) == 74
+    assert "a difference in 73 of the 73" not in glue["verdicts_verdict"]  # one side only: said in one phrase
+    assert glue["verdicts_verdict"].startswith("BPS − random (final epoch): BPS ahead in all 73 comparisons")
+
+
+# ----------------------------------------------------------------------------- the chapters' functions
+def _grid() -> list[dict]:
+    """A build's students by hand: BPS 2 points above random under KD at every seed, herding 1 below;
+    hard-label twins 5 points lower for BPS and random at IPC 10."""
+    out = []
+    for m, a in (("bps", 0.60), ("random", 0.58), ("herding", 0.57)):
+        for k in (1, 10):
+            for s in (0, 1, 2):
+                for student, off in (("kd", 0.0), ("ce", -0.05)):
+                    if student == "ce" and (k == 1 or m == "herding"):
+                        continue
+                    v = a + 0.01 * s + off
+                    out.append({"method": m, "ipc": k, "student": student, "seed": s, "final": v,
+                                "best_last": v + 0.005, "selection_seconds": 0.1, "student_seconds": 2.0})
+    return out
+
+
+def test_selection_views_of_a_builds_students() -> None:
+    rows = _grid()
+    t, g = results.selection_verdicts(rows, "kd_versus_hard_labels", dataset="digits", key="k")
+    assert t["comparison"].tolist() == ["BPS: KD − hard labels", "random: KD − hard labels"]
+    assert t["difference"].tolist() == ["+5.0 points"] * 2 and g["k_n_method_ahead"] == 2
+    assert "for BPS" in g["k_verdict"] and g["k_source"] == "this build's run" and "digits" in g["k_caption"]
+    t, g = results.selection_verdicts(rows, "versus_random", key="v")
+    assert t["comparison"].tolist()[:3] == ["BPS − random"] * 3 and t["verdict"].tolist()[0] == "BPS ahead"
+    assert g["v_bps_vs_random_kd_ipc1_final_diff"] == pytest.approx(2.0)
+    t, g = results.selection_verdicts(rows, "centre_share", key="c")
+    assert set(t["verdict"]) == {"not run"} and len(t) == 8  # both ends of the split, against BPS and random
+    with pytest.raises(ParamError, match="family"):
+        results.selection_verdicts(rows, "versus_everything")
+    acc, g = results.selection_accuracy(rows)
+    assert acc.to_dict("list") == {"method": ["BPS", "random", "herding"], "IPC 1 (%)": ["61.0", "59.0", "58.0"],
+                                   "IPC 10 (%)": ["61.0", "59.0", "58.0"]}
+    assert (g["accuracy_top_method"], g["accuracy_bps_rank"], g["accuracy_max_ipc"]) == ("BPS", 1, 10)
+    gains, g = results.selection_gains(rows)
+    _narrow(gains)
+    bps10 = gains.set_index("method, IPC").loc["BPS, IPC 10"]
+    assert bps10.tolist() == ["61.0", "56.0", "+2.0", "+2.0", "+5.0"]
+    assert gains.set_index("method, IPC").loc["herding, IPC 10", "hard labels (%)"] == "not run"
+    assert gains.set_index("method, IPC").loc["random, IPC 10", "KD: gain over random"] == "baseline"
+    assert g["gains_best_gain_kd"] == pytest.approx(2.0) and g["gains_best_gain_kd_method"] == "BPS"
+    assert g["gains_herding_gain_kd"] == pytest.approx(-1.0) and g["gains_kd_minus_ce_mean"] == pytest.approx(5.0)
+    costs, g = results.selection_costs(rows, {"encoder": 1.0, "teacher": 2.5})
+    assert costs.set_index("method").loc["BPS"].tolist() == ["0.600", "12.0", "6.0"]  # 6 picks, each once
+    assert g == {"costs_shared_s": 3.5, "costs_selection_s": pytest.approx(1.8), "costs_students_s": 48.0}
+
+
+def _evaluations() -> dict:
+    """Chapter 4's results by hand: per (set, backbone, mode) the accuracy of each run."""
+    accs = {("SFM", "efficientnet-lite0", "probe"): [0.50, 0.52, 0.54],
+            ("SFM", "efficientnet-lite2", "probe"): [0.40, 0.41, 0.42],
+            ("SFM", "efficientnet-lite2", "ci"): [0.45, 0.47, 0.49],
+            ("SFM", "efficientnet-lite2", "kd"): [0.41, 0.41, 0.41],
+            ("random real", "efficientnet-lite2", "probe"): [0.30, 0.31, 0.32],
+            ("random real", "efficientnet-lite2", "ci"): [0.33, 0.33, 0.33]}
+    return {k: {"accs": v, "acc": sum(v) / len(v)} for k, v in accs.items()}
+
+
+def test_inheritance_views_by_hand() -> None:
+    t, g = results.inheritance_verdicts(_evaluations(), ipc=1, family="modes")
+    assert t.columns[2] == "backbone" and t["comparison"].tolist() == ["SFM: CI − probe", "SFM: KD − probe"]
+    lite2 = t[t.backbone == "EfficientNet-Lite2"].set_index("comparison")
+    assert lite2.loc["SFM: CI − probe", "difference"] == "+6.0 points"  # 0.05, 0.06, 0.07
+    assert lite2.loc["SFM: CI − probe", "verdict"] == "CI ahead"
+    assert lite2.loc["SFM: KD − probe", "verdict"] == "no detectable difference"  # 0.01, 0.0, -0.01
+    t, g = results.inheritance_verdicts(_evaluations(), ipc=1, family="sets", key="s")
+    assert set(t.comparison) == {"SFM − random real images"} and len(t) == 4  # SFM's four evaluations
+    assert g["s_n_not_run"] == 2  # random real images not probed on Lite0 nor distilled (KD) on Lite2
+    _narrow(t)
+    with pytest.raises(ParamError, match="family"):
+        results.inheritance_verdicts(_evaluations(), ipc=1, family="both")
+    table, g = results.inheritance_summary(_evaluations(), distill_backbone="efficientnet-lite0")
+    _narrow(table)
+    row = table.set_index("set, backbone").loc["SFM, EfficientNet-Lite2"]
+    assert row.tolist() == ["41.0", "47.0", "41.0", "+6.0"]
+    assert table.set_index("set, backbone").loc["random real images, EfficientNet-Lite2", "KD (%)"] == "not run"
+    assert g["ci_best_other"] == "EfficientNet-Lite2" and g["ci_ci_gain_mean"] == pytest.approx(6.0)
+    assert g["ci_sfm_ci_best_other"] == pytest.approx(47.0)
+    assert g["ci_random_real_ci_gain_best_other"] == pytest.approx(2.0)
+    assert g["ci_distill_probe"] == pytest.approx(52.0) and g["ci_sfm_probe_mean"] == pytest.approx(46.5)
+
+
+def test_synthesis_costs_of_a_build() -> None:
+    run = lambda t, m: {"wall_time": t, "peak_mem": m, "stats_time": 0.0,  # noqa: E731
+                        "history": {"loss": [1.0, 0.5], "flow_cos": [0.1, 0.9]}}
+    table, g = results.synthesis_costs({"SFM": run(10.0, 2**20), "LGM": run(40.0, 8 * 2**20)})
+    assert table.shape == (2, 5) and g == {"synthesis_costs_time_ratio": 4.0, "synthesis_costs_mem_ratio": 8.0}
+
+
+# ----------------------------------------------------------------------------- on the repository's records
+@pytest.fixture(scope="module")
+def recs() -> list:
+    return results.load()
+
+
+@pytest.mark.parametrize("dataset", ["fashion-mnist", "cifar10"])
+def test_every_selection_family_reads_the_records(recs: list, dataset: str) -> None:
+    ev = results.latest_evidence(dataset, recs)
+    assert ev is not None
+    for family in results.SELECTION_FAMILIES:
+        table, glue = results.selection_verdicts(ev, family, key="f")
+        _narrow(table)
+        assert glue["f_verdict"] and glue["f_source"] == ev.source and glue["f_teacher"]
+        assert all(not (isinstance(v, float) and math.isnan(v)) for v in glue.values())
+    table, glue = results.selection_verdicts(ev, "kd_versus_hard_labels", key="k")
+    assert glue["k_n_method_ahead"] == len(table) >= 6  # distillation beats hard labels in every recorded case
+    assert set(table.verdict) == {"KD ahead"}
+    if dataset == "cifar10":  # no ablation recorded for CIFAR-10: said, not hidden
+        table, glue = results.selection_verdicts(ev, "centre_share", key="c")
+        assert set(table.verdict) == {"not run"} and glue["c_verdict"].endswith("not run.")
+    else:
+        table, glue = results.selection_verdicts(ev, "epoch_curve", key="e")
+        assert glue["e_budgets"] == "50, 100, 200, 400" and glue["e_longest_epochs"] == 400
+        assert "KD, 400 student epochs" in set(table.protocol)
+
+
+def test_synthesis_views_read_the_records(recs: list) -> None:
+    for baseline in ("lgm", "random-real", "centroid-real"):
+        table, glue = results.synthesis_verdicts(baseline=baseline, records=recs)
+        _narrow(table)
+        assert table.columns[2] == "evaluation" and glue[f"sfm_vs_{baseline.replace('-', '_')}_steps"] > 0
+    table, glue = results.synthesis_verdicts(baseline="lgm", records=recs)
+    assert set(table.IPC) == {1, 10} and glue["sfm_vs_lgm_n_seeds_min"] >= 5
+    summary, glue = results.synthesis_cost_summary(records=recs)
+    _narrow(summary)
+    assert "after 1,000 steps SFM reaches" in glue["sfm_lgm_text"] and glue["sfm_lgm_steps"] == 1000
+    steps, glue = results.synthesis_steps(recs)
+    assert "SFM's probe reached" in glue["steps_text"] and steps.shape[1] >= 2
+    appendix, glue = results.cost_appendix(recs)
+    assert len(appendix) == glue["cost_n_rows"] == len(results.cost_table(recs)) and appendix.shape[1] == 6
+    assert appendix["value"].iloc[0].endswith(" s") and not appendix.isna().any().any()
+    overview, glue = results.records_overview(recs)
+    assert len(overview) == glue["records_n"] == len(recs) and overview.shape[1] == 6
+    assert results.synthesis_verdicts(baseline="lgm", records=[])[1]["sfm_vs_lgm_source"] == "none"
+
+
+# ----------------------------------------------------------------------------- the package's shape
+def _modules() -> dict[str, ast.Module]:
+    return {p.stem: ast.parse(p.read_text()) for p in sorted(PKG.glob("*.py"))}
+
+
+def _defined(tree: ast.Module) -> set[str]:
+    """Public names a module defines at its top level (functions, classes, assigned names)."""
+    names: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            for t in node.targets if isinstance(node, ast.Assign) else [node.target]:
+                names |= {n.id for n in ast.walk(t) if isinstance(n, ast.Name)}
+    return {n for n in names if not n.startswith("_")}
+
+
+def test_no_public_name_is_defined_in_two_modules_of_the_package() -> None:
+    seen: dict[str, str] = {}
+    for mod, tree in _modules().items():
+        for name in _defined(tree):
+            assert name not in seen, f"{name} is defined in ddlib/results/{seen[name]}.py and {mod}.py"
+            seen[name] = mod
+    assert {"write", "verdict_table", "selection_verdicts", "cost_appendix"} <= set(seen)
+
+
+def test_every_module_says_what_it_is_for_and_exports_what_it_defines() -> None:
+    trees = _modules()
+    for mod, tree in trees.items():
+        source = (PKG / f"{mod}.py").read_text()
+        assert ast.get_docstring(tree), f"{mod}.py has no docstring"
+        assert len(source.splitlines()) < 500, f"{mod}.py has {len(source.splitlines())} lines"
+        exported = next((ast.literal_eval(n.value) for n in tree.body if isinstance(n, ast.Assign)
+                         and any(getattr(t, "id", None) == "__all__" for t in n.targets)), None)
+        assert exported is not None, f"{mod}.py has no __all__"
+        if mod != "__init__":
+            assert set(exported) == _defined(tree) - {"__all__"}, mod
+            assert set(exported) <= set(results.__all__), f"{mod}: not re-exported by ddlib.results"
+            for name in exported:
+                assert getattr(results, name) is getattr(__import__(f"ddlib.results.{mod}", fromlist=[name]), name)
+    assert sorted(results.__all__) == sorted({n for m, t in trees.items() if m != "__init__" for n in _defined(t)}
+                                             - {"__all__"})
+
+
+def test_modules_import_only_downwards() -> None:
+    """records <- evidence, synthesis, costs <- verdicts <- selection_verdicts, synthesis_verdicts."""
+    level = {"records": 0, "evidence": 1, "synthesis": 1, "costs": 1, "verdicts": 2, "selection_verdicts": 3,
+             "synthesis_verdicts": 3}
+    for mod, tree in _modules().items():
+        if mod == "__init__":
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("ddlib.results."):
+                other = node.module.split(".")[-1]
+                assert level[other] < level[mod], f"{mod} imports {other}: sideways or upwards"
