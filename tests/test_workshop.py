@@ -74,11 +74,15 @@ def test_a_command_sets_only_the_chapters_parameters(words: list[str]) -> None:
 
 
 def test_p_passes_a_list_as_text_and_y_as_a_list() -> None:
-    """What the page says about -p and -y, checked against papermill."""
+    """What the page says about -p and -y, checked against papermill, and that the chapters read -p's text as a list."""
+    from ddlib.book import parse_list
+
     base = ["papermill", "02_balanced_selection.ipynb", "out/x.ipynb"]
     assert parsed(base + ["-p", "ipcs", "[1, 2]"])["parameters"]["ipcs"] == "[1, 2]"
     assert parsed(base + ["-y", "ipcs: [1, 2]"])["parameters"]["ipcs"] == [1, 2]
     assert parsed(base + ["-p", "k_ratio", "0.2"])["parameters"]["k_ratio"] == 0.2
+    for text in ("[1, 2]", "1,2"):
+        assert parse_list("ipcs", parsed(base + ["-p", "ipcs", text])["parameters"]["ipcs"]) == [1, 2]
 
 
 def test_the_ddlib_commands_parse() -> None:
