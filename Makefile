@@ -25,7 +25,8 @@ MATHJAX_VERSION   := 3.2.2
 MATHJAX_INTEGRITY := sha512-Bt+SSVU8eBG27zChVewOicYs7Xsdt40qm4+UpHyX7k0/O9NliPc+x77k1/FEsPsjKPZGJvtRZM1vO+geW0OhGw==
 MATHJAX := book/_vendor/mathjax/tex-chtml.js
 
-# plotly.js embedded in every page, so the figures draw offline (the default mime type is dropped)
+# the book's renderer as the builds use it (ddlib.plots.style): each figure's html without plotly.js, which
+# the site serves once (book/_ext/plotly_static.py), so the figures draw offline
 export PLOTLY_RENDERER := notebook
 export DEBIAN_FRONTEND := noninteractive
 export PIP_DISABLE_PIP_VERSION_CHECK := 1

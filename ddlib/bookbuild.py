@@ -21,6 +21,7 @@ import yaml
 from ddlib.presets import SCALES
 from ddlib.utils import ROOT, check_choice, progress_env
 
+__all__ = ["toc_files", "chapters", "fold_injected_parameters", "build", "papermill_commands"]
 
 
 def toc_files(toc: dict) -> list[str]:
@@ -95,3 +96,21 @@ def build(scale: str, out: Path | None = None, book: Path = ROOT / "book", progr
         subprocess.run([str(jb), "build", "-W", "--keep-going", "--path-output", str(out), str(staged)],
                        check=True, stdout=None if progress else subprocess.DEVNULL)
     return out / "_build" / "html"
+
+
+def papermill_commands(page: Path) -> list[list[str]]:
+    """The papermill commands a page shows in its ``bash`` code blocks, each as its argument list (``shlex``;
+    continued lines joined; ``#`` comments dropped), from the word ``papermill`` on. The workshop page's
+    commands are parsed and run from here by ``tests/test_workshop.py`` and ``benchmarks/chapter_times.py``."""
+    import re
+    import shlex
+
+    text = Path(page).read_text()
+    out = []
+    for block in re.findall(r"```(?:bash|console|shell)\n(.*?)```", text, flags=re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            words = shlex.split(line, comments=True)
+            at = next((i for i, w in enumerate(words) if Path(w).name == "papermill"), None)
+            if at is not None:
+                out.append(words[at:])
+    return out

@@ -135,7 +135,8 @@ def test_a_whole_table_shows_every_row_and_cell() -> None:
     import pandas as pd
 
     long = pd.DataFrame({"n": range(73), "text": ["x" * 80] * 73})
-    assert long._repr_html_().count("<tr") < 74  # the plain frame is cut: the reason for the class
+    with pd.option_context("display.max_rows", 60, "display.min_rows", 10, "display.max_colwidth", 50):
+        assert long._repr_html_().count("<tr") < 74  # pandas' defaults cut a plain frame (ddlib.plots lifts them)
     t = plots.whole_table(long)
     html = t._repr_html_()
     assert html.count("<tr") == 74 and "x" * 80 in html and "<th>72</th>" not in html  # 73 rows + header, no numbers
@@ -145,20 +146,6 @@ def test_a_whole_table_shows_every_row_and_cell() -> None:
     assert "<th>72</th>" in named._repr_html_()  # an index that names something is shown
 
 
-def test_embedding_scatter_colours_the_largest_and_greys_the_rest() -> None:
-    """Chapter 1's 45 patterns: the ``largest`` biggest get distinct colours, every other point one grey trace."""
-    x, _ = _images(12)
-    emb = torch.randn(12, 5, generator=torch.Generator().manual_seed(1))
-    groups = [3] * 5 + [1] * 4 + [0, 2, 4]  # sizes: 3 -> 5, 1 -> 4, then three singletons
-    fig = plots.embedding_scatter(plots.project_2d(emb, "pca"), groups, x, largest=2)
-    grey, first, second = fig.data
-    assert grey.name == "3 other patterns (3)" and grey.marker.color == plots.OTHER and len(grey.x) == 3
-    assert (first.name, second.name) == ("pattern 3 (5)", "pattern 1 (4)")  # largest first, not by id
-    assert (first.marker.color, second.marker.color) == plots.LARGEST_COLOURS[:2]
-    assert [t.name for t in plots.embedding_scatter(plots.project_2d(emb, "pca"), groups, x).data] == [
-        "pattern 0 (1)", "pattern 1 (4)", "pattern 2 (1)", "pattern 3 (5)", "pattern 4 (1)"]  # largest=None
-
-
 def test_centre_margin_grid_labels_rows_with_sizes_and_counts() -> None:
     x, _ = _images(6)
     fig = plots.centre_margin_grid(x, list(range(5)), [7, 7, 7, 2, 2], ["centre", "centre", "margin", "centre",
@@ -166,3 +153,108 @@ def test_centre_margin_grid_labels_rows_with_sizes_and_counts() -> None:
     assert list(fig.layout.yaxis.ticktext) == ["pattern 7 (300 images): 2 centres (2)",
                                                "pattern 7 (300 images): 1 margin (1)", "pattern 2: 1 centre (1)",
                                                "pattern 2: 1 margin (1)"]
+
+
+# ----------------------------------------------------------------------------- one palette for the book
+def _colour(trace) -> str:  # noqa: ANN001
+    return trace.marker.color if isinstance(trace.marker.color, str) else trace.line.color
+
+
+def test_a_method_has_one_colour_in_figures_of_different_chapters() -> None:
+    """Chapter 2 draws selectors with plotly express (px.line, color="method"), chapter 5 with other labels and
+    in another order (px.bar), chapters 3 and 4 with ddlib.plots: each method gets the book's colour in all."""
+    import pandas as pd
+    import plotly.express as px
+
+    ch2 = px.line(pd.DataFrame({"ipc": [1, 10] * 3, "acc": range(6), "method": ["herding"] * 2 + ["bps"] * 2
+                                + ["random"] * 2}), x="ipc", y="acc", color="method")
+    ch5 = px.bar(pd.DataFrame({"x": range(5), "y": range(5), "method": ["random", "k-center", "bps (centre share 0)",
+                                                                       "Forgetting", "BPS"]}), x="x", y="y", color="method")
+    ch3 = plots.curves_figure({"SFM": [1.0, 0.5], "LGM": [1.0, 0.7], "SFM (chunked)": [1.0, 0.6]})
+    ch4 = plots.accuracy_figure([{"eval_backbone": "b", "mode": m, "acc": 0.5, "acc_std": 0.0}
+                                 for m in ("probe", "ci", "kd")])
+    colours: dict[str, set[str]] = {}
+    for fig in (ch2, ch5, ch3, ch4):
+        for t in fig.data:
+            colours.setdefault(plots.canonical(t.name), set()).add(_colour(t))
+    variants = colours.pop(None)  # "bps (centre share 0)", "SFM (chunked)": drawn beside their method, in others
+    assert not variants & set(plots.METHOD_COLOURS.values()), variants
+    for method, seen in colours.items():
+        assert seen == {plots.METHOD_COLOURS[method]}, (method, seen)
+    assert {"bps", "random", "herding", "kcenter", "forgetting", "sfm", "lgm", "probe", "ci", "kd"} <= set(colours)
+
+
+def test_the_palette_gives_every_method_its_own_colour() -> None:
+    assert len(set(plots.METHOD_COLOURS.values())) == len(plots.METHOD_COLOURS)
+    assert not set(plots.METHOD_COLOURS.values()) & set(plots.PALETTE)  # other series never read as a method
+    assert plots.canonical("K-Center") == "kcenter" and plots.canonical("random real") == "random-real"
+    assert plots.canonical("new head (probe)") == "probe" and plots.canonical("KD from inherited head") == "kd"
+    assert plots.canonical("IPC 10") is None and plots.colour_of("IPC 10", 1) == plots.PALETTE[1]
+
+
+def test_flow_figure_draws_each_synthetic_set_in_its_methods_colour() -> None:
+    centres = torch.randn(3, 5, generator=torch.Generator().manual_seed(4))
+    fig = plots.flow_pca_figure(centres, {"SFM": centres + 0.1, "LGM": centres - 0.1}, CLASSES, flows=flows)
+    arrows = {t.name: t.line.color for t in fig.data if t.mode == "lines+markers"}
+    assert arrows["SFM"] == plots.METHOD_COLOURS["sfm"] and arrows["LGM"] == plots.METHOD_COLOURS["lgm"]
+
+
+# ----------------------------------------------------------------------------- what the eye can see
+def test_thin_keeps_each_groups_share_reproducibly() -> None:
+    import numpy as np
+
+    groups = np.repeat([0, 1, 2], [900, 90, 10])
+    keep = plots.thin(groups, 100, seed=3)
+    assert len(keep) <= 100 and np.all(np.diff(keep) > 0)
+    assert np.array_equal(keep, plots.thin(groups, 100, seed=3))  # reproducible
+    assert not np.array_equal(keep, plots.thin(groups, 100, seed=4))
+    counts = np.bincount(groups[keep], minlength=3)
+    assert counts[0] == 90 and counts[1] == 9 and counts[2] == 1  # each group its share, at least one
+    assert np.array_equal(plots.thin(groups[:50], 100), np.arange(50))  # fewer points than the cap: all
+
+
+def test_the_pattern_scatter_colours_the_largest_patterns_and_greys_the_rest() -> None:
+    import numpy as np
+
+    x, _ = _images(60)
+    groups = np.repeat([5, 3, 9, 1, 7], [25, 15, 10, 6, 4])  # sizes 25, 15, 10, 6, 4
+    xy = np.random.default_rng(0).normal(size=(60, 2))
+    fig = plots.embedding_scatter(xy, groups, x, top_k=3, max_points=30)
+    shown = [t for t in fig.data if t.showlegend is not False]
+    assert [t.name for t in shown] == ["pattern 5 (25)", "pattern 3 (15)", "pattern 9 (10)"]  # sizes: all points
+    assert len({t.marker.color for t in shown}) == 3
+    grey = [t for t in fig.data if t.showlegend is False]
+    assert len(grey) == 1 and grey[0].marker.color == plots.CONTEXT_GREY
+    assert sum(len(t.x) for t in fig.data) <= 30  # thinned
+    assert fig.layout.legend.orientation == "h" and fig.layout.legend.y < 0  # below the plot, clear of the points
+
+
+def test_pandas_prints_tables_in_full() -> None:
+    import pandas as pd
+
+    table = pd.DataFrame({"a": range(73), "b": range(73)})
+    assert pd.get_option("display.max_rows") is None
+    html = table._repr_html_()
+    assert html.split("<tbody>")[1].count("<tr>") == 73 and "..." not in html  # all 73 rows
+
+
+def test_the_book_renderer_leaves_plotly_js_out_and_keeps_plotlys_mime_type() -> None:
+    fig = every_figure()["curves_figure (steps, smoothed)"].to_dict()
+    bundle = plots.BookRenderer().to_mimebundle(fig)
+    assert len(bundle["text/html"]) < 50_000 and "Plotly.newPlot" in bundle["text/html"]
+    assert "* plotly.js v" not in bundle["text/html"] and "cdn" not in bundle["text/html"].lower()
+    assert bundle["application/vnd.plotly.v1+json"]["data"][0]["name"] == "a"  # JupyterLab draws this one
+    assert set(plots.BookRenderer(plotly_mime=False).to_mimebundle(fig)) == {"text/html"}  # the builds'
+
+
+def test_the_renderer_follows_plotly_renderer() -> None:
+    """Unset: "book" (both mime types); "notebook" (the builds and tests): "book_page" (the page's html only)."""
+    import subprocess
+    import sys
+
+    code = "import ddlib.plots, plotly.io as pio; print(pio.renderers.default)"
+    env = {k: v for k, v in __import__("os").environ.items() if k != "PLOTLY_RENDERER"}
+    seen = [subprocess.run([sys.executable, "-c", code], env={**env, **extra}, capture_output=True, text=True,
+                           timeout=300).stdout.strip() for extra in ({}, {"PLOTLY_RENDERER": "notebook"},
+                                                                     {"PLOTLY_RENDERER": "json"})]
+    assert seen == ["book", "book_page", "json"]

@@ -36,6 +36,7 @@ MINIMAL = {
     "evaluate": ["--selection", "selection.json"],
     "sweep": ["notebook.ipynb", "-p", "a", "1"],
     "book": ["--scale", "test"],
+    "cache": ["export", "--source", "cache-folder"],
 }
 OUTPUT_CASES = [(c, o) for c, outs in OUTPUTS.items() for o in outs]
 CACHE_COMMANDS = sorted(c for c in OUTPUTS if c not in NO_CACHE)

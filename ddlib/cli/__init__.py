@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ddlib import distributed, preflight
-from ddlib.cli import bps, common, data, inherit, sfm, sweep
+from ddlib.cli import bps, cache, common, data, inherit, sfm, sweep
 from ddlib.preflight import Output
 from ddlib.utils import ParamError
 
@@ -36,7 +36,7 @@ __all__ = ["Handler", "FAMILIES", "DISTRIBUTED", "OUTPUTS", "NO_CACHE", "build_p
 
 Handler = Callable[[argparse.Namespace], int]
 #: the command families, in the order ``--help`` lists them
-FAMILIES = (data, sfm, inherit, bps, sweep)
+FAMILIES = (data, sfm, inherit, bps, sweep, cache)
 #: the commands that split their work over torchrun's processes
 DISTRIBUTED = ("select", "evaluate")
 #: every command's output options (each family's ``OUTPUTS``), checked and claimed before its handler runs

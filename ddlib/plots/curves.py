@@ -7,7 +7,9 @@ from typing import Any
 import numpy as np
 import plotly.graph_objects as go
 
-from ddlib.plots.style import PALETTE
+from ddlib.plots.style import colours_for
+
+__all__ = ["curves_figure"]
 
 
 def curves_figure(series: Mapping[str, Sequence[float]], title: str | None = None, yaxis: str = "",
@@ -18,11 +20,12 @@ def curves_figure(series: Mapping[str, Sequence[float]], title: str | None = Non
     window's last value); ``log_y`` puts the y axis on a log scale. Chapter 3 plots optimisation steps
     (``xaxis="step"``, from 0); chapter 4 epochs (``xaxis="epoch", first=1``).
     """
+    colours = colours_for(series)  # a method's series in its colour (ddlib.plots.style), others in order
     fig = go.Figure()
-    for i, (name, ys) in enumerate(series.items()):
+    for name, ys in series.items():
         y = np.asarray(ys, dtype=float)
         x = first + np.arange(len(y))
-        colour = PALETTE[i % len(PALETTE)]
+        colour = colours[name]
         fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name=name, line=dict(color=colour, width=1),
                                  opacity=0.45 if smooth > 1 else 1.0))
         if smooth > 1 and len(y) >= smooth:

@@ -11,7 +11,18 @@ import plotly.graph_objects as go
 import torch
 
 from ddlib.plots.images import png_data_uri, to_uint8
-from ddlib.plots.style import PALETTE
+from ddlib.plots.style import CONTEXT_GREY, colour_of
+
+__all__ = ["REAL_COLOUR", "PATTERN_COLOURS", "HOVER_THUMBNAIL_JS", "project_2d", "thin", "largest_groups",
+           "embedding_scatter", "pca_basis", "flow_pca_figure"]
+
+#: The real data's centres in :func:`flow_pca_figure` (the reference every set is compared with)
+REAL_COLOUR = "#000000"
+
+#: Colours of the largest patterns of :func:`embedding_scatter` (distinct from each other and from the grey
+#: of the rest; patterns are no methods, so any distinct set does).
+PATTERN_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#17becf", "#e377c2", "#8c564b",
+                   "#bcbd22", "#393b79")
 
 #: A plotly ``post_script`` for :func:`embedding_scatter`: on hover, the figure's corner image
 #: (``layout.images[0]``) shows the hovered point's thumbnail (``customdata[0]``, a PNG data URI).
@@ -50,53 +61,87 @@ def project_2d(emb: torch.Tensor, method: str = "umap", seed: int = 0, n_neighbo
     return u[:, :2] * s[:2]
 
 
-#: colours of the largest groups of :func:`embedding_scatter` (ten that stay apart; the rest are :data:`OTHER`)
-LARGEST_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2",
-                   "#bcbd22", "#393b79")
-#: the grey of the groups :func:`embedding_scatter` does not colour
-OTHER = "#c7c7c7"
+def thin(groups: Sequence[int] | np.ndarray, max_points: int, seed: int = 0) -> np.ndarray:
+    """The sorted indices of at most ``max_points`` points, drawn reproducibly (``seed``) and stratified by
+    group: each group keeps its share of the points (at least one), so the picture's densities are the
+    data's. All indices when there are ``max_points`` or fewer.
+
+    A figure needs no more points than the eye can tell apart (a few hundred per pattern in a column-wide
+    scatter); every point drawn costs page weight (and, in :func:`embedding_scatter`, a thumbnail).
+    """
+    groups = np.asarray(groups)
+    n = len(groups)
+    if max_points < 1:
+        raise ValueError(f"max_points={max_points} must be >= 1")
+    if n <= max_points:
+        return np.arange(n)
+    rng = np.random.default_rng(seed)
+    ids, counts = np.unique(groups, return_counts=True)
+    share = np.maximum(1, np.floor(counts * max_points / n)).astype(int)
+    keep = []
+    for g, k in zip(ids, share):
+        members = np.flatnonzero(groups == g)
+        keep.append(rng.choice(members, size=min(k, len(members)), replace=False))
+    return np.sort(np.concatenate(keep))
+
+
+def largest_groups(groups: Sequence[int] | np.ndarray, k: int) -> list[int]:
+    """The ``k`` largest groups by size, largest first (ties: the smaller id first)."""
+    ids, counts = np.unique(np.asarray(groups), return_counts=True)
+    order = sorted(range(len(ids)), key=lambda i: (-counts[i], ids[i]))
+    return [ids[i].item() for i in order[:k]]
 
 
 def embedding_scatter(xy: np.ndarray, groups: Sequence[int], images: torch.Tensor, title: str | None = None,
-                      index: Sequence[int] | None = None, thumb_px: int = 112, largest: int | None = None) -> go.Figure:
+                      index: Sequence[int] | None = None, top_k: int = 8, max_points: int = 800,
+                      seed: int = 0) -> go.Figure:
     """A scatter of 2-D points coloured by group (pattern), each carrying its image thumbnail.
 
-    ``largest``: colour only the ``largest`` biggest groups (ten colours that stay apart, :data:`LARGEST_COLOURS`)
-    and draw every other point in one grey trace beneath them (:data:`OTHER`, "other patterns"): with dozens of
-    patterns, one colour each would repeat colours. None: one trace per group. The thumbnails ride in
-    ``customdata``; show the figure with ``post_script=HOVER_THUMBNAIL_JS`` to see the hovered image in the
-    right margin, above the legend (the first image is shown until then).
+    The ``top_k`` largest patterns get distinct colours and a legend entry each (the legend sits below
+    the plot, clear of the points); the other patterns are drawn grey, without a legend entry (their
+    pattern shows on hover). At most ``max_points`` points are drawn, chosen by :func:`thin` (stratified by
+    pattern, reproducible with ``seed``); the legend and the title count every point.
+
+    The thumbnails ride in ``customdata`` at the images' own size (the corner image shows them enlarged;
+    the book's CSS keeps the pixels sharp); show the figure with
+    ``post_script=HOVER_THUMBNAIL_JS`` to see the hovered image in the top-right corner.
     """
-    x = to_uint8(images)
     groups = np.asarray(groups)
-    index = np.arange(len(x)) if index is None else np.asarray(index)
-    scale = max(1, round(thumb_px / max(x.shape[1:3])))
-    uris = np.array([png_data_uri(img, scale) for img in x])
-    ids, counts = np.unique(groups, return_counts=True)
-    by_size = [int(g) for g in ids[np.lexsort((ids, -counts))]]  # largest first, ties by id
-    shown = by_size if largest is None else by_size[:largest]
+    index = np.arange(len(groups)) if index is None else np.asarray(index)
+    sizes = dict(zip(*(a.tolist() for a in np.unique(groups, return_counts=True))))
+    top = largest_groups(groups, top_k)
+    keep = thin(groups, max_points, seed)
+    x = to_uint8(images[torch.as_tensor(keep, dtype=torch.long)])
+    xy, groups, index = np.asarray(xy)[keep], groups[keep], index[keep]
+    uris = np.array([png_data_uri(img) for img in x])
     fig = go.Figure()
-    rest = ~np.isin(groups, shown)
+    rest = ~np.isin(groups, top)
     if rest.any():
         fig.add_trace(go.Scattergl(
-            x=xy[rest, 0], y=xy[rest, 1], mode="markers",
-            name=f"{len(by_size) - len(shown)} other patterns ({int(rest.sum())})",
-            marker=dict(size=5, color=OTHER), customdata=np.stack([uris[rest], index[rest].astype(str),
-                                                                  groups[rest].astype(str)], axis=1),
+            x=xy[rest, 0], y=xy[rest, 1], mode="markers", name="other patterns", showlegend=False,
+            marker=dict(size=5, color=CONTEXT_GREY), customdata=np.stack([uris[rest], index[rest].astype(str),
+                                                                          groups[rest].astype(str)], axis=1),
             hovertemplate="pattern %{customdata[2]}<br>image #%{customdata[1]}<extra></extra>"))
-    for i, g in enumerate(shown if largest is not None else sorted(shown)):
+    for i, g in enumerate(top):
         m = groups == g
-        colour = dict(color=LARGEST_COLOURS[i % len(LARGEST_COLOURS)]) if largest is not None else {}
         fig.add_trace(go.Scattergl(
-            x=xy[m, 0], y=xy[m, 1], mode="markers", name=f"pattern {g} ({int(m.sum())})",
-            marker=dict(size=7, line=dict(width=0.5, color="white"), **colour),
+            x=xy[m, 0], y=xy[m, 1], mode="markers", name=f"pattern {g} ({sizes[g]})",
+            marker=dict(size=7, color=PATTERN_COLOURS[i % len(PATTERN_COLOURS)], line=dict(width=0.5, color="white")),
             customdata=np.stack([uris[m], index[m].astype(str)], axis=1),
             hovertemplate=f"pattern {g}<br>image #%{{customdata[1]}}<extra></extra>"))
+    n_other = len(sizes) - len(top)
+    note = (f"{len(keep)} of {sum(sizes.values())} images; the {len(top)} largest of {len(sizes)} patterns coloured"
+            + (f", {n_other} others grey" if n_other else ""))
+    legend_rows = -(-len(top) // 4)
     fig.update_layout(
-        title=title, height=560, margin=dict(l=10, r=150, t=50 if title else 10, b=10),
-        plot_bgcolor="white", legend=dict(x=1.02, y=0.62, xanchor="left", yanchor="top"),
+        title=title, height=560 + 22 * legend_rows,
+        margin=dict(l=10, r=130, t=70 if title else 30, b=20 + 22 * legend_rows),
+        plot_bgcolor="white",
+        legend=dict(orientation="h", x=0, y=-0.02, xanchor="left", yanchor="top", itemsizing="constant"),
+        annotations=[dict(text=note, xref="paper", yref="paper", x=0, y=1.0, xanchor="left", yanchor="bottom",
+                          showarrow=False, font=dict(size=11, color="#555"))],
         images=[dict(source=uris[0] if len(uris) else None, xref="paper", yref="paper", x=1.02, y=1.0,
-                     sizex=0.2, sizey=0.35, xanchor="left", yanchor="top", layer="above")])
+                     sizex=0.2, sizey=0.3, xanchor="left", yanchor="top", layer="above")])
     fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False)
     fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False)
     return fig
@@ -113,7 +158,8 @@ def pca_basis(features: torch.Tensor, k: int = 2) -> tuple[torch.Tensor, torch.T
 
 def flow_pca_figure(real_centres: torch.Tensor, synthetic: dict[str, torch.Tensor], classes: Sequence[str],
                     real_features: torch.Tensor | None = None, real_labels: torch.Tensor | None = None,
-                    title: str | None = None, *, flows: Callable[[torch.Tensor], torch.Tensor]) -> go.Figure:
+                    title: str | None = None, *, flows: Callable[[torch.Tensor], torch.Tensor],
+                    max_points: int = 2000, seed: int = 0) -> go.Figure:
     """Class centres and their flows (arrows from each centre to the mean of the other centres) in the
     2-D PCA of the real features: the real set and every synthetic set of ``synthetic`` (name -> class
     means (C, D)), each a legend entry that can be toggled; hover shows the class.
@@ -121,7 +167,8 @@ def flow_pca_figure(real_centres: torch.Tensor, synthetic: dict[str, torch.Tenso
     ``flows`` maps class centres (C, D) to their flows (C, D): pass ``ddlib.sfm.stats.flows`` (the
     figure takes it as an argument because plots sit below ``ddlib.sfm`` and never import it).
     The PCA is fitted on ``real_features`` when given (drawn faintly, coloured by class), else on
-    the centres.
+    the centres; at most ``max_points`` of them are drawn (:func:`thin`, stratified by class). Each set has
+    its method's colour (:func:`ddlib.plots.style.colour_of`: ``"sfm"``, ``"lgm"``, ...), the real centres black.
     """
     basis_src = real_features if real_features is not None else real_centres
     mean, comp, ratio = pca_basis(basis_src.float())
@@ -131,13 +178,15 @@ def flow_pca_figure(real_centres: torch.Tensor, synthetic: dict[str, torch.Tenso
 
     fig = go.Figure()
     if real_features is not None and real_labels is not None:
-        xy = proj(real_features)
+        keep = torch.as_tensor(thin(real_labels.numpy(), max_points, seed), dtype=torch.long)
+        xy, labels = proj(real_features[keep]), real_labels[keep]
         fig.add_trace(go.Scattergl(x=xy[:, 0], y=xy[:, 1], mode="markers", name="real features",
-                                   marker=dict(size=3, color=real_labels.numpy(), colorscale="Turbo", opacity=0.25),
-                                   text=[classes[i] for i in real_labels.tolist()], hoverinfo="text"))
+                                   marker=dict(size=3, color=labels.numpy(), colorscale="Turbo", opacity=0.25),
+                                   text=[classes[i] for i in labels.tolist()], hoverinfo="text"))
     sets = {"real (dataset centres)": real_centres, **synthetic}
+    others = iter(range(len(sets)))
     for i, (name, mu) in enumerate(sets.items()):
-        colour = PALETTE[i % len(PALETTE)]
+        colour = REAL_COLOUR if i == 0 else colour_of(name, next(others))
         start, end = proj(mu), proj(mu + flows(mu))
         xs, ys, sizes, texts = [], [], [], []
         for c in range(len(classes)):

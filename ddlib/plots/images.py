@@ -14,6 +14,8 @@ import numpy as np
 import plotly.graph_objects as go
 import torch
 
+__all__ = ["to_uint8", "png_data_uri", "class_samples", "image_grid", "pattern_grid", "centre_margin_grid"]
+
 
 def to_uint8(x: torch.Tensor) -> np.ndarray:
     """Images (N, C, H, W), uint8 or float in [0, 1], as a uint8 array (N, H, W, C)."""

@@ -9,6 +9,8 @@ import pandas as pd
 import torch
 from pandas.api.types import is_integer_dtype
 
+__all__ = ["WholeTable", "whole_table", "class_balance", "cost_table"]
+
 
 class WholeTable(pd.DataFrame):
     """A DataFrame shown whole: every row and column and every cell uncut, whatever pandas' display options

@@ -9,7 +9,7 @@ __all__ = ["SCALES", "ALL_METHODS", "PROJECTIONS", "GPU_DISTILL_BACKBONE", "GPU_
            "RESULTS_CHANGES"]
 
 #: the scales of the chapters and of ``--scale``; ``None`` is the reference (the configs' defaults)
-SCALES = ("test", "cpu", "gpu")
+SCALES = ("test", "cpu", "gpu", "workshop")
 #: ``methods`` (and ``hard_label_methods``) "all": every registered selector (:func:`ddlib.selectors.names`) when
 #: the preset is built, so a selector registered by a user joins the chapters' runs
 ALL_METHODS = "all"
@@ -27,6 +27,8 @@ VALUES: dict[str, dict[str | None, dict[str, Any]]] = {
         "test": dict(dataset="fashion-mnist", per_class=30, test_per_class=10, seed=0, ipc=5),
         "cpu": dict(dataset="fashion-mnist", per_class=500, test_per_class=100, seed=0, ipc=10),
         "gpu": dict(dataset="cifar10", per_class=None, test_per_class=None, seed=0, ipc=10),
+        # book/workshop.md: every hands-on chapter in <= 3 minutes on a 2-core laptop from the imported cache
+        "workshop": dict(dataset="fashion-mnist", per_class=300, test_per_class=100, seed=0, ipc=10),
         None: dict(seed=0, ipc=10),
     },
     "bps": {  # chapters 1 and 2 (chapter 5 with RESULTS_CHANGES); modelling_test_per_class is chapter 1's split
@@ -54,6 +56,14 @@ VALUES: dict[str, dict[str | None, dict[str, Any]]] = {
                     queue_size=65536, warmup_epochs=5, clu_warmup_epochs=5, k=30, min_sim=0.5, teacher_epochs=200,
                     forgetting_recipe="deepcore", student_epochs=500, last_epochs=21, seeds=3, k_ratio=0.1,
                     hard_label_methods=ALL_METHODS, show_class=3, projection="umap", seed=0),
+        # book/workshop.md: a 3,000-image pool that every model learns from, so that an exercise that changes
+        # Stage 1 or the teacher re-runs in minutes; students short enough for an exercise's new grid
+        "workshop": dict(dataset="fashion-mnist", per_class=300, teacher_per_class=300, encoder_per_class=300,
+                         test_per_class=100, modelling_test_per_class=100, ipcs=[1, 10], methods=ALL_METHODS,
+                         backbone="convnet", width=32, depth=3, encoder_width=32, encoder_epochs=5, encoder_batch=128,
+                         queue_size=1024, warmup_epochs=1, clu_warmup_epochs=2, k=20, min_sim=0.5, teacher_epochs=10,
+                         forgetting_recipe="teacher", student_epochs=40, last_epochs=10, seeds=1, k_ratio=0.1,
+                         hard_label_methods=["bps", "random"], show_class=6, projection="umap", seed=0),
         None: dict(ipcs=[10], seeds=3, seed=0),  # the CLI's: select --ipc 10, evaluate --seeds 3
     },
     "sfm": {  # chapter 3
@@ -66,6 +76,9 @@ VALUES: dict[str, dict[str | None, dict[str, Any]]] = {
         # four self-supervised backbones, at 256 px cropped to 224: IPC 1, 5,000 steps, Adam 2e-3, a level every 200
         "gpu": dict(dataset="imagenette", per_class=None, backbone=GPU_DISTILL_BACKBONE, ipc=1, steps=5000, lr=2e-3,
                     grow_every=200, augs_per_batch=10, chunk_size=5, seed=0),
+        # chapter 3 distils SFM, chunked SFM and LGM again at every run (it measures their cost): 100 steps
+        "workshop": dict(dataset="fashion-mnist", per_class=100, backbone="inhouse", encoder_epochs=5, encoder_width=32,
+                         ipc=1, steps=100, lr=0.01, grow_every=15, augs_per_batch=10, chunk_size=5, seed=0),
         None: dict(seed=0),
     },
     # chapter 4 (augs_per_batch: chapter 5's LGM run); the CLI's distill and evaluate-synthetic. cpu: distilled
@@ -90,6 +103,11 @@ VALUES: dict[str, dict[str | None, dict[str, Any]]] = {
                     eval_backbones=list(GPU_EVAL_BACKBONES), image_size=None, ipc=1, steps=5000, lr=2e-3,
                     grow_every=200, augs_per_batch=10, probe_epochs=1000, probe_lr=1e-3, projector_lr=1e-2,
                     views=None, runs=5, golden_epochs=10, golden_views=None, seed=0),
+        # chapter 4 trains every probe, CI and KD head again at every run: one run of 200 epochs
+        "workshop": dict(dataset="fashion-mnist", per_class=100, test_per_class=100, distill_backbone="efficientnet-lite0",
+                         eval_backbones=["efficientnet-lite2", "inhouse"], encoder_epochs=5, encoder_width=32,
+                         image_size=64, ipc=1, steps=200, lr=0.05, grow_every=15, augs_per_batch=10, probe_epochs=200,
+                         probe_lr=0.1, projector_lr=1.0, views=10, runs=1, golden_epochs=100, golden_views=2, seed=0),
         None: dict(seed=0),
     },
 }
@@ -102,6 +120,7 @@ RESULTS_CHANGES: dict[str, dict[str, dict[str, Any]]] = {
     "test": {"bps": dict(methods=["bps", "random", "herding"]), "ci": dict(probe_lr=ProbeConfig.lr)},
     "cpu": {"bps": {}, "ci": {}},
     "gpu": {"bps": {}, "ci": {}},
+    "workshop": {"bps": {}, "ci": {}},
 }
 
 
