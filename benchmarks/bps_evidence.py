@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--curve-ipcs", default=None, help="default: the run's IPCs")
     ap.add_argument("--merged-patterns", default=None, metavar="IPC[:MIN_SLOTS]",
                     help="also BPS (KD) on the partition merged until every pattern gets MIN_SLOTS (default 2) slots "
-                         "at IPC (ddlib.bps.select.merge_patterns: training data only), as rows 'bps (coarser "
+                         "at IPC (ddlib.bps.slots.merge_patterns: training data only), as rows 'bps (coarser "
                          "patterns)' paired against BPS and random")
     ap.add_argument("--study", default=None,
                     help="name a side study (e.g. slots): the record is then read as that study "
@@ -175,7 +175,7 @@ def _run(a: argparse.Namespace) -> int:
     extra_rows: list[dict] = []
     merged = _merged_spec(a.merged_patterns)
     if merged is not None and "kd" in students:
-        from ddlib.bps.select import merge_patterns
+        from ddlib.bps.slots import merge_patterns
 
         inputs = mod["inputs"]
         coarse = merge_patterns(inputs.embeddings, inputs.labels, inputs.patterns, *merged)
@@ -247,10 +247,10 @@ def _run(a: argparse.Namespace) -> int:
             fracs = list((base.get("config") or {}).get("centre_frac_ablation") or [])
     label = results.dataset_label(p.dataset)
     everything = grid + extra_rows + curve_rows
-    acc = [{**r, "dataset": label, "setting": _setting(everything, r)} for r in P.accuracy_rows(everything)]
-    paired = P.paired_table(grid)
+    acc = [{**r, "dataset": label, "setting": _setting(everything, r)} for r in P.grid_accuracy(everything)]
+    paired = P.grid_pairs(grid)
     paired += _ablation_pairs(grid, extra_rows)
-    paired += P.paired_table([r for r in extra_rows if r["student"] == "kd-weak-teacher"])
+    paired += P.grid_pairs([r for r in extra_rows if r["student"] == "kd-weak-teacher"])
     paired += _curve_pairs(curve_rows)
     hlr = []
     if "ce" in students and teacher is not None and students["ce"].model == p.teacher.model \
@@ -377,7 +377,7 @@ def _ablation_pairs(grid: list[dict], extra: list[dict]) -> list[dict]:
     for name in sorted({r["method"] for r in abl}):
         for against in ("bps", "random"):
             rows = [r for r in abl if r["method"] == name] + [r for r in base if r["method"] == against]
-            out += [t for t in P.paired_table(rows, baseline=against) if t["method"] == name]
+            out += [t for t in P.grid_pairs(rows, baseline=against) if t["method"] == name]
     return out
 
 
@@ -388,7 +388,7 @@ def _curve_pairs(rows: list[dict]) -> list[dict]:
     out = []
     for proto in sorted({r["student"] for r in rows}):
         sub = [r for r in rows if r["student"] == proto]
-        out += P.paired_table(sub)
+        out += P.grid_pairs(sub)
     return out
 
 

@@ -122,8 +122,8 @@ def main(argv: list[str] | None = None) -> int:
                                select_cfg=p.select, device=a.device, progress=not a.quiet)
         grid += [r for r in rows if (r["method"], r["ipc"], r["seed"]) not in have]
     label_ds = results.dataset_label(p.dataset)
-    acc = [{**r, "dataset": label_ds} for r in P.accuracy_rows(grid)]
-    paired = [t for t in P.paired_table(grid) if t["baseline"] == "random"]
+    acc = [{**r, "dataset": label_ds} for r in P.grid_accuracy(grid)]
+    paired = [t for t in P.grid_pairs(grid) if t["baseline"] == "random"]
     trained = sum(not r["cached"] and not r.get("joined") for r in grid)
     results.write(
         a.out, what=f"BPS and coreset baselines on {label_ds} with KD students of several architectures, paired over "

@@ -16,6 +16,10 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+__all__ = ["RULES", "accuracy", "fill_distance", "mmd", "assign_roles", "centre_margin_share", "pattern_coverage",
+           "pattern_purity", "METRICS", "paired_difference", "verdict", "paired_stats", "improvement_over_random",
+           "hard_label_recovery"]
+
 #: The two ways a student's accuracy is read: ``best_last``, the reference's best test accuracy over its last
 #: evaluated epochs (it looks at the test set that many times), and ``final``, the last epoch's.
 RULES = {"best_last": "best of the last epochs", "final": "final epoch"}

@@ -131,7 +131,7 @@ def test_patterns_table_and_what_a_partition_found() -> None:
     import pandas as pd
 
     from ddlib.bps.patterns import describe_partition, patterns_table
-    from ddlib.bps.select import slots_per_pattern
+    from ddlib.bps.slots import slots_per_pattern
 
     labels = torch.tensor([0] * 10 + [1] * 4)
     pats = torch.tensor([0] * 6 + [1] * 3 + [2] + [0] * 4)

@@ -65,7 +65,7 @@ def test_grid_pairs_seeds_and_draws_random_afresh(pool: data.Dataset) -> None:
     assert P.select("herding", mod["inputs"], 2, 0)["indices"] == P.select("herding", mod["inputs"], 2, 1)["indices"]
     for r in rows:
         assert r["final"] == r["accs"][-1] and r["best_last"] == max(r["accs"])
-    table = P.paired_table(rows)
+    table = P.grid_pairs(rows)
     vs_random = [t for t in table if t["baseline"] == "random"]
     assert {(t["method"], t["protocol"], t["rule"]) for t in vs_random} == {
         (m, p, rule) for m in ("bps", "herding") for p in ("kd", "ce") for rule in P.RULES}
@@ -77,7 +77,7 @@ def test_grid_pairs_seeds_and_draws_random_afresh(pool: data.Dataset) -> None:
     assert t["n_seeds"] == 3 and isinstance(t["verdict"], str)
     kd_ce = [t for t in table if t["protocol"] == "kd - ce"]
     assert len(kd_ce) == 3 * 2  # per method, both rules
-    summary = P.accuracy_rows(rows)
+    summary = P.grid_accuracy(rows)
     assert len(summary) == 3 * 2 * 2 and all(len(s["per_seed"]) == 3 for s in summary)
 
 

@@ -295,7 +295,7 @@ def test_non_finite_candidates_skip_the_filter_as_sklearn():
 
 
 def test_slots_per_pattern_on_a_hand_computed_case():
-    from ddlib.bps.select import slots_per_pattern, slots_summary
+    from ddlib.bps.slots import slots_per_pattern, slots_summary
 
     # class 0: patterns of 6, 3, 1 images; class 1: one pattern of 4
     labels = np.array([0] * 10 + [1] * 4)
@@ -314,7 +314,7 @@ def test_slots_per_pattern_on_a_hand_computed_case():
 
 
 def test_slots_per_pattern_counts_the_roles_select_bps_gives():
-    from ddlib.bps.select import slots_per_pattern
+    from ddlib.bps.slots import slots_per_pattern
 
     rng = np.random.default_rng(3)
     labels = np.repeat(np.arange(3), 60)
@@ -329,7 +329,7 @@ def test_slots_per_pattern_counts_the_roles_select_bps_gives():
 
 
 def test_merge_patterns_merges_the_smallest_into_the_nearest_until_each_gets_its_slots():
-    from ddlib.bps.select import merge_patterns
+    from ddlib.bps.slots import merge_patterns
 
     a, b, c, d = [1.0, 0.0], [0.0, 1.0], [0.9, 0.1], [0.1, 0.9]
     emb = np.array([a] * 5 + [b] * 3 + [c] + [d] + [a] * 3, dtype=np.float32)
@@ -348,7 +348,7 @@ def test_merge_patterns_merges_the_smallest_into_the_nearest_until_each_gets_its
 
 
 def test_slots_report_glue_and_balance_words():
-    from ddlib.bps.select import balance_words, slots_report
+    from ddlib.bps.slots import balance_words, slots_report
 
     labels = np.array([0] * 10 + [1] * 4)
     patterns = np.array([0] * 6 + [1] * 3 + [2] + [0] * 4)

@@ -348,7 +348,7 @@ def patterns_table(labels: torch.Tensor, patterns: torch.Tensor, info: dict, cla
 def describe_partition(table, slots=None, recorded: dict | None = None, ipc: int = 10) -> dict:  # noqa: ANN001
     """What a partition found, in numbers and in words a chapter can cite (chapter 1's "What we found").
 
-    ``table``: :func:`patterns_table`'s; ``slots``: :func:`ddlib.bps.select.slots_per_pattern`'s rows at
+    ``table``: :func:`patterns_table`'s; ``slots``: :func:`ddlib.bps.slots.slots_per_pattern`'s rows at
     ``ipc`` (None: no Stage-2 reading); ``recorded``: :func:`ddlib.results.recorded_patterns`'s glue (the
     patterns per class of recorded modellings of the same dataset). Every word is read from the numbers:
 
@@ -357,12 +357,12 @@ def describe_partition(table, slots=None, recorded: dict | None = None, ipc: int
       more, else "a few patterns of unequal sizes";
     - ``typical``: whether this run's counts lie within the recorded ones (within 20 % of their range);
     - ``balance``: how much of BPS's centre/margin split acts at ``ipc``
-      (:func:`ddlib.bps.select.balance_words`).
+      (:func:`ddlib.bps.slots.balance_words`).
 
     Returns glue: ``min_patterns``, ``max_patterns``, ``total_patterns``, ``n_singletons``, ``largest_min``,
     ``largest_max``, ``median_min``, ``median_max``, ``half_min``, ``half_max``, ``shape``, ``typical``, and
     with ``slots`` ``slots_min``, ``slots_max``, ``slots_margin_max``, ``slots_centre_pct``, ``balance``."""
-    from ddlib.bps.select import balance_words
+    from ddlib.bps.slots import balance_words
 
     pats, largest = table["patterns"], table["largest (%)"]
     out: dict = {"min_patterns": int(pats.min()), "max_patterns": int(pats.max()), "total_patterns": int(pats.sum()),

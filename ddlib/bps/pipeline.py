@@ -28,7 +28,7 @@ from ddlib.utils import ParamError, config_dict
 
 __all__ = ["select_bps_inputs", "PipelineConfig", "load_datasets", "check_methods", "modelling", "select",
            "run_selection", "selection_table", "evaluate_all", "evaluate_grid", "student_key", "STUDENT_FIELDS",
-           "paired_table", "accuracy_rows"]
+           "grid_pairs", "grid_accuracy"]
 
 
 @register("bps", needs=("patterns", "teacher"), takes_config=True, first=True,
@@ -341,7 +341,7 @@ def _train_jobs(ds, jobs, cfg, teacher, device, progress, one_by_one) -> list[di
     return [r if "cached" in r else {**r, "cached": True} for r in out]
 
 
-def paired_table(rows: list[dict], baseline: str = "random", confidence: float = 0.95) -> list[dict]:
+def grid_pairs(rows: list[dict], baseline: str = "random", confidence: float = 0.95) -> list[dict]:
     """Every comparison of :func:`evaluate_grid`'s rows as a paired difference over seeds with its interval.
 
     - each method against ``baseline`` (same IPC, student protocol and rule): for the KD protocol this
@@ -380,7 +380,7 @@ def paired_table(rows: list[dict], baseline: str = "random", confidence: float =
     return out
 
 
-def accuracy_rows(rows: list[dict]) -> list[dict]:
+def grid_accuracy(rows: list[dict]) -> list[dict]:
     """:func:`evaluate_grid`'s rows summarised per (method, IPC, protocol, rule): mean, std (ddof 1), per seed."""
     import numpy as np
 

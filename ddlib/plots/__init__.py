@@ -23,10 +23,10 @@ from ddlib.plots.embeddings import (HOVER_THUMBNAIL_JS, PATTERN_COLOURS, embeddi
 from ddlib.plots.images import centre_margin_grid, class_samples, image_grid, pattern_grid, png_data_uri, to_uint8
 from ddlib.plots.style import (CONTEXT_GREY, METHOD_COLOURS, PALETTE, BookRenderer, canonical, colour_of, colours_for,
                                show_tables_in_full)
-from ddlib.plots.tables import WholeTable, class_balance, cost_table, whole_table
+from ddlib.plots.tables import WholeTable, class_balance, run_costs, whole_table
 
 __all__ = ["MODE_LABELS", "METHOD_COLOURS", "PALETTE", "CONTEXT_GREY", "PATTERN_COLOURS", "HOVER_THUMBNAIL_JS",
            "BookRenderer", "accuracy_figure", "bytes_figure", "canonical", "centre_margin_grid", "class_balance",
-           "class_samples", "colour_of", "colours_for", "cost_table", "curves_figure", "embedding_scatter",
+           "class_samples", "colour_of", "colours_for", "curves_figure", "run_costs", "embedding_scatter",
            "flow_pca_figure", "grouped_bars", "image_grid", "lines_figure", "largest_groups", "pattern_counts", "pattern_grid", "pca_basis",
            "png_data_uri", "project_2d", "show_tables_in_full", "thin", "to_uint8", "WholeTable", "whole_table"]

@@ -84,11 +84,12 @@ def grouped_bars(rows: Sequence[Mapping[str, Any]], x: str, y: str, group: str, 
     titles = [str((facet_titles or {}).get(f, f)) for f in facets] if facet else None
     fig = make_subplots(rows=len(facets), cols=1, subplot_titles=titles, vertical_spacing=0.12 if facet else 0.0)
     groups = list(dict.fromkeys(r[group] for r in rows))
+    colours = colours_for(groups)  # a method in its colour in every chapter
     for i, f in enumerate(facets):
-        for j, g in enumerate(groups):
+        for g in groups:
             sel = [r for r in rows if r[group] == g and (facet is None or r[facet] == f)]
             fig.add_trace(go.Bar(x=[r[x] for r in sel], y=[r[y] for r in sel], name=str(g), legendgroup=str(g),
-                                 showlegend=i == 0, marker_color=PALETTE[j % len(PALETTE)],
+                                 showlegend=i == 0, marker_color=colours[g],
                                  hovertemplate="%{x}: %{y:.3g}<extra>" + f"{group_title} {g}".strip() + "</extra>"),
                           row=i + 1, col=1)
         fig.update_yaxes(title_text=yaxis, range=list(y_range) if y_range else None, row=i + 1, col=1)

@@ -9,7 +9,7 @@ import plotly.graph_objects as go
 
 from ddlib.plots.style import colours_for
 
-__all__ = ["curves_figure"]
+__all__ = ["curves_figure", "lines_figure"]
 
 
 def curves_figure(series: Mapping[str, Sequence[float]], title: str | None = None, yaxis: str = "",
@@ -58,13 +58,14 @@ def lines_figure(rows: Sequence[Mapping[str, Any]], x: str, y: str, group: str, 
     fig = make_subplots(rows=n_rows, cols=cols, shared_yaxes=cols == 2, horizontal_spacing=0.06,
                         subplot_titles=[f"{facet_label} {f}".strip() for f in facets] if facet else None)
     groups = list(dict.fromkeys(r[group] for r in rows))
+    colours = colours_for(groups)  # a method in its colour in every chapter
     for i, f in enumerate(facets):
         where = dict(row=1, col=i + 1) if cols == 2 else dict(row=i + 1, col=1)
-        for j, g in enumerate(groups):
+        for g in groups:
             sel = sorted((r for r in rows if r[group] == g and (facet is None or r[facet] == f)), key=lambda r: r[x])
             fig.add_trace(go.Scatter(x=[r[x] for r in sel], y=[r[y] for r in sel], mode="lines+markers", name=str(g),
                                      legendgroup=str(g), showlegend=i == 0,
-                                     line=dict(color=PALETTE[j % len(PALETTE)]),
+                                     line=dict(color=colours[g]),
                                      error_y=dict(type="data", array=[r[error] for r in sel]) if error else None),
                           **where)
         ticks = sorted({r[x] for r in rows if facet is None or r[facet] == f})

@@ -9,7 +9,7 @@ import pandas as pd
 import torch
 from pandas.api.types import is_integer_dtype
 
-__all__ = ["WholeTable", "whole_table", "class_balance", "cost_table"]
+__all__ = ["WholeTable", "whole_table", "class_balance", "run_costs"]
 
 
 class WholeTable(pd.DataFrame):
@@ -58,7 +58,7 @@ def class_balance(labels_by_split: dict[str, torch.Tensor], classes: Sequence[st
     return table
 
 
-def cost_table(results: dict[str, dict]) -> pd.DataFrame:
+def run_costs(results: dict[str, dict]) -> pd.DataFrame:
     """Wall time, time per step, peak memory and final flow cosine of distillation results (name -> result)."""
     rows = {}
     for name, r in results.items():

@@ -186,7 +186,7 @@ def versus_table(record: Record | None, method: str = "bps") -> pd.DataFrame:
     from the record's per-seed accuracies (the record's own ``paired`` table compares with random only).
     Columns: ``method``, ``baseline``, ``ipc``, ``protocol``, ``rule``, ``n_seeds``, ``diff_mean``, ``ci95``,
     ``excludes_zero``, ``verdict``."""
-    from ddlib.bps.pipeline import paired_table as pairs
+    from ddlib.bps.pipeline import grid_pairs as pairs
 
     grid = (record.data.get("grid") or []) if record is not None else []
     rows = [r for r in grid if isinstance(r, dict) and r.get("setting", "main") == "main"]

@@ -123,8 +123,8 @@ SELECTION_FAMILIES: dict[str, _Family] = {
 
 def _paired(source: Record | Sequence[Mapping[str, Any]], method: str, versus: bool) -> pd.DataFrame:
     """Paired rows of an evidence record (its own table, or ``method`` against every selector), or computed
-    here from a build's students (:func:`ddlib.bps.pipeline.paired_table`)."""
-    from ddlib.bps.pipeline import paired_table as pairs
+    here from a build's students (:func:`ddlib.bps.pipeline.grid_pairs`)."""
+    from ddlib.bps.pipeline import grid_pairs as pairs
 
     if isinstance(source, Record):
         return versus_table(source, method) if versus else paired_table([source])
@@ -150,7 +150,7 @@ def selection_verdicts(source: Record | Sequence[Mapping[str, Any]] | None, fami
     ``weak_teacher`` (``method`` against random under a teacher that learned from a subsample),
     ``epoch_curve`` (``method`` against random per student budget), ``slots`` (a side study,
     ``latest_evidence(dataset, study="slots")``: ``method`` against random at IPCs where its patterns get a
-    centre and a margin, and ``method`` on the coarser partition of :func:`ddlib.bps.select.merge_patterns`
+    centre and a margin, and ``method`` on the coarser partition of :func:`ddlib.bps.slots.merge_patterns`
     against ``method`` and random). ``rule``: the reading shown (the glue
     holds both). ``key``: the glue's prefix (default ``family``); ``dataset`` names a build's data.
 

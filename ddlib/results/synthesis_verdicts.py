@@ -271,13 +271,13 @@ def inheritance_summary(results: Mapping[tuple, Mapping[str, Any]], *, distill_b
 def synthesis_costs(synthesis: Mapping[str, Mapping[str, Any]], *, method: str = "SFM", baseline: str = "LGM",
                     key: str = "synthesis_costs") -> tuple[pd.DataFrame, dict[str, str | float]]:
     """This build's distillation runs (``{name: ddlib.sfm.synth.distill result}``): steps, wall time, time per
-    step, peak memory and final flow cosine (:func:`ddlib.plots.cost_table`'s columns that fit the page),
+    step, peak memory and final flow cosine (:func:`ddlib.plots.run_costs`'s columns that fit the page),
     and ``baseline``'s wall time and peak memory as multiples of ``method``'s in the glue
     (``<key>_time_ratio``, ``<key>_mem_ratio``). Chapter 5 ("Cost: time and memory") uses it; its cell is
     left out of output comparisons (times vary)."""
-    from ddlib.plots.tables import cost_table, whole_table
+    from ddlib.plots.tables import run_costs, whole_table
 
-    table = cost_table(dict(synthesis))[["steps", "wall time (s)", "ms per step", "peak memory (MiB)",
+    table = run_costs(dict(synthesis))[["steps", "wall time (s)", "ms per step", "peak memory (MiB)",
                                          "final flow cosine"]]
     glue: dict[str, str | float] = {}
     if method in synthesis and baseline in synthesis:

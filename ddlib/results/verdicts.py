@@ -147,7 +147,7 @@ def verdict_table(rows: Any, *, rule: str = "final", expected: Iterable[Any] | N
     ``rows``: paired rows (a DataFrame or mappings) with ``method``, ``baseline``, ``ipc``, ``protocol``,
     ``n_seeds``, ``diff_mean`` and ``ci95`` (fractions; ``unit`` makes them points), and ``rule`` (rows
     without one count as ``rule``): :func:`~ddlib.results.paired_table`, :func:`~ddlib.results.versus_table`,
-    :func:`~ddlib.results.synthesis_versus` or :func:`ddlib.bps.pipeline.paired_table` rows, of one dataset.
+    :func:`~ddlib.results.synthesis_versus` or :func:`ddlib.bps.pipeline.grid_pairs` rows, of one dataset.
     ``rule``: which reading the table shows, ``"final"`` (the default) or ``"best_last"``; the glue holds
     every rule's numbers. ``expected``: the comparisons the family should hold, ``(method, baseline, ipc,
     protocol)`` tuples or mappings; one without a row reads "not run". Rows are grouped by comparison in the

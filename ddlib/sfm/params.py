@@ -18,6 +18,9 @@ from torch import Tensor
 
 from ddlib.utils import ParamError, check_choice
 
+__all__ = ["PARAMETERISATIONS", "INITS", "COLOR_CORRELATION_SVD_SQRT", "COLOR_MATRIX", "decorrelate_colour",
+           "correlate_colour", "pyramid_resolutions", "pyramid_state_bytes", "ImageParams"]
+
 PARAMETERISATIONS = ("pyramid", "pixels")
 INITS = ("noise", "zero", "real")
 

@@ -19,6 +19,8 @@ from ddlib.artifacts import write_bytes_atomic, write_json_atomic
 from ddlib.identity import dataset_name
 from ddlib.utils import ParamError, json_safe
 
+__all__ = ["save_synthetic", "load_synthetic"]
+
 
 def save_synthetic(result: dict[str, Any], out_dir: str | os.PathLike, *, classes: list[str] | None = None,
                    backbone: str | None = None, dataset: Any = None, provenance: dict[str, Any] | None = None,

@@ -21,6 +21,9 @@ from ddlib import artifacts
 from ddlib.losses import flat_cosine
 from ddlib.utils import ParamError, check_int, get_device, progress as progress_bar, to_unit
 
+__all__ = ["autocast_context", "match_channels", "backbone_channels", "class_means", "class_centres", "flows",
+           "reference_flows", "flow_cosine", "view_flow_cosines", "dataset_stats"]
+
 
 def autocast_context(device: torch.device) -> contextlib.AbstractContextManager:
     """Mixed precision for feature passes: bf16 autocast on CUDA (fp16 where bf16 is unsupported), none on CPU."""
