@@ -41,7 +41,7 @@ def every_figure() -> dict[str, go.Figure]:
         "curves_figure (epochs, log)": plots.curves_figure({"p": [1.0, 0.5]}, title="t", yaxis="MSE",
                                                             xaxis="epoch", first=1, log_y=True),
         "embedding_scatter (largest coloured)": plots.embedding_scatter(plots.project_2d(emb, "pca"),
-                                                                        [0] * 6 + [1] * 4 + [2, 3], x, largest=2),
+                                                                        [0] * 6 + [1] * 4 + [2, 3], x, top_k=2),
         "centre_margin_grid (sizes)": plots.centre_margin_grid(x, list(range(6)), [0, 0, 1, 1, 0, 1],
                                                                ["centre", "margin"] * 3, sizes={0: 40, 1: 9}),
         "grouped_bars (facets)": plots.grouped_bars(

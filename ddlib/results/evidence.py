@@ -14,7 +14,8 @@ from typing import Any
 
 import pandas as pd
 
-from ddlib.results.records import (RULES, VERSUS_COLUMNS, Record, _is_number, _spread, dataset_label, load)
+from ddlib.metrics import RULES
+from ddlib.results.records import VERSUS_COLUMNS, Record, _is_number, _spread, dataset_label, load
 
 __all__ = ["PAIRED_COLUMNS", "bps_split_ablation", "epoch_curve", "evidence_summary", "hlr_table", "latest_evidence",
            "paired_table", "recorded_patterns", "teacher_text", "verdict_of", "versus_table"]
@@ -81,9 +82,26 @@ def _modelling_of(rec: Record) -> Any:
     """What makes two evidence records' numbers comparable: the data, the modelling (Stage 1's key), the
     teacher's and the students' settings, and the seeds; everything but which IPCs were run."""
     c = rec.config
-    pipeline = {k: v for k, v in (c.get("pipeline") or {}).items() if k != "select"}
+    pipeline = {k: v for k, v in (c.get("pipeline") or {}).items() if k not in ("select", "forgetting")}
     return json.dumps([c.get("dataset"), c.get("teacher_dataset"), pipeline, c.get("students"), c.get("seeds"),
                        (rec.data.get("modelling") or {}).get("modelling_key")], sort_keys=True)
+
+
+def _forgetting_rule(rec: Record) -> str:
+    """The rule a record's ``forgetting`` rows were read by: ``"deepcore"`` (never-learned images keep 0
+    events) or ``"toneva"`` (they count as forgotten infinitely often: every record made before the rule
+    became a setting, whose forgetting config has no ``never_learned``)."""
+    return ((rec.config.get("pipeline") or {}).get("forgetting") or {}).get("never_learned") or "toneva"
+
+
+def _rename_forgetting(row: dict, label: str) -> dict:
+    """``row`` with its ``forgetting`` method (alone or as ``forgetting / <protocol>``) named ``label``."""
+    out = dict(row)
+    for k in ("method", "baseline"):
+        v = out.get(k)
+        if isinstance(v, str) and (v == "forgetting" or v.startswith("forgetting / ")):
+            out[k] = label + v[len("forgetting"):]
+    return out
 
 
 def latest_evidence(dataset: str, records: Iterable[Record] | None = None, study: str | None = None) -> Record | None:
@@ -98,7 +116,10 @@ def latest_evidence(dataset: str, records: Iterable[Record] | None = None, study
     are taken from older records of the same modelling, teacher, students and seeds (newest first), and
     the result is one :class:`Record` whose ``source`` names every file, joined by " + ", with
     ``merged_from`` (each file's source, commit, date, IPCs and teacher accuracy). Records of another
-    modelling are never mixed in. The same settings are not the same bits: a modelling trained again in
+    modelling are never mixed in. The forgetting baseline's settings are the selector's, not the
+    modelling's: an older part whose forgetting rows were read by another rule than the newest's
+    (:func:`_forgetting_rule`) keeps them under that rule's name, e.g. ``forgetting (toneva)``
+    (``forgetting_rows`` in its ``merged_from`` entry). The same settings are not the same bits: a modelling trained again in
     another session differs in its last digits (its teacher's accuracy is kept per part, and
     :func:`teacher_text` says so); every paired difference is still within one modelling, per IPC."""
     records = load() if records is None else list(records)
@@ -123,11 +144,14 @@ def latest_evidence(dataset: str, records: Iterable[Record] | None = None, study
         extra = ipcs(old) - covered
         if not extra or _modelling_of(old) != _modelling_of(newest):
             continue
+        rule = _forgetting_rule(old)
+        label = "forgetting" if rule == _forgetting_rule(newest) else f"forgetting ({rule})"
         for key in ("grid", "paired", "hlr", "rows"):
-            mine = [r for r in old.data.get(key) or [] if isinstance(r, dict) and r.get("ipc") in extra]
+            mine = [_rename_forgetting(r, label) for r in old.data.get(key) or []
+                    if isinstance(r, dict) and r.get("ipc") in extra]
             data[key] = [*(data.get(key) or []), *mine]
         covered |= extra
-        parts.append(part(old, extra))
+        parts.append({**part(old, extra), **({"forgetting_rows": label} if label != "forgetting" else {})})
     if len(parts) == 1:
         return newest
     return Record(" + ".join(p["source"] for p in parts), {**data, "merged_from": parts})
