@@ -12,6 +12,8 @@ One package, one module per job; every public name is re-exported here, so ``res
 - :mod:`~ddlib.results.costs`: every time and memory number (:func:`cost_table`, :func:`cost_appendix`);
 - :mod:`~ddlib.results.verdicts`: a family of paired comparisons as one table in plain words
   (:func:`verdict_table`, :func:`display_name`), the same in chapters 2, 4 and 5;
+- :mod:`~ddlib.results.reconcile`: this build's one-seed run beside the five-seed record
+  (:func:`live_versus_record`);
 - :mod:`~ddlib.results.selection_verdicts` and :mod:`~ddlib.results.synthesis_verdicts`: what the chapters
   show, each a function returning ``(table, glue)`` (:func:`selection_verdicts`, :func:`synthesis_verdicts`,
   :func:`inheritance_verdicts`, :func:`selection_gains`, ...).
@@ -76,11 +78,13 @@ from ddlib.results.synthesis import (
                                     synthesis_cost_curve,
                                     synthesis_versus,
 )
+from ddlib.results.reconcile import AGREEMENT, live_versus_record
 from ddlib.results.synthesis_verdicts import (
                                     inheritance_summary,
                                     inheritance_verdicts,
                                     synthesis_cost_summary,
                                     synthesis_costs,
+                                    synthesis_modes,
                                     synthesis_steps,
                                     synthesis_verdicts,
 )
@@ -98,15 +102,15 @@ from ddlib.results.verdicts import (
                                     verdict_table,
 )
 
-__all__ = ["ACCURACY_COLUMNS", "CLAIM_SEEDS", "COARSER", "CROSS_ARCH_PREFIX", "COST_COLUMNS", "COST_CURVE_COLUMNS",
+__all__ = ["ACCURACY_COLUMNS", "AGREEMENT", "CLAIM_SEEDS", "COARSER", "CROSS_ARCH_PREFIX", "COST_COLUMNS", "COST_CURVE_COLUMNS",
            "DISPLAY_NAMES", "KEYS", "MINUS", "PAIRED_COLUMNS", "PROVENANCE_KEYS", "RESULT_DIRS",
            "SELECTION_FAMILIES", "VERDICT_COLUMNS", "VERSUS_COLUMNS", "Record", "ResultsError", "accuracy_rows",
            "accuracy_table", "bps_split_ablation", "chapter_time", "comparison_name", "cost_appendix", "cost_table",
            "cross_arch_verdicts", "dataset_label", "display_name", "epoch_curve", "evidence_summary", "headline",
-           "hlr_table", "inheritance_summary", "inheritance_verdicts", "latest_cross_arch", "latest_evidence", "latest_synthesis", "load",
+           "hlr_table", "inheritance_summary", "inheritance_verdicts", "latest_cross_arch", "latest_evidence", "latest_synthesis", "live_versus_record", "load",
            "load_file", "paired_table", "phrase", "points", "recorded_patterns", "records_overview",
            "records_table", "result_files", "selection_accuracy", "selection_balance", "selection_costs",
            "selection_gains", "selection_hlr", "selection_verdicts", "slug", "split_columns", "strict",
-           "synthesis_by_steps", "synthesis_cost_curve", "synthesis_cost_summary", "synthesis_costs",
+           "synthesis_by_steps", "synthesis_cost_curve", "synthesis_cost_summary", "synthesis_costs", "synthesis_modes",
            "synthesis_steps", "synthesis_verdicts", "synthesis_versus", "teacher_text", "verdict_of", "verdict_table",
            "versus_table", "write"]

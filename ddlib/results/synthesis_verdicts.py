@@ -19,7 +19,7 @@ from ddlib.results.verdicts import MINUS, display_name, points, slug, verdict_ta
 from ddlib.utils import ParamError
 
 __all__ = ["inheritance_summary", "inheritance_verdicts", "synthesis_cost_summary", "synthesis_costs",
-           "synthesis_steps", "synthesis_verdicts"]
+           "synthesis_modes", "synthesis_steps", "synthesis_verdicts"]
 
 _MODES = ("probe", "ci", "kd")  # ddlib.sfm.inherit.MODES, in the order the book shows them
 
@@ -71,6 +71,44 @@ def synthesis_verdicts(record: Record | None = None, baseline: str = "lgm", *, m
     glue[f"{key}_source"] = _sources(record) if record is not None else "none"
     glue[f"{key}_steps"] = int(max(steps)) if steps else 0
     return table, glue
+
+
+def synthesis_modes(record: Record | None = None, *, sets: Iterable[str] = ("sfm", "random-real"), mode: str = "ci",
+                    versus: str = "probe", key: str = "modes", columns: str | None = None,
+                    records: Iterable[Record] | None = None) -> tuple[pd.DataFrame, dict[str, str | float]]:
+    """A recorded synthesis run's ``mode`` (Classifier Inheritance, ``"ci"``, or ``"kd"``) against a new
+    ``versus`` head (``"probe"``) on the same evaluation backbone, for each of ``sets`` and IPC: paired over the
+    seeds both were scored with (seed *s*'s images under both heads), as a verdict table with its glue.
+
+    ``record``: default :func:`~ddlib.results.latest_synthesis` of ``records`` (the repository's when None).
+    Rows read "SFM: CI − probe", the backbone in the third column (``columns="ipc"``: one column per IPC).
+    Glue: :func:`~ddlib.results.verdicts.verdict_table`'s under ``key``. Chapter 5 ("What the records found")."""
+    from ddlib.metrics import paired_stats
+
+    record = record if record is not None else latest_synthesis(load() if records is None else records)
+    rows = [r for r in (record.rows if record is not None else []) if isinstance(r.get("per_seed"), list)
+            and isinstance(r.get("seeds"), list) and len(r["per_seed"]) == len(r["seeds"])]
+    last: dict[Any, Any] = {}  # a synthetic set at its last step budget; a real set has none
+    for r in rows:
+        if _is_number(r.get("steps")):
+            last[r.get("set")] = max(r["steps"], last.get(r.get("set")) or r["steps"])
+    by = {(r.get("set"), r.get("ipc"), r.get("mode"), r.get("eval_backbone")): dict(zip(r["seeds"], r["per_seed"]))
+          for r in rows if r.get("steps") == last.get(r.get("set"))}
+    out, expected = [], []
+    for (name, ipc, m, backbone), mine in sorted(by.items(), key=lambda kv: (list(sets).index(kv[0][0])
+                                                                              if kv[0][0] in sets else 99, kv[0][1])):
+        if name not in sets or m != mode:
+            continue
+        a, b = f"{name} / {mode}", f"{name} / {versus}"
+        expected.append((a, b, ipc, backbone))
+        theirs = by.get((name, ipc, versus, backbone), {})
+        common = sorted(set(mine) & set(theirs))
+        if common:
+            out.append({"method": a, "baseline": b, "ipc": ipc, "protocol": backbone, "rule": "final",
+                        **paired_stats([mine[s] for s in common], [theirs[s] for s in common], a, b)})
+    title = f"{display_name(mode)} against a new {display_name(versus)} on the same backbone"
+    return verdict_table(out, expected=expected, key=key, title=title, axis="backbone", columns=columns,
+                         dataset=dataset_label(record.config.get("dataset")) if record is not None else None)
 
 
 def synthesis_cost_summary(record: Record | None = None, *, method: str = "sfm", baseline: str = "lgm",

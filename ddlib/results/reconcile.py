@@ -1,0 +1,112 @@
+"""This build's one-seed run beside the five-seed record: where they agree, where they do not, and which to trust.
+
+A chapter that trains one student per selection reads a ranking that can change with the seed; the record
+pairs five seeds and gives each difference a 95 % interval. :func:`live_versus_record` puts the two side
+by side for every comparison with random that both hold, and says in words where this run's reading is not
+what the record found. Chapter 5 ("This run against the record") uses it.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+
+from ddlib.results.evidence import paired_table
+from ddlib.metrics import RULES
+from ddlib.results.records import Record, _is_number
+from ddlib.results.verdicts import MINUS, display_name, points, slug
+from ddlib.utils import ParamError
+
+__all__ = ["AGREEMENT", "live_versus_record"]
+
+#: the words of the last column, by case: the record finds a side ahead (its interval excludes 0) and this
+#: run's difference has that sign, or not; the record finds no difference and this run's lies inside its
+#: interval, or outside it (a one-seed gain the record does not find)
+AGREEMENT = {"same": "agrees", "opposite": "disagrees: trust the record", "inside": "agrees",
+             "outside": "not confirmed by the record"}
+
+
+def _live_means(rows: Sequence[Mapping[str, Any]], protocol: str, rule: str) -> tuple[dict[tuple, float], int]:
+    """Mean accuracy (points) per (method, IPC) of a build's main students under ``protocol``; seeds used."""
+    main = [r for r in rows if r.get("setting", "main") == "main" and r.get("student") == protocol
+            and _is_number(r.get(rule))]
+    if not main:
+        return {}, 0
+    t = pd.DataFrame(main).groupby(["method", "ipc"])[rule].mean()
+    return {(m, int(k)): 100 * float(v) for (m, k), v in t.items()}, len({r.get("seed") for r in main})
+
+
+def live_versus_record(rows: Sequence[Mapping[str, Any]], record: Record | None, *, protocol: str = "kd",
+                       baseline: str = "random", rule: str = "final",
+                       key: str = "agree") -> tuple[pd.DataFrame, dict[str, str | float]]:
+    """Every selector minus ``baseline`` under ``protocol`` in this build's run (``rows``:
+    :func:`ddlib.bps.pipeline.evaluate_grid`'s, means over its seeds) beside the same comparison in an evidence
+    record (:func:`~ddlib.results.latest_evidence`: paired seeds, 95 % intervals), at every (method, IPC) both
+    hold, with the words of :data:`AGREEMENT`.
+
+    Table columns: comparison, IPC, this run (points), the record (points and interval), and whether they
+    agree. Glue: ``<key>_n`` (comparisons shared), ``<key>_n_agree``, ``<key>_n_disagree``,
+    ``<key>_n_unconfirmed``, ``<key>_n_seeds`` (this run's), ``<key>_record_seeds``, ``<key>_sentence`` (one
+    sentence naming every disagreement), ``<key>_best`` (this run's largest gain at its largest shared IPC,
+    with the record's reading of the same comparison) and ``<key>_ipcs`` ("10 and 50")."""
+    from ddlib.plots.tables import whole_table
+
+    if rule not in RULES:
+        raise ParamError(f"rule={rule!r}: choose one of {list(RULES)}")
+    live, n_live = _live_means(rows, protocol, rule)
+    paired = paired_table([record]) if record is not None else pd.DataFrame()
+    rec: dict[tuple, dict] = {}
+    for r in paired.to_dict("records") if len(paired) else []:
+        if (r["baseline"] == baseline and r["protocol"] == protocol and r["rule"] == rule
+                and _is_number(r.get("diff_mean")) and hasattr(r.get("ci95"), "__len__")):
+            rec.setdefault((str(r["method"]), int(r["ipc"])), r)
+    shared = sorted((mk for mk in rec if mk in live and (baseline, mk[1]) in live), key=lambda mk: (mk[1], mk[0]))
+    cols = ["comparison", "IPC", "this run", "the record", "reading"]
+    out, cases = [], {}
+    for m, k in shared:
+        gain = live[(m, k)] - live[(baseline, k)]
+        r = rec[(m, k)]
+        d, (lo, hi) = 100 * float(r["diff_mean"]), (100 * float(x) for x in r["ci95"])
+        if lo > 0 or hi < 0:
+            case = "same" if (gain > 0) == (lo > 0) and gain != 0 else "opposite"
+        else:
+            case = "inside" if lo <= gain <= hi else "outside"
+        cases[(m, k)] = (case, gain, d, lo, hi)
+        out.append({"comparison": f"{display_name(m)} {MINUS} {display_name(baseline)}", "IPC": k,
+                    "this run": points(gain), "the record": f"{points(d)} [{points(lo, False)}, {points(hi, False)}]",
+                    "reading": AGREEMENT[case]})
+    n_rec = max((int(rec[mk]["n_seeds"]) for mk in shared if _is_number(rec[mk].get("n_seeds"))), default=0)
+    ipcs = sorted({k for _, k in shared})
+    glue: dict[str, str | float] = {
+        f"{key}_n": len(shared), f"{key}_n_seeds": n_live, f"{key}_record_seeds": n_rec,
+        f"{key}_n_agree": sum(c[0] in ("same", "inside") for c in cases.values()),
+        f"{key}_n_disagree": sum(c[0] == "opposite" for c in cases.values()),
+        f"{key}_n_unconfirmed": sum(c[0] == "outside" for c in cases.values()),
+        f"{key}_ipcs": " and ".join(map(str, ipcs)) if len(ipcs) < 3 else ", ".join(map(str, ipcs))}
+
+    def reading(mk: tuple) -> str:
+        case, gain, d, lo, hi = cases[mk]
+        side = (f"{display_name(mk[0])} ahead" if lo > 0 else f"{display_name(baseline)} ahead" if hi < 0
+                else "no detectable difference")
+        return (f"{display_name(mk[0])} at IPC {mk[1]}, {points(gain)} points in this run; the record: {side} "
+                f"({points(d)} points, 95 % interval {points(lo, False)} to {points(hi, False)})")
+
+    if not shared:
+        why = "no five-seed record of this dataset" if record is None else "no comparison in common with the record"
+        glue[f"{key}_sentence"] = f"This run cannot be checked against a record here: {why}."
+        glue[f"{key}_best"] = "not compared"
+        return whole_table(pd.DataFrame(out, columns=cols)), glue
+    off = [mk for mk in shared if cases[mk][0] == "opposite"]
+    glue[f"{key}_sentence"] = (
+        f"Of the {len(shared)} comparisons with {display_name(baseline)} that this run shares with the record, "
+        f"{glue[f'{key}_n_agree']} agree with it, {len(off)} put the other side ahead"
+        + (" (" + "; ".join(reading(mk) for mk in off) + ")" if off else "")
+        + f" and {glue[f'{key}_n_unconfirmed']} show a gain or loss the record does not find.")
+    top = max(ipcs)
+    best = max((mk for mk in shared if mk[1] == top), key=lambda mk: cases[mk][1])
+    glue[f"{key}_best"] = reading(best)
+    glue[f"{key}_best_method"] = display_name(best[0])
+    glue[f"{key}_best_reading"] = AGREEMENT[cases[best][0]]
+    glue.update({f"{key}_{slug(m)}_ipc{k}": AGREEMENT[c[0]] for (m, k), c in cases.items()})
+    return whole_table(pd.DataFrame(out, columns=cols)), glue

@@ -1,0 +1,82 @@
+"""This run beside the record (results.live_versus_record) and CI against the probe in a synthesis record
+(results.synthesis_modes), each checked on numbers worked out by hand."""
+from __future__ import annotations
+
+import math
+
+from ddlib import results
+from ddlib.plots.tables import WholeTable
+
+T975_2 = 4.302652729749464  # Student's t, 0.975 quantile, 2 degrees of freedom
+
+
+def _evidence(paired: list[dict]) -> results.Record:
+    return results.Record("results/ev.json", {
+        "what": "w", "provenance": {"command": "c", "commit": "abc", "device": "cpu", "date": "2026-12-01"},
+        "config": {"dataset": {"name": "fashion-mnist"}}, "rows": [], "timings": {}, "grid": [], "paired": paired})
+
+
+def _pair(method: str, ipc: int, diff: float, lo: float, hi: float) -> dict:
+    return {"method": method, "baseline": "random", "ipc": ipc, "protocol": "kd", "rule": "final", "n_seeds": 5,
+            "diff_mean": diff, "ci95": [lo, hi]}
+
+
+def test_this_run_against_the_record_by_hand() -> None:
+    """One seed at IPC 50: random 80.0 %, BPS 81.0, k-center 82.1, herding 79.7 -> gains +1.0, +2.1, −0.3.
+    The record: k-center − random −1.4 [−2.6, −0.1] (random ahead): this run's +2.1 puts the other side ahead,
+    "disagrees". BPS −0.1 [−1.1, 0.9] (no difference): +1.0 lies outside, "not confirmed". Herding −0.4
+    [−1.0, 0.2]: −0.3 lies inside, "agrees". Centroids has no live students: not compared."""
+    rows = [{"method": m, "ipc": 50, "student": "kd", "seed": 0, "final": a, "setting": "main"}
+            for m, a in (("random", 0.800), ("bps", 0.810), ("kcenter", 0.821), ("herding", 0.797))]
+    rows.append({"method": "bps", "ipc": 50, "student": "ce", "seed": 0, "final": 0.5})  # another protocol
+    rec = _evidence([_pair("bps", 50, -0.001, -0.011, 0.009), _pair("kcenter", 50, -0.014, -0.026, -0.001),
+                     _pair("herding", 50, -0.004, -0.010, 0.002), _pair("centroids", 50, 0.006, 0.0001, 0.012),
+                     {**_pair("bps", 50, 0.03, 0.01, 0.05), "protocol": "ce"}])
+    table, g = results.live_versus_record(rows, rec)
+    assert isinstance(table, WholeTable)
+    assert table.to_dict("records") == [
+        {"comparison": "BPS − random", "IPC": 50, "this run": "+1.0", "the record": "−0.1 [−1.1, 0.9]",
+         "reading": "not confirmed by the record"},
+        {"comparison": "herding − random", "IPC": 50, "this run": "−0.3", "the record": "−0.4 [−1.0, 0.2]",
+         "reading": "agrees"},
+        {"comparison": "k-center − random", "IPC": 50, "this run": "+2.1", "the record": "−1.4 [−2.6, −0.1]",
+         "reading": "disagrees: trust the record"}]
+    assert (g["agree_n"], g["agree_n_agree"], g["agree_n_disagree"], g["agree_n_unconfirmed"]) == (3, 1, 1, 1)
+    assert g["agree_n_seeds"] == 1 and g["agree_record_seeds"] == 5 and g["agree_ipcs"] == "50"
+    assert g["agree_best"] == ("k-center at IPC 50, +2.1 points in this run; the record: random ahead "
+                               "(−1.4 points, 95 % interval 2.6 to 0.1)").replace("2.6 to 0.1", "−2.6 to −0.1")
+    assert "1 put the other side ahead (k-center at IPC 50" in g["agree_sentence"]
+    assert g["agree_kcenter_ipc50"] == "disagrees: trust the record"
+    # no record, or nothing in common: said in words, no table rows
+    empty, g0 = results.live_versus_record(rows, None)
+    assert len(empty) == 0 and g0["agree_n"] == 0 and "no five-seed record" in g0["agree_sentence"]
+
+
+def _syn(set_name: str, mode: str, steps: int | None, per_seed: list[float], ipc: int = 1) -> dict:
+    return {"set": set_name, "steps": steps, "ipc": ipc, "mode": mode, "eval_backbone": "efficientnet-lite2",
+            "protocol": f"{mode} on efficientnet-lite2", "per_seed": per_seed, "seeds": list(range(len(per_seed)))}
+
+
+def test_ci_against_the_probe_in_a_synthesis_record_by_hand() -> None:
+    """SFM after 1,000 steps: CI 30, 32, 31 % against the probe's 35, 36, 37 %: differences −5, −4, −6 points,
+    mean −5.0, sd 1.0, half-width t(0.975, 2)/sqrt(3) = 2.48: [−7.5, −2.5], "probe ahead". Its 100-step
+    checkpoint is not the final set and is left out. Random real images: CI 40, 42 against 41, 41: mean 0.0, sd 1.41,
+    half-width t(0.975, 1) · 1.41 / sqrt(2) = 12.7, no detectable difference (2 seeds, said in the cell)."""
+    rec = results.Record("results/syn.json", {
+        "what": "w", "provenance": {"command": "c", "commit": "abc", "device": "cpu", "date": "2026-12-01"},
+        "config": {"dataset": {"name": "cifar10"}}, "timings": {},
+        "rows": [_syn("sfm", "ci", 1000, [0.30, 0.32, 0.31]), _syn("sfm", "probe", 1000, [0.35, 0.36, 0.37]),
+                 _syn("sfm", "ci", 100, [0.9, 0.9, 0.9]), _syn("sfm", "probe", 100, [0.1, 0.1, 0.1]),
+                 _syn("random-real", "ci", None, [0.40, 0.42]), _syn("random-real", "probe", None, [0.41, 0.41])]})
+    half = T975_2 * 1.0 / math.sqrt(3)
+    assert round(-5 - half, 1) == -7.5 and round(-5 + half, 1) == -2.5
+    table, g = results.synthesis_modes(rec)
+    assert table[["comparison", "IPC", "backbone", "difference", "95 % interval", "verdict"]].to_dict("records") == [
+        {"comparison": "SFM: CI − probe", "IPC": 1, "backbone": "EfficientNet-Lite2", "difference": "−5.0 points",
+         "95 % interval": "[−7.5, −2.5]", "verdict": "probe ahead"},
+        {"comparison": "random real images: CI − probe", "IPC": 1, "backbone": "EfficientNet-Lite2",
+         "difference": "0.0 points", "95 % interval": "[−12.7, 12.7], 2 seeds", "verdict": "no detectable difference"}]
+    assert results.phrase(g, "modes", "sfm / ci", "sfm / probe", "efficientnet-lite2", 1) == (
+        "probe ahead (−5.0 points, 95 % interval −7.5 to −2.5)")
+    none, g0 = results.synthesis_modes(rec, sets=("lgm",))
+    assert len(none) == 0 and g0["modes_n_comparisons"] == 0
