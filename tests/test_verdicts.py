@@ -340,9 +340,9 @@ def test_every_module_says_what_it_is_for_and_exports_what_it_defines() -> None:
 
 
 def test_modules_import_only_downwards() -> None:
-    """records <- evidence, synthesis, costs <- verdicts <- selection_verdicts, synthesis_verdicts."""
+    """records <- evidence, synthesis, costs <- verdicts <- selection_verdicts, synthesis_verdicts, reconcile."""
     level = {"records": 0, "evidence": 1, "synthesis": 1, "costs": 1, "verdicts": 2, "selection_verdicts": 3,
-             "synthesis_verdicts": 3}
+             "synthesis_verdicts": 3, "reconcile": 3}
     for mod, tree in _modules().items():
         if mod == "__init__":
             continue
@@ -365,7 +365,7 @@ def test_headline_and_phrase_read_a_familys_glue() -> None:
             _row("bps", "random", 50, "kd", [0.60, 0.62, 0.61], [0.50, 0.51, 0.52])]
     _, g = results.verdict_table(rows, key="v")
     assert results.headline(g, "v", "bps", "random", "kd", [10, 50]) == (
-        "no detectable difference at IPC 10; BPS ahead of random at IPC 50")
+        "BPS ahead of random at IPC 50; no detectable difference at IPC 10")  # the side ahead first
     assert results.headline(g, "v", "bps", "random", "kd", [10]) == "BPS and random cannot be told apart at IPC 10"
     assert results.headline(g, "v", "bps", "random", "kd", [100]) == "BPS against random: not run"
     assert results.phrase(g, "v", "bps", "random", "kd", 50).startswith("BPS ahead (+10.0 points, 95 % interval ")

@@ -307,8 +307,8 @@ def headline(glue: Mapping[str, Any], key: str, method: str, baseline: str, prot
              rule: str = "final") -> str:
     """One plain sentence on ``method`` against ``baseline`` under ``protocol`` over ``ipcs``, read from a
     :func:`verdict_table`'s glue (``key``): "BPS and random cannot be told apart at IPC 10 and 50", "BPS ahead
-    of random at IPC 50; no detectable difference at IPC 10", "KD ahead of hard labels at IPC 10" (one method
-    under two protocols), "BPS against random: not run"."""
+    of random at IPC 50; no detectable difference at IPC 10" (a side ahead named first), "KD ahead of hard
+    labels at IPC 10" (one method under two protocols), "BPS against random: not run"."""
     stem = lambda k: f"{key}_{slug(method)}_vs_{slug(baseline)}_{slug(protocol)}_ipc{slug(_ipc(k))}_{rule}"  # noqa: E731
     a, b = _sides(method, baseline)
     by: dict[str, list[str]] = {}
@@ -322,8 +322,8 @@ def headline(glue: Mapping[str, Any], key: str, method: str, baseline: str, prot
     def at(ks: list[str]) -> str:
         return "IPC " + (ks[0] if len(ks) == 1 else ", ".join(ks[:-1]) + " and " + ks[-1])
 
-    parts = []
-    for v, ks in by.items():
+    parts = []  # a side ahead first, so that a sentence that starts with the headline has its subject
+    for v, ks in sorted(by.items(), key=lambda vk: vk[0] == "no detectable difference"):
         if v == "no detectable difference":
             parts.append(f"{a} and {b} cannot be told apart at {at(ks)}" if len(by) == 1
                          else f"no detectable difference at {at(ks)}")
