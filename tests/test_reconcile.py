@@ -50,6 +50,9 @@ def test_this_run_against_the_record_by_hand() -> None:
     # no record, or nothing in common: said in words, no table rows
     empty, g0 = results.live_versus_record(rows, None)
     assert len(empty) == 0 and g0["agree_n"] == 0 and "no five-seed record" in g0["agree_sentence"]
+    assert g0["agree_ipcs"] == "none" and g0["agree_record_seeds"] == 0
+    apart, g1 = results.live_versus_record([{**r, "ipc": 1} for r in rows], rec)  # IPC 1 only: nothing shared
+    assert len(apart) == 0 and g1["agree_record_seeds"] == 5 and "no comparison in common" in g1["agree_sentence"]
 
 
 def _syn(set_name: str, mode: str, steps: int | None, per_seed: list[float], ipc: int = 1) -> dict:

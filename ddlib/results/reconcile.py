@@ -47,9 +47,10 @@ def live_versus_record(rows: Sequence[Mapping[str, Any]], record: Record | None,
 
     Table columns: comparison, IPC, this run (points), the record (points and interval), and whether they
     agree. Glue: ``<key>_n`` (comparisons shared), ``<key>_n_agree``, ``<key>_n_disagree``,
-    ``<key>_n_unconfirmed``, ``<key>_n_seeds`` (this run's), ``<key>_record_seeds``, ``<key>_sentence`` (one
+    ``<key>_n_unconfirmed``, ``<key>_n_seeds`` (this run's), ``<key>_record_seeds`` (the most the record pairs
+    under ``protocol``, shared or not), ``<key>_sentence`` (one
     sentence naming every disagreement), ``<key>_best`` (this run's largest gain at its largest shared IPC,
-    with the record's reading of the same comparison) and ``<key>_ipcs`` ("10 and 50")."""
+    with the record's reading of the same comparison) and ``<key>_ipcs`` ("10 and 50", or "none")."""
     from ddlib.plots.tables import whole_table
 
     if rule not in RULES:
@@ -76,14 +77,14 @@ def live_versus_record(rows: Sequence[Mapping[str, Any]], record: Record | None,
         out.append({"comparison": f"{display_name(m)} {MINUS} {display_name(baseline)}", "IPC": k,
                     "this run": points(gain), "the record": f"{points(d)} [{points(lo, False)}, {points(hi, False)}]",
                     "reading": AGREEMENT[case]})
-    n_rec = max((int(rec[mk]["n_seeds"]) for mk in shared if _is_number(rec[mk].get("n_seeds"))), default=0)
+    n_rec = max((int(r["n_seeds"]) for r in rec.values() if _is_number(r.get("n_seeds"))), default=0)
     ipcs = sorted({k for _, k in shared})
     glue: dict[str, str | float] = {
         f"{key}_n": len(shared), f"{key}_n_seeds": n_live, f"{key}_record_seeds": n_rec,
         f"{key}_n_agree": sum(c[0] in ("same", "inside") for c in cases.values()),
         f"{key}_n_disagree": sum(c[0] == "opposite" for c in cases.values()),
         f"{key}_n_unconfirmed": sum(c[0] == "outside" for c in cases.values()),
-        f"{key}_ipcs": " and ".join(map(str, ipcs)) if len(ipcs) < 3 else ", ".join(map(str, ipcs))}
+        f"{key}_ipcs": (" and ".join(map(str, ipcs)) if len(ipcs) < 3 else ", ".join(map(str, ipcs))) or "none"}
 
     def reading(mk: tuple) -> str:
         case, gain, d, lo, hi = cases[mk]
