@@ -48,6 +48,10 @@ def test_this_run_against_the_record_by_hand() -> None:
     assert "1 put the other side ahead (k-center at IPC 50" in g["agree_sentence"]
     assert g["agree_kcenter_ipc50"] == "disagrees: trust the record"
     # no record, or nothing in common: said in words, no table rows
+    # a gain that prints as the interval's end is inside it: 81.19 − 80.0 = +1.19 -> "+1.2" in [0.0, 1.2]
+    edge = [r if r["method"] != "bps" or r["student"] != "kd" else {**r, "final": 0.8119} for r in rows]
+    near = _evidence([_pair("bps", 50, 0.006, 0.0001, 0.01184)])
+    assert results.live_versus_record(edge, near)[0]["reading"].tolist() == ["agrees"]
     empty, g0 = results.live_versus_record(rows, None)
     assert len(empty) == 0 and g0["agree_n"] == 0 and "no five-seed record" in g0["agree_sentence"]
     assert g0["agree_ipcs"] == "none" and g0["agree_record_seeds"] == 0

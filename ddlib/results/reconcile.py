@@ -43,7 +43,7 @@ def live_versus_record(rows: Sequence[Mapping[str, Any]], record: Record | None,
     """Every selector minus ``baseline`` under ``protocol`` in this build's run (``rows``:
     :func:`ddlib.bps.pipeline.evaluate_grid`'s, means over its seeds) beside the same comparison in an evidence
     record (:func:`~ddlib.results.latest_evidence`: paired seeds, 95 % intervals), at every (method, IPC) both
-    hold, with the words of :data:`AGREEMENT`.
+    hold, with the words of :data:`AGREEMENT` (read on the numbers as the table prints them, to 0.1 point).
 
     Table columns: comparison, IPC, this run (points), the record (points and interval), and whether they
     agree. Glue: ``<key>_n`` (comparisons shared), ``<key>_n_agree``, ``<key>_n_disagree``,
@@ -69,10 +69,11 @@ def live_versus_record(rows: Sequence[Mapping[str, Any]], record: Record | None,
         gain = live[(m, k)] - live[(baseline, k)]
         r = rec[(m, k)]
         d, (lo, hi) = 100 * float(r["diff_mean"]), (100 * float(x) for x in r["ci95"])
+        shown = round(gain, 1)  # read as the table prints them, so that a reader can check every word
         if lo > 0 or hi < 0:
-            case = "same" if (gain > 0) == (lo > 0) and gain != 0 else "opposite"
+            case = "same" if shown != 0 and (shown > 0) == (lo > 0) else "opposite"
         else:
-            case = "inside" if lo <= gain <= hi else "outside"
+            case = "inside" if round(lo, 1) <= shown <= round(hi, 1) else "outside"
         cases[(m, k)] = (case, gain, d, lo, hi)
         out.append({"comparison": f"{display_name(m)} {MINUS} {display_name(baseline)}", "IPC": k,
                     "this run": points(gain), "the record": f"{points(d)} [{points(lo, False)}, {points(hi, False)}]",
