@@ -45,7 +45,9 @@ def test_this_run_against_the_record_by_hand() -> None:
     assert g["agree_n_seeds"] == 1 and g["agree_record_seeds"] == 5 and g["agree_ipcs"] == "50"
     assert g["agree_best"] == ("k-center at IPC 50, +2.1 points in this run; the record: random ahead "
                                "(−1.4 points, 95 % interval 2.6 to 0.1)").replace("2.6 to 0.1", "−2.6 to −0.1")
-    assert "1 put the other side ahead (k-center at IPC 50" in g["agree_sentence"]
+    assert g["agree_sentence"].startswith("Of the 3 comparisons with random that this run shares with the record, "
+                                          "1 agrees with it, 1 puts the other side ahead (k-center at IPC 50")
+    assert g["agree_sentence"].endswith("and 1 shows a gain or loss the record does not find.")
     assert g["agree_kcenter_ipc50"] == "disagrees: trust the record"
     # no record, or nothing in common: said in words, no table rows
     # a gain that prints as the interval's end is inside it: 81.19 − 80.0 = +1.19 -> "+1.2" in [0.0, 1.2]

@@ -100,11 +100,13 @@ def live_versus_record(rows: Sequence[Mapping[str, Any]], record: Record | None,
         glue[f"{key}_best"] = "not compared"
         return whole_table(pd.DataFrame(out, columns=cols)), glue
     off = [mk for mk in shared if cases[mk][0] == "opposite"]
+    n_ok, n_un = glue[f"{key}_n_agree"], glue[f"{key}_n_unconfirmed"]
     glue[f"{key}_sentence"] = (
         f"Of the {len(shared)} comparisons with {display_name(baseline)} that this run shares with the record, "
-        f"{glue[f'{key}_n_agree']} agree with it, {len(off)} put the other side ahead"
+        f"{n_ok} {'agrees' if n_ok == 1 else 'agree'} with it, {len(off)} "
+        f"{'puts' if len(off) == 1 else 'put'} the other side ahead"
         + (" (" + "; ".join(reading(mk) for mk in off) + ")" if off else "")
-        + f" and {glue[f'{key}_n_unconfirmed']} show a gain or loss the record does not find.")
+        + f" and {n_un} {'shows' if n_un == 1 else 'show'} a gain or loss the record does not find.")
     top = max(ipcs)
     best = max((mk for mk in shared if mk[1] == top), key=lambda mk: cases[mk][1])
     glue[f"{key}_best"] = reading(best)
