@@ -48,6 +48,8 @@ def test_flow_cosine_findings_reads_the_recorded_differences() -> None:
     assert g["flowrec_sfm_chunked_per_view_mean_verdict"] == "no detectable difference"
     assert g["flowrec_sfm_chunked_per_view_mean_diff"] == "0.000"  # never "−0.000"
     assert list(table["verdict"]) == ["no detectable difference", "SFM higher"]
+    assert g["flowrec_sfm_chunked_summary"] == "cannot be told apart on any of the 1 cosines"
+    assert g["flowrec_lgm_summary"] == "differ on 1 of the 1 cosines (one view per image: SFM higher)"
     assert results.flow_cosine_findings(records=[])[1]["flowrec_n_seeds"] == "not recorded yet"
 
 

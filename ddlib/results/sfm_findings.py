@@ -51,7 +51,8 @@ def flow_cosine_findings(record: Record | None = None, records: Iterable[Record]
     difference", "LGM higher", "SFM higher"). Glue: ``<key>_n_seeds``, ``<key>_views``, ``<key>_steps``;
     per method (``sfm``, ``sfm_chunked``, ``lgm``) and metric (:data:`FLOW_METRICS`) the mean cosine
     ``<key>_<method>_<metric>``; per comparison ``<key>_<method>_<metric>_diff``, ``_interval`` ("−0.007 to
-    0.006") and ``_verdict``; ``<key>_sfm_step_sd`` (the spread of SFM's own estimate over its last tenth of
+    0.006") and ``_verdict``; per compared method ``<key>_<method>_summary`` ("cannot be told apart on any of
+    the 4 cosines", or where they differ); ``<key>_sfm_step_sd`` (the spread of SFM's own estimate over its last tenth of
     steps, averaged over seeds). Without a record every value reads "not recorded yet"."""
     rec = record if record is not None else _newest(records, lambda r: "cosine_differences" in r.data)
     cols = ["comparison", "flow cosine", "difference", "95 % interval", "verdict"]
@@ -81,6 +82,15 @@ def flow_cosine_findings(record: Record | None = None, records: Iterable[Record]
                      "flow cosine": FLOW_METRICS.get(d["metric"], d["metric"]),
                      "difference": _cos(float(d["diff_mean"])),
                      "95 % interval": f"[{_cos(lo, False)}, {_cos(hi, False)}]", "verdict": verdict})
+    for method in dict.fromkeys(r["comparison"] for r in rows):
+        mine = [r for r in rows if r["comparison"] == method]
+        differ = [r for r in mine if r["verdict"] != "no detectable difference"]
+        name = slug(next(d["method"] for d in rec.data["cosine_differences"]
+                         if f"{display_name(d['method'])} {MINUS}" in method))
+        glue[f"{key}_{name}_summary"] = (
+            f"cannot be told apart on any of the {len(mine)} cosines" if not differ else
+            f"differ on {len(differ)} of the {len(mine)} cosines (" + ", ".join(
+                f"{r['flow cosine']}: {r['verdict']}" for r in differ) + ")")
     from ddlib.plots.tables import whole_table
 
     return whole_table(pd.DataFrame(rows, columns=cols)), glue
