@@ -44,7 +44,8 @@ def test_flow_cosine_findings_reads_the_recorded_differences() -> None:
     assert g["flowrec_sfm_step_sd"] == "0.150"  # (0.1 + 0.2) / 2
     assert g["flowrec_lgm_per_view_mean_diff"] == "−0.120"
     assert g["flowrec_lgm_per_view_mean_interval"] == "−0.200 to −0.040"
-    assert g["flowrec_lgm_per_view_mean_verdict"] == "SFM higher"
+    assert g["flowrec_lgm_per_view_mean_verdict"] == "SFM higher" and g["flowrec_lgm_per_view_mean_higher"] == "SFM"
+    assert g["flowrec_sfm_chunked_per_view_mean_higher"] == "neither"
     assert g["flowrec_sfm_chunked_per_view_mean_verdict"] == "no detectable difference"
     assert g["flowrec_sfm_chunked_per_view_mean_diff"] == "0.000"  # never "−0.000"
     assert list(table["verdict"]) == ["no detectable difference", "SFM higher"]
@@ -103,6 +104,8 @@ def test_ci_projector_findings_says_where_ci_pays(diff: float, pays: bool) -> No
     assert g["ciproj_best_first"] == f"{diff + 1:+.1f}".replace("-", "\u2212")
     assert g["ciproj_n_pays"] == int(pays) and g["ciproj_dataset"] == "Fashion-MNIST"
     assert g["ciproj_pays"].startswith("CI is ahead" if pays else "CI does not pay")
+    none = results.ci_projector_findings(records=[])[1]  # before the study: every name, none a number
+    assert set(g) <= set(none) and set(none.values()) == {"not recorded yet"}
 
 
 def test_ci_versus_probe_pairs_ci_with_the_probe_of_the_same_seed() -> None:

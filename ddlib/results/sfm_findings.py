@@ -51,7 +51,7 @@ def flow_cosine_findings(record: Record | None = None, records: Iterable[Record]
     difference", "LGM higher", "SFM higher"). Glue: ``<key>_n_seeds``, ``<key>_views``, ``<key>_steps``;
     per method (``sfm``, ``sfm_chunked``, ``lgm``) and metric (:data:`FLOW_METRICS`) the mean cosine
     ``<key>_<method>_<metric>``; per comparison ``<key>_<method>_<metric>_diff``, ``_interval`` ("−0.007 to
-    0.006") and ``_verdict``; per compared method ``<key>_<method>_summary`` ("cannot be told apart on any of
+    0.006"), ``_verdict`` and ``_higher`` (the side ahead, or "neither"); per compared method ``<key>_<method>_summary`` ("cannot be told apart on any of
     the 4 cosines", or where they differ); ``<key>_sfm_step_sd`` (the spread of SFM's own estimate over its last tenth of
     steps, averaged over seeds). Without a record every value reads "not recorded yet"."""
     rec = record if record is not None else _newest(records, lambda r: "cosine_differences" in r.data)
@@ -77,6 +77,7 @@ def flow_cosine_findings(record: Record | None = None, records: Iterable[Record]
         verdict = f"{display_name(higher)} higher" if higher else "no detectable difference"
         stem = f"{key}_{slug(d['method'])}_{d['metric']}"
         glue.update({f"{stem}_diff": _cos(float(d["diff_mean"])), f"{stem}_verdict": verdict,
+                     f"{stem}_higher": display_name(higher) if higher else "neither",
                      f"{stem}_interval": f"{_cos(lo, False)} to {_cos(hi, False)}"})
         rows.append({"comparison": f"{display_name(d['method'])} {MINUS} {display_name(d['baseline'])}",
                      "flow cosine": FLOW_METRICS.get(d["metric"], d["metric"]),
@@ -163,8 +164,11 @@ def ci_projector_findings(record: Record | None = None, records: Iterable[Record
     (cells and fits where CI is ahead) and ``<key>_pays``, one sentence: where CI pays, or that it does not."""
     rec = record if record is not None else _newest(
         records, lambda r: isinstance(r.config.get("fits"), Mapping) and "differences" in r.data)
-    if rec is None:
-        return pd.DataFrame(columns=["fit"]), {f"{key}_pays": "not recorded yet", f"{key}_n_seeds": "not recorded"}
+    if rec is None:  # every name the prose cites, so a page reads before the study is recorded
+        names = ["dataset", "n_seeds", "golden", "pairs_min", "pairs_max", "n_pays"] + [
+            f"{what}_{end}" for what in ("probe", "best", "best_fit", "cell") for end in ("first", "last")]
+        return pd.DataFrame(columns=["fit"]), {f"{key}_pays": "not recorded yet",
+                                               **{f"{key}_{n}": "not recorded yet" for n in names}}
     diffs = [d for d in rec.data["differences"] if d.get("split") == split]
     cells = sorted({(int(d["ipc"]), int(d["views"]), int(d["pairs"])) for d in diffs}, key=lambda c: (c[2], c[0]))
     head = {c: f"IPC {c[0]} × {c[1]} views" for c in cells}
