@@ -36,7 +36,7 @@ from ddlib.results.selection_verdicts import (COARSER, CROSS_ARCH_PREFIX, SELECT
                                               latest_cross_arch,
                                               selection_accuracy, selection_balance, selection_costs, selection_gains,
                                               selection_hlr, selection_verdicts)
-from ddlib.results.sfm_findings import (FLOW_METRICS, PROJECTOR_FITS, across_backbones, ci_projector_findings,
+from ddlib.results.sfm_findings import (FLOW_METRICS, FIT_NAMES, across_backbones, ci_projector_findings,
                                         ci_versus_probe, flow_cosine_findings, regime_findings)
 from ddlib.results.synthesis import (COST_CURVE_COLUMNS, latest_synthesis, synthesis_by_steps, synthesis_cost_curve,
                                      synthesis_versus)
@@ -45,7 +45,7 @@ from ddlib.results.synthesis_verdicts import (inheritance_summary, inheritance_v
 from ddlib.results.verdicts import (DISPLAY_NAMES, MINUS, VERDICT_COLUMNS, comparison_name, display_name, headline,
                                     phrase, points, slug, split_columns, verdict_table)
 
-__all__ = ["FLOW_METRICS", "PROJECTOR_FITS", "across_backbones", "ci_projector_findings", "ci_versus_probe",
+__all__ = ["FLOW_METRICS", "FIT_NAMES", "across_backbones", "ci_projector_findings", "ci_versus_probe",
            "flow_cosine_findings", "regime_findings", "ACCURACY_COLUMNS", "CLAIM_SEEDS", "COARSER", "CROSS_ARCH_PREFIX", "COST_COLUMNS", "COST_CURVE_COLUMNS",
            "DISPLAY_NAMES", "KEYS", "MINUS", "PAIRED_COLUMNS", "PROVENANCE_KEYS", "RESULT_DIRS", "ROOT", "RULES",
            "SELECTION_FAMILIES", "VERDICT_COLUMNS", "VERSUS_COLUMNS", "Record", "ResultsError", "accuracy_rows",

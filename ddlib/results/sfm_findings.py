@@ -19,14 +19,14 @@ from ddlib.results.records import Record, _is_number, dataset_label, load
 from ddlib.results.synthesis import latest_synthesis
 from ddlib.results.verdicts import MINUS, display_name, points, slug, verdict_table
 
-__all__ = ["FLOW_METRICS", "PROJECTOR_FITS", "across_backbones", "ci_projector_findings", "ci_versus_probe",
+__all__ = ["FLOW_METRICS", "FIT_NAMES", "across_backbones", "ci_projector_findings", "ci_versus_probe",
            "flow_cosine_findings", "regime_findings"]
 
 #: the flow cosines of ``sfm_flow_cosine.py``'s rows, as a table names them (keys: the rows' fields)
 FLOW_METRICS = {"history_last": "last step, on its own views", "per_view_mean": "one view per image",
                 "mean_view": "each image averaged over the views", "clean": "un-augmented images"}
 #: ``ci_projector.py``'s fits, as a table names them
-PROJECTOR_FITS = {"adam": "Adam (the reference's fit)", "adam-rate/10": "Adam at a tenth of the rate",
+FIT_NAMES = {"adam": "Adam (the reference's fit)", "adam-rate/10": "Adam at a tenth of the rate",
                   "adam-wd0.01": "Adam with weight decay", "adam-early-stop": "Adam, stopped on held-out views",
                   "ridge": "ridge, λ on held-out views"}
 
@@ -155,7 +155,7 @@ def ci_projector_findings(record: Record | None = None, records: Iterable[Record
     """CI minus the probe for every projector fit and grid cell of a ``ci_projector.py`` record (the newest when
     ``record`` is None), paired over its random real draws, on ``split`` ("test" or "val").
 
-    Table: one row per fit (:data:`PROJECTOR_FITS`) and one for the probe's accuracy, one column per cell
+    Table: one row per fit (:data:`FIT_NAMES`) and one for the probe's accuracy, one column per cell
     ("IPC 5 × 10 views", whose C·IPC·views pairs fit the projector); a fit's cell reads "−4.7 [−6.0, −3.4]"
     (points, 95 % interval), the probe's "38.8 %". Glue: ``<key>_dataset``, ``<key>_n_seeds``,
     ``<key>_golden`` (the golden head's accuracy, %), ``<key>_pairs_min`` / ``_max``; at the smallest and
@@ -178,7 +178,7 @@ def ci_projector_findings(record: Record | None = None, records: Iterable[Record
     by = {(d["fit"][3:], int(d["ipc"]), int(d["views"])): d for d in diffs}
     table, pays = [], []
     for fit in fits:
-        row = {"fit": PROJECTOR_FITS.get(fit, fit)}
+        row = {"fit": FIT_NAMES.get(fit, fit)}
         for c in cells:
             d = by.get((fit, c[0], c[1]))
             if d is None:
@@ -201,13 +201,13 @@ def ci_projector_findings(record: Record | None = None, records: Iterable[Record
             best = max((by[(f, c[0], c[1])] for f in fits if (f, c[0], c[1]) in by), key=lambda d: d["diff_mean"])
             glue.update({f"{key}_probe_{end}": f"{probe[c[:2]]:.1f}" if c[:2] in probe else "not run",
                          f"{key}_best_{end}": points(100 * float(best["diff_mean"])),
-                         f"{key}_best_fit_{end}": PROJECTOR_FITS.get(best["fit"][3:], best["fit"][3:]),
+                         f"{key}_best_fit_{end}": FIT_NAMES.get(best["fit"][3:], best["fit"][3:]),
                          f"{key}_cell_{end}": f"IPC {c[0]} with {c[1]} views ({c[2]:,} pairs)"})
     if pays:
         where = sorted({c for c, _ in pays}, key=lambda c: c[2])
         glue[f"{key}_pays"] = (f"CI is ahead of the probe at {len(where)} of the {len(cells)} sizes, from "
                                f"{where[0][2]:,} pairs (IPC {where[0][0]}) with "
-                               + ", ".join(sorted({PROJECTOR_FITS.get(f, f) for c, f in pays if c == where[0]})))
+                               + ", ".join(sorted({FIT_NAMES.get(f, f) for c, f in pays if c == where[0]})))
     else:
         glue[f"{key}_pays"] = (f"CI does not pay at any size of this grid ({glue.get(f'{key}_pairs_min')} to "
                                f"{glue.get(f'{key}_pairs_max')} pairs): with every projector fit it trails the "
