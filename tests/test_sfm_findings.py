@@ -67,8 +67,13 @@ def test_regime_findings_picks_the_best_noise_regime_and_the_chosen_one() -> Non
     rows += [{"method": "random-real", "regime": "a", "steps": None, "protocol": p, "mean": 0.52, "seeds": [0, 1]},
              {"method": "sfm", "regime": "a", "steps": 200, "protocol": "ci on efficientnet-lite2 [val]",
               "mean": 0.9, "seeds": [0, 1]}]
-    rec = _record(config={"regimes": regimes, "validation_per_class": 100}, rows=rows)
+    diffs = [{"regime": "init-real", "steps": 200, "protocol": "probe on efficientnet-lite2", "n_seeds": 2,
+              "diff_mean": 0.01, "ci95": [-0.05, 0.07]}]
+    rec = _record(config={"regimes": regimes, "validation_per_class": 100}, rows=rows, differences=diffs)
+    assert results.regime_findings(rec, steps=200)[1]["regime_chosen_vs_random"] == (
+        "+1.0 points, 95 % interval \u22125.0 to 7.0, 2 paired draws")
     table, g = results.regime_findings(rec)
+    assert g["regime_chosen_at"] == "55.0" and g["regime_chosen_vs_random"] == "not recorded"
     _narrow(table)
     assert g["regime_random"] == "52.0" and g["regime_n_seeds"] == 2 and g["regime_val_per_class"] == 100
     assert (g["regime_noise_best"], g["regime_noise_steps"]) == ("50.0", "1,000")
