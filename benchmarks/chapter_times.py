@@ -83,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
 
     from ddlib import bundle, results
+    from ddlib.utils import provenance
 
     command = "python benchmarks/chapter_times.py " + " ".join(argv if argv is not None else sys.argv[1:])
     names = a.chapters.split(",") if a.chapters else sorted(p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -131,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         row = {"chapter": name, "scale": a.scale, "status": status, "error": error, "wall_s": round(wall, 1),
                "cpu_s": round(cpu, 1), "new_cache_entries": sorted(entries() - before),
                "load_average_after": [round(x, 2) for x in load], "cache": described, "run_order": [t for _, _, t, _ in jobs],
-               "provenance": results.provenance(command)}
+               "provenance": provenance(command)}
         if imported:
             row["bundle"] = imported
         if shown:

@@ -36,7 +36,7 @@ from typing import Any
 
 import ddlib
 from ddlib import artifacts
-from ddlib.utils import ParamError
+from ddlib.utils import ParamError, provenance
 
 __all__ = ["BundleError", "FORMAT", "export", "import_bundle", "read_manifest", "pack"]
 
@@ -118,7 +118,7 @@ def export(out: str | os.PathLike, chapters: Sequence[str] | None = None, scale:
     default a temporary one), which is then packed. With ``source`` (a cache folder) nothing runs: every
     entry of ``source`` is packed.
     """
-    from ddlib import bookbuild, results
+    from ddlib import bookbuild
     from ddlib.presets import SCALES
     from ddlib.utils import check_choice, progress_env
 
@@ -126,7 +126,7 @@ def export(out: str | os.PathLike, chapters: Sequence[str] | None = None, scale:
         if chapters:
             raise ParamError("give either chapters (run them into a fresh cache) or source (pack that cache), not both")
         return pack(Path(source), Path(out), {"source": "a cache folder, packed as it was", "scale": None,
-                                              "chapters": None, "provenance": results.provenance("cache export")})
+                                              "chapters": None, "provenance": provenance("cache export")})
     check_choice("scale", scale, SCALES)
     known = [Path(c).name for c in bookbuild.chapters()]
     names = [Path(c).stem for c in chapters] if chapters else known
@@ -160,7 +160,7 @@ def export(out: str | os.PathLike, chapters: Sequence[str] | None = None, scale:
     command = f"python -m ddlib cache export --scale {scale} --chapters {','.join(names)} --out {out}"
     return pack(cache, Path(out), {"source": "the chapters, run into a fresh cache", "scale": scale,
                                    "chapters": names, "run_seconds": timings,
-                                   "provenance": results.provenance(command)})
+                                   "provenance": provenance(command)})
 
 
 def _open(path: Path) -> tarfile.TarFile:

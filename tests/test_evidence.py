@@ -143,6 +143,42 @@ def test_latest_evidence_joins_the_ipcs_of_one_run_split_over_invocations() -> N
     assert results.latest_evidence("fashion-mnist", [ipc10], study="slots") is None
 
 
+
+def test_latest_evidence_names_the_forgetting_rule_of_each_part() -> None:
+    """The forgetting baseline's settings are the selector's, not the modelling's: an older part whose forgetting
+    config predates the ``never_learned`` setting (Toneva's rule: never-learned images forgotten infinitely
+    often) joins a newer DeepCore-rule part with its forgetting rows named ``forgetting (toneva)``."""
+    from ddlib import results
+
+    def rec(source: str, date: str, ipc: int, forgetting: dict) -> results.Record:
+        grid = [{"method": m, "ipc": ipc, "student": "kd", "seed": 0, "final": 0.5, "setting": "main"}
+                for m in ("bps", "random", "forgetting")]
+        paired = [{"method": "forgetting", "baseline": "random", "ipc": ipc, "protocol": "kd", "rule": "final"},
+                  {"method": "forgetting / kd", "baseline": "forgetting / ce", "ipc": ipc, "protocol": "kd-vs-ce"}]
+        return results.Record(source, {
+            "what": "w", "provenance": {"command": "c", "commit": source, "device": "cpu", "date": date},
+            "config": {"dataset": {"name": "fashion-mnist"}, "seeds": [0],
+                       "pipeline": {"teacher": {"epochs": 12}, "forgetting": forgetting}},
+            "rows": [], "timings": {"wall_s": 1}, "grid": grid, "paired": paired, "hlr": [],
+            "teacher": {"test_acc": 0.9}, "modelling": {"modelling_key": "m"}})
+
+    old = rec("results/a.json", "2026-12-01", 10, {"epochs": 12})
+    new = rec("results/b.json", "2026-12-07", 50, {"epochs": 12, "never_learned": "deepcore"})
+    both = results.latest_evidence("fashion-mnist", [old, new])
+    assert both.source == "results/b.json + results/a.json"
+    assert {(g["method"], g["ipc"]) for g in both.data["grid"] if "forgetting" in g["method"]} == {
+        ("forgetting", 50), ("forgetting (toneva)", 10)}
+    assert {(p["method"], p["baseline"]) for p in both.data["paired"] if p["ipc"] == 10} == {
+        ("forgetting (toneva)", "random"), ("forgetting (toneva) / kd", "forgetting (toneva) / ce")}
+    assert both.data["merged_from"][1]["forgetting_rows"] == "forgetting (toneva)"
+    same = rec("results/c.json", "2026-12-02", 100, {"epochs": 12, "never_learned": "deepcore"})
+    assert {g["method"] for g in results.latest_evidence("fashion-mnist", [same, new]).data["grid"]} == {
+        "bps", "random", "forgetting"}
+    assert results.latest_evidence("fashion-mnist", [new]) is new
+    alone = results.latest_evidence("fashion-mnist", [old])  # a lone Toneva-rule record: named, not hidden
+    assert alone.source == "results/a.json" and alone.data["merged_from"][0]["forgetting_rows"] == "forgetting (toneva)"
+    assert {g["method"] for g in alone.data["grid"]} == {"bps", "random", "forgetting (toneva)"}
+
 def test_epoch_curve_orders_budgets_by_number() -> None:
     """Budgets 50 < 100 < 400, not as strings ("100" < "400" < "50"): a line drawn in row order must not turn back."""
     from ddlib import results

@@ -263,8 +263,9 @@ def test_every_selection_family_reads_the_records(recs: list, dataset: str) -> N
         assert glue["f_verdict"] and glue["f_source"] == ev.source and glue["f_teacher"]
         assert all(not (isinstance(v, float) and math.isnan(v)) for v in glue.values())
     table, glue = results.selection_verdicts(ev, "kd_versus_hard_labels", key="k")
-    assert glue["k_n_method_ahead"] == len(table) >= 6  # distillation beats hard labels in every recorded case
-    assert set(table.verdict) == {"KD ahead"}
+    # distillation beats hard labels in every recorded case; a method not run at an IPC says so
+    assert glue["k_n_method_ahead"] == len(table) - glue["k_n_not_run"] >= 6
+    assert set(table.verdict) <= {"KD ahead", "not run"}
     if dataset == "cifar10":  # no ablation recorded for CIFAR-10: said, not hidden
         table, glue = results.selection_verdicts(ev, "centre_share", key="c")
         assert set(table.verdict) == {"not run"} and glue["c_verdict"].endswith("not run.")

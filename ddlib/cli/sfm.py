@@ -25,7 +25,7 @@ OUTPUTS = {"distill": (Output("out", "folder", results=("distill.json", "images.
 def _distill(args: argparse.Namespace) -> int:
     from ddlib import data, presets, results
     from ddlib.sfm import backbones, synth
-    from ddlib.utils import get_device
+    from ddlib.utils import get_device, provenance
 
     start = time.perf_counter()
     device = get_device(args.device)
@@ -47,7 +47,7 @@ def _distill(args: argparse.Namespace) -> int:
     # a result loaded from the cache returns faster than the run that made it (whose time it keeps)
     cached = time.perf_counter() - t < res["wall_time"]
     command = common.command(args)
-    prov = {**results.provenance(command), "backbone_key": name, "artifact": res.get("key")}
+    prov = {**provenance(command), "backbone_key": name, "artifact": res.get("key")}
     paths = synth.save_synthetic(res, args.out, classes=ds.classes, backbone=args.backbone, dataset=ds.spec,
                                  provenance=prov)
     h = res["history"]

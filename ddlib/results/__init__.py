@@ -25,34 +25,98 @@ The tables the book shows are :class:`ddlib.plots.WholeTable`: never cut short o
 from __future__ import annotations
 
 from ddlib.results.costs import COST_COLUMNS, chapter_time, cost_appendix, cost_table
-from ddlib.results.evidence import (PAIRED_COLUMNS, bps_split_ablation, epoch_curve, evidence_summary, hlr_table,
-                                    latest_evidence, paired_table, recorded_patterns, teacher_text, verdict_of,
-                                    versus_table)
-from ddlib.results.records import (ACCURACY_COLUMNS, CLAIM_SEEDS, KEYS, PROVENANCE_KEYS, RESULT_DIRS, ROOT, RULES,
-                                   VERSUS_COLUMNS, Record, ResultsError, accuracy_rows, accuracy_table, dataset_label,
-                                   load, load_file, provenance, records_overview, records_table, result_files, strict,
-                                   write)
-from ddlib.results.selection_verdicts import (COARSER, CROSS_ARCH_PREFIX, SELECTION_FAMILIES, cross_arch_verdicts,
-                                              latest_cross_arch,
-                                              selection_accuracy, selection_balance, selection_costs, selection_gains,
-                                              selection_hlr, selection_verdicts)
-from ddlib.results.sfm_findings import (FLOW_METRICS, FIT_NAMES, across_backbones, ci_projector_findings,
-                                        ci_versus_probe, flow_cosine_findings, regime_findings)
-from ddlib.results.synthesis import (COST_CURVE_COLUMNS, latest_synthesis, synthesis_by_steps, synthesis_cost_curve,
-                                     synthesis_versus)
-from ddlib.results.synthesis_verdicts import (inheritance_summary, inheritance_verdicts, synthesis_cost_summary,
-                                              synthesis_costs, synthesis_steps, synthesis_verdicts)
-from ddlib.results.verdicts import (DISPLAY_NAMES, MINUS, VERDICT_COLUMNS, comparison_name, display_name, headline,
-                                    phrase, points, slug, split_columns, verdict_table)
+from ddlib.results.evidence import (
+                                    PAIRED_COLUMNS,
+                                    bps_split_ablation,
+                                    epoch_curve,
+                                    evidence_summary,
+                                    hlr_table,
+                                    latest_evidence,
+                                    paired_table,
+                                    recorded_patterns,
+                                    teacher_text,
+                                    verdict_of,
+                                    versus_table,
+)
+from ddlib.results.records import (
+                                    ACCURACY_COLUMNS,
+                                    CLAIM_SEEDS,
+                                    KEYS,
+                                    PROVENANCE_KEYS,
+                                    RESULT_DIRS,
+                                    VERSUS_COLUMNS,
+                                    Record,
+                                    ResultsError,
+                                    accuracy_rows,
+                                    accuracy_table,
+                                    dataset_label,
+                                    load,
+                                    load_file,
+                                    records_overview,
+                                    records_table,
+                                    result_files,
+                                    strict,
+                                    write,
+)
+from ddlib.results.selection_verdicts import (
+                                    COARSER,
+                                    CROSS_ARCH_PREFIX,
+                                    SELECTION_FAMILIES,
+                                    cross_arch_verdicts,
+                                    latest_cross_arch,
+                                    selection_accuracy,
+                                    selection_balance,
+                                    selection_costs,
+                                    selection_gains,
+                                    selection_hlr,
+                                    selection_verdicts,
+)
+from ddlib.results.sfm_findings import (
+                                        FIT_NAMES,
+                                        FLOW_METRICS,
+                                        across_backbones,
+                                        ci_projector_findings,
+                                        ci_versus_probe,
+                                        flow_cosine_findings,
+                                        regime_findings,
+)
+from ddlib.results.synthesis import (
+                                    COST_CURVE_COLUMNS,
+                                    latest_synthesis,
+                                    synthesis_by_steps,
+                                    synthesis_cost_curve,
+                                    synthesis_versus,
+)
+from ddlib.results.synthesis_verdicts import (
+                                    inheritance_summary,
+                                    inheritance_verdicts,
+                                    synthesis_cost_summary,
+                                    synthesis_costs,
+                                    synthesis_steps,
+                                    synthesis_verdicts,
+)
+from ddlib.results.verdicts import (
+                                    DISPLAY_NAMES,
+                                    MINUS,
+                                    VERDICT_COLUMNS,
+                                    comparison_name,
+                                    display_name,
+                                    headline,
+                                    phrase,
+                                    points,
+                                    slug,
+                                    split_columns,
+                                    verdict_table,
+)
 
-__all__ = ["FLOW_METRICS", "FIT_NAMES", "across_backbones", "ci_projector_findings", "ci_versus_probe",
+__all__ = ["FIT_NAMES", "FLOW_METRICS", "across_backbones", "ci_projector_findings", "ci_versus_probe",
            "flow_cosine_findings", "regime_findings", "ACCURACY_COLUMNS", "CLAIM_SEEDS", "COARSER", "CROSS_ARCH_PREFIX", "COST_COLUMNS", "COST_CURVE_COLUMNS",
-           "DISPLAY_NAMES", "KEYS", "MINUS", "PAIRED_COLUMNS", "PROVENANCE_KEYS", "RESULT_DIRS", "ROOT", "RULES",
+           "DISPLAY_NAMES", "KEYS", "MINUS", "PAIRED_COLUMNS", "PROVENANCE_KEYS", "RESULT_DIRS",
            "SELECTION_FAMILIES", "VERDICT_COLUMNS", "VERSUS_COLUMNS", "Record", "ResultsError", "accuracy_rows",
            "accuracy_table", "bps_split_ablation", "chapter_time", "comparison_name", "cost_appendix", "cost_table",
            "cross_arch_verdicts", "dataset_label", "display_name", "epoch_curve", "evidence_summary", "headline",
            "hlr_table", "inheritance_summary", "inheritance_verdicts", "latest_cross_arch", "latest_evidence", "latest_synthesis", "load",
-           "load_file", "paired_table", "phrase", "points", "provenance", "recorded_patterns", "records_overview",
+           "load_file", "paired_table", "phrase", "points", "recorded_patterns", "records_overview",
            "records_table", "result_files", "selection_accuracy", "selection_balance", "selection_costs",
            "selection_gains", "selection_hlr", "selection_verdicts", "slug", "split_columns", "strict",
            "synthesis_by_steps", "synthesis_cost_curve", "synthesis_cost_summary", "synthesis_costs",

@@ -35,12 +35,11 @@ from typing import Any
 
 import pandas as pd
 
-from ddlib.metrics import RULES
 from ddlib.utils import ROOT, provenance
 
-__all__ = ["ACCURACY_COLUMNS", "CLAIM_SEEDS", "KEYS", "PROVENANCE_KEYS", "RESULT_DIRS", "ROOT", "RULES",
+__all__ = ["ACCURACY_COLUMNS", "CLAIM_SEEDS", "KEYS", "PROVENANCE_KEYS", "RESULT_DIRS",
            "VERSUS_COLUMNS", "Record", "ResultsError", "accuracy_rows", "accuracy_table", "dataset_label", "load",
-           "load_file", "provenance", "records_overview", "records_table", "result_files", "strict", "write"]
+           "load_file", "records_overview", "records_table", "result_files", "strict", "write"]
 
 #: where recorded results live, relative to the repository root
 RESULT_DIRS = ("results", "benchmarks/results")

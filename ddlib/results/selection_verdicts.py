@@ -16,7 +16,8 @@ from typing import Any
 import pandas as pd
 
 from ddlib.results.evidence import paired_table, teacher_text, versus_table
-from ddlib.results.records import RULES, Record, _is_number, dataset_label
+from ddlib.metrics import RULES
+from ddlib.results.records import Record, _is_number, dataset_label
 from ddlib.results.verdicts import MINUS, display_name, points, slug, verdict_table
 from ddlib.utils import ParamError
 

@@ -18,7 +18,8 @@ from typing import Any
 
 import pandas as pd
 
-from ddlib.results.records import CLAIM_SEEDS, RULES, _is_number, dataset_label
+from ddlib.metrics import RULES
+from ddlib.results.records import CLAIM_SEEDS, _is_number, dataset_label
 from ddlib.utils import ParamError
 
 __all__ = ["DISPLAY_NAMES", "MINUS", "VERDICT_COLUMNS", "comparison_name", "display_name", "headline", "phrase",
