@@ -89,6 +89,8 @@ def _ci_record(diff: float) -> Record:
     d = metrics.paired_stats(ci, probe, "ci adam", "probe")
     rows = [{"ipc": 1, "views": 10, "pairs": 100, "protocol": "probe on efficientnet-lite2", "mean": 0.41,
              "val_mean": 0.5},
+            *({"ipc": 1, "views": 10, "pairs": 100, "protocol": f"ci ridge α={a:g} (all views) on x", "mean": m,
+               "val_mean": m} for a, m in ((1e-05, 0.3), (1.0, 0.6))),
             {"ipc": 1, "views": 10, "pairs": 100, "protocol": "ci adam on efficientnet-lite2",
              "mean": sum(ci) / 3, "val_mean": 0.5}]
     return _record(config={"fits": {"adam": {}}, "seeds": [0, 1, 2], "dataset": {"name": "fashion-mnist"}},
@@ -107,10 +109,14 @@ def test_ci_projector_findings_says_where_ci_pays(diff: float, pays: bool) -> No
     assert cell == f"{diff + 1:+.1f} [{lo:.1f}, {hi:.1f}]".replace("-", "\u2212")
     assert table.iloc[1]["IPC 1 × 10 views"] == "41.0" and g["ciproj_golden"] == "80.0"
     assert g["ciproj_best_first"] == f"{diff + 1:+.1f}".replace("-", "\u2212")
+    assert g["ciproj_adam_first"] == g["ciproj_adam_last"] == g["ciproj_best_first"]  # one fit, one cell
+    assert (g["ciproj_unpenalised_alpha"], g["ciproj_unpenalised"]) == ("1e-05", "30.0")
     assert g["ciproj_n_pays"] == int(pays) and g["ciproj_dataset"] == "Fashion-MNIST"
-    assert g["ciproj_pays"].startswith("CI is ahead" if pays else "CI does not pay")
+    assert g["ciproj_pays"] == ("against the probe, fit by Adam (the reference's fit), CI is "
+                                + ("ahead at IPC 1" if pays else "behind at IPC 1"))
     none = results.ci_projector_findings(records=[])[1]  # before the study: every name, none a number
-    assert set(g) <= set(none) and set(none.values()) == {"not recorded yet"}
+    assert set(g) - {"ciproj_ridge_first", "ciproj_ridge_last"} <= set(none)  # no ridge fit in this record
+    assert set(none.values()) == {"not recorded yet"}
 
 
 def test_ci_versus_probe_pairs_ci_with_the_probe_of_the_same_seed() -> None:
