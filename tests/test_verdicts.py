@@ -231,9 +231,9 @@ def test_inheritance_views_by_hand() -> None:
         results.inheritance_verdicts(_evaluations(), ipc=1, family="both")
     table, g = results.inheritance_summary(_evaluations(), distill_backbone="efficientnet-lite0")
     _narrow(table)
-    row = table.set_index("set, backbone").loc["SFM, EfficientNet-Lite2"]
-    assert row.tolist() == ["41.0", "47.0", "41.0", "+6.0"]
-    assert table.set_index("set, backbone").loc["random real images, EfficientNet-Lite2", "KD (%)"] == "not run"
+    by = table.set_index(["set", "backbone"])
+    assert by.loc[("SFM", "EfficientNet-Lite2")].tolist() == ["41.0", "47.0", "41.0", "+6.0"]
+    assert by.loc[("random real images", "EfficientNet-Lite2"), "KD (%)"] == "not run"
     assert g["ci_best_other"] == "EfficientNet-Lite2" and g["ci_ci_gain_mean"] == pytest.approx(6.0)
     assert g["ci_sfm_ci_best_other"] == pytest.approx(47.0)
     assert g["ci_random_real_ci_gain_best_other"] == pytest.approx(2.0)
@@ -342,7 +342,7 @@ def test_every_module_says_what_it_is_for_and_exports_what_it_defines() -> None:
 def test_modules_import_only_downwards() -> None:
     """records <- evidence, synthesis, costs <- verdicts <- selection_verdicts, synthesis_verdicts."""
     level = {"records": 0, "evidence": 1, "synthesis": 1, "costs": 1, "verdicts": 2, "selection_verdicts": 3,
-             "synthesis_verdicts": 3}
+             "synthesis_verdicts": 3, "sfm_findings": 3}
     for mod, tree in _modules().items():
         if mod == "__init__":
             continue

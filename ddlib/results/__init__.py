@@ -12,6 +12,8 @@ One package, one module per job; every public name is re-exported here, so ``res
 - :mod:`~ddlib.results.costs`: every time and memory number (:func:`cost_table`, :func:`cost_appendix`);
 - :mod:`~ddlib.results.verdicts`: a family of paired comparisons as one table in plain words
   (:func:`verdict_table`, :func:`display_name`), the same in chapters 2, 4 and 5;
+- :mod:`~ddlib.results.sfm_findings`: what chapters 3 and 4 read from their records (:func:`flow_cosine_findings`,
+  :func:`regime_findings`, :func:`ci_projector_findings`, :func:`ci_versus_probe`, :func:`across_backbones`);
 - :mod:`~ddlib.results.selection_verdicts` and :mod:`~ddlib.results.synthesis_verdicts`: what the chapters
   show, each a function returning ``(table, glue)`` (:func:`selection_verdicts`, :func:`synthesis_verdicts`,
   :func:`inheritance_verdicts`, :func:`selection_gains`, ...).
@@ -69,6 +71,15 @@ from ddlib.results.selection_verdicts import (
                                     selection_hlr,
                                     selection_verdicts,
 )
+from ddlib.results.sfm_findings import (
+                                        FIT_NAMES,
+                                        FLOW_METRICS,
+                                        across_backbones,
+                                        ci_projector_findings,
+                                        ci_versus_probe,
+                                        flow_cosine_findings,
+                                        regime_findings,
+)
 from ddlib.results.synthesis import (
                                     COST_CURVE_COLUMNS,
                                     latest_synthesis,
@@ -98,7 +109,8 @@ from ddlib.results.verdicts import (
                                     verdict_table,
 )
 
-__all__ = ["ACCURACY_COLUMNS", "CLAIM_SEEDS", "COARSER", "CROSS_ARCH_PREFIX", "COST_COLUMNS", "COST_CURVE_COLUMNS",
+__all__ = ["FIT_NAMES", "FLOW_METRICS", "across_backbones", "ci_projector_findings", "ci_versus_probe",
+           "flow_cosine_findings", "regime_findings", "ACCURACY_COLUMNS", "CLAIM_SEEDS", "COARSER", "CROSS_ARCH_PREFIX", "COST_COLUMNS", "COST_CURVE_COLUMNS",
            "DISPLAY_NAMES", "KEYS", "MINUS", "PAIRED_COLUMNS", "PROVENANCE_KEYS", "RESULT_DIRS",
            "SELECTION_FAMILIES", "VERDICT_COLUMNS", "VERSUS_COLUMNS", "Record", "ResultsError", "accuracy_rows",
            "accuracy_table", "bps_split_ablation", "chapter_time", "comparison_name", "cost_appendix", "cost_table",

@@ -221,7 +221,9 @@ def inheritance_verdicts(results: Mapping[tuple, Mapping[str, Any]], *, ipc: int
 def inheritance_summary(results: Mapping[tuple, Mapping[str, Any]], *, distill_backbone: str, method: str = "SFM",
                         key: str = "ci") -> tuple[pd.DataFrame, dict[str, str | float]]:
     """Accuracy of every set on every evaluation backbone by probe, CI and KD (mean over runs, %), and CI
-    minus the probe; "not run" where a mode was not evaluated.
+    minus the probe; "not run" where a mode was not evaluated. Columns: ``set``, ``backbone``, the three modes
+    and ``CI − probe`` (six, each cell within a column of the page). The glue keeps full precision, so prose
+    that formats it to one decimal reads as the table does.
 
     ``results``: as :func:`inheritance_verdicts`'. Glue (numbers in %): every accuracy as
     ``<key>_<set>_<backbone>_<mode>``; ``<key>_ci_gain_mean`` (``method``'s CI minus probe, averaged over the
@@ -239,16 +241,16 @@ def inheritance_summary(results: Mapping[tuple, Mapping[str, Any]], *, distill_b
     table, glue = [], {}
     for s in sets:
         for b in backbones:
-            row = {"set, backbone": f"{display_name(s)}, {display_name(b)}"}
+            row = {"set": display_name(s), "backbone": display_name(b)}
             row.update({f"{display_name(m)} (%)": f"{acc[(s, b, m)]:.1f}" if (s, b, m) in acc else "not run"
                         for m in _MODES})
             gain = acc[(s, b, "ci")] - acc[(s, b, "probe")] if {(s, b, "ci"), (s, b, "probe")} <= acc.keys() else None
             row[f"CI {MINUS} probe"] = points(gain) if gain is not None else "not run"
             table.append(row)
-    glue.update({f"{key}_{slug(s)}_{slug(b)}_{m}": round(v, 4) for (s, b, m), v in acc.items()})
+    glue.update({f"{key}_{slug(s)}_{slug(b)}_{m}": v for (s, b, m), v in acc.items()})
     gains = [acc[(method, b, "ci")] - acc[(method, b, "probe")] for b in backbones
              if {(method, b, "ci"), (method, b, "probe")} <= acc.keys()]
-    glue[f"{key}_ci_gain_mean"] = round(sum(gains) / len(gains), 4) if gains else 0.0
+    glue[f"{key}_ci_gain_mean"] = sum(gains) / len(gains) if gains else 0.0
     others = [b for b in backbones if b != distill_backbone and (method, b, "ci") in acc] or \
         [b for b in backbones if (method, b, "ci") in acc]
     best = max(others, key=lambda b: acc[(method, b, "ci")]) if others else None
@@ -256,15 +258,15 @@ def inheritance_summary(results: Mapping[tuple, Mapping[str, Any]], *, distill_b
     for s in sets:
         probes = [acc[(s, b, "probe")] for b in backbones if (s, b, "probe") in acc]
         if probes:
-            glue[f"{key}_{slug(s)}_probe_mean"] = round(sum(probes) / len(probes), 4)
+            glue[f"{key}_{slug(s)}_probe_mean"] = sum(probes) / len(probes)
         if best is not None:
-            glue.update({f"{key}_{slug(s)}_{m}_best_other": round(acc[(s, best, m)], 4) for m in _MODES
+            glue.update({f"{key}_{slug(s)}_{m}_best_other": acc[(s, best, m)] for m in _MODES
                          if (s, best, m) in acc})
             if {(s, best, "ci"), (s, best, "probe")} <= acc.keys():
-                glue[f"{key}_{slug(s)}_ci_gain_best_other"] = round(acc[(s, best, "ci")] - acc[(s, best, "probe")], 4)
+                glue[f"{key}_{slug(s)}_ci_gain_best_other"] = acc[(s, best, "ci")] - acc[(s, best, "probe")]
     if (method, distill_backbone, "probe") in acc:
-        glue[f"{key}_distill_probe"] = round(acc[(method, distill_backbone, "probe")], 4)
-    cols = ["set, backbone", *(f"{display_name(m)} (%)" for m in _MODES), f"CI {MINUS} probe"]
+        glue[f"{key}_distill_probe"] = acc[(method, distill_backbone, "probe")]
+    cols = ["set", "backbone", *(f"{display_name(m)} (%)" for m in _MODES), f"CI {MINUS} probe"]
     return whole_table(pd.DataFrame(table, columns=cols)), glue
 
 
