@@ -376,9 +376,15 @@ def test_headline_and_phrase_read_a_familys_glue() -> None:
 
 
 def test_chapter_time_reads_the_newest_record_that_timed_the_chapter() -> None:
-    build = _record("results/book.json", {"rows": [{"chapter_seconds": {"01_x": 258.2, "02_y": 30.0}}]})
-    alone = _record("results/ch.json", {"rows": [{"chapter": "02_y", "wall_s": 4000.0, "status": "ok",
+    build = _record("results/book.json", {"rows": [{"scale": results.BOOK_DEFAULT_SCALE,
+                                                     "chapter_seconds": {"01_x": 258.2, "02_y": 30.0}}]})
+    alone = _record("results/ch.json", {"rows": [{"chapter": "02_y", "wall_s": 4000.0, "status": "ok", "scale": "cpu",
                                                   "provenance": {"date": "2026-11-01 10:00:00 UTC"}}]})
+    workshop = _record("results/ws.json", {"rows": [{"chapter": "01_x", "wall_s": 60.0, "status": "ok",
+                                                     "scale": "workshop", "provenance": {"date": "2026-12-31"}}]})
+    # a newer workshop-scale timing never stands for the book's default scale; asked for, it is read
+    assert results.chapter_time("01_x", [build, workshop])["chapter_seconds"] == 258.2
+    assert results.chapter_time("01_x", [build, workshop], scale="workshop")["chapter_seconds"] == 60.0
     g = results.chapter_time("01_x", [build, alone])
     assert (g["chapter_seconds"], g["chapter_time"]) == (258.2, "about 4 minutes")
     assert g["chapter_time_where"] == "on two CPU threads in the book build of 2026-12-05, from an empty cache"

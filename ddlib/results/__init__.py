@@ -24,7 +24,7 @@ The tables the book shows are :class:`ddlib.plots.WholeTable`: never cut short o
 """
 from __future__ import annotations
 
-from ddlib.results.costs import COST_COLUMNS, chapter_time, cost_appendix, cost_table
+from ddlib.results.costs import BOOK_DEFAULT_SCALE, COST_COLUMNS, chapter_time, cost_appendix, cost_table
 from ddlib.results.evidence import (
                                     PAIRED_COLUMNS,
                                     bps_split_ablation,
@@ -110,7 +110,7 @@ from ddlib.results.verdicts import (
 )
 
 __all__ = ["FIT_NAMES", "FLOW_METRICS", "across_backbones", "ci_projector_findings", "ci_versus_probe",
-           "flow_cosine_findings", "regime_findings", "ACCURACY_COLUMNS", "CLAIM_SEEDS", "COARSER", "CROSS_ARCH_PREFIX", "COST_COLUMNS", "COST_CURVE_COLUMNS",
+           "flow_cosine_findings", "regime_findings", "ACCURACY_COLUMNS", "BOOK_DEFAULT_SCALE", "CLAIM_SEEDS", "COARSER", "CROSS_ARCH_PREFIX", "COST_COLUMNS", "COST_CURVE_COLUMNS",
            "DISPLAY_NAMES", "KEYS", "MINUS", "PAIRED_COLUMNS", "PROVENANCE_KEYS", "RESULT_DIRS",
            "SELECTION_FAMILIES", "VERDICT_COLUMNS", "VERSUS_COLUMNS", "Record", "ResultsError", "accuracy_rows",
            "accuracy_table", "bps_split_ablation", "chapter_time", "comparison_name", "cost_appendix", "cost_table",
