@@ -25,11 +25,12 @@ INJECTED = "# Parameters"
 
 def list_parameters() -> frozenset[str]:
     """The chapters' parameters that take a list: those a scale of :data:`ddlib.presets.VALUES` sets to a list
-    (``ipcs``, ``methods``, ``eval_backbones`` ...), also with chapter 5's ``sfm_`` prefix."""
+    (``ipcs``, ``eval_backbones`` ...) or to :data:`ddlib.presets.ALL_METHODS` (``methods``: "all" stands for
+    the list of every registered selector), also with chapter 5's ``sfm_`` prefix."""
     from ddlib import presets
 
     names = {n for workflow in presets.VALUES.values() for values in workflow.values()
-             for n, v in values.items() if isinstance(v, (list, tuple))}
+             for n, v in values.items() if isinstance(v, (list, tuple)) or v == presets.ALL_METHODS}
     return frozenset(names | {f"sfm_{n}" for n in names})
 
 

@@ -252,3 +252,23 @@ def test_a_selector_registered_in_one_place_runs_through_the_cli(tmp_path: Path)
         selectors.SELECTORS.pop("first-images", None)
     with pytest.raises(Exception, match="needs"):
         selectors.register("bad", needs=("telepathy",))
+
+
+def test_a_dataset_registered_in_one_place_runs_through_the_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                capsys: pytest.CaptureFixture) -> None:
+    """Issue 23: a new data set is one registry entry (``DatasetEntry``: its loader, what it needs, where it is
+    read from); ``python -m ddlib datasets`` lists it and ``select`` loads it by name."""
+    from ddlib.data import registry
+    from ddlib.data.builtin import load_synthetic_patterns
+    from ddlib.data.core import DatasetEntry
+
+    toy = DatasetEntry("toy-shapes", lambda: load_synthetic_patterns(num_classes=3, n_train=60, n_test=12, seed=1),
+                       needs="nothing: generated", where=lambda: "in memory (a test's toy)")
+    monkeypatch.setitem(registry.DATASETS, "toy-shapes", toy)
+    assert main(["datasets"]) == 0
+    assert "toy-shapes" in capsys.readouterr().out
+    out = tmp_path / "sel"
+    assert main(["select", "--dataset", "toy-shapes", "--method", "random", "--ipc", "2", "--out", str(out),
+                 *TINY]) == 0
+    d = json.loads((out / "random_ipc2_seed0.json").read_text())
+    assert len(d["indices"]) == 3 * 2

@@ -174,6 +174,10 @@ def test_latest_evidence_names_the_forgetting_rule_of_each_part() -> None:
     same = rec("results/c.json", "2026-12-02", 100, {"epochs": 12, "never_learned": "deepcore"})
     assert {g["method"] for g in results.latest_evidence("fashion-mnist", [same, new]).data["grid"]} == {
         "bps", "random", "forgetting"}
+    assert results.latest_evidence("fashion-mnist", [new]) is new
+    alone = results.latest_evidence("fashion-mnist", [old])  # a lone Toneva-rule record: named, not hidden
+    assert alone.source == "results/a.json" and alone.data["merged_from"][0]["forgetting_rows"] == "forgetting (toneva)"
+    assert {g["method"] for g in alone.data["grid"]} == {"bps", "random", "forgetting (toneva)"}
 
 def test_epoch_curve_orders_budgets_by_number() -> None:
     """Budgets 50 < 100 < 400, not as strings ("100" < "400" < "50"): a line drawn in row order must not turn back."""

@@ -16,7 +16,7 @@ def test_runs_at_test_scale(run_notebook) -> None:  # noqa: ANN001
 
     out = run_notebook("02_balanced_selection", scale="test")
     text = _outputs(out)
-    for word in ("pattern 0 (", "centres", "with a centre and a margin", "fill distance", "IPC 2 (ms)",
+    for word in ("pattern 0 (", "centres", "with both", "fill distance", "IPC 2 (ms)",
                  "HLR (points)", "no detectable difference"):
         assert word in text, word
     assert "Traceback" not in text

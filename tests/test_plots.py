@@ -199,6 +199,21 @@ def test_flow_figure_draws_each_synthetic_set_in_its_methods_colour() -> None:
     assert arrows["SFM"] == plots.METHOD_COLOURS["sfm"] and arrows["LGM"] == plots.METHOD_COLOURS["lgm"]
 
 
+def test_flow_figure_labels_every_arrow_with_its_class() -> None:
+    """Each set's arrows carry their class names at their starts, shown (not only on a legend click) and
+    hidden with their set (one legend group)."""
+    centres = torch.randn(3, 5, generator=torch.Generator().manual_seed(4))
+    fig = plots.flow_pca_figure(centres, {"SFM": centres + 0.1, "LGM": centres - 0.1}, CLASSES, flows=flows)
+    arrows = [t for t in fig.data if t.mode == "lines+markers"]
+    labels = {t.legendgroup: t for t in fig.data if t.mode == "text"}
+    assert len(arrows) == 3 and set(labels) == {t.name for t in arrows} == {t.legendgroup for t in arrows}
+    for t in arrows:
+        lab = labels[t.name]
+        assert list(lab.text) == list(CLASSES) and lab.visible in (None, True)
+        assert list(lab.x) == [t.x[3 * c] for c in range(len(CLASSES))]  # at each arrow's start
+        assert lab.textfont.color == t.line.color
+
+
 # ----------------------------------------------------------------------------- what the eye can see
 def test_thin_keeps_each_groups_share_reproducibly() -> None:
     import numpy as np

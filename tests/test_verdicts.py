@@ -231,9 +231,9 @@ def test_inheritance_views_by_hand() -> None:
         results.inheritance_verdicts(_evaluations(), ipc=1, family="both")
     table, g = results.inheritance_summary(_evaluations(), distill_backbone="efficientnet-lite0")
     _narrow(table)
-    row = table.set_index("set, backbone").loc["SFM, EfficientNet-Lite2"]
-    assert row.tolist() == ["41.0", "47.0", "41.0", "+6.0"]
-    assert table.set_index("set, backbone").loc["random real images, EfficientNet-Lite2", "KD (%)"] == "not run"
+    by = table.set_index(["set", "backbone"])
+    assert by.loc[("SFM", "EfficientNet-Lite2")].tolist() == ["41.0", "47.0", "41.0", "+6.0"]
+    assert by.loc[("random real images", "EfficientNet-Lite2"), "KD (%)"] == "not run"
     assert g["ci_best_other"] == "EfficientNet-Lite2" and g["ci_ci_gain_mean"] == pytest.approx(6.0)
     assert g["ci_sfm_ci_best_other"] == pytest.approx(47.0)
     assert g["ci_random_real_ci_gain_best_other"] == pytest.approx(2.0)
@@ -342,7 +342,7 @@ def test_every_module_says_what_it_is_for_and_exports_what_it_defines() -> None:
 def test_modules_import_only_downwards() -> None:
     """records <- evidence, synthesis, costs <- verdicts <- selection_verdicts, synthesis_verdicts, reconcile."""
     level = {"records": 0, "evidence": 1, "synthesis": 1, "costs": 1, "verdicts": 2, "selection_verdicts": 3,
-             "synthesis_verdicts": 3, "reconcile": 3}
+             "synthesis_verdicts": 3, "sfm_findings": 3, "reconcile": 3}
     for mod, tree in _modules().items():
         if mod == "__init__":
             continue
@@ -376,9 +376,15 @@ def test_headline_and_phrase_read_a_familys_glue() -> None:
 
 
 def test_chapter_time_reads_the_newest_record_that_timed_the_chapter() -> None:
-    build = _record("results/book.json", {"rows": [{"chapter_seconds": {"01_x": 258.2, "02_y": 30.0}}]})
-    alone = _record("results/ch.json", {"rows": [{"chapter": "02_y", "wall_s": 4000.0, "status": "ok",
+    build = _record("results/book.json", {"rows": [{"scale": results.BOOK_DEFAULT_SCALE,
+                                                     "chapter_seconds": {"01_x": 258.2, "02_y": 30.0}}]})
+    alone = _record("results/ch.json", {"rows": [{"chapter": "02_y", "wall_s": 4000.0, "status": "ok", "scale": "cpu",
                                                   "provenance": {"date": "2026-11-01 10:00:00 UTC"}}]})
+    workshop = _record("results/ws.json", {"rows": [{"chapter": "01_x", "wall_s": 60.0, "status": "ok",
+                                                     "scale": "workshop", "provenance": {"date": "2026-12-31"}}]})
+    # a newer workshop-scale timing never stands for the book's default scale; asked for, it is read
+    assert results.chapter_time("01_x", [build, workshop])["chapter_seconds"] == 258.2
+    assert results.chapter_time("01_x", [build, workshop], scale="workshop")["chapter_seconds"] == 60.0
     g = results.chapter_time("01_x", [build, alone])
     assert (g["chapter_seconds"], g["chapter_time"]) == (258.2, "about 4 minutes")
     assert g["chapter_time_where"] == "on two CPU threads in the book build of 2026-12-05, from an empty cache"

@@ -168,7 +168,9 @@ def flow_pca_figure(real_centres: torch.Tensor, synthetic: dict[str, torch.Tenso
     figure takes it as an argument because plots sit below ``ddlib.sfm`` and never import it).
     The PCA is fitted on ``real_features`` when given (drawn faintly, coloured by class), else on
     the centres; at most ``max_points`` of them are drawn (:func:`thin`, stratified by class). Each set has
-    its method's colour (:func:`ddlib.plots.style.colour_of`: ``"sfm"``, ``"lgm"``, ...), the real centres black.
+    its method's colour (:func:`ddlib.plots.style.colour_of`: name the sets ``"SFM"``, ``"LGM"``, ... so that a
+    method keeps its colour in every figure), the real centres black. Every arrow is labelled at its start with
+    its class (the data's above the centre, a synthetic set's below), and a set's labels hide with its arrows.
     """
     basis_src = real_features if real_features is not None else real_centres
     mean, comp, ratio = pca_basis(basis_src.float())
@@ -195,12 +197,14 @@ def flow_pca_figure(real_centres: torch.Tensor, synthetic: dict[str, torch.Tenso
             sizes += [9, 13, 0]
             texts += [f"{name}: {classes[c]} centre", f"{name}: mean of the other classes (from {classes[c]})", ""]
         fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers", name=name, text=texts, hoverinfo="text",
+                                 legendgroup=name,
                                  line=dict(color=colour, width=2, dash="solid" if i == 0 else "dot"),
                                  marker=dict(size=sizes, color=colour, symbol=["circle", "arrow", "circle"] * len(classes),
                                              angleref="previous")))
         fig.add_trace(go.Scatter(x=start[:, 0], y=start[:, 1], mode="text", text=list(classes), showlegend=False,
-                                 textposition="top center", textfont=dict(color=colour, size=10), hoverinfo="skip",
-                                 legendgroup=name, visible=True if i == 0 else "legendonly"))
+                                 textposition="top center" if i == 0 else "bottom center",
+                                 textfont=dict(color=colour, size=10 if i == 0 else 9), hoverinfo="skip",
+                                 legendgroup=name))  # every arrow labelled with its class; hidden with its set
     fig.update_layout(title=title, height=620, xaxis_title=f"PC 1 ({100 * ratio[0]:.0f} % of variance)",
                       yaxis_title=f"PC 2 ({100 * ratio[1]:.0f} % of variance)", legend=dict(orientation="h", y=-0.15),
                       margin=dict(l=60, r=10, t=50 if title else 10, b=80), plot_bgcolor="white")

@@ -14,6 +14,8 @@ One package, one module per job; every public name is re-exported here, so ``res
   (:func:`verdict_table`, :func:`display_name`), the same in chapters 2, 4 and 5;
 - :mod:`~ddlib.results.reconcile`: this build's one-seed run beside the five-seed record
   (:func:`live_versus_record`);
+- :mod:`~ddlib.results.sfm_findings`: what chapters 3 and 4 read from their records (:func:`flow_cosine_findings`,
+  :func:`regime_findings`, :func:`ci_projector_findings`, :func:`ci_versus_probe`, :func:`across_backbones`);
 - :mod:`~ddlib.results.selection_verdicts` and :mod:`~ddlib.results.synthesis_verdicts`: what the chapters
   show, each a function returning ``(table, glue)`` (:func:`selection_verdicts`, :func:`synthesis_verdicts`,
   :func:`inheritance_verdicts`, :func:`selection_gains`, ...).
@@ -24,7 +26,7 @@ The tables the book shows are :class:`ddlib.plots.WholeTable`: never cut short o
 """
 from __future__ import annotations
 
-from ddlib.results.costs import COST_COLUMNS, chapter_time, cost_appendix, cost_table
+from ddlib.results.costs import BOOK_DEFAULT_SCALE, COST_COLUMNS, chapter_time, cost_appendix, cost_table
 from ddlib.results.evidence import (
                                     PAIRED_COLUMNS,
                                     bps_split_ablation,
@@ -71,6 +73,15 @@ from ddlib.results.selection_verdicts import (
                                     selection_hlr,
                                     selection_verdicts,
 )
+from ddlib.results.sfm_findings import (
+                                        FIT_NAMES,
+                                        FLOW_METRICS,
+                                        across_backbones,
+                                        ci_projector_findings,
+                                        ci_versus_probe,
+                                        flow_cosine_findings,
+                                        regime_findings,
+)
 from ddlib.results.synthesis import (
                                     COST_CURVE_COLUMNS,
                                     latest_synthesis,
@@ -84,7 +95,6 @@ from ddlib.results.synthesis_verdicts import (
                                     inheritance_verdicts,
                                     synthesis_cost_summary,
                                     synthesis_costs,
-                                    synthesis_modes,
                                     synthesis_steps,
                                     synthesis_verdicts,
 )
@@ -102,7 +112,8 @@ from ddlib.results.verdicts import (
                                     verdict_table,
 )
 
-__all__ = ["ACCURACY_COLUMNS", "AGREEMENT", "CLAIM_SEEDS", "COARSER", "CROSS_ARCH_PREFIX", "COST_COLUMNS", "COST_CURVE_COLUMNS",
+__all__ = ["FIT_NAMES", "FLOW_METRICS", "across_backbones", "ci_projector_findings", "ci_versus_probe",
+           "flow_cosine_findings", "regime_findings", "ACCURACY_COLUMNS", "AGREEMENT", "BOOK_DEFAULT_SCALE", "CLAIM_SEEDS", "COARSER", "CROSS_ARCH_PREFIX", "COST_COLUMNS", "COST_CURVE_COLUMNS",
            "DISPLAY_NAMES", "KEYS", "MINUS", "PAIRED_COLUMNS", "PROVENANCE_KEYS", "RESULT_DIRS",
            "SELECTION_FAMILIES", "VERDICT_COLUMNS", "VERSUS_COLUMNS", "Record", "ResultsError", "accuracy_rows",
            "accuracy_table", "bps_split_ablation", "chapter_time", "comparison_name", "cost_appendix", "cost_table",
@@ -111,6 +122,6 @@ __all__ = ["ACCURACY_COLUMNS", "AGREEMENT", "CLAIM_SEEDS", "COARSER", "CROSS_ARC
            "load_file", "paired_table", "phrase", "points", "recorded_patterns", "records_overview",
            "records_table", "result_files", "selection_accuracy", "selection_balance", "selection_costs",
            "selection_gains", "selection_hlr", "selection_verdicts", "slug", "split_columns", "strict",
-           "synthesis_by_steps", "synthesis_cost_curve", "synthesis_cost_summary", "synthesis_costs", "synthesis_modes",
+           "synthesis_by_steps", "synthesis_cost_curve", "synthesis_cost_summary", "synthesis_costs",
            "synthesis_steps", "synthesis_verdicts", "synthesis_versus", "teacher_text", "verdict_of", "verdict_table",
            "versus_table", "write"]

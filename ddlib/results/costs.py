@@ -14,7 +14,7 @@ import pandas as pd
 
 from ddlib.results.records import Record, _is_number, _prov, load
 
-__all__ = ["COST_COLUMNS", "chapter_time", "cost_appendix", "cost_table"]
+__all__ = ["BOOK_DEFAULT_SCALE", "COST_COLUMNS", "chapter_time", "cost_appendix", "cost_table"]
 
 COST_COLUMNS = ["source", "case", "metric", "value", "unit", "device", "date", "commit", "command"]
 # parts of a record that describe settings or identity, not measurements
@@ -123,7 +123,11 @@ def _minutes(seconds: float) -> str:
     return f"about {seconds / 3600:.1f} hours"
 
 
-def chapter_time(chapter: str, records: Iterable[Record] | None = None, *,
+#: what a whole book build's record calls its scale: every chapter at its default, the ``cpu`` scale
+BOOK_DEFAULT_SCALE = "chapter defaults (make book)"
+
+
+def chapter_time(chapter: str, records: Iterable[Record] | None = None, *, scale: str = "cpu",
                  key: str = "chapter") -> dict[str, str | float]:
     """What a chapter cost at the book's default scale, from the newest record that timed it: a whole book
     build (``benchmarks/book_build_time.py``: ``chapter_seconds``), else ``benchmarks/chapter_times.py``'s
@@ -132,12 +136,16 @@ def chapter_time(chapter: str, records: Iterable[Record] | None = None, *,
     Returns glue: ``<key>_seconds`` (0.0 when none recorded), ``<key>_time`` ("about 8 minutes", or "not
     recorded yet"), ``<key>_time_where`` ("on 2 CPU threads in the book build of 2026-12-01"; the
     record's device and date) and ``<key>_time_source`` (the record's file). A rerun with a filled cache takes
-    less. Every chapter's opening cites it."""
+    less. ``scale``: only records of that scale count (a book build runs every chapter at ``cpu``, its
+    default), so a workshop-scale timing never stands for the book's. Every chapter's opening cites it."""
     records = load() if records is None else list(records)
     found: list[tuple[str, float, str, Record]] = []
+    accepted = {scale, BOOK_DEFAULT_SCALE} if scale == "cpu" else {scale}
     for rec in records:
         for row in rec.rows if isinstance(rec.rows, list) else []:
             if not isinstance(row, dict):
+                continue
+            if (row.get("scale") or (rec.config or {}).get("scale")) not in accepted:
                 continue
             secs = (row.get("chapter_seconds") or {}).get(chapter) if isinstance(row.get("chapter_seconds"),
                                                                                  dict) else None

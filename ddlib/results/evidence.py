@@ -90,8 +90,10 @@ def _modelling_of(rec: Record) -> Any:
 def _forgetting_rule(rec: Record) -> str:
     """The rule a record's ``forgetting`` rows were read by: ``"deepcore"`` (never-learned images keep 0
     events) or ``"toneva"`` (they count as forgotten infinitely often: every record made before the rule
-    became a setting, whose forgetting config has no ``never_learned``)."""
-    return ((rec.config.get("pipeline") or {}).get("forgetting") or {}).get("never_learned") or "toneva"
+    became a setting, whose forgetting config has no ``never_learned``); a record without a forgetting
+    config ran no forgetting to name."""
+    forgetting = (rec.config.get("pipeline") or {}).get("forgetting")
+    return "deepcore" if not forgetting else forgetting.get("never_learned") or "toneva"
 
 
 def _rename_forgetting(row: dict, label: str) -> dict:
@@ -117,9 +119,10 @@ def latest_evidence(dataset: str, records: Iterable[Record] | None = None, study
     the result is one :class:`Record` whose ``source`` names every file, joined by " + ", with
     ``merged_from`` (each file's source, commit, date, IPCs and teacher accuracy). Records of another
     modelling are never mixed in. The forgetting baseline's settings are the selector's, not the
-    modelling's: an older part whose forgetting rows were read by another rule than the newest's
-    (:func:`_forgetting_rule`) keeps them under that rule's name, e.g. ``forgetting (toneva)``
-    (``forgetting_rows`` in its ``merged_from`` entry). The same settings are not the same bits: a modelling trained again in
+    modelling's: ``forgetting`` names DeepCore's rule only, and a part whose forgetting rows were read by
+    Toneva's rule (:func:`_forgetting_rule`: every record made before the rule became a setting) has them
+    named ``forgetting (toneva)`` (``forgetting_rows`` in its ``merged_from`` entry; a lone record of that
+    kind comes back as a copy with ``merged_from``). The same settings are not the same bits: a modelling trained again in
     another session differs in its last digits (its teacher's accuracy is kept per part, and
     :func:`teacher_text` says so); every paired difference is still within one modelling, per IPC."""
     records = load() if records is None else list(records)
@@ -139,21 +142,30 @@ def latest_evidence(dataset: str, records: Iterable[Record] | None = None, study
         return {"source": rec.source, "commit": rec.provenance["commit"], "date": rec.provenance["date"],
                 "ipcs": sorted(keep), "teacher_acc": (rec.data.get("teacher") or {}).get("test_acc")}
 
+    def label(rec: Record) -> str:
+        rule = _forgetting_rule(rec)
+        return "forgetting" if rule == "deepcore" else f"forgetting ({rule})"
+
     covered, parts, data = ipcs(newest), [part(newest, ipcs(newest))], dict(newest.data)
+    if label(newest) != "forgetting":
+        for key in ("grid", "paired", "hlr", "rows"):
+            data[key] = [_rename_forgetting(r, label(newest)) if isinstance(r, dict) else r
+                         for r in newest.data.get(key) or []]
+        parts[0]["forgetting_rows"] = label(newest)
     for old in found[1:]:
         extra = ipcs(old) - covered
         if not extra or _modelling_of(old) != _modelling_of(newest):
             continue
-        rule = _forgetting_rule(old)
-        label = "forgetting" if rule == _forgetting_rule(newest) else f"forgetting ({rule})"
         for key in ("grid", "paired", "hlr", "rows"):
-            mine = [_rename_forgetting(r, label) for r in old.data.get(key) or []
+            mine = [_rename_forgetting(r, label(old)) for r in old.data.get(key) or []
                     if isinstance(r, dict) and r.get("ipc") in extra]
             data[key] = [*(data.get(key) or []), *mine]
         covered |= extra
-        parts.append({**part(old, extra), **({"forgetting_rows": label} if label != "forgetting" else {})})
-    if len(parts) == 1:
+        parts.append({**part(old, extra), **({"forgetting_rows": label(old)} if label(old) != "forgetting" else {})})
+    if len(parts) == 1 and label(newest) == "forgetting":
         return newest
+    if len(parts) == 1:
+        return Record(newest.source, {**data, "merged_from": parts})
     return Record(" + ".join(p["source"] for p in parts), {**data, "merged_from": parts})
 
 

@@ -19,7 +19,7 @@ from ddlib.results.verdicts import MINUS, display_name, points, slug, verdict_ta
 from ddlib.utils import ParamError
 
 __all__ = ["inheritance_summary", "inheritance_verdicts", "synthesis_cost_summary", "synthesis_costs",
-           "synthesis_modes", "synthesis_steps", "synthesis_verdicts"]
+           "synthesis_steps", "synthesis_verdicts"]
 
 _MODES = ("probe", "ci", "kd")  # ddlib.sfm.inherit.MODES, in the order the book shows them
 
@@ -71,44 +71,6 @@ def synthesis_verdicts(record: Record | None = None, baseline: str = "lgm", *, m
     glue[f"{key}_source"] = _sources(record) if record is not None else "none"
     glue[f"{key}_steps"] = int(max(steps)) if steps else 0
     return table, glue
-
-
-def synthesis_modes(record: Record | None = None, *, sets: Iterable[str] = ("sfm", "random-real"), mode: str = "ci",
-                    versus: str = "probe", key: str = "modes", columns: str | None = None,
-                    records: Iterable[Record] | None = None) -> tuple[pd.DataFrame, dict[str, str | float]]:
-    """A recorded synthesis run's ``mode`` (Classifier Inheritance, ``"ci"``, or ``"kd"``) against a new
-    ``versus`` head (``"probe"``) on the same evaluation backbone, for each of ``sets`` and IPC: paired over the
-    seeds both were scored with (seed *s*'s images under both heads), as a verdict table with its glue.
-
-    ``record``: default :func:`~ddlib.results.latest_synthesis` of ``records`` (the repository's when None).
-    Rows read "SFM: CI − probe", the backbone in the third column (``columns="ipc"``: one column per IPC).
-    Glue: :func:`~ddlib.results.verdicts.verdict_table`'s under ``key``. Chapter 5 ("What the records found")."""
-    from ddlib.metrics import paired_stats
-
-    record = record if record is not None else latest_synthesis(load() if records is None else records)
-    rows = [r for r in (record.rows if record is not None else []) if isinstance(r.get("per_seed"), list)
-            and isinstance(r.get("seeds"), list) and len(r["per_seed"]) == len(r["seeds"])]
-    last: dict[Any, Any] = {}  # a synthetic set at its last step budget; a real set has none
-    for r in rows:
-        if _is_number(r.get("steps")):
-            last[r.get("set")] = max(r["steps"], last.get(r.get("set")) or r["steps"])
-    by = {(r.get("set"), r.get("ipc"), r.get("mode"), r.get("eval_backbone")): dict(zip(r["seeds"], r["per_seed"]))
-          for r in rows if r.get("steps") == last.get(r.get("set"))}
-    out, expected = [], []
-    for (name, ipc, m, backbone), mine in sorted(by.items(), key=lambda kv: (list(sets).index(kv[0][0])
-                                                                              if kv[0][0] in sets else 99, kv[0][1])):
-        if name not in sets or m != mode:
-            continue
-        a, b = f"{name} / {mode}", f"{name} / {versus}"
-        expected.append((a, b, ipc, backbone))
-        theirs = by.get((name, ipc, versus, backbone), {})
-        common = sorted(set(mine) & set(theirs))
-        if common:
-            out.append({"method": a, "baseline": b, "ipc": ipc, "protocol": backbone, "rule": "final",
-                        **paired_stats([mine[s] for s in common], [theirs[s] for s in common], a, b)})
-    title = f"{display_name(mode)} against a new {display_name(versus)} on the same backbone"
-    return verdict_table(out, expected=expected, key=key, title=title, axis="backbone", columns=columns,
-                         dataset=dataset_label(record.config.get("dataset")) if record is not None else None)
 
 
 def synthesis_cost_summary(record: Record | None = None, *, method: str = "sfm", baseline: str = "lgm",
@@ -259,7 +221,9 @@ def inheritance_verdicts(results: Mapping[tuple, Mapping[str, Any]], *, ipc: int
 def inheritance_summary(results: Mapping[tuple, Mapping[str, Any]], *, distill_backbone: str, method: str = "SFM",
                         key: str = "ci") -> tuple[pd.DataFrame, dict[str, str | float]]:
     """Accuracy of every set on every evaluation backbone by probe, CI and KD (mean over runs, %), and CI
-    minus the probe; "not run" where a mode was not evaluated.
+    minus the probe; "not run" where a mode was not evaluated. Columns: ``set``, ``backbone``, the three modes
+    and ``CI − probe`` (six, each cell within a column of the page). The glue keeps full precision, so prose
+    that formats it to one decimal reads as the table does.
 
     ``results``: as :func:`inheritance_verdicts`'. Glue (numbers in %): every accuracy as
     ``<key>_<set>_<backbone>_<mode>``; ``<key>_ci_gain_mean`` (``method``'s CI minus probe, averaged over the
@@ -277,16 +241,16 @@ def inheritance_summary(results: Mapping[tuple, Mapping[str, Any]], *, distill_b
     table, glue = [], {}
     for s in sets:
         for b in backbones:
-            row = {"set, backbone": f"{display_name(s)}, {display_name(b)}"}
+            row = {"set": display_name(s), "backbone": display_name(b)}
             row.update({f"{display_name(m)} (%)": f"{acc[(s, b, m)]:.1f}" if (s, b, m) in acc else "not run"
                         for m in _MODES})
             gain = acc[(s, b, "ci")] - acc[(s, b, "probe")] if {(s, b, "ci"), (s, b, "probe")} <= acc.keys() else None
             row[f"CI {MINUS} probe"] = points(gain) if gain is not None else "not run"
             table.append(row)
-    glue.update({f"{key}_{slug(s)}_{slug(b)}_{m}": round(v, 4) for (s, b, m), v in acc.items()})
+    glue.update({f"{key}_{slug(s)}_{slug(b)}_{m}": v for (s, b, m), v in acc.items()})
     gains = [acc[(method, b, "ci")] - acc[(method, b, "probe")] for b in backbones
              if {(method, b, "ci"), (method, b, "probe")} <= acc.keys()]
-    glue[f"{key}_ci_gain_mean"] = round(sum(gains) / len(gains), 4) if gains else 0.0
+    glue[f"{key}_ci_gain_mean"] = sum(gains) / len(gains) if gains else 0.0
     others = [b for b in backbones if b != distill_backbone and (method, b, "ci") in acc] or \
         [b for b in backbones if (method, b, "ci") in acc]
     best = max(others, key=lambda b: acc[(method, b, "ci")]) if others else None
@@ -294,15 +258,15 @@ def inheritance_summary(results: Mapping[tuple, Mapping[str, Any]], *, distill_b
     for s in sets:
         probes = [acc[(s, b, "probe")] for b in backbones if (s, b, "probe") in acc]
         if probes:
-            glue[f"{key}_{slug(s)}_probe_mean"] = round(sum(probes) / len(probes), 4)
+            glue[f"{key}_{slug(s)}_probe_mean"] = sum(probes) / len(probes)
         if best is not None:
-            glue.update({f"{key}_{slug(s)}_{m}_best_other": round(acc[(s, best, m)], 4) for m in _MODES
+            glue.update({f"{key}_{slug(s)}_{m}_best_other": acc[(s, best, m)] for m in _MODES
                          if (s, best, m) in acc})
             if {(s, best, "ci"), (s, best, "probe")} <= acc.keys():
-                glue[f"{key}_{slug(s)}_ci_gain_best_other"] = round(acc[(s, best, "ci")] - acc[(s, best, "probe")], 4)
+                glue[f"{key}_{slug(s)}_ci_gain_best_other"] = acc[(s, best, "ci")] - acc[(s, best, "probe")]
     if (method, distill_backbone, "probe") in acc:
-        glue[f"{key}_distill_probe"] = round(acc[(method, distill_backbone, "probe")], 4)
-    cols = ["set, backbone", *(f"{display_name(m)} (%)" for m in _MODES), f"CI {MINUS} probe"]
+        glue[f"{key}_distill_probe"] = acc[(method, distill_backbone, "probe")]
+    cols = ["set", "backbone", *(f"{display_name(m)} (%)" for m in _MODES), f"CI {MINUS} probe"]
     return whole_table(pd.DataFrame(table, columns=cols)), glue
 
 
