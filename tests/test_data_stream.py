@@ -156,7 +156,7 @@ def test_teacher_and_students_train_on_a_streamed_set_as_in_memory(tmp_path: Pat
 def test_stage1_encoder_trains_and_embeds_a_streamed_set(tmp_path: Path) -> None:
     from ddlib.bps.encoder import PATTERN_CLUSTERING
     from ddlib.bps.patterns import PatternConfig
-    from ddlib.encoders import EncoderConfig, train_embeddings, train_encoder
+    from ddlib.encoders import EncoderConfig, train_embeddings, train_moco
 
     path = _colour_folder(tmp_path)
     cfg = EncoderConfig(backbone="convnet", convnet_width=8, convnet_depth=2, proj_hidden=16, proj_dim=8, epochs=1,
@@ -164,7 +164,7 @@ def test_stage1_encoder_trains_and_embeds_a_streamed_set(tmp_path: Path) -> None
     out = {}
     for mode in (False, True):
         ds = data.load(f"imagefolder:{path}", stream=mode)
-        model, hist = train_encoder(ds, cfg, progress=False, clustering=PATTERN_CLUSTERING)
+        model, hist = train_moco(ds, cfg, progress=False, clustering=PATTERN_CLUSTERING)
         out[mode] = (hist, train_embeddings(model, ds, cfg))
     assert out[True][0]["loss"] == out[False][0]["loss"]
     assert out[True][1].shape == (60, out[True][1].shape[1]) and torch.equal(out[True][1], out[False][1])
