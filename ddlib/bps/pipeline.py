@@ -348,6 +348,7 @@ def grid_pairs(rows: list[dict], baseline: str = "random", confidence: float = 0
       is DD-Ranking's improvement over random (IOR);
     - within each method and IPC, every student protocol against the others (e.g. KD minus CE: does
       distillation beat hard labels?).
+
     Rows: ``method``, ``baseline`` (a method, or ``"<method> / <protocol>"``), ``ipc``, ``protocol``,
     ``rule``, ``n_seeds``, ``diff_mean``, ``ci95`` (low, high), ``excludes_zero``, ``verdict``.
     """
