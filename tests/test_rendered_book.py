@@ -395,7 +395,14 @@ def nothing_clipped(page: str, s: dict) -> list[str]:
     return out
 
 
+#: pages generated from the docstrings (the API appendix): reference text, not the book's prose; the rule on
+#: paragraph length is for the pages a reader reads through (chapters, introduction, workshop)
+REFERENCE_PAGES = {"api"}
+
+
 def short_paragraphs(page: str, s: dict) -> list[str]:
+    if page in REFERENCE_PAGES:
+        return []
     return [f"a paragraph of {p['words']} words (at most {MAX_WORDS}): {p['start']!r}" for p in s["prose"]]
 
 
