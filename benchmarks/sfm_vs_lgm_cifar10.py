@@ -192,6 +192,11 @@ def main(argv: list[str] | None = None) -> int:
                     help="comma-separated draws of random real images (default: the size's)")
     ap.add_argument("--jobs", type=int, default=1,
                     help="isolated runs at once (default 1); give each --threads cores of its own")
+    ap.add_argument("--methods", default="sfm,lgm",
+                    help="synthesis methods to run: sfm, lgm or both (default sfm,lgm)")
+    ap.add_argument("--eval-backbones", default=EVAL,
+                    help=f"comma-separated backbones that score the final sets by probe / CI / KD (default {EVAL}); "
+                         "a record of other backbones is a record of its own (its config names them)")
     ap.add_argument("--out", default=None)
     ap.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
                     help="continue an unfinished record at --out written for the same config (default)")
@@ -212,6 +217,13 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--ipcs {bad}: LGM's augs_per_batch is set for IPC {sorted(size['lgm_augs'])} only at this size")
     if args.jobs < 1:
         ap.error(f"--jobs {args.jobs}: must be 1 or more")
+    methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
+    if not methods or any(m not in ("sfm", "lgm") for m in methods):
+        ap.error(f"--methods {args.methods!r}: give sfm, lgm or sfm,lgm")
+    evals = tuple(dict.fromkeys(b.strip() for b in args.eval_backbones.split(",") if b.strip()))
+    if not evals or DISTILL in evals:
+        ap.error(f"--eval-backbones {args.eval_backbones!r}: give one or more backbones other than {DISTILL} "
+                 "(the distillation backbone is scored by its probe on every set)")
     dataset = args.dataset or size["dataset"]
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -230,11 +242,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{time.perf_counter() - t_start:8.1f} s] {msg}", flush=True)
 
     ds = _load(size, dataset)
-    phi_d, phi_e = _backbone(DISTILL, ds, size), _backbone(EVAL, ds, size)
-    key_d, key_e = backbone_key(phi_d), backbone_key(phi_e)
+    phi_d = _backbone(DISTILL, ds, size)
+    phi_es = {name: _backbone(name, ds, size) for name in evals}
+    key_d = backbone_key(phi_d)
     image_size, crop = synth.default_image_sizes(int(phi_d.image_size))
     probe_cfg, golden_cfg = inherit.ProbeConfig(**size["probe"]), inherit.GoldenConfig(**size["golden"])
-    say(f"{ds.name}: {len(ds.train_y)} training / {len(ds.test_y)} test images; {DISTILL} and {EVAL} at "
+    say(f"{ds.name}: {len(ds.train_y)} training / {len(ds.test_y)} test images; {DISTILL} and {', '.join(evals)} at "
         f"{phi_d.image_size} px; synthetic {image_size} px cropped to {crop}")
 
     # SFM's one pass over the training set (class centres), timed once and kept with its time
@@ -246,9 +259,10 @@ def main(argv: list[str] | None = None) -> int:
     say(f"golden head on {DISTILL}: test accuracy {100 * golden_acc:.1f} %")
 
     def evaluate(set_id: dict[str, Any], images: torch.Tensor, labels: torch.Tensor, final: bool) -> dict[str, Any]:
-        """probe on Lite0 (every set), and probe / CI / KD on Lite2 for final sets; cached per set."""
+        """probe on Lite0 (every set), and probe / CI / KD on each evaluation backbone for final sets; cached per
+        set and backbone (so a record of another backbone reuses the runs and the Lite0 probes)."""
         out_: dict[str, Any] = {}
-        todo = [(DISTILL, phi_d, ("probe",))] + ([(EVAL, phi_e, inherit.MODES)] if final else [])
+        todo = [(DISTILL, phi_d, ("probe",))] + ([(n, bb, inherit.MODES) for n, bb in phi_es.items()] if final else [])
         for name, bb, modes in todo:
             spec = {"set": set_id, "modes": list(modes), "probe": probe_cfg, "golden": golden_cfg}
             res, _ = _cached("sfm-vs-lgm-eval", ds.key(), spec, [backbone_key(bb), key_d], lambda: {
@@ -257,15 +271,18 @@ def main(argv: list[str] | None = None) -> int:
             out_.update({f"{m} on {name}": r for m, r in res.items()})
         return out_
 
-    config = {"size": args.size, "dataset": ds.spec, "distill_backbone": DISTILL, "eval_backbone": EVAL,
+    config = {"size": args.size, "dataset": ds.spec, "distill_backbone": DISTILL, "eval_backbone": ",".join(evals),
               "backbone_px": phi_d.image_size, "image_size": image_size, "crop": crop, "ipcs": list(size["ipcs"]),
               "seeds": list(size["seeds"]), "real_seeds": list(size["real_seeds"]), "max_steps": size["steps"],
               "checkpoints": list(size["checkpoints"]), "lr": size["lr"], "grow_every": size["grow_every"],
               "sfm_augs_per_batch": synth.DEFAULT_AUGS["sfm"],
               "lgm_augs_per_batch": {str(k): v for k, v in size["lgm_augs"].items()},
               "probe": probe_cfg, "golden": golden_cfg, "isolate": isolate,
-              "departures": departures(size, image_size, crop)}
-    backbones = {"distill": {"name": DISTILL, "key": key_d}, "eval": {"name": EVAL, "key": key_e}}
+              "departures": departures(size, image_size, crop),
+              **({"methods": list(methods)} if methods != ("sfm", "lgm") else {})}
+    backbones = {"distill": {"name": DISTILL, "key": key_d},
+                 **{("eval" if i == 0 else f"eval{i + 1}"): {"name": n, "key": backbone_key(bb)}
+                    for i, (n, bb) in enumerate(phi_es.items())}}
     done = recorded_progress(out, config, backbones) if args.resume else None
     # (set, ipc, steps) -> seed -> protocol -> scores; run name -> its record
     scores: dict[tuple[str, int, int | None], dict[int, dict[str, Any]]] = done["scores"] if done else {}
@@ -273,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     earlier = done["earlier"] if done else []
     if done:
         say(f"continuing {out}: {len(runs)} runs recorded by earlier invocations")
-    plan = [(ipc, seed, method) for ipc in size["ipcs"] for seed in size["seeds"] for method in ("sfm", "lgm")]
+    plan = [(ipc, seed, method) for ipc in size["ipcs"] for seed in size["seeds"] for method in methods]
 
     def write(complete: bool) -> None:
         rows = []
@@ -291,8 +308,9 @@ def main(argv: list[str] | None = None) -> int:
                              "seeds": [s for s in seeds if protocol in per_seed[s]]})
         timings = {"wall_s": round(time.perf_counter() - t_start, 1), "sfm_statistics": stats_info,
                    **({"earlier": earlier} if earlier else {})}
-        results.write(out, what="SFM vs LGM on CIFAR-10 at equal step budgets (EfficientNet-Lite0): linear-probe "
-                                "accuracy against steps, probe / CI / KD on EfficientNet-Lite2 for the final sets, "
+        results.write(out, what=f"{' vs '.join(m.upper() for m in methods)} on CIFAR-10 at equal step budgets "
+                                "(EfficientNet-Lite0): linear-probe accuracy against steps, probe / CI / KD on "
+                                f"{', '.join(results.display_name(n) for n in evals)} for the final sets, "
                                 "random and centroid-nearest real images; wall time and peak memory per run",
                       config=config, rows=rows, timings=timings, command=command, complete=complete, runs=runs,
                       train_size=len(ds.train_y), test_size=len(ds.test_y), golden_acc=golden_acc,

@@ -165,3 +165,32 @@ def test_sfm_ci_cifar10_records_a_cache_hit_as_such(tmp_path: Path, monkeypatch:
     assert "stages_cached" not in t1 and t2["stages_cached"] == [mod.GOLDEN] and t2["cached"] is True
     assert t2["original_stage_seconds"][mod.GOLDEN] > 0
     assert t2["stage_seconds"][mod.GOLDEN] < t1["stage_seconds"][mod.GOLDEN]
+
+
+def test_one_method_scored_on_several_backbones(script, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:  # noqa: ANN001
+    """--methods sfm --eval-backbones A,B: only SFM's runs, each final set (and every real set) scored by probe /
+    CI / KD on both backbones; a backbone's scores are those a record of it alone gives (cached per backbone);
+    the record names its methods and backbones, so it never joins the two-method Lite2 record."""
+    args = ["--size", "tiny", "--threads", "1", "--ipcs", "1", "--seeds", "0", "--real-seeds", "0"]
+    both = tmp_path / "both.json"
+    assert script.main([*args, "--methods", "sfm", "--eval-backbones", "efficientnet-lite1,efficientnet-lite2",
+                        "--out", str(both)]) == 0
+    rec = json.loads(both.read_text())
+    assert sorted(rec["runs"]) == ["sfm-ipc1-seed0"] and rec["config"]["methods"] == ["sfm"]
+    assert rec["config"]["eval_backbone"] == "efficientnet-lite1,efficientnet-lite2"
+    assert [b["name"] for b in rec["backbones"].values()] == ["efficientnet-lite0", "efficientnet-lite1",
+                                                              "efficientnet-lite2"]
+    final = {(r["set"], r["protocol"]): r["per_seed"] for r in rec["rows"] if r["steps"] in (None, 6)}
+    for s in ("sfm", "random-real", "centroid-real"):
+        assert {(s, f"{m} on efficientnet-lite{v}") for m in ("probe", "ci", "kd") for v in (1, 2)} <= set(final)
+    one = tmp_path / "one.json"
+    assert script.main([*args, "--methods", "sfm", "--out", str(one)]) == 0
+    alone = {(r["set"], r["protocol"]): r["per_seed"] for r in json.loads(one.read_text())["rows"]
+             if r["steps"] in (None, 6)}
+    assert all(final[k] == v for k, v in alone.items())
+    for bad, word in [(["--methods", "gan"], "--methods 'gan'"), (["--eval-backbones", ""], "--eval-backbones ''"),
+                      (["--eval-backbones", "efficientnet-lite0"], "other than efficientnet-lite0")]:
+        with pytest.raises(SystemExit):
+            script.main([*args, *bad, "--out", str(tmp_path / "bad.json")])
+        assert word in capsys.readouterr().err
+    assert not (tmp_path / "bad.json").exists()
