@@ -334,3 +334,12 @@ def test_latest_synthesis_joins_the_seeds_run_later(tmp_path: Path) -> None:
     assert real["seeds"] == [0, 1, 2, 3, 4] and real["per_seed"] == [0.45, 0.5, 0.55, 0.4, 0.6]
     vs = results.synthesis_versus(joined).set_index("baseline")
     assert vs.loc["random-real", "n_seeds"] == 5 and vs.loc["random-real", "diff_mean"] == pytest.approx(0.14)
+
+    # SFM's sets scored on other backbones (--methods sfm --eval-backbones ...), newest of all: a family of its
+    # own, read with methods=("sfm",); the SFM-vs-LGM record stays the default's
+    _write(d / "f.json", _rec(config={**cfg, "ipcs": [10], "seeds": [0], "methods": ["sfm"]}, runs={
+        "sfm-ipc10-seed0": run}, prov={**PROV, "date": "2026-12-04 10:00:00 UTC"},
+        rows=[row("sfm", 10, 6, [0], [0.9])]))
+    assert len(results.latest_synthesis(results.load([d])).data["merged_from"]) == 3
+    assert results.latest_synthesis(results.load([d]), methods=["sfm"]).source.endswith("f.json")
+    assert results.latest_synthesis(results.load([d]), methods=["lgm"]) is None

@@ -143,6 +143,31 @@ def test_across_backbones_says_whether_the_sign_holds() -> None:
     assert "not run" in results.across_backbones({})
 
 
+def test_recorded_across_backbones_pairs_seeds_per_backbone() -> None:
+    """SFM's sets and random real draws on two backbones, three paired seeds. Lite1 probe differences 0.1, 0.1,
+    0.2 (mean +13.3, half-width t(0.975, 2) * 0.0577 / sqrt(3) = 14.3: the interval holds 0); Lite2 0.2, 0.2,
+    0.2 (+20.0, zero spread: SFM ahead). The distillation backbone's probe is not an "other" backbone."""
+    row = lambda s, proto, vals: {"method": s, "set": s, "steps": None if s != "sfm" else 6, "ipc": 1,  # noqa: E731
+                                  "protocol": proto, "mean": sum(vals) / 3, "per_seed": vals, "seeds": [0, 1, 2]}
+    rows = [row("sfm", "probe on efficientnet-lite1", [0.5, 0.5, 0.6]),
+            row("random-real", "probe on efficientnet-lite1", [0.4, 0.4, 0.4]),
+            row("sfm", "probe on efficientnet-lite2", [0.6, 0.6, 0.6]),
+            row("random-real", "probe on efficientnet-lite2", [0.4, 0.4, 0.4]),
+            row("sfm", "probe on efficientnet-lite0", [0.9, 0.9, 0.9]),
+            row("random-real", "probe on efficientnet-lite0", [0.1, 0.1, 0.1])]
+    rec = _record(config={"dataset": {"name": "cifar10"}, "checkpoints": [6], "ipcs": [1], "methods": ["sfm"],
+                          "distill_backbone": "efficientnet-lite0"}, runs={}, rows=rows)
+    table, g = results.recorded_across_backbones(rec)
+    text = g["sfm_backbones_sentence"]
+    assert text.startswith("On CIFAR-10, SFM − random real images by the probe reads at IPC 1 (3 paired seeds)")
+    assert "+13.3 [−1.0, 27.7] on EfficientNet-Lite1 and +20.0 [20.0, 20.0] on EfficientNet-Lite2" in text
+    assert text.endswith("the verdict changes with the backbone") and "Lite0" not in text
+    _narrow(table)
+    rows[0]["per_seed"] = [0.6, 0.6, 0.6]
+    assert results.recorded_across_backbones(rec)[1]["sfm_backbones_sentence"].endswith("SFM ahead on every backbone")
+    assert results.recorded_across_backbones(records=[])[1]["sfm_backbones_sentence"].startswith("not recorded yet")
+
+
 def test_the_repository_records_read() -> None:
     """The records chapters 3 and 4 cite exist and read without a NaN or an over-wide cell."""
     for table, g in (results.flow_cosine_findings(), results.regime_findings(), results.ci_versus_probe()):

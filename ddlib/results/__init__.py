@@ -15,7 +15,8 @@ One package, one module per job; every public name is re-exported here, so ``res
 - :mod:`~ddlib.results.reconcile`: this build's one-seed run beside the five-seed record
   (:func:`live_versus_record`);
 - :mod:`~ddlib.results.sfm_findings`: what chapters 3 and 4 read from their records (:func:`flow_cosine_findings`,
-  :func:`regime_findings`, :func:`ci_projector_findings`, :func:`ci_versus_probe`, :func:`across_backbones`);
+  :func:`regime_findings`, :func:`ci_projector_findings`, :func:`ci_versus_probe`, :func:`across_backbones`,
+  :func:`recorded_across_backbones`);
 - :mod:`~ddlib.results.selection_verdicts` and :mod:`~ddlib.results.synthesis_verdicts`: what the chapters
   show, each a function returning ``(table, glue)`` (:func:`selection_verdicts`, :func:`synthesis_verdicts`,
   :func:`inheritance_verdicts`, :func:`selection_gains`, ...).
@@ -80,6 +81,7 @@ from ddlib.results.sfm_findings import (
                                         ci_projector_findings,
                                         ci_versus_probe,
                                         flow_cosine_findings,
+                                        recorded_across_backbones,
                                         regime_findings,
 )
 from ddlib.results.synthesis import (
@@ -113,7 +115,7 @@ from ddlib.results.verdicts import (
 )
 
 __all__ = ["FIT_NAMES", "FLOW_METRICS", "across_backbones", "ci_projector_findings", "ci_versus_probe",
-           "flow_cosine_findings", "regime_findings", "ACCURACY_COLUMNS", "AGREEMENT", "BOOK_DEFAULT_SCALE", "CLAIM_SEEDS", "COARSER", "CROSS_ARCH_PREFIX", "COST_COLUMNS", "COST_CURVE_COLUMNS",
+           "flow_cosine_findings", "recorded_across_backbones", "regime_findings", "ACCURACY_COLUMNS", "AGREEMENT", "BOOK_DEFAULT_SCALE", "CLAIM_SEEDS", "COARSER", "CROSS_ARCH_PREFIX", "COST_COLUMNS", "COST_CURVE_COLUMNS",
            "DISPLAY_NAMES", "KEYS", "MINUS", "PAIRED_COLUMNS", "PROVENANCE_KEYS", "RESULT_DIRS",
            "SELECTION_FAMILIES", "VERDICT_COLUMNS", "VERSUS_COLUMNS", "Record", "ResultsError", "accuracy_rows",
            "accuracy_table", "bps_split_ablation", "chapter_time", "comparison_name", "cost_appendix", "cost_table",

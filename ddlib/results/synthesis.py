@@ -99,11 +99,13 @@ def _is_synthesis(rec: Record) -> bool:
     return isinstance(rec.data.get("runs"), Mapping) and isinstance(rec.config.get("checkpoints"), list)
 
 
-def latest_synthesis(records: Iterable[Record] | None = None) -> Record | None:
+def latest_synthesis(records: Iterable[Record] | None = None, *,
+                     methods: Iterable[str] = ("sfm", "lgm")) -> Record | None:
     """The newest record (by date) of synthesis runs at equal step budgets (``sfm_vs_lgm_cifar10.py``: it has
-    ``runs`` and ``checkpoints``), joined with every other such record of the same config but for its
-    IPCs, seeds and random real draws (the same data, backbones, steps, heads and departures), or None
-    when none is recorded.
+    ``runs`` and ``checkpoints``) that ran ``methods`` (a record names its own in ``config.methods`` when it
+    ran fewer than both: ``--methods sfm --eval-backbones ...``, SFM's sets scored on other backbones),
+    joined with every other such record of the same config but for its IPCs, seeds and random real draws
+    (the same data, backbones, steps, heads and departures), or None when none is recorded.
 
     More seeds can be run later as a record of their own (``--seeds 3,4 --out ...``; more random real draws
     with ``--seeds '' --real-seeds 3,4``); joined, each row holds every seed's accuracy once (the newest
@@ -112,8 +114,9 @@ def latest_synthesis(records: Iterable[Record] | None = None) -> Record | None:
     every file, joined by " + ", with ``merged_from`` (each file's source, commit, date, IPCs, seeds and
     real draws), and it is ``complete`` only if every part is."""
     records = load() if records is None else list(records)
-    found = sorted((r for r in records if _is_synthesis(r)), key=lambda r: str(r.provenance.get("date")),
-                   reverse=True)
+    methods = sorted(methods)
+    found = sorted((r for r in records if _is_synthesis(r) and sorted(r.config.get("methods") or ("sfm", "lgm"))
+                    == methods), key=lambda r: str(r.provenance.get("date")), reverse=True)
     if not found:
         return None
 
