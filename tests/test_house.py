@@ -81,3 +81,10 @@ def test_chapters_only_call_the_library(path: Path) -> None:
         assert not re.search(r"^\s*(async\s+)?def\s|^\s*class\s", src, re.M), f"{path.stem}: a def in {head!r}"
         assert not re.search(r"\bimport plotly|\bfrom plotly|\bpx\.|\bgo\.Figure", src), \
             f"{path.stem}: plotly called directly in {head!r} (figures come from ddlib.plots)"
+
+
+def test_every_benchmark_script_is_listed() -> None:
+    """benchmarks/README.md says it lists every script (and the command of every record): each one there is."""
+    listed = (ROOT / "benchmarks" / "README.md").read_text()
+    missing = [p.name for p in sorted((ROOT / "benchmarks").glob("*.py")) if f"`{p.name}`" not in listed]
+    assert not missing, f"benchmarks/README.md does not list {missing}"
