@@ -235,6 +235,27 @@ def test_frozen_pretrained_student_trains_its_head_only() -> None:
     assert runs == [3, 1] and torch.allclose(second, m.head(want)) and not torch.allclose(first, second)
 
 
+def test_frozen_trunk_memo_holds_a_test_set_of_many_batches(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The memo is capped in bytes, not batches: a test set read in 40 batches (more than a batch-count memo of
+    16 held, which cycled and never hit) runs its trunk once over two evaluations; under a cap of 3 batches'
+    features the oldest go first and each pass runs the trunk again."""
+    from ddlib.train import predict
+
+    m = models.create("efficientnet-lite0-frozen@32", 10, 1, 28, mean=[0.3], std=[0.2]).eval()
+    x = torch.rand(40, 1, 28, 28)
+    runs, features = [], m.features
+    m.features = lambda t: runs.append(len(t)) or features(t)
+    first = predict(m, x, batch_size=1)
+    assert torch.equal(predict(m, x, batch_size=1), first) and len(runs) == 40
+    monkeypatch.setattr(type(m), "MEMO_BYTES", 3 * m.feature_dim * 4)
+    m.load_state_dict(m.state_dict())  # new weights: the memo is emptied
+    runs.clear()
+    predict(m, x, batch_size=1)
+    predict(m, x, batch_size=1)
+    assert len(runs) == 80 and len(m.__dict__["_trunk_memo"]) == 3
+    assert m.__dict__["_trunk_memo_bytes"] == 3 * m.feature_dim * 4
+
+
 def _torchvision_resnet18_file(tmp_path: Path, name: str = "resnet18-f37072fd.pth") -> tuple[Path, torch.nn.Module]:
     import torchvision
 
