@@ -274,5 +274,11 @@ def test_cross_architecture_record_reuses_the_convnet_students_it_reproduces(tmp
     assert list(table.columns)[-2:] == ["ConvNet", "ResNet-18 (width 8)"] or set(table.columns) >= {"ConvNet"}
     assert glue["cross_arch_n_architectures"] == 2 and "BPS against random" in glue["cross_arch_holds"]
     assert results.latest_cross_arch("fashion-mnist", [rec]) is rec
+    # newer than the evidence and shaped like it (paired, grid), it never stands in for the main evidence
+    evidence = results.load_file(ev)[0]
+    label = rec.config["dataset"]
+    assert rec.provenance["date"] >= evidence.provenance["date"]
+    assert results.latest_evidence(label, [evidence, rec]).source == evidence.source
+    assert results.latest_evidence(label, [rec]) is None
     with pytest.raises(Exception, match="students"):
         xa.parse_students("")

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from ddlib.results.costs import BOOK_DEFAULT_SCALE, COST_COLUMNS, chapter_time, cost_appendix, cost_table
 from ddlib.results.evidence import (
+                                    CROSS_ARCH_PREFIX,
                                     PAIRED_COLUMNS,
                                     bps_split_ablation,
                                     epoch_curve,
@@ -63,7 +64,6 @@ from ddlib.results.records import (
 )
 from ddlib.results.selection_verdicts import (
                                     COARSER,
-                                    CROSS_ARCH_PREFIX,
                                     SELECTION_FAMILIES,
                                     cross_arch_verdicts,
                                     latest_cross_arch,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -17,7 +18,7 @@ import pandas as pd
 from ddlib.metrics import RULES
 from ddlib.results.records import VERSUS_COLUMNS, Record, _is_number, _spread, dataset_label, load
 
-__all__ = ["PAIRED_COLUMNS", "bps_split_ablation", "epoch_curve", "evidence_summary", "hlr_table", "latest_evidence",
+__all__ = ["CROSS_ARCH_PREFIX", "PAIRED_COLUMNS", "bps_split_ablation", "epoch_curve", "evidence_summary", "hlr_table", "latest_evidence",
            "paired_table", "recorded_patterns", "teacher_text", "verdict_of", "versus_table"]
 
 PAIRED_COLUMNS = ["method", "baseline", "ipc", "protocol", "rule", "n_seeds", "diff_mean", "ci95", "excludes_zero",
@@ -106,6 +107,18 @@ def _rename_forgetting(row: dict, label: str) -> dict:
     return out
 
 
+#: where cross-architecture records live: ``results/cross_arch_<anything>.json``, each with ``paired`` rows
+#: that name their student architecture (``arch``, or as their ``protocol``), beside the usual ``method``,
+#: ``baseline``, ``ipc``, ``rule``, ``n_seeds``, ``diff_mean``, ``ci95``
+CROSS_ARCH_PREFIX = "cross_arch_"
+
+
+def _is_cross_arch(rec: Record) -> bool:
+    """A cross-architecture record (``benchmarks/cross_arch.py``): it has ``paired`` and ``grid`` like an
+    evidence record, but its columns are student architectures, so it is never the main evidence."""
+    return Path(rec.source).name.startswith(CROSS_ARCH_PREFIX) or "cross-architecture" in str(rec.what)
+
+
 def latest_evidence(dataset: str, records: Iterable[Record] | None = None, study: str | None = None) -> Record | None:
     """The newest record (by date) of a paired BPS evidence run (``bps_evidence.py``: it has ``paired``
     and ``grid``) on ``dataset`` (a name or its short label), or None when none is recorded.
@@ -118,7 +131,8 @@ def latest_evidence(dataset: str, records: Iterable[Record] | None = None, study
     are taken from older records of the same modelling, teacher, students and seeds (newest first), and
     the result is one :class:`Record` whose ``source`` names every file, joined by " + ", with
     ``merged_from`` (each file's source, commit, date, IPCs and teacher accuracy). Records of another
-    modelling are never mixed in. The forgetting baseline's settings are the selector's, not the
+    modelling are never mixed in, nor a cross-architecture record (``results/cross_arch_*.json``: its
+    columns are student architectures; :func:`~ddlib.results.latest_cross_arch` reads it). The forgetting baseline's settings are the selector's, not the
     modelling's: ``forgetting`` names DeepCore's rule only, and a part whose forgetting rows were read by
     Toneva's rule (:func:`_forgetting_rule`: every record made before the rule became a setting) has them
     named ``forgetting (toneva)`` (``forgetting_rows`` in its ``merged_from`` entry; a lone record of that
@@ -129,7 +143,7 @@ def latest_evidence(dataset: str, records: Iterable[Record] | None = None, study
     label = dataset_label(dataset)
     found = sorted((r for r in records if isinstance(r.data.get("paired"), list)
                     and isinstance(r.data.get("grid"), list) and dataset_label(r.config.get("dataset")) == label
-                    and r.config.get("study") == study),
+                    and r.config.get("study") == study and not _is_cross_arch(r)),
                    key=lambda r: str(r.provenance.get("date")), reverse=True)
     if not found:
         return None

@@ -15,13 +15,13 @@ from typing import Any
 
 import pandas as pd
 
-from ddlib.results.evidence import paired_table, teacher_text, versus_table
+from ddlib.results.evidence import _is_cross_arch, paired_table, teacher_text, versus_table
 from ddlib.metrics import RULES
 from ddlib.results.records import Record, _is_number, dataset_label
 from ddlib.results.verdicts import MINUS, display_name, points, slug, verdict_table
 from ddlib.utils import ParamError
 
-__all__ = ["COARSER", "CROSS_ARCH_PREFIX", "SELECTION_FAMILIES", "cross_arch_verdicts", "latest_cross_arch", "selection_accuracy",
+__all__ = ["COARSER", "SELECTION_FAMILIES", "cross_arch_verdicts", "latest_cross_arch", "selection_accuracy",
            "selection_balance", "selection_costs", "selection_gains", "selection_hlr", "selection_verdicts"]
 
 
@@ -404,24 +404,15 @@ def selection_balance(rows: Sequence[Mapping[str, Any]], *, ipc: int | None = No
     return whole_table(pd.DataFrame(table, columns=cols)), glue
 
 
-#: where cross-architecture records live: ``results/cross_arch_<anything>.json``, each with ``paired`` rows
-#: that name their student architecture (``arch``), beside the usual ``method``, ``baseline``, ``ipc``,
-#: ``protocol``, ``rule``, ``n_seeds``, ``diff_mean``, ``ci95``
-CROSS_ARCH_PREFIX = "cross_arch_"
-
-
 def latest_cross_arch(dataset: str, records: Iterable[Record] | None = None) -> Record | None:
     """The newest cross-architecture record of ``dataset`` (``benchmarks/cross_arch.py``'s
     ``results/cross_arch_*.json``: paired rows whose students are architectures), or None when none is
     recorded."""
-    from pathlib import Path
-
     from ddlib.results.records import load
 
     label = dataset_label(dataset)
     found = [r for r in (load() if records is None else list(records))
-             if (Path(r.source).name.startswith(CROSS_ARCH_PREFIX) or "cross-architecture" in str(r.what))
-             and dataset_label(r.config.get("dataset")) == label]
+             if _is_cross_arch(r) and dataset_label(r.config.get("dataset")) == label]
     return max(found, key=lambda r: str(r.provenance.get("date", ""))) if found else None
 
 
