@@ -118,6 +118,9 @@ def test_display_names_and_a_readable_fallback() -> None:
     assert results.comparison_name("bps / kd", "bps / ce") == "BPS: KD − hard labels"
     assert results.comparison_name("bps (centre share 1)", "random") == "BPS, centres only − random"
     assert results.points(-0.04) == "0.0" and results.points(-1.25) == "−1.2" and results.points(2, False) == "2.0"
+    # an interval's end that rounds to 0 keeps its sign: the verdict "herding ahead" was read on it
+    assert results.bound(-0.02) == "−0.02" and results.bound(0.004) == "0.004" and results.bound(0.0) == "0.0"
+    assert results.bound(-3.31) == "−3.3" and results.bound(2.05) == "2.0" or results.bound(2.05) == "2.1"
     # a family of labels a user brings: every internal label reads as a name
     rows = [_row("my_selector", "random", 5, "kd@7", [0.6, 0.7], [0.5, 0.55])]
     table, _ = results.verdict_table(rows)

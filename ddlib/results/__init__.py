@@ -15,8 +15,7 @@ One package, one module per job; every public name is re-exported here, so ``res
 - :mod:`~ddlib.results.reconcile`: this build's one-seed run beside the five-seed record
   (:func:`live_versus_record`);
 - :mod:`~ddlib.results.sfm_findings`: what chapters 3 and 4 read from their records (:func:`flow_cosine_findings`,
-  :func:`regime_findings`, :func:`ci_projector_findings`, :func:`ci_versus_probe`, :func:`across_backbones`,
-  :func:`recorded_across_backbones`);
+  :func:`regime_findings`, :func:`ci_projector_findings`, :func:`ci_versus_probe`, :func:`across_backbones`);
 - :mod:`~ddlib.results.selection_verdicts` and :mod:`~ddlib.results.synthesis_verdicts`: what the chapters
   show, each a function returning ``(table, glue)`` (:func:`selection_verdicts`, :func:`synthesis_verdicts`,
   :func:`inheritance_verdicts`, :func:`selection_gains`, ...).
@@ -81,7 +80,6 @@ from ddlib.results.sfm_findings import (
                                         ci_projector_findings,
                                         ci_versus_probe,
                                         flow_cosine_findings,
-                                        recorded_across_backbones,
                                         regime_findings,
 )
 from ddlib.results.synthesis import (
@@ -95,6 +93,7 @@ from ddlib.results.reconcile import AGREEMENT, live_versus_record
 from ddlib.results.synthesis_verdicts import (
                                     inheritance_summary,
                                     inheritance_verdicts,
+                                    recorded_across_backbones,
                                     synthesis_cost_summary,
                                     synthesis_costs,
                                     synthesis_steps,
@@ -104,6 +103,7 @@ from ddlib.results.verdicts import (
                                     DISPLAY_NAMES,
                                     MINUS,
                                     VERDICT_COLUMNS,
+                                    bound,
                                     comparison_name,
                                     display_name,
                                     headline,
@@ -121,7 +121,7 @@ __all__ = ["FIT_NAMES", "FLOW_METRICS", "across_backbones", "ci_projector_findin
            "accuracy_table", "bps_split_ablation", "chapter_time", "comparison_name", "cost_appendix", "cost_table",
            "cross_arch_verdicts", "dataset_label", "display_name", "epoch_curve", "evidence_summary", "headline",
            "hlr_table", "inheritance_summary", "inheritance_verdicts", "latest_cross_arch", "latest_evidence", "latest_synthesis", "live_versus_record", "load",
-           "load_file", "paired_table", "phrase", "points", "recorded_patterns", "records_overview",
+           "bound", "load_file", "paired_table", "phrase", "points", "recorded_patterns", "records_overview",
            "records_table", "result_files", "selection_accuracy", "selection_balance", "selection_costs",
            "selection_gains", "selection_hlr", "selection_verdicts", "slug", "split_columns", "strict",
            "synthesis_by_steps", "synthesis_cost_curve", "synthesis_cost_summary", "synthesis_costs",

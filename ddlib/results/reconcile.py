@@ -15,7 +15,7 @@ import pandas as pd
 from ddlib.results.evidence import paired_table
 from ddlib.metrics import RULES
 from ddlib.results.records import Record, _is_number
-from ddlib.results.verdicts import MINUS, display_name, points, slug
+from ddlib.results.verdicts import MINUS, bound, display_name, points, slug
 from ddlib.utils import ParamError
 
 __all__ = ["AGREEMENT", "live_versus_record"]
@@ -76,7 +76,7 @@ def live_versus_record(rows: Sequence[Mapping[str, Any]], record: Record | None,
             case = "inside" if round(lo, 1) <= shown <= round(hi, 1) else "outside"
         cases[(m, k)] = (case, gain, d, lo, hi)
         out.append({"comparison": f"{display_name(m)} {MINUS} {display_name(baseline)}", "IPC": k,
-                    "this run": points(gain), "the record": f"{points(d)} [{points(lo, False)}, {points(hi, False)}]",
+                    "this run": points(gain), "the record": f"{points(d)} [{bound(lo)}, {bound(hi)}]",
                     "reading": AGREEMENT[case]})
     n_rec = max((int(r["n_seeds"]) for r in rec.values() if _is_number(r.get("n_seeds"))), default=0)
     ipcs = sorted({k for _, k in shared})
@@ -92,7 +92,7 @@ def live_versus_record(rows: Sequence[Mapping[str, Any]], record: Record | None,
         side = (f"{display_name(mk[0])} ahead" if lo > 0 else f"{display_name(baseline)} ahead" if hi < 0
                 else "no detectable difference")
         return (f"{display_name(mk[0])} at IPC {mk[1]}, {points(gain)} points in this run; the record: {side} "
-                f"({points(d)} points, 95 % interval {points(lo, False)} to {points(hi, False)})")
+                f"({points(d)} points, 95 % interval {bound(lo)} to {bound(hi)})")
 
     if not shared:
         why = "no five-seed record of this dataset" if record is None else "no comparison in common with the record"

@@ -18,7 +18,7 @@ import pandas as pd
 from ddlib.results.evidence import _is_cross_arch, paired_table, teacher_text, versus_table
 from ddlib.metrics import RULES
 from ddlib.results.records import Record, _is_number, dataset_label
-from ddlib.results.verdicts import MINUS, display_name, points, slug, verdict_table
+from ddlib.results.verdicts import MINUS, bound, display_name, points, slug, verdict_table
 from ddlib.utils import ParamError
 
 __all__ = ["COARSER", "SELECTION_FAMILIES", "cross_arch_verdicts", "latest_cross_arch", "selection_accuracy",
@@ -349,7 +349,7 @@ def selection_hlr(record: Record | None, *, rule: str = "final", method: str = "
         out.append({"method": display_name(r.method), "IPC": int(r.ipc),
                     "hard-label students (%)": f"{100 * a:.1f}" if _is_number(a) else "not recorded",
                     "HLR (points)": points(100 * float(r.hlr_mean), False),
-                    "95 % interval": f"[{points(lo, False)}, {points(hi, False)}]" if _is_number(lo) else "one seed"})
+                    "95 % interval": f"[{bound(lo)}, {bound(hi)}]" if _is_number(lo) else "one seed"})
         glue[f"{key}_{slug(r.method)}_ipc{int(r.ipc)}"] = round(100 * float(r.hlr_mean), 4)
     if len(h):
         best = h.loc[h.hlr_mean.astype(float).idxmin()]
@@ -479,6 +479,6 @@ def cross_arch_verdicts(source: str | Record | None, records: Iterable[Record] |
     glue[f"{key}_holds"] = (
         f"{a} against {b} is {'the same' if len(sides) == 1 else 'not the same'} on every student architecture: "
         + "; ".join(f"{r['protocol']} at IPC {r['ipc']}: {points(100 * r['diff_mean'])} points "
-                    f"[{points(100 * r['ci95'][0], False)}, {points(100 * r['ci95'][1], False)}]"
+                    f"[{bound(100 * r['ci95'][0])}, {bound(100 * r['ci95'][1])}]"
                     for r in sorted(mine, key=lambda r: (r["ipc"], r["protocol"]))))
     return table, glue

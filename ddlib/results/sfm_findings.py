@@ -17,10 +17,10 @@ import pandas as pd
 
 from ddlib.results.records import Record, _is_number, dataset_label, load
 from ddlib.results.synthesis import latest_synthesis
-from ddlib.results.verdicts import MINUS, display_name, points, slug, verdict_table
+from ddlib.results.verdicts import MINUS, bound, display_name, points, slug, verdict_table
 
 __all__ = ["FLOW_METRICS", "FIT_NAMES", "across_backbones", "ci_projector_findings", "ci_versus_probe",
-           "flow_cosine_findings", "recorded_across_backbones", "regime_findings"]
+           "flow_cosine_findings", "regime_findings"]
 
 #: the flow cosines of ``sfm_flow_cosine.py``'s rows, as a table names them (keys: the rows' fields)
 FLOW_METRICS = {"history_last": "last step, on its own views", "per_view_mean": "one view per image",
@@ -152,8 +152,8 @@ def regime_findings(record: Record | None = None, records: Iterable[Record] | No
     d = next((d for d in rec.data.get("differences") or [] if d.get("regime") == chosen
               and d.get("steps") == at and str(d.get("protocol")).split(" [")[0] == protocol), None)
     glue[f"{key}_chosen_vs_random"] = "not recorded" if d is None else (
-        f"{points(100 * d['diff_mean'])} points, 95 % interval {points(100 * d['ci95'][0], False)} to "
-        f"{points(100 * d['ci95'][1], False)}, {d.get('n_seeds')} paired draws")
+        f"{points(100 * d['diff_mean'])} points, 95 % interval {bound(100 * d['ci95'][0])} to "
+        f"{bound(100 * d['ci95'][1])}, {d.get('n_seeds')} paired draws")
     from ddlib.plots.tables import whole_table
 
     return whole_table(pd.DataFrame(table)), glue
@@ -200,7 +200,7 @@ def ci_projector_findings(record: Record | None = None, records: Iterable[Record
                 row[head[c]] = "not run"
                 continue
             lo, hi = (100 * float(x) for x in d["ci95"])
-            row[head[c]] = f"{points(100 * float(d['diff_mean']))} [{points(lo, False)}, {points(hi, False)}]"
+            row[head[c]] = f"{points(100 * float(d['diff_mean']))} [{bound(lo)}, {bound(hi)}]"
             if lo > 0:
                 pays.append((c, fit))
         table.append(row)
@@ -310,46 +310,3 @@ def across_backbones(results: Mapping[tuple, Mapping[str, Any]], *, method: str 
     return (f"on {where}, {display_name(method)} {MINUS} {display_name(baseline)} reads "
             + " and ".join(points(d) for d in diffs.values()) + f" points ({display_name(mode)}): {what}")
 
-
-def recorded_across_backbones(record: Record | None = None, records: Iterable[Record] | None = None, *,
-                              method: str = "sfm", baseline: str = "random-real", mode: str = "probe",
-                              key: str = "sfm_backbones") -> tuple[pd.DataFrame, dict[str, str | float]]:
-    """Does ``method``'s recorded lead (or lag) over ``baseline`` hold on every evaluation backbone? From a
-    record of ``method``'s sets scored on several backbones (``sfm_vs_lgm_cifar10.py --methods sfm
-    --eval-backbones A,B``; default: :func:`~ddlib.results.latest_synthesis` with ``methods=[method]``),
-    paired over seeds as :func:`~ddlib.results.synthesis_verdicts`. Returns its ``(table, glue)`` plus
-    ``<key>_sentence``: "On CIFAR-10 at IPC 1 (5 paired seeds), SFM − random real images by the probe reads
-    +9.1 [5.0, 13.2] on EfficientNet-Lite1 and +12.0 [...] on EfficientNet-Lite2: ahead on both." (or "not
-    recorded yet")."""
-    from ddlib.results.synthesis import synthesis_versus
-    from ddlib.results.synthesis_verdicts import synthesis_verdicts
-
-    rec = record if record is not None else latest_synthesis(load() if records is None else records,
-                                                             methods=[method])
-    if rec is None:
-        table, glue = synthesis_verdicts(None, baseline, method=method, key=key, records=[])
-        return table, {**glue, f"{key}_sentence": f"not recorded yet ({method} scored on several backbones: "
-                                                  "benchmarks/sfm_vs_lgm_cifar10.py --methods sfm --eval-backbones)"}
-    table, glue = synthesis_verdicts(rec, baseline, method=method, key=key)
-    rows = synthesis_versus(rec, method, (baseline,))
-    rows = rows[rows.protocol.str.startswith(f"{mode} on ")]
-    rows = rows[rows.protocol != f"{mode} on {rec.config.get('distill_backbone')}"]  # the distillation backbone
-    parts, signs = [], set()
-    for ipc in sorted(rows.ipc.unique()):
-        here = rows[rows.ipc == ipc]
-        cells = [f"{points(100 * r.diff_mean)} [{points(100 * r.ci95[0], signed=False)}, "
-                 f"{points(100 * r.ci95[1], signed=False)}] on {display_name(r.protocol.split(' on ')[1])}"
-                 for r in here.itertuples()]
-        signs |= {(1 if r.diff_mean > 0 else -1) if r.excludes_zero else 0 for r in here.itertuples()}
-        n = int(here.n_seeds.min()) if len(here) else 0
-        parts.append(f"at IPC {ipc} ({n} paired seeds) " + " and ".join(cells))
-    if not parts:
-        return table, {**glue, f"{key}_sentence": f"{display_name(method)} against {display_name(baseline)}: not "
-                                                  "scored on another backbone in the record"}
-    what = ("one backbone only: no claim across backbones" if len(rows) < 2 else
-            f"{display_name(method)} ahead on every backbone" if signs == {1} else
-            f"{display_name(method)} behind on every backbone" if signs == {-1} else
-            "no detectable difference on any backbone" if signs == {0} else "the verdict changes with the backbone")
-    sentence = (f"On {display_name(dataset_label(rec.config.get('dataset')))}, {display_name(method)} {MINUS} "
-                f"{display_name(baseline)} by the {display_name(mode)} reads " + "; ".join(parts) + f": {what}")
-    return table, {**glue, f"{key}_sentence": sentence}

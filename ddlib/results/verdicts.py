@@ -22,7 +22,7 @@ from ddlib.metrics import RULES
 from ddlib.results.records import CLAIM_SEEDS, _is_number, dataset_label
 from ddlib.utils import ParamError
 
-__all__ = ["DISPLAY_NAMES", "MINUS", "VERDICT_COLUMNS", "comparison_name", "display_name", "headline", "phrase",
+__all__ = ["DISPLAY_NAMES", "MINUS", "VERDICT_COLUMNS", "bound", "comparison_name", "display_name", "headline", "phrase",
            "points", "slug", "split_columns", "verdict_table"]
 
 MINUS = "\u2212"  # the minus sign of the tables and sentences (a hyphen reads as a dash)
@@ -109,6 +109,17 @@ def points(value: float, signed: bool = True, digits: int = 1) -> str:
     if float(text) == 0:
         return f"{0:.{digits}f}"
     return text.replace("-", MINUS)
+
+
+def bound(value: float, digits: int = 1) -> str:
+    """An interval's end as the tables print it: ``−3.3``, ``2.1``; an end that is not 0 but rounds to it keeps
+    its sign with the digits it needs (``−0.02``), so that "[−3.3, −0.02], herding ahead" reads as the interval
+    the verdict was read on, not as one that holds 0."""
+    text = points(value, False, digits)
+    while float(text.replace(MINUS, "-")) == 0 and value != 0 and digits < 4:
+        digits += 1
+        text = points(value, False, digits)
+    return text
 
 
 def slug(text: Any) -> str:
@@ -208,7 +219,7 @@ def verdict_table(rows: Any, *, rule: str = "final", expected: Iterable[Any] | N
             return {"difference": f"{points(d)} points", "95 % interval": "none (one seed)",
                     "verdict": "one seed, no interval", "state": state, "wide": f"{points(d)} (one seed)"}
         lo, hi = (unit * float(x) for x in r["ci95"])
-        brackets = f"[{points(lo, False)}, {points(hi, False)}]"
+        brackets = f"[{bound(lo)}, {bound(hi)}]"
         words = {"method": f"{a} ahead", "baseline": f"{b} ahead", "none": "no detectable difference"}[state]
         return {"difference": f"{points(d)} points", "95 % interval": brackets + (f", {n} seeds" if n and n < most
                                                                                   else ""),
@@ -356,8 +367,8 @@ def _sentence(name: str, order: list[tuple], found: Mapping[tuple, dict], rule: 
                 a, b, d, lo, hi = b, a, -d, -hi, -lo
             (m, p), (n, q) = _split(k[0]), _split(k[1])
             where = f"for {display_name(m)}" if p is not None and q is not None and m == n else display_name(k[3])
-            parts.append(f"{a} ahead of {b} by {points(d, False)} points ({points(lo, False)} to "
-                         f"{points(hi, False)}) at IPC {k[2]}, {where}")
+            parts.append(f"{a} ahead of {b} by {points(d, False)} points ({bound(lo)} to "
+                         f"{bound(hi)}) at IPC {k[2]}, {where}")
         if none:
             parts.append(f"no detectable difference in the other {none}" + (" with an interval" if single else ""))
     else:
