@@ -71,7 +71,10 @@ def test_regime_findings_picks_the_best_noise_regime_and_the_chosen_one() -> Non
               "diff_mean": 0.01, "ci95": [-0.05, 0.07]}]
     rec = _record(config={"regimes": regimes, "validation_per_class": 100}, rows=rows, differences=diffs)
     assert results.regime_findings(rec, steps=200)[1]["regime_chosen_vs_random"] == (
-        "+1.0 points, 95 % interval \u22125.0 to 7.0, 2 paired draws")
+        "+1.0 points over 2 paired draws (too few for an interval: a measurement, not a verdict)")
+    diffs[0]["n_seeds"] = 5
+    assert results.regime_findings(rec, steps=200)[1]["regime_chosen_vs_random"] == (
+        "+1.0 points, 95 % interval \u22125.0 to 7.0, 5 paired draws")
     table, g = results.regime_findings(rec)
     assert g["regime_chosen_at"] == "55.0" and g["regime_chosen_vs_random"] == "not recorded"
     _narrow(table)
@@ -137,7 +140,7 @@ def test_across_backbones_says_whether_the_sign_holds() -> None:
     res = {("SFM", "a", "probe"): {"accs": [0.5, 0.6]}, ("random real", "a", "probe"): {"accs": [0.4, 0.4]},
            ("SFM", "b", "probe"): {"accs": [0.3]}, ("random real", "b", "probe"): {"accs": [0.35]}}
     text = results.across_backbones(res)
-    assert "+15.0 and \u22125.0 points" in text and text.endswith("the sign changes with the backbone")
+    assert "+15.0 and \u22125.0 points" in text and "the sign changes with the backbone" in text
     res[("SFM", "b", "probe")] = {"accs": [0.45]}
     assert results.across_backbones(res).endswith("the same sign on every backbone")
     assert "not run" in results.across_backbones({})
@@ -159,7 +162,7 @@ def test_recorded_across_backbones_pairs_seeds_per_backbone() -> None:
                           "distill_backbone": "efficientnet-lite0"}, runs={}, rows=rows)
     table, g = results.recorded_across_backbones(rec)
     text = g["sfm_backbones_sentence"]
-    assert text.startswith("On CIFAR-10, SFM − random real images by the probe reads at IPC 1 (3 paired seeds)")
+    assert text.startswith("on CIFAR-10, SFM − random real images by the probe reads at IPC 1 (3 paired seeds)")
     assert "+13.3 [−1.0, 27.7] on EfficientNet-Lite1 and +20.0 [20.0, 20.0] on EfficientNet-Lite2" in text
     assert text.endswith("the verdict changes with the backbone") and "Lite0" not in text
     _narrow(table)

@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from ddlib.results.records import Record, _is_number, dataset_label, load
+from ddlib.results.records import CLAIM_SEEDS, Record, _is_number, dataset_label, load
 from ddlib.results.synthesis import latest_synthesis
 from ddlib.results.verdicts import MINUS, bound, display_name, points, slug, verdict_table
 
@@ -151,9 +151,12 @@ def regime_findings(record: Record | None = None, records: Iterable[Record] | No
     glue[f"{key}_chosen_at"] = f"{acc[(chosen, at)]:.1f}" if (chosen, at) in acc else "not recorded"
     d = next((d for d in rec.data.get("differences") or [] if d.get("regime") == chosen
               and d.get("steps") == at and str(d.get("protocol")).split(" [")[0] == protocol), None)
+    n = int(d.get("n_seeds") or 0) if d is not None else 0
     glue[f"{key}_chosen_vs_random"] = "not recorded" if d is None else (
         f"{points(100 * d['diff_mean'])} points, 95 % interval {bound(100 * d['ci95'][0])} to "
-        f"{bound(100 * d['ci95'][1])}, {d.get('n_seeds')} paired draws")
+        f"{bound(100 * d['ci95'][1])}, {n} paired draws" if n >= CLAIM_SEEDS else
+        f"{points(100 * d['diff_mean'])} points over {n} paired draw{'s' if n != 1 else ''} (too few for an "
+        "interval: a measurement, not a verdict)")
     from ddlib.plots.tables import whole_table
 
     return whole_table(pd.DataFrame(table)), glue
@@ -306,7 +309,8 @@ def across_backbones(results: Mapping[tuple, Mapping[str, Any]], *, method: str 
     where = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
     signs = {d > 0 for d in diffs.values()}
     what = ("one backbone only: no claim across backbones" if len(diffs) == 1 else
-            "the same sign on every backbone" if len(signs) == 1 else "the sign changes with the backbone")
+            "the same sign on every backbone" if len(signs) == 1 else
+            "the sign changes with the backbone (means of one draw of images: no verdict)")
     return (f"on {where}, {display_name(method)} {MINUS} {display_name(baseline)} reads "
             + " and ".join(points(d) for d in diffs.values()) + f" points ({display_name(mode)}): {what}")
 

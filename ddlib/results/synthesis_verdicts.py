@@ -296,7 +296,7 @@ def recorded_across_backbones(record: Record | None = None, records: Iterable[Re
     record of ``method``'s sets scored on several backbones (``sfm_vs_lgm_cifar10.py --methods sfm
     --eval-backbones A,B``; default: :func:`~ddlib.results.latest_synthesis` with ``methods=[method]``),
     paired over seeds as :func:`~ddlib.results.synthesis_verdicts`. Returns its ``(table, glue)`` plus
-    ``<key>_sentence``: "On CIFAR-10 at IPC 1 (5 paired seeds), SFM − random real images by the probe reads
+    ``<key>_sentence`` (it starts in lower case: the chapters cite it after a colon): "on CIFAR-10 at IPC 1 (5 paired seeds), SFM − random real images by the probe reads
     +9.1 [5.0, 13.2] on EfficientNet-Lite1 and +12.0 [...] on EfficientNet-Lite2: ahead on both." (or "not
     recorded yet")."""
     rec = record if record is not None else latest_synthesis(load() if records is None else records,
@@ -325,6 +325,6 @@ def recorded_across_backbones(record: Record | None = None, records: Iterable[Re
             f"{display_name(method)} ahead on every backbone" if signs == {1} else
             f"{display_name(method)} behind on every backbone" if signs == {-1} else
             "no detectable difference on any backbone" if signs == {0} else "the verdict changes with the backbone")
-    sentence = (f"On {display_name(dataset_label(rec.config.get('dataset')))}, {display_name(method)} {MINUS} "
+    sentence = (f"on {display_name(dataset_label(rec.config.get('dataset')))}, {display_name(method)} {MINUS} "
                 f"{display_name(baseline)} by the {display_name(mode)} reads " + "; ".join(parts) + f": {what}")
     return table, {**glue, f"{key}_sentence": sentence}
