@@ -25,7 +25,8 @@ def synthesis_by_steps(records: Iterable[Record] | None = None) -> pd.DataFrame:
 
     One row per accuracy row (with a ``mode``) of every record whose config sets ``steps`` (written by
     ``benchmarks/sfm_ci_cifar10.py``): ``steps`` (the distillation steps of that run's synthetic sets;
-    the real sets do not depend on them), ``set``, ``ipc``, ``distill_backbone``, ``eval_backbone``,
+    the real sets do not depend on them), ``set``, ``ipc``, ``distill_backbone``, the record's ``image_size``
+    and ``per_class`` (its training images per class; None: all), ``eval_backbone``,
     ``mode``, accuracy mean/std, ``device``, ``source``.
     """
     records = load() if records is None else list(records)
@@ -38,11 +39,12 @@ def synthesis_by_steps(records: Iterable[Record] | None = None) -> pd.DataFrame:
             if "mode" in r and _is_number(r.get("mean")):
                 out.append({"steps": steps, "set": r.get("method"), "ipc": r.get("ipc"),
                             "distill_backbone": rec.config.get("distill_backbone"),
+                            "image_size": rec.config.get("image_size"), "per_class": rec.config.get("per_class"),
                             "eval_backbone": r.get("eval_backbone"), "mode": r["mode"],
                             "accuracy_mean": float(r["mean"]), "accuracy_std": _spread(r),
                             "device": rec.provenance["device"], "source": rec.source})
-    cols = ["steps", "set", "ipc", "distill_backbone", "eval_backbone", "mode", "accuracy_mean", "accuracy_std",
-            "device", "source"]
+    cols = ["steps", "set", "ipc", "distill_backbone", "image_size", "per_class", "eval_backbone", "mode",
+            "accuracy_mean", "accuracy_std", "device", "source"]
     return pd.DataFrame(out, columns=cols)
 
 

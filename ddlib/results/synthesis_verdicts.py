@@ -138,8 +138,9 @@ def synthesis_steps(records: Iterable[Record] | None = None, *, mode: str = "pro
     ``mode`` on the distillation backbone at the smallest recorded IPC: one row per set, one column per
     budget ("44.0 ± 0.8" %, "not run" where a set has no run at a budget), and its glue.
 
-    Glue: ``<key>_text`` ("efficientnet-lite0, IPC 1: SFM's probe reached 18.2 % after 100 steps, then
-    51.1 % after 1000 steps; random real images 32.1 %"), ``<key>_ipc``, ``<key>_budgets``. Chapter 5
+    Glue: ``<key>_text`` ("on EfficientNet-Lite0 (112-px images, 100 training images per class), IPC 1: SFM's
+    probe reached 18.2 % after 100 steps, then 51.1 % after 1000 steps; random real images 32.1 %": the
+    records' own setting, which need not be the equal-steps record's), ``<key>_ipc``, ``<key>_budgets``. Chapter 5
     ("Synthesis needs its steps") uses it.
     """
     from ddlib.plots.tables import whole_table
@@ -161,7 +162,11 @@ def synthesis_steps(records: Iterable[Record] | None = None, *, mode: str = "pro
     first = next((s for s in sets if s in ("sfm",)), sets[0])
     mine = syn[syn["set"] == first].sort_values("steps")
     real = syn[syn["set"] == "random-real"].sort_values("steps")
-    text = (f"{syn.distill_backbone.iloc[0]}, IPC {k}: {display_name(first)}'s {mode} reached " + ", then ".join(
+    px, pool = syn.image_size.iloc[-1], syn.per_class.iloc[-1]
+    setting = ", ".join([*([f"{int(px)}-px images"] if pd.notna(px) else []),
+                         f"{int(pool):,} training images per class" if pd.notna(pool) else "every training image"])
+    text = (f"on {display_name(syn.distill_backbone.iloc[0])} ({setting}), IPC {k}: {display_name(first)}'s {mode} "
+            "reached " + ", then ".join(
         f"{100 * a:.1f} % after {s} steps" for s, a in zip(mine.steps, mine.accuracy_mean, strict=True))
         + (f"; random real images {100 * real.accuracy_mean.iloc[-1]:.1f} %" if len(real) else ""))
     return whole_table(table), {f"{key}_text": text, f"{key}_ipc": int(k),
