@@ -73,6 +73,7 @@ ALIASES: dict[str, str] = {
     "statistical-flow-matching": "sfm",
     "real-random": "random-real", "random-real-images": "random-real",
     "centroids-real": "centroid-real", "real-centroids": "centroid-real", "centroid-real-images": "centroid-real",
+    "centre-nearest-real-images": "centroid-real", "centroid-nearest-real-images": "centroid-real",
     "new-head": "probe", "new-head-(probe)": "probe", "linear-probe": "probe",
     "classifier-inheritance": "ci", "inherited-head": "ci",
     "kd-from-inherited-head": "kd", "knowledge-distillation": "kd",
