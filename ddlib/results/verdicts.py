@@ -33,6 +33,9 @@ DISPLAY_NAMES = {
     # coreset selectors (ddlib.baselines.SELECTORS) and BPS
     "bps": "BPS", "random": "random", "herding": "herding", "kcenter": "k-center", "forgetting": "forgetting",
     "centroids": "class centroids", "el2n": "EL2N", "toneva": "Toneva",
+    # how a run's peak memory was measured (ddlib.utils.PeakMemory.kind)
+    "CPU peak RSS increase (sampled)": "on a CPU, the sampled rise of the process's resident memory",
+    "cuda max_memory_allocated": "on the GPU, the most memory allocated",
     "bps (coarser patterns)": "BPS, coarser patterns",
     # synthetic and real sets (sfm_vs_lgm's set names, chapters 4 and 5's)
     "sfm": "SFM", "lgm": "LGM", "random-real": "random real images", "random real": "random real images",
