@@ -24,7 +24,7 @@ __all__ = ["AGREEMENT", "live_versus_record"]
 #: run's difference has that sign, or not; the record finds no difference and this run's lies inside its
 #: interval, or outside it (a one-seed gain the record does not find)
 AGREEMENT = {"same": "agrees", "opposite": "disagrees: trust the record", "inside": "agrees",
-             "outside": "not confirmed by the record"}
+             "outside": "not confirmed by the record", "missed": "no difference here; the record finds one"}
 
 
 def _live_means(rows: Sequence[Mapping[str, Any]], protocol: str, rule: str) -> tuple[dict[tuple, float], int]:
@@ -47,7 +47,8 @@ def live_versus_record(rows: Sequence[Mapping[str, Any]], record: Record | None,
 
     Table columns: comparison, IPC, this run (points), the record (points and interval), and whether they
     agree. Glue: ``<key>_n`` (comparisons shared), ``<key>_n_agree``, ``<key>_n_disagree``,
-    ``<key>_n_unconfirmed``, ``<key>_n_seeds`` (this run's), ``<key>_record_seeds`` (the most the record pairs
+    ``<key>_n_unconfirmed``, ``<key>_n_missed`` (no difference in this run, as printed, where the record's
+    interval excludes 0), ``<key>_n_seeds`` (this run's), ``<key>_record_seeds`` (the most the record pairs
     under ``protocol``, shared or not), ``<key>_sentence`` (one
     sentence naming every disagreement), ``<key>_best`` (this run's largest gain at its largest shared IPC,
     with the record's reading of the same comparison) and ``<key>_ipcs`` ("10 and 50", or "none")."""
@@ -71,7 +72,7 @@ def live_versus_record(rows: Sequence[Mapping[str, Any]], record: Record | None,
         d, (lo, hi) = 100 * float(r["diff_mean"]), (100 * float(x) for x in r["ci95"])
         shown = round(gain, 1)  # read as the table prints them, so that a reader can check every word
         if lo > 0 or hi < 0:
-            case = "same" if shown != 0 and (shown > 0) == (lo > 0) else "opposite"
+            case = "missed" if shown == 0 else "same" if (shown > 0) == (lo > 0) else "opposite"
         else:
             case = "inside" if round(lo, 1) <= shown <= round(hi, 1) else "outside"
         cases[(m, k)] = (case, gain, d, lo, hi)
@@ -85,6 +86,7 @@ def live_versus_record(rows: Sequence[Mapping[str, Any]], record: Record | None,
         f"{key}_n_agree": sum(c[0] in ("same", "inside") for c in cases.values()),
         f"{key}_n_disagree": sum(c[0] == "opposite" for c in cases.values()),
         f"{key}_n_unconfirmed": sum(c[0] == "outside" for c in cases.values()),
+        f"{key}_n_missed": sum(c[0] == "missed" for c in cases.values()),
         f"{key}_ipcs": (" and ".join(map(str, ipcs)) if len(ipcs) < 3 else ", ".join(map(str, ipcs))) or "none"}
 
     def reading(mk: tuple) -> str:
@@ -100,13 +102,15 @@ def live_versus_record(rows: Sequence[Mapping[str, Any]], record: Record | None,
         glue[f"{key}_best"] = "not compared"
         return whole_table(pd.DataFrame(out, columns=cols)), glue
     off = [mk for mk in shared if cases[mk][0] == "opposite"]
-    n_ok, n_un = glue[f"{key}_n_agree"], glue[f"{key}_n_unconfirmed"]
-    glue[f"{key}_sentence"] = (
-        f"Of the {len(shared)} comparisons with {display_name(baseline)} that this run shares with the record, "
-        f"{n_ok} {'agrees' if n_ok == 1 else 'agree'} with it, {len(off)} "
-        f"{'puts' if len(off) == 1 else 'put'} the other side ahead"
-        + (" (" + "; ".join(reading(mk) for mk in off) + ")" if off else "")
-        + f" and {n_un} {'shows' if n_un == 1 else 'show'} a gain or loss the record does not find.")
+    n_ok, n_un, n_miss = glue[f"{key}_n_agree"], glue[f"{key}_n_unconfirmed"], glue[f"{key}_n_missed"]
+    parts = [f"{n_ok} {'agrees' if n_ok == 1 else 'agree'} with it",
+             f"{len(off)} {'puts' if len(off) == 1 else 'put'} the other side ahead"
+             + (" (" + "; ".join(reading(mk) for mk in off) + ")" if off else ""),
+             f"{n_un} {'shows' if n_un == 1 else 'show'} a gain or loss the record does not find",
+             *([f"{n_miss} {'shows' if n_miss == 1 else 'show'} no difference where the record finds one"]
+               if n_miss else [])]
+    glue[f"{key}_sentence"] = (f"Of the {len(shared)} comparisons with {display_name(baseline)} that this run shares "
+                               "with the record, " + ", ".join(parts[:-1]) + " and " + parts[-1] + ".")
     top = max(ipcs)
     best = max((mk for mk in shared if mk[1] == top), key=lambda mk: cases[mk][1])
     glue[f"{key}_best"] = reading(best)
