@@ -281,12 +281,14 @@ def selection_gains(rows: Sequence[Mapping[str, Any]], *, baseline: str = "rando
         g = {m: gain(m, top, p) for m, k in cells if k == top and m != baseline}
         g = {m: v for m, v in g.items() if v is not None}
         best = max(g, key=g.get) if g else None
-        glue[f"{key}_best_gain_{slug(p)}"] = round(g[best], 4) if best else 0.0
+        # unrounded, so that a sentence printing one with points() reads as the table's cell (0.5499 -> +0.5,
+        # where a value rounded to 0.55 first would print +0.6)
+        glue[f"{key}_best_gain_{slug(p)}"] = float(g[best]) if best else 0.0
         glue[f"{key}_best_gain_{slug(p)}_method"] = display_name(best) if best else "none"
-        glue.update({f"{key}_{slug(m)}_gain_{slug(p)}": round(v, 4) for m, v in g.items()})
+        glue.update({f"{key}_{slug(m)}_gain_{slug(p)}": float(v) for m, v in g.items()})
     diffs = [acc[(m, k, "kd")] - acc[(m, k, "ce")] for m, k in cells if (m, k, "kd") in acc and (m, k, "ce") in acc]
     for name, f in (("mean", lambda v: sum(v) / len(v)), ("min", min), ("max", max)):
-        glue[f"{key}_kd_minus_ce_{name}"] = round(f(diffs), 4) if diffs else 0.0
+        glue[f"{key}_kd_minus_ce_{name}"] = float(f(diffs)) if diffs else 0.0
     return whole_table(table), glue
 
 

@@ -176,7 +176,7 @@ def verdict_table(rows: Any, *, rule: str = "final", expected: Iterable[Any] | N
 
     Returns ``(table, glue)``: ``table`` a :class:`ddlib.plots.WholeTable` (shown whole, no row numbers);
     ``glue`` (every key starts with ``key``): ``_caption``, ``_rule``, ``_verdict`` (one sentence for the
-    shown rule) and ``_verdict_<rule>`` for the other rule when rows hold it; the counts ``_n_comparisons``,
+    shown rule) and ``_verdict_<rule>`` for the other rule when rows hold it; the counts ``_n_comparisons``, ``_n_run`` (those with a row),
     ``_n_method_ahead``, ``_n_baseline_ahead``, ``_n_no_difference``, ``_n_single_seed``, ``_n_not_run``,
     ``_n_seeds_min``, ``_n_seeds_max``; and per comparison and rule ``_<method>_vs_<baseline>_<protocol>_
     ipc<k>_<rule>`` + ``_diff``, ``_lo``, ``_hi`` (points) and ``_verdict`` (:func:`slug` of each label).
@@ -285,7 +285,8 @@ def _glue(key: str, order: list[tuple], by_rule: dict[str, dict[tuple, dict]], r
     for other in RULES:
         if other != rule and by_rule.get(other):
             glue[f"{key}_verdict_{other}"] = _sentence(name, order, by_rule[other], other, unit)
-    glue.update({f"{key}_n_comparisons": len(order), f"{key}_n_method_ahead": states.count("method"),
+    glue.update({f"{key}_n_comparisons": len(order), f"{key}_n_run": len(order) - states.count("missing"),
+                 f"{key}_n_method_ahead": states.count("method"),
                  f"{key}_n_baseline_ahead": states.count("baseline"), f"{key}_n_no_difference": states.count("none"),
                  f"{key}_n_single_seed": states.count("single"), f"{key}_n_not_run": states.count("missing"),
                  f"{key}_n_seeds_min": min(seeds, default=0), f"{key}_n_seeds_max": max(seeds, default=0)})
