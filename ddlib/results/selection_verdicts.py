@@ -230,9 +230,9 @@ def selection_accuracy(rows: Sequence[Mapping[str, Any]], *, protocol: str = "kd
         f"{key}_max_ipc": int(top_k), f"{key}_n_methods": len(ranked),
         f"{key}_n_seeds": int(means.seeds.max()) if len(means) else 0,
         f"{key}_top_method": display_name(ranked[0]) if ranked else "none",
-        f"{key}_top_acc": round(acc[(ranked[0], top_k)], 4) if ranked else 0.0,
+        f"{key}_top_acc": float(acc[(ranked[0], top_k)]) if ranked else 0.0,
         f"{key}_{slug(method)}_rank": ranked.index(method) + 1 if method in ranked else 0,
-        **{f"{key}_{slug(m)}_ipc{k}": round(a, 4) for (m, k), a in acc.items()}}
+        **{f"{key}_{slug(m)}_ipc{k}": float(a) for (m, k), a in acc.items()}}
     from ddlib.plots.tables import whole_table
 
     return whole_table(table), glue
