@@ -26,12 +26,13 @@ INJECTED = "# Parameters"
 def list_parameters() -> frozenset[str]:
     """The chapters' parameters that take a list: those a scale of :data:`ddlib.presets.VALUES` sets to a list
     (``ipcs``, ``eval_backbones`` ...) or to :data:`ddlib.presets.ALL_METHODS` (``methods``: "all" stands for
-    the list of every registered selector), also with chapter 5's ``sfm_`` prefix."""
+    the list of every registered selector), also with chapter 5's ``sfm_`` prefix, and chapter 5's
+    ``synthesis`` (:data:`ddlib.presets.LIVE_SYNTHESIS`, a list that its own table holds)."""
     from ddlib import presets
 
     names = {n for workflow in presets.VALUES.values() for values in workflow.values()
              for n, v in values.items() if isinstance(v, (list, tuple)) or v == presets.ALL_METHODS}
-    return frozenset(names | {f"sfm_{n}" for n in names})
+    return frozenset(names | {f"sfm_{n}" for n in names} | {"synthesis"})
 
 
 def parse_list(name: str, value: Any) -> Any:

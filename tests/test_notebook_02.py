@@ -29,9 +29,13 @@ def test_runs_at_test_scale(run_notebook) -> None:  # noqa: ANN001
 
 
 def test_runs_with_other_valid_parameters(run_notebook) -> None:  # noqa: ANN001
-    out = run_notebook("02_balanced_selection", scale="test", methods=["bps", "herding"], ipcs=[3],
-                       show_class="Trouser", k_ratio=0.2, centre_frac=1.0)
+    from ddlib.sweep import read_results
+
+    out = run_notebook("02_balanced_selection", scale="test", methods=["bps", "herding"], ipcs=[1, 3],
+                       student_ipcs="3", show_class="Trouser", k_ratio=0.2, centre_frac=1.0)
     assert "herding" in _outputs(out)
+    g = read_results(out)  # IPC 1 is selected and counted, but trains no student (the book's cpu split)
+    assert g["accuracy_max_ipc"] == 3 and "no students at IPC 1" in g["untrained_ipcs"]
 
 
 def test_exercise_parameters_in_the_form_the_page_shows(run_notebook) -> None:  # noqa: ANN001

@@ -40,6 +40,21 @@ def test_runs_at_test_scale(run_notebook) -> None:  # noqa: ANN001
     assert "ddlib:" in str(nb.cells[-1].outputs)  # the environment report closes the chapter
 
 
+def test_the_cpu_scales_split_runs_at_the_test_scale(run_notebook) -> None:  # noqa: ANN001
+    """The book's cpu default distils SFM only and trains students at some of the selected IPCs; the same
+    choice, passed as papermill's -p passes text, runs at the test scale: no LGM in this run's sets or cost,
+    the page says so, and the students are those of ``student_ipcs`` only."""
+    from tests._chapters import check_page
+
+    out = run_notebook("05_results", scale="test", synthesis="sfm", student_ipcs="2")
+    g = check_page(out)
+    assert "LGM's images" not in g["live_probe_means"] and "SFM's images" in g["live_probe_means"]
+    assert "not distilled" in g["own_work"] and "SFM only" in g["live_cost_sentence"]
+    assert g["gains_ipc"] == 2
+    assert "SFM − LGM" not in _outputs(out)  # no live comparison with LGM ...
+    assert "not recorded" not in g["sfm_lgm_rec_verdict"]  # ... the records' is read instead
+
+
 def test_the_cross_architecture_table_once_a_record_exists(tmp_path, monkeypatch) -> None:  # noqa: ANN001
     """A hand-made record in benchmarks/cross_arch.py's format (paired rows whose protocol is the student
     architecture) gives chapter 5's table: rows methods by IPC, one column per architecture, every cell a

@@ -260,6 +260,10 @@ def test_the_book_renderer_leaves_plotly_js_out_and_keeps_plotlys_mime_type() ->
     assert "* plotly.js v" not in bundle["text/html"] and "cdn" not in bundle["text/html"].lower()
     assert bundle["application/vnd.plotly.v1+json"]["data"][0]["name"] == "a"  # JupyterLab draws this one
     assert set(plots.BookRenderer(plotly_mime=False).to_mimebundle(fig)) == {"text/html"}  # the builds'
+    import plotly.io as pio
+
+    page = pio.renderers["book_page"].to_mimebundle(fig)["text/html"]  # the pages: no toolbar over titles
+    assert '"displayModeBar": false' in page and "displayModeBar" not in bundle["text/html"]
 
 
 def test_the_renderer_follows_plotly_renderer() -> None:

@@ -71,7 +71,8 @@ def test_every_name_of_the_table_is_accepted_and_none_means_the_preset() -> None
     ("data_seed", 3, {"data_seed"}),
     ("per_class", 50, {"per_class"}),
     ("seeds", 2, {"seeds"}),
-    ("ipcs", [5], {"ipcs"}),
+    ("ipcs", [5], {"ipcs", "student_ipcs"}),  # naming ipcs alone trains students at all of them
+    ("student_ipcs", [50], {"student_ipcs"}),
     ("backbone", "resnet18", {"encoder.backbone", "teacher.model", "teacher.width", "teacher.depth",
                               "forgetting.model", "forgetting.width", "forgetting.depth", "student.model",
                               "student.width", "student.depth"}),
@@ -119,6 +120,10 @@ def test_a_synthesis_override_changes_exactly_its_fields(name: str, value: objec
     (presets.data, {"ipc": 0}, ["ipc"]),
     (presets.results, {"sfm_steps": 0}, ["steps"]),
     (presets.results, {"recorded": "yes"}, ["recorded"]),
+    (presets.bps, {"student_ipcs": [3]}, ["student_ipcs", "IPC 3", "ipcs=[1, 2]"]),
+    (presets.bps, {"student_ipcs": "ten"}, ["student_ipcs", "ipcs=[1, 2]"]),
+    (presets.results, {"synthesis": ["lgm"]}, ["synthesis", "'sfm'"]),
+    (presets.results, {"synthesis": ["sfm", "gan"]}, ["synthesis", "'gan'", "'lgm'"]),
     (presets.results, {"nonsense": 1}, ["nonsense", "sfm_steps"]),
 ])
 def test_bad_overrides_name_themselves(fn, kwargs: dict, words: list[str]) -> None:  # noqa: ANN001
@@ -248,3 +253,23 @@ def test_all_as_the_one_item_of_a_list_is_every_method() -> None:
     """``-p hard_label_methods all`` reaches a chapter as ["all"] (a list parameter given as text)."""
     assert presets.bps("test", hard_label_methods=["all"]).hard_label_methods == presets.bps(
         "test", hard_label_methods="all").hard_label_methods
+
+
+def test_the_book_trains_students_where_the_chapter_needs_them() -> None:
+    """Issue 21 (book under 15 minutes): the cpu scale selects IPC 1, 10 and 50 but trains students at 1 and
+    10 (IPC 50's are the records'), and chapter 5 distils SFM only; naming ``ipcs`` alone trains students at
+    every named IPC, as the exercises read; the test and gpu scales train and distil everything."""
+    b = presets.bps("cpu")
+    assert b.ipcs == (1, 10, 50) and b.trained_ipcs == (1, 10)
+    assert presets.bps("cpu", ipcs=[1, 10, 50, 100]).trained_ipcs == (1, 10, 50, 100)
+    assert presets.bps("cpu", ipcs=[1, 10, 50], student_ipcs=[50]).trained_ipcs == (50,)
+    assert presets.bps("cpu", student_ipcs=[1, 10, 50]).student_ipcs is None  # all of them: None
+    for scale in ("test", "gpu", None):
+        assert presets.bps(scale).trained_ipcs == presets.bps(scale).ipcs
+    r = presets.results("cpu")
+    assert r.trained_ipcs == (1, 10) and r.synthesis == ("sfm",)
+    assert presets.results("test").synthesis == presets.results("gpu").synthesis == ("sfm", "lgm")
+    assert presets.results("cpu", synthesis=["LGM", "sfm"]).synthesis == ("sfm", "lgm")
+    from ddlib import book
+
+    assert {"synthesis", "student_ipcs"} <= book.list_parameters()  # -p synthesis sfm,lgm reads as a list

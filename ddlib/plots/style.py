@@ -176,7 +176,9 @@ class BookRenderer(MimetypeRenderer):
 
 
 pio.renderers["book"] = BookRenderer()
-pio.renderers["book_page"] = BookRenderer(plotly_mime=False)
+# the book's pages: no plotly toolbar, which covered the figures' titles on hover (a reader still zooms by
+# dragging and resets by double-clicking); Jupyter keeps it
+pio.renderers["book_page"] = BookRenderer(config={"displayModeBar": False}, plotly_mime=False)
 _asked = os.environ.get("PLOTLY_RENDERER")
 pio.renderers.default = "book" if _asked is None else "book_page" if _asked == "notebook" else _asked
 

@@ -39,12 +39,13 @@ from ddlib.presets.build import (ALL_IMAGES, FORGETTING_RECIPES, _bps_configs, _
                                  _synth_preset, given)
 from ddlib.presets.kinds import BPSPreset, DataPreset, ResultsPreset, Stage1Preset, SynthPreset
 from ddlib.presets.names import NAMED, PARTS, SET_BY_THE_PRESET, TABLES, derived_names, unknown_name
-from ddlib.presets.values import ALL_METHODS, PROJECTIONS, RESULTS_CHANGES, SCALES, VALUES
+from ddlib.presets.values import (ALL_METHODS, LIVE_SYNTHESIS, PROJECTIONS, RESULTS_CHANGES, SCALES, SYNTHESIS_METHODS,
+                                  VALUES)
 from ddlib.utils import ParamError, check_choice, check_int
 
 __all__ = ["SCALES", "TABLES", "NAMED", "PARTS", "SET_BY_THE_PRESET", "VALUES", "RESULTS_CHANGES", "ALL_METHODS",
            "ALL_IMAGES", "PROJECTIONS", "FORGETTING_RECIPES", "DataPreset", "Stage1Preset", "BPSPreset", "SynthPreset",
-           "ResultsPreset", "data", "stage1", "bps", "sfm", "ci", "results", "fields", "student_for", "derived_names",
+           "ResultsPreset", "LIVE_SYNTHESIS", "SYNTHESIS_METHODS", "data", "stage1", "bps", "sfm", "ci", "results", "fields", "student_for", "derived_names",
            "unknown_name", "STAGE1_NAMES"]
 
 # ----------------------------------------------------------------------------- the functions
@@ -84,6 +85,8 @@ def bps(scale: str | None = "cpu", **overrides: Any) -> BPSPreset:
     if not isinstance(ipcs, (list, tuple)) or not ipcs:
         raise ParamError(f"ipcs={ipcs!r} must be a non-empty list of positive integers, e.g. [1, 10, 50]")
     ipcs = tuple(sorted({check_int("ipcs", k, 1) for k in ipcs}))
+    student_ipcs = _student_ipcs(plain.get("student_ipcs"), ipcs, "ipcs" in given(**overrides)
+                                 and "student_ipcs" not in given(**overrides))
     methods = _methods(plain.get("methods"))
     projection = plain.get("projection")
     if projection is not None:
@@ -95,9 +98,28 @@ def bps(scale: str | None = "cpu", **overrides: Any) -> BPSPreset:
                      test_per_class=plain.get("test_per_class"),
                      modelling_test_per_class=plain.get("modelling_test_per_class"),
                      data_seed=check_int("data_seed", plain.get("data_seed", 0), 0, 2**32 - 1),
-                     seed=check_int("seed", plain.get("seed", 0), 0, 2**32 - 1), ipcs=ipcs, methods=methods,
+                     seed=check_int("seed", plain.get("seed", 0), 0, 2**32 - 1), ipcs=ipcs,
+                     student_ipcs=student_ipcs, methods=methods,
                      seeds=check_int("seeds", plain["seeds"], 1, 1000), show_class=plain.get("show_class"),
                      projection=projection, **configs)
+
+
+def _student_ipcs(value: Any, ipcs: tuple[int, ...], ipcs_given: bool) -> tuple[int, ...] | None:
+    """``student_ipcs`` checked against ``ipcs`` (None: students at every IPC). A scale's value gives way
+    when the caller names ``ipcs`` and not ``student_ipcs``: ``-p ipcs 1,10,50,100`` trains students at
+    all four, as it reads."""
+    if value is None or ipcs_given:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = [value]
+    if not isinstance(value, (list, tuple)) or not value:
+        raise ParamError(f"student_ipcs={value!r} must be a non-empty list of IPCs among ipcs={list(ipcs)}, or None")
+    chosen = tuple(sorted({check_int("student_ipcs", k, 1) for k in value}))
+    extra = [k for k in chosen if k not in ipcs]
+    if extra:
+        raise ParamError(f"student_ipcs={list(chosen)}: IPC {extra[0]} is not selected; accepted: IPCs among "
+                         f"ipcs={list(ipcs)} (add it to ipcs), or None for all of them")
+    return None if chosen == ipcs else chosen
 
 
 def sfm(scale: str | None = "cpu", **overrides: Any) -> SynthPreset:
@@ -110,8 +132,12 @@ def ci(scale: str | None = "cpu", **overrides: Any) -> SynthPreset:
     return _synth_preset("ci", scale, overrides)
 
 
-def results(scale: str | None = "cpu", recorded: bool = True, **overrides: Any) -> ResultsPreset:
+def results(scale: str | None = "cpu", recorded: bool = True, synthesis: Any = None,
+            **overrides: Any) -> ResultsPreset:
     """Chapter 5: :func:`bps` and :func:`ci` at ``scale`` with :data:`RESULTS_CHANGES`, then ``overrides``.
+
+    ``synthesis`` names the methods distilled live (None: :data:`LIVE_SYNTHESIS` of the scale, both at the
+    reference), among :data:`SYNTHESIS_METHODS`; SFM is always among them (the sets are compared with it).
 
     A name prefixed ``sfm_`` goes to the synthesis preset without its prefix (``sfm_steps`` -> ``steps``);
     ``seed`` goes to both; any other name to the selection preset if it has it, else to the synthesis one.
@@ -134,9 +160,20 @@ def results(scale: str | None = "cpu", recorded: bool = True, **overrides: Any) 
         else:
             accepted = sorted({*TABLES["bps"], *TABLES["synth"], *(f"sfm_{n}" for n in TABLES["synth"])})
             raise ParamError(f"{name!r} is not a parameter of the results preset; accepted: {accepted}")
+    if synthesis is None:
+        synthesis = LIVE_SYNTHESIS[scale] if scale is not None else SYNTHESIS_METHODS
+    if isinstance(synthesis, str):
+        synthesis = [synthesis]
+    if not isinstance(synthesis, (list, tuple)):
+        raise ParamError(f"synthesis={synthesis!r} must be a list among {list(SYNTHESIS_METHODS)}, e.g. [\"sfm\", \"lgm\"]")
+    chosen = tuple(check_choice("synthesis", str(m).lower(), SYNTHESIS_METHODS) for m in synthesis)
+    if "sfm" not in chosen:
+        raise ParamError(f"synthesis={list(synthesis)} must include 'sfm' (every other set is compared with SFM's); "
+                         f"accepted: lists among {list(SYNTHESIS_METHODS)}")
     changes = RESULTS_CHANGES[scale] if scale is not None else {"bps": {}, "ci": {}}
     return ResultsPreset(bps=bps(scale, **{**changes["bps"], **given(**to_bps)}),
-                         ci=ci(scale, **{**changes["ci"], **given(**to_ci)}), recorded=recorded)
+                         ci=ci(scale, **{**changes["ci"], **given(**to_ci)}), recorded=recorded,
+                         synthesis=tuple(m for m in SYNTHESIS_METHODS if m in chosen))
 
 
 def fields(workflow: str, part: str, overrides: Mapping[str, Any]) -> dict[str, Any]:

@@ -74,6 +74,8 @@ class BPSPreset:
     The students are tested on ``test_per_class`` test images per class; the modelling (encoder,
     teacher) runs on ``modelling_test_per_class`` (chapter 1's split, so its cache is shared).
     ``seed`` is the selection's (random, k-center, ties), ``data_seed`` the subsampling's.
+    Every IPC of ``ipcs`` is selected; students train on those of ``student_ipcs`` (None: all of them),
+    so a book build can show the selections of a large IPC and leave its students to the records.
     :meth:`datasets` loads the pool and the teacher's, the encoder's and the students' data.
     """
 
@@ -91,6 +93,7 @@ class BPSPreset:
     teacher_per_class: int | None = None
     encoder_per_class: int | None = None
     hard_label_methods: tuple[str, ...] = ()
+    student_ipcs: tuple[int, ...] | None = None
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     pattern: PatternConfig = field(default_factory=PatternConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
@@ -120,6 +123,11 @@ class BPSPreset:
                             seed=self.data_seed, encoder=self.encoder, pattern=self.pattern,
                             show_class=self.show_class, projection=self.projection,
                             encoder_per_class=self.encoder_per_class)
+
+    @property
+    def trained_ipcs(self) -> tuple[int, ...]:
+        """The IPCs whose selections train students: ``student_ipcs``, or every IPC of ``ipcs`` when None."""
+        return self.ipcs if self.student_ipcs is None else self.student_ipcs
 
     @property
     def students(self) -> dict[str, StudentConfig]:
@@ -183,6 +191,7 @@ class ResultsPreset:
     bps: BPSPreset
     ci: SynthPreset
     recorded: bool = True
+    synthesis: tuple[str, ...] = ("sfm", "lgm")  # the methods distilled live (the rest: the records)
 
     @property
     def students(self) -> dict[str, StudentConfig]:
@@ -194,6 +203,7 @@ class ResultsPreset:
     test_per_class = property(lambda self: self.bps.test_per_class)
     modelling_test_per_class = property(lambda self: self.bps.modelling_test_per_class)
     ipcs = property(lambda self: self.bps.ipcs)
+    trained_ipcs = property(lambda self: self.bps.trained_ipcs)
     methods = property(lambda self: self.bps.methods)
     seeds = property(lambda self: self.bps.seeds)
     seed = property(lambda self: self.bps.seed)

@@ -54,6 +54,7 @@ NAMED: dict[str, dict[str, tuple[str, ...]]] = {
         "test_per_class": ("test_per_class",),                      # the students' test split
         "modelling_test_per_class": ("modelling_test_per_class",),  # the modelling run's (chapter 1's)
         "ipcs": ("ipcs",),
+        "student_ipcs": ("student_ipcs",),                          # IPCs that train students (None: ipcs)
         "methods": ("methods",),
         "seeds": ("seeds",),                                        # students per selection: seeds 0..n-1
         "hard_label_methods": ("hard_label_methods",),              # also trained with hard labels (KD vs CE)
