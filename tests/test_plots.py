@@ -5,6 +5,7 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import plotly.graph_objects as go
 import pytest
 import torch
@@ -126,6 +127,32 @@ def test_umap_projection_leaves_no_tqdm_warning_on_the_page() -> None:
     assert bare.returncode == 0 and ours.returncode == 0, ours.stderr
     assert "IProgress not found" in bare.stderr  # the test can see the warning
     assert "IProgress not found" not in ours.stderr
+
+
+def test_umap_gets_an_exact_cosine_graph_not_pynndescents(monkeypatch) -> None:  # noqa: ANN001
+    """The projection hands UMAP the exact cosine kNN graph (itself first, distance 1 - cos), so pynndescent,
+    whose numba compilation cost minutes on a fresh environment, is never called."""
+    import umap.umap_ as umap_module
+
+    from ddlib.plots.embeddings import _cosine_graph
+
+    x = torch.randn(300, 16, generator=torch.Generator().manual_seed(0))
+    idx, dist = _cosine_graph(x.numpy(), 15)
+    assert idx.shape == dist.shape == (300, 15) and idx.dtype == np.int64 and dist.dtype == np.float32
+    assert (idx[:, 0] == np.arange(300)).all() and (dist[:, 0] == 0).all()
+    u = torch.nn.functional.normalize(x, dim=1)
+    cos = u @ u.T
+    cos.fill_diagonal_(float("-inf"))
+    top = cos.topk(14, dim=1)
+    assert all(set(a) == set(b) for a, b in zip(idx[:, 1:].tolist(), top.indices.tolist()))
+    np.testing.assert_allclose(dist[:, 1:], (1 - top.values).numpy(), atol=1e-5)
+
+    def no_pynndescent(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise AssertionError("UMAP computed its own neighbours")
+
+    monkeypatch.setattr(umap_module, "nearest_neighbors", no_pynndescent)
+    xy = plots.project_2d(x, "umap")
+    assert xy.shape == (300, 2) and np.isfinite(xy).all()
 
 
 def test_a_whole_table_shows_every_row_and_cell() -> None:

@@ -42,7 +42,12 @@ if (gd && gd.on) {
 
 
 def project_2d(emb: torch.Tensor, method: str = "umap", seed: int = 0, n_neighbors: int = 15) -> np.ndarray:
-    """2-D coordinates of embeddings (n, D) by UMAP (cosine metric; umap-learn) or PCA."""
+    """2-D coordinates of embeddings (n, D) by UMAP (cosine metric; umap-learn) or PCA.
+
+    UMAP gets its neighbour graph exact from :func:`ddlib.kernels.knn.knn` (``precomputed_knn``), not from
+    pynndescent, whose numba compilation made the first projection of a fresh environment take 99.5 s
+    against 19.9 s (6,000 points, ``benchmarks/bench_projection.py``); for the few thousand points of a
+    chapter's scatter the exact graph is cheap, and it is the graph pynndescent approximates."""
     from ddlib.utils import check_choice
 
     check_choice("projection", method, ("umap", "pca"))
@@ -54,11 +59,24 @@ def project_2d(emb: torch.Tensor, method: str = "umap", seed: int = 0, n_neighbo
             warnings.filterwarnings("ignore", message="IProgress not found")  # ipywidgets: a stray block on the page
             import umap
 
-        return umap.UMAP(n_neighbors=n_neighbors, min_dist=0.1, metric="cosine", random_state=seed,
-                         n_jobs=1).fit_transform(x)
+            warnings.filterwarnings("ignore", message=".*knn_search_index.*")  # no transform() is needed
+            return umap.UMAP(n_neighbors=n_neighbors, min_dist=0.1, metric="cosine", random_state=seed, n_jobs=1,
+                             precomputed_knn=(*_cosine_graph(x, n_neighbors), None)).fit_transform(x)
     x = x - x.mean(0)
     u, s, _ = np.linalg.svd(x, full_matrices=False)
     return u[:, :2] * s[:2]
+
+
+def _cosine_graph(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """UMAP's ``precomputed_knn`` for the cosine metric: each point's ``k`` nearest, itself first (indices
+    int64, distances ``1 - cos`` float32)."""
+    from ddlib.kernels.knn import knn, l2_normalize
+
+    sims, idx = knn(l2_normalize(torch.as_tensor(x)), k - 1, backend="torch")
+    own = torch.arange(len(x)).unsqueeze(1)
+    idx = torch.cat([own, idx], dim=1)
+    dist = torch.cat([torch.zeros_like(own, dtype=sims.dtype), (1.0 - sims).clamp_min(0.0)], dim=1)
+    return idx.numpy().astype(np.int64), dist.numpy().astype(np.float32)
 
 
 def thin(groups: Sequence[int] | np.ndarray, max_points: int, seed: int = 0) -> np.ndarray:
