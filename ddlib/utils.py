@@ -395,7 +395,7 @@ def provenance(command: str | None = None) -> dict[str, Any]:
     except (OSError, subprocess.CalledProcessError):
         commit = "unknown"
     dev = get_device()
-    device = torch.cuda.get_device_name(0) if dev.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
+    device = torch.cuda.get_device_name(0) if dev.type == "cuda" else _cpu_threads(torch.get_num_threads())
     return {"command": command if command is not None else " ".join(sys.argv), "commit": commit,
             "device": device, "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "threads": torch.get_num_threads(),
             "load_average": [round(x, 2) for x in os.getloadavg()], "cpu_count": os.cpu_count(),
@@ -452,3 +452,8 @@ class PeakMemory:
             self._thread.join()
             self._peak = max(self._peak, _rss_bytes())
             self.peak_bytes = int(self._peak - self._base)
+
+
+def _cpu_threads(n: int) -> str:
+    """A CPU device in words, "CPU (2 threads)" or "CPU (1 thread)" (records before this read "1 threads")."""
+    return f"CPU ({n} thread{'' if n == 1 else 's'})"

@@ -201,8 +201,8 @@ def test_teacher_text_names_each_sessions_teacher() -> None:
     assert results.teacher_text(one) == "90.7 % on 60,000 images"
     both = results.Record("b + a", {"teacher": {"test_acc": 0.9042, "train_size": 60000}, "merged_from": [
         {"source": "b", "ipcs": [50], "teacher_acc": 0.9042}, {"source": "a", "ipcs": [10], "teacher_acc": 0.9066}]})
-    assert results.teacher_text(both) == ("90.4 % for IPC 50 and 90.7 % for IPC 10, on 60,000 images (the same "
-                                          "settings, trained in 2 sessions)")
+    assert results.teacher_text(both) == ("90.4 % for IPC 50 and 90.7 % for IPC 10, on 60,000 images, trained in "
+                                          "2 sessions with the same settings")
     assert results.teacher_text(None) == "not recorded yet"
 
 

@@ -144,12 +144,13 @@ def test_patterns_table_and_what_a_partition_found() -> None:
     f = describe_partition(t, slots, {"recorded_n": 2, "recorded_min": 1, "recorded_max": 3}, ipc=3)
     assert (f["min_patterns"], f["max_patterns"], f["largest_min"], f["half_max"]) == (1, 3, 60.0, 1)
     assert f["shape"] == "one large pattern per class with small ones beside it"
-    assert f["typical"].startswith("the recorded modellings of the same recipe (2, other sessions) found 1 to 3")
+    assert f["typical"].startswith("the 2 recorded modellings of the same recipe (other sessions) found 1 to 3")
     # IPC 3: class a's slots 2, 1 (one margin), class b's 3 (2 centres, 1 margin): 4 centres of 6 picks
     assert (f["slots_centre_pct"], f["balance"]) == (66.67, "acts in part")
     many = pd.DataFrame({"patterns": [45, 40], "singletons": [1, 0], "largest (%)": [6.1, 7.3],
                          "median size": [120.0, 130.0], "half in": [14, 12]})
     g = describe_partition(many, None, {"recorded_n": 1, "recorded_min": 10, "recorded_max": 12})
     assert g["shape"] == "many small patterns rather than a few large ones" and "balance" not in g
-    assert g["typical"].endswith("this run's settings or data differ, and so does its count")
+    assert g["typical"].startswith("the recorded modelling of the book's default settings found 10 to 12 per class")
+    assert "falls outside that range" in g["typical"]
     assert describe_partition(many)["typical"] == "no modelling of this dataset is recorded yet to compare it with"

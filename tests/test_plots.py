@@ -177,9 +177,11 @@ def test_centre_margin_grid_labels_rows_with_sizes_and_counts() -> None:
     x, _ = _images(6)
     fig = plots.centre_margin_grid(x, list(range(5)), [7, 7, 7, 2, 2], ["centre", "centre", "margin", "centre",
                                                                         "margin"], sizes={7: 300})
-    assert list(fig.layout.yaxis.ticktext) == ["pattern 7 (300 images): 2 centres (2)",
-                                               "pattern 7 (300 images): 1 margin (1)", "pattern 2: 1 centre (1)",
-                                               "pattern 2: 1 margin (1)"]
+    assert list(fig.layout.yaxis.ticktext) == ["pattern 7 (300 images): 2 centres",
+                                               "pattern 7 (300 images): 1 margin", "pattern 2: 1 centre",
+                                               "pattern 2: 1 margin"]  # each count once
+    grid = plots.pattern_grid(x, torch.randn(6, 4), torch.tensor([3, 3, 3, 1, 1, 1]), per_pattern=2)
+    assert list(grid.layout.yaxis.ticktext) == ["pattern 1 (3 images)", "pattern 3 (3 images)"]
 
 
 # ----------------------------------------------------------------------------- one palette for the book

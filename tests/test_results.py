@@ -343,3 +343,9 @@ def test_latest_synthesis_joins_the_seeds_run_later(tmp_path: Path) -> None:
     assert len(results.latest_synthesis(results.load([d])).data["merged_from"]) == 3
     assert results.latest_synthesis(results.load([d]), methods=["sfm"]).source.endswith("f.json")
     assert results.latest_synthesis(results.load([d]), methods=["lgm"]) is None
+
+
+def test_a_cpu_device_reads_in_words() -> None:
+    from ddlib.utils import _cpu_threads
+
+    assert (_cpu_threads(1), _cpu_threads(2)) == ("CPU (1 thread)", "CPU (2 threads)")

@@ -60,8 +60,8 @@ def test_a_paired_difference_and_its_t_interval_in_words() -> None:
             glue["t_n_no_difference"], glue["t_n_not_run"]) == (3, 1, 1, 1, 0)
     assert glue["t_verdict"] == (
         "BPS − random (final epoch): BPS ahead of random by 3.0 points (0.5 to 5.5) at IPC 10, KD; random ahead "
-        "of BPS by 3.0 points (0.5 to 5.5) at IPC 50, KD; no detectable difference in the other 1; 3 rest on "
-        "fewer than the 5 paired seeds a claim needs.")
+        "of BPS by 3.0 points (0.5 to 5.5) at IPC 50, KD; no detectable difference in the other 1; all rest on "
+        "fewer than the 5 paired seeds a claim needs: measurements, not verdicts.")
     assert glue["t_caption"] == ("BPS − random: differences in points of test accuracy (final epoch), 95 % "
                                  "intervals over 3 paired seeds")
     assert all(isinstance(v, (str, int, float)) for v in glue.values())
@@ -205,7 +205,11 @@ def test_selection_views_of_a_builds_students() -> None:
     assert g["gains_herding_gain_kd"] == pytest.approx(-1.0) and g["gains_kd_minus_ce_mean"] == pytest.approx(5.0)
     costs, g = results.selection_costs(rows, {"encoder": 1.0, "teacher": 2.5})
     assert costs.set_index("method").loc["BPS"].tolist() == ["0.600", "12.0", "6.0"]  # 6 picks, each once
-    assert g == {"costs_shared_s": 3.5, "costs_selection_s": pytest.approx(1.8), "costs_students_s": 48.0}
+    assert {k: g[k] for k in ("costs_shared_s", "costs_selection_s", "costs_students_s", "costs_n_cached")} == \
+        {"costs_shared_s": 3.5, "costs_selection_s": pytest.approx(1.8), "costs_students_s": 48.0, "costs_n_cached": 0}
+    assert g["costs_sentence"].endswith(f"and its {len(rows)} students 48.0 s.")
+    _, g = results.selection_costs([{**r, "cached": True} for r in rows], {"encoder": 1.0})
+    assert "came from the cache: training them had taken 48.0 s in the run that cached them" in g["costs_sentence"]
 
 
 def _evaluations() -> dict:
@@ -437,6 +441,6 @@ def test_cross_arch_verdicts_say_not_recorded_until_a_record_exists() -> None:
     _narrow(table)
     assert table["student"].tolist() == ["convnet-w32", "resnet18-w16"]
     assert g["cross_arch_sentence"] == (
-        "Across 2 student architectures (convnet-w32, resnet18-w16), BPS − random under KD shows BPS ahead in 1, "
+        "Across 2 student architectures (convnet-w32; resnet18-w16), BPS − random under KD shows BPS ahead in 1, "
         "random in 0, neither in 1 of the 2 comparisons by architecture and IPC (final epoch, 95 % intervals over "
         "paired seeds).")

@@ -378,12 +378,15 @@ def describe_partition(table, slots=None, recorded: dict | None = None, ipc: int
     slack = 0.2 * max(hi - lo, 1)
     if not n:
         out["typical"] = "no modelling of this dataset is recorded yet to compare it with"
-    elif lo - slack <= out["min_patterns"] and out["max_patterns"] <= hi + slack:
-        out["typical"] = (f"the recorded modellings of the same recipe ({n}, other sessions) found {lo} to {hi} per "
-                          "class: the count is the recipe's, not this run's luck")
     else:
-        out["typical"] = (f"the recorded modellings of the book's default settings ({n}) found {lo} to {hi} per "
-                          "class; this run's settings or data differ, and so does its count")
+        them = "the recorded modelling" if n == 1 else f"the {n} recorded modellings"
+        if lo - slack <= out["min_patterns"] and out["max_patterns"] <= hi + slack:
+            out["typical"] = (f"{them} of the same recipe (other sessions) found {lo} to {hi} per class: the "
+                              "count is the recipe's, not this run's luck")
+        else:
+            out["typical"] = (f"{them} of the book's default settings found {lo} to {hi} per class; this run's "
+                              "count falls outside that range (other settings or data, or the same recipe on "
+                              "another CPU, whose arithmetic trains a slightly different encoder)")
     if slots is not None and len(slots):
         picks = float(slots.centres.sum() + slots.margins.sum())
         pct = 100 * float(slots.centres.sum()) / max(picks, 1.0)

@@ -54,9 +54,10 @@ def class_samples(labels: torch.Tensor, per_class: int, num_classes: int | None 
 
 def image_grid(images: torch.Tensor, labels: torch.Tensor, classes: Sequence[str], per_class: int = 8,
                title: str | None = None, generator: torch.Generator | None = None, pad: int = 2,
-               thumb_px: int = 56) -> go.Figure:
+               thumb_px: int = 56, counts: bool = True) -> go.Figure:
     """A grid with one row per class of up to ``per_class`` of its images (one PNG mosaic, class names
-    on the y axis).
+    on the y axis, each with the number of images in its row unless ``counts`` is False: the row labels
+    of :func:`pattern_grid` and :func:`centre_margin_grid` carry their own counts).
 
     ``thumb_px`` is the size of one thumbnail in the mosaic; pixels are repeated, never smoothed. The
     figure's height fits the mosaic; its width follows the column, the mosaic scaled down to fit.
@@ -75,7 +76,8 @@ def image_grid(images: torch.Tensor, labels: torch.Tensor, classes: Sequence[str
     fig = go.Figure(go.Image(source=png_data_uri(mosaic), hoverinfo="skip"))
     fig.update_xaxes(visible=False)
     fig.update_yaxes(tickmode="array", tickvals=[pad + r * cell_h + h * scale / 2 for r in range(len(classes))],
-                     ticktext=[f"{name} ({len(idx)})" for name, idx in zip(classes, rows)], showgrid=False,
+                     ticktext=[f"{name} ({len(idx)})" if counts else str(name) for name, idx in zip(classes, rows)],
+                     showgrid=False,
                      zeroline=False)
     fig.update_layout(title=title, height=min(1400, 80 + mosaic.shape[0]),
                       margin=dict(l=150, r=10, t=50 if title else 10, b=10), plot_bgcolor="white")
@@ -97,10 +99,11 @@ def pattern_grid(images: torch.Tensor, emb: torch.Tensor, groups: torch.Tensor, 
         nearest = members[torch.argsort(emb[members] @ centre, descending=True)][:per_pattern]
         order.append(nearest)
         rows.append(torch.full((len(nearest),), r))
-    names = [f"pattern {g} ({int((groups == g).sum())})" for g in ids.tolist()]
+    names = [f"pattern {g} ({int((groups == g).sum()):,} images)" for g in ids.tolist()]
     order_t = torch.cat(order) if order else torch.zeros(0, dtype=torch.long)
     rows_t = torch.cat(rows) if rows else torch.zeros(0, dtype=torch.long)
-    return image_grid(images[order_t], rows_t, names, per_class=per_pattern, title=title, thumb_px=thumb_px)
+    return image_grid(images[order_t], rows_t, names, per_class=per_pattern, title=title, thumb_px=thumb_px,
+                      counts=False)
 
 
 def centre_margin_grid(images: torch.Tensor, picks: Sequence[int], pattern: Sequence[int], role: Sequence[str],
@@ -125,4 +128,4 @@ def centre_margin_grid(images: torch.Tensor, picks: Sequence[int], pattern: Sequ
             rows += [len(names) - 1] * len(members[:per_row])
     idx = torch.as_tensor(sel, dtype=torch.long)
     return image_grid(images[idx], torch.as_tensor(rows, dtype=torch.long), names, per_class=per_row, title=title,
-                      thumb_px=thumb_px)
+                      thumb_px=thumb_px, counts=False)

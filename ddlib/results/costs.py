@@ -160,7 +160,7 @@ def chapter_time(chapter: str, records: Iterable[Record] | None = None, *, scale
                 f"{key}_time_source": "none yet"}
     date, secs, what, rec = max(found, key=lambda f: f[0])
     device = str(rec.provenance.get("device", "")).replace("CPU (2 threads)", "two CPU threads").replace(
-        "CPU (1 threads)", "one CPU thread")
+        "CPU (1 threads)", "one CPU thread").replace("CPU (1 thread)", "one CPU thread")
     return {f"{key}_seconds": round(secs, 1), f"{key}_time": _minutes(secs),
             f"{key}_time_where": f"on {device} in {what.format(date=date[:10])}",
             f"{key}_time_source": rec.source}

@@ -186,7 +186,8 @@ def latest_evidence(dataset: str, records: Iterable[Record] | None = None, study
 def teacher_text(record: Record | None, missing: str = "not recorded yet", ipc: int | None = None) -> str:
     """The teacher of an evidence record in words: "90.7 % on 60,000 images", or per IPC when the record
     joins invocations that each trained it (:func:`latest_evidence`): "90.4 % for IPC 50 and 90.7 % for IPC 10,
-    on 60,000 images (the same settings, trained in 2 sessions)"; ``ipc``: the teacher of the part that
+    on 60,000 images, trained in 2 sessions with the same settings" (no parentheses: chapters cite it inside
+    theirs); ``ipc``: the teacher of the part that
     holds that IPC alone."""
     t = (record.data.get("teacher") or {}) if record is not None else {}
     if not _is_number(t.get("test_acc")):
@@ -200,7 +201,7 @@ def teacher_text(record: Record | None, missing: str = "not recorded yet", ipc: 
         return f"{100 * t['test_acc']:.1f} %{size}"
     each = [f"{100 * m['teacher_acc']:.1f} % for IPC {', '.join(map(str, m['ipcs']))}" for m in parts]
     listed = ", ".join(each[:-1]) + " and " + each[-1]
-    return f"{listed},{size} (the same settings, trained in {len(parts)} sessions)"
+    return f"{listed},{size}, trained in {len(parts)} sessions with the same settings"
 
 
 def evidence_summary(record: Record | None) -> dict[str, Any]:

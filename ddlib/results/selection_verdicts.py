@@ -299,8 +299,10 @@ def selection_costs(rows: Sequence[Mapping[str, Any]], modelling_seconds: Mappin
     teacher, the forgetting run: ``modelling_seconds``, :func:`ddlib.bps.pipeline.run_selection`'s
     ``modelling["seconds"]``; ~0 when cached) is in the glue.
 
-    Glue: ``<key>_shared_s`` (the modelling, all stages), ``<key>_selection_s``, ``<key>_students_s``.
-    Chapter 5 ("Cost: time and memory") uses it; its cell is left out of output comparisons (times vary).
+    Glue: ``<key>_shared_s`` (the modelling, all stages), ``<key>_selection_s``, ``<key>_students_s``,
+    ``<key>_n_cached`` (students loaded from the cache, whose seconds are those of the run that trained
+    them) and ``<key>_sentence`` (what the two times are, in words). Chapter 5 ("Cost: time and memory")
+    uses it; its cell is left out of output comparisons (times vary).
     """
     from ddlib.plots.tables import whole_table
 
@@ -317,8 +319,15 @@ def selection_costs(rows: Sequence[Mapping[str, Any]], modelling_seconds: Mappin
             row[f"{display_name(p)} students (s)"] = f"{sum(mine):.1f}" if mine else "not run"
         out.append(row)
     shared = sum(float(v) for v in modelling_seconds.values() if _is_number(v))
+    students = sum(float(r.get("student_seconds") or 0.0) for r in main)
+    n, cached = len(main), sum(bool(r.get("cached")) for r in main)
+    sentence = f"The shared modelling took {shared:.1f} s in this build" + (
+        f", and its {n} students came from the cache: training them had taken {students:.1f} s in the run that "
+        "cached them." if n and cached == n else f"; of its {n} students, {cached} came from the cache, and all "
+        f"took {students:.1f} s to train (the cached ones in the run that cached them)." if cached else
+        f" and its {n} students {students:.1f} s.")
     glue = {f"{key}_shared_s": round(shared, 2), f"{key}_selection_s": round(sum(picks.values()), 3),
-            f"{key}_students_s": round(sum(float(r.get("student_seconds") or 0.0) for r in main), 2)}
+            f"{key}_students_s": round(students, 2), f"{key}_n_cached": cached, f"{key}_sentence": sentence}
     return whole_table(pd.DataFrame(out, columns=["method", "selection (s)",
                                                   *(f"{display_name(p)} students (s)" for p in protocols)])), glue
 
@@ -466,7 +475,8 @@ def cross_arch_verdicts(source: str | Record | None, records: Iterable[Record] |
     mine = [r for r in rows if r.get("method") == method and (r.get("rule") or rule) == rule
             and _is_number(r.get("diff_mean")) and r.get("ci95") is not None]
     archs = list(dict.fromkeys(r["protocol"] for r in rows))
-    glue[f"{key}_archs"], glue[f"{key}_n_architectures"] = ", ".join(archs), len(archs)
+    # "; " between them: an architecture's name may hold commas ("EfficientNet-Lite0, frozen, 64 px")
+    glue[f"{key}_archs"], glue[f"{key}_n_architectures"] = "; ".join(archs), len(archs)
     a, b = display_name(method), display_name(baseline)
     ahead = sum(r["ci95"][0] > 0 for r in mine)
     behind = sum(r["ci95"][1] < 0 for r in mine)
@@ -474,7 +484,7 @@ def cross_arch_verdicts(source: str | Record | None, records: Iterable[Record] |
     words = (f"{a} ahead in all {n}" if n and ahead == n else f"{b} ahead in all {n}" if n and behind == n else
              f"no detectable difference in any of the {n}" if ahead == behind == 0 else
              f"{a} ahead in {ahead}, {b} in {behind}, neither in {n - ahead - behind} of the {n}")
-    glue[f"{key}_sentence"] = (f"Across {len(archs)} student architectures ({', '.join(archs)}), {a} {MINUS} {b} "
+    glue[f"{key}_sentence"] = (f"Across {len(archs)} student architectures ({'; '.join(archs)}), {a} {MINUS} {b} "
                                f"under {display_name(protocol)} shows {words} comparisons by architecture and IPC "
                                f"({RULES[rule]}, 95 % intervals over paired seeds).")
     sides = {"ahead" if r["ci95"][0] > 0 else "behind" if r["ci95"][1] < 0 else "level" for r in mine}

@@ -391,7 +391,9 @@ def _sentence(name: str, order: list[tuple], found: Mapping[tuple, dict], rule: 
                      "seed: no interval, no verdict")
     few = sum(1 for _, r in run if _is_number(r.get("n_seeds")) and 2 <= int(r["n_seeds"]) < CLAIM_SEEDS)
     if few:
-        parts.append(f"{few} rest on fewer than the {CLAIM_SEEDS} paired seeds a claim needs")
+        parts.append(f"all rest on fewer than the {CLAIM_SEEDS} paired seeds a claim needs: measurements, not "
+                     "verdicts" if few == len(run) else
+                     f"{few} rest on fewer than the {CLAIM_SEEDS} paired seeds a claim needs")
     if missing:
         parts.append(f"{missing} not run")
     return f"{name} ({RULES[rule]}): " + "; ".join(parts) + "."
