@@ -108,15 +108,18 @@ def test_display_names_and_a_readable_fallback() -> None:
     name = results.display_name
     assert name("bps / kd") == "BPS with KD" and name("kd@50") == "KD, 50 student epochs"
     assert name("kd-weak-teacher") == "KD, weak teacher" and name("kd - ce") == "KD − hard labels"
-    assert name("bps (centre share 0)") == "BPS, margins only" and name("bps (centre share 1)") == "BPS, centres only"
-    assert name("bps (centre share 0.25)") == "BPS, centre share 0.25"
+    # no comma inside a name: "BPS with centres only and BPS cannot be told apart" reads as one subject
+    assert name("bps (centre share 0)") == "BPS with margins only" and name("bps (centre share 1)") == \
+        "BPS with centres only"
+    assert name("bps (centre share 0.25)") == "BPS with centre share 0.25"
+    assert name("bps (coarser patterns)") == "BPS on coarser patterns"
     assert name("ci on efficientnet-lite2") == "CI on EfficientNet-Lite2"
     assert name("random-real") == "random real images"
     assert name("forgetting (toneva)") == "forgetting (Toneva)" and name("fashion-mnist") == "Fashion-MNIST"
     assert name("my_new_selector") == "my new selector" and name("timm:vit_small") == "vit_small (timm)"
     assert name(None) == "" and name(float("nan")) == ""
     assert results.comparison_name("bps / kd", "bps / ce") == "BPS: KD − hard labels"
-    assert results.comparison_name("bps (centre share 1)", "random") == "BPS, centres only − random"
+    assert results.comparison_name("bps (centre share 1)", "random") == "BPS with centres only − random"
     assert results.points(-0.04) == "0.0" and results.points(-1.25) == "−1.2" and results.points(2, False) == "2.0"
     # an interval's end that rounds to 0 keeps its sign: the verdict "herding ahead" was read on it
     assert results.bound(-0.02) == "−0.02" and results.bound(0.004) == "0.004" and results.bound(0.0) == "0.0"

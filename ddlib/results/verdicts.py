@@ -36,7 +36,7 @@ DISPLAY_NAMES = {
     # how a run's peak memory was measured (ddlib.utils.PeakMemory.kind)
     "CPU peak RSS increase (sampled)": "on a CPU, the sampled rise of the process's resident memory",
     "cuda max_memory_allocated": "on the GPU, the most memory allocated",
-    "bps (coarser patterns)": "BPS, coarser patterns",
+    "bps (coarser patterns)": "BPS on coarser patterns",
     # synthetic and real sets (sfm_vs_lgm's set names, chapters 4 and 5's)
     "sfm": "SFM", "lgm": "LGM", "random-real": "random real images", "random real": "random real images",
     "centroid-real": "centre-nearest real images", "centroid real": "centre-nearest real images",
@@ -55,7 +55,8 @@ DISPLAY_NAMES = {
 }
 _RULES_OF_NAMES = (  # (pattern, how its parts read), tried in order on a label DISPLAY_NAMES lacks
     (re.compile(r"^(.+) \(centre share ([0-9.]+)\)$"), lambda m: display_name(m[1]) + (
-        ", centres only" if float(m[2]) == 1 else ", margins only" if float(m[2]) == 0 else f", centre share {m[2]}")),
+        " with centres only" if float(m[2]) == 1 else " with margins only" if float(m[2]) == 0
+        else f" with centre share {m[2]}")),
     (re.compile(r"^(.+?) / (.+)$"), lambda m: f"{display_name(m[1])} with {display_name(m[2])}"),
     (re.compile(r"^(.+?) - (.+)$"), lambda m: f"{display_name(m[1])} {MINUS} {display_name(m[2])}"),
     (re.compile(r"^(.+)@([0-9]+)$"), lambda m: f"{display_name(m[1])}, {m[2]} student epochs"),
@@ -68,8 +69,8 @@ _WIDE = {"method": " ahead", "baseline": " behind", "none": ""}  # a wide cell's
 
 def display_name(label: Any) -> str:
     """What a reader sees for a record's label: :data:`DISPLAY_NAMES`, else the first of a few rules that
-    fits ("bps / kd" -> "BPS with KD", "kd@50" -> "KD, 50 student epochs", "bps (centre share 1)" -> "BPS,
-    centres only", "ci on efficientnet-lite2" -> "CI on EfficientNet-Lite2"), else the label with its
+    fits ("bps / kd" -> "BPS with KD", "kd@50" -> "KD, 50 student epochs", "bps (centre share 1)" -> "BPS
+    with centres only", "ci on efficientnet-lite2" -> "CI on EfficientNet-Lite2"), else the label with its
     underscores as spaces: a name a user brings reads as they wrote it."""
     if label is None or (isinstance(label, float) and math.isnan(label)):
         return ""
