@@ -44,7 +44,7 @@ if (gd && gd.on) {
 def project_2d(emb: torch.Tensor, method: str = "umap", seed: int = 0, n_neighbors: int = 15) -> np.ndarray:
     """2-D coordinates of embeddings (n, D) by UMAP (cosine metric; umap-learn) or PCA.
 
-    UMAP gets its neighbour graph exact from :func:`ddlib.kernels.knn.knn` (``precomputed_knn``), not from
+    UMAP gets its neighbour graph exact, by one matrix product per row block (``precomputed_knn``), not from
     pynndescent, whose numba compilation made the first projection of a fresh environment take 99.5 s
     against 19.9 s (6,000 points, ``benchmarks/bench_projection.py``); for the few thousand points of a
     chapter's scatter the exact graph is cheap, and it is the graph pynndescent approximates."""
@@ -70,13 +70,15 @@ def project_2d(emb: torch.Tensor, method: str = "umap", seed: int = 0, n_neighbo
 def _cosine_graph(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """UMAP's ``precomputed_knn`` for the cosine metric: each point's ``k`` nearest, itself first (indices
     int64, distances ``1 - cos`` float32)."""
-    from ddlib.kernels.knn import knn, l2_normalize
-
-    sims, idx = knn(l2_normalize(torch.as_tensor(x)), k - 1, backend="torch")
-    own = torch.arange(len(x)).unsqueeze(1)
-    idx = torch.cat([own, idx], dim=1)
-    dist = torch.cat([torch.zeros_like(own, dtype=sims.dtype), (1.0 - sims).clamp_min(0.0)], dim=1)
-    return idx.numpy().astype(np.int64), dist.numpy().astype(np.float32)
+    u = torch.nn.functional.normalize(torch.as_tensor(x, dtype=torch.float32), dim=1)
+    idx, dist = [], []
+    for start in range(0, len(u), 4096):  # row blocks: a few thousand points need no more
+        sim = u[start:start + 4096] @ u.T
+        sim[torch.arange(len(sim)), torch.arange(start, start + len(sim))] = 2.0  # itself first
+        top = sim.topk(min(k, len(u)), dim=1)
+        idx.append(top.indices)
+        dist.append((1.0 - top.values).clamp_min(0.0))
+    return torch.cat(idx).numpy().astype(np.int64), torch.cat(dist).numpy().astype(np.float32)
 
 
 def thin(groups: Sequence[int] | np.ndarray, max_points: int, seed: int = 0) -> np.ndarray:
