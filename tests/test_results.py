@@ -349,3 +349,15 @@ def test_a_cpu_device_reads_in_words() -> None:
     from ddlib.utils import _cpu_threads
 
     assert (_cpu_threads(1), _cpu_threads(2)) == ("CPU (1 thread)", "CPU (2 threads)")
+
+
+@pytest.mark.parametrize("recorded, label, words", [
+    ("CPU (1 threads)", "CPU (1 thread)", "one CPU thread"),  # records written before the label was fixed
+    ("CPU (1 thread)", "CPU (1 thread)", "one CPU thread"),
+    ("CPU (2 threads)", "CPU (2 threads)", "two CPU threads"),
+    ("CPU (12 threads)", "CPU (12 threads)", "12 CPU threads"),
+    ("NVIDIA H100 80GB HBM3", "NVIDIA H100 80GB HBM3", "NVIDIA H100 80GB HBM3"),
+])
+def test_a_records_device_as_label_and_in_words(recorded: str, label: str, words: str) -> None:
+    rec = results.Record("r.json", {"provenance": {"device": recorded}})
+    assert (rec.device, results.device_words(rec)) == (label, words)

@@ -91,6 +91,27 @@ def test_a_missing_comparison_reads_not_run_and_a_single_seed_has_no_verdict() -
     assert empty["verdict"].tolist() == ["not run"] and g["e_verdict"].endswith("not run.")
 
 
+def test_a_difference_the_same_at_every_seed_has_no_interval_and_no_verdict() -> None:
+    """A KD head trained without randomness on seed-independent sets (chapter 4's, at every seed): 5 seeds,
+    one difference, −4.7 points. Its t interval is [−4.7, −4.7], which would read "behind" with certainty
+    the seeds cannot give: the table says the seed changes nothing and gives no verdict."""
+    fixed = _row("ci", "probe", 1, "lite2", [0.40] * 5, [0.447] * 5)
+    varied = _row("sfm", "real", 1, "lite2", [0.52, 0.53, 0.54, 0.52, 0.53], [0.50] * 5)
+    table, glue = results.verdict_table([fixed, varied], key="d", columns=None)
+    row = table.set_index("comparison").loc["CI − probe"]
+    assert (row["difference"], row["95 % interval"], row["verdict"]) == (
+        "−4.7 points", "none (the same at every seed)", "the same at every seed, no interval")
+    assert glue["d_n_same_every_seed"] == 1 and glue["d_n_baseline_ahead"] == 0
+    assert "d_ci_vs_probe_lite2_ipc1_final_lo" not in glue
+    assert glue["d_ci_vs_probe_lite2_ipc1_final_phrase"] == "−4.7 points at every seed, no interval"
+    assert "1 give the same difference at every seed" in glue["d_verdict"]
+    assert results.headline(glue, "d", "ci", "probe", "lite2", [1]) == (
+        "at IPC 1: the same at every seed, no interval")
+    wide, _ = results.verdict_table([fixed], key="w", columns="protocol")
+    assert wide.iloc[0, 1] == "−4.7 (same at every seed)"
+    _narrow(table)
+
+
 def test_both_rules_the_final_epoch_shown_by_default() -> None:
     final = _row("bps", "random", 10, "kd", [0.52, 0.53, 0.54], [0.50, 0.50, 0.50])
     best = _row("bps", "random", 10, "kd", [0.50, 0.51, 0.49], [0.50, 0.50, 0.50], rule="best_last")
@@ -166,8 +187,8 @@ def test_one_dataset_per_table_and_seventy_three_rows_shown_whole() -> None:
 
 # ----------------------------------------------------------------------------- the chapters' functions
 def _grid() -> list[dict]:
-    """A build's students by hand: BPS 2 points above random under KD at every seed, herding 1 below;
-    hard-label twins 5 points lower for BPS and random at IPC 10."""
+    """A build's students by hand: BPS 2 points above random under KD on average over the seeds, herding 1
+    below; hard-label twins 5 points lower for BPS and random at IPC 10."""
     out = []
     for m, a in (("bps", 0.60), ("random", 0.58), ("herding", 0.57)):
         for k in (1, 10):
@@ -175,7 +196,10 @@ def _grid() -> list[dict]:
                 for student, off in (("kd", 0.0), ("ce", -0.05)):
                     if student == "ce" and (k == 1 or m == "herding"):
                         continue
-                    v = a + 0.01 * s + off
+                    # a jitter of mean 0 over the seeds, per method and student: differences vary by seed
+                    jitter = 0.002 * (s - 1) * {"bps": 1, "random": 0, "herding": -1}[m] + 0.003 * (s - 1) * (
+                        student == "ce")
+                    v = a + 0.01 * s + off + jitter
                     out.append({"method": m, "ipc": k, "student": student, "seed": s, "final": v,
                                 "best_last": v + 0.005, "selection_seconds": 0.1, "student_seconds": 2.0})
     return out

@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from ddlib.results.records import Record, _is_number, _prov, load
+from ddlib.results.records import Record, _is_number, _prov, device_words, load
 
 __all__ = ["BOOK_DEFAULT_SCALE", "COST_COLUMNS", "chapter_time", "cost_appendix", "cost_table"]
 
@@ -159,8 +159,7 @@ def chapter_time(chapter: str, records: Iterable[Record] | None = None, *, scale
         return {f"{key}_seconds": 0.0, f"{key}_time": "not recorded yet", f"{key}_time_where": "",
                 f"{key}_time_source": "none yet"}
     date, secs, what, rec = max(found, key=lambda f: f[0])
-    device = str(rec.provenance.get("device", "")).replace("CPU (2 threads)", "two CPU threads").replace(
-        "CPU (1 threads)", "one CPU thread").replace("CPU (1 thread)", "one CPU thread")
+    device = device_words(rec)
     return {f"{key}_seconds": round(secs, 1), f"{key}_time": _minutes(secs),
             f"{key}_time_where": f"on {device} in {what.format(date=date[:10])}",
             f"{key}_time_source": rec.source}

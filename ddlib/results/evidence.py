@@ -55,7 +55,7 @@ def bps_split_ablation(records: Iterable[Record] | None = None) -> pd.DataFrame:
                 continue
             out.append({"selection": "random" if share is None else f"bps, centre share {share:g}",
                         "centre_share": share, "ipc": row.get("ipc"), "accuracy_mean": float(row["mean"]),
-                        "accuracy_std": _spread(row), "device": rec.provenance["device"], "source": rec.source})
+                        "accuracy_std": _spread(row), "device": rec.device, "source": rec.source})
     cols = ["selection", "centre_share", "ipc", "accuracy_mean", "accuracy_std", "device", "source"]
     return pd.DataFrame(out, columns=cols).drop_duplicates(["selection", "ipc", "source"]).reset_index(drop=True)
 
@@ -74,7 +74,7 @@ def paired_table(records: Iterable[Record] | None = None) -> pd.DataFrame:
         for p in paired:
             if isinstance(p, dict):
                 out.append({"dataset": ds, **{k: p.get(k) for k in PAIRED_COLUMNS[:10]},
-                            "device": rec.provenance["device"], "date": rec.provenance["date"],
+                            "device": rec.device, "date": rec.provenance["date"],
                             "commit": str(rec.provenance["commit"])[:10], "source": rec.source})
     return pd.DataFrame(out, columns=PAIRED_COLUMNS)
 

@@ -28,6 +28,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +39,8 @@ import pandas as pd
 from ddlib.utils import ROOT, provenance
 
 __all__ = ["ACCURACY_COLUMNS", "CLAIM_SEEDS", "KEYS", "PROVENANCE_KEYS", "RESULT_DIRS",
-           "VERSUS_COLUMNS", "Record", "ResultsError", "accuracy_rows", "accuracy_table", "dataset_label", "load",
+           "VERSUS_COLUMNS", "Record", "ResultsError", "accuracy_rows", "accuracy_table", "dataset_label", "device_words",
+           "load",
            "load_file", "records_overview", "records_table", "result_files", "strict", "write"]
 
 #: where recorded results live, relative to the repository root
@@ -140,6 +142,14 @@ class Record:
     timings = property(lambda self: self.data["timings"])
 
     @property
+    def device(self) -> str:
+        """The device the record was made on, as a label: "CPU (1 thread)" also for records written as
+        "CPU (1 threads)" before :func:`ddlib.utils.provenance` said it right; any other device unchanged."""
+        text = str(self.provenance.get("device", ""))
+        m = _CPU.fullmatch(text.strip())
+        return f"CPU ({m[1]} thread{'' if m[1] == '1' else 's'})" if m else text
+
+    @property
     def wall_s(self) -> float | None:
         """The wall time of the run that produced the numbers: ``original_wall_s`` for a record gathered or
         loaded from earlier runs, else ``wall_s``."""
@@ -148,6 +158,20 @@ class Record:
             if _is_number(t.get(k)):
                 return float(t[k])
         return None
+
+
+_CPU = re.compile(r"CPU \((\d+) threads?\)")
+_NUMBER_WORDS = {1: "one", 2: "two", 3: "three", 4: "four", 8: "eight", 16: "sixteen"}
+
+
+def device_words(rec: Record) -> str:
+    """A record's device for a sentence: "one CPU thread", "two CPU threads", "16 CPU threads"; any other
+    device (a GPU's name) as recorded."""
+    m = _CPU.fullmatch(rec.device)
+    if not m:
+        return rec.device
+    n = int(m[1])
+    return f"{_NUMBER_WORDS.get(n, n)} CPU thread{'' if n == 1 else 's'}"
 
 
 def _is_number(v: Any) -> bool:
@@ -230,7 +254,7 @@ def load(dirs: Iterable[str | Path] | None = None) -> list[Record]:
 
 def _prov(rec: Record) -> dict[str, Any]:
     p = rec.provenance
-    return {"device": p["device"], "date": p["date"], "commit": str(p["commit"])[:10], "command": p["command"]}
+    return {"device": rec.device, "date": p["date"], "commit": str(p["commit"])[:10], "command": p["command"]}
 
 
 def records_table(records: Iterable[Record]) -> pd.DataFrame:

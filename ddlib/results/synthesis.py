@@ -42,7 +42,7 @@ def synthesis_by_steps(records: Iterable[Record] | None = None) -> pd.DataFrame:
                             "image_size": rec.config.get("image_size"), "per_class": rec.config.get("per_class"),
                             "eval_backbone": r.get("eval_backbone"), "mode": r["mode"],
                             "accuracy_mean": float(r["mean"]), "accuracy_std": _spread(r),
-                            "device": rec.provenance["device"], "source": rec.source})
+                            "device": rec.device, "source": rec.source})
     cols = ["steps", "set", "ipc", "distill_backbone", "image_size", "per_class", "eval_backbone", "mode",
             "accuracy_mean", "accuracy_std", "device", "source"]
     return pd.DataFrame(out, columns=cols)
@@ -78,7 +78,7 @@ def synthesis_cost_curve(records: Iterable[Record] | None = None) -> pd.DataFram
             row = {"set": r["set"], "ipc": r.get("ipc"), "steps": r.get("steps"), "protocol": r.get("protocol"),
                    "accuracy_mean": float(r["mean"]), "accuracy_std": _spread(r), "n_seeds": _n_seeds(r),
                    "loop_s": None, "setup_s": None, "seconds": None, "peak_mem_mib": None, "peak_mem_kind": None,
-                   "complete": bool(rec.data.get("complete", True)), "device": rec.provenance["device"],
+                   "complete": bool(rec.data.get("complete", True)), "device": rec.device,
                    "source": rec.source}
             if r.get("steps") is not None:
                 mine = [runs.get(f"{r['set']}-ipc{r.get('ipc')}-seed{s}") for s in r.get("seeds") or []]

@@ -65,6 +65,8 @@ _RULES_OF_NAMES = (  # (pattern, how its parts read), tried in order on a label 
     (re.compile(r"^(.+) \((.+)\)$"), lambda m: f"{display_name(m[1])} ({display_name(m[2])})"),
 )
 _WIDE = {"method": " ahead", "baseline": " behind", "none": ""}  # a wide cell's verdict: the side named first
+_VERDICT = {"none": "no detectable difference", "single": "one seed, no interval",
+            "fixed": "the same at every seed, no interval"}
 
 
 def display_name(label: Any) -> str:
@@ -147,11 +149,14 @@ def _rows(rows: Any) -> list[dict[str, Any]]:
 
 
 def _state(row: Mapping[str, Any]) -> str:
-    """``method`` / ``baseline`` (that side ahead: the interval excludes 0), ``none``, ``single`` (no interval)."""
+    """``method`` / ``baseline`` (that side ahead: the interval excludes 0), ``none``, ``single`` (one seed, no
+    interval) or ``fixed`` (every seed gave the same difference: the seed changes nothing, so no interval)."""
     ci = row.get("ci95")
     lo, hi = list(ci) if hasattr(ci, "__len__") and not isinstance(ci, str) and len(ci) == 2 else (None, None)
     if not (_is_number(lo) and _is_number(hi)):
         return "single"
+    if lo == hi:  # several seeds, one value: a run the seed does not change (a deterministic head), no interval
+        return "fixed"
     return "method" if lo > 0 else "baseline" if hi < 0 else "none"
 
 
@@ -178,7 +183,8 @@ def verdict_table(rows: Any, *, rule: str = "final", expected: Iterable[Any] | N
     Returns ``(table, glue)``: ``table`` a :class:`ddlib.plots.WholeTable` (shown whole, no row numbers);
     ``glue`` (every key starts with ``key``): ``_caption``, ``_rule``, ``_verdict`` (one sentence for the
     shown rule) and ``_verdict_<rule>`` for the other rule when rows hold it; the counts ``_n_comparisons``, ``_n_run`` (those with a row),
-    ``_n_method_ahead``, ``_n_baseline_ahead``, ``_n_no_difference``, ``_n_single_seed``, ``_n_not_run``,
+    ``_n_method_ahead``, ``_n_baseline_ahead``, ``_n_no_difference``, ``_n_single_seed``, ``_n_same_every_seed``
+    (several seeds, one difference: no interval), ``_n_not_run``,
     ``_n_seeds_min``, ``_n_seeds_max``; and per comparison and rule ``_<method>_vs_<baseline>_<protocol>_
     ipc<k>_<rule>`` + ``_diff``, ``_lo``, ``_hi`` (points) and ``_verdict`` (:func:`slug` of each label).
     """
@@ -222,6 +228,9 @@ def verdict_table(rows: Any, *, rule: str = "final", expected: Iterable[Any] | N
         if state == "single":
             return {"difference": f"{points(d)} points", "95 % interval": "none (one seed)",
                     "verdict": "one seed, no interval", "state": state, "wide": f"{points(d)} (one seed)"}
+        if state == "fixed":
+            return {"difference": f"{points(d)} points", "95 % interval": "none (the same at every seed)",
+                    "verdict": _VERDICT["fixed"], "state": state, "wide": f"{points(d)} (same at every seed)"}
         lo, hi = (unit * float(x) for x in r["ci95"])
         brackets = f"[{bound(lo)}, {bound(hi)}]"
         words = {"method": f"{a} ahead", "baseline": f"{b} ahead", "none": "no detectable difference"}[state]
@@ -289,7 +298,8 @@ def _glue(key: str, order: list[tuple], by_rule: dict[str, dict[tuple, dict]], r
     glue.update({f"{key}_n_comparisons": len(order), f"{key}_n_run": len(order) - states.count("missing"),
                  f"{key}_n_method_ahead": states.count("method"),
                  f"{key}_n_baseline_ahead": states.count("baseline"), f"{key}_n_no_difference": states.count("none"),
-                 f"{key}_n_single_seed": states.count("single"), f"{key}_n_not_run": states.count("missing"),
+                 f"{key}_n_single_seed": states.count("single"), f"{key}_n_same_every_seed": states.count("fixed"),
+                 f"{key}_n_not_run": states.count("missing"),
                  f"{key}_n_seeds_min": min(seeds, default=0), f"{key}_n_seeds_max": max(seeds, default=0)})
     for r_name, found in by_rule.items():
         for k in order:
@@ -298,15 +308,16 @@ def _glue(key: str, order: list[tuple], by_rule: dict[str, dict[tuple, dict]], r
                 continue
             stem = f"{key}_{slug(k[0])}_vs_{slug(k[1])}_{slug(k[3])}_ipc{slug(k[2])}_{r_name}"
             glue[f"{stem}_diff"] = round(unit * float(r["diff_mean"]), 4)
-            if _state(r) != "single":
+            state = _state(r)
+            if state not in ("single", "fixed"):
                 glue[f"{stem}_lo"], glue[f"{stem}_hi"] = (round(unit * float(x), 4) for x in r["ci95"])
             glue[f"{stem}_verdict"] = {"method": f"{_sides(k[0], k[1])[0]} ahead",
-                                       "baseline": f"{_sides(k[0], k[1])[1]} ahead",
-                                       "none": "no detectable difference", "single": "one seed, no interval"}[_state(r)]
+                                       "baseline": f"{_sides(k[0], k[1])[1]} ahead", **_VERDICT}[state]
             d = points(unit * float(r["diff_mean"]))
-            glue[f"{stem}_phrase"] = (f"{glue[f'{stem}_verdict']} ({d} points, 95 % interval "
-                                      f"{points(glue[f'{stem}_lo'], False)} to {points(glue[f'{stem}_hi'], False)})"
-                                      if _state(r) != "single" else f"{d} points from one seed, no interval")
+            glue[f"{stem}_phrase"] = (f"{d} points from one seed, no interval" if state == "single" else
+                                      f"{d} points at every seed, no interval" if state == "fixed" else
+                                      f"{glue[f'{stem}_verdict']} ({d} points, 95 % interval "
+                                      f"{points(glue[f'{stem}_lo'], False)} to {points(glue[f'{stem}_hi'], False)})")
     return glue
 
 
@@ -346,7 +357,7 @@ def headline(glue: Mapping[str, Any], key: str, method: str, baseline: str, prot
         elif v.endswith(" ahead"):
             parts.append(f"{v[:-6]} ahead of {b if v[:-6] == a else a} at {at(ks)}")
         else:
-            parts.append(f"{v} at {at(ks)}")
+            parts.append(f"at {at(ks)}: {v}")
     return "; ".join(parts)
 
 
@@ -358,7 +369,8 @@ def _sentence(name: str, order: list[tuple], found: Mapping[tuple, dict], rule: 
         return f"{name} ({RULES[rule]}): not run."
     ahead = [(k, r) for k, r in run if _state(r) in ("method", "baseline")]
     single = sum(_state(r) == "single" for _, r in run)
-    none = len(run) - len(ahead) - single
+    fixed = sum(_state(r) == "fixed" for _, r in run)
+    none = len(run) - len(ahead) - single - fixed
     parts = []
     if not ahead and none:
         parts.append("no detectable difference" + ("" if none == 1 else f" in any of the {none} comparisons")
@@ -390,7 +402,11 @@ def _sentence(name: str, order: list[tuple], found: Mapping[tuple, dict], rule: 
         parts.append(f"{single} from a single seed, without an interval" if single < len(run) else
                      f"{'the comparison rests' if single == 1 else f'all {single} comparisons rest'} on a single "
                      "seed: no interval, no verdict")
-    few = sum(1 for _, r in run if _is_number(r.get("n_seeds")) and 2 <= int(r["n_seeds"]) < CLAIM_SEEDS)
+    if fixed:
+        parts.append(f"{'the comparison gives' if fixed == len(run) == 1 else f'{fixed} give'} the same difference "
+                     "at every seed (the seed changes neither side): no interval, no verdict")
+    few = sum(1 for _, r in run if _is_number(r.get("n_seeds")) and 2 <= int(r["n_seeds"]) < CLAIM_SEEDS
+              and _state(r) != "fixed")
     if few:
         parts.append(f"all rest on fewer than the {CLAIM_SEEDS} paired seeds a claim needs: measurements, not "
                      "verdicts" if few == len(run) else
