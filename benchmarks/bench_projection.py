@@ -1,5 +1,5 @@
 """Chapter 1's UMAP scatter from a fresh environment: UMAP's own pynndescent graph against the exact cosine
-graph that ``ddlib.plots.project_2d`` hands it (``precomputed_knn``).
+graph from ``ddlib.kernels.knn`` that chapter 1 hands ``ddlib.plots.project_2d`` (``precomputed_knn``).
 
 Usage: ``python benchmarks/bench_projection.py [--n 6000] [--dim 512] [--repeats 2] [--out PATH]``.
 
@@ -36,7 +36,8 @@ out = []
 for _ in range(repeats):
     t = time.perf_counter()
     if variant == "exact graph (ddlib)":
-        xy = plots.project_2d(x, "umap", seed=0)
+        from ddlib.kernels.knn import knn, l2_normalize
+        xy = plots.project_2d(x, "umap", seed=0, neighbours=knn(l2_normalize(x), 15, exclude_self=False))
     else:
         xy = umap.UMAP(n_neighbors=15, min_dist=0.1, metric="cosine", random_state=0, n_jobs=1).fit_transform(x.numpy())
     out.append(time.perf_counter() - t)

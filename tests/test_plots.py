@@ -12,6 +12,7 @@ import torch
 
 from ddlib import plots
 from ddlib.sfm.stats import flows
+from ddlib.utils import ParamError
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSES = ["a", "b", "c"]
@@ -129,30 +130,39 @@ def test_umap_projection_leaves_no_tqdm_warning_on_the_page() -> None:
     assert "IProgress not found" not in ours.stderr
 
 
-def test_umap_gets_an_exact_cosine_graph_not_pynndescents(monkeypatch) -> None:  # noqa: ANN001
-    """The projection hands UMAP the exact cosine kNN graph (itself first, distance 1 - cos), so pynndescent,
-    whose numba compilation cost minutes on a fresh environment, is never called."""
+def test_umap_takes_ddlibs_exact_cosine_graph_not_pynndescents(monkeypatch) -> None:  # noqa: ANN001
+    """Chapter 1 hands the projection the exact cosine kNN graph of ddlib.kernels.knn; UMAP gets it with
+    each point itself first at distance 0 and the rest at 1 - cos, so pynndescent, whose numba compilation
+    cost minutes on a fresh environment, is never called. A graph of the wrong shape is refused by name."""
     import umap.umap_ as umap_module
 
-    from ddlib.plots.embeddings import _cosine_graph
+    from ddlib.kernels.knn import knn, l2_normalize
+    from ddlib.plots.embeddings import _self_first
 
     x = torch.randn(300, 16, generator=torch.Generator().manual_seed(0))
-    idx, dist = _cosine_graph(x.numpy(), 15)
-    assert idx.shape == dist.shape == (300, 15) and idx.dtype == np.int64 and dist.dtype == np.float32
-    assert (idx[:, 0] == np.arange(300)).all() and (dist[:, 0] == 0).all()
+    sims, idx = knn(l2_normalize(x), 15, exclude_self=False)
+    i, d = _self_first(idx.numpy(), (1 - sims).clamp_min(0).numpy())
+    assert (i[:, 0] == np.arange(300)).all() and (d[:, 0] == 0).all() and i.dtype == np.int64
     u = torch.nn.functional.normalize(x, dim=1)
     cos = u @ u.T
     cos.fill_diagonal_(float("-inf"))
     top = cos.topk(14, dim=1)
-    assert all(set(a) == set(b) for a, b in zip(idx[:, 1:].tolist(), top.indices.tolist()))
-    np.testing.assert_allclose(dist[:, 1:], (1 - top.values).numpy(), atol=1e-5)
+    assert all(set(a) == set(b) for a, b in zip(i[:, 1:].tolist(), top.indices.tolist()))
+    np.testing.assert_allclose(d[:, 1:], (1 - top.values).numpy(), atol=1e-5)
+    # an exact duplicate ties with the point itself: the point still comes first, the duplicate next
+    dup_i, dup_d = _self_first(np.array([[1, 0, 2], [0, 1, 2], [2, 0, 1]]), np.zeros((3, 3)))
+    assert dup_i.tolist() == [[0, 1, 2], [1, 0, 2], [2, 0, 1]]
+    pushed, _ = _self_first(np.array([[1, 2, 3]]), np.array([[0.0, 0.1, 0.2]]))  # itself pushed out of the row
+    assert pushed.tolist() == [[0, 1, 2]]
 
     def no_pynndescent(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
         raise AssertionError("UMAP computed its own neighbours")
 
     monkeypatch.setattr(umap_module, "nearest_neighbors", no_pynndescent)
-    xy = plots.project_2d(x, "umap")
+    xy = plots.project_2d(x, "umap", neighbours=(sims, idx))
     assert xy.shape == (300, 2) and np.isfinite(xy).all()
+    with pytest.raises(ParamError, match=r"neighbours: .*\(300, 15\)"):
+        plots.project_2d(x, "umap", neighbours=knn(l2_normalize(x), 10, exclude_self=False))
 
 
 def test_a_whole_table_shows_every_row_and_cell() -> None:

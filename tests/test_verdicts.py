@@ -230,6 +230,15 @@ def test_selection_views_of_a_builds_students() -> None:
     assert gains.set_index("method, IPC").loc["random, IPC 10", "KD: gain over random"] == "baseline"
     assert g["gains_best_gain_kd"] == pytest.approx(2.0) and g["gains_best_gain_kd_method"] == "BPS"
     assert g["gains_herding_gain_kd"] == pytest.approx(-1.0) and g["gains_kd_minus_ce_mean"] == pytest.approx(5.0)
+    kd, g_kd = results.selection_gains(rows, protocol="kd")  # one protocol per table: no "not run" cell
+    ce, _ = results.selection_gains(rows, protocol="ce")
+    assert list(kd.columns) == ["method, IPC", "KD (%)", "KD: gain over random"] and len(kd) == 6
+    assert ce.to_dict("list") == {"method, IPC": ["BPS, IPC 10", "random, IPC 10"], "hard labels (%)": ["56.0", "54.0"],
+                                  "hard labels: gain over random": ["+2.0", "baseline"],
+                                  "KD − hard labels": ["+5.0", "+5.0"]}
+    assert "not run" not in [*kd.to_numpy().ravel(), *ce.to_numpy().ravel()] and g_kd == g
+    with pytest.raises(ParamError, match="protocol"):
+        results.selection_gains(rows, protocol="hard")
     costs, g = results.selection_costs(rows, {"encoder": 1.0, "teacher": 2.5})
     assert costs.set_index("method").loc["BPS"].tolist() == ["0.600", "12.0", "6.0"]  # 6 picks, each once
     assert {k: g[k] for k in ("costs_shared_s", "costs_selection_s", "costs_students_s", "costs_n_cached")} == \

@@ -41,44 +41,54 @@ if (gd && gd.on) {
 """
 
 
-def project_2d(emb: torch.Tensor, method: str = "umap", seed: int = 0, n_neighbors: int = 15) -> np.ndarray:
+def project_2d(emb: torch.Tensor, method: str = "umap", seed: int = 0, n_neighbors: int = 15,
+               neighbours: tuple[torch.Tensor, torch.Tensor] | None = None) -> np.ndarray:
     """2-D coordinates of embeddings (n, D) by UMAP (cosine metric; umap-learn) or PCA.
 
-    UMAP gets its neighbour graph exact, by one matrix product per row block (``precomputed_knn``), not from
-    pynndescent, whose numba compilation made the first projection of a fresh environment take 99.5 s
-    against 19.9 s (6,000 points, ``benchmarks/bench_projection.py``); for the few thousand points of a
-    chapter's scatter the exact graph is cheap, and it is the graph pynndescent approximates."""
-    from ddlib.utils import check_choice
+    ``neighbours``: UMAP's neighbour graph, ``(sims, idx)`` as :func:`ddlib.kernels.knn.knn` returns it for
+    the unit-normalised embeddings with ``k=n_neighbors, exclude_self=False`` (exact cosine similarities,
+    one matrix product per row block). Given, UMAP takes it (``precomputed_knn``) instead of building its own
+    with pynndescent, whose numba compilation made the first projection of a fresh environment take 99.5 s
+    against 19.9 s (6,000 points, ``benchmarks/bench_projection.py``); it is the graph pynndescent
+    approximates. Without it UMAP finds its own neighbours."""
+    from ddlib.utils import ParamError, check_choice
 
     check_choice("projection", method, ("umap", "pca"))
     x = emb.detach().cpu().float().numpy()
     if len(x) < 3:
         return np.pad(x[:, :2], ((0, 0), (0, max(0, 2 - x.shape[1]))))
     if method == "umap" and len(x) > n_neighbors + 1:
+        graph = None
+        if neighbours is not None:
+            sims, idx = (torch.as_tensor(t).detach().cpu() for t in neighbours)
+            if sims.shape != idx.shape or tuple(idx.shape) != (len(x), n_neighbors):
+                raise ParamError(f"neighbours: (sims, idx) of shape ({len(x)}, {n_neighbors}) expected (one row "
+                                 f"per point, n_neighbors={n_neighbors} each, itself included); got "
+                                 f"{tuple(sims.shape)} and {tuple(idx.shape)}")
+            graph = (*_self_first(idx.long().numpy(), (1.0 - sims.float()).clamp_min(0.0).numpy()), None)
         with warnings.catch_warnings():  # umap imports a progress-bar module that warns in a kernel without
             warnings.filterwarnings("ignore", message="IProgress not found")  # ipywidgets: a stray block on the page
             import umap
 
             warnings.filterwarnings("ignore", message=".*knn_search_index.*")  # no transform() is needed
             return umap.UMAP(n_neighbors=n_neighbors, min_dist=0.1, metric="cosine", random_state=seed, n_jobs=1,
-                             precomputed_knn=(*_cosine_graph(x, n_neighbors), None)).fit_transform(x)
+                             precomputed_knn=graph or (None, None, None)).fit_transform(x)
     x = x - x.mean(0)
     u, s, _ = np.linalg.svd(x, full_matrices=False)
     return u[:, :2] * s[:2]
 
 
-def _cosine_graph(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """UMAP's ``precomputed_knn`` for the cosine metric: each point's ``k`` nearest, itself first (indices
-    int64, distances ``1 - cos`` float32)."""
-    u = torch.nn.functional.normalize(torch.as_tensor(x, dtype=torch.float32), dim=1)
-    idx, dist = [], []
-    for start in range(0, len(u), 4096):  # row blocks: a few thousand points need no more
-        sim = u[start:start + 4096] @ u.T
-        sim[torch.arange(len(sim)), torch.arange(start, start + len(sim))] = 2.0  # itself first
-        top = sim.topk(min(k, len(u)), dim=1)
-        idx.append(top.indices)
-        dist.append((1.0 - top.values).clamp_min(0.0))
-    return torch.cat(idx).numpy().astype(np.int64), torch.cat(dist).numpy().astype(np.float32)
+def _self_first(idx: np.ndarray, dist: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's own point in the first column at distance 0, as UMAP expects of a neighbour graph (an
+    exact duplicate may tie with it and come first, or push it out of the row)."""
+    idx, dist = idx.astype(np.int64).copy(), dist.astype(np.float32).copy()
+    rows = np.arange(len(idx))
+    for r in np.nonzero(idx[:, 0] != rows)[0]:
+        at = np.nonzero(idx[r] == r)[0]
+        j = at[0] if len(at) else idx.shape[1] - 1  # absent: it takes the farthest neighbour's place
+        idx[r, 1:j + 1], dist[r, 1:j + 1] = idx[r, :j].copy(), dist[r, :j].copy()
+    idx[:, 0], dist[:, 0] = rows, 0.0
+    return idx, dist
 
 
 def thin(groups: Sequence[int] | np.ndarray, max_points: int, seed: int = 0) -> np.ndarray:

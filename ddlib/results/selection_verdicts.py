@@ -19,7 +19,7 @@ from ddlib.results.evidence import _is_cross_arch, paired_table, teacher_text, v
 from ddlib.metrics import RULES
 from ddlib.results.records import Record, _is_number, dataset_label
 from ddlib.results.verdicts import MINUS, bound, display_name, points, slug, verdict_table
-from ddlib.utils import ParamError
+from ddlib.utils import ParamError, check_choice
 
 __all__ = ["COARSER", "SELECTION_FAMILIES", "cross_arch_verdicts", "latest_cross_arch", "selection_accuracy",
            "selection_balance", "selection_costs", "selection_gains", "selection_hlr", "selection_verdicts"]
@@ -239,10 +239,15 @@ def selection_accuracy(rows: Sequence[Mapping[str, Any]], *, protocol: str = "kd
 
 
 def selection_gains(rows: Sequence[Mapping[str, Any]], *, baseline: str = "random", rule: str = "final",
-                    method: str = "bps", key: str = "gains") -> tuple[pd.DataFrame, dict[str, str | float]]:
+                    method: str = "bps", key: str = "gains",
+                    protocol: str | None = None) -> tuple[pd.DataFrame, dict[str, str | float]]:
     """What a selection contributes beyond the teacher's soft labels: per method and IPC, the accuracy under
     each protocol, its gain over ``baseline`` under the identical protocol, and KD minus hard labels (points,
     means over this build's seeds; "not run" where a side is missing), and its glue.
+
+    ``protocol``: ``None`` for every protocol side by side; ``"kd"`` or ``"ce"`` for the rows trained under
+    that one only (``"ce"`` adds KD minus hard labels where both ran): a build that trains hard-label twins
+    for a few methods shows two tables without "not run" cells. The glue is the same either way.
 
     ``rows``: :func:`ddlib.bps.pipeline.evaluate_grid`'s (both protocols); ``baseline``'s own row reads
     "baseline" in the gain columns. Glue, at the largest IPC
@@ -264,13 +269,18 @@ def selection_gains(rows: Sequence[Mapping[str, Any]], *, baseline: str = "rando
         return a - b if a is not None and b is not None else None
 
     both = {"kd", "ce"} <= set(protocols)
+    if protocol is not None:
+        check_choice("protocol", protocol, ("kd", "ce"))
+    shown = protocols if protocol is None else [protocol]
     out = []
     for m, k in cells:
+        if protocol is not None and (m, k, protocol) not in acc:
+            continue
         row = {"method, IPC": f"{display_name(m)}, IPC {k}"}
-        row.update({f"{display_name(p)} (%)": _pct(acc.get((m, k, p))) for p in protocols})
+        row.update({f"{display_name(p)} (%)": _pct(acc.get((m, k, p))) for p in shown})
         row.update({f"{display_name(p)}: gain over {display_name(baseline)}":
-                    "baseline" if m == baseline else _pct(gain(m, k, p), True) for p in protocols})
-        if both:
+                    "baseline" if m == baseline else _pct(gain(m, k, p), True) for p in shown})
+        if both and protocol != "kd":
             kd, ce = acc.get((m, k, "kd")), acc.get((m, k, "ce"))
             row[f"KD {MINUS} hard labels"] = _pct(kd - ce if kd is not None and ce is not None else None, True)
         out.append(row)
