@@ -47,16 +47,24 @@ from ddlib import preflight
 from ddlib.artifacts import write_bytes_atomic, write_json_atomic
 from ddlib.utils import ParamError, check_int, json_safe, progress_env, provenance
 
-__all__ = ["GLUE_PREFIX", "Scalar", "parse_value", "parse_grid", "expand", "digest", "run_name", "check_names",
+__all__ = ["GLUE_PREFIX", "Scalar", "Value", "parse_value", "parse_grid", "expand", "digest", "run_name", "check_names",
            "read_results", "SweepConfig", "run_one", "sweep", "write_table"]
 
 GLUE_PREFIX = "application/papermill.record/"
 Scalar = int | float | str | bool | None
+#: a value of a grid: a scalar, or a list of scalars (a chapter's list parameter: ``ipcs``, ``methods``)
+Value = Scalar | list
 
 
-def parse_value(text: str) -> Scalar:
-    """A command-line value as papermill would inject it: int, float, bool, None, else the string."""
+def parse_value(text: str, name: str = "value") -> Value:
+    """A command-line value as papermill would inject it: int, float, bool, None, a list in brackets
+    (``[1, 10]``, ``[bps, random]``: each item parsed the same way), else the string."""
     low = text.strip()
+    if low.startswith("[") or low.endswith("]"):
+        if not (low.startswith("[") and low.endswith("]")) or "[" in low[1:-1] or "]" in low[1:-1]:
+            raise ParamError(f"-p {name}: {text!r} is not a list of values; write a list as [v1,v2] (no nesting)")
+        inner = low[1:-1].strip()
+        return [parse_value(v.strip().strip("'\""), name) for v in inner.split(",")] if inner else []
     if low in ("None", "none", "null"):
         return None
     if low in ("True", "true", "False", "false"):
@@ -69,15 +77,27 @@ def parse_value(text: str) -> Scalar:
     return text
 
 
-def parse_grid(specs: Sequence[tuple[str, str]]) -> dict[str, list[Scalar]]:
-    """``[("ipc", "1,10"), ("seed", "0")]`` -> ``{"ipc": [1, 10], "seed": [0]}``."""
-    grid: dict[str, list[Scalar]] = {}
+def _split_values(values: str) -> list[str]:
+    """``"1,10"`` -> ``["1", "10"]``; commas inside brackets stay: ``"[1,10],[1,10,50]"`` -> two lists."""
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(values):
+        depth += (ch == "[") - (ch == "]")
+        if ch == "," and depth == 0:
+            parts.append(values[start:i])
+            start = i + 1
+    return [*parts, values[start:]]
+
+
+def parse_grid(specs: Sequence[tuple[str, str]]) -> dict[str, list[Value]]:
+    """``[("ipc", "1,10"), ("seed", "0")]`` -> ``{"ipc": [1, 10], "seed": [0]}``; a list parameter's values in
+    brackets: ``[("ipcs", "[1,10],[1,10,50]")]`` -> ``{"ipcs": [[1, 10], [1, 10, 50]]}``."""
+    grid: dict[str, list[Value]] = {}
     for name, values in specs:
         if not re.fullmatch(r"[A-Za-z_]\w*", name):
             raise ParamError(f"-p {name!r}: a parameter name must be a Python identifier")
         if name in grid:
             raise ParamError(f"-p {name}: given twice; list every value once: -p {name} v1,v2")
-        vals = [parse_value(v) for v in values.split(",") if v.strip() != ""]
+        vals = [parse_value(v, name) for v in _split_values(values) if v.strip() != ""]
         if not vals:
             raise ParamError(f"-p {name}: no values given; write -p {name} v1,v2,…")
         twice = [v for i, v in enumerate(vals) if _same_value(v, vals[:i])]
@@ -87,13 +107,13 @@ def parse_grid(specs: Sequence[tuple[str, str]]) -> dict[str, list[Scalar]]:
     return grid
 
 
-def expand(grid: dict[str, list[Scalar]]) -> list[dict[str, Scalar]]:
+def expand(grid: dict[str, list[Value]]) -> list[dict[str, Value]]:
     """Every combination of the grid's values, in the order given (the last name varies fastest)."""
     names = list(grid)
     return [dict(zip(names, combo)) for combo in itertools.product(*(grid[n] for n in names))]
 
 
-def _same_value(v: Scalar, earlier: Sequence[Scalar]) -> bool:
+def _same_value(v: Value, earlier: Sequence[Value]) -> bool:
     return any(type(v) is type(e) and v == e for e in earlier)
 
 
@@ -110,7 +130,7 @@ def _exact(text: str) -> bool:
     return "__" not in text and not text.startswith("_") and not text.endswith("_")
 
 
-def _readable_is_exact(stem: str, params: dict[str, Scalar]) -> bool:
+def _readable_is_exact(stem: str, params: dict[str, Value]) -> bool:
     """Whether ``stem__k=v__…`` says the values exactly: each value survives :func:`_safe` unchanged and reads back
     as itself, type included (:func:`parse_value`), and no part blurs the ``__`` separators."""
     if "__" in stem or stem.endswith("_"):
@@ -123,13 +143,13 @@ def _readable_is_exact(stem: str, params: dict[str, Scalar]) -> bool:
     return True
 
 
-def digest(params: dict[str, Scalar]) -> str:
+def digest(params: dict[str, Value]) -> str:
     """A short digest of the full values (and their types) of one run: ``h-`` and 10 hex digits."""
     text = json.dumps([[k, type(v).__name__, repr(v)] for k, v in params.items()])
     return "h-" + hashlib.sha256(text.encode()).hexdigest()[:10]
 
 
-def run_name(stem: str, params: dict[str, Scalar]) -> str:
+def run_name(stem: str, params: dict[str, Value]) -> str:
     """A file-name-safe name of one run, unique per (stem, parameters): ``00_data__dataset=digits__ipc=10``.
 
     Where that readable part is not exact (:func:`_readable_is_exact`: a character a file name cannot hold, a
@@ -143,10 +163,10 @@ def run_name(stem: str, params: dict[str, Scalar]) -> str:
     return f"{readable[:NAME_CHARS].rstrip('_')}__{digest(params)}"
 
 
-def check_names(stem: str, points: Sequence[dict[str, Scalar]]) -> list[str]:
+def check_names(stem: str, points: Sequence[dict[str, Value]]) -> list[str]:
     """The run names of ``points``; a ParamError naming both points when two would share one (a point listed
     twice, or a digest collision), before any run starts."""
-    seen: dict[str, dict[str, Scalar]] = {}
+    seen: dict[str, dict[str, Value]] = {}
     names = []
     for p in points:
         name = run_name(stem, p)
@@ -198,7 +218,7 @@ class SweepConfig:
     """One sweep: the notebook, the grid of parameters, where outputs go, and how many runs at once."""
 
     notebook: str
-    grid: dict[str, list[Scalar]] = field(default_factory=dict)
+    grid: dict[str, list[Value]] = field(default_factory=dict)
     out: str = "sweeps"
     jobs: int = 1
     kernel: str = "python3"
@@ -218,7 +238,7 @@ def _record_path(out: Path, name: str) -> Path:
     return out / f"{name}.json"
 
 
-def run_one(cfg: SweepConfig, params: dict[str, Scalar], log: Callable[[str], None] | None = print) -> dict[str, Any]:
+def run_one(cfg: SweepConfig, params: dict[str, Value], log: Callable[[str], None] | None = print) -> dict[str, Any]:
     """Execute one point of the grid (or reuse its record when it already succeeded); return its record.
 
     ``log`` (None: quiet) gets a line when the run starts, is skipped or fails. The run holds its lock file
@@ -241,7 +261,7 @@ def run_one(cfg: SweepConfig, params: dict[str, Scalar], log: Callable[[str], No
         return _run_locked(cfg, params, name, say)
 
 
-def _run_locked(cfg: SweepConfig, params: dict[str, Scalar], name: str, say: Callable[[str], None]) -> dict[str, Any]:
+def _run_locked(cfg: SweepConfig, params: dict[str, Value], name: str, say: Callable[[str], None]) -> dict[str, Any]:
     import papermill as pm
 
     out = Path(cfg.out)
@@ -274,7 +294,7 @@ def _run_locked(cfg: SweepConfig, params: dict[str, Scalar], name: str, say: Cal
     return {**rec, "skipped": False}
 
 
-def _crashed(cfg: SweepConfig, params: dict[str, Scalar], error: BaseException) -> dict[str, Any]:
+def _crashed(cfg: SweepConfig, params: dict[str, Value], error: BaseException) -> dict[str, Any]:
     """The record of a run whose worker process died (it could not record itself)."""
     name = run_name(Path(cfg.notebook).stem, params)
     return {"run": name, "notebook": cfg.notebook, "parameters": json_safe(params),
@@ -300,7 +320,7 @@ def sweep(cfg: SweepConfig, log: Callable[[str], None] = print) -> list[dict[str
     return records
 
 
-def _run_points(cfg: SweepConfig, points: list[dict[str, Scalar]], log: Callable[[str], None]) -> list[dict[str, Any]]:
+def _run_points(cfg: SweepConfig, points: list[dict[str, Value]], log: Callable[[str], None]) -> list[dict[str, Any]]:
     if cfg.jobs == 1 or len(points) == 1:
         records = [run_one(cfg, p, log) for p in points]
     else:

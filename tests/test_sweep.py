@@ -199,3 +199,29 @@ def test_a_point_another_sweep_is_running_is_left_to_it(tmp_path: Path, capsys) 
     assert [r["parameters"] for r in rows] == [{"a": 2}]
     assert not (out / "tiny__a=1.json").exists() and not (out / "tiny__a=1.ipynb").exists()
     assert (out / ".tiny__a=1.lock").exists() and not (out / ".tiny__a=2.lock").exists()
+
+
+def test_a_list_parameter_is_one_value_of_the_grid(tmp_path: Path) -> None:
+    """Chapters take lists (``ipcs``, ``methods``): a value in brackets is one list, its commas kept, so
+    ``-p ipcs '[1,10],[1,10,50]'`` is two runs, each handed the whole list by papermill."""
+    assert parse_value("[1, 10]") == [1, 10] and parse_value("[bps,'random']") == ["bps", "random"]
+    assert parse_value("[]") == []
+    assert parse_grid([("ipcs", "[1,10],[1,10,50]"), ("seed", "0,1")]) == {"ipcs": [[1, 10], [1, 10, 50]],
+                                                                           "seed": [0, 1]}
+    for bad in ("[1,[2]]", "[1,2", "1]"):
+        with pytest.raises(ParamError, match="-p ipcs: .*list"):
+            parse_grid([("ipcs", bad)])
+    with pytest.raises(ParamError, match="given twice"):
+        parse_grid([("ipcs", "[1,10],[1, 10]")])
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("ipcs = [1]", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell('from myst_nb import glue\nglue("n", len(ipcs), display=False)\n'
+                                  'glue("top", max(ipcs), display=False)')])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, tmp_path / "lists.ipynb")
+    out = tmp_path / "runs"
+    assert cli.main(["sweep", str(tmp_path / "lists.ipynb"), "-p", "ipcs", "[1,10],[1,10,50]", "--out", str(out)]) == 0
+    rows = json.loads((out / "results.json").read_text())
+    assert sorted((r["parameters"]["ipcs"], r["results"]["n"], r["results"]["top"]) for r in rows) == [
+        ([1, 10], 2, 10), ([1, 10, 50], 3, 50)]
+    assert len({r["run"] for r in rows}) == 2  # each list its own run name (a digest: brackets are not file names)

@@ -40,7 +40,8 @@ def add_commands(sub: argparse._SubParsersAction) -> dict:
                                    "done; write OUT/results.csv and OUT/results.json of what each run glued.")
     p.add_argument("notebook", help="the .ipynb to execute (its cell tagged 'parameters' takes the values)")
     p.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "V1,V2,…"),
-                   help="a parameter and its comma-separated values (repeat for a grid)")
+                   help="a parameter and its comma-separated values (repeat for a grid); a list value in "
+                        "brackets: -p ipcs '[1,10],[1,10,50]' is two runs")
     p.add_argument("--out", required=True, help="folder of the executed notebooks, records and table")
     p.add_argument("--jobs", type=int, default=1, help="runs at once (default 1)")
     p.add_argument("--kernel", default="python3", help="Jupyter kernel (default python3)")
