@@ -383,9 +383,10 @@ def test_every_module_says_what_it_is_for_and_exports_what_it_defines() -> None:
 
 
 def test_modules_import_only_downwards() -> None:
-    """records <- evidence, synthesis, costs <- verdicts <- selection_verdicts, synthesis_verdicts, reconcile."""
+    """records <- evidence, synthesis, costs <- verdicts <- selection_verdicts, synthesis_verdicts, cross_arch,
+    reconcile."""
     level = {"records": 0, "evidence": 1, "synthesis": 1, "costs": 1, "verdicts": 2, "selection_verdicts": 3,
-             "synthesis_verdicts": 3, "sfm_findings": 3, "reconcile": 3}
+             "synthesis_verdicts": 3, "sfm_findings": 3, "reconcile": 3, "cross_arch": 3}
     for mod, tree in _modules().items():
         if mod == "__init__":
             continue

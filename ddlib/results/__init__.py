@@ -18,10 +18,12 @@ One package, one module per job; every public name is re-exported here, so ``res
   :func:`regime_findings`, :func:`ci_projector_findings`, :func:`ci_versus_probe`, :func:`across_backbones`);
 - :mod:`~ddlib.results.selection_verdicts` and :mod:`~ddlib.results.synthesis_verdicts`: what the chapters
   show, each a function returning ``(table, glue)`` (:func:`selection_verdicts`, :func:`synthesis_verdicts`,
-  :func:`inheritance_verdicts`, :func:`selection_gains`, ...).
+  :func:`inheritance_verdicts`, :func:`selection_gains`, ...);
+- :mod:`~ddlib.results.cross_arch`: the cross-architecture table (:func:`cross_arch_verdicts`,
+  :func:`latest_cross_arch`).
 
 Inside the package imports point down (``records`` <- ``evidence``, ``synthesis``, ``costs`` <- ``verdicts``
-<- the two ``*_verdicts``); nothing in a lower layer of ddlib imports it (CONTRIBUTING.md, "The layers").
+<- the two ``*_verdicts`` and ``cross_arch``); nothing in a lower layer of ddlib imports it (CONTRIBUTING.md, "The layers").
 The tables the book shows are :class:`ddlib.plots.WholeTable`: never cut short on the page.
 """
 from __future__ import annotations
@@ -62,11 +64,10 @@ from ddlib.results.records import (
                                     strict,
                                     write,
 )
+from ddlib.results.cross_arch import cross_arch_verdicts, latest_cross_arch
 from ddlib.results.selection_verdicts import (
                                     COARSER,
                                     SELECTION_FAMILIES,
-                                    cross_arch_verdicts,
-                                    latest_cross_arch,
                                     selection_accuracy,
                                     selection_balance,
                                     selection_costs,

@@ -9,20 +9,20 @@ the students train?", "Does BPS beat random?") and chapter 5 ("The paired eviden
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
-from ddlib.results.evidence import _is_cross_arch, paired_table, teacher_text, versus_table
+from ddlib.results.evidence import paired_table, teacher_text, versus_table
 from ddlib.metrics import RULES
 from ddlib.results.records import Record, _is_number, dataset_label
 from ddlib.results.verdicts import MINUS, bound, display_name, points, slug, verdict_table
 from ddlib.utils import ParamError, check_choice
 
-__all__ = ["COARSER", "SELECTION_FAMILIES", "cross_arch_verdicts", "latest_cross_arch", "selection_accuracy",
-           "selection_balance", "selection_costs", "selection_gains", "selection_hlr", "selection_verdicts"]
+__all__ = ["COARSER", "SELECTION_FAMILIES", "selection_accuracy", "selection_balance", "selection_costs",
+           "selection_gains", "selection_hlr", "selection_verdicts"]
 
 
 @dataclass(frozen=True)
@@ -423,84 +423,3 @@ def selection_balance(rows: Sequence[Mapping[str, Any]], *, ipc: int | None = No
             f"{'more' if v > ref else 'fewer'} centres than {display_name(reference)}")
     cols = ["selection", *(f"IPC {k}" for k in ipcs)]
     return whole_table(pd.DataFrame(table, columns=cols)), glue
-
-
-def latest_cross_arch(dataset: str, records: Iterable[Record] | None = None) -> Record | None:
-    """The newest cross-architecture record of ``dataset`` (``benchmarks/cross_arch.py``'s
-    ``results/cross_arch_*.json``: paired rows whose students are architectures), or None when none is
-    recorded."""
-    from ddlib.results.records import load
-
-    label = dataset_label(dataset)
-    found = [r for r in (load() if records is None else list(records))
-             if _is_cross_arch(r) and dataset_label(r.config.get("dataset")) == label]
-    return max(found, key=lambda r: str(r.provenance.get("date", ""))) if found else None
-
-
-def _arch_rows(record: Record | None, baseline: str, protocol: str) -> list[dict]:
-    """A cross-architecture record's paired rows against ``baseline``, each with its architecture as
-    ``protocol``: rows that name it (``arch``) keep only ``protocol``'s students; rows of
-    ``benchmarks/cross_arch.py`` name it as their protocol (every student there is a KD student)."""
-    out = []
-    for p in (record.data.get("paired") or []) if record is not None else []:
-        if not isinstance(p, dict) or p.get("baseline") != baseline:
-            continue
-        if p.get("arch"):
-            if p.get("protocol") == protocol:
-                out.append({**p, "protocol": str(p["arch"])})
-        else:
-            out.append(dict(p))
-    return out
-
-
-def cross_arch_verdicts(source: str | Record | None, records: Iterable[Record] | None = None, *,
-                        methods: Sequence[str] | None = None, method: str = "bps", baseline: str = "random",
-                        protocol: str = "kd", rule: str = "final", key: str = "cross_arch",
-                        columns: str | None = "protocol") -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Each method against ``baseline`` for every student architecture of a cross-architecture record: chapter
-    5's table (``columns="protocol"``: rows methods and IPCs, columns architectures, cells the difference with
-    its 95 % interval and the side ahead) or the long form (``columns=None``, the architecture in the third
-    column). ``source``: a dataset (its :func:`latest_cross_arch` among ``records``), a record, or None.
-    ``methods``: the rows (default: every method of the record).
-
-    Glue, beside :func:`verdict_table`'s under ``key``: ``<key>_sentence``, one sentence on ``method`` across
-    the architectures (chapters 2 and 4 cite it; it says "not recorded yet" until a record exists),
-    ``<key>_holds`` (whether ``method``'s verdict is the same on every architecture, with the numbers),
-    ``<key>_archs`` and ``<key>_n_architectures``."""
-    from ddlib.plots.tables import whole_table
-
-    record = latest_cross_arch(source, records) if isinstance(source, str) else source
-    label = dataset_label(source) if isinstance(source, str) else (
-        dataset_label(record.config.get("dataset")) if record is not None else "")
-    rows = [r for r in _arch_rows(record, baseline, protocol) if methods is None or r.get("method") in methods]
-    if not rows:
-        none = f"no cross-architecture record of {display_name(label) or 'this dataset'}"
-        return whole_table(pd.DataFrame(columns=["cross-architecture record"])), {
-            f"{key}_sentence": f"Whether this holds for other student architectures has not been recorded yet ({none}).",
-            f"{key}_holds": f"not recorded yet ({none}; benchmarks/cross_arch.py makes one)",
-            f"{key}_archs": "none", f"{key}_n_architectures": 0}
-    table, glue = verdict_table(rows, rule=rule, columns=columns, key=key, axis="student", dataset=label or None,
-                                title=f"Each method {MINUS} {display_name(baseline)} by student architecture "
-                                      f"({display_name(protocol)})")
-    mine = [r for r in rows if r.get("method") == method and (r.get("rule") or rule) == rule
-            and _is_number(r.get("diff_mean")) and r.get("ci95") is not None]
-    archs = list(dict.fromkeys(r["protocol"] for r in rows))
-    # "; " between them: an architecture's name may hold commas ("EfficientNet-Lite0, frozen, 64 px")
-    glue[f"{key}_archs"], glue[f"{key}_n_architectures"] = "; ".join(archs), len(archs)
-    a, b = display_name(method), display_name(baseline)
-    ahead = sum(r["ci95"][0] > 0 for r in mine)
-    behind = sum(r["ci95"][1] < 0 for r in mine)
-    n = len(mine)
-    words = (f"{a} ahead in all {n}" if n and ahead == n else f"{b} ahead in all {n}" if n and behind == n else
-             f"no detectable difference in any of the {n}" if ahead == behind == 0 else
-             f"{a} ahead in {ahead}, {b} in {behind}, neither in {n - ahead - behind} of the {n}")
-    glue[f"{key}_sentence"] = (f"Across {len(archs)} student architectures ({'; '.join(archs)}), {a} {MINUS} {b} "
-                               f"under {display_name(protocol)} shows {words} comparisons by architecture and IPC "
-                               f"({RULES[rule]}, 95 % intervals over paired seeds).")
-    sides = {"ahead" if r["ci95"][0] > 0 else "behind" if r["ci95"][1] < 0 else "level" for r in mine}
-    glue[f"{key}_holds"] = (
-        f"{a} against {b} is {'the same' if len(sides) == 1 else 'not the same'} on every student architecture: "
-        + "; ".join(f"{r['protocol']} at IPC {r['ipc']}: {points(100 * r['diff_mean'])} points "
-                    f"[{bound(100 * r['ci95'][0])}, {bound(100 * r['ci95'][1])}]"
-                    for r in sorted(mine, key=lambda r: (r["ipc"], r["protocol"]))))
-    return table, glue
