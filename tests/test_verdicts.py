@@ -232,7 +232,9 @@ def test_selection_views_of_a_builds_students() -> None:
     assert g["gains_herding_gain_kd"] == pytest.approx(-1.0) and g["gains_kd_minus_ce_mean"] == pytest.approx(5.0)
     kd, g_kd = results.selection_gains(rows, protocol="kd")  # one protocol per table: no "not run" cell
     ce, _ = results.selection_gains(rows, protocol="ce")
-    assert list(kd.columns) == ["method, IPC", "KD (%)", "KD: gain over random"] and len(kd) == 6
+    assert list(kd.columns) == ["method, IPC", "KD (%)", "KD: gain over random"]
+    assert kd["method, IPC"].tolist() == ["BPS, IPC 1", "BPS, IPC 10", "herding, IPC 1", "herding, IPC 10",
+                                          "random, IPC 1", "random, IPC 10"]  # BPS first, random last, by method
     assert ce.to_dict("list") == {"method, IPC": ["BPS, IPC 10", "random, IPC 10"], "hard labels (%)": ["56.0", "54.0"],
                                   "hard labels: gain over random": ["+2.0", "baseline"],
                                   "KD − hard labels": ["+5.0", "+5.0"]}

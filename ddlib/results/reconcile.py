@@ -22,9 +22,10 @@ __all__ = ["AGREEMENT", "live_versus_record"]
 
 #: the words of the last column, by case: the record finds a side ahead (its interval excludes 0) and this
 #: run's difference has that sign, or not; the record finds no difference and this run's lies inside its
-#: interval, or outside it (a one-seed gain the record does not find)
-AGREEMENT = {"same": "agrees", "opposite": "disagrees: trust the record", "inside": "agrees",
-             "outside": "not confirmed by the record", "missed": "no difference here; the record finds one"}
+#: interval, or outside it (a one-seed gain the record does not find); "within" is not agreement with a gain:
+#: the record finds none, and this run's one-seed difference is within what its seeds spread over
+AGREEMENT = {"same": "agrees", "opposite": "disagrees: trust the record", "inside": "within the record's interval",
+             "outside": "outside the record's interval", "missed": "no difference here; the record finds one"}
 
 
 def _live_means(rows: Sequence[Mapping[str, Any]], protocol: str, rule: str) -> tuple[dict[tuple, float], int]:
@@ -84,6 +85,8 @@ def live_versus_record(rows: Sequence[Mapping[str, Any]], record: Record | None,
     glue: dict[str, str | float] = {
         f"{key}_n": len(shared), f"{key}_n_seeds": n_live, f"{key}_record_seeds": n_rec,
         f"{key}_n_agree": sum(c[0] in ("same", "inside") for c in cases.values()),
+        f"{key}_n_same": sum(c[0] == "same" for c in cases.values()),
+        f"{key}_n_inside": sum(c[0] == "inside" for c in cases.values()),
         f"{key}_n_disagree": sum(c[0] == "opposite" for c in cases.values()),
         f"{key}_n_unconfirmed": sum(c[0] == "outside" for c in cases.values()),
         f"{key}_n_missed": sum(c[0] == "missed" for c in cases.values()),
@@ -102,11 +105,15 @@ def live_versus_record(rows: Sequence[Mapping[str, Any]], record: Record | None,
         glue[f"{key}_best"] = "not compared"
         return whole_table(pd.DataFrame(out, columns=cols)), glue
     off = [mk for mk in shared if cases[mk][0] == "opposite"]
-    n_ok, n_un, n_miss = glue[f"{key}_n_agree"], glue[f"{key}_n_unconfirmed"], glue[f"{key}_n_missed"]
-    parts = [f"{n_ok} {'agrees' if n_ok == 1 else 'agree'} with it",
+    n_same, n_in = glue[f"{key}_n_same"], glue[f"{key}_n_inside"]
+    n_un, n_miss = glue[f"{key}_n_unconfirmed"], glue[f"{key}_n_missed"]
+    parts = [*([f"{n_same} {'agrees' if n_same == 1 else 'agree'} with a difference the record finds"]
+               if n_same else []),
+             f"{n_in} {'lies' if n_in == 1 else 'lie'} within the interval of a record that finds no difference",
              f"{len(off)} {'puts' if len(off) == 1 else 'put'} the other side ahead"
              + (" (" + "; ".join(reading(mk) for mk in off) + ")" if off else ""),
-             f"{n_un} {'shows' if n_un == 1 else 'show'} a gain or loss the record does not find",
+             f"{n_un} {'shows' if n_un == 1 else 'show'} a gain or loss outside the record's interval, one the "
+             "record does not find",
              *([f"{n_miss} {'shows' if n_miss == 1 else 'show'} no difference where the record finds one"]
                if n_miss else [])]
     glue[f"{key}_sentence"] = (f"Of the {len(shared)} comparisons with {display_name(baseline)} that this run shares "

@@ -262,7 +262,8 @@ def selection_gains(rows: Sequence[Mapping[str, Any]], *, baseline: str = "rando
     acc = {(m, k, p): 100 * a for m, k, p, a in zip(means.method, means.ipc, means.student, means.acc, strict=True)}
     protocols = sorted(means.student.unique(), key=lambda p: p != "kd")
     cells = [(m, k) for m, k in dict.fromkeys(zip(means.method, means.ipc, strict=True))]
-    cells.sort(key=lambda mk: (mk[0] != method, mk[0] == baseline, mk[1]))
+    order = list(dict.fromkeys(m for m, _ in cells))  # each method's rows together, its IPCs in order
+    cells.sort(key=lambda mk: (mk[0] != method, mk[0] == baseline, order.index(mk[0]), mk[1]))
 
     def gain(m: str, k: Any, p: str) -> float | None:
         a, b = acc.get((m, k, p)), acc.get((baseline, k, p))
