@@ -43,6 +43,7 @@ def test_flow_cosine_findings_reads_the_recorded_differences() -> None:
     assert g["flowrec_sfm_per_view_mean"] == "0.450" and g["flowrec_lgm_per_view_mean"] == "0.330"
     assert g["flowrec_sfm_step_sd"] == "0.150"  # (0.1 + 0.2) / 2
     assert g["flowrec_lgm_per_view_mean_diff"] == "−0.120"
+    assert g["flowrec_lgm_per_view_mean_diff_named"] == "LGM − SFM −0.120"  # the sign says which side: named
     assert g["flowrec_lgm_per_view_mean_interval"] == "−0.200 to −0.040"
     assert g["flowrec_lgm_per_view_mean_verdict"] == "SFM higher" and g["flowrec_lgm_per_view_mean_higher"] == "SFM"
     assert g["flowrec_sfm_chunked_per_view_mean_higher"] == "neither"
@@ -169,6 +170,16 @@ def test_recorded_across_backbones_pairs_seeds_per_backbone() -> None:
     rows[0]["per_seed"] = [0.6, 0.6, 0.6]
     assert results.recorded_across_backbones(rec)[1]["sfm_backbones_sentence"].endswith("SFM ahead on every backbone")
     assert results.recorded_across_backbones(records=[])[1]["sfm_backbones_sentence"].startswith("not recorded yet")
+    # a record being filled: IPC 10 holds one seed so far. Its differences are given without an interval (never
+    # "[nan, nan]") and without a verdict; the verdict on every backbone is IPC 1's
+    one = lambda s, proto, v: {**row(s, proto, [v]), "ipc": 10, "mean": v, "per_seed": [v], "seeds": [0]}  # noqa: E731
+    rows += [one("sfm", "probe on efficientnet-lite1", 0.45), one("random-real", "probe on efficientnet-lite1", 0.44),
+             one("sfm", "probe on efficientnet-lite2", 0.43), one("random-real", "probe on efficientnet-lite2", 0.44)]
+    rec.config["ipcs"] = [1, 10]
+    text = results.recorded_across_backbones(rec)[1]["sfm_backbones_sentence"]
+    assert "nan" not in text
+    assert "at IPC 10 (one seed so far, no interval) +1.0 on EfficientNet-Lite1 and −1.0 on EfficientNet-Lite2" in text
+    assert text.endswith("SFM ahead on every backbone with an interval (IPC 10: one seed, no verdict yet)")
 
 
 def test_the_repository_records_read() -> None:

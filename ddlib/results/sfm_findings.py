@@ -77,6 +77,9 @@ def flow_cosine_findings(record: Record | None = None, records: Iterable[Record]
         verdict = f"{display_name(higher)} higher" if higher else "no detectable difference"
         stem = f"{key}_{slug(d['method'])}_{d['metric']}"
         glue.update({f"{stem}_diff": _cos(float(d["diff_mean"])), f"{stem}_verdict": verdict,
+                     # the difference with its sign's meaning: "LGM − SFM −0.056"
+                     f"{stem}_diff_named": f"{display_name(d['method'])} {MINUS} {display_name(d['baseline'])} "
+                                           f"{_cos(float(d['diff_mean']))}",
                      f"{stem}_higher": display_name(higher) if higher else "neither",
                      f"{stem}_interval": f"{_cos(lo, False)} to {_cos(hi, False)}"})
         rows.append({"comparison": f"{display_name(d['method'])} {MINUS} {display_name(d['baseline'])}",

@@ -314,22 +314,31 @@ def recorded_across_backbones(record: Record | None = None, records: Iterable[Re
     rows = synthesis_versus(rec, method, (baseline,))
     rows = rows[rows.protocol.str.startswith(f"{mode} on ")]
     rows = rows[rows.protocol != f"{mode} on {rec.config.get('distill_backbone')}"]  # the distillation backbone
-    parts, signs = [], set()
+    parts, signs, single = [], set(), []
     for ipc in sorted(rows.ipc.unique()):
         here = rows[rows.ipc == ipc]
+        n = int(here.n_seeds.min()) if len(here) else 0
+        if n < 2:  # one seed so far (a record being filled): its differences, no interval and no verdict
+            single.append(str(ipc))
+            cells = [f"{points(100 * r.diff_mean)} on {display_name(r.protocol.split(' on ')[1])}"
+                     for r in here.itertuples()]
+            parts.append(f"at IPC {ipc} (one seed so far, no interval) " + " and ".join(cells))
+            continue
         cells = [f"{points(100 * r.diff_mean)} [{bound(100 * r.ci95[0])}, "
                  f"{bound(100 * r.ci95[1])}] on {display_name(r.protocol.split(' on ')[1])}"
                  for r in here.itertuples()]
         signs |= {(1 if r.diff_mean > 0 else -1) if r.excludes_zero else 0 for r in here.itertuples()}
-        n = int(here.n_seeds.min()) if len(here) else 0
         parts.append(f"at IPC {ipc} ({n} paired seeds) " + " and ".join(cells))
     if not parts:
         return table, {**glue, f"{key}_sentence": f"{display_name(method)} against {display_name(baseline)}: not "
                                                   "scored on another backbone in the record"}
-    what = ("one backbone only: no claim across backbones" if len(rows) < 2 else
+    what = ("one seed only: no verdict yet" if not signs else
+            "one backbone only: no claim across backbones" if len(rows) < 2 else
             f"{display_name(method)} ahead on every backbone" if signs == {1} else
             f"{display_name(method)} behind on every backbone" if signs == {-1} else
             "no detectable difference on any backbone" if signs == {0} else "the verdict changes with the backbone")
+    if signs and single:
+        what += f" with an interval (IPC {', '.join(single)}: one seed, no verdict yet)"
     sentence = (f"on {display_name(dataset_label(rec.config.get('dataset')))}, {display_name(method)} {MINUS} "
                 f"{display_name(baseline)} by the {display_name(mode)} reads " + "; ".join(parts) + f": {what}")
     return table, {**glue, f"{key}_sentence": sentence}
