@@ -21,14 +21,17 @@ glue("half", a / 2, display=False)
 '''
 
 
-def tiny_notebook(folder: Path) -> Path:
-    nb = nbformat.v4.new_notebook(cells=[
-        nbformat.v4.new_code_cell('a = 1\ntag = "x"\nfail = False', metadata={"tags": ["parameters"]}),
-        nbformat.v4.new_code_cell(TINY)])
+def _notebook(path: Path, parameters: str, body: str) -> Path:
+    """A two-cell notebook at ``path``: a cell tagged ``parameters``, then ``body``."""
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(parameters, metadata={"tags": ["parameters"]}),
+                                         nbformat.v4.new_code_cell(body)])
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    path = folder / "tiny.ipynb"
     nbformat.write(nb, path)
     return path
+
+
+def tiny_notebook(folder: Path) -> Path:
+    return _notebook(folder / "tiny.ipynb", 'a = 1\ntag = "x"\nfail = False', TINY)
 
 
 def test_values_and_grid() -> None:
@@ -213,14 +216,10 @@ def test_a_list_parameter_is_one_value_of_the_grid(tmp_path: Path) -> None:
             parse_grid([("ipcs", bad)])
     with pytest.raises(ParamError, match="given twice"):
         parse_grid([("ipcs", "[1,10],[1, 10]")])
-    nb = nbformat.v4.new_notebook(cells=[
-        nbformat.v4.new_code_cell("ipcs = [1]", metadata={"tags": ["parameters"]}),
-        nbformat.v4.new_code_cell('from myst_nb import glue\nglue("n", len(ipcs), display=False)\n'
-                                  'glue("top", max(ipcs), display=False)')])
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, tmp_path / "lists.ipynb")
+    nb = _notebook(tmp_path / "lists.ipynb", "ipcs = [1]", 'from myst_nb import glue\nglue("n", len(ipcs), '
+                   'display=False)\nglue("top", max(ipcs), display=False)')
     out = tmp_path / "runs"
-    assert cli.main(["sweep", str(tmp_path / "lists.ipynb"), "-p", "ipcs", "[1,10],[1,10,50]", "--out", str(out)]) == 0
+    assert cli.main(["sweep", str(nb), "-p", "ipcs", "[1,10],[1,10,50]", "--out", str(out)]) == 0
     rows = json.loads((out / "results.json").read_text())
     assert sorted((r["parameters"]["ipcs"], r["results"]["n"], r["results"]["top"]) for r in rows) == [
         ([1, 10], 2, 10), ([1, 10, 50], 3, 50)]

@@ -36,7 +36,7 @@ from typing import Any
 
 import pandas as pd
 
-from ddlib.utils import ROOT, provenance
+from ddlib.utils import ROOT, _cpu_threads, provenance
 
 __all__ = ["ACCURACY_COLUMNS", "CLAIM_SEEDS", "KEYS", "PROVENANCE_KEYS", "RESULT_DIRS",
            "VERSUS_COLUMNS", "Record", "ResultsError", "accuracy_rows", "accuracy_table", "dataset_label", "device_words",
@@ -144,10 +144,11 @@ class Record:
     @property
     def device(self) -> str:
         """The device the record was made on, as a label: "CPU (1 thread)" also for records written as
-        "CPU (1 threads)" before :func:`ddlib.utils.provenance` said it right; any other device unchanged."""
+        "CPU (1 threads)" before :func:`ddlib.utils.provenance` said it right (the label is its, ``_cpu_threads``); any
+        other device unchanged."""
         text = str(self.provenance.get("device", ""))
         m = _CPU.fullmatch(text.strip())
-        return f"CPU ({m[1]} thread{'' if m[1] == '1' else 's'})" if m else text
+        return _cpu_threads(int(m[1])) if m else text
 
     @property
     def wall_s(self) -> float | None:

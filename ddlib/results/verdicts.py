@@ -227,13 +227,13 @@ def verdict_table(rows: Any, *, rule: str = "final", expected: Iterable[Any] | N
         n = int(r["n_seeds"]) if _is_number(r.get("n_seeds")) else None
         if state == "single":
             return {"difference": f"{points(d)} points", "95 % interval": "none (one seed)",
-                    "verdict": "one seed, no interval", "state": state, "wide": f"{points(d)} (one seed)"}
+                    "verdict": _VERDICT["single"], "state": state, "wide": f"{points(d)} (one seed)"}
         if state == "fixed":
             return {"difference": f"{points(d)} points", "95 % interval": "none (the same at every seed)",
                     "verdict": _VERDICT["fixed"], "state": state, "wide": f"{points(d)} (same at every seed)"}
         lo, hi = (unit * float(x) for x in r["ci95"])
         brackets = f"[{bound(lo)}, {bound(hi)}]"
-        words = {"method": f"{a} ahead", "baseline": f"{b} ahead", "none": "no detectable difference"}[state]
+        words = {"method": f"{a} ahead", "baseline": f"{b} ahead", "none": _VERDICT["none"]}[state]
         return {"difference": f"{points(d)} points", "95 % interval": brackets + (f", {n} seeds" if n and n < most
                                                                                   else ""),
                 "verdict": words, "state": state, "wide": f"{points(d)} {brackets}{_WIDE[state]}"}
