@@ -39,9 +39,8 @@ import pandas as pd
 from ddlib.utils import ROOT, _cpu_threads, provenance
 
 __all__ = ["ACCURACY_COLUMNS", "CLAIM_SEEDS", "KEYS", "PROVENANCE_KEYS", "RESULT_DIRS",
-           "VERSUS_COLUMNS", "Record", "ResultsError", "accuracy_rows", "accuracy_table", "dataset_label", "device_words",
-           "load",
-           "load_file", "records_overview", "records_table", "result_files", "strict", "write"]
+           "VERSUS_COLUMNS", "Record", "ResultsError", "accuracy_rows", "accuracy_table", "dataset_label",
+           "device_words", "load", "load_file", "records_overview", "records_table", "result_files", "strict", "write"]
 
 #: where recorded results live, relative to the repository root
 RESULT_DIRS = ("results", "benchmarks/results")
