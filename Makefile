@@ -17,9 +17,11 @@ EXTRAS  := book,test,faiss
 # re-created when pyproject.toml or this file changes; `make env` is a no-op otherwise
 STAMP   := $(VENV)/.ddlib-env
 PYTEST_ARGS ?=
-# the book's scale: empty = the chapters' defaults ("cpu"), executed and cached by jupyter-book;
-# test|cpu|gpu = every chapter run by papermill with scale=SCALE, then built as executed
+# the book's scale: empty = the chapters' defaults ("cpu"); test|cpu|gpu|workshop = every chapter run with
+# scale=SCALE. Either way papermill executes the chapters (JOBS at a time), then Jupyter Book builds them as executed
 SCALE   ?=
+# chapters executed at once by `make book` (ddlib.bookbuild: they share the threads and one artifact cache)
+JOBS    ?= 2
 
 MATHJAX_VERSION   := 3.2.2
 MATHJAX_INTEGRITY := sha512-Bt+SSVU8eBG27zChVewOicYs7Xsdt40qm4+UpHyX7k0/O9NliPc+x77k1/FEsPsjKPZGJvtRZM1vO+geW0OhGw==
@@ -43,7 +45,7 @@ endef
 
 help:
 	@echo "make book    build the book (creates $(VENV) and gets Fashion-MNIST if absent) -> book/_build/html"
-	@echo "             make book SCALE=test|cpu|gpu runs every chapter at that scale with papermill"
+	@echo "             make book SCALE=test|cpu|gpu|workshop runs every chapter at that scale; JOBS=2 chapters at once"
 	@echo "make test    run the tests (creates $(VENV) if absent); PYTEST_ARGS='-k data' to select"
 	@echo "make env     only create the environment; make clean removes builds (not $(VENV))"
 
@@ -90,11 +92,7 @@ $(MATHJAX):
 
 # DDLIB_PROGRESS=0: no progress bars in the pages (ddlib.utils.progress_shown; `python -m ddlib book` sets it too)
 book: env data mathjax
-ifeq ($(SCALE),)
-	DDLIB_PROGRESS=0 $(VENV)/bin/jupyter-book build -W --keep-going book
-else
-	$(PY) -m ddlib book --scale $(SCALE)
-endif
+	$(PY) -m ddlib book --jobs $(JOBS) $(if $(SCALE),--scale $(SCALE))
 	@test -f book/_build/html/index.html && echo "book: book/_build/html/index.html"
 
 test: env data browser mathjax

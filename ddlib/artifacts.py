@@ -12,6 +12,10 @@ or swapped onto another key by hand is moved aside into ``quarantine/`` with a w
 recomputed, never served. Temporary files left by a writer killed mid-write (``.<name>.<host>.<pid>.…tmp``)
 are removed on the first use of the cache in a process, once their writer is gone or they are an hour old.
 
+Processes that share a cache compute each artifact once: :func:`cached` holds a lock on the key while it
+computes (:func:`computing`), so a second process asking for it waits and loads the first one's result
+(``python -m ddlib book --jobs 2`` runs chapters that share Stage 1 side by side).
+
 An entry carries the identity of what made it in its key: the dataset's spec and a digest of its images
 and labels (:meth:`ddlib.data.Dataset.key`: name, subsample, image size and so channels), the config, and the
 upstream keys (a backbone's key names it and its input size, ``…@64px``); features, golden heads and synthetic
@@ -27,6 +31,7 @@ folder (on a cluster: a filesystem every node sees); :func:`cached` lets only ra
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import io
@@ -37,11 +42,16 @@ import socket
 import tempfile
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks (see computing)
+    fcntl = None  # type: ignore[assignment]
 
 import ddlib
 from ddlib import distributed, preflight
@@ -49,15 +59,17 @@ from ddlib.utils import ParamError, config_fields, dumps_strict, json_safe
 
 __all__ = ["STALE_TMP_SECONDS", "DEAD_WRITER_GRACE_SECONDS", "QUARANTINE", "CorruptArtifactWarning",
            "MismatchedArtifactWarning", "cache_dir", "sweep_stale_tmp", "make_key", "write_bytes_atomic",
-           "write_json_atomic", "save", "exists", "remove", "quarantine", "load", "cached"]
+           "write_json_atomic", "save", "exists", "remove", "quarantine", "load", "cached", "computing", "LOCKS"]
 
 T = TypeVar("T")
 
 STALE_TMP_SECONDS = 3600      # a temporary file this old is no live write (writes take seconds)
 DEAD_WRITER_GRACE_SECONDS = 60  # ... and one of a dead writer on this host is removed after this long
 QUARANTINE = "quarantine"
+LOCKS = ".locks"  # computing(): one lock file per key being computed
 _HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname()) or "host"
 _SWEPT: set[Path] = set()
+_HELD: set[str] = set()  # the keys this process holds the lock of (computing is re-entrant)
 
 
 class CorruptArtifactWarning(UserWarning):
@@ -270,14 +282,40 @@ def cached(key: str, compute: Callable[[], T], meta: dict[str, Any] | None = Non
     """
     if distributed.world_size() > 1:
         return _cached_on_ranks(key, compute, meta, enabled, collective)
-    if enabled:
+    if not enabled:
+        return compute()
+    obj = load(key)
+    if obj is not None:
+        return obj
+    with computing(key):  # another process computing this key: wait for it and load its result
         obj = load(key)
-        if obj is not None:
-            return obj
-    obj = compute()
-    if enabled:
-        save(key, obj, meta)
+        if obj is None:
+            obj = compute()
+            save(key, obj, meta)
     return obj
+
+
+@contextlib.contextmanager
+def computing(key: str) -> Iterator[None]:
+    """Hold the cache's lock on ``key`` while it is computed: two processes that share a cache (the chapters of
+    ``python -m ddlib book --jobs 2``, two users, a sweep's runs) compute an artifact once, the second waiting for
+    the first and then loading its result. An exclusive ``flock`` on ``<cache>/.locks/<key>.lock``, released by the
+    kernel when its holder exits, so a killed run never leaves a stale lock; re-entrant within a process (a key's
+    compute only ever asks for its upstream keys, so two processes cannot wait on each other). Where ``fcntl``
+    is missing (Windows) nothing is locked and a shared key may be computed twice."""
+    if fcntl is None or key in _HELD:
+        yield
+        return
+    folder = cache_dir() / LOCKS
+    folder.mkdir(exist_ok=True)
+    with open(folder / f"{key}.lock", "a+b") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        _HELD.add(key)
+        try:
+            yield
+        finally:
+            _HELD.discard(key)
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
 def _cached_on_ranks(key: str, compute: Callable[[], T], meta: dict[str, Any] | None, enabled: bool,

@@ -14,14 +14,15 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import yaml
 
 from ddlib.presets import SCALES
-from ddlib.utils import ROOT, check_choice, progress_env
+from ddlib.utils import ROOT, check_choice, check_int, progress_env
 
-__all__ = ["toc_files", "chapters", "fold_injected_parameters", "build", "papermill_commands"]
+__all__ = ["toc_files", "chapters", "fold_injected_parameters", "build", "costliest_first", "papermill_commands"]
 
 
 def toc_files(toc: dict) -> list[str]:
@@ -63,11 +64,21 @@ def fold_injected_parameters(path: Path) -> None:
     nbformat.write(nb, str(path))
 
 
-def build(scale: str, out: Path | None = None, book: Path = ROOT / "book", progress: bool = True) -> Path:
-    """Execute every chapter with ``scale`` (papermill), build the HTML strictly; return the html folder."""
-    import papermill as pm
+def build(scale: str | None = None, out: Path | None = None, book: Path = ROOT / "book", progress: bool = True,
+          jobs: int = 1) -> Path:
+    """Execute every chapter (papermill) with ``scale``, or with its own defaults when ``scale`` is None (what
+    ``make book`` does), build the HTML strictly; return the html folder.
 
-    check_choice("scale", scale, SCALES)
+    ``jobs`` > 1 runs that many chapters at once, each in a kernel of its own with the machine's threads shared
+    out (``OMP_NUM_THREADS``), the costliest first as the newest book-build record timed them. They share one
+    artifact cache, whose locks (:func:`ddlib.artifacts.computing`) make a chapter that needs what another is
+    computing (chapter 2 needs chapter 1's Stage 1) wait for it instead of computing it again. Each chapter's
+    wall seconds go to ``<out>/_build/chapter_seconds.json``."""
+    import json
+
+    if scale is not None:
+        check_choice("scale", scale, SCALES)
+    check_int("jobs", jobs, 1, 64)
     out = Path(out) if out is not None else book
     staged = out / "_staged"
     if staged.exists():
@@ -83,19 +94,91 @@ def build(scale: str, out: Path | None = None, book: Path = ROOT / "book", progr
     os.environ.setdefault("PLOTLY_RENDERER", "notebook")  # the kernels inherit it (see ddlib.plots)
     # no progress bars in the pages: the kernels (and Jupyter Book's) inherit DDLIB_PROGRESS=0
     with progress_env(False):
-        for chapter in chapters(book):
-            src = (book / f"{chapter}.ipynb").resolve()
-            dst = staged / f"{chapter}.ipynb"
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            if progress:
-                print(f"executing {chapter} (scale={scale})", flush=True)
-            pm.execute_notebook(str(src), str(dst), parameters={"scale": scale}, kernel_name="python3",
-                                cwd=str(src.parent), progress_bar=False)
-            fold_injected_parameters(dst)
+        todo = chapters(book)
+        seconds = (_execute_serially if jobs == 1 else _execute_in_parallel)(todo, book, staged, scale, progress,
+                                                                            jobs)
+        (out / "_build").mkdir(parents=True, exist_ok=True)
+        (out / "_build" / "chapter_seconds.json").write_text(json.dumps(
+            {"scale": scale, "jobs": jobs, "chapter_seconds": {Path(c).name: round(t, 1) for c, t in seconds.items()}},
+            indent=1) + "\n")
         jb = Path(sys.executable).with_name("jupyter-book")
         subprocess.run([str(jb), "build", "-W", "--keep-going", "--path-output", str(out), str(staged)],
                        check=True, stdout=None if progress else subprocess.DEVNULL)
     return out / "_build" / "html"
+
+
+def _paths(chapter: str, book: Path, staged: Path) -> tuple[Path, Path]:
+    src = (book / f"{chapter}.ipynb").resolve()
+    dst = staged / f"{chapter}.ipynb"
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    return src, dst
+
+
+def _execute_serially(todo: list[str], book: Path, staged: Path, scale: str | None, progress: bool,
+                      jobs: int) -> dict[str, float]:
+    import papermill as pm
+
+    seconds = {}
+    for chapter in todo:
+        src, dst = _paths(chapter, book, staged)
+        if progress:
+            print(f"executing {chapter} ({_scale_words(scale)})", flush=True)
+        t = time.perf_counter()
+        pm.execute_notebook(str(src), str(dst), parameters={} if scale is None else {"scale": scale},
+                            kernel_name="python3", cwd=str(src.parent), progress_bar=False)
+        seconds[chapter] = time.perf_counter() - t
+        fold_injected_parameters(dst)
+    return seconds
+
+
+def _scale_words(scale: str | None) -> str:
+    return "its default parameters" if scale is None else f"scale={scale}"
+
+
+def costliest_first(todo: list[str], records: object = None) -> list[str]:
+    """``todo`` ordered by the chapter seconds of the newest book-build record (``benchmarks/book_build_time.py``),
+    costliest first, so that a parallel build starts its long chapters first; chapters it did not time keep the
+    table of contents' order, after the timed ones."""
+    from ddlib.results import chapter_time, load
+
+    records = load() if records is None else list(records)  # type: ignore[call-overload]
+    timed = {c: chapter_time(Path(c).name, records).get("chapter_seconds") for c in todo}
+    return sorted(todo, key=lambda c: (-(timed[c] or 0.0), todo.index(c)) if timed[c] else (1.0, todo.index(c)))
+
+
+def _execute_in_parallel(todo: list[str], book: Path, staged: Path, scale: str | None, progress: bool,
+                         jobs: int) -> dict[str, float]:
+    from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+
+    threads = str(max(1, (os.cpu_count() or 1) // jobs))
+    env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+    seconds: dict[str, float] = {}
+
+    def run(chapter: str) -> None:
+        src, dst = _paths(chapter, book, staged)
+        if progress:
+            print(f"executing {chapter} ({_scale_words(scale)}, {threads} thread(s))", flush=True)
+        cmd = [sys.executable, "-m", "papermill", str(src), str(dst), "-k", "python3", "--cwd", str(src.parent),
+               "--no-progress-bar", *(["-p", "scale", scale] if scale is not None else [])]
+        t = time.perf_counter()
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"chapter {chapter} failed (papermill exit {proc.returncode}); the executed notebook, "
+                               f"with the error, is {dst}:\n{proc.stderr[-2000:]}")
+        seconds[chapter] = time.perf_counter() - t
+        fold_injected_parameters(dst)
+        if progress:
+            print(f"done {chapter} in {seconds[chapter]:.0f} s", flush=True)
+
+    with ThreadPoolExecutor(max_workers=min(jobs, len(todo))) as pool:
+        futures = [pool.submit(run, c) for c in costliest_first(todo)]
+        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        failed = [f for f in done if f.exception() is not None]
+        if failed:
+            for f in futures:
+                f.cancel()  # the chapters not started yet; those running finish
+            raise failed[0].exception()  # type: ignore[misc]
+    return {c: seconds[c] for c in todo}
 
 
 def papermill_commands(page: Path) -> list[list[str]]:

@@ -251,3 +251,49 @@ def test_public_atomic_writers(tmp_path: Path) -> None:
     artifacts.write_bytes_atomic(tmp_path / "c.bin", b"\x00\x01")
     assert (tmp_path / "c.bin").read_bytes() == b"\x00\x01"
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["a", "b.json", "c.bin"]
+
+
+def _slow_compute(key: str, log: str, cache: str, started: str) -> None:
+    """Run in another process: compute ``key`` with a compute that records each call, says it started and
+    finishes only once the test creates ``<started>.release``."""
+    import time
+
+    os.environ["DDLIB_CACHE"] = cache
+
+    def compute() -> int:
+        with open(log, "a") as f:
+            f.write("computed\n")
+        Path(started).touch()
+        while not Path(started + ".release").exists():
+            time.sleep(0.02)
+        return 7
+
+    assert artifacts.cached(key, compute) == 7
+
+
+@pytest.mark.skipif(artifacts.fcntl is None, reason="no advisory locks on this platform")
+def test_two_processes_compute_a_shared_key_once(fresh_cache: Path, tmp_path: Path) -> None:
+    """While one process computes a key, a second asking for it waits for the lock and loads the first's
+    result: the compute runs once (the chapters of a parallel book build share Stage 1 this way)."""
+    import multiprocessing as mp
+    import threading
+    import time
+
+    key = artifacts.make_key("shared", "d", {"a": 1})
+    log, started = tmp_path / "log", tmp_path / "started"
+    ctx = mp.get_context("spawn")
+    first = ctx.Process(target=_slow_compute, args=(key, str(log), str(fresh_cache), str(started)))
+    first.start()
+    deadline = time.monotonic() + 60
+    while not started.exists() and time.monotonic() < deadline:  # the first holds the lock, mid-compute
+        time.sleep(0.05)
+    assert started.exists()
+    # the first finishes only after this process has asked for the key: without the lock it would compute it
+    threading.Timer(0.5, lambda: Path(f"{started}.release").touch()).start()
+    assert artifacts.cached(key, lambda: pytest.fail("computed twice")) == 7
+    first.join(60)
+    assert first.exitcode == 0 and log.read_text() == "computed\n"
+    assert (fresh_cache / artifacts.LOCKS / f"{key}.lock").exists()
+    # re-entrant: a compute that asks for its own key's lock again (nested cached calls) does not deadlock
+    with artifacts.computing("k"), artifacts.computing("k"):
+        pass

@@ -86,7 +86,7 @@ def html_root(browser_or_skip: None, tmp_path_factory: pytest.TempPathFactory) -
             pytest.skip(f"DDLIB_BOOK_HTML={given} holds no built book (run make book)")
         assert (root / "index.html").is_file(), f"DDLIB_BOOK_HTML={given} holds no built book"
         return root
-    return bookbuild.build("test", out=tmp_path_factory.mktemp("book"), progress=False)
+    return bookbuild.build("test", out=tmp_path_factory.mktemp("book"), progress=False, jobs=2)  # as make book
 
 
 @pytest.fixture(scope="module")

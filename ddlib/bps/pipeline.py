@@ -128,6 +128,15 @@ def modelling(ds, cfg: PipelineConfig, methods=None, device=None, progress: bool
     needs = set().union(*(registry.get(m).needs for m in methods))
     teacher_ds = ds if teacher_ds is None else teacher_ds
     sec: dict[str, float] = {}
+    wants_teacher_scores = "forgetting" in needs and cfg.forgetting.source == "teacher"
+    model = None
+    # the teacher first: it does not depend on Stage 1, so a chapter run beside chapter 1 (python -m ddlib book
+    # --jobs 2) trains it while chapter 1 trains the encoder, then finds Stage 1 in the cache
+    if "teacher" in needs or teacher or wants_teacher_scores:
+        t = time.perf_counter()
+        model = train_teacher(teacher_ds, cfg.teacher, device=device, progress=progress,
+                              el2n_epoch=cfg.forgetting.el2n_epoch if wants_teacher_scores else None)
+        sec["teacher"] = time.perf_counter() - t
     t = time.perf_counter()
     mp = model_patterns(ds, cfg.encoder, cfg.pattern, device=device, progress=progress, train_ds=encoder_ds)
     sec["modelling"] = time.perf_counter() - t
@@ -137,12 +146,7 @@ def modelling(ds, cfg: PipelineConfig, methods=None, device=None, progress: bool
                     "stage1_seconds": mp.get("seconds"), "pool_size": len(ds.train_y),
                     "teacher_train_size": len(teacher_ds.train_y),
                     "encoder_train_size": len((encoder_ds or ds).train_y)}}
-    wants_teacher_scores = "forgetting" in needs and cfg.forgetting.source == "teacher"
-    if "teacher" in needs or teacher or wants_teacher_scores:
-        t = time.perf_counter()
-        model = train_teacher(teacher_ds, cfg.teacher, device=device, progress=progress,
-                              el2n_epoch=cfg.forgetting.el2n_epoch if wants_teacher_scores else None)
-        sec["teacher"] = time.perf_counter() - t
+    if model is not None:
         t = time.perf_counter()
         inputs.entropies = teacher_entropies(model, ds.train_x, device=device)
         sec["entropies"] = time.perf_counter() - t

@@ -29,7 +29,7 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _book(args: argparse.Namespace) -> int:
-    html = bookbuild.build(args.scale, out=args.out)
+    html = bookbuild.build(args.scale, out=args.out, jobs=args.jobs)
     print(f"book: {html / 'index.html'}")
     return 0
 
@@ -46,9 +46,12 @@ def add_commands(sub: argparse._SubParsersAction) -> dict:
     p.add_argument("--jobs", type=int, default=1, help="runs at once (default 1)")
     p.add_argument("--kernel", default="python3", help="Jupyter kernel (default python3)")
     p.add_argument("--timeout", type=int, default=None, help="seconds allowed per cell (default: no limit)")
-    b = sub.add_parser("book", help="build the book with every chapter executed at one scale",
-                       description="Execute each chapter of book/_toc.yml with papermill and scale=SCALE, "
-                                   "then build the HTML strictly (-W) into OUT/_build/html.")
-    b.add_argument("--scale", required=True, help="test | cpu | gpu")
+    b = sub.add_parser("book", help="build the book, every chapter executed (at one scale, or its defaults)",
+                       description="Execute each chapter of book/_toc.yml with papermill (scale=SCALE, or the "
+                                   "chapter's own defaults without --scale), JOBS at a time, then build the HTML "
+                                   "strictly (-W) into OUT/_build/html. make book runs this with --jobs 2.")
+    b.add_argument("--scale", default=None, help="test | cpu | gpu | workshop (default: each chapter's own defaults)")
+    b.add_argument("--jobs", type=int, default=1,
+                   help="chapters executed at once, sharing the machine's threads and one artifact cache (default 1)")
     b.add_argument("--out", default=None, help="output folder (default: book/, so book/_build/html)")
     return {"sweep": _sweep, "book": _book}
