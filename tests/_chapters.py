@@ -52,3 +52,13 @@ def check_page(path: Path) -> dict[str, object]:
             for text in shown:
                 assert not NAN.search(text or ""), f"cell {i} shows NaN: {NAN.search(text).group(0)!r}"
     return glued
+
+
+def write_notebook(path: Path, parameters: str, body: str) -> Path:
+    """A two-cell notebook at ``path``, for the papermill and sweep tests: a cell tagged ``parameters``, then
+    ``body``."""
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(parameters, metadata={"tags": ["parameters"]}),
+                                         nbformat.v4.new_code_cell(body)])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+    return path

@@ -6,10 +6,10 @@ import re
 import types
 from pathlib import Path
 
-import nbformat
 import pytest
 
 from ddlib import sweep, utils
+from tests._chapters import write_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -90,12 +90,8 @@ def test_only_utils_makes_bars() -> None:
 
 def test_a_sweep_runs_its_notebooks_without_bars(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(utils.PROGRESS_ENV, raising=False)
-    nb = nbformat.v4.new_notebook(cells=[
-        nbformat.v4.new_code_cell("a = 1", metadata={"tags": ["parameters"]}),
-        nbformat.v4.new_code_cell('import os\nfrom myst_nb import glue\nglue("env", os.environ.get("DDLIB_PROGRESS"), '
-                                  'display=False)')])
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, tmp_path / "env.ipynb")
+    write_notebook(tmp_path / "env.ipynb", "a = 1",
+                   'import os\nfrom myst_nb import glue\nglue("env", os.environ.get("DDLIB_PROGRESS"), display=False)')
     rec, = sweep.sweep(sweep.SweepConfig(notebook=str(tmp_path / "env.ipynb"), grid={"a": [1]},
                                          out=str(tmp_path / "runs")), log=lambda _: None)
     assert rec["status"] == "ok" and rec["results"]["env"] == "0"

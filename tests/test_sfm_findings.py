@@ -85,6 +85,28 @@ def test_regime_findings_picks_the_best_noise_regime_and_the_chosen_one() -> Non
     assert (g["regime_chosen_first"], g["regime_chosen_first_steps"]) == ("53.0", 200)
     assert (g["regime_chosen_last"], g["regime_chosen_last_steps"]) == ("55.0", 1000)
     assert table.iloc[1]["200 steps (%)"] == "not run" and table.iloc[-1]["regime"] == "random real images"
+    assert g["regime_other_rates"] == ""  # no other rate from real images in this record
+
+
+def test_regime_findings_says_whether_another_rate_beats_the_spread_between_draws() -> None:
+    """From real images at 1,000 steps: lr 0.01 scores 0.55 (sd 0.005), lr 0.03 0.57 (sd 0.010): +2.0 points,
+    beyond the 1.0-point spread; lr 0.1 0.555 (sd 0.01): +0.5, inside it; a noise start at lr 0.03 is not
+    the same start and is left out."""
+    regimes = {"init-real": {"synth": {"init": "real", "image_size": 64, "lr": 0.01}},
+               "fast": {"synth": {"init": "real", "image_size": 64, "lr": 0.03}},
+               "faster": {"synth": {"init": "real", "image_size": 64, "lr": 0.1}},
+               "noise": {"synth": {"init": "noise", "image_size": 64, "lr": 0.03}},
+               "cifar-record": {"synth": {"init": "noise", "image_size": 64, "lr": 0.01}}}
+    p = "probe on efficientnet-lite2 [val]"
+    rows = [{"method": "sfm", "regime": r, "steps": 1000, "protocol": p, "mean": m, "std": sd, "seeds": [0, 1]}
+            for r, m, sd in (("init-real", 0.55, 0.005), ("fast", 0.57, 0.01), ("faster", 0.555, 0.01),
+                             ("noise", 0.9, 0.0), ("cifar-record", 0.4, 0.0))]
+    g = results.regime_findings(_record(config={"regimes": regimes}, rows=rows), steps=1000)[1]
+    assert g["regime_other_rates"] == (
+        "Started the same way, a rate of 0.03 reached 57.0 % at 1,000 steps, +2.0 points from 0.01, beyond the "
+        "1.0-point spread between the 2 draws; a rate of 0.1 reached 55.5 % at 1,000 steps, +0.5 points from "
+        "0.01, inside the 1.0-point spread between the 2 draws. Too few draws for a verdict: the chapter keeps "
+        "the rate of 0.01, the CIFAR-10 record's rate.")
 
 
 def _ci_record(diff: float) -> Record:

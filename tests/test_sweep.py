@@ -4,13 +4,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import nbformat
 import pandas as pd
 import pytest
 
 from ddlib import cli
 from ddlib.sweep import SweepConfig, expand, parse_grid, parse_value, read_results, run_name, sweep
 from ddlib.utils import ParamError
+
+from tests._chapters import write_notebook
 
 TINY = '''from myst_nb import glue
 if fail:
@@ -21,17 +22,8 @@ glue("half", a / 2, display=False)
 '''
 
 
-def _notebook(path: Path, parameters: str, body: str) -> Path:
-    """A two-cell notebook at ``path``: a cell tagged ``parameters``, then ``body``."""
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(parameters, metadata={"tags": ["parameters"]}),
-                                         nbformat.v4.new_code_cell(body)])
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, path)
-    return path
-
-
 def tiny_notebook(folder: Path) -> Path:
-    return _notebook(folder / "tiny.ipynb", 'a = 1\ntag = "x"\nfail = False', TINY)
+    return write_notebook(folder / "tiny.ipynb", 'a = 1\ntag = "x"\nfail = False', TINY)
 
 
 def test_values_and_grid() -> None:
@@ -141,11 +133,7 @@ def test_table_is_rebuilt_from_records_when_results_json_is_lost(tmp_path: Path)
 
 def test_sweep_json_is_strict(tmp_path: Path) -> None:
     """A glued NaN/inf or a NaN parameter never writes the bare tokens NaN/Infinity (strict parsers reject them)."""
-    nb = nbformat.v4.new_notebook(cells=[
-        nbformat.v4.new_code_cell("x = 1.0", metadata={"tags": ["parameters"]}),
-        nbformat.v4.new_code_cell('from myst_nb import glue\nglue("y", x * 2, display=False)')])
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, tmp_path / "f.ipynb")
+    write_notebook(tmp_path / "f.ipynb", "x = 1.0", 'from myst_nb import glue\nglue("y", x * 2, display=False)')
     out = tmp_path / "runs"
     sweep(SweepConfig(notebook=str(tmp_path / "f.ipynb"), grid={"x": [float("nan"), float("inf"), 1.5]}, out=str(out)),
           log=lambda s: None)
@@ -216,7 +204,7 @@ def test_a_list_parameter_is_one_value_of_the_grid(tmp_path: Path) -> None:
             parse_grid([("ipcs", bad)])
     with pytest.raises(ParamError, match="given twice"):
         parse_grid([("ipcs", "[1,10],[1, 10]")])
-    nb = _notebook(tmp_path / "lists.ipynb", "ipcs = [1]", 'from myst_nb import glue\nglue("n", len(ipcs), '
+    nb = write_notebook(tmp_path / "lists.ipynb", "ipcs = [1]", 'from myst_nb import glue\nglue("n", len(ipcs), '
                    'display=False)\nglue("top", max(ipcs), display=False)')
     out = tmp_path / "runs"
     assert cli.main(["sweep", str(nb), "-p", "ipcs", "[1,10],[1,10,50]", "--out", str(out)]) == 0

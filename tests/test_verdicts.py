@@ -36,8 +36,9 @@ def _narrow(table: pd.DataFrame) -> None:
 # ----------------------------------------------------------------------------- the verdict table, by hand
 def test_a_paired_difference_and_its_t_interval_in_words() -> None:
     """BPS − random = 0.02, 0.03, 0.04: mean 3.0 points, sd 1.0, half-width t(0.975, 2) · 1.0 / sqrt(3) = 2.484:
-    [0.5, 5.5], clear of 0: "BPS ahead". The reverse reads "random ahead"; a difference whose interval holds 0
-    (0.02, 0.05, 0.01 -> [−2.5, 7.8]) reads "no detectable difference"."""
+    [0.5, 5.5], clear of 0: "BPS ahead", on 3 seeds, fewer than a claim needs (5), which the cell says. The
+    reverse reads "random ahead"; a difference whose interval holds 0 (0.02, 0.05, 0.01 -> [−2.5, 7.8]) reads
+    "no detectable difference"."""
     half = T975_2 * 1.0 / math.sqrt(3)
     assert half == pytest.approx(2.4841, abs=1e-4)
     rows = [_row("bps", "random", 10, "kd", [0.52, 0.53, 0.54], [0.50, 0.50, 0.50]),
@@ -47,11 +48,11 @@ def test_a_paired_difference_and_its_t_interval_in_words() -> None:
     assert isinstance(table, WholeTable) and list(table.columns) == results.VERDICT_COLUMNS
     assert table.to_dict("records") == [  # by comparison, IPC, then protocol in the order given
         {"comparison": "BPS − random", "IPC": 10, "protocol": "KD", "difference": "+3.0 points",
-         "95 % interval": "[0.5, 5.5]", "verdict": "BPS ahead"},
+         "95 % interval": "[0.5, 5.5]", "verdict": "BPS ahead on 3 seeds (too few)"},
         {"comparison": "BPS − random", "IPC": 10, "protocol": "hard labels", "difference": "+2.7 points",
          "95 % interval": "[−2.5, 7.8]", "verdict": "no detectable difference"},
         {"comparison": "BPS − random", "IPC": 50, "protocol": "KD", "difference": "−3.0 points",
-         "95 % interval": "[−5.5, −0.5]", "verdict": "random ahead"}]
+         "95 % interval": "[−5.5, −0.5]", "verdict": "random ahead on 3 seeds (too few)"}]
     assert glue["t_bps_vs_random_kd_ipc10_final_diff"] == pytest.approx(3.0)
     assert glue["t_bps_vs_random_kd_ipc10_final_lo"] == pytest.approx(3.0 - half, abs=1e-4)
     assert glue["t_bps_vs_random_kd_ipc10_final_hi"] == pytest.approx(3.0 + half, abs=1e-4)
@@ -116,7 +117,7 @@ def test_both_rules_the_final_epoch_shown_by_default() -> None:
     final = _row("bps", "random", 10, "kd", [0.52, 0.53, 0.54], [0.50, 0.50, 0.50])
     best = _row("bps", "random", 10, "kd", [0.50, 0.51, 0.49], [0.50, 0.50, 0.50], rule="best_last")
     shown, glue = results.verdict_table([best, final], key="r")
-    assert shown["verdict"].tolist() == ["BPS ahead"] and glue["r_rule"] == "final epoch"
+    assert shown["verdict"].tolist() == ["BPS ahead on 3 seeds (too few)"] and glue["r_rule"] == "final epoch"
     assert "no detectable difference" in glue["r_verdict_best_last"] and "r_verdict_final" not in glue
     assert glue["r_bps_vs_random_kd_ipc10_best_last_diff"] == pytest.approx(0.0)
     other, glue = results.verdict_table([best, final], rule="best_last", key="r")
@@ -160,7 +161,7 @@ def test_a_wide_family_methods_by_architecture_and_its_split() -> None:
     table, glue = results.verdict_table(rows, columns="protocol", key="x")
     assert list(table.columns) == ["comparison", *(f"KD on {n}" for n in ("ConvNet", "ResNet-18", "vit tiny",
                                                                             "mixer (timm)", "EfficientNet-Lite0"))]
-    assert table.iloc[0].tolist()[:2] == ["BPS − random", "+3.0 [0.5, 5.5] ahead"]
+    assert table.iloc[0].tolist()[:2] == ["BPS − random", "+3.0 [0.5, 5.5] ahead (3 seeds)"]
     assert table.iloc[1, 1] == "0.0 [−2.5, 2.5]"  # herding: no detectable difference, no word
     _narrow(table)
     assert glue["x_n_comparisons"] == 10 and glue["x_n_method_ahead"] == 5
@@ -212,7 +213,8 @@ def test_selection_views_of_a_builds_students() -> None:
     assert t["difference"].tolist() == ["+5.0 points"] * 2 and g["k_n_method_ahead"] == 2
     assert "for BPS" in g["k_verdict"] and g["k_source"] == "this build's run" and "digits" in g["k_caption"]
     t, g = results.selection_verdicts(rows, "versus_random", key="v")
-    assert t["comparison"].tolist()[:3] == ["BPS − random"] * 3 and t["verdict"].tolist()[0] == "BPS ahead"
+    assert t["comparison"].tolist()[:3] == ["BPS − random"] * 3
+    assert t["verdict"].tolist()[0] == "BPS ahead on 3 seeds (too few)"
     assert g["v_bps_vs_random_kd_ipc1_final_diff"] == pytest.approx(2.0)
     t, g = results.selection_verdicts(rows, "centre_share", key="c")
     assert set(t["verdict"]) == {"not run"} and len(t) == 8  # both ends of the split, against BPS and random
@@ -266,7 +268,7 @@ def test_inheritance_views_by_hand() -> None:
     assert t.columns[2] == "backbone" and t["comparison"].tolist() == ["SFM: CI − probe", "SFM: KD − probe"]
     lite2 = t[t.backbone == "EfficientNet-Lite2"].set_index("comparison")
     assert lite2.loc["SFM: CI − probe", "difference"] == "+6.0 points"  # 0.05, 0.06, 0.07
-    assert lite2.loc["SFM: CI − probe", "verdict"] == "CI ahead"
+    assert lite2.loc["SFM: CI − probe", "verdict"] == "CI ahead on 3 seeds (too few)"
     assert lite2.loc["SFM: KD − probe", "verdict"] == "no detectable difference"  # 0.01, 0.0, -0.01
     t, g = results.inheritance_verdicts(_evaluations(), ipc=1, family="sets", key="s")
     assert set(t.comparison) == {"SFM − random real images"} and len(t) == 4  # SFM's four evaluations
@@ -411,14 +413,16 @@ def test_headline_and_phrase_read_a_familys_glue() -> None:
             _row("bps", "random", 50, "kd", [0.60, 0.62, 0.61], [0.50, 0.51, 0.52])]
     _, g = results.verdict_table(rows, key="v")
     assert results.headline(g, "v", "bps", "random", "kd", [10, 50]) == (
-        "BPS ahead of random at IPC 50; no detectable difference at IPC 10")  # the side ahead first
+        # the side ahead first; 3 seeds are fewer than a claim needs
+        "BPS ahead of random at IPC 50 (on too few seeds for a claim); no detectable difference at IPC 10")
     assert results.headline(g, "v", "bps", "random", "kd", [10]) == "BPS and random cannot be told apart at IPC 10"
     assert results.headline(g, "v", "bps", "random", "kd", [100]) == "BPS against random: not run"
     assert results.phrase(g, "v", "bps", "random", "kd", 50).startswith("BPS ahead (+10.0 points, 95 % interval ")
     assert results.phrase(g, "v", "bps", "random", "kd", 100) == "not recorded yet"
     kd = [_row("bps / kd", "bps / ce", 10, "kd - ce", [0.6, 0.62, 0.61], [0.5, 0.5, 0.52])]
     _, g = results.verdict_table(kd, key="k")
-    assert results.headline(g, "k", "bps / kd", "bps / ce", "kd - ce", [10]) == "KD ahead of hard labels at IPC 10"
+    assert results.headline(g, "k", "bps / kd", "bps / ce", "kd - ce", [10]) == (
+        "KD ahead of hard labels at IPC 10 (on too few seeds for a claim)")
 
 
 def test_chapter_time_reads_the_newest_record_that_timed_the_chapter() -> None:
@@ -483,3 +487,44 @@ def test_cross_arch_verdicts_say_not_recorded_until_a_record_exists() -> None:
         "Across 2 student architectures (convnet-w32; resnet18-w16), BPS − random under KD shows BPS ahead in 1, "
         "random in 0, neither in 1 of the 2 comparisons by architecture and IPC (final epoch, 95 % intervals over "
         "paired seeds).")
+
+
+def test_cross_arch_second_estimate_sets_the_main_students_column_beside_the_main_record() -> None:
+    """The cross-architecture run's ConvNet column, BPS − random at IPC 10, set beside the main record's own
+    row: +1.0 [intervals overlapping] here; a main record 5 points ahead with a narrow interval does not overlap."""
+    xa = _record("results/cross_arch_fashion-mnist_cpu.json", {"paired": [
+        {**_row("bps", "random", 10, "kd", [0.50, 0.52, 0.51], [0.50, 0.50, 0.50]), "arch": "ConvNet"}]})
+    main = _record("results/bps_evidence_fashion-mnist_cpu.json", {"paired": [
+        _row("bps", "random", 10, "kd", [0.50, 0.53, 0.50], [0.50, 0.50, 0.50]),
+        _row("bps", "random", 10, "ce", [0.9, 0.9, 0.9], [0.1, 0.1, 0.1])]})  # another protocol: not read
+    g = results.cross_arch_verdicts(xa, main=main)[1]
+    assert g["cross_arch_second_estimate"].startswith(
+        "The ConvNet column is a run of its own (its own Stage 1 and teacher; its own students), not the main "
+        "record's students: for BPS − random at IPC 10 it reads +1.0 points [")
+    assert g["cross_arch_second_estimate"].endswith("; the two intervals overlap, as two runs of one comparison "
+                                                    "should.")
+    far = _record("results/bps_evidence_fashion-mnist_cpu.json", {"paired": [
+        _row("bps", "random", 10, "kd", [0.60, 0.60, 0.601], [0.50, 0.50, 0.50])]})
+    assert g["cross_arch_second_estimate"] != results.cross_arch_verdicts(xa, main=far)[1][
+        "cross_arch_second_estimate"]
+    assert results.cross_arch_verdicts(xa, main=far)[1]["cross_arch_second_estimate"].endswith(
+        "do not overlap, so the two runs disagree.")
+    assert results.cross_arch_verdicts(xa)[1]["cross_arch_second_estimate"] == ""  # no main record: nothing said
+
+
+def test_a_side_ahead_on_five_seeds_is_a_claim_and_on_fewer_says_so() -> None:
+    """The same +3.0-point difference on 5 paired seeds reads plainly "BPS ahead" (cell, phrase, headline); on 3
+    it carries "too few" everywhere a reader meets it."""
+    five = _row("bps", "random", 10, "kd", [0.52, 0.53, 0.54, 0.53, 0.53], [0.50] * 5)
+    table, g = results.verdict_table([five], key="v")
+    assert table["verdict"].tolist() == ["BPS ahead"]
+    assert g["v_bps_vs_random_kd_ipc10_final_phrase"].startswith("BPS ahead (+3.0 points, 95 % interval ")
+    assert g["v_bps_vs_random_kd_ipc10_final_phrase"].endswith(")") and "too few" not in str(g)
+    assert results.headline(g, "v", "bps", "random", "kd", [10]) == "BPS ahead of random at IPC 10"
+    three = _row("bps", "random", 10, "kd", [0.52, 0.53, 0.54], [0.50] * 3)
+    table, g = results.verdict_table([three], key="v")
+    assert g["v_bps_vs_random_kd_ipc10_final_phrase"].endswith(", 3 paired seeds: too few for a claim)")
+    assert results.headline(g, "v", "bps", "random", "kd", [10]) == (
+        "BPS ahead of random at IPC 10 (on too few seeds for a claim)")
+    assert g["v_verdict"].endswith("all rest on fewer than the 5 paired seeds a claim needs: measurements, not "
+                                   "verdicts.")

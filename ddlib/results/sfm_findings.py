@@ -105,6 +105,36 @@ def _regime_label(synth: Mapping[str, Any]) -> str:
     return f"{start}, {synth.get('image_size')} px, lr {synth.get('lr'):g}"
 
 
+def _other_rates(regimes: Mapping[str, Any], rows: list[dict], chosen: str, at: int | None) -> str:
+    """One sentence on the regimes that start as ``chosen`` does at another rate, at the budget ``at``: their
+    accuracy, the gap to ``chosen`` and whether it exceeds the spread between draws (the larger of the two
+    rows' standard deviations over seeds; two draws give no interval). "" when the record has none."""
+    mine = regimes.get(chosen, {}).get("synth", {})
+    at_rows = {r["regime"]: r for r in rows if _is_number(r.get("steps")) and int(r["steps"]) == at}
+    if chosen not in at_rows:
+        return ""
+    base = at_rows[chosen]
+    said = []
+    for name, reg in regimes.items():
+        s = reg["synth"]
+        if name == chosen or name not in at_rows or s.get("init") != mine.get("init") or s.get("lr") == mine.get("lr"):
+            continue
+        other = at_rows[name]
+        gap = 100 * (float(other["mean"]) - float(base["mean"]))
+        spread = 100 * max(float(other.get("std") or 0.0), float(base.get("std") or 0.0))
+        n = len(other.get("seeds") or [])
+        where = "inside" if abs(gap) <= spread else "beyond"
+        said.append(f"a rate of {s['lr']:g} reached {100 * float(other['mean']):.1f} % at {at:,} steps, "
+                    f"{points(gap)} points from {mine.get('lr'):g}, {where} the {spread:.1f}-point spread between "
+                    f"the {n} draws")
+    if not said:
+        return ""
+    record_lr = regimes.get("cifar-record", {}).get("synth", {}).get("lr")  # sfm_regime.py's name for it
+    why = ", the CIFAR-10 record's rate" if record_lr == mine.get("lr") else ""
+    few = "Too few draws for a verdict: the" if len(base.get("seeds") or []) < CLAIM_SEEDS else "The"
+    return f"Started the same way, {'; '.join(said)}. {few} chapter keeps the rate of {mine.get('lr'):g}{why}."
+
+
 def regime_findings(record: Record | None = None, records: Iterable[Record] | None = None, *,
                     chosen: str = "init-real", protocol: str = "probe on efficientnet-lite2",
                     steps: int | None = None, key: str = "regime") -> tuple[pd.DataFrame, dict[str, str | float]]:
@@ -118,7 +148,9 @@ def regime_findings(record: Record | None = None, records: Iterable[Record] | No
     ``<key>_chosen_first`` / ``<key>_chosen_first_steps`` and ``<key>_chosen_last`` /
     ``<key>_chosen_last_steps`` (%), with ``<key>_chosen_label`` and ``<key>_chosen_lr``; at ``steps`` (a
     chapter's budget) ``<key>_chosen_at`` (%) and ``<key>_chosen_vs_random`` ("+1.6 points, 95 % interval
-    −17.9 to 21.1, 2 paired draws", from the record's paired differences; "not recorded" without one)."""
+    −17.9 to 21.1, 2 paired draws", from the record's paired differences; "not recorded" without one);
+    ``<key>_other_rates``: one sentence on the regimes that start as ``chosen`` does at another rate, at that
+    budget, with the gap and whether it exceeds the spread between draws ("" when there is none)."""
     rec = record if record is not None else _newest(records, lambda r: isinstance(r.config.get("regimes"), Mapping))
     if rec is None:
         return pd.DataFrame(columns=["regime"]), {f"{key}_n_seeds": "not recorded yet"}
@@ -152,6 +184,7 @@ def regime_findings(record: Record | None = None, records: Iterable[Record] | No
                      f"{key}_chosen_lr": f"{regimes[chosen]['synth']['lr']:g}"})
     at = steps if steps is not None else (mine[-1] if mine else None)
     glue[f"{key}_chosen_at"] = f"{acc[(chosen, at)]:.1f}" if (chosen, at) in acc else "not recorded"
+    glue[f"{key}_other_rates"] = _other_rates(regimes, rows, chosen, at)
     d = next((d for d in rec.data.get("differences") or [] if d.get("regime") == chosen
               and d.get("steps") == at and str(d.get("protocol")).split(" [")[0] == protocol), None)
     n = int(d.get("n_seeds") or 0) if d is not None else 0

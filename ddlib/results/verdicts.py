@@ -234,9 +234,11 @@ def verdict_table(rows: Any, *, rule: str = "final", expected: Iterable[Any] | N
         lo, hi = (unit * float(x) for x in r["ci95"])
         brackets = f"[{bound(lo)}, {bound(hi)}]"
         words = {"method": f"{a} ahead", "baseline": f"{b} ahead", "none": _VERDICT["none"]}[state]
+        few = f" on {n} seeds (too few)" if state != "none" and n is not None and n < CLAIM_SEEDS else ""
         return {"difference": f"{points(d)} points", "95 % interval": brackets + (f", {n} seeds" if n and n < most
                                                                                   else ""),
-                "verdict": words, "state": state, "wide": f"{points(d)} {brackets}{_WIDE[state]}"}
+                "verdict": words + few, "state": state,
+                "wide": f"{points(d)} {brackets}{_WIDE[state]}" + (f" ({n} seeds)" if few else "")}
 
     long = pd.DataFrame([{"comparison": comparison_name(k[0], k[1]), "IPC": k[2], axis: display_name(k[3]),
                           **cell(k, shown.get(k))} for k in order],
@@ -314,10 +316,15 @@ def _glue(key: str, order: list[tuple], by_rule: dict[str, dict[tuple, dict]], r
             glue[f"{stem}_verdict"] = {"method": f"{_sides(k[0], k[1])[0]} ahead",
                                        "baseline": f"{_sides(k[0], k[1])[1]} ahead", **_VERDICT}[state]
             d = points(unit * float(r["diff_mean"]))
+            n = int(r["n_seeds"]) if _is_number(r.get("n_seeds")) else None
+            glue[f"{stem}_n_seeds"] = n if n is not None else 0
+            few = (f", {n} paired seeds: too few for a claim" if state in ("method", "baseline") and n is not None
+                   and n < CLAIM_SEEDS else "")
             glue[f"{stem}_phrase"] = (f"{d} points from one seed, no interval" if state == "single" else
                                       f"{d} points at every seed, no interval" if state == "fixed" else
                                       f"{glue[f'{stem}_verdict']} ({d} points, 95 % interval "
-                                      f"{points(glue[f'{stem}_lo'], False)} to {points(glue[f'{stem}_hi'], False)})")
+                                      f"{points(glue[f'{stem}_lo'], False)} to {points(glue[f'{stem}_hi'], False)}"
+                                      f"{few})")
     return glue
 
 
@@ -339,10 +346,13 @@ def headline(glue: Mapping[str, Any], key: str, method: str, baseline: str, prot
     stem = lambda k: f"{key}_{slug(method)}_vs_{slug(baseline)}_{slug(protocol)}_ipc{slug(_ipc(k))}_{rule}"  # noqa: E731
     a, b = _sides(method, baseline)
     by: dict[str, list[str]] = {}
+    few: set[str] = set()  # the IPCs whose side ahead rests on fewer seeds than a claim needs
     for k in ipcs:
         v = glue.get(f"{stem(k)}_verdict")
         if v is not None:
             by.setdefault(str(v), []).append(str(_ipc(k)))
+            if str(v).endswith(" ahead") and 0 < int(glue.get(f"{stem(k)}_n_seeds") or CLAIM_SEEDS) < CLAIM_SEEDS:
+                few.add(str(_ipc(k)))
     if not by:
         return f"{a} against {b}: not run"
 
@@ -355,7 +365,8 @@ def headline(glue: Mapping[str, Any], key: str, method: str, baseline: str, prot
             parts.append(f"{a} and {b} cannot be told apart at {at(ks)}" if len(by) == 1
                          else f"no detectable difference at {at(ks)}")
         elif v.endswith(" ahead"):
-            parts.append(f"{v[:-6]} ahead of {b if v[:-6] == a else a} at {at(ks)}")
+            parts.append(f"{v[:-6]} ahead of {b if v[:-6] == a else a} at {at(ks)}"
+                         + (" (on too few seeds for a claim)" if few & set(ks) else ""))
         else:
             parts.append(f"at {at(ks)}: {v}")
     return "; ".join(parts)
