@@ -164,6 +164,24 @@ def test_fill_distance_and_mmd_on_known_cases():
     assert metrics.fill_distance(emb, torch.tensor([0, 0, 1, 1]), [0])["per_class"][1] == float("inf")
 
 
+def test_mmd_with_a_reference_computed_once_is_the_same_number() -> None:
+    """mmd_reference holds each class's own terms (sample, bandwidth, E k(x, x')); scoring many selections with
+    it gives exactly what mmd computes alone, subsampled classes (max_class) included, a class without a pick
+    NaN as before; hand case: one pick of {e1, e2} (bandwidth 2, the median squared distance) is
+    (1 + e^-1)/2 + 1 - 2·(1 + e^-1)/2 = (1 - e^-1)/2."""
+    emb = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    ref = metrics.mmd_reference(emb, torch.tensor([0, 0]))
+    assert metrics.mmd(emb, [0, 0], [0], reference=ref)["mean"] == pytest.approx((1 - np.exp(-1)) / 2, abs=1e-6)
+    g = torch.Generator().manual_seed(0)
+    emb, y = torch.randn(300, 8, generator=g), torch.arange(300) % 3
+    ref = metrics.mmd_reference(emb, y, max_class=60, seed=4)
+    for idx in ([0, 1, 2], [3, 6, 9, 12, 4], list(range(0, 300, 3))):  # the last has picks of class 0 only
+        alone = metrics.mmd(emb, y, idx, max_class=60, seed=4)
+        shared = metrics.mmd(emb, y, idx, max_class=60, seed=4, reference=ref)
+        assert np.array_equal(alone["per_class"], shared["per_class"], equal_nan=True)
+    assert np.isnan(metrics.mmd(emb, y, list(range(0, 300, 3)), reference=ref)["per_class"][1])
+
+
 def test_roles_share_purity_accuracy():
     emb = np.array([[1.0, 0.0], [0.9, 0.1], [0.5, 0.5], [0.1, 0.9]])
     y = np.zeros(4, dtype=int)

@@ -198,6 +198,7 @@ def selection_table(inputs: SelectionInputs, selections: dict) -> list[dict]:
     from ddlib import metrics
 
     rows = []
+    mmd_ref = metrics.mmd_reference(inputs.embeddings, inputs.labels)  # the classes' own terms, computed once
     for m, per_ipc in selections.items():
         for k, sel in per_ipc.items():
             idx = sel["indices"]
@@ -208,7 +209,7 @@ def selection_table(inputs: SelectionInputs, selections: dict) -> list[dict]:
                          "pattern_coverage": metrics.pattern_coverage(inputs.labels, idx, inputs.patterns)
                          if inputs.patterns is not None else None,
                          "fill_distance": metrics.fill_distance(inputs.embeddings, inputs.labels, idx)["mean"],
-                         "mmd": metrics.mmd(inputs.embeddings, inputs.labels, idx)["mean"]})
+                         "mmd": metrics.mmd(inputs.embeddings, inputs.labels, idx, reference=mmd_ref)["mean"]})
     return rows
 
 

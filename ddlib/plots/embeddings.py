@@ -130,7 +130,8 @@ def embedding_scatter(xy: np.ndarray, groups: Sequence[int], images: torch.Tenso
     The ``top_k`` largest patterns get distinct colours and a legend entry each (the legend sits below
     the plot, clear of the points); the other patterns are drawn grey, without a legend entry (their
     pattern shows on hover). At most ``max_points`` points are drawn, chosen by :func:`thin` (stratified by
-    pattern, reproducible with ``seed``); the legend and the title count every point.
+    pattern, reproducible with ``seed``); the legend and the title count every point, and the figure's
+    ``layout.meta`` holds ``{"drawn", "images"}`` for the prose to cite.
 
     The thumbnails ride in ``customdata`` at the images' own size (the corner image shows them enlarged;
     the book's CSS keeps the pixels sharp); show the figure with
@@ -164,6 +165,7 @@ def embedding_scatter(xy: np.ndarray, groups: Sequence[int], images: torch.Tenso
             + (f", {n_other} others grey" if n_other else ""))
     legend_rows = -(-len(top) // 4)
     fig.update_layout(
+        meta={"drawn": len(keep), "images": sum(sizes.values())},  # what the prose cites: the points drawn
         title=title, height=560 + 22 * legend_rows,
         margin=dict(l=10, r=130, t=70 if title else 30, b=20 + 22 * legend_rows),
         plot_bgcolor="white",
