@@ -59,7 +59,7 @@ from ddlib.utils import ParamError, config_fields, dumps_strict, json_safe
 
 __all__ = ["STALE_TMP_SECONDS", "DEAD_WRITER_GRACE_SECONDS", "QUARANTINE", "CorruptArtifactWarning",
            "MismatchedArtifactWarning", "cache_dir", "sweep_stale_tmp", "make_key", "write_bytes_atomic",
-           "write_json_atomic", "save", "exists", "remove", "quarantine", "load", "cached", "computing", "LOCKS"]
+           "write_json_atomic", "save", "exists", "remove", "quarantine", "load", "cached", "computing", "computing_all", "LOCKS"]
 
 T = TypeVar("T")
 
@@ -293,6 +293,16 @@ def cached(key: str, compute: Callable[[], T], meta: dict[str, Any] | None = Non
             obj = compute()
             save(key, obj, meta)
     return obj
+
+
+@contextlib.contextmanager
+def computing_all(keys: Sequence[str]) -> Iterator[None]:
+    """:func:`computing` for several keys at once (a grid of students trained together), taken in sorted order
+    so that two processes that need overlapping sets cannot each hold a key the other waits for."""
+    with contextlib.ExitStack() as stack:
+        for key in sorted(set(keys)):
+            stack.enter_context(computing(key))
+        yield
 
 
 @contextlib.contextmanager

@@ -297,3 +297,44 @@ def test_two_processes_compute_a_shared_key_once(fresh_cache: Path, tmp_path: Pa
     # re-entrant: a compute that asks for its own key's lock again (nested cached calls) does not deadlock
     with artifacts.computing("k"), artifacts.computing("k"):
         pass
+
+
+def _hold_and_store(keys: list[str], cache: str, started: str) -> None:
+    """Run in another process: hold the locks of ``keys`` (as a grid training them does), store a result under
+    each, and let go once the test creates ``<started>.release``."""
+    import time
+
+    os.environ["DDLIB_CACHE"] = cache
+    with artifacts.computing_all(keys):
+        Path(started).touch()
+        while not Path(started + ".release").exists():
+            time.sleep(0.02)
+        for k in keys:
+            artifacts.save(k, {"best_acc": 0.5, "last_acc": 0.4, "accs": [0.4], "seconds": 9.0})
+
+
+@pytest.mark.skipif(artifacts.fcntl is None, reason="no advisory locks on this platform")
+def test_students_another_process_is_training_are_waited_for_not_trained_again(
+        fresh_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chapter 5 beside chapter 2: the students it needs are being trained by the other process (their locks
+    held); it waits, then loads them as cached, and trains none."""
+    import multiprocessing as mp
+    import threading
+    import time
+
+    from ddlib.bps import pipeline
+
+    keys = [artifacts.make_key("student", "d", {"seed": s}) for s in (0, 1)]
+    monkeypatch.setattr(pipeline, "student_key", lambda ds, idx, cfg, teacher, seed: keys[seed])
+    started = tmp_path / "started"
+    other = mp.get_context("spawn").Process(target=_hold_and_store, args=(keys, str(fresh_cache), str(started)))
+    other.start()
+    deadline = time.monotonic() + 60
+    while not started.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert started.exists()
+    threading.Timer(0.5, lambda: Path(f"{started}.release").touch()).start()
+    never = lambda *a, **k: pytest.fail("trained a student the other process was training")  # noqa: E731
+    out = pipeline._train_jobs(None, [([1, 2], 0), ([3, 4], 1)], None, None, "cpu", False, never)
+    other.join(60)
+    assert other.exitcode == 0 and [r["cached"] for r in out] == [True, True] and out[0]["seconds"] == 9.0

@@ -146,11 +146,14 @@ def test_ci_projector_findings_says_where_ci_pays(diff: float, pays: bool) -> No
 
 
 def test_ci_versus_probe_pairs_ci_with_the_probe_of_the_same_seed() -> None:
-    """SFM at IPC 1: CI 0.30, 0.32, 0.34 against the probe 0.40, 0.41, 0.42: −10, −9, −8 points."""
-    rows = [{"set": "sfm", "ipc": 1, "steps": 100, "protocol": f"{m} on efficientnet-lite2", "seeds": [0, 1, 2],
-             "per_seed": v} for m, v in (("ci", [0.30, 0.32, 0.34]), ("probe", [0.40, 0.41, 0.42]))]
-    rows.append({"set": "sfm", "ipc": 1, "steps": 50, "protocol": "ci on efficientnet-lite2", "seeds": [0, 1, 2],
-                 "per_seed": [0.9, 0.9, 0.9]})  # an earlier checkpoint: not read
+    """SFM at IPC 1, five paired seeds: CI 0.30, 0.32, 0.34, 0.31, 0.33 against the probe 0.40, 0.41, 0.42, 0.41,
+    0.41: −10, −9, −8, −10, −8 points (mean −9.0)."""
+    seeds = [0, 1, 2, 3, 4]
+    rows = [{"set": "sfm", "ipc": 1, "steps": 100, "protocol": f"{m} on efficientnet-lite2", "seeds": seeds,
+             "per_seed": v} for m, v in (("ci", [0.30, 0.32, 0.34, 0.31, 0.33]),
+                                         ("probe", [0.40, 0.41, 0.42, 0.41, 0.41]))]
+    rows.append({"set": "sfm", "ipc": 1, "steps": 50, "protocol": "ci on efficientnet-lite2", "seeds": seeds,
+                 "per_seed": [0.9] * 5})  # an earlier checkpoint: not read
     rec = _record(config={"dataset": "fashion-mnist"}, rows=rows)
     table, g = results.ci_versus_probe(rec, sets=["sfm"])
     _narrow(table)

@@ -48,21 +48,20 @@ def test_a_paired_difference_and_its_t_interval_in_words() -> None:
     assert isinstance(table, WholeTable) and list(table.columns) == results.VERDICT_COLUMNS
     assert table.to_dict("records") == [  # by comparison, IPC, then protocol in the order given
         {"comparison": "BPS − random", "IPC": 10, "protocol": "KD", "difference": "+3.0 points",
-         "95 % interval": "[0.5, 5.5]", "verdict": "BPS ahead on 3 seeds (too few)"},
+         "95 % interval": "[0.5, 5.5]", "verdict": "no verdict (3 seeds)"},
         {"comparison": "BPS − random", "IPC": 10, "protocol": "hard labels", "difference": "+2.7 points",
          "95 % interval": "[−2.5, 7.8]", "verdict": "no detectable difference"},
         {"comparison": "BPS − random", "IPC": 50, "protocol": "KD", "difference": "−3.0 points",
-         "95 % interval": "[−5.5, −0.5]", "verdict": "random ahead on 3 seeds (too few)"}]
+         "95 % interval": "[−5.5, −0.5]", "verdict": "no verdict (3 seeds)"}]
     assert glue["t_bps_vs_random_kd_ipc10_final_diff"] == pytest.approx(3.0)
     assert glue["t_bps_vs_random_kd_ipc10_final_lo"] == pytest.approx(3.0 - half, abs=1e-4)
     assert glue["t_bps_vs_random_kd_ipc10_final_hi"] == pytest.approx(3.0 + half, abs=1e-4)
-    assert glue["t_bps_vs_random_kd_ipc50_final_verdict"] == "random ahead"
+    assert glue["t_bps_vs_random_kd_ipc50_final_verdict"] == "no verdict (too few seeds)"
     assert (glue["t_n_comparisons"], glue["t_n_method_ahead"], glue["t_n_baseline_ahead"],
-            glue["t_n_no_difference"], glue["t_n_not_run"]) == (3, 1, 1, 1, 0)
+            glue["t_n_no_difference"], glue["t_n_too_few_seeds"], glue["t_n_not_run"]) == (3, 0, 0, 1, 2, 0)
     assert glue["t_verdict"] == (
-        "BPS − random (final epoch): BPS ahead of random by 3.0 points (0.5 to 5.5) at IPC 10, KD; random ahead "
-        "of BPS by 3.0 points (0.5 to 5.5) at IPC 50, KD; no detectable difference in the other 1; all rest on "
-        "fewer than the 5 paired seeds a claim needs: measurements, not verdicts.")
+        "BPS − random (final epoch): no detectable difference; 2 with an interval clear of 0 on too few seeds "
+        "for a verdict; all rest on fewer than the 5 paired seeds a claim needs: measurements, not verdicts.")
     assert glue["t_caption"] == ("BPS − random: differences in points of test accuracy (final epoch), 95 % "
                                  "intervals over 3 paired seeds")
     assert all(isinstance(v, (str, int, float)) for v in glue.values())
@@ -107,7 +106,7 @@ def test_a_difference_the_same_at_every_seed_has_no_interval_and_no_verdict() ->
     assert glue["d_ci_vs_probe_lite2_ipc1_final_phrase"] == "−4.7 points at every seed, no interval"
     assert "1 give the same difference at every seed" in glue["d_verdict"]
     assert results.headline(glue, "d", "ci", "probe", "lite2", [1]) == (
-        "at IPC 1: the same at every seed, no interval")
+        "CI against probe at IPC 1: the same at every seed, no interval")
     wide, _ = results.verdict_table([fixed], key="w", columns="protocol")
     assert wide.iloc[0, 1] == "−4.7 (same at every seed)"
     _narrow(table)
@@ -117,7 +116,7 @@ def test_both_rules_the_final_epoch_shown_by_default() -> None:
     final = _row("bps", "random", 10, "kd", [0.52, 0.53, 0.54], [0.50, 0.50, 0.50])
     best = _row("bps", "random", 10, "kd", [0.50, 0.51, 0.49], [0.50, 0.50, 0.50], rule="best_last")
     shown, glue = results.verdict_table([best, final], key="r")
-    assert shown["verdict"].tolist() == ["BPS ahead on 3 seeds (too few)"] and glue["r_rule"] == "final epoch"
+    assert shown["verdict"].tolist() == ["no verdict (3 seeds)"] and glue["r_rule"] == "final epoch"
     assert "no detectable difference" in glue["r_verdict_best_last"] and "r_verdict_final" not in glue
     assert glue["r_bps_vs_random_kd_ipc10_best_last_diff"] == pytest.approx(0.0)
     other, glue = results.verdict_table([best, final], rule="best_last", key="r")
@@ -156,13 +155,13 @@ def test_a_wide_family_methods_by_architecture_and_its_split() -> None:
     """The cross-architecture family: rows = methods, columns = student architectures, a cell the difference to
     random with its interval; cut to the column with split_columns."""
     archs = ["convnet", "resnet18", "vit_tiny", "timm:mixer", "efficientnet-lite0", "convnet-random"]
-    rows = [_row(m, "random", 10, f"kd on {a}", [0.52 + d, 0.53 + d, 0.54 + d], [0.50, 0.50, 0.50])
+    rows = [_row(m, "random", 10, f"kd on {a}", [0.52 + d, 0.53 + d, 0.54 + d, 0.53 + d, 0.53 + d], [0.50] * 5)
             for m, d in (("bps", 0.0), ("herding", -0.03)) for a in archs[:-1]]
     table, glue = results.verdict_table(rows, columns="protocol", key="x")
     assert list(table.columns) == ["comparison", *(f"KD on {n}" for n in ("ConvNet", "ResNet-18", "vit tiny",
                                                                             "mixer (timm)", "EfficientNet-Lite0"))]
-    assert table.iloc[0].tolist()[:2] == ["BPS − random", "+3.0 [0.5, 5.5] ahead (3 seeds)"]
-    assert table.iloc[1, 1] == "0.0 [−2.5, 2.5]"  # herding: no detectable difference, no word
+    assert table.iloc[0].tolist()[:2] == ["BPS − random", "+3.0 [2.1, 3.9] ahead"]
+    assert table.iloc[1, 1] == "0.0 [−0.9, 0.9]"  # herding: no detectable difference, no word
     _narrow(table)
     assert glue["x_n_comparisons"] == 10 and glue["x_n_method_ahead"] == 5
     parts = results.split_columns(table, max_columns=3)
@@ -174,7 +173,7 @@ def test_a_wide_family_methods_by_architecture_and_its_split() -> None:
 
 
 def test_one_dataset_per_table_and_seventy_three_rows_shown_whole() -> None:
-    row = _row("bps", "random", 10, "kd", [0.52, 0.53, 0.54], [0.50, 0.50, 0.50])
+    row = _row("bps", "random", 10, "kd", [0.52, 0.53, 0.54, 0.53, 0.53], [0.50] * 5)
     with pytest.raises(ParamError, match="datasets"):
         results.verdict_table([{**row, "dataset": "cifar10"}, {**row, "ipc": 50, "dataset": "fashion-mnist"}])
     many = [{**row, "ipc": k} for k in range(1, 74)]
@@ -193,14 +192,14 @@ def _grid() -> list[dict]:
     out = []
     for m, a in (("bps", 0.60), ("random", 0.58), ("herding", 0.57)):
         for k in (1, 10):
-            for s in (0, 1, 2):
+            for s in range(5):
                 for student, off in (("kd", 0.0), ("ce", -0.05)):
                     if student == "ce" and (k == 1 or m == "herding"):
                         continue
                     # a jitter of mean 0 over the seeds, per method and student: differences vary by seed
-                    jitter = 0.002 * (s - 1) * {"bps": 1, "random": 0, "herding": -1}[m] + 0.003 * (s - 1) * (
+                    jitter = 0.002 * (s - 2) * {"bps": 1, "random": 0, "herding": -1}[m] + 0.003 * (s - 2) * (
                         student == "ce")
-                    v = a + 0.01 * s + off + jitter
+                    v = a + 0.01 * (s - 1) + off + jitter
                     out.append({"method": m, "ipc": k, "student": student, "seed": s, "final": v,
                                 "best_last": v + 0.005, "selection_seconds": 0.1, "student_seconds": 2.0})
     return out
@@ -214,7 +213,7 @@ def test_selection_views_of_a_builds_students() -> None:
     assert "for BPS" in g["k_verdict"] and g["k_source"] == "this build's run" and "digits" in g["k_caption"]
     t, g = results.selection_verdicts(rows, "versus_random", key="v")
     assert t["comparison"].tolist()[:3] == ["BPS − random"] * 3
-    assert t["verdict"].tolist()[0] == "BPS ahead on 3 seeds (too few)"
+    assert t["verdict"].tolist()[0] == "BPS ahead"
     assert g["v_bps_vs_random_kd_ipc1_final_diff"] == pytest.approx(2.0)
     t, g = results.selection_verdicts(rows, "centre_share", key="c")
     assert set(t["verdict"]) == {"not run"} and len(t) == 8  # both ends of the split, against BPS and random
@@ -244,12 +243,12 @@ def test_selection_views_of_a_builds_students() -> None:
     with pytest.raises(ParamError, match="protocol"):
         results.selection_gains(rows, protocol="hard")
     costs, g = results.selection_costs(rows, {"encoder": 1.0, "teacher": 2.5})
-    assert costs.set_index("method").loc["BPS"].tolist() == ["0.600", "12.0", "6.0"]  # 6 picks, each once
+    assert costs.set_index("method").loc["BPS"].tolist() == ["1.000", "20.0", "10.0"]  # 10 picks, each once
     assert {k: g[k] for k in ("costs_shared_s", "costs_selection_s", "costs_students_s", "costs_n_cached")} == \
-        {"costs_shared_s": 3.5, "costs_selection_s": pytest.approx(1.8), "costs_students_s": 48.0, "costs_n_cached": 0}
-    assert g["costs_sentence"].endswith(f"and its {len(rows)} students 48.0 s.")
+        {"costs_shared_s": 3.5, "costs_selection_s": pytest.approx(3.0), "costs_students_s": 80.0, "costs_n_cached": 0}
+    assert g["costs_sentence"].endswith(f"and its {len(rows)} students 80.0 s.")
     _, g = results.selection_costs([{**r, "cached": True} for r in rows], {"encoder": 1.0})
-    assert "came from the cache: training them had taken 48.0 s in the run that cached them" in g["costs_sentence"]
+    assert "came from the cache: training them had taken 80.0 s in the run that cached them" in g["costs_sentence"]
 
 
 def _evaluations() -> dict:
@@ -268,7 +267,7 @@ def test_inheritance_views_by_hand() -> None:
     assert t.columns[2] == "backbone" and t["comparison"].tolist() == ["SFM: CI − probe", "SFM: KD − probe"]
     lite2 = t[t.backbone == "EfficientNet-Lite2"].set_index("comparison")
     assert lite2.loc["SFM: CI − probe", "difference"] == "+6.0 points"  # 0.05, 0.06, 0.07
-    assert lite2.loc["SFM: CI − probe", "verdict"] == "CI ahead on 3 seeds (too few)"
+    assert lite2.loc["SFM: CI − probe", "verdict"] == "no verdict (3 seeds)"
     assert lite2.loc["SFM: KD − probe", "verdict"] == "no detectable difference"  # 0.01, 0.0, -0.01
     t, g = results.inheritance_verdicts(_evaluations(), ipc=1, family="sets", key="s")
     assert set(t.comparison) == {"SFM − random real images"} and len(t) == 4  # SFM's four evaluations
@@ -409,12 +408,11 @@ def _record(source: str, data: dict) -> results.Record:
 
 
 def test_headline_and_phrase_read_a_familys_glue() -> None:
-    rows = [_row("bps", "random", 10, "kd", [0.50, 0.52, 0.49], [0.50, 0.51, 0.50]),
-            _row("bps", "random", 50, "kd", [0.60, 0.62, 0.61], [0.50, 0.51, 0.52])]
+    rows = [_row("bps", "random", 10, "kd", [0.50, 0.52, 0.49, 0.51, 0.50], [0.50, 0.51, 0.50, 0.50, 0.51]),
+            _row("bps", "random", 50, "kd", [0.60, 0.62, 0.61, 0.61, 0.60], [0.50, 0.51, 0.52, 0.51, 0.50])]
     _, g = results.verdict_table(rows, key="v")
     assert results.headline(g, "v", "bps", "random", "kd", [10, 50]) == (
-        # the side ahead first; 3 seeds are fewer than a claim needs
-        "BPS ahead of random at IPC 50 (on too few seeds for a claim); no detectable difference at IPC 10")
+        "BPS ahead of random at IPC 50; no detectable difference at IPC 10")  # the side ahead first
     assert results.headline(g, "v", "bps", "random", "kd", [10]) == "BPS and random cannot be told apart at IPC 10"
     assert results.headline(g, "v", "bps", "random", "kd", [100]) == "BPS against random: not run"
     assert results.phrase(g, "v", "bps", "random", "kd", 50).startswith("BPS ahead (+10.0 points, 95 % interval ")
@@ -422,7 +420,7 @@ def test_headline_and_phrase_read_a_familys_glue() -> None:
     kd = [_row("bps / kd", "bps / ce", 10, "kd - ce", [0.6, 0.62, 0.61], [0.5, 0.5, 0.52])]
     _, g = results.verdict_table(kd, key="k")
     assert results.headline(g, "k", "bps / kd", "bps / ce", "kd - ce", [10]) == (
-        "KD ahead of hard labels at IPC 10 (on too few seeds for a claim)")
+        "KD against hard labels at IPC 10: no verdict (too few seeds)")
 
 
 def test_chapter_time_reads_the_newest_record_that_timed_the_chapter() -> None:
@@ -441,6 +439,13 @@ def test_chapter_time_reads_the_newest_record_that_timed_the_chapter() -> None:
     assert results.chapter_time("02_y", [build, alone])["chapter_seconds"] == 30.0  # the newer record
     assert results.chapter_time("02_y", [alone], key="c")["c_time"] == "about 67 minutes"  # under 90: minutes
     assert results.chapter_time("03_z", [build])["chapter_time"] == "not recorded yet"
+    # a parallel build (python -m ddlib book --jobs 2) says how the chapters shared the machine
+    par = _record("results/book.json", {"rows": [{"scale": results.BOOK_DEFAULT_SCALE, "jobs": 2,
+                                                   "chapter_seconds": {"01_x": 448.0}}]})
+    par.data["provenance"]["threads"] = 2
+    assert results.chapter_time("01_x", [par])["chapter_time_where"] == (
+        "on two CPU threads in the book build of 2026-12-05, from an empty cache, two chapters at a time "
+        "(one thread each)")
 
 
 def test_hlr_balance_and_recorded_patterns_by_hand() -> None:
@@ -512,19 +517,33 @@ def test_cross_arch_second_estimate_sets_the_main_students_column_beside_the_mai
     assert results.cross_arch_verdicts(xa)[1]["cross_arch_second_estimate"] == ""  # no main record: nothing said
 
 
-def test_a_side_ahead_on_five_seeds_is_a_claim_and_on_fewer_says_so() -> None:
+def test_a_side_ahead_on_five_seeds_is_a_claim_and_on_fewer_is_no_verdict() -> None:
     """The same +3.0-point difference on 5 paired seeds reads plainly "BPS ahead" (cell, phrase, headline); on 3
-    it carries "too few" everywhere a reader meets it."""
+    its interval is clear of 0 too, but no verdict is given anywhere a reader meets it."""
     five = _row("bps", "random", 10, "kd", [0.52, 0.53, 0.54, 0.53, 0.53], [0.50] * 5)
     table, g = results.verdict_table([five], key="v")
-    assert table["verdict"].tolist() == ["BPS ahead"]
+    assert table["verdict"].tolist() == ["BPS ahead"] and g["v_n_method_ahead"] == 1
     assert g["v_bps_vs_random_kd_ipc10_final_phrase"].startswith("BPS ahead (+3.0 points, 95 % interval ")
-    assert g["v_bps_vs_random_kd_ipc10_final_phrase"].endswith(")") and "too few" not in str(g)
     assert results.headline(g, "v", "bps", "random", "kd", [10]) == "BPS ahead of random at IPC 10"
     three = _row("bps", "random", 10, "kd", [0.52, 0.53, 0.54], [0.50] * 3)
     table, g = results.verdict_table([three], key="v")
-    assert g["v_bps_vs_random_kd_ipc10_final_phrase"].endswith(", 3 paired seeds: too few for a claim)")
+    assert table["verdict"].tolist() == ["no verdict (3 seeds)"] and "ahead" not in str(table.to_dict())
+    assert (g["v_n_method_ahead"], g["v_n_too_few_seeds"], g["v_n_no_difference"]) == (0, 1, 0)
+    assert g["v_bps_vs_random_kd_ipc10_final_phrase"] == (
+        "+3.0 points over 3 paired seeds (95 % interval 0.5 to 5.5), too few seeds for a verdict")
     assert results.headline(g, "v", "bps", "random", "kd", [10]) == (
-        "BPS ahead of random at IPC 10 (on too few seeds for a claim)")
-    assert g["v_verdict"].endswith("all rest on fewer than the 5 paired seeds a claim needs: measurements, not "
-                                   "verdicts.")
+        "BPS against random at IPC 10: no verdict (too few seeds)")
+    assert "ahead" not in g["v_verdict"] and "too few seeds for a verdict" in g["v_verdict"]
+
+
+def test_regime_differences_name_each_setting_the_build_changed() -> None:
+    """A record made with a 12-epoch teacher against a build with 10: the difference by part, in words; a
+    setting only one side holds is not compared; no record or no difference: ""."""
+    rec = _record("results/e.json", {"config": {"pipeline": {
+        "teacher": {"epochs": 12, "lr": 0.1}, "forgetting": {"el2n_epoch": 12}, "encoder": {"epochs": 10}}}})
+    live = {"teacher": {"epochs": 10, "lr": 0.1, "new_field": 1}, "forgetting": {"el2n_epoch": 10},
+            "encoder": {"epochs": 10}, "select": {"ipc": 10}}
+    assert results.regime_differences(rec, live) == (
+        "teacher: epochs 10 here, 12 in the record; forgetting scores: el2n epoch 10 here, 12 in the record")
+    assert results.regime_differences(rec, {"encoder": {"epochs": 10}}) == ""
+    assert results.regime_differences(None, live) == ""

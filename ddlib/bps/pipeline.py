@@ -12,6 +12,8 @@ the chosen ones need.
 """
 from __future__ import annotations
 
+import contextlib
+
 import time
 from dataclasses import dataclass, field, replace
 
@@ -308,11 +310,28 @@ def _train_jobs(ds, jobs, cfg, teacher, device, progress, one_by_one) -> list[di
     (:func:`ddlib.distributed.split_map`: a student's result depends on its seed, not on the rank that trains
     it), every rank gets every result, rank 0 stores them and the others wait."""
     from ddlib import artifacts, distributed
-    from ddlib.bps import grid
 
     keys = [student_key(ds, idx, cfg, teacher, s) for idx, s in jobs]
     out: list[dict | None] = distributed.on_main(lambda: [artifacts.load(k) if k else None for k in keys])
     todo = [i for i, r in enumerate(out) if r is None]
+    # in one process, hold the locks of the students to train: a chapter that needs the students another is
+    # training (chapter 5 beside chapter 2) waits for them and loads them instead of training them again
+    solo = distributed.world_size() == 1 and any(keys[i] for i in todo)
+    with artifacts.computing_all([keys[i] for i in todo if keys[i]]) if solo else contextlib.nullcontext():
+        if solo:
+            for i in todo:
+                out[i] = artifacts.load(keys[i]) if keys[i] else None
+            todo = [i for i, r in enumerate(out) if r is None]
+        _train_todo(ds, jobs, keys, out, todo, cfg, teacher, device, progress, one_by_one)
+    return [r if "cached" in r else {**r, "cached": True} for r in out]
+
+
+def _train_todo(ds, jobs, keys, out, todo, cfg, teacher, device, progress, one_by_one) -> None:
+    """Train the jobs ``todo`` (indices into ``jobs``), storing each under its key as soon as it is trained and
+    setting ``out[i]``; see :func:`_train_jobs`."""
+    from ddlib import artifacts, distributed
+    from ddlib.bps import grid
+
     if todo:
         stacked = grid.supports(cfg, device)
         sub = [jobs[i] for i in todo]
@@ -343,7 +362,6 @@ def _train_jobs(ds, jobs, cfg, teacher, device, progress, one_by_one) -> list[di
             for j, r in enumerate(distributed.split_map(train, sub)):
                 store(j, r)
         distributed.barrier()
-    return [r if "cached" in r else {**r, "cached": True} for r in out]
 
 
 def grid_pairs(rows: list[dict], baseline: str = "random", confidence: float = 0.95) -> list[dict]:

@@ -39,6 +39,7 @@ from ddlib.results.evidence import (
                                     latest_evidence,
                                     paired_table,
                                     recorded_patterns,
+                                    regime_differences,
                                     teacher_text,
                                     verdict_of,
                                     versus_table,
@@ -127,5 +128,5 @@ __all__ = ["FIT_NAMES", "FLOW_METRICS", "across_backbones", "ci_projector_findin
            "records_table", "result_files", "selection_accuracy", "selection_balance", "selection_costs",
            "selection_gains", "selection_hlr", "selection_verdicts", "slug", "split_columns", "strict",
            "synthesis_by_steps", "synthesis_cost_curve", "synthesis_cost_summary", "synthesis_costs",
-           "synthesis_steps", "synthesis_verdicts", "synthesis_versus", "teacher_text", "verdict_of", "verdict_table",
+           "synthesis_steps", "synthesis_verdicts", "synthesis_versus", "regime_differences", "teacher_text", "verdict_of", "verdict_table",
            "versus_table", "write"]

@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from ddlib.results.records import Record, _is_number, _prov, device_words, load
+from ddlib.results.records import _NUMBER_WORDS, Record, _is_number, _prov, device_words, load
 
 __all__ = ["BOOK_DEFAULT_SCALE", "COST_COLUMNS", "chapter_time", "cost_appendix", "cost_table"]
 
@@ -150,8 +150,14 @@ def chapter_time(chapter: str, records: Iterable[Record] | None = None, *, scale
             secs = (row.get("chapter_seconds") or {}).get(chapter) if isinstance(row.get("chapter_seconds"),
                                                                                  dict) else None
             if _is_number(secs):
+                jobs = row.get("jobs")  # a parallel build (python -m ddlib book --jobs N): N chapters at once
+                threads = rec.provenance.get("threads")
+                each = (max(1, int(threads) // int(jobs)) if _is_number(threads) and _is_number(jobs) else None)
+                side = (f", {_NUMBER_WORDS.get(int(jobs), jobs)} chapters at a time" + (
+                    f" ({_NUMBER_WORDS.get(each, each)} thread{'' if each == 1 else 's'} each)" if each else "")
+                        if _is_number(jobs) and int(jobs) > 1 else "")
                 found.append((str(rec.provenance.get("date")), float(secs), "the book build of {date}, from an "
-                              "empty cache", rec))
+                              f"empty cache{side}", rec))
             elif row.get("chapter") == chapter and _is_number(row.get("wall_s")) and row.get("status", "ok") == "ok":
                 date = str((row.get("provenance") or {}).get("date") or rec.provenance.get("date"))
                 found.append((date, float(row["wall_s"]), "a run of the chapter of {date}", rec))

@@ -9,7 +9,7 @@ turns these tables into the book's verdict tables.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ from ddlib.metrics import RULES
 from ddlib.results.records import VERSUS_COLUMNS, Record, _is_number, _spread, dataset_label, load
 
 __all__ = ["CROSS_ARCH_PREFIX", "PAIRED_COLUMNS", "bps_split_ablation", "epoch_curve", "evidence_summary", "hlr_table", "latest_evidence",
-           "paired_table", "recorded_patterns", "teacher_text", "verdict_of", "versus_table"]
+           "paired_table", "recorded_patterns", "regime_differences", "teacher_text", "verdict_of", "versus_table"]
 
 PAIRED_COLUMNS = ["method", "baseline", "ipc", "protocol", "rule", "n_seeds", "diff_mean", "ci95", "excludes_zero",
                   "verdict", "dataset", "device", "date", "commit", "source"]
@@ -202,6 +202,32 @@ def teacher_text(record: Record | None, missing: str = "not recorded yet", ipc: 
     each = [f"{100 * m['teacher_acc']:.1f} % for IPC {', '.join(map(str, m['ipcs']))}" for m in parts]
     listed = ", ".join(each[:-1]) + " and " + each[-1]
     return f"{listed},{size}, trained in {len(parts)} sessions with the same settings"
+
+
+#: how :func:`regime_differences` names a pipeline config's sections
+_SECTIONS = {"encoder": "Stage-1 encoder", "pattern": "partition", "teacher": "teacher",
+             "forgetting": "forgetting scores", "select": "selection"}
+
+
+def regime_differences(record: Record | None, live: Mapping[str, Any], *, section: str = "pipeline") -> str:
+    """Where this build's settings (``live``: a config as :func:`ddlib.utils.config_dict` gives it, e.g. a
+    pipeline's ``{"encoder": ..., "teacher": ...}``) differ from those the record was made with (its
+    ``config[section]``), by part: "teacher: epochs 10 here, 12 in the record". Only settings both hold are
+    compared; "" when none differ or without a record."""
+    theirs = ((record.config or {}).get(section) if record is not None else None) or {}
+    by_part: dict[str, list[str]] = {}
+
+    def walk(a: Any, b: Any, path: tuple[str, ...]) -> None:
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            for k in a:
+                if k in b:
+                    walk(a[k], b[k], (*path, str(k)))
+        elif a != b and path:
+            part = " ".join(_SECTIONS.get(p, p.replace("_", " ")) for p in path[:-1]) or "settings"
+            by_part.setdefault(part, []).append(f"{path[-1].replace('_', ' ')} {a} here, {b} in the record")
+
+    walk(dict(live), dict(theirs), ())
+    return "; ".join(f"{part}: {', '.join(said)}" for part, said in by_part.items())
 
 
 def evidence_summary(record: Record | None) -> dict[str, Any]:

@@ -64,9 +64,9 @@ _RULES_OF_NAMES = (  # (pattern, how its parts read), tried in order on a label 
     (re.compile(r"^timm:(.+)$"), lambda m: f"{m[1]} (timm)"),
     (re.compile(r"^(.+) \((.+)\)$"), lambda m: f"{display_name(m[1])} ({display_name(m[2])})"),
 )
-_WIDE = {"method": " ahead", "baseline": " behind", "none": ""}  # a wide cell's verdict: the side named first
+_WIDE = {"method": " ahead", "baseline": " behind", "none": "", "few": ""}  # a wide cell's verdict: the side named first
 _VERDICT = {"none": "no detectable difference", "single": "one seed, no interval",
-            "fixed": "the same at every seed, no interval"}
+            "fixed": "the same at every seed, no interval", "few": "no verdict (too few seeds)"}
 
 
 def display_name(label: Any) -> str:
@@ -149,7 +149,8 @@ def _rows(rows: Any) -> list[dict[str, Any]]:
 
 
 def _state(row: Mapping[str, Any]) -> str:
-    """``method`` / ``baseline`` (that side ahead: the interval excludes 0), ``none``, ``single`` (one seed, no
+    """``method`` / ``baseline`` (that side ahead: the interval excludes 0, on at least :data:`CLAIM_SEEDS` paired
+    seeds), ``few`` (an interval clear of 0 on fewer seeds: no verdict), ``none``, ``single`` (one seed, no
     interval) or ``fixed`` (every seed gave the same difference: the seed changes nothing, so no interval)."""
     ci = row.get("ci95")
     lo, hi = list(ci) if hasattr(ci, "__len__") and not isinstance(ci, str) and len(ci) == 2 else (None, None)
@@ -157,7 +158,12 @@ def _state(row: Mapping[str, Any]) -> str:
         return "single"
     if lo == hi:  # several seeds, one value: a run the seed does not change (a deterministic head), no interval
         return "fixed"
-    return "method" if lo > 0 else "baseline" if hi < 0 else "none"
+    if lo <= 0 <= hi:
+        return "none"
+    n = row.get("n_seeds")
+    if _is_number(n) and int(n) < CLAIM_SEEDS:  # an interval clear of 0 on too few seeds: no verdict either way
+        return "few"
+    return "method" if lo > 0 else "baseline"
 
 
 def verdict_table(rows: Any, *, rule: str = "final", expected: Iterable[Any] | None = None, columns: str | None = None,
@@ -233,12 +239,13 @@ def verdict_table(rows: Any, *, rule: str = "final", expected: Iterable[Any] | N
                     "verdict": _VERDICT["fixed"], "state": state, "wide": f"{points(d)} (same at every seed)"}
         lo, hi = (unit * float(x) for x in r["ci95"])
         brackets = f"[{bound(lo)}, {bound(hi)}]"
-        words = {"method": f"{a} ahead", "baseline": f"{b} ahead", "none": _VERDICT["none"]}[state]
-        few = f" on {n} seeds (too few)" if state != "none" and n is not None and n < CLAIM_SEEDS else ""
+        words = {"method": f"{a} ahead", "baseline": f"{b} ahead", "none": _VERDICT["none"],
+                 "few": f"no verdict ({n} seeds)"}[state]
         return {"difference": f"{points(d)} points", "95 % interval": brackets + (f", {n} seeds" if n and n < most
                                                                                   else ""),
-                "verdict": words + few, "state": state,
-                "wide": f"{points(d)} {brackets}{_WIDE[state]}" + (f" ({n} seeds)" if few else "")}
+                "verdict": words, "state": state,
+                "wide": f"{points(d)} {brackets}{_WIDE[state]}" + (f" ({n} seeds, no verdict)" if state == "few"
+                                                                    else "")}
 
     long = pd.DataFrame([{"comparison": comparison_name(k[0], k[1]), "IPC": k[2], axis: display_name(k[3]),
                           **cell(k, shown.get(k))} for k in order],
@@ -301,6 +308,7 @@ def _glue(key: str, order: list[tuple], by_rule: dict[str, dict[tuple, dict]], r
                  f"{key}_n_method_ahead": states.count("method"),
                  f"{key}_n_baseline_ahead": states.count("baseline"), f"{key}_n_no_difference": states.count("none"),
                  f"{key}_n_single_seed": states.count("single"), f"{key}_n_same_every_seed": states.count("fixed"),
+                 f"{key}_n_too_few_seeds": states.count("few"),
                  f"{key}_n_not_run": states.count("missing"),
                  f"{key}_n_seeds_min": min(seeds, default=0), f"{key}_n_seeds_max": max(seeds, default=0)})
     for r_name, found in by_rule.items():
@@ -316,15 +324,14 @@ def _glue(key: str, order: list[tuple], by_rule: dict[str, dict[tuple, dict]], r
             glue[f"{stem}_verdict"] = {"method": f"{_sides(k[0], k[1])[0]} ahead",
                                        "baseline": f"{_sides(k[0], k[1])[1]} ahead", **_VERDICT}[state]
             d = points(unit * float(r["diff_mean"]))
-            n = int(r["n_seeds"]) if _is_number(r.get("n_seeds")) else None
-            glue[f"{stem}_n_seeds"] = n if n is not None else 0
-            few = (f", {n} paired seeds: too few for a claim" if state in ("method", "baseline") and n is not None
-                   and n < CLAIM_SEEDS else "")
-            glue[f"{stem}_phrase"] = (f"{d} points from one seed, no interval" if state == "single" else
-                                      f"{d} points at every seed, no interval" if state == "fixed" else
-                                      f"{glue[f'{stem}_verdict']} ({d} points, 95 % interval "
-                                      f"{points(glue[f'{stem}_lo'], False)} to {points(glue[f'{stem}_hi'], False)}"
-                                      f"{few})")
+            n = int(r["n_seeds"]) if _is_number(r.get("n_seeds")) else 0
+            glue[f"{stem}_phrase"] = (
+                f"{d} points from one seed, no interval" if state == "single" else
+                f"{d} points at every seed, no interval" if state == "fixed" else
+                f"{d} points over {n} paired seeds (95 % interval {points(glue[f'{stem}_lo'], False)} to "
+                f"{points(glue[f'{stem}_hi'], False)}), too few seeds for a verdict" if state == "few" else
+                f"{glue[f'{stem}_verdict']} ({d} points, 95 % interval "
+                f"{points(glue[f'{stem}_lo'], False)} to {points(glue[f'{stem}_hi'], False)})")
     return glue
 
 
@@ -346,13 +353,10 @@ def headline(glue: Mapping[str, Any], key: str, method: str, baseline: str, prot
     stem = lambda k: f"{key}_{slug(method)}_vs_{slug(baseline)}_{slug(protocol)}_ipc{slug(_ipc(k))}_{rule}"  # noqa: E731
     a, b = _sides(method, baseline)
     by: dict[str, list[str]] = {}
-    few: set[str] = set()  # the IPCs whose side ahead rests on fewer seeds than a claim needs
     for k in ipcs:
         v = glue.get(f"{stem(k)}_verdict")
         if v is not None:
             by.setdefault(str(v), []).append(str(_ipc(k)))
-            if str(v).endswith(" ahead") and 0 < int(glue.get(f"{stem(k)}_n_seeds") or CLAIM_SEEDS) < CLAIM_SEEDS:
-                few.add(str(_ipc(k)))
     if not by:
         return f"{a} against {b}: not run"
 
@@ -365,10 +369,9 @@ def headline(glue: Mapping[str, Any], key: str, method: str, baseline: str, prot
             parts.append(f"{a} and {b} cannot be told apart at {at(ks)}" if len(by) == 1
                          else f"no detectable difference at {at(ks)}")
         elif v.endswith(" ahead"):
-            parts.append(f"{v[:-6]} ahead of {b if v[:-6] == a else a} at {at(ks)}"
-                         + (" (on too few seeds for a claim)" if few & set(ks) else ""))
+            parts.append(f"{v[:-6]} ahead of {b if v[:-6] == a else a} at {at(ks)}")
         else:
-            parts.append(f"at {at(ks)}: {v}")
+            parts.append(f"{a} against {b} at {at(ks)}: {v}" if len(by) == 1 else f"at {at(ks)}: {v}")
     return "; ".join(parts)
 
 
@@ -381,7 +384,8 @@ def _sentence(name: str, order: list[tuple], found: Mapping[tuple, dict], rule: 
     ahead = [(k, r) for k, r in run if _state(r) in ("method", "baseline")]
     single = sum(_state(r) == "single" for _, r in run)
     fixed = sum(_state(r) == "fixed" for _, r in run)
-    none = len(run) - len(ahead) - single - fixed
+    unsure = sum(_state(r) == "few" for _, r in run)
+    none = len(run) - len(ahead) - single - fixed - unsure
     parts = []
     if not ahead and none:
         parts.append("no detectable difference" + ("" if none == 1 else f" in any of the {none} comparisons")
@@ -413,6 +417,8 @@ def _sentence(name: str, order: list[tuple], found: Mapping[tuple, dict], rule: 
         parts.append(f"{single} from a single seed, without an interval" if single < len(run) else
                      f"{'the comparison rests' if single == 1 else f'all {single} comparisons rest'} on a single "
                      "seed: no interval, no verdict")
+    if unsure:
+        parts.append(f"{unsure} with an interval clear of 0 on too few seeds for a verdict")
     if fixed:
         parts.append(f"{'the comparison gives' if fixed == len(run) == 1 else f'{fixed} give'} the same difference "
                      "at every seed (the seed changes neither side): no interval, no verdict")

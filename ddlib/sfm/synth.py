@@ -56,6 +56,8 @@ and loading a synthetic set in :mod:`ddlib.sfm.sets`, the peak-memory meter in
 """
 from __future__ import annotations
 
+import contextlib
+
 import dataclasses
 import time
 from collections.abc import Callable, Sequence
@@ -439,10 +441,15 @@ def distill_cached(backbone: Callable[[Tensor], Tensor], ds: Any, cfg: SynthConf
     res = artifacts.load(key) if use_cache else None
     cached = res is not None
     if res is None:
-        res = distill(backbone, ds, cfg, backbone_name=backbone_name, device=device, progress=progress,
-                      snapshots=snapshots)
-        if use_cache:
-            artifacts.save(key, res, meta={"backbone": backbone_name, "method": cfg.method})
+        # another process distilling the same set (chapters 4 and 5 side by side): wait for it, then load
+        with artifacts.computing(key) if use_cache else contextlib.nullcontext():
+            res = artifacts.load(key) if use_cache else None
+            cached = res is not None
+            if res is None:
+                res = distill(backbone, ds, cfg, backbone_name=backbone_name, device=device, progress=progress,
+                              snapshots=snapshots)
+                if use_cache:
+                    artifacts.save(key, res, meta={"backbone": backbone_name, "method": cfg.method})
     return {**res, "key": key, "cached": cached, "load_s": time.perf_counter() - t0}
 
 
