@@ -22,7 +22,7 @@ import yaml
 from ddlib.presets import SCALES
 from ddlib.utils import ROOT, check_choice, check_int, progress_env
 
-__all__ = ["toc_files", "chapters", "fold_injected_parameters", "build", "costliest_first", "papermill_commands"]
+__all__ = ["toc_files", "chapters", "fold_injected_parameters", "build", "costliest_first", "prerequisites", "papermill_commands"]
 
 
 def toc_files(toc: dict) -> list[str]:
@@ -70,7 +70,8 @@ def build(scale: str | None = None, out: Path | None = None, book: Path = ROOT /
     ``make book`` does), build the HTML strictly; return the html folder.
 
     ``jobs`` > 1 runs that many chapters at once, each in a kernel of its own with the machine's threads shared
-    out (``OMP_NUM_THREADS``), the costliest first as the newest book-build record timed them. They share one
+    out (``OMP_NUM_THREADS``), the costliest first as the newest book-build record timed them, a chapter only
+    once the chapters it reads are done (:func:`prerequisites`). They share one
     artifact cache, whose locks (:func:`ddlib.artifacts.computing`) make a chapter that needs what another is
     computing (chapter 2 needs chapter 1's Stage 1) wait for it instead of computing it again. Each chapter's
     wall seconds go to ``<out>/_build/chapter_seconds.json``."""
@@ -146,13 +147,25 @@ def costliest_first(todo: list[str], records: object = None) -> list[str]:
     return sorted(todo, key=lambda c: (-(timed[c] or 0.0), todo.index(c)) if timed[c] else (1.0, todo.index(c)))
 
 
+def prerequisites(chapter: str, book: Path = ROOT / "book") -> list[str]:
+    """The chapters ``chapter`` reads artifacts of, from its notebook metadata ``{"ddlib": {"after": [names]}}``
+    (notebook names, e.g. ``"02_balanced_selection"``): a parallel build starts it only once they are done,
+    since it would otherwise wait for their locks, a worker idle (chapter 5 reuses chapters 2 and 4)."""
+    import json
+
+    meta = json.loads((book / f"{chapter}.ipynb").read_text()).get("metadata", {})
+    return [str(a) for a in (meta.get("ddlib") or {}).get("after", [])]
+
+
 def _execute_in_parallel(todo: list[str], book: Path, staged: Path, scale: str | None, progress: bool,
                          jobs: int) -> dict[str, float]:
-    from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
     threads = str(max(1, (os.cpu_count() or 1) // jobs))
     env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
     seconds: dict[str, float] = {}
+    names = {Path(c).name: c for c in todo}
+    after = {c: [names[a] for a in prerequisites(c, book) if a in names] for c in todo}
 
     def run(chapter: str) -> None:
         src, dst = _paths(chapter, book, staged)
@@ -170,14 +183,23 @@ def _execute_in_parallel(todo: list[str], book: Path, staged: Path, scale: str |
         if progress:
             print(f"done {chapter} in {seconds[chapter]:.0f} s", flush=True)
 
+    waiting, running = costliest_first(todo), {}
     with ThreadPoolExecutor(max_workers=min(jobs, len(todo))) as pool:
-        futures = [pool.submit(run, c) for c in costliest_first(todo)]
-        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-        failed = [f for f in done if f.exception() is not None]
-        if failed:
-            for f in futures:
-                f.cancel()  # the chapters not started yet; those running finish
-            raise failed[0].exception()  # type: ignore[misc]
+        while waiting or running:
+            ready = [c for c in waiting if all(a in seconds for a in after[c])]
+            for c in ready[:jobs - len(running)]:  # the costliest ready chapters, as workers free up
+                waiting.remove(c)
+                running[pool.submit(run, c)] = c
+            if not running:  # nothing can start: a prerequisite is not in this build
+                raise RuntimeError(f"chapters {waiting} wait for chapters that are not built: "
+                                   + "; ".join(f"{c} after {after[c]}" for c in waiting))
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for f in done:
+                running.pop(f)
+                if f.exception() is not None:
+                    for g in running:
+                        g.cancel()
+                    raise f.exception()  # type: ignore[misc]
     return {c: seconds[c] for c in todo}
 
 

@@ -74,3 +74,22 @@ def test_a_failing_chapter_is_named_with_its_executed_notebook_and_nothing_is_bu
     assert not (tmp_path / "out" / "_build" / "html").exists()
     with pytest.raises(ParamError, match="jobs"):
         bookbuild.build("test", out=tmp_path / "out", book=book, progress=False, jobs=0)
+
+
+def test_a_chapter_that_reads_another_starts_after_it(tmp_path: Path) -> None:
+    """Notebook metadata ``{"ddlib": {"after": [...]}}``: with two workers, "02_b" (which reads "01_a"'s
+    artifacts) starts only once "01_a" has finished, though a worker is free from the start."""
+    stamp = tmp_path / "stamps"
+    stamp.mkdir()
+    body = ('import time, pathlib\nd = pathlib.Path({!r})\n(d / "{}.start").write_text(repr(time.time()))\n'
+            'time.sleep({})\n(d / "{}.end").write_text(repr(time.time()))')
+    book = _book(tmp_path, {"01_a": body.format(str(stamp), "01_a", 2, "01_a"),
+                            "02_b": body.format(str(stamp), "02_b", 0, "02_b")})
+    path = book / "notebooks" / "02_b.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    nb.metadata["ddlib"] = {"after": ["01_a"]}
+    nbformat.write(nb, path)
+    assert bookbuild.prerequisites("notebooks/02_b", book) == ["01_a"]
+    bookbuild.build(None, out=tmp_path / "out", book=book, progress=False, jobs=2)
+    read = lambda name: float((stamp / name).read_text())  # noqa: E731
+    assert read("02_b.start") >= read("01_a.end")

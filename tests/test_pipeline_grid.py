@@ -205,3 +205,13 @@ def test_an_interrupted_grid_keeps_every_student_it_finished(pool: data.Dataset,
         P.evaluate_grid(pool, mod["inputs"], ["random"], [2], [0, 1, 2, 3], {"ce": st}, progress=False)
     rows = P.evaluate_grid(pool, mod["inputs"], ["random"], [2], [0, 1, 2, 3], {"ce": st}, progress=False)
     assert sorted(r["seed"] for r in rows if r["cached"]) == [0, 1]
+
+
+def test_same_picks_groups_methods_whose_selections_are_identical() -> None:
+    from ddlib.bps.pipeline import same_picks
+
+    sels = {"herding": {1: {"indices": [3, 7]}, 10: {"indices": [1, 2]}},
+            "centroids": {1: {"indices": [7, 3]}, 10: {"indices": [1, 5]}},
+            "random": {1: {"indices": [4, 9]}}, "kcenter": {1: {"indices": [9, 4]}}, "bps": {1: {"indices": [0, 1]}}}
+    assert same_picks(sels, 1) == [["herding", "centroids"], ["random", "kcenter"]]  # order of picks ignored
+    assert same_picks(sels, 10) == [] and same_picks(sels, 50) == []

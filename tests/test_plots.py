@@ -85,7 +85,7 @@ def test_curves_figure_draws_steps_from_zero_with_a_running_mean() -> None:
     fig = plots.curves_figure({"a": [4.0, 2.0, 0.0]}, smooth=2)
     raw, mean = fig.data
     assert list(raw.x) == [0, 1, 2] and list(raw.y) == [4.0, 2.0, 0.0] and raw.opacity == 0.45
-    assert list(mean.x) == [1, 2] and list(mean.y) == [3.0, 1.0] and mean.name == "a (mean of 2)"
+    assert list(mean.x) == [1, 2] and list(mean.y) == [3.0, 1.0] and mean.name == "a (running mean of 2)"
     assert mean.line.color == raw.line.color
     assert fig.layout.xaxis.title.text == "step" and fig.layout.yaxis.type == "linear"
     assert fig.layout.title.text is None and fig.layout.margin.t == 10

@@ -103,10 +103,11 @@ def test_regime_findings_says_whether_another_rate_beats_the_spread_between_draw
                              ("noise", 0.9, 0.0), ("cifar-record", 0.4, 0.0))]
     g = results.regime_findings(_record(config={"regimes": regimes}, rows=rows), steps=1000)[1]
     assert g["regime_other_rates"] == (
-        "Started the same way, a rate of 0.03 reached 57.0 % at 1,000 steps, +2.0 points from 0.01, beyond the "
-        "1.0-point spread between the 2 draws; a rate of 0.1 reached 55.5 % at 1,000 steps, +0.5 points from "
-        "0.01, inside the 1.0-point spread between the 2 draws. Too few draws for a verdict: the chapter keeps "
-        "the rate of 0.01, the CIFAR-10 record's rate.")
+        "Started the same way, a rate of 0.03 scored higher than 0.01 at 1 of the 1 budgets (by 2.0 points); at "
+        "1,000 steps the gap, +2.0 points, is beyond the 1.0-point spread between the 2 draws; a rate of 0.1 scored "
+        "higher than 0.01 at 1 of the 1 budgets (by 0.5 points); at 1,000 steps the gap, +0.5 points, is inside "
+        "the 1.0-point spread between the 2 draws. Too few draws for a verdict: the chapter keeps the rate of "
+        "0.01, the CIFAR-10 record's rate.")
 
 
 def _ci_record(diff: float) -> Record:
@@ -193,7 +194,7 @@ def test_recorded_across_backbones_pairs_seeds_per_backbone() -> None:
     assert text.endswith("the verdict changes with the backbone") and "Lite0" not in text
     _narrow(table)
     rows[0]["per_seed"] = [0.6, 0.6, 0.6]
-    assert results.recorded_across_backbones(rec)[1]["sfm_backbones_sentence"].endswith("SFM ahead on every backbone")
+    assert results.recorded_across_backbones(rec)[1]["sfm_backbones_sentence"].endswith("SFM ahead on both backbones tested")
     assert results.recorded_across_backbones(records=[])[1]["sfm_backbones_sentence"].startswith("not recorded yet")
     # a record being filled: IPC 10 holds one seed so far. Its differences are given without an interval (never
     # "[nan, nan]") and without a verdict; the verdict on every backbone is IPC 1's
@@ -204,7 +205,7 @@ def test_recorded_across_backbones_pairs_seeds_per_backbone() -> None:
     text = results.recorded_across_backbones(rec)[1]["sfm_backbones_sentence"]
     assert "nan" not in text
     assert "at IPC 10 (one seed so far, no interval) +1.0 on EfficientNet-Lite1 and −1.0 on EfficientNet-Lite2" in text
-    assert text.endswith("SFM ahead on every backbone with an interval (IPC 10: one seed, no verdict yet)")
+    assert text.endswith("SFM ahead on both backbones tested with an interval (IPC 10: one seed, no verdict yet)")
 
 
 def test_the_repository_records_read() -> None:

@@ -223,6 +223,11 @@ def test_selection_views_of_a_builds_students() -> None:
     assert acc.to_dict("list") == {"method": ["BPS", "random", "herding"], "IPC 1 (%)": ["61.0", "59.0", "58.0"],
                                    "IPC 10 (%)": ["61.0", "59.0", "58.0"]}
     assert (g["accuracy_top_method"], g["accuracy_bps_rank"], g["accuracy_max_ipc"]) == ("BPS", 1, 10)
+    assert g["accuracy_bps_place"] == "1st of 3"
+    tied = [{**r, "final": r["final"] - 0.02} if r["method"] == "bps" else r for r in rows]  # BPS prints 59.0
+    assert results.selection_accuracy(tied)[1]["accuracy_bps_place"] == "1st of 3, tied with random"
+    low = [{**r, "final": r["final"] - 0.05} if r["method"] == "bps" else r for r in rows]
+    assert results.selection_accuracy(low)[1]["accuracy_bps_place"] == "3rd of 3"
     gains, g = results.selection_gains(rows)
     _narrow(gains)
     bps10 = gains.set_index("method, IPC").loc["BPS, IPC 10"]

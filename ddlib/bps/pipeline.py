@@ -215,6 +215,17 @@ def selection_table(inputs: SelectionInputs, selections: dict) -> list[dict]:
     return rows
 
 
+def same_picks(selections: dict, ipc: int) -> list[list[str]]:
+    """The groups of methods whose selections at ``ipc`` hold exactly the same images (``selections``:
+    :func:`run_selection`'s ``{method: {ipc: selection}}``), each of two or more, in the methods' order: at IPC 1
+    herding's first pick is the class centroid's, so their students are the same students."""
+    groups: dict[frozenset, list[str]] = {}
+    for m, per_ipc in selections.items():
+        if ipc in per_ipc:
+            groups.setdefault(frozenset(int(i) for i in per_ipc[ipc]["indices"]), []).append(m)
+    return [g for g in groups.values() if len(g) > 1]
+
+
 def evaluate_all(ds, selections: dict, student, seeds, teacher=None, teacher_cfg=None, device=None,
                  progress: bool = True) -> list[dict]:
     """Students (one protocol for all) on every selection: one row per (method, IPC) with mean, std, per seed."""

@@ -30,12 +30,14 @@ def pattern_counts(num_patterns: dict[int, int], singletons: dict[int, int], cla
 
 
 def accuracy_figure(rows: Sequence[Mapping[str, Any]], ceiling: float | None = None,
-                    title: str = "Test accuracy by evaluation backbone") -> go.Figure:
+                    title: str = "Test accuracy by evaluation backbone",
+                    ceiling_label: str = "golden head, all training images") -> go.Figure:
     """Grouped bars: x = evaluation backbone (and set), one bar per mode in its colour (:func:`colour_of`),
     error bars = std over runs (%).
 
     ``rows``: dicts with ``eval_backbone``, ``mode``, ``acc``, ``acc_std`` and optionally ``set``;
-    ``ceiling``: the golden head's accuracy on the distillation backbone (a dashed line).
+    ``ceiling``: the golden head's accuracy on the distillation backbone (a dashed line), labelled
+    ``ceiling_label`` (say what it learned from: a subsample is not "all training images").
     """
     sets = list(dict.fromkeys(r.get("set", "") for r in rows))
     fig = go.Figure()
@@ -47,7 +49,7 @@ def accuracy_figure(rows: Sequence[Mapping[str, Any]], ceiling: float | None = N
                     error_y=dict(type="data", array=[100 * r.get("acc_std", 0.0) for r in sel]),
                     hovertemplate="%{x}<br>%{y:.1f} %<extra>" + MODE_LABELS.get(mode, mode) + "</extra>")
     if ceiling is not None:
-        fig.add_hline(y=100 * ceiling, line_dash="dash", annotation_text="golden head, full data",
+        fig.add_hline(y=100 * ceiling, line_dash="dash", annotation_text=ceiling_label,
                       annotation_position="top left")
     fig.update_layout(barmode="group", title=title, yaxis_title="test accuracy (%)", legend_title="mode",
                       height=450)

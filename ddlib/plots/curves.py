@@ -31,7 +31,7 @@ def curves_figure(series: Mapping[str, Sequence[float]], title: str | None = Non
         if smooth > 1 and len(y) >= smooth:
             k = np.ones(smooth) / smooth
             fig.add_trace(go.Scatter(x=x[smooth - 1:], y=np.convolve(y, k, mode="valid"), mode="lines",
-                                     name=f"{name} (mean of {smooth})", line=dict(color=colour, width=2.5)))
+                                     name=f"{name} (running mean of {smooth})", line=dict(color=colour, width=2.5)))
     fig.update_layout(title=title, xaxis_title=xaxis, yaxis_title=yaxis, height=420,
                       yaxis_type="log" if log_y else "linear",
                       margin=dict(l=60, r=10, t=50 if title else 10, b=50), plot_bgcolor="white")

@@ -107,17 +107,21 @@ def live_versus_record(rows: Sequence[Mapping[str, Any]], record: Record | None,
     off = [mk for mk in shared if cases[mk][0] == "opposite"]
     n_same, n_in = glue[f"{key}_n_same"], glue[f"{key}_n_inside"]
     n_un, n_miss = glue[f"{key}_n_unconfirmed"], glue[f"{key}_n_missed"]
-    parts = [*([f"{n_same} {'agrees' if n_same == 1 else 'agree'} with a difference the record finds"]
-               if n_same else []),
-             f"{n_in} {'lies' if n_in == 1 else 'lie'} within the interval of a record that finds no difference",
-             f"{len(off)} {'puts' if len(off) == 1 else 'put'} the other side ahead"
-             + (" (" + "; ".join(reading(mk) for mk in off) + ")" if off else ""),
-             f"{n_un} {'shows' if n_un == 1 else 'show'} a gain or loss outside the record's interval, one the "
-             "record does not find",
-             *([f"{n_miss} {'shows' if n_miss == 1 else 'show'} no difference where the record finds one"]
-               if n_miss else [])]
-    glue[f"{key}_sentence"] = (f"Of the {len(shared)} comparisons with {display_name(baseline)} that this run shares "
-                               "with the record, " + ", ".join(parts[:-1]) + " and " + parts[-1] + ".")
+    said = [(n_same, "agrees", "agree", "with a difference the record finds"),
+            (n_in, "lies", "lie", "within the interval of a record that finds no difference"),
+            (len(off), "puts", "put", "the other side ahead" + (" (" + "; ".join(reading(mk) for mk in off) + ")"
+                                                                if off else "")),
+            (n_un, "shows", "show", "a gain or loss outside the record's interval, which the record does not find"),
+            (n_miss, "shows", "show", "no difference where the record finds one")]
+    said = [s for s in said if s[0]]  # only what happened: no "0 put the other side ahead"
+    head = f"Of the {len(shared)} comparisons with {display_name(baseline)} that this run shares with the record, "
+    if len(said) == 1:
+        n, _, plural, what = said[0]
+        glue[f"{key}_sentence"] = head + (f"the one {said[0][1]} {what}." if n == 1 else
+                                          f"{'both' if n == 2 else f'all {n}'} {plural} {what}.")
+    else:
+        parts = [f"{n} {one if n == 1 else many} {what}" for n, one, many, what in said]
+        glue[f"{key}_sentence"] = head + ", ".join(parts[:-1]) + " and " + parts[-1] + "."
     top = max(ipcs)
     best = max((mk for mk in shared if mk[1] == top), key=lambda mk: cases[mk][1])
     glue[f"{key}_best"] = reading(best)

@@ -232,10 +232,23 @@ def selection_accuracy(rows: Sequence[Mapping[str, Any]], *, protocol: str = "kd
         f"{key}_top_method": display_name(ranked[0]) if ranked else "none",
         f"{key}_top_acc": float(acc[(ranked[0], top_k)]) if ranked else 0.0,
         f"{key}_{slug(method)}_rank": ranked.index(method) + 1 if method in ranked else 0,
+        f"{key}_{slug(method)}_place": _place(method, ranked, {m: acc[(m, top_k)] for m in ranked}),
         **{f"{key}_{slug(m)}_ipc{k}": float(a) for (m, k), a in acc.items()}}
     from ddlib.plots.tables import whole_table
 
     return whole_table(table), glue
+
+
+def _place(method: str, ranked: Sequence[str], acc: Mapping[str, float]) -> str:
+    """``method``'s place among ``ranked`` by accuracy as the tables print it (one decimal): "5th of 6", or
+    "5th of 6, tied with random" when another method prints the same accuracy; "not run"."""
+    if method not in ranked:
+        return "not run"
+    shown = {m: round(a, 1) for m, a in acc.items()}
+    place = 1 + sum(v > shown[method] for v in shown.values())
+    ties = [display_name(m) for m in ranked if m != method and shown[m] == shown[method]]
+    nth = f"{place}{'th' if 10 <= place % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(place % 10, 'th')}"
+    return f"{nth} of {len(ranked)}" + (f", tied with {' and '.join(ties)}" if ties else "")
 
 
 def selection_gains(rows: Sequence[Mapping[str, Any]], *, baseline: str = "random", rule: str = "final",

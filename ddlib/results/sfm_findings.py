@@ -106,32 +106,34 @@ def _regime_label(synth: Mapping[str, Any]) -> str:
 
 
 def _other_rates(regimes: Mapping[str, Any], rows: list[dict], chosen: str, at: int | None) -> str:
-    """One sentence on the regimes that start as ``chosen`` does at another rate, at the budget ``at``: their
-    accuracy, the gap to ``chosen`` and whether it exceeds the spread between draws (the larger of the two
-    rows' standard deviations over seeds; two draws give no interval). "" when the record has none."""
+    """One sentence on the regimes that start as ``chosen`` does at another rate: at how many of the budgets
+    both ran it scored higher and by how much, and at the budget ``at`` the gap against the spread between draws
+    (the larger of the two rows' standard deviations over seeds; two draws give no interval). "" when the
+    record has none."""
     mine = regimes.get(chosen, {}).get("synth", {})
-    at_rows = {r["regime"]: r for r in rows if _is_number(r.get("steps")) and int(r["steps"]) == at}
-    if chosen not in at_rows:
+    acc = {(r["regime"], int(r["steps"])): r for r in rows if _is_number(r.get("steps"))}
+    if (chosen, at) not in acc:
         return ""
-    base = at_rows[chosen]
-    said = []
+    said, n_draws = [], len(acc[(chosen, at)].get("seeds") or [])
     for name, reg in regimes.items():
         s = reg["synth"]
-        if name == chosen or name not in at_rows or s.get("init") != mine.get("init") or s.get("lr") == mine.get("lr"):
+        if name == chosen or s.get("init") != mine.get("init") or s.get("lr") == mine.get("lr") or (name, at) not in acc:
             continue
-        other = at_rows[name]
-        gap = 100 * (float(other["mean"]) - float(base["mean"]))
-        spread = 100 * max(float(other.get("std") or 0.0), float(base.get("std") or 0.0))
-        n = len(other.get("seeds") or [])
-        where = "inside" if abs(gap) <= spread else "beyond"
-        said.append(f"a rate of {s['lr']:g} reached {100 * float(other['mean']):.1f} % at {at:,} steps, "
-                    f"{points(gap)} points from {mine.get('lr'):g}, {where} the {spread:.1f}-point spread between "
-                    f"the {n} draws")
+        gaps = {b: 100 * (float(acc[(name, b)]["mean"]) - float(acc[(chosen, b)]["mean"]))
+                for (n, b) in acc if n == name and (chosen, b) in acc}
+        higher = [g for g in gaps.values() if g > 0]
+        spread = 100 * max(float(acc[(name, at)].get("std") or 0.0), float(acc[(chosen, at)].get("std") or 0.0))
+        where = "inside" if abs(gaps[at]) <= spread else "beyond"
+        span = (f" (by {min(higher):.1f} to {max(higher):.1f} points)" if len(higher) > 1 else
+                f" (by {higher[0]:.1f} points)" if higher else "")
+        said.append(f"a rate of {s['lr']:g} scored higher than {mine.get('lr'):g} at {len(higher)} of the "
+                    f"{len(gaps)} budgets{span}; at {at:,} steps the gap, {points(gaps[at])} points, is {where} the "
+                    f"{spread:.1f}-point spread between the {n_draws} draws")
     if not said:
         return ""
     record_lr = regimes.get("cifar-record", {}).get("synth", {}).get("lr")  # sfm_regime.py's name for it
     why = ", the CIFAR-10 record's rate" if record_lr == mine.get("lr") else ""
-    few = "Too few draws for a verdict: the" if len(base.get("seeds") or []) < CLAIM_SEEDS else "The"
+    few = "Too few draws for a verdict: the" if n_draws < CLAIM_SEEDS else "The"
     return f"Started the same way, {'; '.join(said)}. {few} chapter keeps the rate of {mine.get('lr'):g}{why}."
 
 

@@ -332,11 +332,13 @@ def recorded_across_backbones(record: Record | None = None, records: Iterable[Re
     if not parts:
         return table, {**glue, f"{key}_sentence": f"{display_name(method)} against {display_name(baseline)}: not "
                                                   "scored on another backbone in the record"}
+    n_bb = rows.protocol.nunique()
+    every = "both backbones tested" if n_bb == 2 else f"all {n_bb} backbones tested"
     what = ("one seed only: no verdict yet" if not signs else
-            "one backbone only: no claim across backbones" if len(rows) < 2 else
-            f"{display_name(method)} ahead on every backbone" if signs == {1} else
-            f"{display_name(method)} behind on every backbone" if signs == {-1} else
-            "no detectable difference on any backbone" if signs == {0} else "the verdict changes with the backbone")
+            "one backbone only: no claim across backbones" if n_bb < 2 else
+            f"{display_name(method)} ahead on {every}" if signs == {1} else
+            f"{display_name(method)} behind on {every}" if signs == {-1} else
+            f"no detectable difference on {every}" if signs == {0} else "the verdict changes with the backbone")
     if signs and single:
         what += f" with an interval (IPC {', '.join(single)}: one seed, no verdict yet)"
     sentence = (f"on {display_name(dataset_label(rec.config.get('dataset')))}, {display_name(method)} {MINUS} "
