@@ -143,8 +143,9 @@ def test_selection_on_two_ranks_is_the_one_process_selection(tmp_path: Path, mon
     # every rank holds rank 0's partition and selections
     assert torch.equal(torch.as_tensor(ranks[0]["result"]["patterns"]), torch.as_tensor(ranks[1]["result"]["patterns"]))
     assert ranks[0]["result"]["selections"] == ranks[1]["result"]["selections"]
-    # the encoder and the teacher trained in DistributedDataParallel on both ranks; nothing in one process
-    assert ranks[0]["parallel"] == ranks[1]["parallel"] == ["Encoder", "ConvNet"] and one["parallel"] == []
+    # the teacher (trained first: it does not need Stage 1) and the encoder trained in DistributedDataParallel on
+    # both ranks; nothing in one process
+    assert ranks[0]["parallel"] == ranks[1]["parallel"] == ["ConvNet", "Encoder"] and one["parallel"] == []
     # rank 0 wrote every artifact the one process wrote, the other rank none
     assert sorted(ranks[0]["writes"]) == sorted(one["writes"]) and one["writes"]
     assert ranks[1]["writes"] == []
