@@ -81,7 +81,8 @@ def _median_sq_dist(x: torch.Tensor, max_points: int = 1000, seed: int = 0) -> f
 
 def mmd_reference(embeddings, labels, max_class: int = 5000, seed: int = 0) -> dict:
     """What :func:`mmd` computes of each class whatever the selection: its (sub)sample, the RBF bandwidth and
-    the class's own kernel mean ``E k(x, x')`` (the costly term: a ``max_class``² kernel). Compute it once and
+    the class's own kernel mean ``E k(x, x')`` (the costly term: a kernel of ``max_class`` by ``max_class``
+    entries). Compute it once and
     pass it as ``mmd(..., reference=...)`` to score many selections of the same embeddings (a selection table
     of six methods at three IPCs computes it once instead of eighteen times; the results are the same)."""
     e = _norm(embeddings)
