@@ -550,5 +550,7 @@ def test_regime_differences_name_each_setting_the_build_changed() -> None:
             "encoder": {"epochs": 10}, "select": {"ipc": 10}}
     assert results.regime_differences(rec, live) == (
         "teacher: epochs 10 here, 12 in the record; forgetting scores: el2n epoch 10 here, 12 in the record")
+    assert results.regime_differences(rec, live, limit=1) == (
+        "teacher: epochs 10 here, 12 in the record; and 1 more setting")
     assert results.regime_differences(rec, {"encoder": {"epochs": 10}}) == ""
     assert results.regime_differences(None, live) == ""

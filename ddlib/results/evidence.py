@@ -209,11 +209,12 @@ _SECTIONS = {"encoder": "Stage-1 encoder", "pattern": "partition", "teacher": "t
              "forgetting": "forgetting scores", "select": "selection"}
 
 
-def regime_differences(record: Record | None, live: Mapping[str, Any], *, section: str = "pipeline") -> str:
+def regime_differences(record: Record | None, live: Mapping[str, Any], *, section: str = "pipeline",
+                       limit: int = 4) -> str:
     """Where this build's settings (``live``: a config as :func:`ddlib.utils.config_dict` gives it, e.g. a
     pipeline's ``{"encoder": ..., "teacher": ...}``) differ from those the record was made with (its
-    ``config[section]``), by part: "teacher: epochs 10 here, 12 in the record". Only settings both hold are
-    compared; "" when none differ or without a record."""
+    ``config[section]``), by part: "teacher: epochs 10 here, 12 in the record"; past ``limit`` settings, a count
+    ("; and 7 more settings"). Only settings both hold are compared; "" when none differ or without a record."""
     theirs = ((record.config or {}).get(section) if record is not None else None) or {}
     by_part: dict[str, list[str]] = {}
 
@@ -227,7 +228,15 @@ def regime_differences(record: Record | None, live: Mapping[str, Any], *, sectio
             by_part.setdefault(part, []).append(f"{path[-1].replace('_', ' ')} {a} here, {b} in the record")
 
     walk(dict(live), dict(theirs), ())
-    return "; ".join(f"{part}: {', '.join(said)}" for part, said in by_part.items())
+    shown, n = {}, 0
+    for part, said in by_part.items():  # the first ``limit`` settings, then a count of the rest
+        keep = said[:max(0, limit - n)]
+        if keep:
+            shown[part] = keep
+        n += len(said)
+    rest = n - sum(map(len, shown.values()))
+    return "; ".join(f"{part}: {', '.join(said)}" for part, said in shown.items()) + (
+        f"; and {rest} more setting{'s' if rest != 1 else ''}" if rest else "")
 
 
 def evidence_summary(record: Record | None) -> dict[str, Any]:
