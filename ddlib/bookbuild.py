@@ -22,7 +22,8 @@ import yaml
 from ddlib.presets import SCALES
 from ddlib.utils import ROOT, check_choice, check_int, progress_env
 
-__all__ = ["toc_files", "chapters", "fold_injected_parameters", "build", "costliest_first", "prerequisites", "papermill_commands"]
+__all__ = ["toc_files", "chapters", "fold_injected_parameters", "build", "costliest_first", "prerequisites",
+           "papermill_commands"]
 
 
 def toc_files(toc: dict) -> list[str]:
